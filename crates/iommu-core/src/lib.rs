@@ -1,0 +1,25 @@
+//! Shared vocabulary of the smmuman driver crates.
+//!
+//! * [`addr`]: typed addresses ([`PhysAddr`], [`Iova`]) so that a host-physical address can never be
+//!   passed where an I/O virtual address is expected.
+//! * [`ids`]: typed identifiers ([`StreamId`], [`Vmid`], [`Bdf`]).
+//! * [`access`]: the permissions a DMA window grants ([`Access`]).
+//! * [`mem`]: [`DmaMemory`], the one door through which table and queue logic touches the memory an
+//!   IOMMU reads by DMA. Bare-metal code implements it over identity-mapped RAM; host tests use
+//!   [`fake::FakeMemory`] (feature `fake`).
+
+#![cfg_attr(not(any(test, feature = "fake")), no_std)]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod access;
+pub mod addr;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
+pub mod ids;
+pub mod mem;
+
+pub use access::Access;
+pub use addr::{Iova, PhysAddr, PAGE_SIZE};
+pub use ids::{Bdf, StreamId, Vmid};
+pub use mem::{DmaMemory, OutOfMemory};

@@ -1,0 +1,70 @@
+//! The memory the IOMMU reads and writes by DMA: stream tables, queues, page tables.
+//!
+//! Table and queue logic never holds a pointer: it names memory by [`PhysAddr`] and reads or writes
+//! whole 64-bit words through a [`DmaMemory`]. A 64-bit write is single-copy atomic on the real
+//! implementation, so the IOMMU never observes a torn descriptor (IHI 0070 §3.21.3 requires STE and
+//! descriptor updates to be observed as whole 64-bit words).
+
+use crate::addr::PhysAddr;
+use core::fmt;
+
+/// No memory was left for an allocation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct OutOfMemory {
+    /// The size that was asked for, in bytes.
+    pub size: usize,
+}
+
+impl fmt::Display for OutOfMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "out of DMA memory allocating {:#x} bytes", self.size)
+    }
+}
+
+/// Physically contiguous memory shared with a DMA-capable IOMMU.
+///
+/// Implementations decide how physical addresses are reached (identity map on bare metal, a hash
+/// map of pages in host tests). Callers only use addresses inside allocations they own; an
+/// implementation may treat anything else as a bug and panic, since no caller input ever reaches
+/// these addresses directly.
+pub trait DmaMemory {
+    /// Allocates `size` bytes of zeroed memory aligned to `align` bytes.
+    ///
+    /// `size` is rounded up to whole 4 KiB pages; `align` is a power of two (at least 4 KiB is
+    /// always honoured).
+    ///
+    /// # Errors
+    /// [`OutOfMemory`] when no suitable contiguous range is free.
+    fn alloc_zeroed(&mut self, size: usize, align: usize) -> Result<PhysAddr, OutOfMemory>;
+
+    /// Returns an allocation made by [`DmaMemory::alloc_zeroed`] with the same `size`.
+    fn free(&mut self, pa: PhysAddr, size: usize);
+
+    /// Reads the 64-bit word at `pa` (8-byte aligned).
+    fn read_u64(&self, pa: PhysAddr) -> u64;
+
+    /// Writes the 64-bit word at `pa` (8-byte aligned) as one single-copy-atomic store.
+    fn write_u64(&mut self, pa: PhysAddr, value: u64);
+
+    /// Makes all earlier writes visible to the IOMMU's table walker before any later MMIO write
+    /// (a `DSB` on Arm). Called before a command that tells the IOMMU to re-read memory.
+    fn publish(&mut self) {}
+}
+
+impl<M: DmaMemory + ?Sized> DmaMemory for &mut M {
+    fn alloc_zeroed(&mut self, size: usize, align: usize) -> Result<PhysAddr, OutOfMemory> {
+        (**self).alloc_zeroed(size, align)
+    }
+    fn free(&mut self, pa: PhysAddr, size: usize) {
+        (**self).free(pa, size)
+    }
+    fn read_u64(&self, pa: PhysAddr) -> u64 {
+        (**self).read_u64(pa)
+    }
+    fn write_u64(&mut self, pa: PhysAddr, value: u64) {
+        (**self).write_u64(pa, value)
+    }
+    fn publish(&mut self) {
+        (**self).publish()
+    }
+}
