@@ -4,6 +4,7 @@
 //!   passed where an I/O virtual address is expected.
 //! * [`ids`]: typed identifiers ([`StreamId`], [`Vmid`], [`Bdf`]).
 //! * [`access`]: the permissions a DMA window grants ([`Access`]).
+//! * [`backend`]: [`IommuBackend`], what the manager asks of any IOMMU (SMMUv3 now, VT-d later).
 //! * [`mem`]: [`DmaMemory`], the one door through which table and queue logic touches the memory an
 //!   IOMMU reads by DMA. Bare-metal code implements it over identity-mapped RAM; host tests use
 //!   [`fake::FakeMemory`] (feature `fake`).
@@ -14,6 +15,7 @@
 
 pub mod access;
 pub mod addr;
+pub mod backend;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod ids;
@@ -21,5 +23,6 @@ pub mod mem;
 
 pub use access::Access;
 pub use addr::{Iova, PhysAddr, PAGE_SIZE};
+pub use backend::{Direction, DomainId, Fault, FaultDrain, FaultReason, IommuBackend};
 pub use ids::{Bdf, StreamId, Vmid};
 pub use mem::{DmaMemory, OutOfMemory};
