@@ -13,7 +13,8 @@ use crate::config::Stage2Config;
 use crate::descriptor::{decode, encode_leaf, encode_table, Descriptor, LEAF_LEVEL, VALID};
 use crate::error::MapError;
 use crate::geometry::{
-    entry_addr, entry_at, level_size, ENTRIES, MIN_BLOCK_LEVEL, PAGE_SHIFT, TABLE_BYTES,
+    entry_addr, entry_at, level_shift, level_size, ENTRIES, MIN_BLOCK_LEVEL, PAGE_SHIFT,
+    TABLE_BYTES,
 };
 use crate::invalidation::{Invalidation, Unmapped};
 use crate::page_chain::PageChain;
@@ -519,7 +520,7 @@ impl<'m, M: DmaMemory> UnmapWalk<'m, M> {
                 Descriptor::Table { next } => {
                     let bytes_before = self.bytes;
                     self.walk(next, level + 1, cur, chunk_end)?;
-                    if apply && self.is_empty(next) {
+                    if apply && self.is_empty(next, level + 1, cur, chunk_end) {
                         self.mem.write_u64(slot, 0);
                         self.retire(next);
                         self.table_removed(cur, bytes_before);
@@ -591,9 +592,34 @@ impl<'m, M: DmaMemory> UnmapWalk<'m, M> {
         self.retire(table);
     }
 
-    /// Whether no entry of `table` is valid.
-    fn is_empty(&self, table: PhysAddr) -> bool {
-        (0..ENTRIES).all(|i| self.mem.read_u64(entry_at(table, i)) & VALID == 0)
+    /// Whether no entry of `table` (at `level`) is valid, right after `[start, end)` was unmapped
+    /// from it. The entries strictly inside the range are invalid now; the search starts at the
+    /// two ends and moves outwards, so the usual cases (neighbouring mappings, unmapping in
+    /// ascending or descending order) find a valid entry after a read or two instead of a scan.
+    fn is_empty(&self, table: PhysAddr, level: u8, start: u64, end: u64) -> bool {
+        let shift = level_shift(level);
+        let first = (start >> shift) & (ENTRIES - 1);
+        let last = ((end - 1) >> shift) & (ENTRIES - 1);
+        let valid = |i: u64| self.mem.read_u64(entry_at(table, i)) & VALID != 0;
+        if valid(first) || valid(last) {
+            return false;
+        }
+        let (mut below, mut above) = (first, last + 1);
+        while below > 0 || above < ENTRIES {
+            if above < ENTRIES {
+                if valid(above) {
+                    return false;
+                }
+                above += 1;
+            }
+            if below > 0 {
+                below -= 1;
+                if valid(below) {
+                    return false;
+                }
+            }
+        }
+        true
     }
 }
 
