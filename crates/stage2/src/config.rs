@@ -8,6 +8,10 @@ use crate::error::MapError;
 pub struct Stage2Config {
     /// Input (IPA / IOVA) size in bits, [`Self::MIN_IAS_BITS`]..=[`Self::MAX_IAS_BITS`]. The table
     /// translates IOVAs below `2^ias_bits`; program STE.S2T0SZ = `64 - ias_bits`.
+    ///
+    /// The STE is ILLEGAL if this exceeds the SMMU's IAS (IHI 0070 §5.2 STE.S2T0SZ: the SMMU IAS
+    /// is the OAS, or at least 40 bits with AArch32 support, §3.4); QEMU also requires it not to
+    /// exceed the STE.S2PS size. The caller picks a size its SMMU accepts.
     pub ias_bits: u8,
     /// Output (physical) address size in bits, [`Self::MIN_OAS_BITS`]..=[`Self::MAX_OAS_BITS`],
     /// normally SMMU_IDR5.OAS (44 on QEMU `virt`). Descriptors in this format carry at most 48

@@ -36,6 +36,27 @@
 //!   freed by [`Stage2Table::reclaim`], which the caller calls once the invalidation has completed:
 //!   until then the SMMU may still walk them through its walk caches.
 //!
+//! # Example
+//! ```
+//! use iommu_core::{fake::FakeMemory, Access, Iova, PhysAddr};
+//! use stage2::{Stage2Config, Stage2Table};
+//!
+//! let mut mem = FakeMemory::default();
+//! let mut table = Stage2Table::new(&mut mem, Stage2Config { ias_bits: 32, oas_bits: 44 })?;
+//! // STE.S2TTB = table.root(), STE.S2T0SZ = table.t0sz() (32), STE.S2SL0 = table.sl0() (1).
+//! table.map(&mut mem, Iova(0x20_0000), PhysAddr(0x4020_0000), 0x20_0000, Access::RW)?;
+//! let t = table.translate(&mem, Iova(0x20_1234)).unwrap();
+//! assert_eq!((t.pa, t.size), (PhysAddr(0x4020_1234), 0x20_0000)); // one 2 MiB block
+//!
+//! let unmapped = table.unmap(&mut mem, Iova(0x20_0000), 0x1000)?; // splits the block
+//! assert_eq!(unmapped.invalidation.range(), Some((Iova(0x20_0000), 0x1000)));
+//! // ... invalidate that range (CMD_TLBI_S2_IPA, CMD_SYNC), then:
+//! table.reclaim(&mut mem);
+//! assert_eq!(table.translate(&mem, Iova(0x20_1000)).unwrap().pa, PhysAddr(0x4020_1000));
+//! table.destroy(&mut mem);
+//! # Ok::<(), stage2::MapError>(())
+//! ```
+//!
 //! The design follows the spirit of Google's `aarch64-paging` (typed addresses, memory behind a
 //! trait, one error enum), which the differential tests compare against.
 
