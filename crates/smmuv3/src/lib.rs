@@ -7,9 +7,20 @@
     missing_docs
 )]
 
+pub mod cmd;
+mod error;
+pub mod event;
 pub mod features;
+mod gerror;
 pub mod mmio;
+pub mod queue;
 mod regs;
+pub mod ste;
 
+pub use cmd::{tlbi_s2_range, Command, TlbiRange, TlbiS2Plan};
+pub use error::{CommandErrorKind, Requirement, SmmuError};
+pub use event::{Direction, Event, EventType, FaultClass};
 pub use features::{pa_bits_from_code, pa_code_from_bits, Features};
+pub use gerror::{GerrorFlags, GerrorReport};
 pub use mmio::{Mmio, Reg32, Reg64, RegisterAccess};
+pub use ste::{S2Context, Ste, SteConfig};

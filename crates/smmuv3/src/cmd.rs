@@ -1,0 +1,622 @@
+//! Command queue entries (IHI 0070 §4) and the stage-2 TLB invalidation planner.
+//!
+//! A command is two 64-bit words; `DW0[7:0]` is the opcode. [`Command::encode`] is pure and
+//! host-tested against the spec's field positions.
+
+use crate::features::Features;
+use crate::regs::addr_bits;
+use core::fmt;
+use iommu_core::{Iova, StreamId, Vmid, PAGE_SIZE};
+
+/// Opcodes (IHI 0070 §4.1, table of command opcodes).
+pub mod opcode {
+    /// CMD_PREFETCH_CONFIG (§4.2.1).
+    pub const PREFETCH_CONFIG: u8 = 0x01;
+    /// CMD_PREFETCH_ADDR (§4.2.2).
+    pub const PREFETCH_ADDR: u8 = 0x02;
+    /// CMD_CFGI_STE (§4.3.1).
+    pub const CFGI_STE: u8 = 0x03;
+    /// CMD_CFGI_STE_RANGE (§4.3.2); CMD_CFGI_ALL is this opcode with Range = 31 (§4.3.6).
+    pub const CFGI_STE_RANGE: u8 = 0x04;
+    /// CMD_CFGI_CD (§4.3.3).
+    pub const CFGI_CD: u8 = 0x05;
+    /// CMD_CFGI_CD_ALL (§4.3.4).
+    pub const CFGI_CD_ALL: u8 = 0x06;
+    /// CMD_CFGI_VMS_PIDM (§4.3.7).
+    pub const CFGI_VMS_PIDM: u8 = 0x07;
+    /// CMD_TLBI_NH_ALL (§4.4.2); ILLEGAL when stage 1 is not implemented.
+    pub const TLBI_NH_ALL: u8 = 0x10;
+    /// CMD_TLBI_NH_ASID (§4.4.3).
+    pub const TLBI_NH_ASID: u8 = 0x11;
+    /// CMD_TLBI_NH_VA (§4.4.4).
+    pub const TLBI_NH_VA: u8 = 0x12;
+    /// CMD_TLBI_NH_VAA (§4.4.5).
+    pub const TLBI_NH_VAA: u8 = 0x13;
+    /// CMD_TLBI_EL3_ALL (§4.4.6).
+    pub const TLBI_EL3_ALL: u8 = 0x18;
+    /// CMD_TLBI_EL3_VA (§4.4.7).
+    pub const TLBI_EL3_VA: u8 = 0x1A;
+    /// CMD_TLBI_EL2_ALL (§4.4.8).
+    pub const TLBI_EL2_ALL: u8 = 0x20;
+    /// CMD_TLBI_EL2_ASID (§4.4.9).
+    pub const TLBI_EL2_ASID: u8 = 0x21;
+    /// CMD_TLBI_EL2_VA (§4.4.10).
+    pub const TLBI_EL2_VA: u8 = 0x22;
+    /// CMD_TLBI_EL2_VAA (§4.4.11).
+    pub const TLBI_EL2_VAA: u8 = 0x23;
+    /// CMD_TLBI_S12_VMALL (§4.4.12); ILLEGAL when stage 2 is not implemented.
+    pub const TLBI_S12_VMALL: u8 = 0x28;
+    /// CMD_TLBI_S2_IPA (§4.4.13); ILLEGAL when stage 2 is not implemented.
+    pub const TLBI_S2_IPA: u8 = 0x2A;
+    /// CMD_TLBI_NSNH_ALL (§4.4.14): all non-secure, non-hypervisor entries; always legal.
+    pub const TLBI_NSNH_ALL: u8 = 0x30;
+    /// CMD_ATC_INV (§4.5.1).
+    pub const ATC_INV: u8 = 0x40;
+    /// CMD_PRI_RESP (§4.6.1).
+    pub const PRI_RESP: u8 = 0x41;
+    /// CMD_RESUME (§4.6.2).
+    pub const RESUME: u8 = 0x44;
+    /// CMD_STALL_TERM (§4.6.3).
+    pub const STALL_TERM: u8 = 0x45;
+    /// CMD_SYNC (§4.7.3).
+    pub const SYNC: u8 = 0x46;
+}
+
+/// The spec's name of an opcode (`"UNKNOWN"` for anything not architected).
+pub const fn opcode_name(op: u8) -> &'static str {
+    match op {
+        opcode::PREFETCH_CONFIG => "CMD_PREFETCH_CONFIG",
+        opcode::PREFETCH_ADDR => "CMD_PREFETCH_ADDR",
+        opcode::CFGI_STE => "CMD_CFGI_STE",
+        opcode::CFGI_STE_RANGE => "CMD_CFGI_STE_RANGE",
+        opcode::CFGI_CD => "CMD_CFGI_CD",
+        opcode::CFGI_CD_ALL => "CMD_CFGI_CD_ALL",
+        opcode::CFGI_VMS_PIDM => "CMD_CFGI_VMS_PIDM",
+        opcode::TLBI_NH_ALL => "CMD_TLBI_NH_ALL",
+        opcode::TLBI_NH_ASID => "CMD_TLBI_NH_ASID",
+        opcode::TLBI_NH_VA => "CMD_TLBI_NH_VA",
+        opcode::TLBI_NH_VAA => "CMD_TLBI_NH_VAA",
+        opcode::TLBI_EL3_ALL => "CMD_TLBI_EL3_ALL",
+        opcode::TLBI_EL3_VA => "CMD_TLBI_EL3_VA",
+        opcode::TLBI_EL2_ALL => "CMD_TLBI_EL2_ALL",
+        opcode::TLBI_EL2_ASID => "CMD_TLBI_EL2_ASID",
+        opcode::TLBI_EL2_VA => "CMD_TLBI_EL2_VA",
+        opcode::TLBI_EL2_VAA => "CMD_TLBI_EL2_VAA",
+        opcode::TLBI_S12_VMALL => "CMD_TLBI_S12_VMALL",
+        opcode::TLBI_S2_IPA => "CMD_TLBI_S2_IPA",
+        opcode::TLBI_NSNH_ALL => "CMD_TLBI_NSNH_ALL",
+        opcode::ATC_INV => "CMD_ATC_INV",
+        opcode::PRI_RESP => "CMD_PRI_RESP",
+        opcode::RESUME => "CMD_RESUME",
+        opcode::STALL_TERM => "CMD_STALL_TERM",
+        opcode::SYNC => "CMD_SYNC",
+        _ => "UNKNOWN",
+    }
+}
+
+/// The range form of a TLB invalidation (IHI 0070 §4.4.1, needs IDR3.RIL): it covers
+/// `(NUM + 1) * 2^SCALE` pages of the 4 KiB granule (TG = 0b01) from the command's address.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TlbiRange {
+    num: u8,
+    scale: u8,
+    ttl: u8,
+}
+
+impl TlbiRange {
+    /// A range of `count * 2^scale` 4 KiB pages, `count` in 1..=32 and `scale` in 0..=31, with
+    /// the level hint `ttl` (0 = any level, 1..=3 = entries are at that level). `None` when a
+    /// value does not fit its field.
+    pub const fn new(count: u8, scale: u8, ttl: u8) -> Option<Self> {
+        if count == 0 || count > 32 || scale > 31 || ttl > 3 {
+            None
+        } else {
+            Some(Self {
+                num: count - 1,
+                scale,
+                ttl,
+            })
+        }
+    }
+
+    /// Number of 4 KiB pages covered.
+    pub const fn pages(self) -> u64 {
+        (self.num as u64 + 1) << self.scale
+    }
+}
+
+/// A command the driver issues (IHI 0070 §4).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Command {
+    /// CMD_PREFETCH_CONFIG: hint to fetch the STE of `sid` (a no-op on QEMU).
+    PrefetchConfig {
+        /// The stream.
+        sid: StreamId,
+    },
+    /// CMD_CFGI_STE: forget cached copies of the STE of `sid` (and, unless `leaf`, of the
+    /// level-1 descriptor leading to it).
+    CfgiSte {
+        /// The stream.
+        sid: StreamId,
+        /// Only the STE itself, not the L1STD.
+        leaf: bool,
+    },
+    /// CMD_CFGI_STE_RANGE: forget the STEs of the 2^(range + 1) StreamIDs aligned around `sid`.
+    CfgiSteRange {
+        /// Any StreamID in the range.
+        sid: StreamId,
+        /// Log2 of the number of StreamIDs, minus one (0..=31).
+        range: u8,
+    },
+    /// CMD_CFGI_ALL: forget every cached STE and L1STD (CFGI_STE_RANGE with Range = 31).
+    CfgiAll,
+    /// CMD_TLBI_S12_VMALL: invalidate every TLB entry tagged with `vmid`.
+    TlbiS12Vmall {
+        /// The translation domain.
+        vmid: Vmid,
+    },
+    /// CMD_TLBI_S2_IPA: invalidate stage-2 entries for the IPA `ipa` (or, with `range`, for a
+    /// range of pages starting there).
+    TlbiS2Ipa {
+        /// The translation domain.
+        vmid: Vmid,
+        /// The (first) IPA; bits below 12 are ignored.
+        ipa: Iova,
+        /// Only last-level (leaf) entries changed; walk caches may be kept.
+        leaf: bool,
+        /// The range form (IDR3.RIL), or `None` for a single address.
+        range: Option<TlbiRange>,
+    },
+    /// CMD_TLBI_NSNH_ALL: invalidate every non-secure, non-hypervisor TLB entry.
+    TlbiNsnhAll,
+    /// CMD_SYNC with CS = SIG_NONE: completes when every earlier command has; software
+    /// observes that by CMDQ_CONS moving past it.
+    Sync,
+}
+
+const fn sid_field(sid: StreamId) -> u64 {
+    (sid.0 as u64) << 32
+}
+
+impl Command {
+    /// The opcode.
+    pub const fn opcode(&self) -> u8 {
+        match self {
+            Self::PrefetchConfig { .. } => opcode::PREFETCH_CONFIG,
+            Self::CfgiSte { .. } => opcode::CFGI_STE,
+            Self::CfgiSteRange { .. } | Self::CfgiAll => opcode::CFGI_STE_RANGE,
+            Self::TlbiS12Vmall { .. } => opcode::TLBI_S12_VMALL,
+            Self::TlbiS2Ipa { .. } => opcode::TLBI_S2_IPA,
+            Self::TlbiNsnhAll => opcode::TLBI_NSNH_ALL,
+            Self::Sync => opcode::SYNC,
+        }
+    }
+
+    /// The two queue words. Field values wider than their field are masked.
+    pub fn encode(&self) -> [u64; 2] {
+        let op = u64::from(self.opcode());
+        match *self {
+            // §4.2.1: SID in DW0[63:32].
+            Self::PrefetchConfig { sid } => [op | sid_field(sid), 0],
+            // §4.3.1: SID in DW0[63:32], Leaf in DW1[0].
+            Self::CfgiSte { sid, leaf } => [op | sid_field(sid), u64::from(leaf)],
+            // §4.3.2: SID in DW0[63:32], Range in DW1[4:0].
+            Self::CfgiSteRange { sid, range } => [op | sid_field(sid), u64::from(range & 0x1f)],
+            // §4.3.6: Range = 31 covers every StreamID.
+            Self::CfgiAll => [op, 31],
+            // §4.4.12: VMID in DW0[47:32].
+            Self::TlbiS12Vmall { vmid } => [op | (u64::from(vmid.0) << 32), 0],
+            // §4.4.13: NUM DW0[16:12], SCALE DW0[24:20], VMID DW0[47:32]; Leaf DW1[0],
+            // TTL DW1[9:8], TG DW1[11:10], Address DW1[51:12].
+            Self::TlbiS2Ipa {
+                vmid,
+                ipa,
+                leaf,
+                range,
+            } => {
+                let mut dw0 = op | (u64::from(vmid.0) << 32);
+                let mut dw1 = u64::from(leaf) | addr_bits(ipa.get(), 12);
+                if let Some(r) = range {
+                    dw0 |= u64::from(r.num) << 12 | u64::from(r.scale) << 20;
+                    // TG = 0b01: 4 KiB granule.
+                    dw1 |= u64::from(r.ttl) << 8 | 1 << 10;
+                }
+                [dw0, dw1]
+            }
+            Self::TlbiNsnhAll => [op, 0],
+            // §4.7.3: CS DW0[13:12] = 0b00 (SIG_NONE).
+            Self::Sync => [op, 0],
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(opcode_name(self.opcode()))?;
+        match self {
+            Self::PrefetchConfig { sid } => write!(f, " sid={sid}"),
+            Self::CfgiSte { sid, leaf } => write!(f, " sid={sid} leaf={leaf}"),
+            Self::CfgiSteRange { sid, range } => write!(f, " sid={sid} range={range}"),
+            Self::CfgiAll => f.write_str(" (all)"),
+            Self::TlbiS12Vmall { vmid } => write!(f, " vmid={vmid}"),
+            Self::TlbiS2Ipa {
+                vmid,
+                ipa,
+                leaf,
+                range,
+            } => {
+                write!(f, " vmid={vmid} ipa={ipa} leaf={leaf}")?;
+                match range {
+                    Some(r) => write!(f, " pages={} ttl={}", r.pages(), r.ttl),
+                    None => Ok(()),
+                }
+            }
+            Self::TlbiNsnhAll | Self::Sync => Ok(()),
+        }
+    }
+}
+
+/// Without range invalidation, ranges up to this many pages get one CMD_TLBI_S2_IPA per page;
+/// larger ones invalidate the whole VMID.
+pub const TLBI_PER_PAGE_LIMIT: u64 = 16;
+
+/// With range invalidation, a range that needs more commands than this (a huge or oddly sized
+/// range) invalidates the whole VMID instead.
+pub const TLBI_RANGE_COMMAND_LIMIT: usize = 8;
+
+/// Upper bound on the commands one [`tlbi_s2_range`] plan yields.
+pub const TLBI_PLAN_MAX: usize = if TLBI_PER_PAGE_LIMIT as usize > TLBI_RANGE_COMMAND_LIMIT {
+    TLBI_PER_PAGE_LIMIT as usize
+} else {
+    TLBI_RANGE_COMMAND_LIMIT
+};
+
+/// IPAs the command's Address field can hold (bits [51:12]).
+const IPA_LIMIT: u64 = 1 << 52;
+
+#[derive(Clone, Debug)]
+enum Plan {
+    Done,
+    All {
+        vmid: Vmid,
+    },
+    Pages {
+        vmid: Vmid,
+        next: u64,
+        end: u64,
+        leaf: bool,
+    },
+    Ranges {
+        vmid: Vmid,
+        addr: u64,
+        pages: u64,
+        leaf: bool,
+    },
+}
+
+/// The stage-2 invalidation commands for one IPA range, fewest first (see [`tlbi_s2_range`]).
+#[derive(Clone, Debug)]
+pub struct TlbiS2Plan(Plan);
+
+/// One step of the range decomposition: the low-order 5 bits' worth of the remaining page count
+/// (the way Linux splits it), as `(count, scale)`.
+fn range_step(pages: u64) -> (u64, u32) {
+    let scale = pages.trailing_zeros();
+    let count = (pages >> scale) & 0x1f;
+    (count, scale)
+}
+
+fn range_commands(mut pages: u64) -> Option<usize> {
+    let mut n = 0;
+    while pages != 0 {
+        let (count, scale) = range_step(pages);
+        if scale > 31 {
+            return None;
+        }
+        pages -= count << scale;
+        n += 1;
+    }
+    Some(n)
+}
+
+/// Plans the invalidation of stage-2 entries of `vmid` for `[iova, iova + len)` (rounded out to
+/// 4 KiB pages), choosing the fewest commands:
+///
+/// * with range invalidation (IDR3.RIL), CMD_TLBI_S2_IPA range forms (TTL = 0, since the block
+///   sizes in the table are not known here), one command per 5-bit chunk of the page count (a
+///   lone page uses the single-address form);
+/// * without it, one single-address CMD_TLBI_S2_IPA per page up to [`TLBI_PER_PAGE_LIMIT`];
+/// * otherwise (or for ranges beyond the 52-bit IPA space) one CMD_TLBI_S12_VMALL.
+///
+/// `len == 0` plans nothing. The plan never yields a CMD_SYNC.
+pub fn tlbi_s2_range(
+    features: &Features,
+    vmid: Vmid,
+    iova: Iova,
+    len: u64,
+    leaf: bool,
+) -> TlbiS2Plan {
+    if len == 0 {
+        return TlbiS2Plan(Plan::Done);
+    }
+    let start = iova.align_down(PAGE_SIZE).get();
+    let end = match iova
+        .get()
+        .checked_add(len)
+        .and_then(|e| e.checked_next_multiple_of(PAGE_SIZE))
+    {
+        Some(end) if end <= IPA_LIMIT => end,
+        _ => return TlbiS2Plan(Plan::All { vmid }),
+    };
+    let pages = (end - start) / PAGE_SIZE;
+    if features.ril {
+        match range_commands(pages) {
+            Some(n) if n <= TLBI_RANGE_COMMAND_LIMIT => TlbiS2Plan(Plan::Ranges {
+                vmid,
+                addr: start,
+                pages,
+                leaf,
+            }),
+            _ => TlbiS2Plan(Plan::All { vmid }),
+        }
+    } else if pages <= TLBI_PER_PAGE_LIMIT {
+        TlbiS2Plan(Plan::Pages {
+            vmid,
+            next: start,
+            end,
+            leaf,
+        })
+    } else {
+        TlbiS2Plan(Plan::All { vmid })
+    }
+}
+
+impl Iterator for TlbiS2Plan {
+    type Item = Command;
+
+    fn next(&mut self) -> Option<Command> {
+        match self.0 {
+            Plan::Done => None,
+            Plan::All { vmid } => {
+                self.0 = Plan::Done;
+                Some(Command::TlbiS12Vmall { vmid })
+            }
+            Plan::Pages {
+                vmid,
+                next,
+                end,
+                leaf,
+            } => {
+                if next >= end {
+                    self.0 = Plan::Done;
+                    return None;
+                }
+                self.0 = Plan::Pages {
+                    vmid,
+                    next: next + PAGE_SIZE,
+                    end,
+                    leaf,
+                };
+                Some(Command::TlbiS2Ipa {
+                    vmid,
+                    ipa: Iova(next),
+                    leaf,
+                    range: None,
+                })
+            }
+            Plan::Ranges {
+                vmid,
+                addr,
+                pages,
+                leaf,
+            } => {
+                if pages == 0 {
+                    self.0 = Plan::Done;
+                    return None;
+                }
+                let (count, scale) = range_step(pages);
+                let covered = count << scale;
+                self.0 = Plan::Ranges {
+                    vmid,
+                    addr: addr + covered * PAGE_SIZE,
+                    pages: pages - covered,
+                    leaf,
+                };
+                // A lone page with no level hint takes the single-address form (the range form
+                // with NUM = SCALE = TTL = 0 is best avoided, as Linux does).
+                let range = if covered == 1 {
+                    None
+                } else {
+                    TlbiRange::new(count as u8, scale as u8, 0)
+                };
+                Some(Command::TlbiS2Ipa {
+                    vmid,
+                    ipa: Iova(addr),
+                    leaf,
+                    range,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn features(ril: bool) -> Features {
+        let idr3 = if ril { 1 << 10 } else { 0 };
+        Features::decode([0x0d44_101b, 0x0273_0010, 0, idr3, 0, 0x74], 1)
+    }
+
+    #[test]
+    fn opcodes_and_fields() {
+        assert_eq!(Command::Sync.encode(), [0x46, 0]);
+        assert_eq!(
+            Command::CfgiSte {
+                sid: StreamId(8),
+                leaf: true
+            }
+            .encode(),
+            [0x8_0000_0003, 1]
+        );
+        assert_eq!(
+            Command::CfgiSte {
+                sid: StreamId(0x1234),
+                leaf: false
+            }
+            .encode()[0]
+                >> 32,
+            0x1234
+        );
+        assert_eq!(Command::CfgiAll.encode(), [0x04, 31]);
+        assert_eq!(
+            Command::CfgiSteRange {
+                sid: StreamId(0x100),
+                range: 7
+            }
+            .encode(),
+            [0x100_0000_0004, 7]
+        );
+        assert_eq!(
+            Command::TlbiS12Vmall { vmid: Vmid(0xabcd) }.encode(),
+            [0xabcd_0000_0028, 0]
+        );
+        assert_eq!(Command::TlbiNsnhAll.encode(), [0x30, 0]);
+        assert_eq!(
+            Command::PrefetchConfig { sid: StreamId(8) }.encode(),
+            [0x8_0000_0001, 0]
+        );
+    }
+
+    #[test]
+    fn tlbi_s2_ipa_single_and_range() {
+        let single = Command::TlbiS2Ipa {
+            vmid: Vmid(1),
+            ipa: Iova(0x20_0fff),
+            leaf: true,
+            range: None,
+        };
+        assert_eq!(single.encode(), [0x1_0000_002A, 0x20_0001]);
+        let r = TlbiRange::new(32, 5, 3).unwrap();
+        assert_eq!(r.pages(), 1024);
+        let ranged = Command::TlbiS2Ipa {
+            vmid: Vmid(2),
+            ipa: Iova(0xf_ffff_f000_0000),
+            leaf: false,
+            range: Some(r),
+        };
+        let [dw0, dw1] = ranged.encode();
+        assert_eq!(dw0 & 0xff, 0x2A);
+        assert_eq!((dw0 >> 12) & 0x1f, 31, "NUM = count - 1");
+        assert_eq!((dw0 >> 20) & 0x1f, 5, "SCALE");
+        assert_eq!((dw0 >> 32) & 0xffff, 2, "VMID");
+        assert_eq!(dw1 & 1, 0, "Leaf");
+        assert_eq!((dw1 >> 8) & 3, 3, "TTL");
+        assert_eq!((dw1 >> 10) & 3, 1, "TG = 4K");
+        assert_eq!(dw1 & !0xfff, 0xf_ffff_f000_0000, "Address[51:12]");
+        assert_eq!(TlbiRange::new(0, 0, 0), None);
+        assert_eq!(TlbiRange::new(33, 0, 0), None);
+        assert_eq!(TlbiRange::new(1, 32, 0), None);
+        assert_eq!(TlbiRange::new(1, 0, 4), None);
+    }
+
+    #[test]
+    fn display_names_the_command() {
+        let c = Command::TlbiS2Ipa {
+            vmid: Vmid(1),
+            ipa: Iova(0x1000),
+            leaf: true,
+            range: TlbiRange::new(2, 1, 0),
+        };
+        assert_eq!(
+            c.to_string(),
+            "CMD_TLBI_S2_IPA vmid=1 ipa=0x0000000000001000 leaf=true pages=4 ttl=0"
+        );
+        assert_eq!(Command::CfgiAll.to_string(), "CMD_CFGI_STE_RANGE (all)");
+        assert_eq!(opcode_name(0xff), "UNKNOWN");
+    }
+
+    fn plan(ril: bool, iova: u64, len: u64) -> Vec<Command> {
+        tlbi_s2_range(&features(ril), Vmid(1), Iova(iova), len, true).collect()
+    }
+
+    /// Pages covered by a plan, as `(first page, page count)` pairs.
+    fn coverage(cmds: &[Command]) -> Vec<(u64, u64)> {
+        cmds.iter()
+            .map(|c| match c {
+                Command::TlbiS2Ipa { ipa, range, .. } => {
+                    (ipa.get() / PAGE_SIZE, range.map_or(1, |r| r.pages()))
+                }
+                other => panic!("unexpected {other}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn planner_without_ril() {
+        assert!(plan(false, 0x10_0000, 0).is_empty());
+        // 0x1800..0x2800 touches two pages.
+        assert_eq!(coverage(&plan(false, 0x1800, 0x1000)), vec![(1, 1), (2, 1)]);
+        assert_eq!(plan(false, 0, 16 * PAGE_SIZE).len(), 16);
+        assert_eq!(
+            plan(false, 0, 17 * PAGE_SIZE),
+            vec![Command::TlbiS12Vmall { vmid: Vmid(1) }]
+        );
+    }
+
+    #[test]
+    fn planner_with_ril() {
+        assert_eq!(
+            coverage(&plan(true, 0x10_0000, 0x10_0000)),
+            vec![(0x100, 256)]
+        );
+        assert_eq!(coverage(&plan(true, 0x3000, 0x1000)), vec![(3, 1)]);
+        assert!(plan(true, 0x3000, 0x1000)
+            .iter()
+            .all(|c| matches!(c, Command::TlbiS2Ipa { range: None, .. })));
+        // 33 pages: one page, then 32.
+        assert_eq!(
+            coverage(&plan(true, 0, 33 * PAGE_SIZE)),
+            vec![(0, 1), (1, 32)]
+        );
+        // Beyond the 52-bit IPA space: everything.
+        assert_eq!(
+            plan(true, u64::MAX - 0xfff, 0x1000),
+            vec![Command::TlbiS12Vmall { vmid: Vmid(1) }]
+        );
+        assert_eq!(
+            plan(true, 1 << 52, 0x1000),
+            vec![Command::TlbiS12Vmall { vmid: Vmid(1) }]
+        );
+        // 2^32 + 1 pages: the second chunk would need SCALE = 32.
+        let huge = ((1u64 << 32) + 1) * PAGE_SIZE;
+        assert_eq!(
+            plan(true, 0, huge),
+            vec![Command::TlbiS12Vmall { vmid: Vmid(1) }]
+        );
+    }
+
+    proptest::proptest! {
+        /// Every plan covers exactly the pages touched by the range, in order, without gaps, or
+        /// falls back to a whole-VMID invalidation.
+        #[test]
+        fn plans_cover_exactly_the_range(ril: bool, iova in 0u64..(1 << 48), len in 1u64..(1 << 36)) {
+            let cmds = plan(ril, iova, len);
+            let first = iova / PAGE_SIZE;
+            let last = (iova + len - 1) / PAGE_SIZE;
+            if cmds == [Command::TlbiS12Vmall { vmid: Vmid(1) }] {
+                // With RIL, ranges this small always fit in a few range commands.
+                proptest::prop_assert!(!ril && last - first + 1 > TLBI_PER_PAGE_LIMIT);
+            } else {
+                let mut next = first;
+                for (page, count) in coverage(&cmds) {
+                    proptest::prop_assert_eq!(page, next);
+                    next += count;
+                }
+                proptest::prop_assert_eq!(next, last + 1);
+                proptest::prop_assert!(cmds.len() <= TLBI_PLAN_MAX);
+            }
+        }
+    }
+}
