@@ -1,0 +1,523 @@
+//! [`Smmu`]: bring-up, STE installation, TLB invalidation, event and global-error handling.
+
+use crate::cmd::{tlbi_s2_range, Command};
+use crate::cmdq::CommandQueue;
+use crate::error::{Requirement, SmmuError};
+use crate::event::Event;
+use crate::evtq::{DrainReport, EventQueue};
+use crate::features::{Features, TableEndian};
+use crate::gerror::{GerrorFlags, GerrorReport};
+use crate::mmio::{Mmio, Reg32, Reg64, RegisterAccess};
+use crate::regs::{CR0, CR1, CR2, GBPA};
+use crate::ste::Ste;
+use crate::stream_table::{StreamTable, StreamTableFormat};
+use iommu_core::{DmaMemory, Iova, StreamId, Vmid};
+
+/// Parameters of [`Smmu::bring_up`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct BringUpConfig {
+    /// Stream table layout.
+    pub stream_table: StreamTableFormat,
+    /// StreamID width the platform needs (clamped to IDR1.SIDSIZE).
+    pub sid_bits: u8,
+    /// Log2 of the command queue entries (clamped to IDR1.CMDQS).
+    pub cmdq_log2: u8,
+    /// Log2 of the event queue entries (clamped to IDR1.EVENTQS).
+    pub evtq_log2: u8,
+    /// Register reads per bounded wait before giving up with [`SmmuError::Timeout`] (0 acts
+    /// as 1).
+    pub poll_limit: u32,
+}
+
+impl Default for BringUpConfig {
+    /// Auto stream table for 16-bit StreamIDs (PCI requester IDs), 256 commands, 128 events,
+    /// a million polls per wait.
+    fn default() -> Self {
+        Self {
+            stream_table: StreamTableFormat::Auto,
+            sid_bits: 16,
+            cmdq_log2: 8,
+            evtq_log2: 7,
+            poll_limit: 1_000_000,
+        }
+    }
+}
+
+/// Cumulative counters since [`Smmu`] was created.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Stats {
+    /// Commands submitted, not counting the CMD_SYNC that ends each batch.
+    pub commands: u64,
+    /// Batches (each ends with one CMD_SYNC).
+    pub syncs: u64,
+    /// Commands the SMMU rejected and the driver recovered from.
+    pub command_errors_recovered: u64,
+    /// Event records delivered to callers.
+    pub events_delivered: u64,
+    /// Event queue overflow episodes.
+    pub event_overflows: u64,
+    /// Lower bound on event records lost to overflow (one per episode: the SMMU does not say
+    /// how many it dropped).
+    pub events_lost_at_least: u64,
+}
+
+#[derive(Debug)]
+struct Running {
+    strtab: StreamTable,
+    cmdq: CommandQueue,
+    evtq: EventQueue,
+}
+
+/// One SMMUv3.
+///
+/// Created over a register frame, it reads the ID registers; [`Smmu::bring_up`] then builds the
+/// stream table and queues and enables translation. Methods that touch tables or queues take
+/// the DMA memory they live in as an argument.
+#[derive(Debug)]
+pub struct Smmu<R: RegisterAccess = Mmio> {
+    regs: R,
+    features: Features,
+    running: Option<Running>,
+    stats: Stats,
+    poll_limit: u32,
+}
+
+impl Smmu<Mmio> {
+    /// The SMMU whose register frame is at `base` (from the device tree's `reg`).
+    ///
+    /// Reads the ID registers only; nothing is written until [`Smmu::bring_up`].
+    ///
+    /// # Safety
+    /// `base` is the 128 KiB SMMU register frame, mapped as device memory, not used by anything
+    /// else for the lifetime of the value.
+    pub unsafe fn new(base: usize) -> Self {
+        // SAFETY: forwarded from this function's own contract.
+        Self::with_registers(unsafe { Mmio::new(base) })
+    }
+}
+
+impl<R: RegisterAccess> Smmu<R> {
+    /// The SMMU behind `regs` (an emulated one in tests). Reads the ID registers.
+    pub fn with_registers(regs: R) -> Self {
+        let idr = [
+            Reg32::Idr0,
+            Reg32::Idr1,
+            Reg32::Idr2,
+            Reg32::Idr3,
+            Reg32::Idr4,
+            Reg32::Idr5,
+        ]
+        .map(|r| regs.read32(r));
+        let features = Features::decode(idr, regs.read32(Reg32::Aidr));
+        Self {
+            regs,
+            features,
+            running: None,
+            stats: Stats::default(),
+            poll_limit: 1,
+        }
+    }
+
+    /// What the SMMU implements.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    /// Cumulative counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Whether [`Smmu::bring_up`] succeeded (and [`Smmu::shutdown`] was not called since).
+    pub fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// The stream table in use: resolved format (never `Auto`) and StreamID width.
+    pub fn stream_table_layout(&self) -> Option<(StreamTableFormat, u8)> {
+        self.running
+            .as_ref()
+            .map(|r| (r.strtab.format(), r.strtab.sid_bits()))
+    }
+
+    /// The register frame (for tests that inspect an emulated SMMU).
+    pub fn registers(&self) -> &R {
+        &self.regs
+    }
+
+    fn check_features(&self) -> Result<(), SmmuError> {
+        let f = &self.features;
+        let missing = if !f.s2p {
+            Some(Requirement::Stage2)
+        } else if !f.ttf.aarch64() {
+            Some(Requirement::AArch64Tables)
+        } else if !f.gran4k {
+            Some(Requirement::Granule4K)
+        } else if f.ttendian == TableEndian::Big {
+            Some(Requirement::LittleEndianTables)
+        } else if f.oas_bits.is_none() {
+            Some(Requirement::OutputAddressSize)
+        } else if f.tables_preset || f.queues_preset {
+            Some(Requirement::ProgrammableBases)
+        } else {
+            None
+        };
+        match missing {
+            Some(req) => Err(SmmuError::Unsupported(req)),
+            None => Ok(()),
+        }
+    }
+
+    /// Polls `reg` until `done(value)`, at most `poll_limit` reads.
+    fn wait(
+        &self,
+        reg: Reg32,
+        what: &'static str,
+        done: impl Fn(u32) -> bool,
+    ) -> Result<u32, SmmuError> {
+        let polls = self.poll_limit.max(1);
+        for _ in 0..polls {
+            let v = self.regs.read32(reg);
+            if done(v) {
+                return Ok(v);
+            }
+        }
+        Err(SmmuError::Timeout {
+            register: what,
+            polls,
+        })
+    }
+
+    /// Writes CR0 and waits for CR0ACK to match (IHI 0070 §6.3.9: every CR0 change is
+    /// acknowledged before it takes effect).
+    fn write_cr0(&mut self, value: u32) -> Result<(), SmmuError> {
+        self.regs.write32(Reg32::Cr0, value);
+        self.wait(Reg32::Cr0Ack, "CR0ACK", |ack| ack == value)
+            .map(|_| ())
+    }
+
+    /// Sets GBPA.ABORT so that traffic is terminated whenever SMMUEN == 0 (IHI 0070 §6.3.14:
+    /// the write takes effect when UPDATE reads back as 0).
+    fn abort_bypass(&mut self) -> Result<(), SmmuError> {
+        let update = GBPA::UPDATE::SET.value;
+        let gbpa = self.wait(Reg32::Gbpa, "GBPA.UPDATE", |v| v & update == 0)?;
+        self.regs
+            .write32(Reg32::Gbpa, gbpa | GBPA::ABORT::SET.value | update);
+        self.wait(Reg32::Gbpa, "GBPA.UPDATE", |v| v & update == 0)
+            .map(|_| ())
+    }
+
+    /// Acknowledges every active global error, logging it.
+    fn clear_gerror(&mut self, when: &str) -> GerrorFlags {
+        let gerror = self.regs.read32(Reg32::Gerror);
+        let active = GerrorFlags::active(gerror, self.regs.read32(Reg32::Gerrorn));
+        if !active.is_empty() {
+            log::warn!("smmuv3: clearing stale global errors {when}: {active}");
+            self.regs.write32(Reg32::Gerrorn, gerror);
+        }
+        active
+    }
+
+    /// Takes the SMMU from whatever state firmware left it in to translating, without ever
+    /// letting traffic through untranslated:
+    ///
+    /// 1. GBPA.ABORT (QEMU resets to bypass), then CR0 = 0 (SMMUEN, queues off) and interrupts
+    ///    off (we poll), stale global errors acknowledged;
+    /// 2. CR1 (write-back, inner-shareable table and queue accesses), CR2 (RECINVSID, PTM);
+    /// 3. stream table (every entry invalid) and command queue programmed, CMDQEN;
+    /// 4. CMD_CFGI_ALL + CMD_TLBI_NSNH_ALL + CMD_SYNC (legal with or without stage 1);
+    /// 5. event queue programmed, EVENTQEN; global errors checked;
+    /// 6. SMMUEN.
+    ///
+    /// Every wait is bounded by `cfg.poll_limit`.
+    ///
+    /// # Errors
+    /// [`SmmuError::AlreadyRunning`]; [`SmmuError::Unsupported`] without stage 2, AArch64
+    /// tables, the 4 KiB granule or little-endian walks; [`SmmuError::InvalidConfig`] or
+    /// [`SmmuError::OutOfMemory`] for the tables; [`SmmuError::Timeout`] naming the register
+    /// that did not respond; [`SmmuError::Command`] if the invalidation is rejected;
+    /// [`SmmuError::ServiceFailure`]. On failure the SMMU is left disabled with GBPA.ABORT set
+    /// and the memory is returned (unless the SMMU did not acknowledge being disabled, in
+    /// which case the memory is deliberately leaked).
+    pub fn bring_up(
+        &mut self,
+        mem: &mut impl DmaMemory,
+        cfg: BringUpConfig,
+    ) -> Result<(), SmmuError> {
+        if self.running.is_some() {
+            return Err(SmmuError::AlreadyRunning);
+        }
+        self.check_features()?;
+        self.poll_limit = cfg.poll_limit;
+        let cmdq_log2 = cfg.cmdq_log2.min(self.features.cmdq_log2);
+        let evtq_log2 = cfg.evtq_log2.min(self.features.eventq_log2);
+        let strtab = StreamTable::new(mem, &self.features, cfg.stream_table, cfg.sid_bits)?;
+        let cmdq = match CommandQueue::alloc(mem, cmdq_log2) {
+            Ok(q) => q,
+            Err(e) => {
+                strtab.free(mem);
+                return Err(e);
+            }
+        };
+        let evtq = match EventQueue::alloc(mem, evtq_log2) {
+            Ok(q) => q,
+            Err(e) => {
+                strtab.free(mem);
+                cmdq.free(mem);
+                return Err(e);
+            }
+        };
+        let mut run = Running { strtab, cmdq, evtq };
+        match self.program(mem, &mut run) {
+            Ok(()) => {
+                log::info!(
+                    "smmuv3: enabled: {:?} stream table ({}-bit StreamIDs), cmdq 2^{}, evtq 2^{}",
+                    run.strtab.format(),
+                    run.strtab.sid_bits(),
+                    run.cmdq.geometry().log2size(),
+                    run.evtq.geometry().log2size()
+                );
+                self.running = Some(run);
+                Ok(())
+            }
+            Err(e) => {
+                match self.disable() {
+                    Ok(()) => {
+                        run.strtab.free(mem);
+                        run.cmdq.free(mem);
+                        run.evtq.free(mem);
+                    }
+                    Err(d) => log::error!(
+                        "smmuv3: could not disable after failed bring-up ({d}); leaking its memory"
+                    ),
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn program(&mut self, mem: &mut impl DmaMemory, run: &mut Running) -> Result<(), SmmuError> {
+        self.abort_bypass()?;
+        self.write_cr0(0)?;
+        self.regs.write32(Reg32::IrqCtrl, 0);
+        self.wait(Reg32::IrqCtrlAck, "IRQ_CTRLACK", |v| v == 0)?;
+        self.clear_gerror("before bring-up");
+
+        let cr1 = CR1::QUEUE_IC::WriteBack
+            + CR1::QUEUE_OC::WriteBack
+            + CR1::QUEUE_SH::InnerShareable
+            + CR1::TABLE_IC::WriteBack
+            + CR1::TABLE_OC::WriteBack
+            + CR1::TABLE_SH::InnerShareable;
+        self.regs.write32(Reg32::Cr1, cr1.value);
+        self.regs
+            .write32(Reg32::Cr2, (CR2::RECINVSID::SET + CR2::PTM::SET).value);
+
+        self.regs.write64(Reg64::StrtabBase, run.strtab.base_reg());
+        self.regs
+            .write32(Reg32::StrtabBaseCfg, run.strtab.base_cfg());
+        self.regs.write64(Reg64::CmdqBase, run.cmdq.base_reg());
+        self.regs.write32(Reg32::CmdqProd, 0);
+        self.regs.write32(Reg32::CmdqCons, 0);
+        // The zeroed tables and queue are visible before the SMMU may read them.
+        mem.publish();
+        let cmdqen = CR0::CMDQEN::SET.value;
+        self.write_cr0(cmdqen)?;
+        run.cmdq.submit(
+            &mut self.regs,
+            mem,
+            [Command::CfgiAll.encode(), Command::TlbiNsnhAll.encode()],
+            self.poll_limit,
+            &mut self.stats,
+        )?;
+
+        self.regs.write64(Reg64::EventqBase, run.evtq.base_reg());
+        self.regs.write32(Reg32::EventqProd, 0);
+        self.regs.write32(Reg32::EventqCons, 0);
+        let queues = cmdqen | CR0::EVENTQEN::SET.value;
+        self.write_cr0(queues)?;
+
+        if self
+            .clear_gerror("before SMMUEN")
+            .contains(GerrorFlags::SFM_ERR)
+        {
+            return Err(SmmuError::ServiceFailure);
+        }
+        self.write_cr0(queues | CR0::SMMUEN::SET.value)
+    }
+
+    /// Terminates all traffic: GBPA.ABORT, then CR0 = 0.
+    fn disable(&mut self) -> Result<(), SmmuError> {
+        self.abort_bypass()?;
+        self.write_cr0(0)
+    }
+
+    /// Disables the SMMU (all traffic aborted: GBPA.ABORT, SMMUEN = 0) and returns the stream
+    /// table and queues to `mem`.
+    ///
+    /// # Errors
+    /// [`SmmuError::NotRunning`]; [`SmmuError::Timeout`] when the SMMU does not acknowledge
+    /// (the memory then stays allocated, since the SMMU may still read it, and the driver
+    /// stays running).
+    pub fn shutdown(&mut self, mem: &mut impl DmaMemory) -> Result<(), SmmuError> {
+        if self.running.is_none() {
+            return Err(SmmuError::NotRunning);
+        }
+        self.disable()?;
+        if let Some(run) = self.running.take() {
+            run.strtab.free(mem);
+            run.cmdq.free(mem);
+            run.evtq.free(mem);
+        }
+        Ok(())
+    }
+
+    /// Installs `ste` for `sid` (see the update rules in the stream table: the SMMU never sees
+    /// a torn entry) followed by CMD_CFGI_STE + CMD_SYNC.
+    ///
+    /// # Errors
+    /// [`SmmuError::NotRunning`], [`SmmuError::StreamIdOutOfRange`],
+    /// [`SmmuError::OutOfMemory`] (new level-2 table), or a command error/timeout from the
+    /// invalidation.
+    pub fn install_ste(
+        &mut self,
+        mem: &mut impl DmaMemory,
+        sid: StreamId,
+        ste: &Ste,
+    ) -> Result<(), SmmuError> {
+        let Self {
+            regs,
+            running,
+            stats,
+            poll_limit,
+            ..
+        } = self;
+        let Running { strtab, cmdq, .. } = running.as_mut().ok_or(SmmuError::NotRunning)?;
+        strtab.write_ste(mem, sid, ste, |mem, sid| {
+            cmdq.submit(
+                regs,
+                mem,
+                [Command::CfgiSte { sid, leaf: false }.encode()],
+                *poll_limit,
+                stats,
+            )
+        })
+    }
+
+    /// The STE of `sid` as it is in memory.
+    ///
+    /// # Errors
+    /// [`SmmuError::NotRunning`], [`SmmuError::StreamIdOutOfRange`].
+    pub fn read_ste(&self, mem: &impl DmaMemory, sid: StreamId) -> Result<Ste, SmmuError> {
+        self.running
+            .as_ref()
+            .ok_or(SmmuError::NotRunning)?
+            .strtab
+            .read_ste(mem, sid)
+    }
+
+    /// Invalidates cached stage-2 translations of `vmid` for `[iova, iova + len)` with the
+    /// fewest commands ([`crate::tlbi_s2_range`]) and one CMD_SYNC. `leaf`: only last-level
+    /// entries changed. Nothing is sent for `len == 0`.
+    ///
+    /// # Errors
+    /// [`SmmuError::NotRunning`], or a command error/timeout.
+    pub fn invalidate_s2(
+        &mut self,
+        mem: &mut impl DmaMemory,
+        vmid: Vmid,
+        iova: Iova,
+        len: u64,
+        leaf: bool,
+    ) -> Result<(), SmmuError> {
+        let mut plan = tlbi_s2_range(&self.features, vmid, iova, len, leaf).peekable();
+        if plan.peek().is_none() {
+            return Ok(());
+        }
+        self.submit_encoded(mem, plan.map(|c| c.encode()))
+    }
+
+    /// Invalidates every cached translation tagged with `vmid` (CMD_TLBI_S12_VMALL + CMD_SYNC).
+    ///
+    /// # Errors
+    /// [`SmmuError::NotRunning`], or a command error/timeout.
+    pub fn invalidate_vmid(
+        &mut self,
+        mem: &mut impl DmaMemory,
+        vmid: Vmid,
+    ) -> Result<(), SmmuError> {
+        self.submit(mem, &[Command::TlbiS12Vmall { vmid }])
+    }
+
+    /// Submits `cmds` followed by one CMD_SYNC and waits for completion.
+    ///
+    /// # Errors
+    /// [`SmmuError::NotRunning`]; [`SmmuError::Command`] naming the first rejected command
+    /// (the queue was recovered and the rest of the batch ran); [`SmmuError::Timeout`].
+    pub fn submit(&mut self, mem: &mut impl DmaMemory, cmds: &[Command]) -> Result<(), SmmuError> {
+        self.submit_encoded(mem, cmds.iter().map(Command::encode))
+    }
+
+    /// **For fault-injection tests**: submits one raw command (e.g. an illegal opcode) plus a
+    /// CMD_SYNC, so that a test can prove the queue recovers from CERROR_ILL. A rejected
+    /// command comes back as [`SmmuError::Command`] with `index: 0`; the queue keeps working.
+    ///
+    /// # Errors
+    /// As [`Smmu::submit`].
+    pub fn submit_raw_for_fault_injection(
+        &mut self,
+        mem: &mut impl DmaMemory,
+        raw: [u64; 2],
+    ) -> Result<(), SmmuError> {
+        self.submit_encoded(mem, [raw])
+    }
+
+    fn submit_encoded(
+        &mut self,
+        mem: &mut impl DmaMemory,
+        entries: impl IntoIterator<Item = [u64; 2]>,
+    ) -> Result<(), SmmuError> {
+        let run = self.running.as_mut().ok_or(SmmuError::NotRunning)?;
+        run.cmdq.submit(
+            &mut self.regs,
+            mem,
+            entries,
+            self.poll_limit,
+            &mut self.stats,
+        )
+    }
+
+    /// Pops every queued event record into `f` and accounts for overflow (see
+    /// [`DrainReport`]; lost records are counted as a lower bound in [`Stats`]).
+    ///
+    /// # Errors
+    /// [`SmmuError::NotRunning`].
+    pub fn drain_events(
+        &mut self,
+        mem: &mut impl DmaMemory,
+        f: impl FnMut(Event),
+    ) -> Result<DrainReport, SmmuError> {
+        let run = self.running.as_mut().ok_or(SmmuError::NotRunning)?;
+        Ok(run.evtq.drain(&mut self.regs, &*mem, f, &mut self.stats))
+    }
+
+    /// Reads the global errors and acknowledges those that need nothing else
+    /// ([`GerrorFlags::ACKED_BY_POLL`]: PRI queue and MSI aborts, service failure, ...).
+    /// CMDQ_ERR is left to command submission (the failing command must be replaced first) and
+    /// EVENTQ_ABT_ERR to [`Smmu::drain_events`] (it counts as an overflow).
+    pub fn poll_gerror(&mut self) -> GerrorReport {
+        let gerrorn = self.regs.read32(Reg32::Gerrorn);
+        let active = GerrorFlags::active(self.regs.read32(Reg32::Gerror), gerrorn);
+        let acked = active & GerrorFlags::ACKED_BY_POLL;
+        if !acked.is_empty() {
+            self.regs.write32(Reg32::Gerrorn, gerrorn ^ acked.bits());
+        }
+        if active.contains(GerrorFlags::SFM_ERR) {
+            log::error!("smmuv3: service failure mode (GERROR.SFM_ERR)");
+        }
+        GerrorReport { active, acked }
+    }
+}
+
+#[cfg(test)]
+mod tests;

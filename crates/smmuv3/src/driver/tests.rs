@@ -1,0 +1,735 @@
+//! Register-level tests of [`Smmu`] against the emulated SMMU in [`crate::fake_smmu`].
+
+use super::*;
+use crate::cmd::{opcode, TlbiRange};
+use crate::error::CommandErrorKind;
+use crate::fake_smmu::{FakeSmmu, Overflow, SharedMem, Write, QEMU_IDR};
+use crate::ste::S2Context;
+use iommu_core::PhysAddr;
+
+fn cfg() -> BringUpConfig {
+    BringUpConfig {
+        stream_table: StreamTableFormat::TwoLevel,
+        sid_bits: 16,
+        cmdq_log2: 8,
+        evtq_log2: 7,
+        poll_limit: 1000,
+    }
+}
+
+fn up_with(fake: FakeSmmu, cfg: BringUpConfig) -> (Smmu<FakeSmmu>, FakeSmmu, SharedMem) {
+    let mem = fake.mem.clone();
+    let mut smmu = Smmu::with_registers(fake.clone());
+    smmu.bring_up(&mut mem.clone(), cfg).unwrap();
+    (smmu, fake, mem)
+}
+
+fn up() -> (Smmu<FakeSmmu>, FakeSmmu, SharedMem) {
+    up_with(FakeSmmu::qemu(), cfg())
+}
+
+fn s2(vmid: u16, ttb: u64) -> Ste {
+    Ste::s2_translate(&S2Context {
+        vmid: Vmid(vmid),
+        s2ttb: PhysAddr(ttb),
+        s2t0sz: 32,
+        s2sl0: 1,
+        s2ps: 4,
+        record_faults: true,
+    })
+}
+
+fn opcodes(fake: &FakeSmmu) -> Vec<u8> {
+    fake.st
+        .borrow()
+        .commands
+        .iter()
+        .map(|c| c[0] as u8)
+        .collect()
+}
+
+fn position(writes: &[Write], pred: impl Fn(&Write) -> bool) -> usize {
+    writes.iter().position(pred).expect("write not found")
+}
+
+const QEMU_FAULT: [u64; 4] = [
+    0x0000_0008_0000_0010,
+    0x0000_0280_0000_0000,
+    0x20_0000,
+    0x20_0000,
+];
+
+#[test]
+fn bring_up_sets_gbpa_abort_before_anything_else() {
+    let (smmu, fake, _mem) = up();
+    let w = fake.writes();
+    assert_eq!(
+        w[0],
+        Write::R32(Reg32::Gbpa, 0x1000 | 1 << 20 | 1 << 31),
+        "first write: GBPA.ABORT with UPDATE"
+    );
+    assert_eq!(w[1], Write::R32(Reg32::Cr0, 0), "then everything off");
+    let strtab = position(&w, |x| matches!(x, Write::R64(Reg64::StrtabBase, _)));
+    let cmdq = position(&w, |x| matches!(x, Write::R64(Reg64::CmdqBase, _)));
+    let cmdqen = position(&w, |x| *x == Write::R32(Reg32::Cr0, 0b1000));
+    let evtq = position(&w, |x| matches!(x, Write::R64(Reg64::EventqBase, _)));
+    let queues = position(&w, |x| *x == Write::R32(Reg32::Cr0, 0b1100));
+    let smmuen = position(&w, |x| *x == Write::R32(Reg32::Cr0, 0b1101));
+    assert!(
+        1 < strtab
+            && strtab < cmdq
+            && cmdq < cmdqen
+            && cmdqen < evtq
+            && evtq < queues
+            && queues < smmuen
+    );
+    assert_eq!(smmuen, w.len() - 1, "SMMUEN is the last write");
+    // The invalidation ran between CMDQEN and EVENTQEN.
+    let prod = position(
+        &w,
+        |x| matches!(x, Write::R32(Reg32::CmdqProd, p) if *p != 0),
+    );
+    assert!(cmdqen < prod && prod < evtq);
+    assert_eq!(
+        opcodes(&fake),
+        vec![opcode::CFGI_STE_RANGE, opcode::TLBI_NSNH_ALL, opcode::SYNC]
+    );
+    assert_eq!(
+        fake.st.borrow().commands[0][1],
+        31,
+        "CFGI_ALL has Range = 31"
+    );
+
+    let st = fake.st.borrow();
+    assert_eq!(st.gbpa & (1 << 20), 1 << 20, "GBPA.ABORT stays set");
+    assert_eq!(st.cr0ack, 0b1101);
+    assert_eq!(st.cr1, 0xD75, "WB/WB/ISH for queues and tables");
+    assert_eq!(st.cr2, 0b110, "RECINVSID | PTM");
+    assert_eq!(st.irq_ctrl, 0);
+    assert_eq!(st.strtab_cfg, 1 << 16 | 8 << 6 | 16);
+    assert_eq!(st.cmdq_base & 0x1f, 8);
+    assert_eq!(st.cmdq_base >> 62, 1, "RA");
+    assert_eq!(st.evtq_base & 0x1f, 7);
+    assert_eq!(
+        smmu.stream_table_layout(),
+        Some((StreamTableFormat::TwoLevel, 16))
+    );
+    assert_eq!(smmu.stats().commands, 2);
+    assert_eq!(smmu.stats().syncs, 1);
+}
+
+#[test]
+fn unconfigured_streams_are_refused() {
+    let (_smmu, fake, _mem) = up();
+    // StreamID 8's level-2 table does not exist: C_BAD_STREAMID; beyond 16 bits likewise.
+    assert_eq!(fake.config(8), Err(0x02));
+    assert_eq!(fake.config(0x1_0000), Err(0x02));
+}
+
+#[test]
+fn bring_up_polls_a_slow_smmu() {
+    let fake = FakeSmmu::qemu();
+    fake.st.borrow_mut().lazy = Some(1);
+    let (smmu, fake, _mem) = up_with(fake, cfg());
+    assert!(smmu.is_running());
+    assert_eq!(
+        opcodes(&fake),
+        vec![opcode::CFGI_STE_RANGE, opcode::TLBI_NSNH_ALL, opcode::SYNC]
+    );
+}
+
+#[test]
+fn bring_up_refuses_unsuitable_smmus_without_writing() {
+    let cases = [
+        (0x0d44_101a, 0x74, Requirement::Stage2), // stage 1 only
+        (0x0d44_1017, 0x74, Requirement::AArch64Tables), // TTF = AArch32
+        (0x0d64_101b, 0x74, Requirement::LittleEndianTables), // TTENDIAN = BE
+        (0x0d44_101b, 0x64, Requirement::Granule4K), // no GRAN4K
+        (0x0d44_101b, 0x77, Requirement::OutputAddressSize), // OAS reserved
+    ];
+    for (idr0, idr5, req) in cases {
+        let mut idr = QEMU_IDR;
+        idr[0] = idr0;
+        idr[5] = idr5;
+        let fake = FakeSmmu::new(idr);
+        let mut mem = fake.mem.clone();
+        let mut smmu = Smmu::with_registers(fake.clone());
+        assert_eq!(
+            smmu.bring_up(&mut mem, cfg()),
+            Err(SmmuError::Unsupported(req)),
+            "{idr0:#x} {idr5:#x}"
+        );
+        assert!(fake.writes().is_empty());
+        assert_eq!(mem.0.borrow().live_allocations(), 0);
+    }
+    let mut idr = QEMU_IDR;
+    idr[0] &= !(3 << 27); // ST_LEVEL = linear only
+    let fake = FakeSmmu::new(idr);
+    let mut smmu = Smmu::with_registers(fake.clone());
+    assert_eq!(
+        smmu.bring_up(&mut fake.mem.clone(), cfg()),
+        Err(SmmuError::Unsupported(Requirement::TwoLevelStreamTable))
+    );
+}
+
+#[test]
+fn stage2_only_smmu_with_linear_table() {
+    let mut idr = QEMU_IDR;
+    idr[0] = 0x0d44_1019;
+    idr[3] = 0;
+    let c = BringUpConfig {
+        stream_table: StreamTableFormat::Linear,
+        sid_bits: 8,
+        ..cfg()
+    };
+    let (mut smmu, fake, mut mem) = up_with(FakeSmmu::new(idr), c);
+    assert_eq!(fake.st.borrow().strtab_cfg, 8);
+    smmu.install_ste(&mut mem, StreamId(8), &s2(1, 0x4010_0000))
+        .unwrap();
+    assert_eq!(fake.config(8).unwrap(), s2(1, 0x4010_0000).0);
+    // No RIL: two single-page invalidations.
+    fake.st.borrow_mut().commands.clear();
+    smmu.invalidate_s2(&mut mem, Vmid(1), Iova(0x1800), 0x1000, true)
+        .unwrap();
+    assert_eq!(
+        opcodes(&fake),
+        vec![opcode::TLBI_S2_IPA, opcode::TLBI_S2_IPA, opcode::SYNC]
+    );
+}
+
+#[test]
+fn cr0ack_timeout_is_named_and_memory_returned() {
+    let fake = FakeSmmu::qemu();
+    fake.st.borrow_mut().cr0ack_stuck = true;
+    let mut mem = fake.mem.clone();
+    let mut smmu = Smmu::with_registers(fake.clone());
+    assert_eq!(
+        smmu.bring_up(&mut mem, cfg()),
+        Err(SmmuError::Timeout {
+            register: "CR0ACK",
+            polls: 1000
+        })
+    );
+    assert!(!smmu.is_running());
+    // Disabled again with GBPA.ABORT, and nothing leaked.
+    let st = fake.st.borrow();
+    assert_eq!(st.cr0, 0);
+    assert_ne!(st.gbpa & 1 << 20, 0);
+    assert_eq!(mem.0.borrow().live_allocations(), 0);
+}
+
+#[test]
+fn stale_command_error_is_cleared_before_the_queue_starts() {
+    let fake = FakeSmmu::qemu();
+    fake.st.borrow_mut().gerror = 1; // CMDQ_ERR left active by a previous owner
+    let (_smmu, fake, _mem) = up_with(fake, cfg());
+    let st = fake.st.borrow();
+    assert_eq!(st.gerror ^ st.gerrorn, 0);
+    assert_eq!(st.commands.len(), 3);
+}
+
+#[test]
+fn service_failure_stops_bring_up() {
+    let fake = FakeSmmu::qemu();
+    fake.st.borrow_mut().sfm_on_eventqen = true;
+    let mut mem = fake.mem.clone();
+    let mut smmu = Smmu::with_registers(fake.clone());
+    assert_eq!(
+        smmu.bring_up(&mut mem, cfg()),
+        Err(SmmuError::ServiceFailure)
+    );
+    assert_eq!(fake.st.borrow().cr0, 0, "never enabled");
+    assert_eq!(mem.0.borrow().live_allocations(), 0);
+}
+
+#[test]
+fn second_bring_up_is_refused() {
+    let (mut smmu, _fake, mut mem) = up();
+    assert_eq!(
+        smmu.bring_up(&mut mem, cfg()),
+        Err(SmmuError::AlreadyRunning)
+    );
+}
+
+#[test]
+fn not_running_before_bring_up() {
+    let fake = FakeSmmu::qemu();
+    let mut mem = fake.mem.clone();
+    let mut smmu = Smmu::with_registers(fake);
+    assert_eq!(
+        smmu.install_ste(&mut mem, StreamId(8), &Ste::abort()),
+        Err(SmmuError::NotRunning)
+    );
+    assert_eq!(
+        smmu.invalidate_vmid(&mut mem, Vmid(1)),
+        Err(SmmuError::NotRunning)
+    );
+    assert_eq!(
+        smmu.drain_events(&mut mem, |_| {}),
+        Err(SmmuError::NotRunning)
+    );
+    assert_eq!(smmu.read_ste(&mem, StreamId(8)), Err(SmmuError::NotRunning));
+    assert_eq!(smmu.shutdown(&mut mem), Err(SmmuError::NotRunning));
+}
+
+#[test]
+fn install_ste_is_seen_by_the_smmu_only_after_invalidation() {
+    let (mut smmu, fake, mut mem) = up();
+    smmu.install_ste(&mut mem, StreamId(8), &s2(1, 0x4010_0000))
+        .unwrap();
+    assert_eq!(fake.config(8).unwrap(), s2(1, 0x4010_0000).0);
+    assert_eq!(
+        smmu.read_ste(&mem, StreamId(8)).unwrap(),
+        s2(1, 0x4010_0000)
+    );
+    // Its neighbours in the same level-2 table are invalid: C_BAD_STE.
+    assert_eq!(fake.config(9), Err(0x04));
+
+    // The SMMU caches the STE: a raw memory change is not seen ...
+    let addr = smmu
+        .running
+        .as_ref()
+        .unwrap()
+        .strtab
+        .ste_addr(&mem, StreamId(8))
+        .unwrap()
+        .unwrap();
+    mem.write_u64(PhysAddr(addr.get() + 24), 0x5000_0000);
+    assert_eq!(fake.config(8).unwrap()[3], 0x4010_0000);
+    // ... while install_ste invalidates (break-before-make: two CFGI_STE + SYNC pairs).
+    fake.st.borrow_mut().commands.clear();
+    smmu.install_ste(&mut mem, StreamId(8), &s2(2, 0x4020_0000))
+        .unwrap();
+    assert_eq!(
+        opcodes(&fake),
+        vec![
+            opcode::CFGI_STE,
+            opcode::SYNC,
+            opcode::CFGI_STE,
+            opcode::SYNC
+        ]
+    );
+    assert_eq!(fake.st.borrow().commands[0][0] >> 32, 8);
+    assert_eq!(fake.config(8).unwrap(), s2(2, 0x4020_0000).0);
+
+    assert_eq!(
+        smmu.install_ste(&mut mem, StreamId(0x1_0000), &Ste::abort()),
+        Err(SmmuError::StreamIdOutOfRange {
+            sid: StreamId(0x1_0000),
+            sid_bits: 16
+        })
+    );
+}
+
+#[test]
+fn illegal_command_is_recovered_and_the_queue_keeps_working() {
+    let (mut smmu, fake, mut mem) = up();
+    fake.st.borrow_mut().commands.clear();
+    let got = smmu.submit_raw_for_fault_injection(&mut mem, [0xff, 0]);
+    assert_eq!(
+        got,
+        Err(SmmuError::Command {
+            index: 0,
+            opcode: 0xff,
+            error: CommandErrorKind::Illegal
+        })
+    );
+    {
+        let st = fake.st.borrow();
+        assert_eq!(st.gerror ^ st.gerrorn, 0, "CMDQ_ERR acknowledged");
+        assert!(cmdq_empty(&st));
+    }
+    // The replaced entry ran as a CMD_SYNC, then the batch's own CMD_SYNC.
+    assert_eq!(opcodes(&fake), vec![opcode::SYNC, opcode::SYNC]);
+    assert_eq!(smmu.stats().command_errors_recovered, 1);
+    smmu.invalidate_vmid(&mut mem, Vmid(3)).unwrap();
+    assert_eq!(fake.st.borrow().commands[2], [0x3_0000_0028, 0]);
+}
+
+fn cmdq_empty(st: &crate::fake_smmu::State) -> bool {
+    crate::queue::QueueGeometry::new((st.cmdq_base & 0x1f) as u8)
+        .is_empty(st.cmdq_prod, st.cmdq_cons)
+}
+
+#[test]
+fn several_bad_commands_in_one_batch() {
+    let (mut smmu, fake, mut mem) = up();
+    fake.st.borrow_mut().commands.clear();
+    let good = Command::CfgiSte {
+        sid: StreamId(1),
+        leaf: true,
+    }
+    .encode();
+    let bad = [0x7f, 0];
+    let run = smmu.running.as_mut().unwrap();
+    let got = run.cmdq.submit(
+        &mut smmu.regs,
+        &mut mem,
+        [good, bad, good, bad, good],
+        1000,
+        &mut smmu.stats,
+    );
+    assert_eq!(
+        got,
+        Err(SmmuError::Command {
+            index: 1,
+            opcode: 0x7f,
+            error: CommandErrorKind::Illegal
+        })
+    );
+    assert_eq!(smmu.stats.command_errors_recovered, 2);
+    let ops = opcodes(&fake);
+    assert_eq!(ops, vec![3, opcode::SYNC, 3, opcode::SYNC, 3, opcode::SYNC]);
+}
+
+#[test]
+fn queue_wraps_and_waits_when_full() {
+    for lazy in [None, Some(1), Some(3)] {
+        let fake = FakeSmmu::qemu();
+        fake.st.borrow_mut().lazy = lazy;
+        let (mut smmu, fake, mut mem) = up_with(
+            fake,
+            BringUpConfig {
+                cmdq_log2: 2,
+                ..cfg()
+            },
+        );
+        fake.st.borrow_mut().commands.clear();
+        let cmds: Vec<Command> = (0..10)
+            .map(|i| Command::TlbiS12Vmall { vmid: Vmid(i) })
+            .collect();
+        smmu.submit(&mut mem, &cmds).unwrap();
+        smmu.submit(&mut mem, &cmds[..3]).unwrap();
+        let st = fake.st.borrow();
+        let vmids: Vec<u64> = st
+            .commands
+            .iter()
+            .filter(|c| c[0] as u8 == opcode::TLBI_S12_VMALL)
+            .map(|c| c[0] >> 32)
+            .collect();
+        assert_eq!(
+            vmids,
+            (0..10).chain(0..3).collect::<Vec<u64>>(),
+            "lazy {lazy:?}"
+        );
+        assert_eq!(
+            st.commands
+                .iter()
+                .filter(|c| c[0] as u8 == opcode::SYNC)
+                .count(),
+            2
+        );
+        // 3 (bring-up) + 11 + 4 entries went through a 4-entry queue.
+        assert_eq!(st.cmdq_prod & 7, (3 + 11 + 4) % 8);
+    }
+}
+
+#[test]
+fn stalled_queue_times_out_on_cmdq_cons() {
+    let (mut smmu, fake, mut mem) = up();
+    fake.st.borrow_mut().lazy = Some(0);
+    assert_eq!(
+        smmu.invalidate_vmid(&mut mem, Vmid(1)),
+        Err(SmmuError::Timeout {
+            register: "CMDQ_CONS",
+            polls: 1000
+        })
+    );
+}
+
+#[test]
+fn invalidate_s2_uses_range_commands_with_ril() {
+    let (mut smmu, fake, mut mem) = up();
+    fake.st.borrow_mut().commands.clear();
+    smmu.invalidate_s2(&mut mem, Vmid(1), Iova(0x10_0000), 0x10_0000, true)
+        .unwrap();
+    let expect = Command::TlbiS2Ipa {
+        vmid: Vmid(1),
+        ipa: Iova(0x10_0000),
+        leaf: true,
+        range: TlbiRange::new(1, 8, 0),
+    };
+    assert_eq!(
+        fake.st.borrow().commands,
+        vec![expect.encode(), Command::Sync.encode()]
+    );
+    fake.st.borrow_mut().commands.clear();
+    smmu.invalidate_s2(&mut mem, Vmid(1), Iova(0x10_0000), 0, true)
+        .unwrap();
+    assert!(
+        fake.st.borrow().commands.is_empty(),
+        "nothing for an empty range"
+    );
+    smmu.invalidate_vmid(&mut mem, Vmid(7)).unwrap();
+    assert_eq!(fake.st.borrow().commands[0], [0x7_0000_0028, 0]);
+}
+
+#[test]
+fn drain_delivers_decoded_events() {
+    let (mut smmu, fake, mut mem) = up();
+    let mut read = QEMU_FAULT;
+    read[1] |= 1 << 35;
+    fake.record_event(QEMU_FAULT);
+    fake.record_event(read);
+    let mut seen = Vec::new();
+    let report = smmu.drain_events(&mut mem, |ev| seen.push(ev)).unwrap();
+    assert_eq!(
+        report,
+        DrainReport {
+            delivered: 2,
+            overflowed: false,
+            overflow_episodes: 0,
+            more_pending: false
+        }
+    );
+    assert_eq!(seen[0].to_string(), "fault type=F_TRANSLATION sid=0x8 addr=0x0000000000200000 ipa=0x0000000000200000 dir=write stage=2 class=IN");
+    assert_eq!(seen[1].access.unwrap().dir, crate::event::Direction::Read);
+    {
+        let st = fake.st.borrow();
+        assert_eq!(st.evtq_cons, st.evtq_prod, "CONS caught up with PROD");
+    }
+    assert_eq!(
+        smmu.drain_events(&mut mem, |_| panic!("queue should be empty"))
+            .unwrap()
+            .delivered,
+        0
+    );
+    assert_eq!(smmu.stats().events_delivered, 2);
+}
+
+#[test]
+fn events_wrap_around_the_queue() {
+    let (mut smmu, fake, mut mem) = up_with(
+        FakeSmmu::qemu(),
+        BringUpConfig {
+            evtq_log2: 2,
+            ..cfg()
+        },
+    );
+    let mut n = 0;
+    for round in 0..5u64 {
+        for i in 0..3u64 {
+            fake.record_event([0x10 | (round * 3 + i) << 32, 0, 0, 0]);
+        }
+        smmu.drain_events(&mut mem, |ev| {
+            assert_eq!(u64::from(ev.sid.0), n);
+            n += 1;
+        })
+        .unwrap();
+    }
+    assert_eq!(n, 15);
+    assert_eq!(smmu.stats().event_overflows, 0);
+}
+
+#[test]
+fn qemu_style_overflow_is_counted_and_acknowledged() {
+    let (mut smmu, fake, mut mem) = up_with(
+        FakeSmmu::qemu(),
+        BringUpConfig {
+            evtq_log2: 2,
+            ..cfg()
+        },
+    );
+    for _ in 0..6 {
+        fake.record_event(QEMU_FAULT);
+    }
+    assert_eq!(fake.st.borrow().dropped_events, 2);
+    let report = smmu.drain_events(&mut mem, |_| {}).unwrap();
+    assert_eq!(
+        report,
+        DrainReport {
+            delivered: 4,
+            overflowed: true,
+            overflow_episodes: 1,
+            more_pending: false
+        }
+    );
+    {
+        let st = fake.st.borrow();
+        assert_eq!(
+            (st.gerror ^ st.gerrorn) & 4,
+            0,
+            "EVENTQ_ABT_ERR acknowledged"
+        );
+    }
+    let s = smmu.stats();
+    assert_eq!(
+        (
+            s.event_overflows,
+            s.events_lost_at_least,
+            s.events_delivered
+        ),
+        (1, 1, 4)
+    );
+    // A new episode is seen again; a drain without loss is not an overflow.
+    fake.record_event(QEMU_FAULT);
+    assert!(!smmu.drain_events(&mut mem, |_| {}).unwrap().overflowed);
+    for _ in 0..5 {
+        fake.record_event(QEMU_FAULT);
+    }
+    assert!(smmu.drain_events(&mut mem, |_| {}).unwrap().overflowed);
+    assert_eq!(smmu.stats().events_lost_at_least, 2);
+}
+
+#[test]
+fn spec_style_overflow_is_counted_and_acknowledged() {
+    let fake = FakeSmmu::qemu();
+    fake.st.borrow_mut().overflow = Overflow::Spec;
+    let (mut smmu, fake, mut mem) = up_with(
+        fake,
+        BringUpConfig {
+            evtq_log2: 2,
+            ..cfg()
+        },
+    );
+    for _ in 0..5 {
+        fake.record_event(QEMU_FAULT);
+    }
+    let report = smmu.drain_events(&mut mem, |_| {}).unwrap();
+    assert_eq!(
+        report,
+        DrainReport {
+            delivered: 4,
+            overflowed: true,
+            overflow_episodes: 1,
+            more_pending: false
+        }
+    );
+    {
+        let st = fake.st.borrow();
+        assert_eq!(
+            st.evtq_cons >> 31,
+            st.evtq_prod >> 31,
+            "OVACKFLG copied from OVFLG"
+        );
+        assert_eq!(st.evtq_prod >> 31, 1);
+    }
+    assert!(!smmu.drain_events(&mut mem, |_| {}).unwrap().overflowed);
+    for _ in 0..5 {
+        fake.record_event(QEMU_FAULT);
+    }
+    assert_eq!(
+        fake.st.borrow().evtq_prod >> 31,
+        0,
+        "second episode toggles back"
+    );
+    assert_eq!(
+        smmu.drain_events(&mut mem, |_| {})
+            .unwrap()
+            .overflow_episodes,
+        1
+    );
+    assert_eq!(smmu.stats().events_lost_at_least, 2);
+}
+
+#[test]
+fn poll_gerror_acks_only_what_it_handles() {
+    let (mut smmu, fake, _mem) = up();
+    assert!(smmu.poll_gerror().is_clean());
+    fake.st.borrow_mut().gerror ^= 0b1_0011_0101; // CMDQ, EVENTQ_ABT, MSI_CMDQ, MSI_EVENTQ, SFM
+    let r = smmu.poll_gerror();
+    assert_eq!(
+        r.active,
+        GerrorFlags::CMDQ_ERR
+            | GerrorFlags::EVENTQ_ABT_ERR
+            | GerrorFlags::MSI_CMDQ_ABT_ERR
+            | GerrorFlags::MSI_EVENTQ_ABT_ERR
+            | GerrorFlags::SFM_ERR
+    );
+    assert_eq!(
+        r.acked,
+        GerrorFlags::MSI_CMDQ_ABT_ERR | GerrorFlags::MSI_EVENTQ_ABT_ERR | GerrorFlags::SFM_ERR
+    );
+    let st = fake.st.borrow();
+    assert_eq!(st.gerror ^ st.gerrorn, 0b101);
+}
+
+#[test]
+fn shutdown_aborts_traffic_and_returns_memory() {
+    let (mut smmu, fake, mut mem) = up();
+    smmu.install_ste(&mut mem, StreamId(0x0108), &s2(1, 0x4010_0000))
+        .unwrap();
+    assert!(mem.0.borrow().live_allocations() > 3);
+    smmu.shutdown(&mut mem).unwrap();
+    assert_eq!(mem.0.borrow().live_allocations(), 0);
+    let st = fake.st.borrow();
+    assert_eq!((st.cr0, st.cr0ack), (0, 0));
+    assert_ne!(st.gbpa & 1 << 20, 0);
+    assert!(!smmu.is_running());
+}
+
+#[test]
+fn mmio_over_plain_memory_times_out_on_gbpa() {
+    // Plain memory does not clear GBPA.UPDATE: the bounded wait must fail cleanly and name it.
+    let mut frame = vec![0u64; 0x2_0000 / 8];
+    frame[0] = u64::from(QEMU_IDR[0]) | u64::from(QEMU_IDR[1]) << 32;
+    frame[1] = u64::from(QEMU_IDR[3]) << 32;
+    frame[2] = u64::from(QEMU_IDR[5]) << 32;
+    frame[3] = 1 << 32; // AIDR
+    let mem = SharedMem::default();
+    {
+        // SAFETY: `frame` is 128 KiB, outlives `smmu`, and nothing else touches it meanwhile.
+        let mut smmu = unsafe { Smmu::new(frame.as_mut_ptr() as usize) };
+        assert_eq!(smmu.features().idr, QEMU_IDR);
+        assert_eq!(smmu.features().version.minor, 1);
+        let got = smmu.bring_up(
+            &mut mem.clone(),
+            BringUpConfig {
+                poll_limit: 5,
+                ..cfg()
+            },
+        );
+        assert_eq!(
+            got,
+            Err(SmmuError::Timeout {
+                register: "GBPA.UPDATE",
+                polls: 5
+            })
+        );
+    }
+    assert_eq!(
+        frame[0x44 / 8] >> 32,
+        u64::from(1u32 << 31 | 1 << 20),
+        "GBPA written with ABORT | UPDATE"
+    );
+    assert_eq!(
+        mem.0.borrow().live_allocations(),
+        3,
+        "SMMU never acknowledged: memory deliberately kept"
+    );
+}
+
+#[test]
+fn invalid_config_is_rejected() {
+    let fake = FakeSmmu::qemu();
+    let mut mem = fake.mem.clone();
+    let mut smmu = Smmu::with_registers(fake.clone());
+    assert_eq!(
+        smmu.bring_up(
+            &mut mem,
+            BringUpConfig {
+                sid_bits: 40,
+                ..cfg()
+            }
+        ),
+        Err(SmmuError::InvalidConfig {
+            what: "sid_bits",
+            value: 40
+        })
+    );
+    assert!(fake.writes().is_empty());
+    // Oversized queue requests are clamped to IDR1 (19) and the register width.
+    let c = BringUpConfig {
+        stream_table: StreamTableFormat::Auto,
+        sid_bits: 8,
+        cmdq_log2: 30,
+        evtq_log2: 1,
+        poll_limit: 0,
+    };
+    smmu.bring_up(&mut mem, c).unwrap();
+    assert_eq!(fake.st.borrow().cmdq_base & 0x1f, 19);
+    assert_eq!(
+        smmu.stream_table_layout(),
+        Some((StreamTableFormat::Linear, 8))
+    );
+}
