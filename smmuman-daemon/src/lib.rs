@@ -1,1 +1,43 @@
-//! placeholder
+//! The platform of the smmuman daemon: everything it needs from the board before it can manage
+//! an SMMU, written so that the logic runs in host tests.
+//!
+//! * [`board`]: what the device tree says about RAM, the console, the SMMUv3 and the PCIe host
+//!   bridge, and how a PCI requester ID maps to a StreamID ([`board::BoardInfo::sid_for`]).
+//! * [`bootargs`]: `/chosen/bootargs` (`scenario=<name> st=linear|2level log=<level>`).
+//! * [`memory`]: the physical memory plan, the frame allocators, and the one module that touches
+//!   RAM by physical address ([`memory::ram_window`]); [`memory::DaemonMemory`] implements
+//!   [`iommu_core::DmaMemory`] for the SMMU's tables and queues.
+//! * [`mmio`]: the MMIO access trait and its volatile implementation.
+//! * [`pci`]: ECAM configuration access, enumeration and BAR assignment.
+//! * [`edu`]: the QEMU `edu` device as a DMA master.
+//! * [`pl011`], [`console`]: the serial console and the `log` backend.
+//! * [`esr`]: decoding of exception syndromes for the crash report.
+//! * [`report`], [`scenario`]: machine-readable result lines and the scenario registry.
+//! * [`clock`]: the time source bounded waits use.
+//!
+//! The binary (`src/bin/smmuman-daemon`, feature `bare`) adds boot code, exception vectors and the
+//! panic handler, and wires these pieces together.
+
+#![cfg_attr(not(test), no_std)]
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    missing_docs
+)]
+
+pub mod board;
+pub mod bootargs;
+pub mod clock;
+pub mod console;
+pub mod edu;
+pub mod esr;
+pub mod exit_code;
+pub mod memory;
+pub mod mmio;
+pub mod pci;
+pub mod pl011;
+pub mod report;
+pub mod scenario;
+
+#[cfg(test)]
+mod fake_mmio;
