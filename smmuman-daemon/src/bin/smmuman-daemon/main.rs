@@ -1,0 +1,188 @@
+//! smmuman-daemon, the bare-metal binary: boot code, exception vectors, panic handler, console
+//! wiring, platform bring-up and the scenario dispatcher. Build it with `cargo xtask build`
+//! (`--features bare --target aarch64-unknown-none`); the logic lives in the library.
+//!
+//! Console records (see `smmuman_daemon::console`): `BOOT`, `BOARD`, `MEMORY`, `RESERVED`, `PCI`,
+//! then the scenario's own records and one `RESULT`; `FATAL`, `EXCEPTION` or `PANIC` when things
+//! go wrong. The exit code follows `smmuman_daemon::exit_code`.
+
+#![cfg_attr(all(target_arch = "aarch64", target_os = "none"), no_std)]
+#![cfg_attr(all(target_arch = "aarch64", target_os = "none"), no_main)]
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    missing_docs
+)]
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod boot;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod clock;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod console;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod exceptions;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod panic;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod platform;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod scenarios;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod semihosting;
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub use bare::exit;
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod bare {
+    use crate::platform::Platform;
+    use crate::{boot, console, scenarios, semihosting};
+    use iommu_core::PhysAddr;
+    use smmuman_daemon::board::{self, BoardInfo};
+    use smmuman_daemon::bootargs::BootArgs;
+    use smmuman_daemon::exit_code;
+    use smmuman_daemon::memory::PhysRange;
+    use smmuman_daemon::report::write_value;
+    use smmuman_daemon::scenario::{self, Names};
+
+    /// Largest device tree accepted (QEMU's is 1 MiB).
+    const MAX_DTB_SIZE: u64 = 16 << 20;
+    /// Size of the device tree header fields read before the blob is trusted.
+    const FDT_HEADER_SIZE: usize = 40;
+
+    /// Ends the run with `code`, after checking that no stack overflowed.
+    pub fn exit(code: u32) -> ! {
+        let mut code = code;
+        for stack in boot::smashed_stacks() {
+            console::emergency(format_args!("FATAL reason=stack-overflow stack={stack}"));
+            code = exit_code::EXCEPTION;
+        }
+        semihosting::exit(code)
+    }
+
+    /// Called by the boot code at an exception level other than 2.
+    #[unsafe(no_mangle)]
+    extern "C" fn rust_wrong_el(el: u64) -> ! {
+        semihosting::println(format_args!(
+            "FATAL reason=wrong-el el={el} detail=\"smmuman-daemon must start at EL2: use -machine virt,virtualization=on\""
+        ));
+        semihosting::exit(exit_code::BAD_BOARD)
+    }
+
+    /// Called by the boot code at EL2 with the device tree address from x0.
+    #[unsafe(no_mangle)]
+    extern "C" fn rust_main(dtb: u64) -> ! {
+        exit(run(dtb))
+    }
+
+    /// A fatal error before or after the console exists: one `FATAL` record.
+    fn fatal(reason: &str, detail: &dyn core::fmt::Display) -> u32 {
+        let mut text: heapless::String<400> = heapless::String::new();
+        let _ = write_value(&mut text, detail);
+        console::line_or_semihosting(format_args!("FATAL reason={reason} detail={text}"));
+        exit_code::BAD_BOARD
+    }
+
+    /// The device tree blob at `dtb`, after checking its header.
+    fn device_tree(dtb: u64) -> Result<&'static [u8], &'static str> {
+        if dtb == 0 {
+            return Err("x0 is 0: no device tree was passed; boot the raw Image (cargo xtask build), not the ELF");
+        }
+        if !dtb.is_multiple_of(8) {
+            return Err("the device tree address in x0 is not 8-byte aligned");
+        }
+        let mut header = [0u8; FDT_HEADER_SIZE];
+        for (i, b) in header.iter_mut().enumerate() {
+            // SAFETY: the boot protocol says x0 is the physical address of a device tree in RAM;
+            // the header is read byte by byte before anything else is trusted.
+            *b = unsafe { core::ptr::read_volatile((dtb as *const u8).add(i)) };
+        }
+        let word =
+            |i: usize| u32::from_be_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+        if word(0) != 0xd00d_feed {
+            return Err("no device tree magic (0xd00dfeed) at the address in x0");
+        }
+        let size = u64::from(word(4));
+        if size < FDT_HEADER_SIZE as u64 || size > MAX_DTB_SIZE {
+            return Err("device tree totalsize is implausible");
+        }
+        // SAFETY: the header says the blob is `size` bytes long; it stays in RAM untouched for
+        // the whole run (the memory plan reserves it) and is never written.
+        Ok(unsafe { core::slice::from_raw_parts(dtb as *const u8, size as usize) })
+    }
+
+    fn run(dtb: u64) -> u32 {
+        let blob = match device_tree(dtb) {
+            Ok(b) => b,
+            Err(why) => return fatal("device-tree", &why),
+        };
+        let fdt = match board::open(blob) {
+            Ok(f) => f,
+            Err(e) => return fatal("device-tree", &e),
+        };
+        match board::console(&fdt) {
+            Ok(uart) => console::init(uart),
+            Err(e) => return fatal("console", &e),
+        }
+        let (image_start, image_end) = boot::image_bounds();
+        log::info!(
+            "smmuman-daemon {} starting at EL2, MMU off",
+            env!("CARGO_PKG_VERSION")
+        );
+        console::line(format_args!(
+            "BOOT el=2 dtb={}+{:#x} image={}+{:#x}",
+            PhysAddr(dtb),
+            blob.len(),
+            PhysAddr(image_start),
+            image_end - image_start
+        ));
+        let board = match BoardInfo::parse(&fdt) {
+            Ok(b) => b,
+            Err(e) => return fatal("device-tree", &e),
+        };
+        let args = match BootArgs::parse(board.bootargs) {
+            Ok(a) => a,
+            Err(e) => {
+                fatal("bootargs", &e);
+                return exit_code::BAD_BOOTARGS;
+            }
+        };
+        log::set_max_level(args.log_level);
+        let (Some(image), Some(dtb_range)) = (
+            PhysRange::from_bounds(PhysAddr(image_start), PhysAddr(image_end)),
+            PhysRange::new(PhysAddr(dtb), blob.len() as u64),
+        ) else {
+            return fatal("memory", &"empty image or device tree range");
+        };
+        let scenario_name = args.scenario;
+        let mut platform = match Platform::bring_up(board, args, image, dtb_range) {
+            Ok(p) => p,
+            Err(e) => return fatal("bring-up", &e),
+        };
+        platform.print_summary();
+
+        let Some(entry) = scenario::find(scenarios::REGISTRY, scenario_name) else {
+            let mut name: heapless::String<128> = heapless::String::new();
+            let _ = write_value(&mut name, &scenario_name);
+            console::line(format_args!(
+                "FATAL reason=unknown-scenario scenario={name} known={}",
+                Names(scenarios::REGISTRY)
+            ));
+            return exit_code::BAD_BOOTARGS;
+        };
+        log::info!("running scenario {}: {}", entry.name, entry.about);
+        let outcome = (entry.run)(&mut platform);
+        let mut line: heapless::String<640> = heapless::String::new();
+        let _ = outcome.write_result(entry.name, &mut line);
+        console::line(format_args!("{line}"));
+        outcome.status().exit_code()
+    }
+}
+
+/// Host builds of the binary (e.g. `cargo build --all-features`) only say where it runs.
+#[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+fn main() {
+    eprintln!("smmuman-daemon runs bare-metal under QEMU: use `cargo xtask run`");
+    std::process::exit(2);
+}

@@ -1,0 +1,143 @@
+//! The scenario registry: `scenario=<name>` picks one.
+//!
+//! Add a scenario by writing `fn(&mut Platform) -> Outcome` and listing it in [`REGISTRY`].
+
+use crate::boot;
+use crate::console;
+use crate::platform::Platform;
+use iommu_core::{Bdf, PhysAddr};
+use smmuman_daemon::clock::Clock;
+use smmuman_daemon::mmio::Mmio;
+use smmuman_daemon::report::Outcome;
+use smmuman_daemon::scenario::Scenario;
+
+/// Every scenario the daemon can run.
+pub const REGISTRY: &[Scenario<Platform>] = &[
+    Scenario {
+        name: "boot",
+        about: "bring the platform up and check it, no DMA",
+        run: boot,
+    },
+    Scenario {
+        name: "demo",
+        about: "the demonstration (for now the same as boot)",
+        run: boot,
+    },
+    Scenario {
+        name: "selftest-panic",
+        about: "panic on purpose (checks the panic report)",
+        run: selftest_panic,
+    },
+    Scenario {
+        name: "selftest-fault",
+        about: "fault on purpose (checks the exception report)",
+        run: selftest_fault,
+    },
+];
+
+/// Panics, to show the panic report and exit code.
+fn selftest_panic(_: &mut Platform) -> Outcome {
+    panic!("selftest-panic asked for a panic")
+}
+
+/// Loads a word from an odd address. With the MMU off every access is Device-nGnRnE, which
+/// must be aligned (Arm ARM B2.5.2), so this takes an alignment fault: a data abort at EL2
+/// (ESR_EL2.EC 0x25, DFSC 0x21) with FAR_EL2 = the address.
+fn selftest_fault(p: &mut Platform) -> Outcome {
+    let target = match p.guest_memory.alloc(4096, 4096) {
+        Ok(b) => b.start().0 + 1,
+        Err(e) => return Outcome::fail().with("reason", e),
+    };
+    console::line(format_args!("SELFTEST fault_address={target:#018x}"));
+    let value: u64;
+    // SAFETY: the address is inside a guest-pool page this scenario owns; the load faults
+    // before it reads anything, and the exception handler ends the run.
+    unsafe {
+        core::arch::asm!("ldr {v}, [{a}]", v = out(reg) value, a = in(reg) target, options(nostack, readonly));
+    }
+    Outcome::fail()
+        .with("reason", "the misaligned load did not fault")
+        .with("value", value)
+}
+
+/// IHI 0070 §6.3.1 SMMU_IDR0: features of the SMMU, at offset 0 of register page 0.
+const SMMU_IDR0: usize = 0x0;
+
+/// Brings the platform up and checks it without letting any device DMA: every `edu` answers
+/// through its BAR and has the StreamID the device tree gives it, the daemon's image counts as
+/// daemon memory, a 2 MiB guest buffer can be allocated, written and read back, and the SMMU's
+/// registers answer.
+fn boot(p: &mut Platform) -> Outcome {
+    let edus: heapless::Vec<(Bdf, Option<iommu_core::StreamId>), 8> =
+        p.edus().map(|f| (f.bdf, f.sid)).collect();
+    for (i, (bdf, sid)) in edus.iter().enumerate() {
+        if *sid != p.sid_for(*bdf) {
+            return Outcome::fail()
+                .with("reason", "edu StreamID differs from iommu-map")
+                .with("bdf", bdf);
+        }
+        let alive = match p.take_edu(*bdf) {
+            Ok(mut edu) => {
+                let (major, minor) = edu.version();
+                let alive = edu.is_alive(0x5a5a_0000 | i as u32);
+                console::line(format_args!(
+                    "EDU bdf={bdf} version={major}.{minor} alive={} bus_master={}",
+                    u8::from(alive),
+                    u8::from(p.pci.is_bus_master(*bdf))
+                ));
+                alive
+            }
+            Err(e) => return Outcome::fail().with("reason", e),
+        };
+        if !alive {
+            return Outcome::fail()
+                .with("reason", "edu liveness check failed")
+                .with("bdf", bdf);
+        }
+        if p.pci.is_bus_master(*bdf) {
+            return Outcome::fail()
+                .with("reason", "bus mastering on before any STE")
+                .with("bdf", bdf);
+        }
+    }
+
+    let (image_start, _) = boot::image_bounds();
+    if !p.is_daemon_memory(PhysAddr(image_start), 8) {
+        return Outcome::fail().with("reason", "the image is not daemon memory");
+    }
+    let buffer = match p.guest_memory.alloc(2 << 20, 2 << 20) {
+        Ok(b) => b,
+        Err(e) => return Outcome::fail().with("reason", e),
+    };
+    if !p.is_guest_memory(buffer.start(), buffer.size())
+        || p.is_daemon_memory(buffer.start(), buffer.size())
+    {
+        return Outcome::fail()
+            .with("reason", "guest buffer misclassified")
+            .with("buffer", buffer);
+    }
+    p.guest_memory.fill_pattern(buffer.start(), 4096, 3);
+    if let Some(m) = p.guest_memory.check_pattern(buffer.start(), 4096, 3) {
+        return Outcome::fail()
+            .with("reason", "guest memory does not read back")
+            .with("at", m.pa);
+    }
+    if let Err(e) = p.guest_memory.free(buffer) {
+        return Outcome::fail().with("reason", e);
+    }
+
+    let idr0 = match p.take_smmu_registers() {
+        Some(regs) => regs.read32(SMMU_IDR0),
+        None => return Outcome::fail().with("reason", "SMMU registers already taken"),
+    };
+    Outcome::pass()
+        .with("st", p.args.stream_table)
+        .with("edu_devices", edus.len())
+        .with(
+            "behind_smmu",
+            p.pci.functions().iter().filter(|f| f.sid.is_some()).count(),
+        )
+        .with("smmu_idr0", format_args!("{idr0:#010x}"))
+        .with("timer_hz", p.clock.hz())
+        .with("uptime_ms", p.clock.now().as_millis())
+}
