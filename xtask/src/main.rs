@@ -1,1 +1,184 @@
-fn main() {}
+//! `cargo xtask <task>`: build, run and test smmuman.
+//!
+//! * `build`: the daemon for `aarch64-unknown-none` (release, `--features bare`), flattened into
+//!   the raw arm64 Image `target/smmuman-daemon.bin`.
+//! * `run [scenario] [key=value ...]`: build, then boot under QEMU with
+//!   `-append "scenario=<scenario> key=value ..."` (default scenario `demo`), console on the
+//!   terminal; exits with QEMU's exit code.
+//! * `test`: format check, clippy (host and bare-metal), host tests (QEMU boots included), docs.
+//! * `qemu`: check for QEMU 10, installing it from bookworm-backports when root.
+
+#![deny(unsafe_code, missing_docs)]
+
+use std::env;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use xtask::{image, paths, qemu, Error, Result};
+
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  build                          build target/smmuman-daemon.bin
+  run [scenario] [key=value...]  build and boot it under QEMU (default scenario: demo)
+  test                           fmt, clippy, host + QEMU tests, docs (what CI runs)
+  qemu                           check for QEMU 10; install it when root on Debian bookworm";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("build") => build().map(|image| {
+            println!("{}", image.display());
+            ExitCode::SUCCESS
+        }),
+        Some("run") => run(&args[1..]),
+        Some("test") => test().map(|()| ExitCode::SUCCESS),
+        Some("qemu") => qemu::ensure().map(|v| {
+            println!("QEMU {v} at {}", qemu::binary().display());
+            ExitCode::SUCCESS
+        }),
+        Some("help" | "-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            Ok(ExitCode::from(2))
+        }
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("xtask: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn build() -> Result<std::path::PathBuf> {
+    image::build(&paths::target_dir())
+}
+
+fn run(args: &[String]) -> Result<ExitCode> {
+    let (scenario, extra) = match args.split_first() {
+        Some((first, rest)) if !first.contains('=') => (first.as_str(), rest),
+        _ => ("demo", args),
+    };
+    let bootargs = std::iter::once(format!("scenario={scenario}"))
+        .chain(extra.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let image = build()?;
+    qemu::check()?;
+    let mut cmd = qemu::command(&image, &bootargs)?;
+    eprintln!(
+        "xtask: booting {} with \"{bootargs}\" (QEMU: Ctrl-A X quits)",
+        image.display()
+    );
+    let status = cmd
+        .status()
+        .map_err(|e| Error(format!("cannot run {}: {e}", qemu::binary().display())))?;
+    // QEMU's exit code is the daemon's (semihosting SYS_EXIT); killed by a signal: failure.
+    Ok(ExitCode::from(
+        status.code().map_or(1, |c| c.clamp(0, 255) as u8),
+    ))
+}
+
+/// Runs one step of `test`, stopping everything at the first failure.
+fn step(name: &str, cmd: &mut Command) -> Result<()> {
+    eprintln!("\nxtask test: ==> {name}");
+    let status = cmd
+        .current_dir(paths::workspace_root())
+        .status()
+        .map_err(|e| Error(format!("{name}: cannot start: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error(format!(
+            "test step `{name}` failed ({status}); stopping"
+        )))
+    }
+}
+
+/// Names of the `no_std` library crates under `crates/`, from their manifests.
+fn no_std_crates(root: &Path) -> Result<Vec<String>> {
+    let dir = root.join("crates");
+    let mut names = Vec::new();
+    let entries = std::fs::read_dir(&dir)
+        .map_err(|e| Error(format!("cannot list {}: {e}", dir.display())))?;
+    for entry in entries.flatten() {
+        let manifest = entry.path().join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        let name = text
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("name")
+                    .map(str::trim)
+                    .and_then(|r| r.strip_prefix('='))
+            })
+            .map(|r| r.trim().trim_matches('"').to_string());
+        if let Some(name) = name {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn test() -> Result<()> {
+    let cargo = paths::cargo();
+    let root = paths::workspace_root();
+    step(
+        "cargo fmt --all -- --check",
+        Command::new(&cargo).args(["fmt", "--all", "--", "--check"]),
+    )?;
+    step(
+        "cargo clippy --workspace --all-targets -- -D warnings",
+        Command::new(&cargo).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    let mut bare = Command::new(&cargo);
+    bare.args(["clippy", "--target", image::TARGET]);
+    for name in no_std_crates(&root)? {
+        bare.args(["--package", &name]);
+    }
+    bare.args([
+        "--package",
+        image::PACKAGE,
+        "--features",
+        "smmuman-daemon/bare",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    step(
+        &format!(
+            "cargo clippy (no_std crates + {} --features bare) --target {}",
+            image::PACKAGE,
+            image::TARGET
+        ),
+        &mut bare,
+    )?;
+    eprintln!("\nxtask test: ==> cargo xtask build");
+    let image = build()?;
+    qemu::check()?;
+    step(
+        "cargo test --workspace",
+        Command::new(&cargo)
+            .args(["test", "--workspace"])
+            .env("SMMUMAN_IMAGE", &image),
+    )?;
+    step(
+        "cargo doc --workspace --no-deps",
+        Command::new(&cargo)
+            .args(["doc", "--workspace", "--no-deps"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    eprintln!("\nxtask test: all steps passed");
+    Ok(())
+}

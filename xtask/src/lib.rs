@@ -1,0 +1,32 @@
+//! Tasks around the bare-metal daemon that run on the host: building its boot image
+//! ([`image`]) and finding and driving QEMU ([`qemu`]). Used by the `xtask` binary and by the
+//! `tests-qemu` harness, so that both boot exactly the same thing.
+
+#![deny(unsafe_code, missing_docs)]
+
+pub mod image;
+pub mod paths;
+pub mod qemu;
+
+use std::fmt;
+
+/// A task failed; the message says what and how to fix it.
+#[derive(Debug)]
+pub struct Error(pub String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<image::ImageError> for Error {
+    fn from(e: image::ImageError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// Result of a task.
+pub type Result<T> = std::result::Result<T, Error>;

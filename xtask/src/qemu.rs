@@ -1,0 +1,251 @@
+//! QEMU: finding a suitable `qemu-system-aarch64`, installing one, and the command line that
+//! boots the daemon (`boards/qemu-virt/qemu.args` + `-kernel` + `-append`).
+
+use crate::{paths, Error, Result};
+use std::env;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The emulator binary (override with `SMMUMAN_QEMU=/path/to/qemu-system-aarch64`).
+pub const BINARY: &str = "qemu-system-aarch64";
+/// The QEMU major version whose SMMUv3 model the daemon is written against (7.2's has no
+/// stage 2).
+pub const REQUIRED_MAJOR: u32 = 10;
+/// Shell commands that install QEMU 10 on Debian bookworm (as root).
+pub const INSTALL_COMMANDS: &str = "echo 'deb http://deb.debian.org/debian bookworm-backports main' > /etc/apt/sources.list.d/backports.list\n\
+apt-get update\n\
+apt-get install -y -t bookworm-backports qemu-system-arm";
+
+/// A QEMU version.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Version {
+    /// Major.
+    pub major: u32,
+    /// Minor.
+    pub minor: u32,
+    /// Micro.
+    pub micro: u32,
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.micro)
+    }
+}
+
+/// The emulator to run: `SMMUMAN_QEMU` or [`BINARY`] from `PATH`.
+pub fn binary() -> PathBuf {
+    env::var_os("SMMUMAN_QEMU")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(BINARY))
+}
+
+/// The version in `qemu-system-aarch64 --version` output ("QEMU emulator version 10.0.2 ...").
+pub fn parse_version(text: &str) -> Option<Version> {
+    let rest = text.split("version").nth(1)?.split_whitespace().next()?;
+    let mut parts = rest.split('.').map(|p| {
+        let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u32>().ok()
+    });
+    Some(Version {
+        major: parts.next()??,
+        minor: parts.next()??,
+        micro: parts.next().flatten().unwrap_or(0),
+    })
+}
+
+/// How to get QEMU 10, for error messages.
+pub fn install_hint() -> String {
+    format!(
+        "install QEMU {REQUIRED_MAJOR} (Debian bookworm: from bookworm-backports), as root:\n\n{INSTALL_COMMANDS}\n\n\
+         or run `cargo xtask qemu` as root, or point SMMUMAN_QEMU at a qemu-system-aarch64 {REQUIRED_MAJOR}.x"
+    )
+}
+
+/// The installed emulator's version, if it is a QEMU [`REQUIRED_MAJOR`].x.
+///
+/// # Errors
+/// When it is missing, unrunnable or another version; the message says how to install it.
+pub fn check() -> Result<Version> {
+    let bin = binary();
+    let output = Command::new(&bin).arg("--version").output().map_err(|e| {
+        Error(format!(
+            "cannot run {}: {e}\n{}",
+            bin.display(),
+            install_hint()
+        ))
+    })?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    match parse_version(&text) {
+        Some(v) if v.major == REQUIRED_MAJOR => Ok(v),
+        Some(v) => Err(Error(format!(
+            "{} is QEMU {v}; smmuman needs {REQUIRED_MAJOR}.x (its SMMUv3 model has stage 2)\n{}",
+            bin.display(),
+            install_hint()
+        ))),
+        None => Err(Error(format!(
+            "cannot read the version of {} (output: {:?})\n{}",
+            bin.display(),
+            text.trim(),
+            install_hint()
+        ))),
+    }
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    // The effective UID is the third field of the `Uid:` line.
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|uid| uid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Whether the host is Debian bookworm.
+pub fn is_bookworm() -> bool {
+    fs::read_to_string("/etc/os-release")
+        .is_ok_and(|s| s.lines().any(|l| l == "VERSION_CODENAME=bookworm"))
+}
+
+/// Makes sure QEMU [`REQUIRED_MAJOR`].x is there, installing it from bookworm-backports when
+/// running as root on bookworm.
+///
+/// # Errors
+/// When it is missing and cannot be installed here; the message gives the commands.
+pub fn ensure() -> Result<Version> {
+    match check() {
+        Ok(v) => return Ok(v),
+        Err(e) if !is_root() || !is_bookworm() || env::var_os("SMMUMAN_QEMU").is_some() => {
+            return Err(Error(format!(
+                "{e}\n(not installing: needs root on Debian bookworm)"
+            )))
+        }
+        Err(e) => {
+            eprintln!("xtask: {e}\nxtask: installing QEMU {REQUIRED_MAJOR} from bookworm-backports")
+        }
+    }
+    fs::write(
+        "/etc/apt/sources.list.d/backports.list",
+        "deb http://deb.debian.org/debian bookworm-backports main\n",
+    )
+    .map_err(|e| {
+        Error(format!(
+            "cannot write /etc/apt/sources.list.d/backports.list: {e}"
+        ))
+    })?;
+    for args in [
+        &["update"][..],
+        &[
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "-t",
+            "bookworm-backports",
+            "qemu-system-arm",
+        ][..],
+    ] {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(|e| Error(format!("cannot run apt-get: {e}")))?;
+        if !status.success() {
+            return Err(Error(format!(
+                "apt-get {} failed ({status})",
+                args.join(" ")
+            )));
+        }
+    }
+    check()
+}
+
+/// The arguments in a `qemu.args` file: one per line, `#` comments and blank lines skipped.
+pub fn parse_args(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect()
+}
+
+/// The board's QEMU arguments from `boards/qemu-virt/qemu.args`.
+///
+/// # Errors
+/// When the file cannot be read.
+pub fn board_args() -> Result<Vec<String>> {
+    let path = paths::board_dir().join("qemu.args");
+    let text = fs::read_to_string(&path)
+        .map_err(|e| Error(format!("cannot read {}: {e}", path.display())))?;
+    Ok(parse_args(&text))
+}
+
+/// The command that boots `image` with `bootargs` on the board.
+///
+/// # Errors
+/// When the board's arguments cannot be read.
+pub fn command(image: &Path, bootargs: &str) -> Result<Command> {
+    let mut cmd = Command::new(binary());
+    cmd.args(board_args()?)
+        .arg("-kernel")
+        .arg(image)
+        .arg("-append")
+        .arg(bootargs);
+    Ok(cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_qemu_versions() {
+        let v = parse_version(
+            "QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)\nCopyright",
+        );
+        assert_eq!(
+            v,
+            Some(Version {
+                major: 10,
+                minor: 0,
+                micro: 2
+            })
+        );
+        assert_eq!(
+            parse_version("QEMU emulator version 7.2.15 (Debian)").map(|v| v.major),
+            Some(7)
+        );
+        assert_eq!(
+            parse_version("QEMU emulator version 9.1").map(|v| v.micro),
+            Some(0)
+        );
+        assert_eq!(parse_version("bash: command not found"), None);
+    }
+
+    #[test]
+    fn args_file_skips_comments_and_blank_lines() {
+        let args = parse_args("# comment\n-machine\n  virt,iommu=smmuv3  \n\n-nic\nnone\n");
+        assert_eq!(args, ["-machine", "virt,iommu=smmuv3", "-nic", "none"]);
+    }
+
+    #[test]
+    fn the_board_file_asks_for_smmuv3_el2_semihosting_and_two_edus() {
+        let args = board_args().unwrap();
+        let machine = args
+            .iter()
+            .position(|a| a == "-machine")
+            .map(|i| &args[i + 1])
+            .unwrap();
+        assert!(machine.contains("iommu=smmuv3") && machine.contains("virtualization=on"));
+        assert!(args.iter().any(|a| a == "-semihosting"));
+        let edus = args
+            .iter()
+            .filter(|a| a.starts_with("edu,") && a.contains("dma_mask=0xffffffffffffffff"));
+        assert_eq!(edus.count(), 2);
+    }
+}
