@@ -1,1 +1,204 @@
-//! placeholder
+//! The QEMU test harness: boots the daemon image with a scenario, captures the console, and
+//! parses its records so that tests assert on values, not on text.
+//!
+//! The image is `SMMUMAN_IMAGE` when set (as `cargo xtask test` does); otherwise the harness
+//! builds it once per test process with a separate target directory (`<target>/qemu-image`), so
+//! that it does not wait on the `cargo test` that is running it.
+//!
+//! A missing or wrong QEMU is a test failure whose message says how to install QEMU 10; a run
+//! that exceeds its time limit is killed and fails with everything it printed.
+
+#![deny(unsafe_code, missing_docs)]
+
+pub mod records;
+
+pub use records::{parse_records, Record};
+
+use std::env;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+use xtask::{image, paths, qemu};
+
+/// How long one boot may take before it is killed (override: `SMMUMAN_QEMU_TIMEOUT` seconds).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What one QEMU run produced.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The bootargs passed with `-append`.
+    pub bootargs: String,
+    /// QEMU's exit code (the daemon's, through semihosting).
+    pub exit_code: Option<i32>,
+    /// Everything QEMU wrote (stdout, then stderr).
+    pub console: String,
+    /// The structured records in the console output, in order.
+    pub records: Vec<Record>,
+}
+
+impl Run {
+    /// The `RESULT` record (the last one, if there are several).
+    pub fn result(&self) -> Option<&Record> {
+        self.records("RESULT").last()
+    }
+
+    /// All records of one kind (`PCI`, `BOARD`...).
+    pub fn records<'r>(&'r self, kind: &str) -> impl Iterator<Item = &'r Record> + 'r {
+        let kind = kind.to_string();
+        self.records.iter().filter(move |r| r.kind == kind)
+    }
+
+    /// The first record of `kind`.
+    pub fn record(&self, kind: &str) -> Option<&Record> {
+        self.records(kind).next()
+    }
+
+    /// A description of the run for assertion messages: bootargs, exit code and console.
+    pub fn describe(&self) -> String {
+        format!(
+            "bootargs \"{}\", exit code {:?}, console:\n{}",
+            self.bootargs, self.exit_code, self.console
+        )
+    }
+
+    /// Panics (fails the test) unless the run exited 0 with `RESULT ... status=pass`.
+    pub fn assert_pass(&self) {
+        let status = self.result().and_then(|r| r.get("status"));
+        assert!(
+            self.exit_code == Some(0) && status == Some("pass"),
+            "expected a pass; {}",
+            self.describe()
+        );
+    }
+}
+
+/// The boot image, built at most once per process.
+///
+/// # Errors
+/// When the build fails (the message has cargo's reason).
+pub fn image() -> Result<PathBuf, String> {
+    static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| match env::var_os("SMMUMAN_IMAGE") {
+            Some(path) if !path.is_empty() => {
+                let path = PathBuf::from(path);
+                if path.is_file() {
+                    Ok(path)
+                } else {
+                    Err(format!("SMMUMAN_IMAGE={} is not a file", path.display()))
+                }
+            }
+            _ => image::build(&paths::target_dir().join("qemu-image")).map_err(|e| e.to_string()),
+        })
+        .clone()
+}
+
+/// Checks QEMU once per process.
+///
+/// # Errors
+/// When QEMU 10 is missing; the message says how to install it.
+pub fn qemu_ready() -> Result<(), String> {
+    static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
+    CHECK
+        .get_or_init(|| qemu::check().map(|_| ()).map_err(|e| e.to_string()))
+        .clone()
+}
+
+fn timeout() -> Duration {
+    env::var("SMMUMAN_QEMU_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(DEFAULT_TIMEOUT, Duration::from_secs)
+}
+
+/// Boots the daemon with `scenario=<scenario>` followed by `extra` bootargs and waits for it to
+/// exit.
+///
+/// # Errors
+/// When QEMU is missing, the image cannot be built, QEMU cannot start, or the run exceeds the
+/// time limit (the message then includes the console so far).
+pub fn run(scenario: &str, extra: &[&str]) -> Result<Run, String> {
+    qemu_ready()?;
+    let image = image()?;
+    let bootargs = std::iter::once(format!("scenario={scenario}"))
+        .chain(extra.iter().map(|s| s.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = qemu::command(&image, &bootargs).map_err(|e| e.to_string())?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", qemu::binary().display()))?;
+    let stdout = capture(child.stdout.take());
+    let stderr = capture(child.stderr.take());
+    let limit = timeout();
+    let exit = wait(&mut child, limit);
+    let console = collect(stdout, stderr);
+    let exit_code = match exit {
+        Ok(code) => code,
+        Err(()) => {
+            return Err(format!(
+            "QEMU did not exit within {} s (killed); bootargs \"{bootargs}\", console:\n{console}",
+            limit.as_secs()
+        ))
+        }
+    };
+    Ok(Run {
+        records: parse_records(&console),
+        bootargs,
+        exit_code,
+        console,
+    })
+}
+
+type Captured = (Arc<Mutex<Vec<u8>>>, thread::JoinHandle<()>);
+
+fn capture(pipe: Option<impl Read + Send + 'static>) -> Option<Captured> {
+    let mut pipe = pipe?;
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&buf);
+    let handle = thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut b) = sink.lock() {
+                b.extend_from_slice(&chunk[..n]);
+            }
+        }
+    });
+    Some((buf, handle))
+}
+
+fn collect(stdout: Option<Captured>, stderr: Option<Captured>) -> String {
+    let mut text = String::new();
+    for (buf, handle) in [stdout, stderr].into_iter().flatten() {
+        let _ = handle.join();
+        if let Ok(b) = buf.lock() {
+            text.push_str(&String::from_utf8_lossy(&b).replace('\r', ""));
+        }
+    }
+    text
+}
+
+/// The exit code, or `Err` after killing the child at the deadline.
+fn wait(child: &mut Child, limit: Duration) -> Result<Option<i32>, ()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status.code()),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(());
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The daemon boots under QEMU, discovers the board and reports it, with either stream table
+//! format; bad input and crashes end with the documented records and exit codes.
+
+use tests_qemu::{run, Run};
+
+fn boot(extra: &[&str]) -> Run {
+    run("boot", extra).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn check_board_summary(run: &Run) {
+    let board = run
+        .record("BOARD")
+        .unwrap_or_else(|| panic!("no BOARD record; {}", run.describe()));
+    assert_eq!(
+        board.get("smmu"),
+        Some("0x0000000009050000+0x20000"),
+        "{}",
+        board.line
+    );
+    assert_eq!(
+        board.get("ecam"),
+        Some("0x0000004010000000+0x10000000"),
+        "{}",
+        board.line
+    );
+    assert_eq!(
+        board.get("ram"),
+        Some("0x0000000040000000+0x20000000"),
+        "{}",
+        board.line
+    );
+    let edus: Vec<(&str, &str)> = run
+        .records("PCI")
+        .filter(|r| r.get("vendor") == Some("0x1234") && r.get("device") == Some("0x11e8"))
+        .map(|r| (r.get("bdf").unwrap_or("?"), r.get("sid").unwrap_or("?")))
+        .collect();
+    assert_eq!(
+        edus,
+        [("00:01.0", "0x8"), ("00:02.0", "0x10")],
+        "{}",
+        run.describe()
+    );
+    for edu in run.records("EDU") {
+        assert_eq!(edu.get("alive"), Some("1"), "{}", edu.line);
+        assert_eq!(
+            edu.get("bus_master"),
+            Some("0"),
+            "DMA must stay off without an STE: {}",
+            edu.line
+        );
+    }
+    assert_eq!(run.records("EDU").count(), 2, "{}", run.describe());
+}
+
+#[test]
+fn boots_with_a_linear_stream_table() {
+    let run = boot(&["st=linear"]);
+    run.assert_pass();
+    assert_eq!(run.result().and_then(|r| r.get("st")), Some("linear"));
+    check_board_summary(&run);
+}
+
+#[test]
+fn boots_with_a_two_level_stream_table() {
+    let run = boot(&["st=2level"]);
+    run.assert_pass();
+    assert_eq!(run.result().and_then(|r| r.get("st")), Some("2level"));
+    check_board_summary(&run);
+}
+
+#[test]
+fn an_unknown_scenario_exits_2_naming_the_known_ones() {
+    let run = run("no-such-scenario", &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.exit_code, Some(2), "{}", run.describe());
+    let fatal = run
+        .record("FATAL")
+        .unwrap_or_else(|| panic!("no FATAL; {}", run.describe()));
+    assert_eq!(fatal.get("reason"), Some("unknown-scenario"));
+    assert!(
+        fatal
+            .get("known")
+            .is_some_and(|k| k.split(',').any(|n| n == "boot")),
+        "{}",
+        fatal.line
+    );
+    assert!(run.result().is_none());
+}
+
+#[test]
+fn malformed_bootargs_exit_2() {
+    let run = boot(&["st=3level"]);
+    assert_eq!(run.exit_code, Some(2), "{}", run.describe());
+    let fatal = run
+        .record("FATAL")
+        .unwrap_or_else(|| panic!("no FATAL; {}", run.describe()));
+    assert_eq!(fatal.get("reason"), Some("bootargs"));
+    assert!(
+        fatal.get("detail").is_some_and(|d| d.contains("3level")),
+        "{}",
+        fatal.line
+    );
+}
+
+#[test]
+fn a_panic_is_reported_and_exits_101() {
+    let run = run("selftest-panic", &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.exit_code, Some(101), "{}", run.describe());
+    let panic = run
+        .record("PANIC")
+        .unwrap_or_else(|| panic!("no PANIC; {}", run.describe()));
+    assert_eq!(
+        panic.get("message"),
+        Some("selftest-panic asked for a panic")
+    );
+    assert!(
+        panic
+            .get("location")
+            .is_some_and(|l| l.contains("scenarios.rs")),
+        "{}",
+        panic.line
+    );
+}
+
+#[test]
+fn an_exception_is_decoded_and_exits_3() {
+    let run = run("selftest-fault", &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.exit_code, Some(3), "{}", run.describe());
+    let address = run
+        .record("SELFTEST")
+        .and_then(|r| r.get("fault_address"))
+        .map(str::to_string);
+    let ex = run
+        .record("EXCEPTION")
+        .unwrap_or_else(|| panic!("no EXCEPTION; {}", run.describe()));
+    assert_eq!(ex.get("ec"), Some("0x25"), "{}", ex.line);
+    assert_eq!(ex.get("ec_name"), Some("data_abort_same_el"));
+    assert_eq!(ex.get("fsc_name"), Some("alignment_fault"));
+    assert_eq!(
+        ex.get("far").map(str::to_string),
+        address,
+        "FAR_EL2 is the faulting address"
+    );
+    assert_eq!(ex.get("vector"), Some("sync_current_sp0"));
+}
