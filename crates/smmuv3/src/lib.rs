@@ -37,6 +37,7 @@
     missing_docs
 )]
 
+pub mod backend;
 pub mod cmd;
 mod cmdq;
 mod driver;
@@ -54,6 +55,7 @@ mod stream_table;
 #[cfg(test)]
 mod fake_smmu;
 
+pub use backend::{BackendError, Smmuv3Backend};
 pub use cmd::{tlbi_s2_range, Command, TlbiRange, TlbiS2Plan};
 pub use driver::{BringUpConfig, Smmu, Stats};
 pub use error::{CommandErrorKind, Requirement, SmmuError};

@@ -1,0 +1,273 @@
+//! [`Smmuv3Backend`] against the emulated SMMU: what the SMMU would use for a stream after each
+//! call, and which commands reached it before the call returned.
+
+use super::*;
+use crate::cmd::{opcode, Command};
+use crate::driver::BringUpConfig;
+use crate::fake_smmu::{FakeSmmu, SharedMem};
+use crate::ste::SteConfig;
+use crate::stream_table::StreamTableFormat;
+
+const EDU_A: StreamId = StreamId(8);
+const EDU_B: StreamId = StreamId(0x10);
+const MIB: u64 = 1 << 20;
+
+fn backend() -> (Smmuv3Backend<SharedMem, FakeSmmu>, FakeSmmu) {
+    let fake = FakeSmmu::qemu();
+    let mut mem = fake.mem.clone();
+    let mut smmu = Smmu::with_registers(fake.clone());
+    let cfg = BringUpConfig {
+        stream_table: StreamTableFormat::TwoLevel,
+        poll_limit: 1000,
+        ..BringUpConfig::default()
+    };
+    smmu.bring_up(&mut mem, cfg).unwrap();
+    (Smmuv3Backend::new(smmu, mem).unwrap(), fake)
+}
+
+/// The STE the emulated SMMU would use for `sid` right now (after its cache).
+fn live_ste(fake: &FakeSmmu, sid: StreamId) -> Ste {
+    Ste(fake.config(sid.0).expect("stream has a valid STE"))
+}
+
+fn opcodes(fake: &FakeSmmu) -> Vec<u8> {
+    fake.st
+        .borrow()
+        .commands
+        .iter()
+        .map(|c| c[0] as u8)
+        .collect()
+}
+
+/// IHI 0070 §5.2 STE.S2R, DW2 bit 58.
+fn records_faults(ste: &Ste) -> bool {
+    ste.0[2] >> 58 & 1 == 1
+}
+
+#[test]
+fn needs_a_running_smmu() {
+    let fake = FakeSmmu::qemu();
+    let smmu = Smmu::with_registers(fake.clone());
+    let err = Smmuv3Backend::new(smmu, fake.mem.clone()).err();
+    assert_eq!(err, Some(BackendError::Smmu(SmmuError::NotRunning)));
+}
+
+#[test]
+fn unclaimed_streams_translate_nothing_and_record_faults() {
+    let (mut b, fake) = backend();
+    assert_eq!(b.stream_domain(EDU_B), None, "never configured");
+    b.detach(EDU_B).unwrap();
+    let ste = live_ste(&fake, EDU_B);
+    assert_eq!(ste.config(), SteConfig::Stage2);
+    assert_eq!(ste.s2vmid(), Vmid(0));
+    assert!(
+        records_faults(&ste),
+        "S2R must be set or faults go unrecorded"
+    );
+    assert_eq!(b.stream_domain(EDU_B), Some(None));
+    // Its table is the unclaimed one: empty.
+    let probe = stage2::Stage2Table::translate(&b.unclaimed, &b.mem, Iova(0));
+    assert_eq!(probe, None);
+}
+
+#[test]
+fn attach_points_the_live_ste_at_the_domain() {
+    let (mut b, fake) = backend();
+    b.detach(EDU_A).unwrap();
+    assert_eq!(live_ste(&fake, EDU_A).s2vmid(), Vmid(0));
+    let d = b.create_domain().unwrap();
+    b.attach(EDU_A, d).unwrap();
+    let ste = live_ste(&fake, EDU_A);
+    assert_eq!(ste.s2vmid(), Vmid(1));
+    assert_eq!(ste.s2ttb(), b.domain(d).unwrap().table.root());
+    assert!(records_faults(&ste));
+    assert_eq!(b.stream_domain(EDU_A), Some(Some(d)));
+}
+
+#[test]
+fn map_then_unmap_half_invalidates_exactly_that_half_before_returning() {
+    let (mut b, fake) = backend();
+    let d = b.create_domain().unwrap();
+    b.attach(EDU_A, d).unwrap();
+    b.map(d, Iova(0), PhysAddr(0x4020_0000), 2 * MIB, Access::RW)
+        .unwrap();
+    let t = b.translate(d, Iova(MIB + 0x10)).unwrap().unwrap();
+    assert_eq!(t.pa, PhysAddr(0x4030_0010));
+    assert_eq!(t.size, 2 * MIB, "one 2 MiB block");
+
+    fake.st.borrow_mut().commands.clear();
+    assert_eq!(b.unmap(d, Iova(MIB), MIB).unwrap(), MIB);
+    let cmds = fake.st.borrow().commands.clone();
+    let tlbi: Vec<_> = cmds
+        .iter()
+        .filter(|c| c[0] as u8 == opcode::TLBI_S2_IPA)
+        .collect();
+    assert!(!tlbi.is_empty(), "the unmapped range was invalidated");
+    for c in &tlbi {
+        assert_eq!(c[0] >> 32 & 0xffff, 1, "TLBI tagged with the domain's VMID");
+        let ipa = c[1] & 0x000f_ffff_ffff_f000;
+        assert!(
+            (MIB..2 * MIB).contains(&ipa),
+            "IPA {ipa:#x} inside the range"
+        );
+    }
+    assert_eq!(*opcodes(&fake).last().unwrap(), opcode::SYNC);
+    assert_eq!(
+        opcodes(&fake)
+            .iter()
+            .filter(|&&o| o == opcode::SYNC)
+            .count(),
+        1,
+        "one CMD_SYNC for the whole unmap"
+    );
+    assert_eq!(b.translate(d, Iova(MIB)).unwrap(), None);
+    let kept = b.translate(d, Iova(0x1000)).unwrap().unwrap();
+    assert_eq!(kept.pa, PhysAddr(0x4020_1000), "the first half stays");
+}
+
+#[test]
+fn map_needs_no_commands() {
+    let (mut b, fake) = backend();
+    let d = b.create_domain().unwrap();
+    fake.st.borrow_mut().commands.clear();
+    b.map(d, Iova(0x1000), PhysAddr(0x5000_0000), 0x1000, Access::READ)
+        .unwrap();
+    assert!(fake.st.borrow().commands.is_empty());
+}
+
+#[test]
+fn reserved_memory_is_never_mapped() {
+    let (mut b, _fake) = backend();
+    b.reserve(PhysAddr(0x4008_0000), 0x10_0000).unwrap();
+    let d = b.create_domain().unwrap();
+    // Overlapping the end of a larger range is caught too.
+    let err = b
+        .map(d, Iova(0), PhysAddr(0x4000_0000), 0x20_0000, Access::RW)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        BackendError::ReservedMemory {
+            pa: PhysAddr(0x4000_0000),
+            len: 0x20_0000
+        }
+    );
+    assert_eq!(b.translate(d, Iova(0)).unwrap(), None, "nothing was mapped");
+    b.map(d, Iova(0), PhysAddr(0x4018_0000), 0x1000, Access::RW)
+        .unwrap();
+}
+
+#[test]
+fn a_refused_map_changes_nothing() {
+    let (mut b, _fake) = backend();
+    let d = b.create_domain().unwrap();
+    b.map(d, Iova(0x2000), PhysAddr(0x5000_2000), 0x1000, Access::RW)
+        .unwrap();
+    let err = b
+        .map(d, Iova(0), PhysAddr(0x6000_0000), 0x4000, Access::RW)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        BackendError::Map(MapError::Overlap { iova: Iova(0x2000) })
+    );
+    assert_eq!(b.translate(d, Iova(0)).unwrap(), None);
+    assert_eq!(
+        b.translate(d, Iova(0x2000)).unwrap().unwrap().pa,
+        PhysAddr(0x5000_2000)
+    );
+}
+
+#[test]
+fn destroy_refuses_while_streams_are_attached_then_frees_everything() {
+    let (mut b, fake) = backend();
+    let before = fake.mem.0.borrow().live_allocations();
+    let d = b.create_domain().unwrap();
+    b.attach(EDU_A, d).unwrap();
+    b.map(d, Iova(0), PhysAddr(0x5000_0000), 0x3000, Access::RW)
+        .unwrap();
+    assert_eq!(
+        b.destroy_domain(d).unwrap_err(),
+        BackendError::DomainInUse {
+            domain: d,
+            streams: 1
+        }
+    );
+    b.detach(EDU_A).unwrap();
+    fake.st.borrow_mut().commands.clear();
+    b.destroy_domain(d).unwrap();
+    assert_eq!(
+        fake.st.borrow().commands[0],
+        Command::TlbiS12Vmall { vmid: Vmid(1) }.encode(),
+        "the VMID's cached translations go before its tables do"
+    );
+    // The level-2 stream table allocated for SID 8 stays; the domain's tables are gone.
+    assert_eq!(fake.mem.0.borrow().live_allocations(), before + 1);
+    assert_eq!(
+        b.translate(d, Iova(0)).unwrap_err(),
+        BackendError::UnknownDomain(d)
+    );
+    // The slot (and VMID) is reused, with an empty table.
+    let again = b.create_domain().unwrap();
+    assert_eq!(again, d);
+    assert_eq!(b.translate(again, Iova(0)).unwrap(), None);
+}
+
+#[test]
+fn unknown_domains_are_named() {
+    let (mut b, _fake) = backend();
+    let ghost = DomainId(5);
+    assert_eq!(
+        b.attach(EDU_A, ghost).unwrap_err(),
+        BackendError::UnknownDomain(ghost)
+    );
+    assert_eq!(b.stream_domain(EDU_A), None, "no STE was written");
+    assert_eq!(
+        b.unmap(ghost, Iova(0), 0x1000).unwrap_err(),
+        BackendError::UnknownDomain(ghost)
+    );
+}
+
+#[test]
+fn faults_come_out_backend_neutral() {
+    let (mut b, fake) = backend();
+    let mut read = [
+        0x0000_0008_0000_0010,
+        0x0000_0280_0000_0000,
+        0x20_0000,
+        0x20_0000,
+    ];
+    fake.record_event(read);
+    read[1] |= 1 << 35; // RnW
+    fake.record_event(read);
+    let mut seen = Vec::new();
+    let drain = b.drain_faults(&mut |f| seen.push(f)).unwrap();
+    assert_eq!(drain.delivered, 2);
+    assert_eq!(drain.lost_at_least, 0);
+    assert_eq!(
+        seen[0],
+        Fault {
+            sid: EDU_A,
+            addr: Iova(0x20_0000),
+            dir: Some(Direction::Write),
+            reason: FaultReason::Translation,
+            code: 0x10
+        }
+    );
+    assert_eq!(seen[1].dir, Some(Direction::Read));
+}
+
+#[test]
+fn overflow_is_reported_as_a_lower_bound() {
+    let (mut b, fake) = backend();
+    let rec = [0x0000_0010_0000_0010, 0x0000_0280_0000_0000, 0x1000, 0x1000];
+    for _ in 0..200 {
+        fake.record_event(rec); // the queue holds 128
+    }
+    let mut n = 0;
+    let drain = b.drain_faults(&mut |_| n += 1).unwrap();
+    assert_eq!(drain.delivered, 128);
+    assert_eq!(drain.lost_at_least, 1);
+    assert_eq!(fake.st.borrow().dropped_events, 72);
+    // A later fault is still recorded and delivered.
+    fake.record_event(rec);
+    assert_eq!(b.drain_faults(&mut |_| ()).unwrap().delivered, 1);
+}
