@@ -121,6 +121,18 @@ fn timeout() -> Duration {
 /// When QEMU is missing, the image cannot be built, QEMU cannot start, or the run exceeds the
 /// time limit (the message then includes the console so far).
 pub fn run(scenario: &str, extra: &[&str]) -> Result<Run, String> {
+    run_with_qemu_args(scenario, extra, &[])
+}
+
+/// [`run`] with more QEMU arguments after the board's (extra devices, say).
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with_qemu_args(
+    scenario: &str,
+    extra: &[&str],
+    qemu_args: &[&str],
+) -> Result<Run, String> {
     qemu_ready()?;
     let image = image()?;
     let bootargs = std::iter::once(format!("scenario={scenario}"))
@@ -128,6 +140,7 @@ pub fn run(scenario: &str, extra: &[&str]) -> Result<Run, String> {
         .collect::<Vec<_>>()
         .join(" ");
     let mut cmd = qemu::command(&image, &bootargs).map_err(|e| e.to_string())?;
+    cmd.args(qemu_args);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -1,7 +1,7 @@
 //! The daemon boots under QEMU, discovers the board and reports it, with either stream table
 //! format; bad input and crashes end with the documented records and exit codes.
 
-use tests_qemu::{run, Run};
+use tests_qemu::{run, run_with_qemu_args, Run};
 
 fn boot(extra: &[&str]) -> Run {
     run("boot", extra).unwrap_or_else(|e| panic!("{e}"))
@@ -141,4 +141,43 @@ fn an_exception_is_decoded_and_exits_3() {
         "FAR_EL2 is the faulting address"
     );
     assert_eq!(ex.get("vector"), Some("sync_current_sp0"));
+}
+
+#[test]
+fn devices_behind_bridges_are_enumerated_with_the_stream_id_the_smmu_sees() {
+    // An edu behind a PCIe-to-PCI bridge reaches the SMMU under the bridge's alias
+    // (secondary bus, 00.0); one behind a root port keeps its own requester ID.
+    let run = run_with_qemu_args(
+        "boot",
+        &[],
+        &[
+            "-device",
+            "pcie-pci-bridge,id=br0",
+            "-device",
+            "edu,bus=br0,addr=1.0,dma_mask=0xffffffffffffffff",
+            "-device",
+            "pcie-root-port,id=rp0,chassis=1",
+            "-device",
+            "edu,bus=rp0,dma_mask=0xffffffffffffffff",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    run.assert_pass();
+    let pci = |bdf: &str| {
+        run.records("PCI")
+            .find(|r| r.get("bdf") == Some(bdf))
+            .unwrap_or_else(|| panic!("no PCI {bdf}; {}", run.describe()))
+    };
+    assert_eq!(pci("00:03.0").get("bridge_type"), Some("pcie-to-pci"));
+    assert_eq!(pci("01:01.0").get("dma_alias"), Some("01:00.0"));
+    assert_eq!(pci("01:01.0").get("sid"), Some("0x100"));
+    assert_eq!(pci("00:04.0").get("bridge_type"), Some("pcie-port"));
+    assert_eq!(pci("02:00.0").get("dma_alias"), None);
+    assert_eq!(pci("02:00.0").get("sid"), Some("0x200"));
+    assert_eq!(
+        run.records("EDU")
+            .filter(|r| r.get("alive") == Some("1"))
+            .count(),
+        4
+    );
 }

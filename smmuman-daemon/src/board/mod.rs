@@ -138,9 +138,11 @@ impl<'a> BoardInfo<'a> {
         Self::parse(&open(blob)?)
     }
 
-    /// The StreamID the SMMU sees for DMA from `bdf`, or `None` when the host bridge's
-    /// `iommu-map` sends that requester ID to no IOMMU or to another one: such a device is not
-    /// behind this SMMU.
+    /// The StreamID the SMMU sees for DMA carrying requester ID `bdf`, or `None` when the host
+    /// bridge's `iommu-map` sends that requester ID to no IOMMU or to another one: such a device
+    /// is not behind this SMMU. Pass the function's DMA alias
+    /// ([`crate::pci::PciFunction::dma_alias`]): behind a PCIe-to-PCI bridge, DMA carries the
+    /// bridge's ID, not the device's.
     pub fn sid_for(&self, bdf: Bdf) -> Option<StreamId> {
         self.pcie
             .iommu_map

@@ -16,6 +16,10 @@ pub const COMMAND_IO: u16 = 1 << 0;
 pub const COMMAND_MEM: u16 = 1 << 1;
 /// COMMAND.BME (bit 2): the function may master the bus, i.e. issue DMA.
 pub const COMMAND_BUS_MASTER: u16 = 1 << 2;
+/// Status register (16 bits).
+pub const STATUS: u16 = 0x06;
+/// STATUS.CAP_LIST (bit 4): the capabilities pointer is valid.
+pub const STATUS_CAP_LIST: u16 = 1 << 4;
 /// Revision ID (bits 7:0) and class code (bits 31:8).
 pub const CLASS_REVISION: u16 = 0x08;
 /// Cache line size, latency timer, header type (bits 23:16), BIST.
@@ -28,6 +32,23 @@ pub const HEADER_TYPE_ENDPOINT: u8 = 0x00;
 pub const HEADER_TYPE_BRIDGE: u8 = 0x01;
 /// First base address register (each is 32 bits; a 64-bit BAR takes two).
 pub const BAR0: u16 = 0x10;
+/// Capabilities pointer (bits 7:0, low two bits reserved).
+pub const CAPABILITIES_POINTER: u16 = 0x34;
+/// Capability ID of the PCI Express capability (PCIe Base Specification §7.5.3).
+pub const CAP_ID_PCIE: u8 = 0x10;
+/// PCI Express Capabilities register, at offset 2 of the capability; bits 7:4 are the
+/// Device/Port Type (PCIe Base Specification §7.5.3.2).
+pub const PCIE_CAPABILITIES: u16 = 0x02;
+/// Device/Port Type: root port of a root complex.
+pub const PCIE_TYPE_ROOT_PORT: u8 = 0x4;
+/// Device/Port Type: upstream port of a switch.
+pub const PCIE_TYPE_UPSTREAM_PORT: u8 = 0x5;
+/// Device/Port Type: downstream port of a switch.
+pub const PCIE_TYPE_DOWNSTREAM_PORT: u8 = 0x6;
+/// Device/Port Type: PCI Express to PCI/PCI-X bridge.
+pub const PCIE_TYPE_PCIE_TO_PCI: u8 = 0x7;
+/// Device/Port Type: PCI/PCI-X to PCI Express bridge.
+pub const PCIE_TYPE_PCI_TO_PCIE: u8 = 0x8;
 /// Bridge: primary (7:0), secondary (15:8) and subordinate (23:16) bus numbers, secondary
 /// latency timer (31:24).
 pub const BRIDGE_BUS_NUMBERS: u16 = 0x18;

@@ -59,6 +59,22 @@ impl fmt::Display for Bar {
     }
 }
 
+/// What kind of bus a bridge leads to, which decides the requester ID DMA from behind it
+/// carries.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BridgeType {
+    /// A PCI Express port (root, switch, or PCI-to-PCIe bridge): its secondary bus is PCI
+    /// Express and every function keeps its own requester ID.
+    PciePort,
+    /// A PCI Express to PCI bridge: it takes ownership of transactions from its conventional
+    /// secondary bus and issues them with requester ID (secondary bus, 0, 0) (PCI Express to
+    /// PCI/PCI-X Bridge Specification 1.0 §2.3).
+    PcieToPci,
+    /// A conventional PCI-to-PCI bridge: DMA from behind it carries the bridge's own requester
+    /// ID.
+    Conventional,
+}
+
 /// Header layout of a function.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum FunctionKind {
@@ -70,6 +86,8 @@ pub enum FunctionKind {
         secondary: u8,
         /// Highest bus behind it.
         subordinate: u8,
+        /// The bus it leads to.
+        bridge_type: BridgeType,
     },
     /// Another layout (CardBus): recorded, not configured.
     Other(u8),
@@ -94,7 +112,11 @@ pub struct PciFunction {
     pub bars: [Option<Bar>; 6],
     /// The bridge it sits behind, if any.
     pub upstream: Option<Bdf>,
-    /// The StreamID its DMA carries, or `None` when it is not behind the SMMU.
+    /// The requester ID its DMA carries when it reaches the host bridge: its own, unless a
+    /// bridge above it takes ownership of its transactions (see [`BridgeType`]). Functions with
+    /// the same alias cannot be told apart by the IOMMU.
+    pub dma_alias: Bdf,
+    /// The StreamID its DMA carries (from `dma_alias`), or `None` when it is not behind the SMMU.
     pub sid: Option<StreamId>,
 }
 
@@ -120,15 +142,27 @@ impl fmt::Display for PciFunction {
         if let FunctionKind::Bridge {
             secondary,
             subordinate,
+            bridge_type,
         } = self.kind
         {
-            write!(f, " bridge={secondary:02x}..{subordinate:02x}")?;
+            let t = match bridge_type {
+                BridgeType::PciePort => "pcie-port",
+                BridgeType::PcieToPci => "pcie-to-pci",
+                BridgeType::Conventional => "pci-to-pci",
+            };
+            write!(
+                f,
+                " bridge={secondary:02x}..{subordinate:02x} bridge_type={t}"
+            )?;
         }
         for bar in self.bars.iter().flatten() {
             write!(f, " {bar}")?;
         }
         if let Some(up) = self.upstream {
             write!(f, " upstream={up}")?;
+        }
+        if self.dma_alias != self.bdf {
+            write!(f, " dma_alias={}", self.dma_alias)?;
         }
         match self.sid {
             Some(sid) => write!(f, " sid={sid}"),
@@ -302,6 +336,7 @@ impl<C: ConfigSpace> Walker<'_, C> {
             COMMAND,
             command & !(COMMAND_IO | COMMAND_MEM | COMMAND_BUS_MASTER),
         );
+        let dma_alias = self.dma_alias(bdf, upstream);
         let mut function = PciFunction {
             bdf,
             vendor_id: ids as u16,
@@ -311,7 +346,8 @@ impl<C: ConfigSpace> Walker<'_, C> {
             kind: FunctionKind::Other(header),
             bars: [None; 6],
             upstream,
-            sid: (self.sid_for)(bdf),
+            dma_alias,
+            sid: (self.sid_for)(dma_alias),
         };
         let mut decode_memory = false;
         match header {
@@ -321,17 +357,7 @@ impl<C: ConfigSpace> Walker<'_, C> {
             }
             HEADER_TYPE_BRIDGE => {
                 decode_memory = self.assign_bars(&mut function, 2)?;
-                // Record the bridge before its children, so the list reads top-down.
-                let index = self.bus.functions.len();
-                self.push(function)?;
-                let (secondary, subordinate, window_open) = self.configure_bridge(bdf)?;
-                let kind = FunctionKind::Bridge {
-                    secondary,
-                    subordinate,
-                };
-                if let Some(f) = self.bus.functions.get_mut(index) {
-                    f.kind = kind;
-                }
+                let window_open = self.configure_bridge(function)?;
                 self.enable_memory(bdf, decode_memory || window_open);
                 return Ok(());
             }
@@ -451,14 +477,84 @@ impl<C: ConfigSpace> Walker<'_, C> {
         Ok(any_memory)
     }
 
-    /// Numbers the bridge's buses, scans behind it and opens its memory window over what the
-    /// devices behind it got (PCI-to-PCI Bridge Architecture Specification 1.2 §3.2.5).
-    fn configure_bridge(&mut self, bridge: Bdf) -> Result<(u8, u8, bool), PciError> {
+    /// The requester ID DMA from `bdf` carries at the host bridge: walking up from its bus,
+    /// each conventional bus hands the transaction to the bridge above it, which re-issues it
+    /// under its own ID ((secondary, 0, 0) for a PCIe-to-PCI bridge, its own BDF for a PCI
+    /// bridge). This is the alias rule QEMU and Linux (`pci_for_each_dma_alias`) apply.
+    fn dma_alias(&self, bdf: Bdf, upstream: Option<Bdf>) -> Bdf {
+        let mut alias = bdf;
+        let mut next = upstream;
+        while let Some(bridge) = next.and_then(|b| self.bus.function(b)) {
+            if let FunctionKind::Bridge {
+                secondary,
+                bridge_type,
+                ..
+            } = bridge.kind
+            {
+                match bridge_type {
+                    BridgeType::PciePort => {}
+                    BridgeType::PcieToPci => {
+                        alias = Bdf {
+                            bus: secondary,
+                            dev: 0,
+                            func: 0,
+                        }
+                    }
+                    BridgeType::Conventional => alias = bridge.bdf,
+                }
+            }
+            next = bridge.upstream;
+        }
+        alias
+    }
+
+    /// The bridge's type from its PCI Express capability, if it has one.
+    fn bridge_type(&self, bridge: Bdf) -> BridgeType {
+        let cfg = &self.bus.config;
+        if cfg.read16(bridge, STATUS) & STATUS_CAP_LIST == 0 {
+            return BridgeType::Conventional;
+        }
+        let mut at = u16::from(cfg.read8(bridge, CAPABILITIES_POINTER) & 0xfc);
+        // At most 48 capabilities fit in the 192 bytes after the header.
+        for _ in 0..48 {
+            if at < 0x40 {
+                break;
+            }
+            if cfg.read8(bridge, at) == CAP_ID_PCIE {
+                let port_type = (cfg.read16(bridge, at + PCIE_CAPABILITIES) >> 4) as u8 & 0xf;
+                return match port_type {
+                    PCIE_TYPE_PCIE_TO_PCI => BridgeType::PcieToPci,
+                    PCIE_TYPE_ROOT_PORT
+                    | PCIE_TYPE_UPSTREAM_PORT
+                    | PCIE_TYPE_DOWNSTREAM_PORT
+                    | PCIE_TYPE_PCI_TO_PCIE => BridgeType::PciePort,
+                    _ => BridgeType::Conventional,
+                };
+            }
+            at = u16::from(cfg.read8(bridge, at + 1) & 0xfc);
+        }
+        BridgeType::Conventional
+    }
+
+    /// Records the bridge, numbers its buses, scans behind it and opens its memory window over
+    /// what the devices behind it got (PCI-to-PCI Bridge Architecture Specification 1.2
+    /// §3.2.5). Returns whether the window is open.
+    fn configure_bridge(&mut self, mut function: PciFunction) -> Result<bool, PciError> {
+        let bridge = function.bdf;
         if self.last_bus >= self.bus_end {
             return Err(PciError::OutOfBusNumbers { bridge });
         }
         self.last_bus += 1;
         let secondary = self.last_bus;
+        let bridge_type = self.bridge_type(bridge);
+        // Recorded before its children (the list reads top-down, and their alias needs it).
+        function.kind = FunctionKind::Bridge {
+            secondary,
+            subordinate: self.bus_end,
+            bridge_type,
+        };
+        let index = self.bus.functions.len();
+        self.push(function)?;
         let latency = self.bus.config.read32(bridge, BRIDGE_BUS_NUMBERS) & 0xff00_0000;
         let numbers = |sub: u8| {
             latency | u32::from(bridge.bus) | (u32::from(secondary) << 8) | (u32::from(sub) << 16)
@@ -488,6 +584,13 @@ impl<C: ConfigSpace> Walker<'_, C> {
         self.bus
             .config
             .write32(bridge, BRIDGE_BUS_NUMBERS, numbers(subordinate));
+        if let Some(f) = self.bus.functions.get_mut(index) {
+            f.kind = FunctionKind::Bridge {
+                secondary,
+                subordinate,
+                bridge_type,
+            };
+        }
         let open = end > start;
         let base_limit = if open {
             let base = ((start >> 16) as u32) & 0xfff0;
@@ -499,7 +602,7 @@ impl<C: ConfigSpace> Walker<'_, C> {
         self.bus
             .config
             .write32(bridge, BRIDGE_MEMORY_BASE_LIMIT, base_limit);
-        Ok((secondary, subordinate, open))
+        Ok(open)
     }
 }
 

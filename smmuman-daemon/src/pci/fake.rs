@@ -90,9 +90,17 @@ impl FakeConfig {
         self.add(parent, dev, 0, (0x1234, 0x11e8), HEADER_TYPE_ENDPOINT, bars)
     }
 
-    pub fn bridge(&mut self, parent: Option<usize>, dev: u8) -> usize {
+    /// A bridge; with `pcie_type`, it has a PCI Express capability at 0x40 with that
+    /// Device/Port Type.
+    pub fn bridge(&mut self, parent: Option<usize>, dev: u8, pcie_type: Option<u8>) -> usize {
         let i = self.add(parent, dev, 0, (0x1b36, 0x000e), HEADER_TYPE_BRIDGE, &[]);
-        self.functions[i].regs[2] = 0x0604_0000;
+        let regs = &mut self.functions[i].regs;
+        regs[2] = 0x0604_0000;
+        if let Some(t) = pcie_type {
+            regs[1] |= u32::from(STATUS_CAP_LIST) << 16;
+            regs[usize::from(CAPABILITIES_POINTER / 4)] = 0x40;
+            regs[0x40 / 4] = u32::from(CAP_ID_PCIE) | (u32::from(t) << 20);
+        }
         i
     }
 

@@ -16,7 +16,9 @@ mod fake;
 
 pub use config::ConfigSpace;
 pub use ecam::Ecam;
-pub use enumerate::{enumerate, Bar, BarKind, FunctionKind, PciBus, PciError, PciFunction};
+pub use enumerate::{
+    enumerate, Bar, BarKind, BridgeType, FunctionKind, PciBus, PciError, PciFunction,
+};
 
 #[cfg(test)]
 mod tests;

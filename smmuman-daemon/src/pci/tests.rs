@@ -150,7 +150,7 @@ fn io_bars_are_sized_not_assigned_and_64_bit_bars_take_two_slots() {
 fn devices_behind_a_bridge_get_a_bus_a_window_and_upstream_bus_mastering() {
     let mut cfg = FakeConfig::default();
     cfg.endpoint(None, 1, &FakeBar::mem32(1 << 20));
-    let bridge = cfg.bridge(None, 3);
+    let bridge = cfg.bridge(None, 3, Some(PCIE_TYPE_ROOT_PORT));
     cfg.endpoint(Some(bridge), 0, &FakeBar::mem32(0x1000));
     let mut bus = enumerate(cfg, qemu_window(), 0, 255, &identity_sid).unwrap();
     let behind = *bus
@@ -163,7 +163,8 @@ fn devices_behind_a_bridge_get_a_bus_a_window_and_upstream_bus_mastering() {
         b.kind,
         FunctionKind::Bridge {
             secondary: 1,
-            subordinate: 1
+            subordinate: 1,
+            bridge_type: BridgeType::PciePort
         }
     );
     let bar = behind.bars[0].unwrap().cpu_address.unwrap().0;
@@ -196,33 +197,40 @@ fn devices_behind_a_bridge_get_a_bus_a_window_and_upstream_bus_mastering() {
 #[test]
 fn nested_bridges_number_buses_depth_first() {
     let mut cfg = FakeConfig::default();
-    let outer = cfg.bridge(None, 1);
-    let inner = cfg.bridge(Some(outer), 0);
+    let outer = cfg.bridge(None, 1, Some(PCIE_TYPE_UPSTREAM_PORT));
+    let inner = cfg.bridge(Some(outer), 0, Some(PCIE_TYPE_DOWNSTREAM_PORT));
     cfg.endpoint(Some(inner), 0, &FakeBar::mem32(0x1000));
-    let empty = cfg.bridge(None, 2);
-    let _ = empty;
+    cfg.bridge(None, 2, None);
     let bus = enumerate(cfg, qemu_window(), 0, 255, &identity_sid).unwrap();
     let kind = |b| bus.function(b).unwrap().kind;
     assert_eq!(
         kind(bdf(0, 1, 0)),
         FunctionKind::Bridge {
             secondary: 1,
-            subordinate: 2
+            subordinate: 2,
+            bridge_type: BridgeType::PciePort
         }
     );
     assert_eq!(
         kind(bdf(1, 0, 0)),
         FunctionKind::Bridge {
             secondary: 2,
-            subordinate: 2
+            subordinate: 2,
+            bridge_type: BridgeType::PciePort
         }
     );
     assert_eq!(
         kind(bdf(0, 2, 0)),
         FunctionKind::Bridge {
             secondary: 3,
-            subordinate: 3
+            subordinate: 3,
+            bridge_type: BridgeType::Conventional
         }
+    );
+    assert_eq!(
+        bus.function(bdf(2, 0, 0)).unwrap().dma_alias,
+        bdf(2, 0, 0),
+        "PCIe all the way"
     );
     assert!(bus.function(bdf(2, 0, 0)).is_some());
     let order: Vec<_> = bus.functions().iter().map(|f| f.bdf).collect();
@@ -235,7 +243,7 @@ fn nested_bridges_number_buses_depth_first() {
 #[test]
 fn an_empty_bridge_keeps_its_window_closed() {
     let mut cfg = FakeConfig::default();
-    cfg.bridge(None, 1);
+    cfg.bridge(None, 1, None);
     let mut bus = enumerate(cfg, qemu_window(), 0, 255, &identity_sid).unwrap();
     assert_eq!(
         bus.config().reg(bdf(0, 1, 0), BRIDGE_MEMORY_BASE_LIMIT),
@@ -247,7 +255,7 @@ fn an_empty_bridge_keeps_its_window_closed() {
 #[test]
 fn running_out_of_bus_numbers_is_an_error() {
     let mut cfg = FakeConfig::default();
-    cfg.bridge(None, 1);
+    cfg.bridge(None, 1, None);
     assert_eq!(
         enumerate(cfg, qemu_window(), 0, 0, &identity_sid).err(),
         Some(PciError::OutOfBusNumbers {
@@ -302,4 +310,60 @@ fn functions_outside_the_smmu_say_so() {
     );
     let line = format!("{}", bus.function(bdf(0, 1, 0)).unwrap());
     assert!(line.ends_with(" sid=0x8"), "{line}");
+}
+
+#[test]
+fn dma_from_behind_a_pcie_to_pci_bridge_carries_the_bridge_alias() {
+    // QEMU: -device pcie-pci-bridge,id=br0 -device edu,bus=br0,addr=1.0. Measured: the edu's
+    // DMA reaches the SMMU with StreamID 0x100 (bus 1, devfn 0), not 0x108.
+    let mut cfg = FakeConfig::default();
+    let br = cfg.bridge(None, 3, Some(PCIE_TYPE_PCIE_TO_PCI));
+    cfg.endpoint(Some(br), 1, &FakeBar::mem32(1 << 20));
+    cfg.endpoint(Some(br), 2, &FakeBar::mem32(1 << 20));
+    let bus = enumerate(cfg, qemu_window(), 0, 255, &identity_sid).unwrap();
+    let bridge = bus.function(bdf(0, 3, 0)).unwrap();
+    assert!(matches!(
+        bridge.kind,
+        FunctionKind::Bridge {
+            bridge_type: BridgeType::PcieToPci,
+            ..
+        }
+    ));
+    for dev in [1, 2] {
+        let f = bus.function(bdf(1, dev, 0)).unwrap();
+        assert_eq!(f.dma_alias, bdf(1, 0, 0));
+        assert_eq!(
+            f.sid,
+            Some(StreamId(0x100)),
+            "both share the bridge's StreamID"
+        );
+    }
+    let line = format!("{}", bus.function(bdf(1, 1, 0)).unwrap());
+    assert!(
+        line.contains(" upstream=00:03.0 dma_alias=01:00.0 sid=0x100"),
+        "{line}"
+    );
+}
+
+#[test]
+fn dma_from_behind_a_conventional_bridge_carries_the_bridge_id() {
+    // PCIe-to-PCI bridge at 00:01.0 (bus 1), a PCI-to-PCI bridge at 01:02.0 (bus 2) behind it,
+    // an endpoint at 02:03.0: the conventional bridge re-issues the DMA as 01:02.0, which the
+    // PCIe-to-PCI bridge re-issues as 01:00.0.
+    let mut cfg = FakeConfig::default();
+    let express = cfg.bridge(None, 1, Some(PCIE_TYPE_PCIE_TO_PCI));
+    let pci = cfg.bridge(Some(express), 2, None);
+    cfg.endpoint(Some(pci), 3, &FakeBar::mem32(0x1000));
+    let bus = enumerate(cfg, qemu_window(), 0, 255, &identity_sid).unwrap();
+    assert_eq!(bus.function(bdf(1, 2, 0)).unwrap().dma_alias, bdf(1, 0, 0));
+    assert_eq!(bus.function(bdf(2, 3, 0)).unwrap().dma_alias, bdf(1, 0, 0));
+    let mut cfg = FakeConfig::default();
+    let pci = cfg.bridge(None, 4, None);
+    cfg.endpoint(Some(pci), 3, &FakeBar::mem32(0x1000));
+    let bus = enumerate(cfg, qemu_window(), 0, 255, &identity_sid).unwrap();
+    assert_eq!(bus.function(bdf(1, 3, 0)).unwrap().dma_alias, bdf(0, 4, 0));
+    assert_eq!(
+        bus.function(bdf(1, 3, 0)).unwrap().sid,
+        Some(StreamId(0x20))
+    );
 }

@@ -168,9 +168,15 @@ impl Platform {
         self.memory_plan.is_guest_memory(pa, len)
     }
 
-    /// The StreamID of `bdf`'s DMA, or `None` when it is not behind the SMMU.
+    /// The StreamID `bdf`'s DMA reaches the SMMU with, or `None` when it is not behind the
+    /// SMMU. For an enumerated function this follows its DMA alias (a device behind a
+    /// PCIe-to-PCI bridge shares the bridge's StreamID); otherwise it is the device tree's map
+    /// of `bdf`'s own requester ID.
     pub fn sid_for(&self, bdf: Bdf) -> Option<StreamId> {
-        self.board.sid_for(bdf)
+        match self.pci.function(bdf) {
+            Some(f) => f.sid,
+            None => self.board.sid_for(bdf),
+        }
     }
 
     /// The SMMU's registers, once.

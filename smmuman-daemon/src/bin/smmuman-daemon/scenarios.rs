@@ -64,14 +64,15 @@ fn selftest_fault(p: &mut Platform) -> Outcome {
 const SMMU_IDR0: usize = 0x0;
 
 /// Brings the platform up and checks it without letting any device DMA: every `edu` answers
-/// through its BAR and has the StreamID the device tree gives it, the daemon's image counts as
+/// through its BAR and has the StreamID the device tree gives its DMA alias, DMA is off, the
+/// daemon's image counts as
 /// daemon memory, a 2 MiB guest buffer can be allocated, written and read back, and the SMMU's
 /// registers answer.
 fn boot(p: &mut Platform) -> Outcome {
-    let edus: heapless::Vec<(Bdf, Option<iommu_core::StreamId>), 8> =
-        p.edus().map(|f| (f.bdf, f.sid)).collect();
-    for (i, (bdf, sid)) in edus.iter().enumerate() {
-        if *sid != p.sid_for(*bdf) {
+    let edus: heapless::Vec<(Bdf, Bdf, Option<iommu_core::StreamId>), 8> =
+        p.edus().map(|f| (f.bdf, f.dma_alias, f.sid)).collect();
+    for (i, (bdf, alias, sid)) in edus.iter().enumerate() {
+        if *sid != p.board.sid_for(*alias) || *sid != p.sid_for(*bdf) {
             return Outcome::fail()
                 .with("reason", "edu StreamID differs from iommu-map")
                 .with("bdf", bdf);
