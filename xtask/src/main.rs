@@ -96,32 +96,56 @@ fn step(name: &str, cmd: &mut Command) -> Result<()> {
     }
 }
 
-/// Names of the `no_std` library crates under `crates/`, from their manifests.
+/// Names of the `no_std` library crates under `crates/`: those whose `src/lib.rs` declares
+/// `no_std` (also through `cfg_attr`), read from their manifests.
 fn no_std_crates(root: &Path) -> Result<Vec<String>> {
     let dir = root.join("crates");
     let mut names = Vec::new();
     let entries = std::fs::read_dir(&dir)
         .map_err(|e| Error(format!("cannot list {}: {e}", dir.display())))?;
     for entry in entries.flatten() {
-        let manifest = entry.path().join("Cargo.toml");
-        let Ok(text) = std::fs::read_to_string(&manifest) else {
+        let path = entry.path();
+        let Ok(manifest) = std::fs::read_to_string(path.join("Cargo.toml")) else {
             continue;
         };
-        let name = text
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("name")
-                    .map(str::trim)
-                    .and_then(|r| r.strip_prefix('='))
-            })
-            .map(|r| r.trim().trim_matches('"').to_string());
-        if let Some(name) = name {
+        let Ok(lib) = std::fs::read_to_string(path.join("src").join("lib.rs")) else {
+            continue;
+        };
+        if !declares_no_std(&lib) {
+            continue;
+        }
+        if let Some(name) = package_name(&manifest) {
             names.push(name);
         }
     }
     names.sort();
     Ok(names)
+}
+
+/// Whether a crate root has a `#![no_std]` or `#![cfg_attr(..., no_std)]` attribute.
+fn declares_no_std(lib: &str) -> bool {
+    lib.lines()
+        .map(str::trim)
+        .any(|l| l.starts_with("#![") && l.contains("no_std"))
+}
+
+/// The `name = "..."` of a manifest's `[package]` section.
+fn package_name(manifest: &str) -> Option<String> {
+    let mut in_package = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package {
+            if let Some(value) = line
+                .strip_prefix("name")
+                .map(str::trim)
+                .and_then(|r| r.strip_prefix('='))
+            {
+                return Some(value.trim().trim_matches('"').to_string());
+            }
+        }
+    }
+    None
 }
 
 fn test() -> Result<()> {
@@ -181,4 +205,39 @@ fn test() -> Result<()> {
     )?;
     eprintln!("\nxtask test: all steps passed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_std_is_recognised_in_both_spellings_and_only_as_an_attribute() {
+        assert!(declares_no_std("//! doc\n#![no_std]\n"));
+        assert!(declares_no_std("#![cfg_attr(not(test), no_std)]\n"));
+        assert!(!declares_no_std("//! placeholder, will be no_std later\n"));
+    }
+
+    #[test]
+    fn package_name_comes_from_the_package_section() {
+        let manifest = "[package]\nname = \"stage2\"\n\n[dependencies]\nname-thing = \"1\"\n";
+        assert_eq!(package_name(manifest).as_deref(), Some("stage2"));
+        assert_eq!(package_name("[dependencies]\nname = \"x\"\n"), None);
+    }
+
+    #[test]
+    fn the_workspace_driver_crates_are_selected_and_placeholders_are_not() {
+        let crates = no_std_crates(&paths::workspace_root()).unwrap();
+        assert!(crates.iter().any(|c| c == "iommu-core"), "{crates:?}");
+        for name in &crates {
+            let lib = std::fs::read_to_string(
+                paths::workspace_root()
+                    .join("crates")
+                    .join(name)
+                    .join("src/lib.rs"),
+            )
+            .unwrap();
+            assert!(declares_no_std(&lib), "{name}");
+        }
+    }
 }
