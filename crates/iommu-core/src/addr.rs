@@ -81,6 +81,9 @@ mod tests {
     fn alignment() {
         assert!(PhysAddr(0x20_0000).is_aligned(0x20_0000));
         assert!(!PhysAddr(0x20_1000).is_aligned(0x20_0000));
-        assert_eq!(PhysAddr(0x20_1234).align_down(PAGE_SIZE), PhysAddr(0x20_1000));
+        assert_eq!(
+            PhysAddr(0x20_1234).align_down(PAGE_SIZE),
+            PhysAddr(0x20_1000)
+        );
     }
 }

@@ -52,20 +52,29 @@ impl FakeMemory {
     }
 
     fn check(&self, pa: PhysAddr) {
-        assert!(pa.0.is_multiple_of(8), "unaligned DMA-memory access at {pa}");
+        assert!(
+            pa.0.is_multiple_of(8),
+            "unaligned DMA-memory access at {pa}"
+        );
         let inside = self
             .allocations
             .range(..=pa.0)
             .next_back()
             .is_some_and(|(start, size)| pa.0 < start + size);
-        assert!(inside, "DMA-memory access at {pa} outside every live allocation");
+        assert!(
+            inside,
+            "DMA-memory access at {pa} outside every live allocation"
+        );
     }
 }
 
 impl DmaMemory for FakeMemory {
     fn alloc_zeroed(&mut self, size: usize, align: usize) -> Result<PhysAddr, OutOfMemory> {
         let align = (align as u64).max(PAGE_SIZE);
-        assert!(align.is_power_of_two(), "alignment {align:#x} is not a power of two");
+        assert!(
+            align.is_power_of_two(),
+            "alignment {align:#x} is not a power of two"
+        );
         let bytes = (size as u64).div_ceil(PAGE_SIZE).max(1) * PAGE_SIZE;
         let start = self.next.next_multiple_of(align);
         let end = start.checked_add(bytes).ok_or(OutOfMemory { size })?;
@@ -84,7 +93,11 @@ impl DmaMemory for FakeMemory {
             Some(b) => panic!("free of {pa} with size {bytes:#x}, allocated with {b:#x}"),
             None => panic!("free of {pa}, which is not a live allocation"),
         }
-        let keys: Vec<u64> = self.words.range(pa.0..pa.0 + bytes).map(|(k, _)| *k).collect();
+        let keys: Vec<u64> = self
+            .words
+            .range(pa.0..pa.0 + bytes)
+            .map(|(k, _)| *k)
+            .collect();
         for k in keys {
             self.words.remove(&k);
         }

@@ -68,7 +68,11 @@ impl Bdf {
 
     /// The triple from a requester ID.
     pub const fn from_rid(rid: u16) -> Self {
-        Self { bus: (rid >> 8) as u8, dev: ((rid >> 3) & 0x1f) as u8, func: (rid & 7) as u8 }
+        Self {
+            bus: (rid >> 8) as u8,
+            dev: ((rid >> 3) & 0x1f) as u8,
+            func: (rid & 7) as u8,
+        }
     }
 }
 
@@ -86,7 +90,14 @@ mod tests {
     fn rid_round_trip() {
         let edu = Bdf::new(0, 1, 0).unwrap();
         assert_eq!(edu.rid(), 8);
-        assert_eq!(Bdf::from_rid(0x1234), Bdf { bus: 0x12, dev: 6, func: 4 });
+        assert_eq!(
+            Bdf::from_rid(0x1234),
+            Bdf {
+                bus: 0x12,
+                dev: 6,
+                func: 4
+            }
+        );
         assert_eq!(Bdf::from_rid(0x1234).rid(), 0x1234);
         assert_eq!(format!("{edu}"), "00:01.0");
     }

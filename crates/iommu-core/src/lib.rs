@@ -7,10 +7,14 @@
 //! * [`backend`]: [`IommuBackend`], what the manager asks of any IOMMU (SMMUv3 now, VT-d later).
 //! * [`mem`]: [`DmaMemory`], the one door through which table and queue logic touches the memory an
 //!   IOMMU reads by DMA. Bare-metal code implements it over identity-mapped RAM; host tests use
-//!   [`fake::FakeMemory`] (feature `fake`).
+//!   `fake::FakeMemory` (feature `fake`).
 
 #![cfg_attr(not(any(test, feature = "fake")), no_std)]
-#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, missing_docs)]
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    missing_docs
+)]
 #![forbid(unsafe_code)]
 
 pub mod access;
