@@ -21,7 +21,11 @@ mod clock;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod console;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod dma_scenarios;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod exceptions;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod iommu;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod panic;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]

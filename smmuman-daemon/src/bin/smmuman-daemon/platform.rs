@@ -78,8 +78,9 @@ pub struct Platform {
     pub args: BootArgs<'static>,
     /// How RAM is split.
     pub memory_plan: MemoryPlan,
-    /// The pool for SMMU tables and queues.
-    pub daemon_memory: DaemonMemory,
+    /// The pool for SMMU tables and queues, until the IOMMU takes it
+    /// ([`Platform::take_daemon_memory`]).
+    daemon_memory: Option<DaemonMemory>,
     /// The pool DMA buffers come from.
     pub guest_memory: GuestMemory,
     /// The enumerated PCI hierarchy.
@@ -148,13 +149,18 @@ impl Platform {
             board,
             args,
             memory_plan,
-            daemon_memory,
+            daemon_memory: Some(daemon_memory),
             guest_memory,
             pci,
             clock: GenericTimer::new(),
             smmu_taken: false,
             taken: heapless::Vec::new(),
         })
+    }
+
+    /// The pool for SMMU tables and queues, once: the IOMMU owns it from then on.
+    pub fn take_daemon_memory(&mut self) -> Option<DaemonMemory> {
+        self.daemon_memory.take()
     }
 
     /// Whether any byte of `[pa, pa + len)` is the daemon's (image, stacks, device tree, daemon
@@ -222,10 +228,6 @@ impl Platform {
     ///
     /// # Errors
     /// [`PciError::UnknownFunction`].
-    #[allow(
-        dead_code,
-        reason = "called by the SMMU manager once it installs a device's STE"
-    )]
     pub fn enable_bus_master(&mut self, bdf: Bdf) -> Result<(), PciError> {
         self.pci.enable_bus_master(bdf)
     }
@@ -255,7 +257,9 @@ impl Platform {
         console::line(format_args!(
             "MEMORY daemon_span={} daemon_free={:#x} guest_span={} guest_free={:#x}",
             plan.daemon_span(),
-            self.daemon_memory.frames().free_bytes(),
+            self.daemon_memory
+                .as_ref()
+                .map_or(0, |m| m.frames().free_bytes()),
             plan.guest_span(),
             self.guest_memory.frames().free_bytes(),
         ));

@@ -4,6 +4,7 @@
 
 use crate::boot;
 use crate::console;
+use crate::dma_scenarios;
 use crate::platform::Platform;
 use iommu_core::{Bdf, PhysAddr};
 use smmuman_daemon::clock::Clock;
@@ -20,8 +21,38 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
     },
     Scenario {
         name: "demo",
-        about: "the demonstration (for now the same as boot)",
-        run: boot,
+        about: "scenarios 1-4 in one boot, narrated in plain words",
+        run: dma_scenarios::demo,
+    },
+    Scenario {
+        name: "window",
+        about: "1: device A's DMA inside its 2 MiB window lands, both directions",
+        run: dma_scenarios::window,
+    },
+    Scenario {
+        name: "outside",
+        about: "2: device A's DMA just past its window is blocked and recorded",
+        run: dma_scenarios::outside,
+    },
+    Scenario {
+        name: "unclaimed",
+        about: "3: device B, claimed by nobody, is blocked everywhere and recorded",
+        run: dma_scenarios::unclaimed,
+    },
+    Scenario {
+        name: "remap",
+        about: "4: unmap half of a cached window (blocked at once), remap it elsewhere",
+        run: dma_scenarios::remap,
+    },
+    Scenario {
+        name: "overflow",
+        about: "6: a rogue DMA overflows the event queue; losses counted, later faults intact",
+        run: dma_scenarios::overflow,
+    },
+    Scenario {
+        name: "cmdq-error",
+        about: "an illegal command is reported and recovered; invalidation still works",
+        run: dma_scenarios::cmdq_error,
     },
     Scenario {
         name: "selftest-panic",
