@@ -122,6 +122,23 @@ fn scenario_1_dma_inside_the_window_lands_both_ways() {
 }
 
 #[test]
+fn the_daemons_own_memory_is_never_mapped() {
+    each_format("window", |run| {
+        let refused: Vec<_> = run
+            .records("CHECK")
+            .filter(|r| r.get("step") == Some("window-daemon-memory-refused"))
+            .map(|r| (r.get("what").unwrap_or("?"), r.get("ok").unwrap_or("?")))
+            .collect();
+        assert_eq!(
+            refused,
+            [("image", "1"), ("daemon-pool", "1")],
+            "{}",
+            run.describe()
+        );
+    });
+}
+
+#[test]
 fn scenario_2_dma_past_the_window_is_blocked_and_recorded() {
     each_format("outside", |run| {
         check_passed(run, "outside-write-blocked");

@@ -327,6 +327,7 @@ fn window_body(p: &mut Platform, rig: &mut Rig) -> Step<Outcome> {
         1,
     )?;
     expect_no_faults(p, rig, "window-no-faults")?;
+    refuses_daemon_memory(p, rig, d)?;
     say(format_args!(
         "Inside its window, A read 64 bytes at IOVA 0x1000 and wrote them at IOVA 0x3000 and 0x1ff000: the bytes are in RAM, and the SMMU recorded no fault."
     ));
@@ -335,6 +336,25 @@ fn window_body(p: &mut Platform, rig: &mut Rig) -> Step<Outcome> {
     Ok(Outcome::pass()
         .with("window_pa", buf.start())
         .with("sid", rig.a.sid))
+}
+
+/// The daemon's own memory (its image, and the pool holding stream tables, queues and page
+/// tables) can never be mapped, and a refused map leaves the window as it was.
+fn refuses_daemon_memory(p: &Platform, rig: &mut Rig, d: DomainId) -> Step {
+    let (image, _) = crate::boot::image_bounds();
+    let pool = p.memory_plan.daemon_pool()[0];
+    for (what, pa) in [("image", PhysAddr(image)), ("daemon-pool", pool.start())] {
+        let pa = pa.align_down(4 * KIB);
+        let result = rig.iommu.map(d, Iova(4 * MIB), pa, 4 * KIB, Access::RW);
+        let refused = matches!(result, Err(smmuv3::BackendError::ReservedMemory { .. }));
+        let unchanged = matches!(rig.iommu.translate(d, Iova(4 * MIB)), Ok(None));
+        check(
+            "window-daemon-memory-refused",
+            refused && unchanged,
+            format_args!("what={what} pa={pa} result={}", Show(&result)),
+        )?;
+    }
+    Ok(())
 }
 
 /// Scenario 2: A's DMA just past its window is blocked and recorded, in both directions.
