@@ -1,0 +1,383 @@
+//! [`combine`]: the user's configuration applied to firmware's description, by the rules of
+//! `docs/config.md` § Combining.
+//!
+//! * Units are matched by base address. A property the config states replaces firmware's
+//!   (`override`) or must agree with it (`merge`); the others stay as firmware said. A unit
+//!   only the config describes is added; a unit only firmware describes stays.
+//! * A device the config binds loses every firmware statement about it (`override`): its
+//!   `iommus` bindings are dropped and the PCI ranges around it no longer apply to it. In
+//!   `merge` firmware's statement stays and the config's must agree with it.
+//! * Reserved StreamIDs and static windows come from the config; every window's device must
+//!   have a StreamID in the result.
+//! * Two devices on one StreamID need `shared yes` on the config's side.
+
+use crate::device::{Device, StreamSource};
+use crate::irq::{Irq, IrqName};
+use crate::topology::{CapacityExceeded, Mode, Origin, Topology, MAX_UNITS};
+use crate::unit::{IommuUnit, Stated, UnitId, UnitName};
+use core::fmt;
+use iommu_core::StreamId;
+
+/// A unit property's value, for conflict messages.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum UnitValue {
+    /// Frame size.
+    Size(u64),
+    /// Coherency.
+    Coherent(bool),
+    /// An interrupt line.
+    Irq(Option<Irq>),
+}
+
+impl fmt::Display for UnitValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Size(s) => write!(f, "{s:#x}"),
+            Self::Coherent(c) => f.write_str(if *c { "yes" } else { "no" }),
+            Self::Irq(Some(irq)) => write!(f, "{irq}"),
+            Self::Irq(None) => f.write_str("none"),
+        }
+    }
+}
+
+/// The config and firmware cannot be combined.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum CombineError {
+    /// `merge`: the config states a unit property differently from firmware.
+    UnitConflict {
+        /// The unit (config name).
+        unit: UnitName,
+        /// The property (`size`, `coherent`, `irq eventq`, ...).
+        property: &'static str,
+        /// Firmware's value.
+        firmware: UnitValue,
+        /// The config's value.
+        config: UnitValue,
+        /// The config line of the unit.
+        line: u32,
+    },
+    /// `merge`: the config gives a device another StreamID (or unit) than firmware.
+    StreamConflict {
+        /// The device.
+        device: Device,
+        /// Firmware's unit and StreamID.
+        firmware: (UnitName, StreamId),
+        /// The config's.
+        config: (UnitName, StreamId),
+        /// The config line.
+        line: u32,
+    },
+    /// A unit only the config describes overlaps a firmware unit's register frame.
+    UnitsOverlap {
+        /// The config's unit.
+        unit: UnitName,
+        /// The firmware unit.
+        other: UnitName,
+        /// The config line of the unit.
+        line: u32,
+    },
+    /// The config names a unit like another unit of the result.
+    DuplicateUnitName {
+        /// The name.
+        name: UnitName,
+        /// The config line of the unit.
+        line: u32,
+    },
+    /// A device of the config shares a StreamID with another device without `shared yes`.
+    UndeclaredSharing {
+        /// The config's device.
+        device: Device,
+        /// The other device.
+        other: Device,
+        /// Where the other device's binding comes from.
+        other_origin: Origin,
+        /// The unit.
+        unit: UnitName,
+        /// The StreamID.
+        sid: StreamId,
+        /// The config line.
+        line: u32,
+    },
+    /// A static window for a device that has no StreamID.
+    WindowDeviceUnbound {
+        /// The device.
+        device: Device,
+        /// The config line of the window.
+        line: u32,
+    },
+    /// Neither firmware nor config describes any IOMMU: nothing can be contained.
+    NoUnits,
+    /// A list is full.
+    TooMany(CapacityExceeded),
+}
+
+impl fmt::Display for CombineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnitConflict {
+                unit,
+                property,
+                firmware,
+                config,
+                line,
+            } => write!(
+                f,
+                "merge: unit {unit}: {property} is {firmware} in the device tree but {config} on config line {line}"
+            ),
+            Self::StreamConflict {
+                device,
+                firmware,
+                config,
+                line,
+            } => write!(
+                f,
+                "merge: {device} has StreamID {} of {} in the device tree but StreamID {} of {} on config line {line}",
+                firmware.1, firmware.0, config.1, config.0
+            ),
+            Self::UnitsOverlap { unit, other, line } => write!(
+                f,
+                "unit {unit} (config line {line}) overlaps unit {other} of the device tree"
+            ),
+            Self::DuplicateUnitName { name, line } => write!(
+                f,
+                "unit name {name} (config line {line}) is already the name of another unit"
+            ),
+            Self::UndeclaredSharing {
+                device,
+                other,
+                other_origin,
+                unit,
+                sid,
+                line,
+            } => write!(
+                f,
+                "{device} (config line {line}) and {other} ({other_origin}) both use StreamID {sid} of {unit}; \
+                 write \"shared yes\" if they really share it"
+            ),
+            Self::WindowDeviceUnbound { device, line } => write!(
+                f,
+                "window on config line {line}: {device} has no StreamID (neither firmware nor config binds it)"
+            ),
+            Self::NoUnits => f.write_str(
+                "no IOMMU unit: neither the device tree nor the config describes one",
+            ),
+            Self::TooMany(c) => write!(f, "{c}"),
+        }
+    }
+}
+
+fn line_of(origin: Origin) -> u32 {
+    match origin {
+        Origin::Config { line } => line,
+        Origin::DeviceTree => 0,
+    }
+}
+
+/// `firmware` with `user`'s statements applied, in the user's mode. Without a config,
+/// firmware's topology as it is.
+///
+/// # Errors
+/// A [`CombineError`]; the result is then not to be used at all.
+pub fn combine(firmware: &Topology, user: Option<&Topology>) -> Result<Topology, CombineError> {
+    let Some(user) = user else {
+        let out = firmware.clone();
+        return if out.unit_count() == 0 {
+            Err(CombineError::NoUnits)
+        } else {
+            Ok(out)
+        };
+    };
+    let merge = user.mode() == Mode::Merge;
+    let mut out = Topology::new();
+    for (_, u) in firmware.units() {
+        out.push_unit(u.clone()).map_err(CombineError::TooMany)?;
+    }
+
+    // Units: the config's unit i becomes the result's unit ids[i].
+    let mut ids: heapless::Vec<UnitId, MAX_UNITS> = heapless::Vec::new();
+    for (_, u) in user.units() {
+        let line = line_of(u.origin);
+        let id = match out.unit_by_base(u.base) {
+            Some(id) => {
+                if let Some(fw) = out.unit_mut(id) {
+                    apply(fw, u, merge, line)?;
+                }
+                id
+            }
+            None => {
+                if let Some((_, other)) = out.units().find(|(_, o)| o.overlaps(u)) {
+                    return Err(CombineError::UnitsOverlap {
+                        unit: u.name.clone(),
+                        other: other.name.clone(),
+                        line,
+                    });
+                }
+                out.push_unit(u.clone()).map_err(CombineError::TooMany)?
+            }
+        };
+        // `ids` has the capacity of `user.units`.
+        let _ = ids.push(id);
+    }
+    for (id, u) in out.units() {
+        if out.units().any(|(other, o)| other < id && o.name == u.name) {
+            return Err(CombineError::DuplicateUnitName {
+                name: u.name.clone(),
+                line: line_of(u.origin),
+            });
+        }
+    }
+    let map = |id: UnitId| ids.get(id.index()).copied().unwrap_or(id);
+    let name = |t: &Topology, id: UnitId| t.unit(id).map(|u| u.name.clone()).unwrap_or_default();
+
+    // Streams.
+    let user_binds = |d: Device| {
+        user.streams()
+            .iter()
+            .any(|b| b.source == StreamSource::Device(d))
+    };
+    for b in firmware.streams() {
+        let replaced = matches!(b.source, StreamSource::Device(d) if user_binds(d));
+        if !(replaced && !merge) {
+            out.push_stream(*b).map_err(CombineError::TooMany)?;
+        }
+    }
+    for b in user.streams() {
+        let mut b = *b;
+        b.unit = map(b.unit);
+        if let (true, StreamSource::Device(device)) = (merge, b.source) {
+            let mut agrees = false;
+            let mut differs = None;
+            for (fb, sid) in firmware.bindings_for(device) {
+                if fb.unit == b.unit && sid == b.sid {
+                    agrees = true;
+                } else {
+                    differs.get_or_insert((fb.unit, sid));
+                }
+            }
+            match (agrees, differs) {
+                (true, _) => continue, // Firmware already says so.
+                (false, Some((unit, sid))) => {
+                    return Err(CombineError::StreamConflict {
+                        device,
+                        firmware: (name(&out, unit), sid),
+                        config: (name(&out, b.unit), b.sid),
+                        line: line_of(b.origin),
+                    })
+                }
+                (false, None) => {}
+            }
+        }
+        out.push_stream(b).map_err(CombineError::TooMany)?;
+    }
+    check_sharing(&out)?;
+
+    for r in user.reserved() {
+        let mut r = *r;
+        r.unit = map(r.unit);
+        out.push_reserved(r).map_err(CombineError::TooMany)?;
+    }
+    for w in user.windows() {
+        if out.streams_of(w.device).next().is_none() {
+            return Err(CombineError::WindowDeviceUnbound {
+                device: w.device,
+                line: line_of(w.origin),
+            });
+        }
+        out.push_window(*w).map_err(CombineError::TooMany)?;
+    }
+    out.set_fault_log(user.fault_log());
+    out.set_mode(user.mode());
+    if out.unit_count() == 0 {
+        return Err(CombineError::NoUnits);
+    }
+    Ok(out)
+}
+
+/// The config's statements about one unit applied to firmware's.
+fn apply(fw: &mut IommuUnit, user: &IommuUnit, merge: bool, line: u32) -> Result<(), CombineError> {
+    let conflict = |property, firmware, config| CombineError::UnitConflict {
+        unit: user.name.clone(),
+        property,
+        firmware,
+        config,
+        line,
+    };
+    let both = |flag: Stated| merge && fw.stated.contains(flag) && user.stated.contains(flag);
+    if user.stated.contains(Stated::SIZE) {
+        if both(Stated::SIZE) && fw.size != user.size {
+            return Err(conflict(
+                "size",
+                UnitValue::Size(fw.size),
+                UnitValue::Size(user.size),
+            ));
+        }
+        fw.size = user.size;
+    }
+    if user.stated.contains(Stated::COHERENT) {
+        if both(Stated::COHERENT) && fw.coherent != user.coherent {
+            return Err(conflict(
+                "coherent",
+                UnitValue::Coherent(fw.coherent),
+                UnitValue::Coherent(user.coherent),
+            ));
+        }
+        fw.coherent = user.coherent;
+    }
+    // Firmware never states `unclaimed`: the config's always applies.
+    if user.stated.contains(Stated::UNCLAIMED) {
+        fw.unclaimed = user.unclaimed;
+    }
+    const IRQ_KEYS: [&str; 5] = [
+        "irq eventq",
+        "irq priq",
+        "irq cmdq-sync",
+        "irq gerror",
+        "irq combined",
+    ];
+    for (name, property) in IrqName::ALL.into_iter().zip(IRQ_KEYS) {
+        let flag = Stated::irq(name);
+        if !user.stated.contains(flag) {
+            continue;
+        }
+        let (old, new) = (fw.irqs.get(name), user.irqs.get(name));
+        if both(flag) && old != new {
+            return Err(conflict(property, UnitValue::Irq(old), UnitValue::Irq(new)));
+        }
+        fw.irqs.set(name, new);
+    }
+    fw.stated |= user.stated;
+    fw.name = user.name.clone();
+    fw.origin = user.origin;
+    Ok(())
+}
+
+/// Every config binding without `shared yes` must be alone on its `(unit, StreamID)` among
+/// bindings that name devices.
+fn check_sharing(t: &Topology) -> Result<(), CombineError> {
+    for b in t.streams() {
+        let (StreamSource::Device(device), Origin::Config { line }, false) =
+            (b.source, b.origin, b.shared)
+        else {
+            continue;
+        };
+        let other = t.streams().iter().find(|o| {
+            o.unit == b.unit
+                && o.sid == b.sid
+                && matches!(o.source, StreamSource::Device(d) if d != device)
+        });
+        if let Some(o) = other {
+            let StreamSource::Device(other_device) = o.source else {
+                continue;
+            };
+            return Err(CombineError::UndeclaredSharing {
+                device,
+                other: other_device,
+                other_origin: o.origin,
+                unit: t.unit(b.unit).map(|u| u.name.clone()).unwrap_or_default(),
+                sid: b.sid,
+                line,
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,905 @@
+//! The user configuration, `smmuman.conf`: a line-oriented text format (`docs/config.md`)
+//! parsed without allocation into a [`Topology`].
+//!
+//! Parsing is all or nothing: the first error (file order, then the checks that need the
+//! whole file) is returned with its file, line and column, and no topology.
+
+mod error;
+mod lexer;
+mod values;
+
+pub use error::{ConfigError, ConfigErrorKind, Found};
+pub use lexer::Pos;
+
+use crate::device::{Device, StreamSource};
+use crate::irq::{Irq, IrqName, Trigger};
+use crate::number::{parse_number, NumberError};
+use crate::topology::{
+    CapacityExceeded, Mode, Origin, ReservedSids, StaticWindow, StreamBinding, Topology,
+    MAX_BINDINGS, MAX_FAULT_LOG, MAX_UNITS,
+};
+use crate::unit::{unit_name, IommuUnit, Stated, Unclaimed, UnitId};
+use heapless::Vec;
+use iommu_core::{Iova, PhysAddr, StreamId, PAGE_SIZE};
+use lexer::{Line, Token};
+
+/// SMMUv3 register frames are made of 64 KiB pages (IHI 0070 §6.1), so base and size are
+/// multiples of it.
+const SMMU_PAGE: u64 = 0x1_0000;
+
+const TOP_KEYS: [&str; 2] = ["mode", "fault-log"];
+const UNIT_KEYS: [&str; 7] = [
+    "base",
+    "size",
+    "irq",
+    "coherent",
+    "unclaimed",
+    "allow-bypass",
+    "reserve-sid",
+];
+const DEVICE_KEYS: [&str; 4] = ["unit", "sid", "shared", "window"];
+
+const IN_TOP: &str = "at the top of the file, before any section";
+const IN_UNIT: &str = "in an [smmu NAME] section";
+const IN_DEVICE: &str = "in a [device pci|mmio ADDRESS] section";
+
+/// Parses `text`, the contents of the file called `file` (the name only appears in errors).
+///
+/// # Errors
+/// The first [`ConfigError`]; nothing of the file is kept.
+pub fn parse<'a>(file: &'a str, text: &'a str) -> Result<Topology, ConfigError<'a>> {
+    let mut p = Parser::new(file);
+    for (i, raw) in text.split('\n').enumerate() {
+        let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        p.line(Line::new(number, raw))?;
+    }
+    p.finish()
+}
+
+/// [`parse`] for bytes loaded by the boot loader (a QEMU `-initrd` blob): they must be UTF-8;
+/// NUL bytes at the end (padding) are ignored.
+///
+/// # Errors
+/// [`ConfigErrorKind::NotUtf8`] at the first byte that is not UTF-8, else as [`parse`].
+pub fn parse_bytes<'a>(file: &'a str, bytes: &'a [u8]) -> Result<Topology, ConfigError<'a>> {
+    let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    let bytes = &bytes[..end];
+    match core::str::from_utf8(bytes) {
+        Ok(text) => parse(file, text),
+        Err(e) => {
+            let good = core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
+            let line = good.matches('\n').count() + 1;
+            let column = good.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            Err(ConfigError {
+                file,
+                line: u32::try_from(line).unwrap_or(u32::MAX),
+                column: u32::try_from(column).unwrap_or(u32::MAX),
+                kind: ConfigErrorKind::NotUtf8,
+            })
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Section {
+    Top,
+    Unit(usize),
+    Device(usize),
+}
+
+/// An `[smmu]` section as read so far.
+struct UnitDraft<'a> {
+    name: &'a str,
+    header: Pos,
+    unit: IommuUnit,
+    base: Option<Pos>,
+    size: Option<u32>,
+    coherent: Option<u32>,
+    unclaimed: Option<u32>,
+    /// Where `bypass` was written, to point at it if the opt-in is missing.
+    bypass: Option<Pos>,
+    allow_bypass: Option<(u32, bool)>,
+    irq: [Option<u32>; 5],
+}
+
+/// A `[device]` section as read so far.
+struct DeviceDraft<'a> {
+    device: Device,
+    header: Pos,
+    unit: Option<Token<'a>>,
+    sid: Option<(StreamId, Pos)>,
+    shared: Option<(bool, u32)>,
+    windows: usize,
+}
+
+struct Parser<'a> {
+    file: &'a str,
+    topology: Topology,
+    section: Section,
+    mode: Option<u32>,
+    fault_log: Option<u32>,
+    units: Vec<UnitDraft<'a>, MAX_UNITS>,
+    devices: Vec<DeviceDraft<'a>, MAX_BINDINGS>,
+}
+
+type Res<'a, T> = Result<T, ConfigError<'a>>;
+
+impl<'a> Parser<'a> {
+    fn new(file: &'a str) -> Self {
+        Self {
+            file,
+            topology: Topology::new(),
+            section: Section::Top,
+            mode: None,
+            fault_log: None,
+            units: Vec::new(),
+            devices: Vec::new(),
+        }
+    }
+
+    fn err(&self, pos: Pos, kind: ConfigErrorKind<'a>) -> ConfigError<'a> {
+        ConfigError {
+            file: self.file,
+            line: pos.line,
+            column: pos.column,
+            kind,
+        }
+    }
+
+    fn full(&self, pos: Pos, c: CapacityExceeded) -> ConfigError<'a> {
+        self.err(pos, ConfigErrorKind::TooMany(c))
+    }
+
+    // ---- lines ---------------------------------------------------------------------------
+
+    fn line(&mut self, mut line: Line<'a>) -> Res<'a, ()> {
+        if line.is_blank() {
+            return Ok(());
+        }
+        if line.content().trim_start().starts_with('[') {
+            return self.header(&line);
+        }
+        let Some(key) = line.next_token() else {
+            return Ok(());
+        };
+        match self.section {
+            Section::Top => self.top_key(key, &mut line)?,
+            Section::Unit(i) => self.unit_key(i, key, &mut line)?,
+            Section::Device(i) => self.device_key(i, key, &mut line)?,
+        }
+        self.end_of_line(&mut line)
+    }
+
+    fn end_of_line(&self, line: &mut Line<'a>) -> Res<'a, ()> {
+        match line.next_token() {
+            None => Ok(()),
+            Some(t) => Err(self.err(
+                t.pos,
+                ConfigErrorKind::Expected {
+                    what: "end of line",
+                    found: Found::Token(t.text),
+                },
+            )),
+        }
+    }
+
+    /// The next token, which must exist.
+    fn value(&self, line: &mut Line<'a>, what: &'static str) -> Res<'a, Token<'a>> {
+        line.next_token().ok_or_else(|| {
+            self.err(
+                line.end(),
+                ConfigErrorKind::Expected {
+                    what,
+                    found: Found::EndOfLine,
+                },
+            )
+        })
+    }
+
+    /// A number token, at most `max`.
+    fn number(&self, t: Token<'a>, what: &'static str, max: u64) -> Res<'a, u64> {
+        let v = parse_number(t.text).map_err(|e| {
+            self.err(
+                t.pos,
+                match e {
+                    NumberError::Malformed => ConfigErrorKind::BadNumber {
+                        what,
+                        found: t.text,
+                    },
+                    NumberError::Ambiguous => ConfigErrorKind::AmbiguousNumber { found: t.text },
+                    NumberError::Overflow => ConfigErrorKind::NumberTooLarge {
+                        what,
+                        found: t.text,
+                        max,
+                    },
+                },
+            )
+        })?;
+        if v > max {
+            return Err(self.err(
+                t.pos,
+                ConfigErrorKind::NumberTooLarge {
+                    what,
+                    found: t.text,
+                    max,
+                },
+            ));
+        }
+        Ok(v)
+    }
+
+    /// The next token, which must be one of `words`; returns its index.
+    fn choice(&self, line: &mut Line<'a>, words: &[&str], what: &'static str) -> Res<'a, usize> {
+        let t = self.value(line, what)?;
+        words.iter().position(|w| *w == t.text).ok_or_else(|| {
+            self.err(
+                t.pos,
+                ConfigErrorKind::Expected {
+                    what,
+                    found: Found::Token(t.text),
+                },
+            )
+        })
+    }
+
+    fn yes_no(&self, line: &mut Line<'a>) -> Res<'a, bool> {
+        Ok(self.choice(line, &["yes", "no"], "yes or no")? == 0)
+    }
+
+    /// The literal word `word` (e.g. `pa` inside a `window` statement).
+    fn literal(&self, line: &mut Line<'a>, word: &'static str) -> Res<'a, ()> {
+        self.choice(line, &[word], word).map(|_| ())
+    }
+
+    /// Records that `key` was given on `line`; an error if it was given before.
+    fn once(&self, seen: &mut Option<u32>, key: &'a str, at: Pos) -> Res<'a, ()> {
+        if let Some(first_line) = *seen {
+            return Err(self.err(at, ConfigErrorKind::DuplicateKey { key, first_line }));
+        }
+        *seen = Some(at.line);
+        Ok(())
+    }
+
+    /// The error for a key that is not one of `section`'s.
+    fn stray_key(
+        &self,
+        key: Token<'a>,
+        section: &'static str,
+        expected: &'static str,
+    ) -> ConfigError<'a> {
+        let belongs = if TOP_KEYS.contains(&key.text) {
+            Some(IN_TOP)
+        } else if UNIT_KEYS.contains(&key.text) {
+            Some(IN_UNIT)
+        } else if DEVICE_KEYS.contains(&key.text) {
+            Some(IN_DEVICE)
+        } else {
+            None
+        };
+        let kind = match belongs {
+            Some(belongs) => ConfigErrorKind::MisplacedKey {
+                key: key.text,
+                belongs,
+            },
+            None => ConfigErrorKind::UnknownKey {
+                key: key.text,
+                section,
+                expected,
+            },
+        };
+        self.err(key.pos, kind)
+    }
+
+    // ---- section headers -----------------------------------------------------------------
+
+    fn header(&mut self, line: &Line<'a>) -> Res<'a, ()> {
+        let content = line.content();
+        let open = content.find('[').unwrap_or(0);
+        let Some(close) = content.find(']') else {
+            return Err(self.err(
+                line.end(),
+                ConfigErrorKind::Expected {
+                    what: "\"]\" closing the section header",
+                    found: Found::EndOfLine,
+                },
+            ));
+        };
+        let mut after = line.part(close + 1, content.len());
+        self.end_of_line(&mut after)?;
+        let mut inner = line.part(open + 1, close);
+        let kind = self.value(&mut inner, "a section kind (smmu or device)")?;
+        match kind.text {
+            "smmu" => self.unit_header(&mut inner, kind.pos),
+            "device" => self.device_header(&mut inner, kind.pos),
+            other => Err(self.err(kind.pos, ConfigErrorKind::UnknownSection { found: other })),
+        }
+    }
+
+    fn unit_header(&mut self, inner: &mut Line<'a>, header: Pos) -> Res<'a, ()> {
+        let name = self.value(inner, "a unit name")?;
+        if !values::is_name(name.text) {
+            return Err(self.err(name.pos, ConfigErrorKind::BadName { found: name.text }));
+        }
+        self.end_of_line(inner)?;
+        if let Some(first) = self.units.iter().find(|u| u.name == name.text) {
+            return Err(self.err(
+                name.pos,
+                ConfigErrorKind::DuplicateUnit {
+                    name: name.text,
+                    first_line: first.header.line,
+                },
+            ));
+        }
+        let draft = UnitDraft {
+            name: name.text,
+            header,
+            unit: IommuUnit::smmu_v3(
+                unit_name(name.text),
+                PhysAddr(0),
+                Origin::Config { line: header.line },
+            ),
+            base: None,
+            size: None,
+            coherent: None,
+            unclaimed: None,
+            bypass: None,
+            allow_bypass: None,
+            irq: [None; 5],
+        };
+        self.units.push(draft).map_err(|_| {
+            self.full(
+                header,
+                CapacityExceeded {
+                    what: "[smmu] sections",
+                    max: MAX_UNITS,
+                },
+            )
+        })?;
+        self.section = Section::Unit(self.units.len() - 1);
+        Ok(())
+    }
+
+    fn device_header(&mut self, inner: &mut Line<'a>, header: Pos) -> Res<'a, ()> {
+        let bus = self.choice(inner, &["pci", "mmio"], "pci or mmio")?;
+        let addr = self.value(
+            inner,
+            if bus == 0 {
+                "a PCI address (e.g. 00:01.0)"
+            } else {
+                "an address"
+            },
+        )?;
+        let device = if bus == 0 {
+            let (segment, bdf) = values::pci_address(addr.text).map_err(|reason| {
+                self.err(
+                    addr.pos,
+                    ConfigErrorKind::BadPciAddress {
+                        found: addr.text,
+                        reason,
+                    },
+                )
+            })?;
+            Device::Pci { segment, bdf }
+        } else {
+            Device::Mmio(PhysAddr(self.number(addr, "an address", u64::MAX)?))
+        };
+        self.end_of_line(inner)?;
+        if let Some(first) = self.devices.iter().find(|d| d.device == device) {
+            return Err(self.err(
+                addr.pos,
+                ConfigErrorKind::DuplicateDevice {
+                    device,
+                    first_line: first.header.line,
+                },
+            ));
+        }
+        let draft = DeviceDraft {
+            device,
+            header,
+            unit: None,
+            sid: None,
+            shared: None,
+            windows: 0,
+        };
+        self.devices.push(draft).map_err(|_| {
+            self.full(
+                header,
+                CapacityExceeded {
+                    what: "[device] sections",
+                    max: MAX_BINDINGS,
+                },
+            )
+        })?;
+        self.section = Section::Device(self.devices.len() - 1);
+        Ok(())
+    }
+
+    // ---- keys ----------------------------------------------------------------------------
+
+    fn top_key(&mut self, key: Token<'a>, line: &mut Line<'a>) -> Res<'a, ()> {
+        match key.text {
+            "mode" => {
+                let mut seen = self.mode;
+                self.once(&mut seen, key.text, key.pos)?;
+                self.mode = seen;
+                let mode = match self.choice(line, &["override", "merge"], "override or merge")? {
+                    0 => Mode::Override,
+                    _ => Mode::Merge,
+                };
+                self.topology.set_mode(mode);
+            }
+            "fault-log" => {
+                let mut seen = self.fault_log;
+                self.once(&mut seen, key.text, key.pos)?;
+                self.fault_log = seen;
+                let t = self.value(line, "a number of fault records")?;
+                let n = self.number(t, "a number of fault records", u64::from(MAX_FAULT_LOG))?;
+                if n == 0 {
+                    return Err(self.err(
+                        t.pos,
+                        ConfigErrorKind::OutOfRange {
+                            what: "fault-log",
+                            value: n,
+                            allowed: "1 to 0x100000 records",
+                        },
+                    ));
+                }
+                self.topology.set_fault_log(Some(n as u32));
+            }
+            _ => {
+                return Err(self.stray_key(
+                    key,
+                    "the top of the file",
+                    "mode, fault-log, or a [section]",
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn unit_key(&mut self, i: usize, key: Token<'a>, line: &mut Line<'a>) -> Res<'a, ()> {
+        match key.text {
+            "base" => {
+                let seen = self.units[i].base.map(|p| p.line);
+                self.once(&mut { seen }, key.text, key.pos)?;
+                let t = self.value(line, "an address")?;
+                let base = self.number(t, "an address", u64::MAX)?;
+                if base % SMMU_PAGE != 0 {
+                    return Err(self.err(
+                        t.pos,
+                        ConfigErrorKind::Misaligned {
+                            what: "SMMU base",
+                            value: base,
+                            align: SMMU_PAGE,
+                        },
+                    ));
+                }
+                let u = &mut self.units[i];
+                u.base = Some(t.pos);
+                u.unit.base = PhysAddr(base);
+                self.check_frame(i, t.pos)?;
+            }
+            "size" => {
+                let mut seen = self.units[i].size;
+                self.once(&mut seen, key.text, key.pos)?;
+                let t = self.value(line, "a length")?;
+                let size = self.number(t, "a length", u64::MAX)?;
+                if size == 0 || size % SMMU_PAGE != 0 {
+                    return Err(self.err(
+                        t.pos,
+                        ConfigErrorKind::OutOfRange {
+                            what: "SMMU frame size",
+                            value: size,
+                            allowed: "a non-zero multiple of 0x10000",
+                        },
+                    ));
+                }
+                let u = &mut self.units[i];
+                u.size = seen;
+                u.unit.size = size;
+                u.unit.stated |= Stated::SIZE;
+                self.check_frame(i, t.pos)?;
+            }
+            "coherent" => {
+                let mut seen = self.units[i].coherent;
+                self.once(&mut seen, key.text, key.pos)?;
+                let yes = self.yes_no(line)?;
+                let u = &mut self.units[i];
+                u.coherent = seen;
+                u.unit.coherent = yes;
+                u.unit.stated |= Stated::COHERENT;
+            }
+            "unclaimed" => {
+                let mut seen = self.units[i].unclaimed;
+                self.once(&mut seen, key.text, key.pos)?;
+                let t = self.value(line, "deny or bypass")?;
+                let policy = match t.text {
+                    "deny" => Unclaimed::DenyAndRecord,
+                    "bypass" => Unclaimed::Bypass,
+                    _ => {
+                        return Err(self.err(
+                            t.pos,
+                            ConfigErrorKind::Expected {
+                                what: "deny or bypass",
+                                found: Found::Token(t.text),
+                            },
+                        ))
+                    }
+                };
+                let u = &mut self.units[i];
+                u.unclaimed = seen;
+                u.unit.unclaimed = policy;
+                u.unit.stated |= Stated::UNCLAIMED;
+                u.bypass = (policy == Unclaimed::Bypass).then_some(t.pos);
+            }
+            "allow-bypass" => {
+                let mut seen = self.units[i].allow_bypass.map(|(l, _)| l);
+                self.once(&mut seen, key.text, key.pos)?;
+                let yes = self.yes_no(line)?;
+                self.units[i].allow_bypass = Some((key.pos.line, yes));
+            }
+            "irq" => self.irq(i, key, line)?,
+            "reserve-sid" => self.reserve_sid(i, line)?,
+            _ => {
+                return Err(self.stray_key(
+                    key,
+                    "an [smmu] section",
+                    "base, size, irq, coherent, unclaimed, allow-bypass or reserve-sid",
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// `base + size` must not wrap.
+    fn check_frame(&self, i: usize, at: Pos) -> Res<'a, ()> {
+        let u = &self.units[i].unit;
+        if u.base.checked_add(u.size - 1).is_none() {
+            return Err(self.err(
+                at,
+                ConfigErrorKind::Wraps {
+                    what: "SMMU base + size",
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    fn irq(&mut self, i: usize, key: Token<'a>, line: &mut Line<'a>) -> Res<'a, ()> {
+        const KEYS: [&str; 5] = [
+            "irq eventq",
+            "irq priq",
+            "irq cmdq-sync",
+            "irq gerror",
+            "irq combined",
+        ];
+        const NAMES: &str = "an interrupt name (eventq, priq, cmdq-sync, gerror or combined)";
+        let t = self.value(line, NAMES)?;
+        let name = IrqName::parse(t.text).ok_or_else(|| {
+            self.err(
+                t.pos,
+                ConfigErrorKind::Expected {
+                    what: NAMES,
+                    found: Found::Token(t.text),
+                },
+            )
+        })?;
+        let slot = IrqName::ALL.iter().position(|n| *n == name).unwrap_or(0);
+        let mut seen = self.units[i].irq[slot];
+        self.once(&mut seen, KEYS[slot], key.pos)?;
+        let v = self.value(line, "an interrupt ID or none")?;
+        let irq = if v.text == "none" {
+            None
+        } else {
+            let intid = self.number(v, "an interrupt ID", u64::from(u32::MAX))?;
+            if !Irq::is_spi(intid as u32) {
+                return Err(self.err(
+                    v.pos,
+                    ConfigErrorKind::OutOfRange {
+                        what: "interrupt ID",
+                        value: intid,
+                        allowed: "an SPI: 32-1019 or 4096-5119",
+                    },
+                ));
+            }
+            let trigger = match self.choice(line, &["edge", "level"], "edge or level")? {
+                0 => Trigger::Edge,
+                _ => Trigger::Level,
+            };
+            Some(Irq {
+                intid: intid as u32,
+                trigger,
+            })
+        };
+        let u = &mut self.units[i];
+        u.irq[slot] = seen;
+        u.unit.irqs.set(name, irq);
+        u.unit.stated |= Stated::irq(name);
+        Ok(())
+    }
+
+    fn reserve_sid(&mut self, i: usize, line: &mut Line<'a>) -> Res<'a, ()> {
+        const WHAT: &str = "a StreamID";
+        let t = self.value(line, "a StreamID or a range first-last")?;
+        let max = u64::from(u32::MAX);
+        let (first, last) = match t.text.split_once('-') {
+            None => {
+                let v = self.number(t, WHAT, max)?;
+                (v, v)
+            }
+            Some((a, b)) => {
+                let first = self.number(
+                    Token {
+                        text: a,
+                        pos: t.pos,
+                    },
+                    WHAT,
+                    max,
+                )?;
+                let second = Token {
+                    text: b,
+                    pos: t.pos_at(a.len() + 1),
+                };
+                let last = self.number(second, WHAT, max)?;
+                if last < first {
+                    return Err(self.err(t.pos, ConfigErrorKind::InvertedRange { first, last }));
+                }
+                (first, last)
+            }
+        };
+        let unit = UnitId(i as u8);
+        let (first, last) = (StreamId(first as u32), StreamId(last as u32));
+        if let Some(other) = self
+            .topology
+            .reserved()
+            .iter()
+            .find(|r| r.unit == unit && r.first <= last && first <= r.last)
+        {
+            let other_line = match other.origin {
+                Origin::Config { line } => line,
+                Origin::DeviceTree => 0,
+            };
+            return Err(self.err(t.pos, ConfigErrorKind::ReservedOverlap { other_line }));
+        }
+        self.topology
+            .push_reserved(ReservedSids {
+                unit,
+                first,
+                last,
+                origin: Origin::Config { line: t.pos.line },
+            })
+            .map_err(|c| self.full(t.pos, c))
+    }
+
+    fn device_key(&mut self, i: usize, key: Token<'a>, line: &mut Line<'a>) -> Res<'a, ()> {
+        match key.text {
+            "unit" => {
+                let mut seen = self.devices[i].unit.map(|t| t.pos.line);
+                self.once(&mut seen, key.text, key.pos)?;
+                let t = self.value(line, "a unit name")?;
+                if !values::is_name(t.text) {
+                    return Err(self.err(t.pos, ConfigErrorKind::BadName { found: t.text }));
+                }
+                self.devices[i].unit = Some(t);
+            }
+            "sid" => {
+                let t = self.value(line, "a StreamID")?;
+                let sid = StreamId(self.number(t, "a StreamID", u64::from(u32::MAX))? as u32);
+                if let Some((first, at)) = self.devices[i].sid {
+                    let kind = if first == sid {
+                        ConfigErrorKind::DuplicateKey {
+                            key: key.text,
+                            first_line: at.line,
+                        }
+                    } else {
+                        ConfigErrorKind::ConflictingSid {
+                            first,
+                            first_line: at.line,
+                            second: sid,
+                        }
+                    };
+                    return Err(self.err(t.pos, kind));
+                }
+                self.devices[i].sid = Some((sid, t.pos));
+            }
+            "shared" => {
+                let mut seen = self.devices[i].shared.map(|(_, l)| l);
+                self.once(&mut seen, key.text, key.pos)?;
+                let yes = self.yes_no(line)?;
+                self.devices[i].shared = Some((yes, key.pos.line));
+            }
+            "window" => self.window(i, key, line)?,
+            _ => {
+                return Err(self.stray_key(
+                    key,
+                    "a [device] section",
+                    "unit, sid, shared or window",
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// `window iova A pa B len C access R`.
+    fn window(&mut self, i: usize, key: Token<'a>, line: &mut Line<'a>) -> Res<'a, ()> {
+        let aligned = |p: &Self, t: Token<'a>, what: &'static str, v: u64| {
+            if v % PAGE_SIZE != 0 {
+                Err(p.err(
+                    t.pos,
+                    ConfigErrorKind::Misaligned {
+                        what,
+                        value: v,
+                        align: PAGE_SIZE,
+                    },
+                ))
+            } else {
+                Ok(v)
+            }
+        };
+        self.literal(line, "iova")?;
+        let t = self.value(line, "an IOVA")?;
+        let iova = aligned(self, t, "window iova", self.number(t, "an IOVA", u64::MAX)?)?;
+        self.literal(line, "pa")?;
+        let t = self.value(line, "a physical address")?;
+        let pa = aligned(
+            self,
+            t,
+            "window pa",
+            self.number(t, "a physical address", u64::MAX)?,
+        )?;
+        self.literal(line, "len")?;
+        let len_tok = self.value(line, "a length")?;
+        let len = self.number(len_tok, "a length", u64::MAX)?;
+        if len == 0 {
+            return Err(self.err(
+                len_tok.pos,
+                ConfigErrorKind::OutOfRange {
+                    what: "window len",
+                    value: 0,
+                    allowed: "a non-zero multiple of 0x1000",
+                },
+            ));
+        }
+        let len = aligned(self, len_tok, "window len", len)?;
+        if iova.checked_add(len - 1).is_none() {
+            return Err(self.err(
+                len_tok.pos,
+                ConfigErrorKind::Wraps {
+                    what: "window iova + len",
+                },
+            ));
+        }
+        if pa.checked_add(len - 1).is_none() {
+            return Err(self.err(
+                len_tok.pos,
+                ConfigErrorKind::Wraps {
+                    what: "window pa + len",
+                },
+            ));
+        }
+        self.literal(line, "access")?;
+        const ACCESS: &str = "an access (r, w, x or a combination such as rw)";
+        let t = self.value(line, ACCESS)?;
+        let access = values::access(t.text).ok_or_else(|| {
+            self.err(
+                t.pos,
+                ConfigErrorKind::Expected {
+                    what: ACCESS,
+                    found: Found::Token(t.text),
+                },
+            )
+        })?;
+        let device = self.devices[i].device;
+        let end = iova + (len - 1);
+        if let Some(other) = self.topology.windows_of(device).find(|w| {
+            let w_end = w.iova.0 + (w.len - 1);
+            w.iova.0 <= end && iova <= w_end
+        }) {
+            let other_line = match other.origin {
+                Origin::Config { line } => line,
+                Origin::DeviceTree => 0,
+            };
+            return Err(self.err(key.pos, ConfigErrorKind::WindowOverlap { other_line }));
+        }
+        self.topology
+            .push_window(StaticWindow {
+                device,
+                iova: Iova(iova),
+                pa: PhysAddr(pa),
+                len,
+                access,
+                origin: Origin::Config { line: key.pos.line },
+            })
+            .map_err(|c| self.full(key.pos, c))?;
+        self.devices[i].windows += 1;
+        Ok(())
+    }
+
+    // ---- whole-file checks ---------------------------------------------------------------
+
+    fn finish(mut self) -> Res<'a, Topology> {
+        for (i, d) in self.units.iter().enumerate() {
+            let Some(base_pos) = d.base else {
+                return Err(self.err(d.header, ConfigErrorKind::MissingKey { key: "base" }));
+            };
+            if let Some(at) = d.bypass {
+                if !matches!(d.allow_bypass, Some((_, true))) {
+                    return Err(self.err(at, ConfigErrorKind::BypassWithoutOptIn));
+                }
+            }
+            for e in &self.units[..i] {
+                let kind = if e.unit.base == d.unit.base {
+                    ConfigErrorKind::DuplicateUnitBase {
+                        base: d.unit.base,
+                        first_line: e.base.map_or(e.header.line, |p| p.line),
+                    }
+                } else if e.unit.overlaps(&d.unit) {
+                    ConfigErrorKind::UnitsOverlap {
+                        other: e.name,
+                        other_line: e.header.line,
+                    }
+                } else {
+                    continue;
+                };
+                return Err(self.err(base_pos, kind));
+            }
+        }
+        let units = core::mem::take(&mut self.units);
+        for d in &units {
+            self.topology
+                .push_unit(d.unit.clone())
+                .map_err(|c| self.full(d.header, c))?;
+        }
+        for i in 0..self.devices.len() {
+            let d = &self.devices[i];
+            let (unit, (sid, sid_pos)) = match (d.unit, d.sid) {
+                (Some(u), Some(s)) => (u, s),
+                (Some(_), None) => {
+                    return Err(self.err(d.header, ConfigErrorKind::MissingKey { key: "sid" }))
+                }
+                (None, Some(_)) => {
+                    return Err(self.err(d.header, ConfigErrorKind::MissingKey { key: "unit" }))
+                }
+                (None, None) if d.shared.is_some() => {
+                    return Err(self.err(d.header, ConfigErrorKind::MissingKey { key: "sid" }))
+                }
+                (None, None) if d.windows == 0 => {
+                    return Err(self.err(d.header, ConfigErrorKind::EmptySection))
+                }
+                (None, None) => continue,
+            };
+            let Some(unit_id) = units.iter().position(|u| u.name == unit.text) else {
+                return Err(self.err(unit.pos, ConfigErrorKind::UnknownUnit { name: unit.text }));
+            };
+            let unit_id = UnitId(unit_id as u8);
+            let shared = matches!(d.shared, Some((true, _)));
+            if let Some(other) = self.devices[..i].iter().find(|o| {
+                o.unit.is_some_and(|u| u.text == unit.text)
+                    && o.sid.is_some_and(|(s, _)| s == sid)
+                    && !(shared && matches!(o.shared, Some((true, _))))
+            }) {
+                return Err(self.err(
+                    sid_pos,
+                    ConfigErrorKind::UndeclaredSharing {
+                        sid,
+                        unit: unit.text,
+                        other: other.device,
+                        other_line: other.sid.map_or(other.header.line, |(_, p)| p.line),
+                    },
+                ));
+            }
+            let binding = StreamBinding {
+                unit: unit_id,
+                source: StreamSource::Device(d.device),
+                sid,
+                shared,
+                origin: Origin::Config { line: sid_pos.line },
+            };
+            let header = d.header;
+            self.topology
+                .push_stream(binding)
+                .map_err(|c| self.full(header, c))?;
+        }
+        Ok(self.topology)
+    }
+}
