@@ -294,7 +294,7 @@ impl fmt::Display for DtErrorKind {
             ),
             Self::Untranslatable { address, bus } => write!(
                 f,
-                "address {address:#x} has no CPU address: the ranges of {bus} do not cover it"
+                "address {address:#x} on bus {bus} has no CPU address (the bus has no ranges, or none covers it)"
             ),
             Self::UnknownPhandle { phandle } => write!(f, "phandle {phandle:#x} names no node"),
             Self::NotAnSmmuV3 { phandle, target } => write!(
