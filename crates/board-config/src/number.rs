@@ -1,10 +1,11 @@
 //! Numbers in `smmuman.conf` (`docs/config.md` § Numbers).
 //!
 //! * `0x` then hex digits, or `0d` then decimal digits; `_` may separate digits.
-//! * A number without a prefix is accepted only when it reads the same in hex and in decimal:
-//!   below ten (`0`..`9`, e.g. `2M`). Anything else would be read one way by people used to
-//!   QNX's hex-by-default configs and another way by everybody else, so it is refused.
 //! * An optional suffix multiplies: `K` by 2^10, `M` by 2^20, `G` by 2^30.
+//! * A number without a prefix is accepted only where nobody could read it two ways: a single
+//!   digit (`0`..`9`), or decimal digits with a suffix (`64K`, `128K`, `2M`: sizes are written
+//!   in decimal everywhere). Any other bare number (`10`, `256`) would be read as hex by people
+//!   used to QNX's hex-by-default configs and as decimal by everybody else, so it is refused.
 
 /// Why a token is not a number.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -34,7 +35,7 @@ pub fn parse_number(token: &str) -> Result<u64, NumberError> {
         digits(dec, 10)?
     } else {
         let v = digits(body, 10)?;
-        if v >= 10 {
+        if v >= 10 && multiplier == 1 {
             return Err(NumberError::Ambiguous);
         }
         v
@@ -91,12 +92,16 @@ mod tests {
     }
 
     #[test]
-    fn bare_numbers_below_ten_are_fine_and_others_ambiguous() {
+    fn bare_numbers_are_single_digits_or_decimal_sizes() {
         assert_eq!(parse_number("0"), Ok(0));
         assert_eq!(parse_number("9"), Ok(9));
+        assert_eq!(parse_number("64K"), Ok(0x1_0000));
+        assert_eq!(parse_number("128K"), Ok(0x2_0000));
+        assert_eq!(parse_number("1_024M"), Ok(0x4000_0000));
         assert_eq!(parse_number("10"), Err(NumberError::Ambiguous));
         assert_eq!(parse_number("256"), Err(NumberError::Ambiguous));
-        assert_eq!(parse_number("64K"), Err(NumberError::Ambiguous));
+        assert_eq!(parse_number("1a"), Err(NumberError::Malformed));
+        assert_eq!(parse_number("ffK"), Err(NumberError::Malformed));
     }
 
     #[test]

@@ -240,7 +240,7 @@ impl fmt::Display for ConfigErrorKind<'_> {
             }
             Self::UnknownSection { found } => write!(
                 f,
-                "unknown section \"[{found}\" (expected [smmu NAME] or [device pci|mmio ADDRESS])"
+                "unknown section kind \"{found}\" (expected [smmu NAME] or [device pci|mmio ADDRESS])"
             ),
             Self::DuplicateKey { key, first_line } => {
                 write!(f, "\"{key}\" given twice in one section (first on line {first_line})")

@@ -308,9 +308,10 @@ impl<'a> Parser<'a> {
         self.end_of_line(&mut after)?;
         let mut inner = line.part(open + 1, close);
         let kind = self.value(&mut inner, "a section kind (smmu or device)")?;
+        let bracket = line.pos_of(open);
         match kind.text {
-            "smmu" => self.unit_header(&mut inner, kind.pos),
-            "device" => self.device_header(&mut inner, kind.pos),
+            "smmu" => self.unit_header(&mut inner, bracket),
+            "device" => self.device_header(&mut inner, bracket),
             other => Err(self.err(kind.pos, ConfigErrorKind::UnknownSection { found: other })),
         }
     }
