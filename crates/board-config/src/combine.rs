@@ -53,7 +53,7 @@ pub enum CombineError {
         firmware: UnitValue,
         /// The config's value.
         config: UnitValue,
-        /// The config line of the unit.
+        /// The config line of the unit's section.
         line: u32,
     },
     /// `merge`: the config gives a device another StreamID (or unit) than firmware.
@@ -122,7 +122,7 @@ impl fmt::Display for CombineError {
                 line,
             } => write!(
                 f,
-                "merge: unit {unit}: {property} is {firmware} in the device tree but {config} on config line {line}"
+                "merge: unit {unit} (config line {line}): {property} is {firmware} in the device tree but {config} in the config"
             ),
             Self::StreamConflict {
                 device,
@@ -237,7 +237,7 @@ pub fn combine(firmware: &Topology, user: Option<&Topology>) -> Result<Topology,
     };
     for b in firmware.streams() {
         let replaced = matches!(b.source, StreamSource::Device(d) if user_binds(d));
-        if !(replaced && !merge) {
+        if merge || !replaced {
             out.push_stream(*b).map_err(CombineError::TooMany)?;
         }
     }

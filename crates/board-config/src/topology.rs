@@ -1,5 +1,5 @@
 //! [`Topology`]: the IOMMU units of a board and which StreamID each DMA master uses, as one
-//! source (device tree, config) describes it or as [`crate::combine`] makes of both.
+//! source (device tree, config) describes it or as [`crate::combine()`] makes of both.
 
 use crate::device::{Device, StreamSource};
 use crate::unit::{IommuUnit, UnitId};
@@ -199,7 +199,7 @@ impl<'t> SidGroup<'t> {
 
 /// IOMMU units and who uses which StreamID.
 ///
-/// Built by [`crate::dt::from_fdt`], [`crate::config::parse`] and [`crate::combine`]; every
+/// Built by [`crate::dt::from_fdt`], [`crate::config::parse`] and [`crate::combine()`]; every
 /// [`UnitId`] inside refers to one of its units.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct Topology {
@@ -643,6 +643,13 @@ mod tests {
             Origin::DeviceTree,
             "the range binding is checked first"
         );
+    }
+
+    #[test]
+    fn a_topology_fits_comfortably_on_a_boot_stack() {
+        // docs/config.md says "about 5 KiB"; the daemon's boot stack is 256 KiB.
+        let size = core::mem::size_of::<Topology>();
+        assert!((4 * 1024..=6 * 1024).contains(&size), "{size} bytes");
     }
 
     #[test]

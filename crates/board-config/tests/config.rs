@@ -518,7 +518,7 @@ fn window_statement_out_of_order() {
         8,
         17,
         ConfigErrorKind::Expected {
-            what: "pa",
+            what: "\"pa\"",
             found: Found::Token("len"),
         },
     );

@@ -62,7 +62,7 @@ pub enum ConfigErrorKind<'a> {
     UnknownKey {
         /// The key.
         key: &'a str,
-        /// The section it appeared in ("the top of the file", "an [smmu] section", ...).
+        /// The section it appeared in ("the top of the file", "an `[smmu]` section", ...).
         section: &'static str,
         /// The keys that section has.
         expected: &'static str,
@@ -253,7 +253,7 @@ impl fmt::Display for ConfigErrorKind<'_> {
                 "\"{found}\" could be hex or decimal: write 0x{found} or 0d{found}"
             ),
             Self::NumberTooLarge { what, found, max } => {
-                write!(f, "{what} \"{found}\" is too large (at most {max:#x})")
+                write!(f, "\"{found}\" is too large for {what} (at most {max:#x})")
             }
             Self::OutOfRange {
                 what,

@@ -246,9 +246,15 @@ impl<'a> Parser<'a> {
         Ok(self.choice(line, &["yes", "no"], "yes or no")? == 0)
     }
 
-    /// The literal word `word` (e.g. `pa` inside a `window` statement).
-    fn literal(&self, line: &mut Line<'a>, word: &'static str) -> Res<'a, ()> {
-        self.choice(line, &[word], word).map(|_| ())
+    /// The literal word `word` (e.g. `pa` inside a `window` statement); `quoted` is how
+    /// errors show it.
+    fn literal(
+        &self,
+        line: &mut Line<'a>,
+        word: &'static str,
+        quoted: &'static str,
+    ) -> Res<'a, ()> {
+        self.choice(line, &[word], quoted).map(|_| ())
     }
 
     /// Records that `key` was given on `line`; an error if it was given before.
@@ -724,7 +730,7 @@ impl<'a> Parser<'a> {
     /// `window iova A pa B len C access R`.
     fn window(&mut self, i: usize, key: Token<'a>, line: &mut Line<'a>) -> Res<'a, ()> {
         let aligned = |p: &Self, t: Token<'a>, what: &'static str, v: u64| {
-            if v % PAGE_SIZE != 0 {
+            if !v.is_multiple_of(PAGE_SIZE) {
                 Err(p.err(
                     t.pos,
                     ConfigErrorKind::Misaligned {
@@ -737,10 +743,10 @@ impl<'a> Parser<'a> {
                 Ok(v)
             }
         };
-        self.literal(line, "iova")?;
+        self.literal(line, "iova", "\"iova\"")?;
         let t = self.value(line, "an IOVA")?;
         let iova = aligned(self, t, "window iova", self.number(t, "an IOVA", u64::MAX)?)?;
-        self.literal(line, "pa")?;
+        self.literal(line, "pa", "\"pa\"")?;
         let t = self.value(line, "a physical address")?;
         let pa = aligned(
             self,
@@ -748,7 +754,7 @@ impl<'a> Parser<'a> {
             "window pa",
             self.number(t, "a physical address", u64::MAX)?,
         )?;
-        self.literal(line, "len")?;
+        self.literal(line, "len", "\"len\"")?;
         let len_tok = self.value(line, "a length")?;
         let len = self.number(len_tok, "a length", u64::MAX)?;
         if len == 0 {
@@ -778,7 +784,7 @@ impl<'a> Parser<'a> {
                 },
             ));
         }
-        self.literal(line, "access")?;
+        self.literal(line, "access", "\"access\"")?;
         const ACCESS: &str = "an access (r, w, x or a combination such as rw)";
         let t = self.value(line, ACCESS)?;
         let access = values::access(t.text).ok_or_else(|| {

@@ -17,6 +17,11 @@
 //! `fdt` 0.1.5 itself trusts the blob's structure block (it can panic on a corrupt one); the
 //! blob comes from the boot loader, before any DMA device is let loose.
 
+// A `DtError` carries the node's full path (up to 128 bytes) so that the message can name it;
+// without an allocator that path lives in the error itself. Discovery runs once, at start-up,
+// so the size of the `Result` costs nothing that matters.
+#![allow(clippy::result_large_err)]
+
 mod error;
 mod initrd;
 mod interrupts;

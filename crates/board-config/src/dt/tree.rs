@@ -142,7 +142,7 @@ pub fn cell_count(
     property: &'static str,
     value: &[u8],
 ) -> Result<usize, DtError> {
-    if value.len() % 4 != 0 {
+    if !value.len().is_multiple_of(4) {
         return Err(ctx.err(property, DtErrorKind::NotWholeCells { bytes: value.len() }));
     }
     Ok(value.len() / 4)
