@@ -67,11 +67,11 @@ pub enum CombineError {
         /// The config line.
         line: u32,
     },
-    /// A unit only the config describes overlaps a firmware unit's register frame.
+    /// A unit of the config overlaps another unit's register frame.
     UnitsOverlap {
         /// The config's unit.
         unit: UnitName,
-        /// The firmware unit.
+        /// The other unit.
         other: UnitName,
         /// The config line of the unit.
         line: u32,
@@ -136,7 +136,7 @@ impl fmt::Display for CombineError {
             ),
             Self::UnitsOverlap { unit, other, line } => write!(
                 f,
-                "unit {unit} (config line {line}) overlaps unit {other} of the device tree"
+                "unit {unit} (config line {line}) overlaps unit {other}"
             ),
             Self::DuplicateUnitName { name, line } => write!(
                 f,
@@ -219,6 +219,19 @@ pub fn combine(firmware: &Topology, user: Option<&Topology>) -> Result<Topology,
         let _ = ids.push(id);
     }
     for (id, u) in out.units() {
+        // A size the config changed can make a firmware unit reach into another.
+        if let Some((_, o)) = out.units().find(|(other, o)| *other < id && o.overlaps(u)) {
+            // Name the config's unit first.
+            let (unit, other) = match o.origin {
+                Origin::Config { .. } => (o, u),
+                Origin::DeviceTree => (u, o),
+            };
+            return Err(CombineError::UnitsOverlap {
+                unit: unit.name.clone(),
+                other: other.name.clone(),
+                line: line_of(unit.origin),
+            });
+        }
         if out.units().any(|(other, o)| other < id && o.name == u.name) {
             return Err(CombineError::DuplicateUnitName {
                 name: u.name.clone(),

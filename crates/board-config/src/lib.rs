@@ -6,6 +6,7 @@
 //! * [`config::parse`] reads the user's `smmuman.conf` (format: `docs/config.md`).
 //! * [`combine()`] applies the user's statements to firmware's, in `override` (default) or
 //!   `merge` mode.
+//! * [`load()`] does all three, as the daemon does at start-up.
 //!
 //! All three give a [`Topology`] (or a typed error that says where the input is wrong; the
 //! manager then refuses to start and leaves every SMMU aborting DMA). The manager asks the
@@ -45,6 +46,7 @@ pub mod config;
 pub mod device;
 pub mod dt;
 pub mod irq;
+pub mod load;
 pub mod number;
 pub mod topology;
 pub mod unit;
@@ -52,6 +54,7 @@ pub mod unit;
 pub use combine::{combine, CombineError};
 pub use device::{Device, PciRange, StreamSource};
 pub use irq::{Irq, IrqName, SmmuIrqs, Trigger};
+pub use load::{load, ConfigFile, LoadError};
 pub use topology::{
     CapacityExceeded, LookupError, Mode, Origin, ReservedSids, SidGroup, SidRangeError,
     StaticWindow, StreamBinding, Topology, DEFAULT_FAULT_LOG, MAX_BINDINGS, MAX_FAULT_LOG,

@@ -4,7 +4,8 @@
 mod common;
 
 use board_config::{
-    combine, config, dt, CombineError, Device, Mode, StreamSource, Topology, UnitId,
+    combine, config, dt, load, CombineError, ConfigFile, Device, LoadError, Mode, StreamSource,
+    Topology, UnitId,
 };
 use common::{board_file, config_text, dtb};
 use iommu_core::{Bdf, PhysAddr, StreamId};
@@ -188,4 +189,56 @@ fn the_documented_example_is_the_tested_one() {
         .streams()
         .iter()
         .any(|b| b.source == StreamSource::Device(Device::Mmio(PhysAddr(0x1c09_0000)))));
+}
+
+#[test]
+fn load_runs_the_whole_start_up_sequence() {
+    let blob = dtb("qemu-virt.dts");
+    let fdt = fdt::Fdt::new(&blob).unwrap();
+    let bridge = read(&board_file("qemu-virt-bridge", "smmuman.conf"));
+    let t = load(
+        &fdt,
+        Some(ConfigFile {
+            name: "initrd",
+            bytes: bridge.as_bytes(),
+        }),
+    )
+    .unwrap();
+    assert_eq!(
+        t.sid_for(pci(1, 2, 0)),
+        Ok(Some((UnitId(0), StreamId(0x100))))
+    );
+    assert_eq!(load(&fdt, None).unwrap(), firmware("qemu-virt.dts"));
+
+    let broken = config_text("bad-number.conf");
+    let e = load(
+        &fdt,
+        Some(ConfigFile {
+            name: "initrd",
+            bytes: broken.as_bytes(),
+        }),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "config: initrd:7:5: expected a StreamID (number), found \"zz\""
+    );
+
+    let conflict = config_text("qemu-merge-conflict.conf");
+    let e = load(
+        &fdt,
+        Some(ConfigFile {
+            name: "initrd",
+            bytes: conflict.as_bytes(),
+        }),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, LoadError::Combine(CombineError::StreamConflict { .. })),
+        "{e}"
+    );
+
+    let bad_tree = dtb("iommu-map-truncated.dts");
+    let e = load(&fdt::Fdt::new(&bad_tree).unwrap(), None).unwrap_err();
+    assert!(matches!(e, LoadError::DeviceTree(_)), "{e}");
 }

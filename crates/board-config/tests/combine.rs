@@ -147,7 +147,16 @@ fn a_new_unit_overlapping_a_firmware_unit_is_refused() {
     let e = both(QEMU, "[smmu extra]\nbase 0x0906_0000\n").unwrap_err();
     assert_eq!(
         e.to_string(),
-        "unit extra (config line 1) overlaps unit smmuv3@9050000 of the device tree"
+        "unit extra (config line 1) overlaps unit smmuv3@9050000"
+    );
+}
+
+#[test]
+fn a_firmware_unit_grown_by_the_config_must_not_reach_into_another() {
+    let e = both("board-multi.dts", "[smmu a]\nbase 0x2b40_0000\nsize 2M\n").unwrap_err();
+    assert!(
+        matches!(e, CombineError::UnitsOverlap { ref unit, ref other, line: 1 } if unit == "a" && other == "iommu@2b500000"),
+        "{e}"
     );
 }
 
