@@ -13,7 +13,9 @@
 //!   [`dispatch`](crate::dispatch), which decodes a request, calls the method and encodes the
 //!   reply, answering every malformed message with a protocol error;
 //! * the client side: one typed method per op on [`Client`](crate::Client);
-//! * `check_reply_payload`, the decoder a client (or a test) uses to validate any op's reply.
+//! * `check_request_payload` and `check_reply_payload`, which validate any op's request or
+//!   reply (behind [`check_request`](crate::message::check_request) and
+//!   [`check_reply`](crate::message::check_reply)).
 //!
 //! Adding an op is one new entry in `interface.rs`: both sides, the table and the docs check
 //! follow from it.
@@ -233,6 +235,16 @@ macro_rules! interface {
                     ops.protocol_error(client, &e);
                     $crate::message::encode_protocol_error(op, id, &e, reply)
                 }
+            }
+        }
+
+        /// Decodes the payload of an `op` request, only to check it.
+        pub(crate) fn check_request_payload(
+            op: Op,
+            payload: &[u8],
+        ) -> Result<(), ProtocolError> {
+            match op {
+                $( Op::$Variant => $crate::message::decode_payload::<$Req>(payload).map(|_| ()), )*
             }
         }
 

@@ -12,7 +12,7 @@
 //! * [`error`]: protocol errors (the message was malformed) kept apart from domain errors (the
 //!   manager's rules refused it), and [`CallError`] for clients.
 //! * [`transport`]: [`Transport`], the one thing a VMM swaps to link this library elsewhere;
-//!   [`loopback`] (feature `loopback`) is the host-test transport.
+//!   `loopback` (feature `loopback`) is the host-test transport.
 //! * [`policy`]: [`VmmDmaPolicy`], the start-up rules every VMM must apply (no manager → no
 //!   DMA pass-through, unknown device → refuse, unity-mapped → start with a loud warning).
 //!

@@ -2,7 +2,7 @@
 
 use crate::error::{CallError, ErrorBody, ProtocolError, Refusal, ReplyError};
 use crate::header::{Header, Status, FLAG_REPLY};
-use crate::interface::{check_reply_payload, Op};
+use crate::interface::{check_reply_payload, check_request_payload, Op};
 use crate::wire::{decode_exact, encode, Wire, HEADER_LEN, MAX_MESSAGE};
 
 /// A request type of the op table: which op it is and what it gets back.
@@ -127,6 +127,21 @@ pub fn parse_reply(bytes: &[u8]) -> Result<(Header, Outcome<&[u8]>), ReplyError>
         }
     };
     Ok((h, outcome))
+}
+
+/// Checks that `bytes` is a well-formed request of any op: exactly the checks [`dispatch`]
+/// makes before it calls an op's method, so `dispatch` answers with a protocol error if and only
+/// if this fails (with the same error).
+///
+/// [`dispatch`]: crate::dispatch
+///
+/// # Errors
+/// The first [`ProtocolError`] found.
+pub fn check_request(bytes: &[u8]) -> Result<(Header, Op), ProtocolError> {
+    let (h, payload) = Header::parse_request(bytes)?;
+    let op = Op::from_u16(h.op).ok_or(ProtocolError::UnknownOp { op: h.op })?;
+    check_request_payload(op, payload)?;
+    Ok((h, op))
 }
 
 /// Checks that `bytes` is a well-formed reply of any op (an Ok payload must decode as that op's

@@ -1,0 +1,141 @@
+//! What the manager is told at start: the board's devices, its own memory, the I/O space.
+
+use core::fmt;
+use iommu_core::{Bdf, PhysAddr, StreamId, PAGE_SIZE};
+use smmuman_api::IovaRange;
+
+/// Most devices the board's table may list.
+pub const MAX_DEVICES: usize = 64;
+/// Most VM objects alive at once.
+pub const MAX_OBJECTS: usize = 16;
+/// Most VM objects one client may hold.
+pub const OBJECTS_PER_CLIENT: usize = 8;
+/// Most mappings one object may hold.
+pub const MAPPINGS_PER_OBJECT: usize = 32;
+/// Records one fault ledger keeps before it drops new ones.
+pub const FAULT_LOG_DEPTH: usize = 32;
+/// Most reserved (never mappable) host ranges.
+pub const MAX_RESERVED: usize = 16;
+/// Most usable I/O ranges.
+pub const MAX_IOVA_RANGES: usize = smmuman_api::types::MAX_IOVA_RANGES;
+
+/// How the board names a DMA master.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum DeviceId {
+    /// A PCI function.
+    Pci(Bdf),
+    /// A platform device, by the base address of its registers.
+    Mmio(PhysAddr),
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Pci(bdf) => write!(f, "{bdf}"),
+            Self::Mmio(base) => write!(f, "mmio@{base}"),
+        }
+    }
+}
+
+/// One DMA master the manager controls. Entries that share a StreamID form one group.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct DeviceEntry {
+    /// The device.
+    pub id: DeviceId,
+    /// The StreamID its DMA carries (IHI 0070 §3.2; on PCIe derived from the requester ID
+    /// through the firmware's `iommu-map`).
+    pub sid: StreamId,
+    /// Whether clients may select it by raw StreamID.
+    pub raw_sid_allowed: bool,
+}
+
+/// A host-physical range `[start, start + len)`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct PhysRange {
+    /// First byte.
+    pub start: PhysAddr,
+    /// Length in bytes (non-zero).
+    pub len: u64,
+}
+
+impl PhysRange {
+    /// Whether it shares a byte with `[start, start + len)`.
+    pub const fn overlaps(&self, start: PhysAddr, len: u64) -> bool {
+        ranges_overlap(self.start.0, self.len, start.0, len)
+    }
+}
+
+impl fmt::Display for PhysRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}+{:#x}", self.start, self.len)
+    }
+}
+
+/// Whether `[a, a + alen)` and `[b, b + blen)` share a byte (lengths ≥ 1, no wrap past 2^64).
+pub(crate) const fn ranges_overlap(a: u64, alen: u64, b: u64, blen: u64) -> bool {
+    // Compare last bytes so that a range ending at 2^64 does not overflow.
+    a <= b.saturating_add(blen - 1) && b <= a.saturating_add(alen - 1)
+}
+
+/// Everything the manager is configured with.
+#[derive(Clone, Copy, Debug)]
+pub struct ManagerConfig<'a> {
+    /// The DMA masters the IOMMU controls (from the device tree / board configuration).
+    pub devices: &'a [DeviceEntry],
+    /// The manager's own memory: image, stacks, stream tables, page tables, queues.
+    pub reserved: &'a [PhysRange],
+    /// The I/O addresses mappings may use (from the IOMMU's input address size).
+    pub iova_ranges: &'a [IovaRange],
+    /// Bit `n` set: the IOMMU maps pages of `2^n` bytes. The lowest bit set is the granule;
+    /// it must be at least 4 KiB (bit 12).
+    pub page_sizes: u64,
+}
+
+/// A configuration the manager cannot run with.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ConfigError<E> {
+    /// More than [`MAX_DEVICES`] devices.
+    TooManyDevices(usize),
+    /// The same device is listed twice.
+    DuplicateDevice(DeviceId),
+    /// More than [`MAX_RESERVED`] reserved ranges.
+    TooManyReserved(usize),
+    /// A reserved range is empty or runs past 2^64.
+    BadReserved(PhysRange),
+    /// No usable I/O range, or more than [`MAX_IOVA_RANGES`].
+    IovaRangeCount(usize),
+    /// An I/O range is backwards or not aligned to the granule.
+    BadIovaRange(IovaRange),
+    /// The page sizes have no granule of at least 4 KiB.
+    PageSizes(u64),
+    /// The IOMMU refused to put a device in default deny.
+    Backend(E),
+}
+
+impl<E: fmt::Display> fmt::Display for ConfigError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooManyDevices(n) => write!(f, "{n} devices listed, at most {MAX_DEVICES}"),
+            Self::DuplicateDevice(d) => write!(f, "device {d} is listed twice"),
+            Self::TooManyReserved(n) => {
+                write!(f, "{n} reserved ranges, at most {MAX_RESERVED}")
+            }
+            Self::BadReserved(r) => write!(f, "reserved range {r} is empty or wraps"),
+            Self::IovaRangeCount(n) => {
+                write!(f, "{n} usable I/O ranges; need 1 to {MAX_IOVA_RANGES}")
+            }
+            Self::BadIovaRange(r) => write!(
+                f,
+                "I/O range {}..={} is backwards or not page aligned",
+                r.first, r.last
+            ),
+            Self::PageSizes(p) => {
+                write!(
+                    f,
+                    "page sizes {p:#x} have no granule of at least {PAGE_SIZE:#x}"
+                )
+            }
+            Self::Backend(e) => write!(f, "IOMMU: {e}"),
+        }
+    }
+}

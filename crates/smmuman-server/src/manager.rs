@@ -1,0 +1,880 @@
+//! [`Manager`]: the server's state, and one [`ManagerOps`] method per operation.
+//!
+//! Every method checks everything before it changes anything, so a refused request changes
+//! nothing. Where the IOMMU itself fails half-way (a multi-group attach or detach), the steps
+//! already done are undone before the refusal is sent; only if the undo fails too does the
+//! manager keep the state the IOMMU really has (recorded, logged, counted).
+
+use crate::config::{
+    ranges_overlap, ConfigError, ManagerConfig, PhysRange, FAULT_LOG_DEPTH, MAPPINGS_PER_OBJECT,
+    MAX_IOVA_RANGES, MAX_OBJECTS, MAX_RESERVED, OBJECTS_PER_CLIENT,
+};
+use crate::devices::{indices, Bits, DeviceTable, Group};
+use crate::ledger::Ledger;
+use core::fmt;
+use core::time::Duration;
+use iommu_core::{Access, DomainId, Fault, IommuBackend, Iova, PhysAddr, StreamId};
+use smmuman_api::interface::*;
+use smmuman_api::{
+    dispatch, ClientId, DomainError, FaultRecord, IovaRange, IovaRanges, MapFlags, ObjectFlags,
+    ObjectId, ProtocolError, Refusal, FAULTS_PER_PAGE, MAX_MESSAGE,
+};
+
+/// One DMA window of an object.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Mapping {
+    pub iova: Iova,
+    pub pa: PhysAddr,
+    pub len: u64,
+    pub access: Access,
+    /// Made with `MapFlags::SHARED`.
+    pub shared: bool,
+}
+
+/// A VM object: one IOMMU domain, its mappings and its fault ledger. The groups attached to it
+/// are recorded in the device table.
+#[derive(Debug)]
+pub(crate) struct Object {
+    pub id: ObjectId,
+    /// `None`: orphaned (its client went away and it could not be torn down).
+    pub owner: Option<ClientId>,
+    pub flags: ObjectFlags,
+    pub domain: DomainId,
+    pub mappings: heapless::Vec<Mapping, MAPPINGS_PER_OBJECT>,
+    pub ledger: Ledger,
+}
+
+/// A fault notification for the transport to deliver.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Notification {
+    /// The client that armed it.
+    pub client: ClientId,
+    /// The object (or [`ObjectId::UNCLAIMED`]) whose ledger got a record.
+    pub object: ObjectId,
+}
+
+/// What one [`Manager::on_iommu_event`] found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct DrainReport {
+    /// Records drained from the IOMMU.
+    pub records: u64,
+    /// Of those, records no object claimed.
+    pub unclaimed: u64,
+    /// Of those, records dropped because their ledger was full.
+    pub dropped: u64,
+    /// Records the IOMMU lost before the manager saw them (a lower bound).
+    pub hw_lost_at_least: u64,
+}
+
+/// Counters since start (what `stats` reports, and a little more).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Counters {
+    /// Messages handled by [`Manager::handle`].
+    pub requests: u64,
+    /// Messages answered with a protocol error.
+    pub protocol_errors: u64,
+    /// Requests refused with a domain error.
+    pub refusals: u64,
+    /// Fault records drained.
+    pub faults: u64,
+    /// Of those, records no object claimed.
+    pub unclaimed: u64,
+    /// Records dropped because a ledger was full.
+    pub dropped: u64,
+    /// Records the IOMMU lost (a lower bound).
+    pub hw_lost_at_least: u64,
+    /// IOMMU operations that failed.
+    pub iommu_errors: u64,
+    /// Objects whose client went away but whose devices could not be put back to deny.
+    pub orphaned_objects: u64,
+    /// Domains the IOMMU would not destroy (no device can reach them).
+    pub leaked_domains: u64,
+}
+
+/// The manager: VM objects over an [`IommuBackend`], serving [`ManagerOps`].
+///
+/// Capacities are the constants of [`crate::config`]; the whole state is inline (no heap), so
+/// the daemon should keep it in a `static` rather than on a small stack.
+pub struct Manager<B: IommuBackend> {
+    backend: B,
+    table: DeviceTable,
+    reserved: heapless::Vec<PhysRange, MAX_RESERVED>,
+    iova_ranges: heapless::Vec<IovaRange, MAX_IOVA_RANGES>,
+    page_sizes: u64,
+    granule: u64,
+    objects: heapless::Vec<Object, MAX_OBJECTS>,
+    next_object: u32,
+    unclaimed: Ledger,
+    counters: Counters,
+}
+
+impl<B: IommuBackend> fmt::Debug for Manager<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager")
+            .field("objects", &self.objects.len())
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A refusal about `error` and `value`.
+fn refuse<T>(error: DomainError, value: impl Into<u64>) -> Result<T, Refusal> {
+    Err(Refusal::new(error, value.into()))
+}
+
+/// The last byte of `[start, start + len)` (len ≥ 1; the wire checks it does not wrap).
+const fn last(start: u64, len: u64) -> u64 {
+    start.saturating_add(len - 1)
+}
+
+fn u16_count(n: impl TryInto<u16>) -> u16 {
+    n.try_into().unwrap_or(u16::MAX)
+}
+
+impl<B: IommuBackend> Manager<B> {
+    /// A manager over `backend`, configured with `config`. Every device of the table is put in
+    /// default deny (its faults go to the unclaimed ledger).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming what is wrong with `config`, or [`ConfigError::Backend`] when the
+    /// IOMMU refuses to put a device in default deny.
+    pub fn new(mut backend: B, config: &ManagerConfig<'_>) -> Result<Self, ConfigError<B::Error>> {
+        let page_sizes = config.page_sizes;
+        let granule = 1u64.checked_shl(page_sizes.trailing_zeros()).unwrap_or(0);
+        if granule < iommu_core::PAGE_SIZE {
+            return Err(ConfigError::PageSizes(page_sizes));
+        }
+        let table = DeviceTable::new(config.devices)?;
+        let mut reserved = heapless::Vec::new();
+        for r in config.reserved {
+            if r.len == 0 || r.start.0.checked_add(r.len - 1).is_none() {
+                return Err(ConfigError::BadReserved(*r));
+            }
+            reserved
+                .push(*r)
+                .map_err(|_| ConfigError::TooManyReserved(config.reserved.len()))?;
+        }
+        let n = config.iova_ranges.len();
+        if n == 0 || n > MAX_IOVA_RANGES {
+            return Err(ConfigError::IovaRangeCount(n));
+        }
+        let mut iova_ranges = heapless::Vec::new();
+        for r in config.iova_ranges {
+            let aligned = r.first.is_aligned(granule) && r.last.0.wrapping_add(1) % granule == 0;
+            if r.first > r.last || !aligned {
+                return Err(ConfigError::BadIovaRange(*r));
+            }
+            iova_ranges
+                .push(*r)
+                .map_err(|_| ConfigError::IovaRangeCount(n))?;
+        }
+        for g in table.groups() {
+            backend.detach(g.sid).map_err(ConfigError::Backend)?;
+        }
+        Ok(Self {
+            backend,
+            table,
+            reserved,
+            iova_ranges,
+            page_sizes,
+            granule,
+            objects: heapless::Vec::new(),
+            next_object: 1,
+            unclaimed: Ledger::default(),
+            counters: Counters::default(),
+        })
+    }
+
+    /// Handles one request from `client` (as the transport identifies it): decodes it, runs it,
+    /// writes the reply; returns the reply's length. Always a well-formed reply, whatever the
+    /// bytes.
+    pub fn handle(
+        &mut self,
+        client: ClientId,
+        request: &[u8],
+        reply: &mut [u8; MAX_MESSAGE],
+    ) -> usize {
+        self.counters.requests = self.counters.requests.saturating_add(1);
+        dispatch(self, client, request, reply)
+    }
+
+    /// The client went away: destroys all of its objects, as `destroy_object` would (devices
+    /// back to default deny, mappings gone, invalidation complete), and cancels a notification
+    /// it armed on the unclaimed ledger. Returns how many objects were destroyed.
+    ///
+    /// An object whose devices the IOMMU refuses to release is kept as an orphan (no client can
+    /// reach it; it keeps its devices and host memory), logged and counted.
+    pub fn client_gone(&mut self, client: ClientId) -> usize {
+        let mut destroyed = 0;
+        let mut i = 0;
+        while let Some(obj) = self.objects.get(i) {
+            if obj.owner == Some(client) {
+                let id = obj.id;
+                match self.teardown(i) {
+                    // `teardown` moved the last object into slot `i`: look at it next.
+                    Ok(()) => {
+                        destroyed += 1;
+                        continue;
+                    }
+                    Err(_) => {
+                        log::error!("object {id} of {client} is orphaned: its devices would not go back to deny");
+                        if let Some(obj) = self.objects.get_mut(i) {
+                            obj.owner = None;
+                        }
+                        self.counters.orphaned_objects += 1;
+                    }
+                }
+            }
+            i += 1;
+        }
+        if matches!(
+            self.unclaimed.notify,
+            crate::ledger::Notify::Armed(c) | crate::ledger::Notify::Fired(c) if c == client
+        ) {
+            self.unclaimed.notify = crate::ledger::Notify::Idle;
+        }
+        if destroyed > 0 {
+            log::info!("{client} went away: {destroyed} object(s) destroyed");
+        }
+        destroyed
+    }
+
+    /// The IOMMU signalled an event (event queue or GERROR interrupt): drains every recorded
+    /// fault, attributes it by StreamID to the object its group is attached to (or to the
+    /// unclaimed ledger), stamps it with `now` (the daemon's monotonic clock), logs one line per
+    /// fault and fires armed notifications (collect them with [`Manager::take_notification`]).
+    ///
+    /// # Errors
+    /// The backend's error when the IOMMU reports a failure it could not recover from; the
+    /// records drained before it are kept.
+    pub fn on_iommu_event(&mut self, now: Duration) -> Result<DrainReport, B::Error> {
+        let time_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+        let Self {
+            backend,
+            table,
+            objects,
+            unclaimed,
+            counters,
+            ..
+        } = self;
+        let mut report = DrainReport::default();
+        let mut sink = |f: Fault| {
+            let group = table.group_of_sid(f.sid);
+            let owner = group.and_then(|g| g.owner);
+            let (ledger, object) =
+                match owner.and_then(|id| objects.iter_mut().find(|o| o.id == id)) {
+                    Some(o) => (&mut o.ledger, o.id),
+                    None => (&mut *unclaimed, ObjectId::UNCLAIMED),
+                };
+            let mut rec = FaultRecord {
+                seq: 0,
+                time_ns,
+                addr: f.addr,
+                sid: f.sid,
+                reason: f.reason,
+                dir: f.dir,
+                code: f.code,
+            };
+            let r = ledger.record(rec);
+            rec.seq = r.seq;
+            report.records += 1;
+            if object == ObjectId::UNCLAIMED {
+                report.unclaimed += 1;
+            }
+            if !r.kept {
+                report.dropped += 1;
+            }
+            log::warn!(
+                target: "smmuman::fault",
+                "{}",
+                FaultLine { rec: &rec, object, dev: DevName(table, group), kept: r.kept }
+            );
+        };
+        let result = backend.drain_faults(&mut sink);
+        counters.faults += report.records;
+        counters.unclaimed += report.unclaimed;
+        counters.dropped += report.dropped;
+        match result {
+            Ok(drain) => {
+                report.hw_lost_at_least = drain.lost_at_least;
+                counters.hw_lost_at_least += drain.lost_at_least;
+                if drain.lost_at_least > 0 {
+                    log::warn!(
+                        target: "smmuman::fault",
+                        "FAULT-LOST hw_lost_at_least={} (the IOMMU's event queue overflowed)",
+                        drain.lost_at_least
+                    );
+                }
+                Ok(report)
+            }
+            Err(e) => {
+                counters.iommu_errors += 1;
+                log::error!("IOMMU event handling failed: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// A fired notification for the transport to deliver, if any (each is returned once).
+    pub fn take_notification(&mut self) -> Option<Notification> {
+        for o in self.objects.iter_mut() {
+            if let Some(client) = o.ledger.take_fired() {
+                return Some(Notification {
+                    client,
+                    object: o.id,
+                });
+            }
+        }
+        self.unclaimed.take_fired().map(|client| Notification {
+            client,
+            object: ObjectId::UNCLAIMED,
+        })
+    }
+
+    /// Counters since start.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Objects alive (orphans included).
+    pub fn object_count(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// The IOMMU backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The IOMMU backend, mutably (diagnostics, fault injection in tests). Changing
+    /// translations behind the manager's back voids its guarantees.
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// Index of `client`'s object `id`.
+    fn mine(&self, client: ClientId, id: ObjectId) -> Result<usize, Refusal> {
+        self.objects
+            .iter()
+            .position(|o| o.id == id && o.owner == Some(client))
+            .ok_or(Refusal::new(DomainError::NotFound, id.0.into()))
+    }
+
+    fn object(&self, i: usize) -> Result<&Object, Refusal> {
+        self.objects
+            .get(i)
+            .ok_or(Refusal::new(DomainError::NotFound, 0))
+    }
+
+    fn object_mut(&mut self, i: usize) -> Result<&mut Object, Refusal> {
+        self.objects
+            .get_mut(i)
+            .ok_or(Refusal::new(DomainError::NotFound, 0))
+    }
+
+    fn group(&self, g: usize) -> Result<&Group, Refusal> {
+        self.table
+            .group(g)
+            .ok_or(Refusal::new(DomainError::NotFound, 0))
+    }
+
+    /// The ledger `id` names for `client`: the unclaimed one, or one of its objects'.
+    fn ledger(&mut self, client: ClientId, id: ObjectId) -> Result<&mut Ledger, Refusal> {
+        if id == ObjectId::UNCLAIMED {
+            return Ok(&mut self.unclaimed);
+        }
+        let i = self.mine(client, id)?;
+        Ok(&mut self.object_mut(i)?.ledger)
+    }
+
+    /// Logs and counts an IOMMU failure; the refusal for the client.
+    fn iommu_failed(&mut self, what: &str, about: u64, e: B::Error) -> Refusal {
+        self.counters.iommu_errors += 1;
+        log::warn!("IOMMU refused {what} ({about:#x}): {e}");
+        Refusal::new(DomainError::Iommu, about)
+    }
+
+    /// Devices of `object` back to deny, its domain destroyed, the object removed (the last
+    /// object moves into slot `i`). On a failed detach the object stays, with the groups that
+    /// would not move.
+    fn teardown(&mut self, i: usize) -> Result<(), Refusal> {
+        let (id, domain) = {
+            let o = self.object(i)?;
+            (o.id, o.domain)
+        };
+        let mut failed = None;
+        for g in indices(self.table.owned_by(id)) {
+            let sid = self.group(g)?.sid;
+            match self.backend.detach(sid) {
+                Ok(()) => self.table.set_owner(1 << g, None),
+                Err(e) => {
+                    let r = self.iommu_failed("detach", sid.0.into(), e);
+                    failed.get_or_insert(r);
+                }
+            }
+        }
+        if let Some(r) = failed {
+            return Err(r);
+        }
+        if let Err(e) = self.backend.destroy_domain(domain) {
+            // No device is attached to it any more, so nothing can use its mappings.
+            self.counters.leaked_domains += 1;
+            let _ = self.iommu_failed("destroy_domain", domain.0.into(), e);
+        }
+        self.objects.swap_remove(i);
+        Ok(())
+    }
+
+    /// Puts back to deny the groups an attach had already moved; a group the IOMMU will not
+    /// release stays recorded as attached to `id` (the truth).
+    fn undo_attach(&mut self, done: Bits, id: ObjectId) {
+        for g in indices(done) {
+            let Ok(sid) = self.group(g).map(|g| g.sid) else {
+                continue;
+            };
+            if let Err(e) = self.backend.detach(sid) {
+                let _ = self.iommu_failed("attach rollback", sid.0.into(), e);
+                log::error!("SID {sid} stays attached to object {id}: rollback failed");
+                self.table.set_owner(1 << g, Some(id));
+            }
+        }
+    }
+
+    /// Re-attaches the groups a detach had already released; a group the IOMMU will not
+    /// re-attach stays in default deny (narrower than before, never wider).
+    fn undo_detach(&mut self, done: Bits, domain: DomainId) {
+        for g in indices(done) {
+            let Ok(sid) = self.group(g).map(|g| g.sid) else {
+                continue;
+            };
+            if let Err(e) = self.backend.attach(sid, domain) {
+                let _ = self.iommu_failed("detach rollback", sid.0.into(), e);
+                log::error!("SID {sid} stays in default deny: rollback failed");
+                self.table.set_owner(1 << g, None);
+            }
+        }
+    }
+
+    fn mapped_bytes(o: &Object) -> u64 {
+        o.mappings.iter().map(|m| m.len).sum()
+    }
+}
+
+/// A device's name for the fault log: the group's first device, `+n` for n more, `?` when no
+/// device uses the StreamID.
+struct DevName<'a>(&'a DeviceTable, Option<&'a Group>);
+
+impl fmt::Display for DevName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1.and_then(|g| self.0.first_member(g)) {
+            Some((d, 0)) => write!(f, "{}", d.id),
+            Some((d, n)) => write!(f, "{}+{n}", d.id),
+            None => f.write_str("?"),
+        }
+    }
+}
+
+/// One structured log line per fault.
+struct FaultLine<'a> {
+    rec: &'a FaultRecord,
+    object: ObjectId,
+    dev: DevName<'a>,
+    kept: bool,
+}
+
+impl fmt::Display for FaultLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.rec;
+        write!(
+            f,
+            "FAULT seq={} obj={} sid={} dev={} addr={} dir=",
+            r.seq, self.object, r.sid, self.dev, r.addr
+        )?;
+        match r.dir {
+            Some(d) => write!(f, "{d}")?,
+            None => f.write_str("?")?,
+        }
+        write!(
+            f,
+            " reason={} code={:#x} ledger={}",
+            r.reason,
+            r.code,
+            if self.kept { "kept" } else { "dropped" }
+        )
+    }
+}
+
+impl<B: IommuBackend> ManagerOps for Manager<B> {
+    fn hello(&mut self, client: ClientId, _: HelloRequest) -> Result<HelloReply, Refusal> {
+        Ok(HelloReply { client })
+    }
+
+    fn create_object(
+        &mut self,
+        client: ClientId,
+        request: CreateObjectRequest,
+    ) -> Result<CreateObjectReply, Refusal> {
+        let held = self
+            .objects
+            .iter()
+            .filter(|o| o.owner == Some(client))
+            .count();
+        if held >= OBJECTS_PER_CLIENT {
+            return refuse(DomainError::QuotaExceeded, OBJECTS_PER_CLIENT as u64);
+        }
+        if self.objects.is_full() {
+            return refuse(DomainError::QuotaExceeded, MAX_OBJECTS as u64);
+        }
+        if self.next_object == ObjectId::UNCLAIMED.0 {
+            return refuse(DomainError::QuotaExceeded, u64::from(self.next_object));
+        }
+        let domain = match self.backend.create_domain() {
+            Ok(d) => d,
+            Err(e) => return Err(self.iommu_failed("create_domain", 0, e)),
+        };
+        let id = ObjectId(self.next_object);
+        let object = Object {
+            id,
+            owner: Some(client),
+            flags: request.flags,
+            domain,
+            mappings: heapless::Vec::new(),
+            ledger: Ledger::default(),
+        };
+        if self.objects.push(object).is_err() {
+            // Cannot happen (fullness checked above); give the domain back all the same.
+            let _ = self.backend.destroy_domain(domain);
+            return refuse(DomainError::QuotaExceeded, MAX_OBJECTS as u64);
+        }
+        self.next_object += 1;
+        log::info!(
+            "{client}: object {id} created ({domain}, flags {:?})",
+            request.flags
+        );
+        Ok(CreateObjectReply { object: id })
+    }
+
+    fn destroy_object(
+        &mut self,
+        client: ClientId,
+        request: DestroyObjectRequest,
+    ) -> Result<DestroyObjectReply, Refusal> {
+        let i = self.mine(client, request.object)?;
+        self.teardown(i)?;
+        log::info!("{client}: object {} destroyed", request.object);
+        Ok(DestroyObjectReply {})
+    }
+
+    fn attach(&mut self, client: ClientId, request: AttachRequest) -> Result<AttachReply, Refusal> {
+        let i = self.mine(client, request.object)?;
+        let (id, domain) = {
+            let o = self.object(i)?;
+            (o.id, o.domain)
+        };
+        let sel = self.table.resolve(request.device)?;
+        let mut new: Bits = 0;
+        for g in indices(sel.groups) {
+            let group = self.group(g)?;
+            match group.owner {
+                Some(o) if o == id => {}
+                Some(_) => return refuse(DomainError::Busy, group.sid.0),
+                None if group.members & !sel.devices != 0 => {
+                    return refuse(DomainError::GroupSplit, group.sid.0)
+                }
+                None => new |= 1 << g,
+            }
+        }
+        let mut done: Bits = 0;
+        let mut devices = 0;
+        for g in indices(new) {
+            let (sid, members) = {
+                let group = self.group(g)?;
+                (group.sid, group.members)
+            };
+            if let Err(e) = self.backend.attach(sid, domain) {
+                let refusal = self.iommu_failed("attach", sid.0.into(), e);
+                self.undo_attach(done, id);
+                return Err(refusal);
+            }
+            done |= 1 << g;
+            devices += members.count_ones();
+        }
+        self.table.set_owner(new, Some(id));
+        if new != 0 {
+            log::info!("{client}: {} attached to object {id}", request.device);
+        }
+        Ok(AttachReply {
+            devices: u16_count(devices),
+            groups: u16_count(new.count_ones()),
+        })
+    }
+
+    fn detach(&mut self, client: ClientId, request: DetachRequest) -> Result<DetachReply, Refusal> {
+        let i = self.mine(client, request.object)?;
+        let (id, domain) = {
+            let o = self.object(i)?;
+            (o.id, o.domain)
+        };
+        let sel = self.table.resolve(request.device)?;
+        for g in indices(sel.groups) {
+            let group = self.group(g)?;
+            if group.owner != Some(id) {
+                return refuse(DomainError::NotFound, group.sid.0);
+            }
+            if group.members & !sel.devices != 0 {
+                return refuse(DomainError::GroupSplit, group.sid.0);
+            }
+        }
+        let mut done: Bits = 0;
+        for g in indices(sel.groups) {
+            let sid = self.group(g)?.sid;
+            if let Err(e) = self.backend.detach(sid) {
+                let refusal = self.iommu_failed("detach", sid.0.into(), e);
+                self.undo_detach(done, domain);
+                return Err(refusal);
+            }
+            done |= 1 << g;
+        }
+        self.table.set_owner(sel.groups, None);
+        log::info!("{client}: {} detached from object {id}", request.device);
+        Ok(DetachReply {
+            devices: u16_count(sel.devices.count_ones()),
+            groups: u16_count(sel.groups.count_ones()),
+        })
+    }
+
+    fn map(&mut self, client: ClientId, request: MapRequest) -> Result<MapReply, Refusal> {
+        let i = self.mine(client, request.object)?;
+        let w = request.window;
+        let (iova, pa, len) = (w.iova(), w.pa(), w.len());
+        if !iova.is_aligned(self.granule) {
+            return refuse(DomainError::Misaligned, iova.0);
+        }
+        if !pa.is_aligned(self.granule) {
+            return refuse(DomainError::Misaligned, pa.0);
+        }
+        if len % self.granule != 0 {
+            return refuse(DomainError::Misaligned, len);
+        }
+        let o = self.object(i)?;
+        if o.flags.contains(ObjectFlags::UNITY) && iova.0 != pa.0 {
+            return refuse(DomainError::NotUnity, iova.0);
+        }
+        if !self.iova_ranges.iter().any(|r| r.contains(iova, len)) {
+            return refuse(DomainError::OutOfRange, iova.0);
+        }
+        if self.reserved.iter().any(|r| r.overlaps(pa, len)) {
+            return refuse(DomainError::NotOwned, pa.0);
+        }
+        if let Some(m) = o
+            .mappings
+            .iter()
+            .find(|m| ranges_overlap(m.iova.0, m.len, iova.0, len))
+        {
+            return refuse(DomainError::Overlap, m.iova.0);
+        }
+        let shared = request.flags.contains(MapFlags::SHARED);
+        let clash = self
+            .objects
+            .iter()
+            .filter(|other| other.id != o.id)
+            .flat_map(|other| other.mappings.iter())
+            .find(|m| ranges_overlap(m.pa.0, m.len, pa.0, len) && !(m.shared && shared));
+        if let Some(m) = clash {
+            return refuse(DomainError::Busy, m.pa.0);
+        }
+        if o.mappings.is_full() {
+            return refuse(DomainError::QuotaExceeded, MAPPINGS_PER_OBJECT as u64);
+        }
+        let (id, domain) = (o.id, o.domain);
+        if let Err(e) = self.backend.map(domain, iova, pa, len, request.access) {
+            return Err(self.iommu_failed("map", iova.0, e));
+        }
+        let mapping = Mapping {
+            iova,
+            pa,
+            len,
+            access: request.access,
+            shared,
+        };
+        // Cannot fail: fullness was checked above.
+        if self.object_mut(i)?.mappings.push(mapping).is_err() {
+            log::error!("object {id}: mapping at {iova} lost its slot");
+        }
+        log::debug!(
+            "{client}: object {id} maps {iova}+{len:#x} -> {pa} {:?}",
+            request.access
+        );
+        Ok(MapReply {})
+    }
+
+    fn unmap(&mut self, client: ClientId, request: UnmapRequest) -> Result<UnmapReply, Refusal> {
+        let i = self.mine(client, request.object)?;
+        let span = request.span;
+        let (start, len) = (span.iova().0, span.len());
+        if !span.iova().is_aligned(self.granule) {
+            return refuse(DomainError::Misaligned, start);
+        }
+        if len % self.granule != 0 {
+            return refuse(DomainError::Misaligned, len);
+        }
+        let end = last(start, len);
+        let o = self.object(i)?;
+        let hit = |m: &Mapping| ranges_overlap(m.iova.0, m.len, start, len);
+        let mut bytes = 0;
+        for m in o.mappings.iter().filter(|m| hit(m)) {
+            if m.iova.0 < start || last(m.iova.0, m.len) > end {
+                return refuse(DomainError::WouldSplit, m.iova.0);
+            }
+            bytes += m.len;
+        }
+        if bytes == 0 {
+            return Ok(UnmapReply { bytes: 0 });
+        }
+        let (id, domain) = (o.id, o.domain);
+        // One call for the whole span: one invalidation, one CMD_SYNC.
+        match self.backend.unmap(domain, span.iova(), len) {
+            Ok(n) if n != bytes => {
+                log::warn!("object {id}: IOMMU unmapped {n:#x} bytes, manager expected {bytes:#x}");
+            }
+            Ok(_) => {}
+            Err(e) => return Err(self.iommu_failed("unmap", start, e)),
+        }
+        self.object_mut(i)?.mappings.retain(|m| !hit(m));
+        log::debug!("{client}: object {id} unmaps {}+{len:#x}", span.iova());
+        Ok(UnmapReply { bytes })
+    }
+
+    fn query(&mut self, _: ClientId, _: QueryRequest) -> Result<QueryReply, Refusal> {
+        Ok(QueryReply {
+            page_sizes: self.page_sizes,
+            iova_ranges: IovaRanges::new(&self.iova_ranges),
+            max_objects: u16_count(MAX_OBJECTS),
+            objects_per_client: u16_count(OBJECTS_PER_CLIENT),
+            mappings_per_object: u16_count(MAPPINGS_PER_OBJECT),
+            fault_log_depth: u16_count(FAULT_LOG_DEPTH),
+            faults_per_page: FAULTS_PER_PAGE as u8,
+        })
+    }
+
+    fn lookup_device(
+        &mut self,
+        client: ClientId,
+        request: LookupDeviceRequest,
+    ) -> Result<LookupDeviceReply, Refusal> {
+        let sel = self.table.resolve(request.device)?;
+        let (mut free, mut mine, mut others) = (0u32, 0u32, 0u32);
+        let mut sid = None;
+        for d in indices(sel.devices) {
+            let Some(group) = self.table.device_group(d) else {
+                continue;
+            };
+            sid.get_or_insert(group.sid);
+            match group.owner {
+                None => free += 1,
+                Some(o)
+                    if self
+                        .objects
+                        .iter()
+                        .any(|x| x.id == o && x.owner == Some(client)) =>
+                {
+                    mine += 1
+                }
+                Some(_) => others += 1,
+            }
+        }
+        Ok(LookupDeviceReply {
+            devices: u16_count(sel.devices.count_ones()),
+            groups: u16_count(sel.groups.count_ones()),
+            free: u16_count(free),
+            mine: u16_count(mine),
+            others: u16_count(others),
+            sid: sid.unwrap_or(StreamId(0)),
+        })
+    }
+
+    fn read_faults(
+        &mut self,
+        client: ClientId,
+        request: ReadFaultsRequest,
+    ) -> Result<ReadFaultsReply, Refusal> {
+        let ledger = self.ledger(client, request.object)?;
+        Ok(ReadFaultsReply {
+            page: ledger.pop_page(request.max),
+        })
+    }
+
+    fn arm_notify(
+        &mut self,
+        client: ClientId,
+        request: ArmNotifyRequest,
+    ) -> Result<ArmNotifyReply, Refusal> {
+        let ledger = self.ledger(client, request.object)?;
+        Ok(ArmNotifyReply {
+            pending: ledger.arm(client),
+        })
+    }
+
+    fn object_status(
+        &mut self,
+        client: ClientId,
+        request: ObjectStatusRequest,
+    ) -> Result<ObjectStatusReply, Refusal> {
+        let (flags, devices, groups, mappings, mapped_bytes, ledger) =
+            if request.object == ObjectId::UNCLAIMED {
+                (ObjectFlags::empty(), 0, 0, 0, 0, &self.unclaimed)
+            } else {
+                let o = self.object(self.mine(client, request.object)?)?;
+                let owned = self.table.owned_by(o.id);
+                let devices: u32 = indices(owned)
+                    .filter_map(|g| self.table.group(g))
+                    .map(|g| g.members.count_ones())
+                    .sum();
+                (
+                    o.flags,
+                    devices,
+                    owned.count_ones(),
+                    o.mappings.len(),
+                    Self::mapped_bytes(o),
+                    &o.ledger,
+                )
+            };
+        Ok(ObjectStatusReply {
+            flags,
+            devices: u16_count(devices),
+            groups: u16_count(groups),
+            mappings: u16_count(mappings),
+            mapped_bytes,
+            pending: ledger.pending(),
+            recorded: ledger.recorded(),
+            dropped: ledger.dropped(),
+            next_seq: ledger.next_seq(),
+            notify: ledger.notify.state(),
+        })
+    }
+
+    fn stats(&mut self, _: ClientId, _: StatsRequest) -> Result<StatsReply, Refusal> {
+        let c = self.counters;
+        Ok(StatsReply {
+            objects: u16_count(self.objects.len()),
+            requests: c.requests,
+            protocol_errors: c.protocol_errors,
+            refusals: c.refusals,
+            faults: c.faults,
+            unclaimed: c.unclaimed,
+            dropped: c.dropped,
+            hw_lost_at_least: c.hw_lost_at_least,
+            iommu_errors: c.iommu_errors,
+        })
+    }
+
+    fn protocol_error(&mut self, client: ClientId, error: &ProtocolError) {
+        self.counters.protocol_errors += 1;
+        log::debug!("{client}: malformed message: {error}");
+    }
+
+    fn refused(&mut self, client: ClientId, op: Op, refusal: &Refusal) {
+        self.counters.refusals += 1;
+        log::debug!("{client}: {op:?} refused: {refusal}");
+    }
+}

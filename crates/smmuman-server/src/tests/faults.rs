@@ -1,0 +1,205 @@
+//! The fault ledger: attribution, sequence numbers, exact drop counts, notifications, the log.
+
+use super::*;
+use crate::config::FAULT_LOG_DEPTH;
+use crate::fake::FakeOp;
+use core::time::Duration;
+use iommu_core::{Direction, Fault, FaultReason};
+use smmuman_api::{DeviceSel, FaultBatch, NotifyState, ObjectFlags, ObjectId};
+
+fn fault(sid: StreamId, addr: u64) -> Fault {
+    Fault {
+        sid,
+        addr: Iova(addr),
+        dir: Some(Direction::Write),
+        reason: FaultReason::Translation,
+        code: 0x10,
+    }
+}
+
+#[test]
+fn faults_go_to_the_object_holding_the_device_or_to_unclaimed() {
+    logs::start();
+    let mut rig = Rig::new();
+    let obj = rig
+        .as_(A)
+        .create_object(ObjectFlags::empty())
+        .unwrap()
+        .object;
+    rig.as_(A)
+        .attach(obj, DeviceSel::pci(pci(0, 1, 0)))
+        .unwrap();
+    rig.fake_mut().inject_fault(fault(EDU, 0x20_0000));
+    rig.fake_mut().inject_fault(fault(NIC, 0x30_0000));
+    rig.fake_mut().inject_fault(Fault {
+        dir: None,
+        reason: FaultReason::BadConfig,
+        code: 0x04,
+        ..fault(StreamId(0x77), 0)
+    });
+    let report = rig.m.on_iommu_event(Duration::from_micros(1500)).unwrap();
+    assert_eq!(
+        (report.records, report.unclaimed, report.dropped),
+        (3, 2, 0)
+    );
+
+    let page = rig.as_(A).read_faults(obj, FaultBatch::PAGE).unwrap().page;
+    let recs: Vec<_> = page.records().copied().collect();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(
+        (recs[0].seq, recs[0].sid, recs[0].addr),
+        (1, EDU, Iova(0x20_0000))
+    );
+    assert_eq!(recs[0].time_ns, 1_500_000);
+    assert_eq!(recs[0].dir, Some(Direction::Write));
+    // Any client may read the unclaimed ledger.
+    let page = rig
+        .as_(B)
+        .read_faults(ObjectId::UNCLAIMED, FaultBatch::PAGE)
+        .unwrap()
+        .page;
+    let sids: Vec<_> = page.records().map(|r| (r.seq, r.sid)).collect();
+    assert_eq!(sids, [(1, NIC), (2, StreamId(0x77))]);
+
+    let lines: Vec<String> = logs::take()
+        .into_iter()
+        .filter(|l| l.contains("smmuman::fault"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "WARN smmuman::fault FAULT seq=1 obj=1 sid=0x8 dev=00:01.0 addr=0x0000000000200000 \
+             dir=write reason=translation code=0x10 ledger=kept",
+            "WARN smmuman::fault FAULT seq=1 obj=unclaimed sid=0x10 dev=00:02.0 \
+             addr=0x0000000000300000 dir=write reason=translation code=0x10 ledger=kept",
+            "WARN smmuman::fault FAULT seq=2 obj=unclaimed sid=0x77 dev=? \
+             addr=0x0000000000000000 dir=? reason=bad-config code=0x4 ledger=kept",
+        ]
+    );
+}
+
+#[test]
+fn a_group_faults_as_one_and_the_log_says_so() {
+    logs::start();
+    let mut rig = Rig::new();
+    rig.fake_mut().inject_fault(fault(BRIDGED, 0x1000));
+    rig.m.on_iommu_event(Duration::ZERO).unwrap();
+    let lines = logs::take();
+    assert!(
+        lines.iter().any(|l| l.contains("sid=0x100 dev=01:00.0+1 ")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_full_ledger_drops_new_records_and_counts_them_exactly() {
+    let mut rig = Rig::new();
+    let obj = rig
+        .as_(A)
+        .create_object(ObjectFlags::empty())
+        .unwrap()
+        .object;
+    rig.as_(A)
+        .attach(obj, DeviceSel::pci(pci(0, 1, 0)))
+        .unwrap();
+    let extra = 11;
+    for i in 0..(FAULT_LOG_DEPTH + extra) as u64 {
+        rig.fake_mut().inject_fault(fault(EDU, i << 12));
+    }
+    rig.fake_mut().inject_overflow();
+    let report = rig.m.on_iommu_event(Duration::ZERO).unwrap();
+    assert_eq!(report.dropped, extra as u64);
+    assert_eq!(report.hw_lost_at_least, 1);
+
+    let st = rig.as_(A).object_status(obj).unwrap();
+    assert_eq!(st.pending, FAULT_LOG_DEPTH as u32);
+    assert_eq!(st.dropped, extra as u64);
+    assert_eq!(st.recorded, (FAULT_LOG_DEPTH + extra) as u64);
+    // Reading pops, oldest first, page by page; the sequence numbers have no gap until the drop.
+    let mut seqs = Vec::new();
+    loop {
+        let page = rig.as_(A).read_faults(obj, FaultBatch::PAGE).unwrap().page;
+        assert_eq!(page.dropped(), extra as u64);
+        seqs.extend(page.records().map(|r| r.seq));
+        if page.remaining() == 0 {
+            break;
+        }
+    }
+    assert_eq!(seqs, (1..=FAULT_LOG_DEPTH as u64).collect::<Vec<_>>());
+    // The next record shows the gap.
+    rig.fake_mut().inject_fault(fault(EDU, 0));
+    rig.m.on_iommu_event(Duration::ZERO).unwrap();
+    let page = rig.as_(A).read_faults(obj, FaultBatch::PAGE).unwrap().page;
+    assert_eq!(
+        page.records().map(|r| r.seq).collect::<Vec<_>>(),
+        [(FAULT_LOG_DEPTH + extra + 1) as u64]
+    );
+    let s = rig.as_(A).stats().unwrap();
+    assert_eq!((s.faults, s.dropped, s.hw_lost_at_least), (44, 11, 1));
+}
+
+#[test]
+fn an_armed_notification_fires_once_for_the_client_that_armed_it() {
+    let mut rig = Rig::new();
+    let obj = rig
+        .as_(A)
+        .create_object(ObjectFlags::empty())
+        .unwrap()
+        .object;
+    rig.as_(A)
+        .attach(obj, DeviceSel::pci(pci(0, 1, 0)))
+        .unwrap();
+    assert_eq!(rig.as_(A).arm_notify(obj).unwrap().pending, 0);
+    assert_eq!(
+        rig.as_(A).object_status(obj).unwrap().notify,
+        NotifyState::Armed
+    );
+    assert_eq!(rig.m.take_notification(), None);
+    rig.fake_mut().inject_fault(fault(EDU, 0));
+    rig.fake_mut().inject_fault(fault(EDU, 0x1000));
+    rig.m.on_iommu_event(Duration::ZERO).unwrap();
+    assert_eq!(
+        rig.m.take_notification(),
+        Some(crate::Notification {
+            client: A,
+            object: obj
+        })
+    );
+    assert_eq!(rig.m.take_notification(), None, "one-shot");
+    // Records are waiting: arming says so and does not arm.
+    assert_eq!(rig.as_(A).arm_notify(obj).unwrap().pending, 2);
+    assert_eq!(
+        rig.as_(A).object_status(obj).unwrap().notify,
+        NotifyState::Idle
+    );
+}
+
+#[test]
+fn destroying_an_object_discards_its_ledger_and_later_faults_are_unclaimed() {
+    let mut rig = Rig::new();
+    let obj = rig
+        .as_(A)
+        .create_object(ObjectFlags::empty())
+        .unwrap()
+        .object;
+    rig.as_(A)
+        .attach(obj, DeviceSel::pci(pci(0, 1, 0)))
+        .unwrap();
+    rig.as_(A).arm_notify(obj).unwrap();
+    rig.as_(A).destroy_object(obj).unwrap();
+    rig.fake_mut().inject_fault(fault(EDU, 0));
+    let report = rig.m.on_iommu_event(Duration::ZERO).unwrap();
+    assert_eq!(report.unclaimed, 1);
+    assert_eq!(rig.m.take_notification(), None);
+}
+
+#[test]
+fn an_iommu_failure_while_draining_keeps_what_was_drained() {
+    let mut rig = Rig::new();
+    rig.fake_mut().inject_fault(fault(NIC, 0));
+    rig.fake_mut().fail(FakeOp::Drain, 0);
+    assert!(rig.m.on_iommu_event(Duration::ZERO).is_err());
+    let st = rig.as_(A).object_status(ObjectId::UNCLAIMED).unwrap();
+    assert_eq!(st.pending, 1);
+    assert_eq!(rig.m.counters().iommu_errors, 1);
+}

@@ -1,0 +1,160 @@
+//! Host tests of the manager, against the model IOMMU of [`crate::fake`].
+//!
+//! * `ops`: each operation's rules, one behaviour per test, observed through the client
+//!   library and the fake's effective translations.
+//! * `faults`: the fault ledger, notifications and the log.
+//! * `property`: random operation sequences against a simple model.
+//! * `fuzz`: random and mutated messages into `dispatch`.
+//! * `loopback`: clients and a server thread that only exchange bytes.
+
+mod faults;
+mod fuzz;
+mod logs;
+mod loopback;
+mod ops;
+mod property;
+
+use crate::config::{DeviceEntry, DeviceId, ManagerConfig, PhysRange};
+use crate::fake::FakeIommu;
+use crate::Manager;
+use iommu_core::{Access, Bdf, Iova, PhysAddr, StreamId};
+use smmuman_api::{
+    CallError, Client, ClientId, DmaWindow, IovaRange, Refusal, Transport, TransportError,
+    MAX_MESSAGE,
+};
+
+pub(crate) const A: ClientId = ClientId(1);
+pub(crate) const B: ClientId = ClientId(2);
+
+pub(crate) const EDU: StreamId = StreamId(8);
+pub(crate) const NIC: StreamId = StreamId(0x10);
+/// Two functions behind a PCIe-to-PCI bridge: one StreamID.
+pub(crate) const BRIDGED: StreamId = StreamId(0x100);
+pub(crate) const GPU: StreamId = StreamId(0x200);
+pub(crate) const DSP: StreamId = StreamId(0x201);
+
+pub(crate) const GPU_BASE: PhysAddr = PhysAddr(0x0a00_0000);
+pub(crate) const DSP_BASE: PhysAddr = PhysAddr(0x0a01_0000);
+
+/// The manager's own memory in the test board.
+pub(crate) const RESERVED: PhysRange = PhysRange {
+    start: PhysAddr(0x4000_0000),
+    len: 0x20_0000,
+};
+/// Top of the usable I/O space (40 bits).
+pub(crate) const IOVA_LAST: u64 = (1 << 40) - 1;
+pub(crate) const PAGE_SIZES: u64 = 1 << 12 | 1 << 21 | 1 << 30;
+
+pub(crate) fn pci(bus: u8, dev: u8, func: u8) -> Bdf {
+    Bdf::new(bus, dev, func).unwrap()
+}
+
+/// 00:01.0 edu, 00:02.0 nic, 01:00.0 + 01:01.0 behind a bridge (one SID), a GPU that may be
+/// selected by raw SID and a DSP that may not.
+pub(crate) fn board() -> Vec<DeviceEntry> {
+    let p = |b, d, f, sid| DeviceEntry {
+        id: DeviceId::Pci(pci(b, d, f)),
+        sid,
+        raw_sid_allowed: false,
+    };
+    vec![
+        p(0, 1, 0, EDU),
+        p(0, 2, 0, NIC),
+        p(1, 0, 0, BRIDGED),
+        p(1, 1, 0, BRIDGED),
+        DeviceEntry {
+            id: DeviceId::Mmio(GPU_BASE),
+            sid: GPU,
+            raw_sid_allowed: true,
+        },
+        DeviceEntry {
+            id: DeviceId::Mmio(DSP_BASE),
+            sid: DSP,
+            raw_sid_allowed: false,
+        },
+    ]
+}
+
+pub(crate) fn all_sids() -> [StreamId; 5] {
+    [EDU, NIC, BRIDGED, GPU, DSP]
+}
+
+pub(crate) fn manager(fake: FakeIommu) -> Manager<FakeIommu> {
+    let devices = board();
+    let config = ManagerConfig {
+        devices: &devices,
+        reserved: &[RESERVED],
+        iova_ranges: &[IovaRange {
+            first: Iova(0),
+            last: Iova(IOVA_LAST),
+        }],
+        page_sizes: PAGE_SIZES,
+    };
+    Manager::new(fake, &config).unwrap()
+}
+
+/// A transport straight into `Manager::handle` (bytes in, bytes out).
+pub(crate) struct Direct<'a>(&'a mut Manager<FakeIommu>, ClientId);
+
+impl Transport for Direct<'_> {
+    fn call(&mut self, request: &[u8], reply: &mut [u8]) -> Result<usize, TransportError> {
+        let mut out = [0u8; MAX_MESSAGE];
+        let n = self.0.handle(self.1, request, &mut out);
+        reply
+            .get_mut(..n)
+            .ok_or(TransportError::ReplyTooLong { len: n })?
+            .copy_from_slice(&out[..n]);
+        Ok(n)
+    }
+}
+
+/// The manager over the fake, and clients that talk to it through the wire format.
+pub(crate) struct Rig {
+    pub m: Manager<FakeIommu>,
+}
+
+impl Rig {
+    pub fn new() -> Self {
+        Self {
+            m: manager(FakeIommu::new()),
+        }
+    }
+
+    /// A client library connection for `client`.
+    pub fn as_(&mut self, client: ClientId) -> Client<Direct<'_>> {
+        Client::connect(Direct(&mut self.m, client)).unwrap()
+    }
+
+    pub fn fake(&self) -> &FakeIommu {
+        self.m.backend()
+    }
+
+    pub fn fake_mut(&mut self) -> &mut FakeIommu {
+        self.m.backend_mut()
+    }
+
+    /// Where a DMA of `sid` at `iova` lands (host address), `None` when it faults.
+    pub fn dma(&self, sid: StreamId, iova: u64) -> Option<u64> {
+        self.fake().translate(sid, Iova(iova)).map(|(pa, _)| pa.0)
+    }
+
+    /// Same, with the permissions.
+    pub fn dma_access(&self, sid: StreamId, iova: u64) -> Option<(u64, Access)> {
+        self.fake()
+            .translate(sid, Iova(iova))
+            .map(|(pa, a)| (pa.0, a))
+    }
+}
+
+pub(crate) fn win(iova: u64, pa: u64, len: u64) -> DmaWindow {
+    DmaWindow::new(Iova(iova), PhysAddr(pa), len).unwrap()
+}
+
+/// The refusal a call ended with (panics on success or on any other error).
+#[track_caller]
+pub(crate) fn refusal<T: std::fmt::Debug>(r: Result<T, CallError>) -> Refusal {
+    match r {
+        Err(CallError::Refused(x)) => x,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
