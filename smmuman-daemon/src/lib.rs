@@ -11,6 +11,7 @@
 //! * [`pci`]: ECAM configuration access, enumeration and BAR assignment.
 //! * [`edu`]: the QEMU `edu` device as a DMA master.
 //! * [`pl011`], [`console`]: the serial console and the `log` backend.
+//! * [`mailbox`]: the message channel between a client (VMM) and the manager.
 //! * [`esr`]: decoding of exception syndromes for the crash report.
 //! * [`report`], [`scenario`]: machine-readable result lines and the scenario registry.
 //! * [`clock`]: the time source bounded waits use.
@@ -32,6 +33,7 @@ pub mod console;
 pub mod edu;
 pub mod esr;
 pub mod exit_code;
+pub mod mailbox;
 pub mod memory;
 pub mod mmio;
 pub mod pci;

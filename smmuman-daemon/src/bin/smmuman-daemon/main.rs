@@ -34,6 +34,9 @@ mod platform;
 mod scenarios;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod semihosting;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[allow(dead_code)]
+mod tasks;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub use bare::exit;
