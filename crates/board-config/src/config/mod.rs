@@ -467,8 +467,8 @@ impl<'a> Parser<'a> {
     fn unit_key(&mut self, i: usize, key: Token<'a>, line: &mut Line<'a>) -> Res<'a, ()> {
         match key.text {
             "base" => {
-                let seen = self.units[i].base.map(|p| p.line);
-                self.once(&mut { seen }, key.text, key.pos)?;
+                let mut seen = self.units[i].base.map(|p| p.line);
+                self.once(&mut seen, key.text, key.pos)?;
                 let t = self.value(line, "an address")?;
                 let base = self.number(t, "an address", u64::MAX)?;
                 if base % SMMU_PAGE != 0 {
