@@ -44,13 +44,15 @@ impl fmt::Display for TransportError {
 }
 
 /// Codes of [`ProtocolError`] (low byte of a `0x01xx` status).
-mod protocol_code {
+pub(crate) mod protocol_code {
     pub const BAD_MAGIC: u8 = 1;
     pub const BAD_VERSION: u8 = 2;
     pub const UNKNOWN_OP: u8 = 3;
     pub const BAD_SIZE: u8 = 4;
     pub const BAD_HEADER: u8 = 5;
     pub const BAD_FIELD: u8 = 6;
+    /// The highest code defined.
+    pub const LAST: u8 = BAD_FIELD;
 }
 
 /// A message was malformed; it was refused before anything looked at its meaning.
@@ -170,7 +172,7 @@ impl fmt::Display for ProtocolError {
             Self::BadMagic { got } => write!(f, "not an smmuman message (magic {got:#06x})"),
             Self::BadVersion { got, supported } => write!(
                 f,
-                "protocol version {got} is not supported (the manager speaks {supported})"
+                "protocol version {got} where version {supported} is spoken"
             ),
             Self::UnknownOp { op } => write!(f, "unknown operation {op}"),
             Self::BadSize { got, expected } => {

@@ -182,7 +182,9 @@ impl Status {
         let code = (v & 0xff) as u8;
         match v & 0xff00 {
             0 if v == 0 => Some(Self::Ok),
-            CLASS_PROTOCOL if (1..=6).contains(&code) => Some(Self::Protocol(code)),
+            CLASS_PROTOCOL if (1..=crate::error::protocol_code::LAST).contains(&code) => {
+                Some(Self::Protocol(code))
+            }
             CLASS_DOMAIN => DomainError::from_code(code).map(Self::Domain),
             _ => None,
         }

@@ -364,6 +364,40 @@ fn malformed_requests_get_protocol_errors_and_reach_no_method() {
     assert_eq!(server.protocol_errors.len(), 6);
 }
 
+/// A client of a future version: the manager says which version it speaks.
+struct Future<'a>(&'a mut Recorder);
+
+impl Transport for Future<'_> {
+    fn call(&mut self, request: &[u8], reply: &mut [u8]) -> Result<usize, TransportError> {
+        let mut msg = request.to_vec();
+        msg[2] = VERSION + 1;
+        let mut out = [0u8; MAX_MESSAGE];
+        let n = dispatch(self.0, ClientId(1), &msg, &mut out);
+        reply[..n].copy_from_slice(&out[..n]);
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_version_mismatch_is_reported_with_both_versions() {
+    let mut server = Recorder::default();
+    let Err(e) = Client::connect(Future(&mut server)) else {
+        panic!("connected across versions");
+    };
+    assert_eq!(
+        e,
+        CallError::Protocol(ProtocolError::BadVersion {
+            got: VERSION + 1,
+            supported: VERSION
+        })
+    );
+    assert_eq!(
+        e.to_string(),
+        "the manager rejected the message: protocol version 2 where version 1 is spoken"
+    );
+    assert!(server.calls.is_empty());
+}
+
 #[test]
 fn the_client_refuses_replies_it_cannot_trust() {
     type Case = (fn(&mut Vec<u8>), fn(&CallError) -> bool);

@@ -510,8 +510,11 @@ pub struct IovaRange {
 }
 
 impl IovaRange {
-    /// Whether `[iova, iova + len)` lies inside (`len` ≥ 1).
+    /// Whether `[iova, iova + len)` lies inside (an empty range never does).
     pub const fn contains(&self, iova: Iova, len: u64) -> bool {
+        if len == 0 {
+            return false;
+        }
         match iova.0.checked_add(len - 1) {
             Some(end) => iova.0 >= self.first.0 && end <= self.last.0,
             None => false,
@@ -1072,6 +1075,7 @@ mod tests {
         assert_eq!(decode_exact::<IovaRanges>(&bad).unwrap_err().offset, 8);
         assert!(rs.as_slice()[0].contains(Iova(0xfff_f000), 0x1000));
         assert!(!rs.as_slice()[0].contains(Iova(0xfff_f000), 0x2000));
+        assert!(!rs.as_slice()[0].contains(Iova(0), 0));
     }
 
     #[test]

@@ -71,10 +71,31 @@ impl fmt::Display for PhysRange {
     }
 }
 
-/// Whether `[a, a + alen)` and `[b, b + blen)` share a byte (lengths ≥ 1, no wrap past 2^64).
+/// Whether `[a, a + alen)` and `[b, b + blen)` share a byte (an empty range shares none).
 pub(crate) const fn ranges_overlap(a: u64, alen: u64, b: u64, blen: u64) -> bool {
+    if alen == 0 || blen == 0 {
+        return false;
+    }
     // Compare last bytes so that a range ending at 2^64 does not overflow.
     a <= b.saturating_add(blen - 1) && b <= a.saturating_add(alen - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlap_is_by_byte_and_safe_at_the_edges() {
+        assert!(ranges_overlap(0x1000, 0x1000, 0x1fff, 1));
+        assert!(!ranges_overlap(0x1000, 0x1000, 0x2000, 0x1000));
+        assert!(ranges_overlap(u64::MAX - 0xfff, 0x1000, u64::MAX, 1));
+        assert!(!ranges_overlap(0, 0, 0, 0x1000));
+        let r = PhysRange {
+            start: PhysAddr(0x4000_0000),
+            len: 0,
+        };
+        assert!(!r.overlaps(PhysAddr(0x4000_0000), 0x1000));
+    }
 }
 
 /// Everything the manager is configured with.

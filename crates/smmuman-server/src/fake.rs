@@ -273,7 +273,7 @@ impl IommuBackend for FakeIommu {
             return Err(FakeError::Misaligned(0));
         }
         let regions = self.regions(domain)?;
-        let end = iova.0 + (len - 1);
+        let end = iova.0.saturating_add(len - 1);
         let before = regions.range(..=end).next_back();
         if let Some((s, r)) = before {
             if s + (r.len - 1) >= iova.0 {
@@ -300,7 +300,7 @@ impl IommuBackend for FakeIommu {
             return Err(FakeError::Misaligned(0));
         }
         let regions = self.regions(domain)?;
-        let (start, end) = (iova.0, iova.0 + (len - 1));
+        let (start, end) = (iova.0, iova.0.saturating_add(len - 1));
         let hit: Vec<(u64, Region)> = regions
             .range(..=end)
             .filter(|(s, r)| *s + (r.len - 1) >= start)

@@ -122,9 +122,9 @@ fn refuse<T>(error: DomainError, value: impl Into<u64>) -> Result<T, Refusal> {
     Err(Refusal::new(error, value.into()))
 }
 
-/// The last byte of `[start, start + len)` (len ≥ 1; the wire checks it does not wrap).
+/// The last byte of `[start, start + len)` (the wire checks that `len` ≥ 1 and no wrap).
 const fn last(start: u64, len: u64) -> u64 {
-    start.saturating_add(len - 1)
+    start.saturating_add(len.saturating_sub(1))
 }
 
 fn u16_count(n: impl TryInto<u16>) -> u16 {
@@ -220,6 +220,7 @@ impl<B: IommuBackend> Manager<B> {
                         log::error!("object {id} of {client} is orphaned: its devices would not go back to deny");
                         if let Some(obj) = self.objects.get_mut(i) {
                             obj.owner = None;
+                            obj.ledger.notify = crate::ledger::Notify::Idle;
                         }
                         self.counters.orphaned_objects += 1;
                     }
