@@ -191,11 +191,31 @@ macro_rules! interface {
         }
 
         /// Decodes one request from `client`, runs it on `ops`, and writes the reply into
-        /// `reply`; returns the reply's length (always a well-formed reply of at least
-        /// [`HEADER_LEN`](crate::wire::HEADER_LEN) bytes, whatever `request` holds).
+        /// `reply`; returns the reply's length: always a well-formed reply of at least
+        /// [`HEADER_LEN`](crate::wire::HEADER_LEN) bytes, whatever `request` holds, provided
+        /// `reply` can hold [`MAX_MESSAGE`](crate::wire::MAX_MESSAGE) bytes. (A shorter
+        /// buffer is a transport bug: a reply that does not fit is not written and 0 is
+        /// returned, after the request ran.)
         ///
         /// `client` comes from the transport, never from the message.
         pub fn dispatch<S: ManagerOps + ?Sized>(
+            ops: &mut S,
+            client: ClientId,
+            request: &[u8],
+            reply: &mut [u8],
+        ) -> usize {
+            let mut out = [0u8; $crate::wire::MAX_MESSAGE];
+            let n = dispatch_into(ops, client, request, &mut out);
+            match (reply.get_mut(..n), out.get(..n)) {
+                (Some(dst), Some(src)) => {
+                    dst.copy_from_slice(src);
+                    n
+                }
+                _ => 0,
+            }
+        }
+
+        fn dispatch_into<S: ManagerOps + ?Sized>(
             ops: &mut S,
             client: ClientId,
             request: &[u8],

@@ -522,6 +522,19 @@ fn protocol_md_shows_every_op_as_declared() {
 }
 
 #[test]
+fn a_reply_buffer_too_small_gets_nothing() {
+    let mut server = Recorder::default();
+    let req = request(&QueryRequest {});
+    let mut small = [0u8; 64];
+    assert_eq!(dispatch(&mut server, ClientId(1), &req, &mut small), 0);
+    assert_eq!(small, [0u8; 64]);
+    let mut big = [0u8; 2 * MAX_MESSAGE];
+    let n = dispatch(&mut server, ClientId(1), &req, &mut big);
+    assert_eq!(n, HEADER_LEN + QueryReply::SIZE);
+    assert!(check_reply(&big[..n]).is_ok());
+}
+
+#[test]
 fn statuses_in_replies_match_their_class() {
     let mut out = [0u8; MAX_MESSAGE];
     let n = message::encode_refusal(6, 1, &Refusal::new(DomainError::NotOwned, 0x4000), &mut out);

@@ -17,7 +17,7 @@ use iommu_core::{Access, DomainId, Fault, IommuBackend, Iova, PhysAddr, StreamId
 use smmuman_api::interface::*;
 use smmuman_api::{
     dispatch, ClientId, DomainError, FaultRecord, IovaRange, IovaRanges, MapFlags, ObjectFlags,
-    ObjectId, ProtocolError, Refusal, FAULTS_PER_PAGE, MAX_MESSAGE,
+    ObjectId, ProtocolError, Refusal, FAULTS_PER_PAGE,
 };
 
 /// One DMA window of an object.
@@ -187,13 +187,9 @@ impl<B: IommuBackend> Manager<B> {
 
     /// Handles one request from `client` (as the transport identifies it): decodes it, runs it,
     /// writes the reply; returns the reply's length. Always a well-formed reply, whatever the
-    /// bytes.
-    pub fn handle(
-        &mut self,
-        client: ClientId,
-        request: &[u8],
-        reply: &mut [u8; MAX_MESSAGE],
-    ) -> usize {
+    /// bytes, when `reply` holds [`MAX_MESSAGE`](smmuman_api::MAX_MESSAGE) bytes (see [`dispatch`]). Use this rather than
+    /// [`dispatch`] itself: it also counts the request.
+    pub fn handle(&mut self, client: ClientId, request: &[u8], reply: &mut [u8]) -> usize {
         self.counters.requests = self.counters.requests.saturating_add(1);
         dispatch(self, client, request, reply)
     }
