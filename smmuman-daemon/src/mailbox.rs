@@ -39,6 +39,8 @@ struct Slot {
     state: State,
     len: usize,
     buf: [u8; MAX_MESSAGE],
+    /// Notifications the manager sent that the client has not taken yet.
+    notified: u32,
 }
 
 /// One client's channel to the manager.
@@ -72,6 +74,7 @@ impl Mailbox {
                 state: State::NotOpen,
                 len: 0,
                 buf: [0; MAX_MESSAGE],
+                notified: 0,
             }),
         }
     }
@@ -139,6 +142,17 @@ impl Mailbox {
         if s.state != State::Released {
             s.state = State::Closed;
         }
+    }
+
+    /// The manager tells the client that something it armed fired (a fault record arrived).
+    pub fn notify(&self) {
+        let mut s = self.slot.lock();
+        s.notified = s.notified.saturating_add(1);
+    }
+
+    /// The client takes the notifications sent since it last looked (0: none).
+    pub fn take_notifications(&self) -> u32 {
+        core::mem::take(&mut self.slot.lock().notified)
     }
 
     /// The manager answers a pending request with `answer(request, reply) -> reply length`,
@@ -258,6 +272,17 @@ mod tests {
         let big = [0u8; MAX_MESSAGE + 1];
         assert_eq!(mb.post(&big), Err(TransportError::Other { code: 1 }));
         assert_eq!(mb.state(), State::Idle);
+    }
+
+    #[test]
+    fn notifications_are_counted_and_taken_once() {
+        let mb = Mailbox::new();
+        mb.open();
+        assert_eq!(mb.take_notifications(), 0);
+        mb.notify();
+        mb.notify();
+        assert_eq!(mb.take_notifications(), 2);
+        assert_eq!(mb.take_notifications(), 0);
     }
 
     #[test]

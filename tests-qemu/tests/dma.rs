@@ -245,9 +245,9 @@ fn a_command_error_is_recovered_and_the_queue_keeps_working() {
 }
 
 #[test]
-fn the_demo_narrates_scenarios_1_to_4() {
+fn the_demo_narrates_scenarios_1_to_4_then_the_two_vm_manager() {
     each_format("demo", |run| {
-        assert_eq!(run.result().unwrap().get("parts"), Some("4"));
+        assert_eq!(run.result().unwrap().get("parts"), Some("5"));
         let said = run.records("SAY").count();
         assert!(said >= 10, "the demo explains itself: {}", run.describe());
         for step in [
@@ -258,5 +258,10 @@ fn the_demo_narrates_scenarios_1_to_4() {
         ] {
             check_passed(run, step);
         }
+        let verdicts: Vec<_> = run
+            .records("VERDICT")
+            .map(|r| (r.get("vm").unwrap_or("?"), r.get("ok").unwrap_or("?")))
+            .collect();
+        assert_eq!(verdicts, [("vm1", "1"), ("vm2", "1")], "{}", run.describe());
     });
 }

@@ -27,6 +27,8 @@ mod exceptions;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod iommu;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod manager;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod panic;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod platform;
@@ -35,8 +37,11 @@ mod scenarios;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod semihosting;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
-#[allow(dead_code)]
 mod tasks;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod vm_scenarios;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod vmm;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub use bare::exit;

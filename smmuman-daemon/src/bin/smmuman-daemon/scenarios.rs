@@ -6,6 +6,7 @@ use crate::boot;
 use crate::console;
 use crate::dma_scenarios;
 use crate::platform::Platform;
+use crate::vm_scenarios;
 use iommu_core::{Bdf, PhysAddr};
 use smmuman_daemon::clock::Clock;
 use smmuman_daemon::mmio::Mmio;
@@ -48,6 +49,26 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         name: "overflow",
         about: "6: a rogue DMA overflows the event queue; losses counted, later faults intact",
         run: dma_scenarios::overflow,
+    },
+    Scenario {
+        name: "vms",
+        about: "two VMMs program their VMs' DMA windows through the manager, over mailboxes",
+        run: vm_scenarios::vms,
+    },
+    Scenario {
+        name: "vmm-no-manager",
+        about: "client rule: no manager -> a DMA VM refuses to start, a unity VM starts warned",
+        run: vm_scenarios::vmm_no_manager,
+    },
+    Scenario {
+        name: "vmm-unknown-device",
+        about: "client rule: unknown device -> refuse; unity VM starts warned; known starts",
+        run: vm_scenarios::vmm_unknown_device,
+    },
+    Scenario {
+        name: "vms-group",
+        about: "devices sharing a StreamID move as one group (boards/qemu-virt-bridge)",
+        run: vm_scenarios::vms_group,
     },
     Scenario {
         name: "cmdq-error",

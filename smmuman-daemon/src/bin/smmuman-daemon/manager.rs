@@ -1,0 +1,216 @@
+//! The resident manager: `smmuman_server::Manager` over the SMMUv3 backend, serving client
+//! VMMs that run in their own execution contexts ([`crate::tasks`]) and reach it only through
+//! their mailboxes ([`smmuman_daemon::mailbox`]).
+//!
+//! The loop, on the boot stack: resume each client until it waits; answer every mailbox that
+//! holds a request (`Manager::handle`) or whose client went away (`Manager::client_gone`);
+//! drain the SMMU's event queue (`Manager::on_iommu_event`, the explicit handler; the daemon
+//! polls instead of taking the interrupt); deliver fired notifications to their mailboxes.
+
+// A failed start returns the `RESULT` record it becomes: a fixed-size text buffer (there is no
+// heap to box it in), returned only on the failure path.
+#![allow(clippy::result_large_err)]
+
+use crate::console;
+use crate::iommu::{self, Backend, IommuOptions};
+use crate::platform::Platform;
+use crate::tasks::Task;
+use crate::vmm::{self, Verdict, Vmm};
+use iommu_core::{Bdf, Iova, PhysAddr, StreamId};
+use smmuman_api::{ClientId, IovaRange};
+use smmuman_daemon::clock::Clock;
+use smmuman_daemon::mailbox::{Mailbox, Served};
+use smmuman_daemon::report::Outcome;
+use smmuman_server::{DeviceEntry, DeviceId, Manager, ManagerConfig, PhysRange};
+
+/// Clients (mailboxes) the daemon serves at once.
+pub const MAX_CLIENTS: usize = 4;
+/// Rounds of the loop after which clients that still have not finished are abandoned.
+const MAX_ROUNDS: u32 = 100_000;
+/// Page sizes the stage-2 tables map: 4 KiB pages, 2 MiB and 1 GiB blocks.
+const PAGE_SIZES: u64 = (1 << 12) | (1 << 21) | (1 << 30);
+
+/// The mailboxes: client `i` (ClientId `i + 1`) talks through `MAILBOXES[i]`.
+pub static MAILBOXES: [Mailbox; MAX_CLIENTS] = [const { Mailbox::new() }; MAX_CLIENTS];
+
+/// The manager the daemon runs.
+pub type Mgr = Manager<Backend>;
+
+fn client_id(index: usize) -> ClientId {
+    ClientId(index as u32 + 1)
+}
+
+/// Brings the IOMMU up and starts the manager over it: every PCI function behind the SMMU is a
+/// device it controls (functions that share a StreamID form one group), and the daemon's own
+/// memory is reserved.
+///
+/// # Errors
+/// The `RESULT` record of the failure.
+pub fn start(p: &mut Platform) -> Result<Mgr, Outcome> {
+    let backend = iommu::bring_up(p, IommuOptions::default()).map_err(|e| {
+        Outcome::fail()
+            .with("reason", "iommu bring-up failed")
+            .with("detail", e)
+    })?;
+    over(p, backend)
+}
+
+/// Starts the manager over an IOMMU that is already up (see [`start`]).
+///
+/// # Errors
+/// The `RESULT` record of the failure.
+pub fn over(p: &Platform, backend: Backend) -> Result<Mgr, Outcome> {
+    let devices: heapless::Vec<DeviceEntry, 64> = p
+        .pci
+        .functions()
+        .iter()
+        .filter_map(|f| {
+            f.sid.map(|sid| DeviceEntry {
+                id: DeviceId::Pci(f.bdf),
+                sid,
+                raw_sid_allowed: false,
+            })
+        })
+        .collect();
+    let mut reserved: heapless::Vec<PhysRange, 16> = heapless::Vec::new();
+    let plan = &p.memory_plan;
+    for r in plan.daemon_pool() {
+        let _ = reserved.push(PhysRange {
+            start: r.start(),
+            len: r.size(),
+        });
+    }
+    for r in plan.reserved() {
+        let _ = reserved.push(PhysRange {
+            start: r.range.start(),
+            len: r.range.size(),
+        });
+    }
+    let ias = backend.stage2_config().ias_bits;
+    let iova_ranges = [IovaRange {
+        first: Iova(0),
+        last: Iova((1u64 << ias) - 1),
+    }];
+    let config = ManagerConfig {
+        devices: &devices,
+        reserved: &reserved,
+        iova_ranges: &iova_ranges,
+        page_sizes: PAGE_SIZES,
+    };
+    let manager = Manager::new(backend, &config).map_err(|e| {
+        Outcome::fail()
+            .with("reason", "manager configuration refused")
+            .with("detail", format_args!("{e:?}"))
+    })?;
+    console::line(format_args!(
+        "MANAGER up devices={} reserved_ranges={} iova_bits={ias} clients={MAX_CLIENTS}",
+        devices.len(),
+        reserved.len()
+    ));
+    Ok(manager)
+}
+
+/// Opens every mailbox: from now on a client that connects finds the manager.
+pub fn open_mailboxes() {
+    for mb in &MAILBOXES {
+        mb.open();
+    }
+}
+
+/// Runs the `vmms` as client tasks until all have finished, serving them with `manager` when
+/// there is one (`None`: no manager runs; the mailboxes stay closed). Returns each VMM's verdict.
+pub fn run(
+    p: &Platform,
+    mut manager: Option<&mut Mgr>,
+    vmms: heapless::Vec<Vmm, MAX_CLIENTS>,
+) -> heapless::Vec<Verdict, MAX_CLIENTS> {
+    let n = vmms.len();
+    let mut tasks: heapless::Vec<Option<Task>, MAX_CLIENTS> = heapless::Vec::new();
+    for (i, v) in vmms.into_iter().enumerate() {
+        vmm::hand_over(i, v);
+        let _ = tasks.push(Task::spawn(vmm::main, i));
+    }
+    let mut rounds = 0;
+    loop {
+        let mut running = 0;
+        for (i, slot) in tasks.iter_mut().enumerate() {
+            if let Some(task) = slot {
+                if task.resume() {
+                    if !task.stack_intact() {
+                        console::line(format_args!("FATAL reason=stack-overflow client={i}"));
+                    }
+                    *slot = None;
+                } else {
+                    running += 1;
+                }
+            }
+        }
+        if let Some(m) = manager.as_deref_mut() {
+            serve_once(p, m, n);
+        }
+        rounds += 1;
+        if running == 0 || rounds >= MAX_ROUNDS {
+            if running != 0 {
+                console::line(format_args!(
+                    "FATAL reason=clients-stuck running={running} rounds={rounds}"
+                ));
+            }
+            break;
+        }
+    }
+    // A client abandoned above never closed its mailbox: the manager still cleans up after it.
+    for mb in MAILBOXES.iter().take(n) {
+        mb.close();
+    }
+    if let Some(m) = manager {
+        serve_once(p, m, n);
+    }
+    vmm::verdicts(n)
+}
+
+/// One pass of the manager over the first `n` mailboxes and the SMMU's event queue.
+fn serve_once(p: &Platform, m: &mut Mgr, n: usize) {
+    for (i, mb) in MAILBOXES.iter().enumerate().take(n) {
+        let client = client_id(i);
+        match mb.serve(|request, reply| m.handle(client, request, reply)) {
+            Served::ClientGone => {
+                let released = m.client_gone(client);
+                console::line(format_args!(
+                    "CLIENT_GONE client={client} objects_released={released}"
+                ));
+            }
+            Served::Answered | Served::Nothing => {}
+        }
+    }
+    if let Err(e) = m.on_iommu_event(p.clock.now()) {
+        console::line(format_args!("FATAL reason=iommu-event detail=\"{e}\""));
+    }
+    while let Some(note) = m.take_notification() {
+        if let Some(mb) = note
+            .client
+            .0
+            .checked_sub(1)
+            .and_then(|i| MAILBOXES.get(i as usize))
+        {
+            mb.notify();
+        }
+    }
+}
+
+/// Whether `sid` is back in default deny (attached to no domain) in the SMMU.
+pub fn is_denied(m: &Mgr, sid: StreamId) -> bool {
+    m.backend().stream_domain(sid) == Some(None)
+}
+
+/// The first `edu` behind the SMMU, and its StreamID.
+pub fn edus(p: &Platform) -> heapless::Vec<(Bdf, StreamId), 4> {
+    p.edus()
+        .filter_map(|f| f.sid.map(|sid| (f.bdf, sid)))
+        .take(4)
+        .collect()
+}
+
+/// The start of the daemon's image: memory no client may ever map.
+pub fn manager_memory() -> PhysAddr {
+    PhysAddr(crate::boot::image_bounds().0)
+}

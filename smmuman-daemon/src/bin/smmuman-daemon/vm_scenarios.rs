@@ -1,0 +1,290 @@
+//! The manager's scenarios: VMMs in their own execution contexts program their VMs' DMA
+//! windows through the client library, over their mailboxes, while the SMMU contains the real
+//! DMA of their pass-through `edu` devices.
+
+// A failing step returns the `RESULT` record it becomes: a fixed-size text buffer (there is no
+// heap to box it in), returned only on the failure path.
+#![allow(clippy::result_large_err)]
+
+use crate::console;
+use crate::dma_scenarios::Device;
+use crate::manager::{self, Mgr, MAX_CLIENTS};
+use crate::platform::Platform;
+use crate::vmm::{Plan, Verdict, Vmm};
+use core::fmt;
+use iommu_core::{Bdf, StreamId};
+use smmuman_api::{DeviceSel, DomainError, PciMatch};
+use smmuman_daemon::memory::{GuestMemory, PhysRange, RamWindow};
+use smmuman_daemon::report::Outcome;
+
+const MIB: u64 = 1 << 20;
+/// A PCI address nothing answers at on `virt` (no IOMMU controls it).
+const UNKNOWN_DEVICE: Bdf = Bdf {
+    bus: 0,
+    dev: 0x1d,
+    func: 0,
+};
+
+type Step<T = ()> = Result<T, Outcome>;
+type Vmms = heapless::Vec<Vmm, MAX_CLIENTS>;
+
+fn fail(reason: &str, detail: impl fmt::Display) -> Outcome {
+    Outcome::fail()
+        .with("reason", reason)
+        .with("detail", detail)
+}
+
+fn device(p: &mut Platform, bdf: Bdf, sid: StreamId) -> Step<Device> {
+    let edu = p.take_edu(bdf).map_err(|e| fail("edu unavailable", e))?;
+    Ok(Device { edu, bdf, sid })
+}
+
+/// 4 MiB of guest RAM for one VM (its window is the first 2 MiB), and the VMM's view of it.
+fn guest_ram(p: &mut Platform) -> Step<(PhysRange, GuestMemory)> {
+    let ram = p
+        .guest_memory
+        .alloc(4 * MIB, 2 * MIB)
+        .map_err(|e| fail("guest memory", e))?;
+    // SAFETY: `ram` was just allocated from the guest pool, which never hands it out again while
+    // it is allocated; from here on only this VM's VMM reads or writes it (through this window).
+    let window = unsafe { RamWindow::identity(&[ram]) };
+    let view = GuestMemory::new(window).map_err(|e| fail("guest memory", e))?;
+    Ok((ram, view))
+}
+
+fn two_edus(p: &Platform) -> Step<[(Bdf, StreamId); 2]> {
+    match manager::edus(p)[..] {
+        [a, b, ..] => Ok([a, b]),
+        _ => Err(fail("needs two edu devices behind the SMMU", "")),
+    }
+}
+
+fn vmm(name: &'static str, unity: bool, pass_through: Bdf, plan: Plan) -> Vmm {
+    Vmm {
+        name,
+        unity,
+        pass_through,
+        device: None,
+        group_members: heapless::Vec::new(),
+        ram: None,
+        plan,
+    }
+}
+
+/// Prints one `VERDICT` per VMM and checks them against `expected` (name, decision); a pass
+/// needs every VMM's checks to have passed too.
+fn judge(verdicts: &[Verdict], expected: &[(&str, &str)]) -> Step {
+    for v in verdicts {
+        console::line(format_args!(
+            "VERDICT vm={} decision={} ok={} failed_step={}",
+            v.name,
+            v.decision,
+            u8::from(v.ok),
+            v.failed_step.unwrap_or("none")
+        ));
+    }
+    let got = verdicts.iter().map(|v| (v.name, v.decision));
+    if !got.eq(expected.iter().copied()) {
+        return Err(fail("unexpected decisions", "see VERDICT records"));
+    }
+    match verdicts.iter().find(|v| !v.ok) {
+        Some(v) => Err(Outcome::fail()
+            .with("reason", "a VMM check failed")
+            .with("vm", v.name)
+            .with("failed_step", v.failed_step.unwrap_or("none"))),
+        None => Ok(()),
+    }
+}
+
+fn counters(m: &Mgr) {
+    let c = m.counters();
+    console::line(format_args!(
+        "MANAGER_STATS requests={} protocol_errors={} refusals={} faults={} unclaimed={} dropped={} hw_lost_at_least={} iommu_errors={} objects={}",
+        c.requests,
+        c.protocol_errors,
+        c.refusals,
+        c.faults,
+        c.unclaimed,
+        c.dropped,
+        c.hw_lost_at_least,
+        c.iommu_errors,
+        m.object_count()
+    ));
+}
+
+fn finish(body: impl FnOnce() -> Step<Outcome>) -> Outcome {
+    body().unwrap_or_else(|o| o)
+}
+
+/// Two VMs, each with its own `edu`: windows, DMA inside (lands) and outside (blocked), each
+/// reads back only its own faults, trespasses are refused, unmap takes the access away; vm1
+/// destroys its object, vm2 just exits and the manager cleans up after it.
+pub fn vms(p: &mut Platform) -> Outcome {
+    finish(|| {
+        let m = manager::start(p)?;
+        let [(a, a_sid), (b, b_sid)] = two_edus(p)?;
+        let a = device(p, a, a_sid)?;
+        let b = device(p, b, b_sid)?;
+        two_vms(p, m, a, b)
+    })
+}
+
+/// The two-VM life of [`vms`] on a running manager, with devices `a` (vm1) and `b` (vm2).
+pub fn two_vms(p: &mut Platform, mut m: Mgr, a: Device, b: Device) -> Step<Outcome> {
+    let (a_sid, b_sid) = (a.sid, b.sid);
+    let ram1 = guest_ram(p)?;
+    let ram2 = guest_ram(p)?;
+    let ram1_pa = ram1.0.start();
+    let mut vm1 = vmm(
+        "vm1",
+        false,
+        a.bdf,
+        Plan::Life {
+            rogue_offset: 0,
+            foreign_device: None,
+            foreign_ram: None,
+            clean_exit: true,
+        },
+    );
+    let a_bdf = a.bdf;
+    vm1.device = Some(a);
+    vm1.ram = Some(ram1);
+    let mut vm2 = vmm(
+        "vm2",
+        false,
+        b.bdf,
+        Plan::Life {
+            rogue_offset: 0x1_0000,
+            foreign_device: Some(a_bdf),
+            foreign_ram: Some(ram1_pa),
+            clean_exit: false,
+        },
+    );
+    vm2.device = Some(b);
+    vm2.ram = Some(ram2);
+    manager::open_mailboxes();
+    let mut vmms = Vmms::new();
+    let _ = vmms.push(vm1);
+    let _ = vmms.push(vm2);
+    let verdicts = manager::run(p, Some(&mut m), vmms);
+    counters(&m);
+    judge(&verdicts, &[("vm1", "start"), ("vm2", "start")])?;
+    let (a_denied, b_denied) = (manager::is_denied(&m, a_sid), manager::is_denied(&m, b_sid));
+    let clean = m.object_count() == 0 && a_denied && b_denied;
+    console::line(format_args!(
+        "CHECK step=all-devices-back-to-deny ok={} objects={} a_denied={} b_denied={}",
+        u8::from(clean),
+        m.object_count(),
+        u8::from(a_denied),
+        u8::from(b_denied)
+    ));
+    if !clean {
+        return Err(fail("a device was left attached", "see CHECK"));
+    }
+    Ok(Outcome::pass().with("vms", 2))
+}
+
+/// The client rule when no manager runs: a VM with a DMA pass-through device refuses to start;
+/// a unity-mapped one starts, with a loud warning.
+pub fn vmm_no_manager(p: &mut Platform) -> Outcome {
+    finish(|| {
+        let [(a, _), _] = two_edus(p)?;
+        // The mailboxes are never opened: nothing answers a VMM that connects.
+        let mut vmms = Vmms::new();
+        let _ = vmms.push(vmm("isolated", false, a, Plan::StartOnly));
+        let _ = vmms.push(vmm("unity", true, a, Plan::StartOnly));
+        let verdicts = manager::run(p, None, vmms);
+        judge(
+            &verdicts,
+            &[("isolated", "refuse"), ("unity", "start-unisolated")],
+        )?;
+        Ok(Outcome::pass())
+    })
+}
+
+/// The client rule for a device the manager does not know: the VMM reports it and exits; a
+/// unity-mapped VM reports it and starts with a warning; a known device starts normally.
+pub fn vmm_unknown_device(p: &mut Platform) -> Outcome {
+    finish(|| {
+        let mut m = manager::start(p)?;
+        let [(a, _), _] = two_edus(p)?;
+        manager::open_mailboxes();
+        let mut vmms = Vmms::new();
+        let _ = vmms.push(vmm("unknown", false, UNKNOWN_DEVICE, Plan::StartOnly));
+        let _ = vmms.push(vmm("unity-unknown", true, UNKNOWN_DEVICE, Plan::StartOnly));
+        let _ = vmms.push(vmm("known", false, a, Plan::StartOnly));
+        let verdicts = manager::run(p, Some(&mut m), vmms);
+        counters(&m);
+        judge(
+            &verdicts,
+            &[
+                ("unknown", "refuse"),
+                ("unity-unknown", "start-unisolated"),
+                ("known", "start"),
+            ],
+        )?;
+        Ok(Outcome::pass())
+    })
+}
+
+/// Devices that share one StreamID (behind a PCIe-to-PCI bridge: boot with
+/// `boards/qemu-virt-bridge`) are one unit: attaching one alone is refused with GroupSplit,
+/// attaching the group works, and every member's DMA then uses the VM's window.
+pub fn vms_group(p: &mut Platform) -> Outcome {
+    finish(|| {
+        let mut m = manager::start(p)?;
+        let edus = manager::edus(p);
+        let Some(&(first, sid)) = edus
+            .iter()
+            .find(|(_, sid)| edus.iter().filter(|(_, s)| s == sid).count() > 1)
+        else {
+            return Err(fail(
+                "no two edu devices share a StreamID",
+                "boot boards/qemu-virt-bridge",
+            ));
+        };
+        let members: heapless::Vec<Bdf, 4> = edus
+            .iter()
+            .filter(|(_, s)| *s == sid)
+            .map(|(b, _)| *b)
+            .collect();
+        let whole =
+            PciMatch::new(Some(first.bus), None, None).map_err(|_| fail("bad match", first))?;
+        let mut vm = vmm(
+            "vm-group",
+            false,
+            first,
+            Plan::Group {
+                whole,
+                others: members.len() - 1,
+            },
+        );
+        vm.device = Some(device(p, first, sid)?);
+        for &bdf in members.iter().skip(1) {
+            let d = device(p, bdf, sid)?;
+            let _ = vm.group_members.push(d);
+        }
+        vm.ram = Some(guest_ram(p)?);
+        // Another VM wants one member of the group once vm-group holds it.
+        let other_member = members.get(1).copied().unwrap_or(first);
+        let thief = vmm(
+            "vm-other",
+            false,
+            other_member,
+            Plan::Trespass {
+                device: DeviceSel::pci(other_member),
+                expect: [DomainError::GroupSplit, DomainError::Busy],
+            },
+        );
+        manager::open_mailboxes();
+        let mut vmms = Vmms::new();
+        let _ = vmms.push(vm);
+        let _ = vmms.push(thief);
+        let verdicts = manager::run(p, Some(&mut m), vmms);
+        counters(&m);
+        judge(&verdicts, &[("vm-group", "start"), ("vm-other", "start")])?;
+        Ok(Outcome::pass()
+            .with("group_sid", sid)
+            .with("members", members.len()))
+    })
+}

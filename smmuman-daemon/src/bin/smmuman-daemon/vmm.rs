@@ -1,0 +1,594 @@
+//! A "qvm-like" client: a VMM that starts a VM with one pass-through `edu`, in its own execution
+//! context. It knows its VM's configuration, its guest RAM and its device, and reaches the
+//! manager only through `smmuman_api::Client` over its mailbox: it never calls the manager's
+//! code or reads its state.
+//!
+//! It applies the client rules with `VmmDmaPolicy` before starting, then (depending on its
+//! [`Plan`]) drives its device's DMA the way a guest driver would and checks what the manager
+//! and the SMMU let through. Each check prints `CHECK vm=<name> step=<step> ok=0|1 ...`.
+
+use crate::clock::GenericTimer;
+use crate::console;
+use crate::dma_scenarios::Device;
+use crate::manager::MAILBOXES;
+use crate::tasks::Yielder;
+use core::fmt;
+use iommu_core::{Access, Bdf, Direction, FaultReason, Iova, PhysAddr, StreamId};
+use smmuman_api::{
+    CallError, Client, Decision, DeviceSel, DmaWindow, DomainError, FaultBatch, FaultRecord,
+    IovaSpan, MapFlags, ObjectFlags, ObjectId, PassThrough, PciMatch, Transport, VmDescription,
+    VmmDmaPolicy,
+};
+use smmuman_daemon::mailbox::{Mailbox, MailboxTransport};
+use smmuman_daemon::memory::{GuestMemory, PhysRange};
+use spin::Mutex;
+
+const KIB: u64 = 1 << 10;
+const MIB: u64 = 1 << 20;
+/// Where the VM's RAM starts in guest-physical space (the IOVA its devices use).
+pub const GUEST_RAM_BASE: u64 = 0x4000_0000;
+/// The DMA window: the first 2 MiB of guest RAM.
+pub const WINDOW: u64 = 2 * MIB;
+/// Bytes per test DMA (16 fault records when refused: QEMU records one per 4 bytes).
+const DMA_LEN: u32 = 64;
+/// Scheduling rounds a VMM waits for a notification before giving up.
+const NOTIFY_PATIENCE: u32 = 1000;
+
+/// What the VMM does once it may start.
+#[derive(Clone, Copy, Debug)]
+pub enum Plan {
+    /// Only apply the start-up rules and report.
+    StartOnly,
+    /// The VM's whole DMA life: window, DMA inside and outside, its own faults, refused
+    /// trespasses, unmap, exit.
+    Life {
+        /// Offset past the window its rogue DMA uses (so two VMs' faults differ).
+        rogue_offset: u64,
+        /// Another VM's device, to try (and fail) to take.
+        foreign_device: Option<Bdf>,
+        /// Another VM's RAM, to try (and fail) to map.
+        foreign_ram: Option<PhysAddr>,
+        /// Destroy the VM object before exiting (false: just go away).
+        clean_exit: bool,
+    },
+    /// Create a VM object, wait until the manager says another object owns `device`, then try
+    /// to attach it: the manager must refuse with one of `expect`.
+    Trespass {
+        /// What to try to take.
+        device: DeviceSel,
+        /// The refusals that are right.
+        expect: [DomainError; 2],
+    },
+    /// A device that shares its StreamID with others: attaching it alone is refused, attaching
+    /// the whole group works and every member's DMA then uses the VM's window.
+    Group {
+        /// The whole group, as a wildcard.
+        whole: PciMatch,
+        /// The other members' drivers, to prove their DMA lands too.
+        others: usize,
+    },
+}
+
+/// One VMM to run.
+pub struct Vmm {
+    /// The VM's name.
+    pub name: &'static str,
+    /// Guest-physical == host-physical.
+    pub unity: bool,
+    /// The pass-through device in the VM's configuration.
+    pub pass_through: Bdf,
+    /// Its driver, when the VMM will DMA with it (its own StreamID noted).
+    pub device: Option<Device>,
+    /// More devices of the same group (for [`Plan::Group`]).
+    pub group_members: heapless::Vec<Device, 3>,
+    /// The VM's RAM (4 MiB: the first 2 MiB are its DMA window) and the VMM's view of it.
+    pub ram: Option<(PhysRange, GuestMemory)>,
+    /// What it does.
+    pub plan: Plan,
+}
+
+/// How a VMM ended.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    /// The VM's name.
+    pub name: &'static str,
+    /// What the start-up rule decided: `start`, `start-unisolated` or `refuse`.
+    pub decision: &'static str,
+    /// Every check passed.
+    pub ok: bool,
+    /// The first check that failed.
+    pub failed_step: Option<&'static str>,
+}
+
+static HANDED: Mutex<[Option<Vmm>; crate::manager::MAX_CLIENTS]> =
+    Mutex::new([const { None }; crate::manager::MAX_CLIENTS]);
+static VERDICTS: Mutex<[Option<Verdict>; crate::manager::MAX_CLIENTS]> =
+    Mutex::new([const { None }; crate::manager::MAX_CLIENTS]);
+
+/// Gives `vmm` to client task `index` (its stack takes it over when it starts).
+pub fn hand_over(index: usize, vmm: Vmm) {
+    let mut h = HANDED.lock();
+    if let Some(slot) = h.get_mut(index) {
+        *slot = Some(vmm);
+    }
+    if let Some(slot) = VERDICTS.lock().get_mut(index) {
+        *slot = None;
+    }
+}
+
+/// The verdicts of clients `0..n` (a client that never reported counts as failed).
+pub fn verdicts(n: usize) -> heapless::Vec<Verdict, { crate::manager::MAX_CLIENTS }> {
+    let mut v = VERDICTS.lock();
+    v.iter_mut()
+        .take(n)
+        .map(|slot| {
+            slot.take().unwrap_or(Verdict {
+                name: "?",
+                decision: "none",
+                ok: false,
+                failed_step: Some("never-finished"),
+            })
+        })
+        .collect()
+}
+
+/// A check failed: the step's name.
+type Step<T = ()> = Result<T, &'static str>;
+
+struct Ctx<'y> {
+    name: &'static str,
+    y: &'y Yielder,
+    mailbox: &'static Mailbox,
+    clock: GenericTimer,
+}
+
+impl Ctx<'_> {
+    fn check(&self, step: &'static str, ok: bool, detail: impl fmt::Display) -> Step {
+        console::line(format_args!(
+            "CHECK vm={} step={step} ok={} {detail}",
+            self.name,
+            u8::from(ok)
+        ));
+        if ok {
+            Ok(())
+        } else {
+            Err(step)
+        }
+    }
+
+    fn say(&self, args: fmt::Arguments<'_>) {
+        console::line(format_args!("SAY [{}] {args}", self.name));
+    }
+
+    /// Waits (yielding) until the manager notifies this client.
+    fn wait_notification(&self) -> bool {
+        for _ in 0..NOTIFY_PATIENCE {
+            if self.mailbox.take_notifications() > 0 {
+                return true;
+            }
+            self.y.yield_now();
+        }
+        false
+    }
+}
+
+/// `Display` for a call's outcome.
+struct Res<'a, T>(&'a Result<T, CallError>);
+
+impl<T> fmt::Display for Res<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Ok(_) => f.write_str("result=ok"),
+            Err(e) => write!(f, "result=\"{e}\""),
+        }
+    }
+}
+
+fn refused_with<T>(r: &Result<T, CallError>, error: DomainError) -> bool {
+    matches!(r, Err(CallError::Refused(x)) if x.error == error)
+}
+
+/// Entry of a client task: takes its VMM from [`hand_over`] and runs it.
+pub fn main(y: &Yielder, index: usize) {
+    let Some(vmm) = HANDED.lock().get_mut(index).and_then(Option::take) else {
+        return;
+    };
+    let mailbox = &MAILBOXES[index];
+    let ctx = Ctx {
+        name: vmm.name,
+        y,
+        mailbox,
+        clock: GenericTimer::new(),
+    };
+    let verdict = run(&ctx, vmm);
+    console::line(format_args!(
+        "VMM vm={} exit decision={} ok={} failed_step={}",
+        verdict.name,
+        verdict.decision,
+        u8::from(verdict.ok),
+        verdict.failed_step.unwrap_or("none")
+    ));
+    if let Some(slot) = VERDICTS.lock().get_mut(index) {
+        *slot = Some(verdict);
+    }
+    // The VMM process ends: its channel closes, and the manager cleans up after it.
+    mailbox.close();
+}
+
+fn run(ctx: &Ctx<'_>, mut vmm: Vmm) -> Verdict {
+    let transport = MailboxTransport::new(ctx.mailbox, || ctx.y.yield_now());
+    let mut client = match Client::connect(transport) {
+        Ok(c) => {
+            console::line(format_args!(
+                "VMM vm={} connect=ok client={}",
+                vmm.name,
+                c.id()
+            ));
+            Some(c)
+        }
+        Err(e) => {
+            console::line(format_args!(
+                "VMM vm={} connect=error detail=\"{e}\"",
+                vmm.name
+            ));
+            None
+        }
+    };
+    let devices = [PassThrough {
+        name: "edu",
+        device: DeviceSel::pci(vmm.pass_through),
+        dma: true,
+    }];
+    let vm = VmDescription {
+        name: vmm.name,
+        unity_mapped: vmm.unity,
+        devices: &devices,
+    };
+    let decision = VmmDmaPolicy::assess(&vm, client.as_mut());
+    let kind = match decision {
+        Decision::Start => "start",
+        Decision::StartUnisolated { .. } => "start-unisolated",
+        Decision::Refuse { .. } => "refuse",
+    };
+    console::line(format_args!(
+        "VMM vm={} decision={kind} unity={} message=\"{decision}\"",
+        vmm.name,
+        u8::from(vmm.unity)
+    ));
+    let mut verdict = Verdict {
+        name: vmm.name,
+        decision: kind,
+        ok: true,
+        failed_step: None,
+    };
+    match decision {
+        Decision::Refuse { .. } => {
+            ctx.say(format_args!("refusing to start, exiting: {decision}"));
+            return verdict;
+        }
+        Decision::StartUnisolated { .. } => {
+            log::warn!("!!! {decision}");
+            console::line(format_args!("VMM vm={} started=1 isolated=0", vmm.name));
+            return verdict;
+        }
+        Decision::Start => console::line(format_args!("VMM vm={} started=1 isolated=1", vmm.name)),
+    }
+    let result = match (vmm.plan, client.as_mut()) {
+        (Plan::StartOnly, _) => Ok(()),
+        (plan @ Plan::Life { .. }, Some(c)) => life(ctx, c, &mut vmm, plan),
+        (Plan::Group { whole, others }, Some(c)) => group(ctx, c, &mut vmm, whole, others),
+        (Plan::Trespass { device, expect }, Some(c)) => trespass(ctx, c, device, expect),
+        (_, None) => Err("no-manager"),
+    };
+    if let Err(step) = result {
+        verdict.ok = false;
+        verdict.failed_step = Some(step);
+    }
+    verdict
+}
+
+/// Every fault record of `object`, oldest first (at most 64).
+fn read_all<T: Transport>(
+    c: &mut Client<T>,
+    object: ObjectId,
+) -> Result<heapless::Vec<FaultRecord, 64>, CallError> {
+    let mut all = heapless::Vec::new();
+    for _ in 0..16 {
+        let page = c.read_faults(object, FaultBatch::PAGE)?.page;
+        for r in page.records() {
+            let _ = all.push(*r);
+        }
+        if page.remaining() == 0 {
+            break;
+        }
+    }
+    Ok(all)
+}
+
+/// Whether every record is a translation fault of `sid` in `[addr, addr + len)`.
+fn all_mine(records: &[FaultRecord], sid: StreamId, addr: u64, len: u64, dir: Direction) -> bool {
+    !records.is_empty()
+        && records.iter().all(|r| {
+            r.sid == sid
+                && (addr..addr + len).contains(&r.addr.0)
+                && r.dir == Some(dir)
+                && r.reason == FaultReason::Translation
+        })
+}
+
+fn window(iova: u64, pa: PhysAddr, len: u64) -> Step<DmaWindow> {
+    DmaWindow::new(Iova(iova), pa, len).map_err(|_| "bad-window")
+}
+
+fn life<T: Transport>(ctx: &Ctx<'_>, c: &mut Client<T>, vmm: &mut Vmm, plan: Plan) -> Step {
+    let Plan::Life {
+        rogue_offset,
+        foreign_device,
+        foreign_ram,
+        clean_exit,
+    } = plan
+    else {
+        return Err("wrong-plan");
+    };
+    let (Some(dev), Some((ram, mem))) = (vmm.device.as_mut(), vmm.ram.as_mut()) else {
+        return Err("no-device-or-ram");
+    };
+    let ram = *ram;
+    let obj = c
+        .create_object(ObjectFlags::empty())
+        .map_err(|_| "create-object")?
+        .object;
+    let attached = c.attach(obj, DeviceSel::pci(dev.bdf));
+    ctx.check(
+        "attach-own-device",
+        matches!(attached, Ok(r) if r.devices == 1),
+        Res(&attached),
+    )?;
+    let mapped = c.map(
+        obj,
+        window(GUEST_RAM_BASE, ram.start(), WINDOW)?,
+        Access::RW,
+        MapFlags::empty(),
+    );
+    ctx.check("map-guest-ram", mapped.is_ok(), Res(&mapped))?;
+    ctx.say(format_args!(
+        "its edu ({}, StreamID {}) may DMA to guest-physical {:#x}..+2 MiB = host {}",
+        dev.bdf,
+        dev.sid,
+        GUEST_RAM_BASE,
+        ram.start()
+    ));
+    let armed = c.arm_notify(obj);
+    ctx.check("arm-notify", armed.is_ok(), Res(&armed))?;
+
+    // Trespasses the manager refuses (tried while the other VM surely holds its window: both
+    // VMMs advance one request per round).
+    if let Some(other) = foreign_device {
+        let r = c.attach(obj, DeviceSel::pci(other));
+        ctx.check(
+            "other-vms-device-refused",
+            refused_with(&r, DomainError::Busy),
+            Res(&r),
+        )?;
+    }
+    if let Some(pa) = foreign_ram {
+        let r = c.map(
+            obj,
+            window(GUEST_RAM_BASE + 8 * MIB, pa, 4 * KIB)?,
+            Access::RW,
+            MapFlags::empty(),
+        );
+        ctx.check(
+            "other-vms-ram-refused",
+            refused_with(&r, DomainError::Busy),
+            Res(&r),
+        )?;
+    }
+    let manager_memory = crate::manager::manager_memory();
+    let r = c.map(
+        obj,
+        window(GUEST_RAM_BASE + 16 * MIB, manager_memory, 4 * KIB)?,
+        Access::RW,
+        MapFlags::empty(),
+    );
+    ctx.check(
+        "manager-memory-refused",
+        refused_with(&r, DomainError::NotOwned),
+        Res(&r),
+    )?;
+
+    // Inside the window: the device reads guest RAM and writes it back elsewhere.
+    let at = |off: u64| PhysAddr(ram.start().0 + off);
+    mem.fill_pattern(at(0x1000), u64::from(DMA_LEN), 21);
+    dev.edu
+        .dma_to_device(Iova(GUEST_RAM_BASE + 0x1000), 0, DMA_LEN, &ctx.clock)
+        .map_err(|_| "edu-dma")?;
+    dev.edu
+        .dma_from_device(0, Iova(GUEST_RAM_BASE + 0x3000), DMA_LEN, &ctx.clock)
+        .map_err(|_| "edu-dma")?;
+    let landed = mem.check_pattern(at(0x3000), u64::from(DMA_LEN), 21);
+    ctx.check(
+        "dma-inside-lands",
+        landed.is_none(),
+        format_args!("pa={}", at(0x3000)),
+    )?;
+
+    // Outside: just past the window, where the rest of the VM's RAM is not granted.
+    let rogue = GUEST_RAM_BASE + WINDOW + rogue_offset;
+    mem.fill_pattern(at(WINDOW), 2 * MIB, 22);
+    dev.edu
+        .dma_from_device(0, Iova(rogue), DMA_LEN, &ctx.clock)
+        .map_err(|_| "edu-dma")?;
+    ctx.check(
+        "dma-outside-blocked",
+        mem.check_pattern(at(WINDOW), 2 * MIB, 22).is_none(),
+        format_args!("iova={:#x}", rogue),
+    )?;
+    let notified = ctx.wait_notification();
+    ctx.check("fault-notified", notified, "")?;
+    let faults = read_all(c, obj).map_err(|_| "read-faults")?;
+    ctx.check(
+        "reads-only-its-own-faults",
+        faults.len() == (DMA_LEN / 4) as usize
+            && all_mine(
+                &faults,
+                dev.sid,
+                rogue,
+                u64::from(DMA_LEN),
+                Direction::Write,
+            ),
+        format_args!(
+            "records={} first_sid={} first_addr={} first_seq={}",
+            faults.len(),
+            faults.first().map_or(StreamId(u32::MAX), |r| r.sid),
+            faults.first().map_or(Iova(0), |r| r.addr),
+            faults.first().map_or(0, |r| r.seq)
+        ),
+    )?;
+
+    // Unmap: the access that worked is gone.
+    let unmapped = c.unmap(
+        obj,
+        IovaSpan::new(Iova(GUEST_RAM_BASE), WINDOW).map_err(|_| "bad-span")?,
+    );
+    ctx.check(
+        "unmap",
+        matches!(unmapped, Ok(r) if r.bytes == WINDOW),
+        Res(&unmapped),
+    )?;
+    mem.fill_pattern(at(0x3000), 4 * KIB, 23);
+    dev.edu
+        .dma_from_device(0, Iova(GUEST_RAM_BASE + 0x3000), DMA_LEN, &ctx.clock)
+        .map_err(|_| "edu-dma")?;
+    ctx.check(
+        "after-unmap-blocked",
+        mem.check_pattern(at(0x3000), 4 * KIB, 23).is_none(),
+        "",
+    )?;
+    ctx.wait_notification();
+    let faults = read_all(c, obj).map_err(|_| "read-faults")?;
+    ctx.check(
+        "after-unmap-recorded",
+        all_mine(
+            &faults,
+            dev.sid,
+            GUEST_RAM_BASE + 0x3000,
+            u64::from(DMA_LEN),
+            Direction::Write,
+        ),
+        format_args!("records={}", faults.len()),
+    )?;
+
+    if clean_exit {
+        let destroyed = c.destroy_object(obj);
+        ctx.check("destroy", destroyed.is_ok(), Res(&destroyed))?;
+        let looked = c.lookup_device(DeviceSel::pci(dev.bdf));
+        ctx.check(
+            "device-free-after-destroy",
+            matches!(looked, Ok(r) if r.free == 1 && r.mine == 0),
+            Res(&looked),
+        )?;
+        ctx.say(format_args!("destroyed its VM object and exits"));
+    } else {
+        ctx.say(format_args!(
+            "exits without cleaning up: the manager must do it"
+        ));
+    }
+    Ok(())
+}
+
+fn trespass<T: Transport>(
+    ctx: &Ctx<'_>,
+    c: &mut Client<T>,
+    device: DeviceSel,
+    expect: [DomainError; 2],
+) -> Step {
+    let obj = c
+        .create_object(ObjectFlags::empty())
+        .map_err(|_| "create-object")?
+        .object;
+    // Ask the manager (each call is one round) until another VM object owns the device.
+    let mut owned = false;
+    for _ in 0..NOTIFY_PATIENCE {
+        if matches!(c.lookup_device(device), Ok(r) if r.others > 0) {
+            owned = true;
+            break;
+        }
+    }
+    ctx.check(
+        "another-vm-owns-it",
+        owned,
+        format_args!("device=\"{device}\""),
+    )?;
+    let r = c.attach(obj, device);
+    ctx.check(
+        "take-part-of-anothers-group-refused",
+        expect.iter().any(|e| refused_with(&r, *e)),
+        format_args!("device=\"{device}\" {}", Res(&r)),
+    )?;
+    let destroyed = c.destroy_object(obj);
+    ctx.check("destroy", destroyed.is_ok(), Res(&destroyed))
+}
+
+fn group<T: Transport>(
+    ctx: &Ctx<'_>,
+    c: &mut Client<T>,
+    vmm: &mut Vmm,
+    whole: PciMatch,
+    others: usize,
+) -> Step {
+    let (Some(dev), Some((ram, mem))) = (vmm.device.as_mut(), vmm.ram.as_mut()) else {
+        return Err("no-device-or-ram");
+    };
+    let ram = *ram;
+    let obj = c
+        .create_object(ObjectFlags::empty())
+        .map_err(|_| "create-object")?
+        .object;
+    let part = c.attach(obj, DeviceSel::pci(dev.bdf));
+    ctx.check(
+        "attach-part-of-group-refused",
+        refused_with(&part, DomainError::GroupSplit),
+        Res(&part),
+    )?;
+    let all = c.attach(obj, DeviceSel::Pci(whole));
+    ctx.check(
+        "attach-whole-group",
+        matches!(all, Ok(r) if usize::from(r.devices) == others + 1 && r.groups == 1),
+        Res(&all),
+    )?;
+    let mapped = c.map(
+        obj,
+        window(GUEST_RAM_BASE, ram.start(), WINDOW)?,
+        Access::RW,
+        MapFlags::empty(),
+    );
+    ctx.check("map-guest-ram", mapped.is_ok(), Res(&mapped))?;
+    let at = |off: u64| PhysAddr(ram.start().0 + off);
+    mem.fill_pattern(at(0x1000), u64::from(DMA_LEN), 31);
+    let mut members = heapless::Vec::<&mut Device, 4>::new();
+    let _ = members.push(dev);
+    for m in vmm.group_members.iter_mut() {
+        let _ = members.push(m);
+    }
+    for (i, m) in members.iter_mut().enumerate() {
+        let dst = 0x10_0000 + i as u64 * 0x1000;
+        m.edu
+            .dma_to_device(Iova(GUEST_RAM_BASE + 0x1000), 0, DMA_LEN, &ctx.clock)
+            .map_err(|_| "edu-dma")?;
+        m.edu
+            .dma_from_device(0, Iova(GUEST_RAM_BASE + dst), DMA_LEN, &ctx.clock)
+            .map_err(|_| "edu-dma")?;
+        ctx.check(
+            "group-member-dma-lands",
+            mem.check_pattern(at(dst), u64::from(DMA_LEN), 31).is_none(),
+            format_args!("bdf={} sid={}", m.bdf, m.sid),
+        )?;
+    }
+    // Keep the VM running a while (other VMMs act meanwhile), then shut it down.
+    for _ in 0..16 {
+        ctx.y.yield_now();
+    }
+    let destroyed = c.destroy_object(obj);
+    ctx.check("destroy", destroyed.is_ok(), Res(&destroyed))
+}
