@@ -2,16 +2,19 @@
 //!
 //! * `build`: the daemon for `aarch64-unknown-none` (release, `--features bare`), flattened into
 //!   the raw arm64 Image `target/smmuman-daemon.bin`.
-//! * `run [scenario] [key=value ...]`: build, then boot under QEMU with
+//! * `run [--board NAME] [--initrd FILE] [scenario] [key=value ...]`: build, then boot under
+//!   QEMU with `boards/NAME/qemu.args` (default `qemu-virt`) and
 //!   `-append "scenario=<scenario> key=value ..."` (default scenario `demo`), console on the
-//!   terminal; exits with QEMU's exit code.
+//!   terminal; exits with QEMU's exit code. `--initrd FILE` hands the daemon FILE as its
+//!   `smmuman.conf`; without it, a board other than `qemu-virt` gets its own `smmuman.conf`
+//!   (the image embeds `qemu-virt`'s).
 //! * `test`: format check, clippy (host and bare-metal), host tests (QEMU boots included), docs.
 //! * `qemu`: check for QEMU 10, installing it from bookworm-backports when root.
 
 #![deny(unsafe_code, missing_docs)]
 
 use std::env;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use xtask::{image, paths, qemu, Error, Result};
 
@@ -19,7 +22,11 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   build                          build target/smmuman-daemon.bin
-  run [scenario] [key=value...]  build and boot it under QEMU (default scenario: demo)
+  run [--board NAME] [--initrd FILE] [scenario] [key=value...]
+                                 build and boot it under QEMU (default board: qemu-virt,
+                                 default scenario: demo); --initrd FILE passes FILE as the
+                                 daemon's smmuman.conf (default: the board's own, except for
+                                 qemu-virt, whose config the image embeds)
   test                           fmt, clippy, host + QEMU tests, docs (what CI runs)
   qemu                           check for QEMU 10; install it when root on Debian bookworm";
 
@@ -55,21 +62,80 @@ fn build() -> Result<std::path::PathBuf> {
     image::build(&paths::target_dir())
 }
 
-fn run(args: &[String]) -> Result<ExitCode> {
-    let (scenario, extra) = match args.split_first() {
-        Some((first, rest)) if !first.contains('=') => (first.as_str(), rest),
-        _ => ("demo", args),
+/// What `cargo xtask run` was asked for.
+#[derive(Debug, PartialEq, Eq)]
+struct RunArgs {
+    board: String,
+    initrd: Option<PathBuf>,
+    bootargs: String,
+}
+
+/// Parses `[--board NAME] [--initrd FILE] [scenario] [key=value...]` (options first).
+fn parse_run_args(args: &[String]) -> Result<RunArgs> {
+    let mut board = paths::DEFAULT_BOARD.to_string();
+    let mut initrd = None;
+    let mut rest = args;
+    loop {
+        match rest {
+            [flag, value, tail @ ..] if flag == "--board" => {
+                board = value.clone();
+                rest = tail;
+            }
+            [flag, value, tail @ ..] if flag == "--initrd" => {
+                initrd = Some(PathBuf::from(value));
+                rest = tail;
+            }
+            [flag, ..] if flag.starts_with("--") => {
+                return Err(Error(format!(
+                    "run: unknown or incomplete option {flag}\n{USAGE}"
+                )))
+            }
+            _ => break,
+        }
+    }
+    let (scenario, extra) = match rest.split_first() {
+        Some((first, tail)) if !first.contains('=') => (first.as_str(), tail),
+        _ => ("demo", rest),
     };
     let bootargs = std::iter::once(format!("scenario={scenario}"))
         .chain(extra.iter().cloned())
         .collect::<Vec<_>>()
         .join(" ");
+    Ok(RunArgs {
+        board,
+        initrd,
+        bootargs,
+    })
+}
+
+fn run(args: &[String]) -> Result<ExitCode> {
+    let RunArgs {
+        board,
+        initrd,
+        bootargs,
+    } = parse_run_args(args)?;
+    let initrd = match initrd {
+        Some(file) => Some(
+            std::path::absolute(&file)
+                .map_err(|e| Error(format!("--initrd {}: {e}", file.display())))?,
+        ),
+        None => qemu::default_initrd(&board)?,
+    };
     let image = build()?;
     qemu::check()?;
-    let mut cmd = qemu::command(&image, &bootargs)?;
+    let mut cmd = qemu::boot_command(&qemu::Boot {
+        board: &board,
+        image: &image,
+        bootargs: &bootargs,
+        initrd: initrd.as_deref(),
+    })?;
     eprintln!(
-        "xtask: booting {} with \"{bootargs}\" (QEMU: Ctrl-A X quits)",
-        image.display()
+        "xtask: booting {} on board {board} with \"{bootargs}\"{} (QEMU: Ctrl-A X quits)",
+        image.display(),
+        initrd
+            .as_ref()
+            .map(|f| format!(", config {}", f.display()))
+            .unwrap_or_default()
     );
     let status = cmd
         .status()
@@ -210,6 +276,31 @@ fn test() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn run_takes_board_and_initrd_before_the_scenario() {
+        let r = parse_run_args(&strings(&[
+            "--board",
+            "qemu-virt-bridge",
+            "--initrd",
+            "x.conf",
+            "window",
+            "st=2level",
+        ]))
+        .unwrap();
+        assert_eq!(r.board, "qemu-virt-bridge");
+        assert_eq!(r.initrd, Some(PathBuf::from("x.conf")));
+        assert_eq!(r.bootargs, "scenario=window st=2level");
+        let d = parse_run_args(&strings(&["st=2level"])).unwrap();
+        assert_eq!((d.board.as_str(), d.initrd), ("qemu-virt", None));
+        assert_eq!(d.bootargs, "scenario=demo st=2level");
+        assert!(parse_run_args(&strings(&["--board"])).is_err());
+        assert!(parse_run_args(&strings(&["--bord", "x"])).is_err());
+    }
 
     #[test]
     fn no_std_is_recognised_in_both_spellings_and_only_as_an_attribute() {

@@ -18,9 +18,18 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// The board directory with the linker script and QEMU arguments.
+/// The board `cargo xtask run` and the tests boot when none is named, and whose linker script
+/// and `smmuman.conf` the image embeds.
+pub const DEFAULT_BOARD: &str = "qemu-virt";
+
+/// The directory of the default board, with the linker script and QEMU arguments.
 pub fn board_dir() -> PathBuf {
-    workspace_root().join("boards").join("qemu-virt")
+    boards_dir().join(DEFAULT_BOARD)
+}
+
+/// `boards/`: one directory per board (`qemu.args`, `smmuman.conf`, `README.md`).
+pub fn boards_dir() -> PathBuf {
+    workspace_root().join("boards")
 }
 
 /// The `cargo` that is running us, or `cargo` from `PATH`.

@@ -174,28 +174,116 @@ pub fn parse_args(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// The board's QEMU arguments from `boards/qemu-virt/qemu.args`.
+/// The default board's QEMU arguments from `boards/qemu-virt/qemu.args`.
 ///
 /// # Errors
 /// When the file cannot be read.
 pub fn board_args() -> Result<Vec<String>> {
-    let path = paths::board_dir().join("qemu.args");
+    board_args_of(paths::DEFAULT_BOARD)
+}
+
+/// The directory of board `name` (`boards/<name>`), which must have a `qemu.args`.
+///
+/// # Errors
+/// When `name` is not a plain directory name or the board has no `qemu.args`; the message
+/// lists the boards that have one.
+pub fn board_dir_of(name: &str) -> Result<PathBuf> {
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\'])
+        && Path::new(name).file_name().is_some();
+    let dir = paths::boards_dir().join(name);
+    if plain && dir.join("qemu.args").is_file() {
+        return Ok(dir);
+    }
+    let mut known: Vec<String> = fs::read_dir(paths::boards_dir())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().join("qemu.args").is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    known.sort();
+    Err(Error(format!(
+        "no board \"{name}\" with a qemu.args under {} (boards QEMU can boot: {})",
+        paths::boards_dir().display(),
+        known.join(", ")
+    )))
+}
+
+/// Board `name`'s QEMU arguments from `boards/<name>/qemu.args`.
+///
+/// # Errors
+/// When the board is unknown or the file cannot be read.
+pub fn board_args_of(name: &str) -> Result<Vec<String>> {
+    let path = board_dir_of(name)?.join("qemu.args");
     let text = fs::read_to_string(&path)
         .map_err(|e| Error(format!("cannot read {}: {e}", path.display())))?;
     Ok(parse_args(&text))
 }
 
-/// The command that boots `image` with `bootargs` on the board.
+/// The config file handed to the daemon for `board` when no `--initrd` is given: none for the
+/// default board (the image embeds its `smmuman.conf`), the board's own `smmuman.conf`
+/// otherwise, so that one image boots every board.
+///
+/// # Errors
+/// When the board is unknown.
+pub fn default_initrd(board: &str) -> Result<Option<PathBuf>> {
+    let dir = board_dir_of(board)?;
+    if board == paths::DEFAULT_BOARD {
+        return Ok(None);
+    }
+    let conf = dir.join("smmuman.conf");
+    Ok(conf.is_file().then_some(conf))
+}
+
+/// What to boot: the board, the image, its bootargs and the config file passed as initrd.
+#[derive(Clone, Copy, Debug)]
+pub struct Boot<'a> {
+    /// A directory under `boards/` with a `qemu.args`.
+    pub board: &'a str,
+    /// The raw Image.
+    pub image: &'a Path,
+    /// The daemon's command line (`-append`).
+    pub bootargs: &'a str,
+    /// The config file QEMU loads with `-initrd` (the daemon reads it instead of its embedded
+    /// one), if any.
+    pub initrd: Option<&'a Path>,
+}
+
+/// The command that boots `image` with `bootargs` on the default board, without an initrd.
 ///
 /// # Errors
 /// When the board's arguments cannot be read.
 pub fn command(image: &Path, bootargs: &str) -> Result<Command> {
+    boot_command(&Boot {
+        board: paths::DEFAULT_BOARD,
+        image,
+        bootargs,
+        initrd: None,
+    })
+}
+
+/// The command for `boot`: the board's `qemu.args`, then `-kernel`, `-append` and, with a
+/// config file, `-initrd` (QEMU accepts `-initrd` only with `-kernel`).
+///
+/// # Errors
+/// When the board is unknown, its arguments cannot be read, or the initrd file is missing.
+pub fn boot_command(boot: &Boot<'_>) -> Result<Command> {
     let mut cmd = Command::new(binary());
-    cmd.args(board_args()?)
+    cmd.args(board_args_of(boot.board)?)
         .arg("-kernel")
-        .arg(image)
+        .arg(boot.image)
         .arg("-append")
-        .arg(bootargs);
+        .arg(boot.bootargs);
+    if let Some(initrd) = boot.initrd {
+        if !initrd.is_file() {
+            return Err(Error(format!("initrd {} is not a file", initrd.display())));
+        }
+        cmd.arg("-initrd").arg(initrd);
+    }
     Ok(cmd)
 }
 
@@ -231,6 +319,55 @@ mod tests {
     fn args_file_skips_comments_and_blank_lines() {
         let args = parse_args("# comment\n-machine\n  virt,iommu=smmuv3  \n\n-nic\nnone\n");
         assert_eq!(args, ["-machine", "virt,iommu=smmuv3", "-nic", "none"]);
+    }
+
+    #[test]
+    fn every_board_boots_the_same_machine_and_unknown_boards_are_named() {
+        for board in ["qemu-virt", "qemu-virt-bridge"] {
+            let args = board_args_of(board).unwrap();
+            assert!(args.iter().any(|a| a.contains("iommu=smmuv3")), "{board}");
+        }
+        let err = board_args_of("fvp-base-revc").unwrap_err().to_string();
+        assert!(err.contains("qemu-virt, qemu-virt-bridge"), "{err}");
+        assert!(board_dir_of("../xtask").is_err());
+    }
+
+    #[test]
+    fn only_other_boards_get_their_config_as_initrd() {
+        assert_eq!(default_initrd("qemu-virt").unwrap(), None);
+        let bridge = default_initrd("qemu-virt-bridge").unwrap().unwrap();
+        assert!(bridge.ends_with("boards/qemu-virt-bridge/smmuman.conf"));
+    }
+
+    #[test]
+    fn an_initrd_follows_kernel_and_append() {
+        let conf = paths::boards_dir().join("qemu-virt-bridge/smmuman.conf");
+        let cmd = boot_command(&Boot {
+            board: "qemu-virt-bridge",
+            image: Path::new("/tmp/image.bin"),
+            bootargs: "scenario=boot",
+            initrd: Some(&conf),
+        })
+        .unwrap();
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let tail = &args[args.len() - 6..];
+        assert_eq!(tail[0], "-kernel");
+        assert_eq!(
+            tail[2..4],
+            ["-append".to_string(), "scenario=boot".to_string()]
+        );
+        assert_eq!(tail[4], "-initrd");
+        assert!(args.iter().any(|a| a.starts_with("pcie-pci-bridge")));
+        let missing = boot_command(&Boot {
+            initrd: Some(Path::new("/nonexistent.conf")),
+            board: "qemu-virt",
+            image: Path::new("/tmp/image.bin"),
+            bootargs: "",
+        });
+        assert!(missing.is_err());
     }
 
     #[test]

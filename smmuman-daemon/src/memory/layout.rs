@@ -29,6 +29,9 @@ pub enum ReservedKind {
     Image,
     /// The flattened device tree.
     DeviceTree,
+    /// The initrd the boot loader placed (the daemon's `smmuman.conf`): boot loaders need not
+    /// reserve it (QEMU does not), so the daemon does.
+    Initrd,
     /// A `/memreserve/` entry or a `/reserved-memory` child.
     Firmware,
 }
@@ -39,6 +42,7 @@ impl fmt::Display for ReservedKind {
             Self::BootStub => "boot-stub",
             Self::Image => "image",
             Self::DeviceTree => "dtb",
+            Self::Initrd => "initrd",
             Self::Firmware => "firmware",
         })
     }
@@ -108,7 +112,10 @@ impl MemoryPlan {
         let mut list: Vec<Reserved, MAX_RESERVED> = Vec::new();
         for r in reserved {
             let range = r.range.grow_to_align(PAGE_SIZE).unwrap_or(r.range);
-            let must_be_in_ram = matches!(r.kind, ReservedKind::Image | ReservedKind::DeviceTree);
+            let must_be_in_ram = matches!(
+                r.kind,
+                ReservedKind::Image | ReservedKind::DeviceTree | ReservedKind::Initrd
+            );
             if must_be_in_ram && !ram.contains(r.range) {
                 return Err(LayoutError::ReservedOutsideRam(*r));
             }

@@ -624,6 +624,15 @@ impl<C: ConfigSpace> PciBus<C> {
             .filter(move |f| f.vendor_id == vendor_id && f.device_id == device_id)
     }
 
+    /// Decides every function's StreamID again with `sid_of`, which sees the whole function
+    /// (its own address and its DMA alias): for a rule that enumeration's requester-ID lookup
+    /// cannot express, such as a user's statement about one function behind a bridge.
+    pub fn resolve_sids(&mut self, sid_of: &dyn Fn(&PciFunction) -> Option<StreamId>) {
+        for f in self.functions.iter_mut() {
+            f.sid = sid_of(f);
+        }
+    }
+
     /// The configuration access (for drivers that need more than enumeration did).
     pub fn config(&mut self) -> &mut C {
         &mut self.config

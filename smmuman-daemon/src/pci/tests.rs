@@ -367,3 +367,25 @@ fn dma_from_behind_a_conventional_bridge_carries_the_bridge_id() {
         Some(StreamId(0x20))
     );
 }
+
+#[test]
+fn resolve_sids_sees_the_function_and_its_alias() {
+    // A rule enumeration's requester-ID lookup cannot express: 00:01.0 gets its own StreamID,
+    // every other function keeps what its DMA alias gives.
+    let mut bus = enumerate(qemu_like(), qemu_window(), 0, 255, &identity_sid).unwrap();
+    bus.resolve_sids(&|f| {
+        if f.bdf == bdf(0, 1, 0) {
+            Some(StreamId(0x30))
+        } else {
+            identity_sid(f.dma_alias)
+        }
+    });
+    assert_eq!(
+        bus.function(bdf(0, 1, 0)).unwrap().sid,
+        Some(StreamId(0x30))
+    );
+    assert_eq!(
+        bus.function(bdf(0, 2, 0)).unwrap().sid,
+        Some(StreamId(0x10))
+    );
+}

@@ -1,14 +1,19 @@
-//! The daemon's IOMMU: the SMMUv3 brought up over the daemon pool, every stream the board has
-//! put in default deny (with a record), and only then DMA allowed.
+//! The daemon's IOMMU: the SMMUv3 brought up over the daemon pool, every stream the topology
+//! gives a device put in default deny (with a record) or given its static windows, and only
+//! then DMA allowed. Also the abort-only path for a daemon that refuses to start.
 
 use crate::console;
-use crate::platform::Platform;
+use crate::platform::{source_name, AccessName, DeviceName, Platform};
+use board_config::{Device, StaticWindow, Topology, UnitId};
 use core::fmt;
-use iommu_core::{Bdf, Fault, FaultDrain, IommuBackend, StreamId};
+use iommu_core::{Bdf, DomainId, Fault, FaultDrain, IommuBackend, PhysAddr, StreamId};
 use smmuman_daemon::bootargs::StreamTableFormat as StFormat;
 use smmuman_daemon::clock::Clock;
 use smmuman_daemon::memory::DaemonMemory;
-use smmuv3::{BackendError, BringUpConfig, SmmuError, Smmuv3Backend, StreamTableFormat};
+use smmuman_daemon::mmio::Mmio;
+use smmuv3::{
+    BackendError, BringUpConfig, Reg32, SmmuError, Smmuv3Backend, Ste, StreamTableFormat,
+};
 
 /// The IOMMU backend the daemon runs.
 pub type Backend = Smmuv3Backend<DaemonMemory>;
@@ -21,6 +26,19 @@ pub const DEFAULT_CMDQ_LOG2: u8 = 8;
 const FAULT_LINES_PER_DRAIN: usize = 8;
 /// Most distinct streams the daemon configures.
 const MAX_STREAMS: usize = 64;
+/// Most domains the static windows get (one per StreamID with a window).
+const MAX_WINDOW_DOMAINS: usize = board_config::MAX_WINDOWS;
+
+/// IHI 0070 §6.3.14 SMMU_GBPA.ABORT: while SMMUEN is 0, every incoming transaction is
+/// terminated with an abort instead of passing untranslated.
+const GBPA_ABORT: u32 = 1 << 20;
+/// IHI 0070 §6.3.14 SMMU_GBPA.UPDATE: written as 1 with a new value; the SMMU clears it once
+/// the value is in effect.
+const GBPA_UPDATE: u32 = 1 << 31;
+/// IHI 0070 §6.3.9 SMMU_CR0.SMMUEN: translation enabled.
+const CR0_SMMUEN: u32 = 1 << 0;
+/// Register reads before the abort path stops waiting for an acknowledgement.
+const ABORT_POLLS: u32 = 1_000_000;
 
 /// The IOMMU could not be brought up.
 #[derive(Debug)]
@@ -29,12 +47,20 @@ pub enum IommuError {
     RegistersTaken,
     /// Someone already took the daemon pool.
     MemoryTaken,
+    /// The daemon refused to start: no unit to drive.
+    NoUnit,
     /// The driver refused to bring the SMMU up.
     Smmu(SmmuError),
     /// The backend refused a step.
     Backend(BackendError),
     /// Bus mastering could not be turned on for a device.
     BusMaster(Bdf),
+    /// A static window's device has no StreamID at the daemon's unit.
+    WindowWithoutStream(StaticWindow),
+    /// A static window's device uses a StreamID reserved for the system.
+    WindowOnReservedSid(StaticWindow, StreamId),
+    /// A static window could not be mapped.
+    WindowMap(StaticWindow, BackendError),
 }
 
 impl fmt::Display for IommuError {
@@ -42,9 +68,23 @@ impl fmt::Display for IommuError {
         match self {
             Self::RegistersTaken => f.write_str("the SMMU registers are already in use"),
             Self::MemoryTaken => f.write_str("the daemon memory pool is already in use"),
+            Self::NoUnit => f.write_str("the daemon refused to start: no SMMU to drive"),
             Self::Smmu(e) => write!(f, "SMMU bring-up: {e}"),
             Self::Backend(e) => write!(f, "{e}"),
             Self::BusMaster(bdf) => write!(f, "cannot enable bus mastering for {bdf}"),
+            Self::WindowWithoutStream(w) => write!(
+                f,
+                "window of {} ({}): the device has no StreamID at the SMMU",
+                w.device, w.origin
+            ),
+            Self::WindowOnReservedSid(w, sid) => write!(
+                f,
+                "window of {} ({}): its StreamID {sid} is reserved for the system",
+                w.device, w.origin
+            ),
+            Self::WindowMap(w, e) => {
+                write!(f, "window of {} ({}): {e}", w.device, w.origin)
+            }
         }
     }
 }
@@ -70,28 +110,118 @@ impl Default for IommuOptions {
     }
 }
 
-/// The StreamID width the device tree's `iommu-map` needs: enough bits for its highest SID.
-fn sid_bits(p: &Platform) -> u8 {
-    let highest = p
-        .board
-        .pcie
-        .iommu_map
-        .entries
+/// The StreamID width the topology needs at `unit`: enough bits for its highest StreamID
+/// (bindings, the last StreamID of each range, reservations).
+pub fn needed_sid_bits(t: &Topology, unit: UnitId) -> u8 {
+    let bindings = t
+        .streams()
         .iter()
-        .filter(|e| e.length != 0)
-        .map(|e| u64::from(e.sid_base) + u64::from(e.length) - 1)
-        .max()
-        .unwrap_or(0);
+        .filter(|b| b.unit == unit)
+        .map(|b| match b.source {
+            board_config::StreamSource::Device(_) => u64::from(b.sid.0),
+            board_config::StreamSource::PciRange(r) => {
+                u64::from(b.sid.0) + u64::from(r.len).saturating_sub(1)
+            }
+        });
+    let reserved = t
+        .reserved()
+        .iter()
+        .filter(|r| r.unit == unit)
+        .map(|r| u64::from(r.last.0));
+    let highest = bindings.chain(reserved).max().unwrap_or(0);
     (u64::BITS - highest.leading_zeros()).max(1) as u8
 }
 
+/// What the daemon does with one StreamID at start-up.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Decision {
+    /// Stage-2 STE over the empty unclaimed domain: every access faults and is recorded.
+    DenyAndRecord,
+    /// Stage-2 STE over the domain of the config's static windows.
+    StaticWindow(DomainId),
+    /// `reserve-sid`: the system's; deny-and-record, and bus mastering stays off.
+    Reserved,
+    /// The unit's explicit `unclaimed bypass`: STE.Config = bypass (IHI 0070 §5.2).
+    Bypass,
+}
+
+impl Decision {
+    fn name(self) -> &'static str {
+        match self {
+            Self::DenyAndRecord => "deny-and-record",
+            Self::StaticWindow(_) => "static-window",
+            Self::Reserved => "reserved",
+            Self::Bypass => "bypass",
+        }
+    }
+}
+
+/// The StreamID of a static window's device: an enumerated PCI function's (which follows its
+/// DMA alias), else what the topology gives the device.
+fn window_sid(p: &Platform, w: &StaticWindow) -> Option<StreamId> {
+    match w.device {
+        Device::Pci { segment: 0, bdf } if p.pci.function(bdf).is_some() => p.sid_for(bdf),
+        device => p.device_sid(device),
+    }
+}
+
+/// Creates one domain per StreamID that has static windows (a group's devices share it),
+/// maps every window into it and attaches the StreamID. Nothing can DMA yet: bus mastering is
+/// enabled afterwards.
+fn install_static_windows(
+    p: &Platform,
+    backend: &mut Backend,
+) -> Result<heapless::Vec<(StreamId, DomainId), MAX_WINDOW_DOMAINS>, IommuError> {
+    let mut domains: heapless::Vec<(StreamId, DomainId), MAX_WINDOW_DOMAINS> = heapless::Vec::new();
+    for w in p.topology.windows() {
+        let sid = window_sid(p, w).ok_or(IommuError::WindowWithoutStream(*w))?;
+        if p.is_reserved_sid(sid) {
+            return Err(IommuError::WindowOnReservedSid(*w, sid));
+        }
+        let domain = match domains.iter().find(|(s, _)| *s == sid) {
+            Some((_, d)) => *d,
+            None => {
+                let d = backend.create_domain()?;
+                // Capacity: at most one domain per window.
+                let _ = domains.push((sid, d));
+                d
+            }
+        };
+        backend
+            .map(domain, w.iova, w.pa, w.len, w.access)
+            .map_err(|e| IommuError::WindowMap(*w, e))?;
+        console::line(format_args!(
+            "WINDOW_MAPPED device={} sid={sid} domain={domain} iova={} pa={} len={:#x} access={} source={}",
+            DeviceName(w.device),
+            w.iova,
+            w.pa,
+            w.len,
+            AccessName(w.access),
+            source_name(w.origin)
+        ));
+    }
+    for (sid, d) in &domains {
+        backend.attach(*sid, *d)?;
+    }
+    Ok(domains)
+}
+
 /// Brings the SMMU up (global abort first, so nothing passes while it is being programmed),
-/// marks the daemon's own memory unmappable, gives every stream the board has a deny-and-record
-/// STE, and only then lets those devices master the bus.
+/// marks the daemon's own memory unmappable, installs the config's static windows, gives every
+/// other stream the topology puts behind the SMMU a deny-and-record STE (or bypass, only where
+/// the unit explicitly opted in; reserved StreamIDs keep bus mastering off), and only then lets
+/// those devices master the bus. Functions that share a StreamID get one STE and are reported
+/// as one `GROUP`.
 ///
 /// # Errors
-/// An [`IommuError`] saying which step failed; the SMMU is then left aborting all traffic.
+/// An [`IommuError`] saying which step failed; the SMMU is then left aborting all traffic or
+/// with every STE it wrote blocking (no bus mastering is enabled before the last step).
 pub fn bring_up(p: &mut Platform, opts: IommuOptions) -> Result<Backend, IommuError> {
+    let unit_id = p.unit.ok_or(IommuError::NoUnit)?;
+    let bypass = p
+        .topology
+        .unit(unit_id)
+        .is_some_and(|u| u.bypasses_unclaimed());
     let regs = p.take_smmu_registers().ok_or(IommuError::RegistersTaken)?;
     let mut mem = p.take_daemon_memory().ok_or(IommuError::MemoryTaken)?;
     // SAFETY: the device tree places the SMMU's 128 KiB register frame at this address; the MMU
@@ -104,7 +234,7 @@ pub fn bring_up(p: &mut Platform, opts: IommuOptions) -> Result<Backend, IommuEr
             StFormat::Linear => StreamTableFormat::Linear,
             StFormat::TwoLevel => StreamTableFormat::TwoLevel,
         },
-        sid_bits: sid_bits(p),
+        sid_bits: needed_sid_bits(&p.topology, unit_id),
         cmdq_log2: DEFAULT_CMDQ_LOG2,
         evtq_log2: opts.evtq_log2,
         poll_limit: 1_000_000,
@@ -112,9 +242,10 @@ pub fn bring_up(p: &mut Platform, opts: IommuOptions) -> Result<Backend, IommuEr
     smmu.bring_up(&mut mem, cfg).map_err(IommuError::Smmu)?;
     if let Some((format, bits)) = smmu.stream_table_layout() {
         console::line(format_args!(
-            "SMMU_UP stream_table={format:?} sid_bits={bits} evtq_entries={} cmdq_entries={}",
+            "SMMU_UP stream_table={format:?} sid_bits={bits} evtq_entries={} cmdq_entries={} fault_log={}",
             1u32 << opts.evtq_log2,
-            1u32 << DEFAULT_CMDQ_LOG2
+            1u32 << DEFAULT_CMDQ_LOG2,
+            p.fault_log_size()
         ));
     }
     let mut backend = Smmuv3Backend::new(smmu, mem)?;
@@ -124,28 +255,159 @@ pub fn bring_up(p: &mut Platform, opts: IommuOptions) -> Result<Backend, IommuEr
     for r in p.memory_plan.reserved() {
         backend.reserve(r.range.start(), r.range.size())?;
     }
+    let windows = install_static_windows(p, &mut backend)?;
 
     let mut configured: heapless::Vec<StreamId, MAX_STREAMS> = heapless::Vec::new();
-    let functions: heapless::Vec<(Bdf, Option<StreamId>), MAX_STREAMS> =
-        p.pci.functions().iter().map(|f| (f.bdf, f.sid)).collect();
-    for (bdf, sid) in functions {
+    let functions: heapless::Vec<(Bdf, Bdf, Option<StreamId>), MAX_STREAMS> = p
+        .pci
+        .functions()
+        .iter()
+        .map(|f| (f.bdf, f.dma_alias, f.sid))
+        .collect();
+    for &(bdf, alias, sid) in &functions {
         let Some(sid) = sid else {
             console::line(format_args!(
                 "STREAM bdf={bdf} sid=none decision=no-dma reason=not-behind-the-smmu"
             ));
             continue;
         };
+        let decision = if p.is_reserved_sid(sid) {
+            Decision::Reserved
+        } else if let Some((_, d)) = windows.iter().find(|(s, _)| *s == sid) {
+            Decision::StaticWindow(*d)
+        } else if bypass {
+            Decision::Bypass
+        } else {
+            Decision::DenyAndRecord
+        };
         if !configured.contains(&sid) {
-            backend.detach(sid)?;
+            match decision {
+                Decision::DenyAndRecord | Decision::Reserved => backend.detach(sid)?,
+                Decision::StaticWindow(_) => {}
+                Decision::Bypass => {
+                    let (smmu, mem) = backend.parts();
+                    smmu.install_ste(mem, sid, &Ste::bypass())
+                        .map_err(|e| IommuError::Backend(BackendError::Smmu(e)))?;
+                }
+            }
             let _ = configured.push(sid);
         }
-        p.enable_bus_master(bdf)
-            .map_err(|_| IommuError::BusMaster(bdf))?;
+        let master = decision != Decision::Reserved;
+        if master {
+            p.enable_bus_master(bdf)
+                .map_err(|_| IommuError::BusMaster(bdf))?;
+        }
+        let source = p.binding_of(bdf).map_or("none", |b| source_name(b.origin));
+        let mut line: heapless::String<200> = heapless::String::new();
+        let _ = fmt::write(
+            &mut line,
+            format_args!(
+                "STREAM bdf={bdf} sid={sid} decision={} bus_master={} source={source}",
+                decision.name(),
+                u8::from(master)
+            ),
+        );
+        if alias != bdf {
+            let _ = fmt::write(&mut line, format_args!(" dma_alias={alias}"));
+        }
+        if let Decision::StaticWindow(d) = decision {
+            let _ = fmt::write(&mut line, format_args!(" domain={d}"));
+        }
+        console::line(format_args!("{line}"));
+        if decision == Decision::Bypass {
+            log::warn!("{bdf} (StreamID {sid}) bypasses the SMMU: it can reach all memory");
+        }
+    }
+    print_groups(&functions);
+    Ok(backend)
+}
+
+/// One `GROUP` record per StreamID that several enumerated functions share: the SMMU cannot
+/// tell them apart, so they have one STE and can only be given to a client together.
+fn print_groups(functions: &[(Bdf, Bdf, Option<StreamId>)]) {
+    for (i, &(_, _, sid)) in functions.iter().enumerate() {
+        let Some(sid) = sid else { continue };
+        let first = !functions[..i].iter().any(|f| f.2 == Some(sid));
+        let count = functions.iter().filter(|f| f.2 == Some(sid)).count();
+        if !first || count < 2 {
+            continue;
+        }
+        let mut members: heapless::String<200> = heapless::String::new();
+        for (n, (bdf, _, _)) in functions.iter().filter(|f| f.2 == Some(sid)).enumerate() {
+            let _ = fmt::write(
+                &mut members,
+                format_args!("{}{bdf}", if n == 0 { "" } else { "," }),
+            );
+        }
         console::line(format_args!(
-            "STREAM bdf={bdf} sid={sid} decision=deny-and-record bus_master=1"
+            "GROUP sid={sid} members={members} count={count}"
         ));
     }
-    Ok(backend)
+}
+
+/// What an SMMU's registers read after [`abort_all_traffic`].
+#[derive(Clone, Copy, Debug)]
+pub struct AbortState {
+    /// SMMU_GBPA.
+    pub gbpa: u32,
+    /// SMMU_CR0ACK (IHI 0070 §6.3.10: the CR0 value in effect).
+    pub cr0ack: u32,
+    /// Whether every wait was acknowledged within the poll limit.
+    pub acknowledged: bool,
+}
+
+impl AbortState {
+    /// Whether all traffic is terminated: GBPA.ABORT set and SMMUEN clear.
+    pub fn aborting(&self) -> bool {
+        self.gbpa & GBPA_ABORT != 0 && self.cr0ack & CR0_SMMUEN == 0
+    }
+}
+
+fn poll(regs: &impl Mmio, reg: Reg32, done: impl Fn(u32) -> bool) -> (u32, bool) {
+    let mut v = regs.read32(reg.offset());
+    for _ in 0..ABORT_POLLS {
+        if done(v) {
+            return (v, true);
+        }
+        v = regs.read32(reg.offset());
+    }
+    (v, done(v))
+}
+
+/// Makes the SMMU behind `regs` terminate all traffic without bringing it up, for a daemon
+/// that refuses to start: GBPA.ABORT first (IHI 0070 §6.3.14; QEMU resets the SMMU to bypass),
+/// then CR0 = 0 (§6.3.9: SMMUEN and the queues off), each write waited for (GBPA.UPDATE clear,
+/// CR0ACK equal). Only the two registers are written; the SMMU's tables are not touched.
+pub fn abort_all_traffic(regs: &mut impl Mmio) -> AbortState {
+    let (gbpa, idle) = poll(regs, Reg32::Gbpa, |v| v & GBPA_UPDATE == 0);
+    regs.write32(Reg32::Gbpa.offset(), gbpa | GBPA_ABORT | GBPA_UPDATE);
+    let (gbpa, updated) = poll(regs, Reg32::Gbpa, |v| v & GBPA_UPDATE == 0);
+    regs.write32(Reg32::Cr0.offset(), 0);
+    let (cr0ack, disabled) = poll(regs, Reg32::Cr0Ack, |v| v == 0);
+    AbortState {
+        gbpa,
+        cr0ack,
+        acknowledged: idle && updated && disabled,
+    }
+}
+
+/// Prints what [`abort_all_traffic`] left: one `SMMU_ABORT` record.
+pub fn print_abort(base: PhysAddr, s: &AbortState) {
+    console::line(format_args!(
+        "SMMU_ABORT base={base} aborting={} gbpa={:#010x} cr0ack={:#010x} abort={} smmuen={} acknowledged={}",
+        u8::from(s.aborting()),
+        s.gbpa,
+        s.cr0ack,
+        u8::from(s.gbpa & GBPA_ABORT != 0),
+        u8::from(s.cr0ack & CR0_SMMUEN != 0),
+        u8::from(s.acknowledged)
+    ));
+}
+
+/// IDR1.SIDSIZE of the SMMU at `regs` (IHI 0070 §6.3.2): how many StreamID bits it takes.
+pub fn probe_sid_bits(regs: &impl Mmio) -> u8 {
+    // IHI 0070 §6.3.2 SMMU_IDR1.SIDSIZE, bits [5:0].
+    (regs.read32(Reg32::Idr1.offset()) & 0x3f) as u8
 }
 
 /// The PCI function that issues DMA with `sid` (the first one, for a shared StreamID).

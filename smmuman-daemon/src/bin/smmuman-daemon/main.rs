@@ -2,9 +2,16 @@
 //! wiring, platform bring-up and the scenario dispatcher. Build it with `cargo xtask build`
 //! (`--features bare --target aarch64-unknown-none`); the logic lives in the library.
 //!
-//! Console records (see `smmuman_daemon::console`): `BOOT`, `BOARD`, `MEMORY`, `RESERVED`, `PCI`,
-//! then the scenario's own records and one `RESULT`; `FATAL`, `EXCEPTION` or `PANIC` when things
-//! go wrong. The exit code follows `smmuman_daemon::exit_code`.
+//! Console records (see `smmuman_daemon::console`): `BOOT`, `CONFIG`, `TOPOLOGY` (with `UNIT`,
+//! `BINDING`, `SID_RESERVED`, `STATIC_WINDOW`), `BOARD`, `MEMORY`, `RESERVED`, `PCI`, then the
+//! scenario's own records and one `RESULT`; `FATAL`, `EXCEPTION` or `PANIC` when things go wrong.
+//! The exit code follows `smmuman_daemon::exit_code`.
+//!
+//! Start-up learns the board from the device tree and the config (`board_config::load`): the
+//! initrd when the boot loader passed one, else the board's `smmuman.conf` embedded at build
+//! time. If anything about it is wrong the daemon refuses to start: one
+//! `FATAL reason=config` record, every SMMU left terminating all traffic (GBPA.ABORT, SMMUEN
+//! = 0; `SMMU_ABORT` records), exit code 4 (see `refusal.rs`).
 
 #![cfg_attr(all(target_arch = "aarch64", target_os = "none"), no_std)]
 #![cfg_attr(all(target_arch = "aarch64", target_os = "none"), no_main)]
@@ -21,6 +28,8 @@ mod clock;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod console;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod discovery_scenarios;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod dma_scenarios;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod exceptions;
@@ -32,6 +41,8 @@ mod manager;
 mod panic;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod platform;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod refusal;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod scenarios;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
@@ -48,8 +59,7 @@ pub use bare::exit;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod bare {
-    use crate::platform::Platform;
-    use crate::{boot, console, scenarios, semihosting};
+    use crate::{boot, console, refusal, scenarios, semihosting};
     use iommu_core::PhysAddr;
     use smmuman_daemon::board::{self, BoardInfo};
     use smmuman_daemon::bootargs::BootArgs;
@@ -143,11 +153,12 @@ mod bare {
             env!("CARGO_PKG_VERSION")
         );
         console::line(format_args!(
-            "BOOT el=2 dtb={}+{:#x} image={}+{:#x}",
+            "BOOT el=2 dtb={}+{:#x} image={}+{:#x} board={}",
             PhysAddr(dtb),
             blob.len(),
             PhysAddr(image_start),
-            image_end - image_start
+            image_end - image_start,
+            env!("SMMUMAN_BOARD_NAME")
         ));
         let board = match BoardInfo::parse(&fdt) {
             Ok(b) => b,
@@ -157,6 +168,7 @@ mod bare {
             Ok(a) => a,
             Err(e) => {
                 fatal("bootargs", &e);
+                refusal::abort_smmus(&fdt, &board);
                 return exit_code::BAD_BOOTARGS;
             }
         };
@@ -168,9 +180,9 @@ mod bare {
             return fatal("memory", &"empty image or device tree range");
         };
         let scenario_name = args.scenario;
-        let mut platform = match Platform::bring_up(board, args, image, dtb_range) {
+        let mut platform = match refusal::discover(&fdt, &board, &args, image, dtb_range) {
             Ok(p) => p,
-            Err(e) => return fatal("bring-up", &e),
+            Err(refused) => return refusal::refuse(&fdt, board, args, refused),
         };
         platform.print_summary();
 

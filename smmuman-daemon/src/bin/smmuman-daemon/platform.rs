@@ -3,6 +3,10 @@
 
 use crate::clock::GenericTimer;
 use crate::console;
+use board_config::{
+    Device, LookupError, Origin, StaticWindow, StreamBinding, StreamSource, Topology, UnitId,
+};
+use core::cell::Cell;
 use core::fmt;
 use iommu_core::{Bdf, PhysAddr, StreamId};
 use smmuman_daemon::board::BoardInfo;
@@ -18,6 +22,8 @@ use smmuman_daemon::report::write_value;
 
 /// Most devices whose registers can be handed out.
 const MAX_TAKEN: usize = 8;
+/// Most ranges the guest pool keeps once the static windows are cut out of it.
+const MAX_GUEST_RANGES: usize = smmuman_daemon::memory::ram_window::MAX_WINDOW_RANGES;
 
 /// Bring-up failed.
 #[derive(Debug)]
@@ -30,6 +36,40 @@ pub enum BringUpError {
     Pool(FrameError),
     /// PCI enumeration failed.
     Pci(PciError),
+    /// The combined topology asks for something this board cannot do: the daemon refuses to
+    /// start, as for a mistake in the config file.
+    Config(ConfigProblem),
+}
+
+/// What the combined topology asks for that cannot be done here.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ConfigProblem {
+    /// A static window maps memory that is not free guest memory (the daemon's own memory, the
+    /// device tree, the initrd, firmware's, or no RAM at all): a device must never reach it.
+    WindowNotGrantable(StaticWindow),
+    /// Two static windows map overlapping memory, or more windows than the guest pool can be
+    /// cut around.
+    WindowsTooFragmented(StaticWindow),
+    /// The StreamID of a PCI function cannot be decided.
+    Lookup(LookupError),
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::WindowNotGrantable(w) => write!(
+                f,
+                "window of {} ({}): pa {}+{:#x} is not free guest memory (the pool devices may be granted); the daemon's image, pools, device tree and initrd can never be mapped",
+                w.device, w.origin, w.pa, w.len
+            ),
+            Self::WindowsTooFragmented(w) => write!(
+                f,
+                "window of {} ({}): pa {}+{:#x} overlaps another window or cuts the guest pool into too many pieces",
+                w.device, w.origin, w.pa, w.len
+            ),
+            Self::Lookup(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 impl fmt::Display for BringUpError {
@@ -42,6 +82,7 @@ impl fmt::Display for BringUpError {
             Self::Layout(e) => write!(f, "memory layout: {e}"),
             Self::Pool(e) => write!(f, "memory pool: {e}"),
             Self::Pci(e) => write!(f, "PCI enumeration: {e}"),
+            Self::Config(e) => write!(f, "{e}"),
         }
     }
 }
@@ -76,6 +117,12 @@ pub struct Platform {
     pub board: BoardInfo<'static>,
     /// The command line.
     pub args: BootArgs<'static>,
+    /// Which IOMMU sees which device: the device tree combined with the config
+    /// (`board_config::load`). Empty when the daemon refused to start.
+    pub topology: Topology,
+    /// The unit of [`Platform::topology`] this daemon drives: the device tree's SMMUv3. `None`
+    /// when the daemon refused to start (then no device has a StreamID).
+    pub unit: Option<UnitId>,
     /// How RAM is split.
     pub memory_plan: MemoryPlan,
     /// The pool for SMMU tables and queues, until the IOMMU takes it
@@ -83,6 +130,9 @@ pub struct Platform {
     daemon_memory: Option<DaemonMemory>,
     /// The pool DMA buffers come from.
     pub guest_memory: GuestMemory,
+    /// The RAM the config's static windows map (cut out of the guest pool, so that nothing
+    /// else is ever allocated there), for checks of what landed; `None` without windows.
+    pub window_memory: Option<GuestMemory>,
     /// The enumerated PCI hierarchy.
     pub pci: PciBus<Ecam>,
     /// Time.
@@ -96,61 +146,106 @@ impl Platform {
     ///
     /// # Errors
     /// A [`BringUpError`] saying which step failed.
+    ///
+    /// `initrd` (the config file the boot loader placed) is kept out of both pools. The
+    /// config's static windows must lie in the guest pool; they are cut out of it. Every PCI
+    /// function gets the StreamID `topology` gives it at `unit` ([`function_binding`]).
     pub fn bring_up(
         board: BoardInfo<'static>,
         args: BootArgs<'static>,
-        image: PhysRange,
-        dtb: PhysRange,
+        boot: BootRanges,
+        topology: Topology,
+        unit: Option<UnitId>,
     ) -> Result<Self, BringUpError> {
+        let BootRanges { image, dtb, initrd } = boot;
         let ram = board
             .ram_containing(image.start())
             .ok_or(BringUpError::ImageOutsideRam(image.start()))?;
+        let too_many = || BringUpError::Layout(LayoutError::TooManyReserved);
         let mut reserved: heapless::Vec<Reserved, 16> = heapless::Vec::new();
         if let Some(stub) = PhysRange::from_bounds(ram.start(), image.start()) {
-            let _ = reserved.push(Reserved {
-                range: stub,
-                kind: ReservedKind::BootStub,
-            });
+            reserved
+                .push(Reserved {
+                    range: stub,
+                    kind: ReservedKind::BootStub,
+                })
+                .map_err(|_| too_many())?;
         }
-        let _ = reserved.push(Reserved {
-            range: image,
-            kind: ReservedKind::Image,
-        });
-        let _ = reserved.push(Reserved {
-            range: dtb,
-            kind: ReservedKind::DeviceTree,
-        });
+        let own = [
+            (Some(image), ReservedKind::Image),
+            (Some(dtb), ReservedKind::DeviceTree),
+            (initrd, ReservedKind::Initrd),
+        ];
+        for (range, kind) in own {
+            if let Some(range) = range {
+                reserved
+                    .push(Reserved { range, kind })
+                    .map_err(|_| too_many())?;
+            }
+        }
         for r in &board.reserved {
-            let _ = reserved.push(Reserved {
-                range: *r,
-                kind: ReservedKind::Firmware,
-            });
+            reserved
+                .push(Reserved {
+                    range: *r,
+                    kind: ReservedKind::Firmware,
+                })
+                .map_err(|_| too_many())?;
         }
         let memory_plan = MemoryPlan::new(ram, &reserved).map_err(BringUpError::Layout)?;
-        // SAFETY: the pools exclude the image (code, data, stacks), the device tree and firmware
-        // reservations; the rest of RAM is used only through these windows. The MMU is off, so
-        // physical addresses are CPU addresses.
+        let (guest_ranges, window_ranges) = split_guest_pool(&memory_plan, topology.windows())?;
+        // SAFETY: the pools exclude the image (code, data, stacks), the device tree, the initrd
+        // and firmware reservations; the rest of RAM is used only through these windows. The
+        // MMU is off, so physical addresses are CPU addresses.
         let daemon_window = unsafe { RamWindow::identity(memory_plan.daemon_pool()) };
-        // SAFETY: as above; the guest pool is disjoint from the daemon pool.
-        let guest_window = unsafe { RamWindow::identity(memory_plan.guest_pool()) };
+        // SAFETY: as above; the guest pool is disjoint from the daemon pool, and the static
+        // windows' RAM is cut out of it.
+        let guest_window = unsafe { RamWindow::identity(&guest_ranges) };
         let daemon_memory = DaemonMemory::new(daemon_window).map_err(BringUpError::Pool)?;
         let guest_memory = GuestMemory::new(guest_window).map_err(BringUpError::Pool)?;
+        let window_memory = if window_ranges.is_empty() {
+            None
+        } else {
+            // SAFETY: the static windows' RAM lies in the guest pool's span (checked by
+            // `split_guest_pool`), is disjoint from the guest and daemon windows, and is
+            // reached only through this window (and by the devices it is mapped for).
+            let window = unsafe { RamWindow::identity(&window_ranges) };
+            Some(GuestMemory::new(window).map_err(BringUpError::Pool)?)
+        };
 
         let host = &board.pcie;
         // SAFETY: the device tree places the host bridge's ECAM here; only this `Ecam` accesses
         // configuration space.
         let ecam_regs = unsafe { MmioRegion::new(host.ecam.start(), host.ecam.size()) };
         let ecam = Ecam::new(ecam_regs, host.bus_start, host.bus_end);
-        let sid_for = |bdf: Bdf| board.sid_for(bdf);
-        let pci = pci::enumerate(ecam, host.mmio32, host.bus_start, host.bus_end, &sid_for)
+        // Enumeration numbers the buses (a StreamID behind a PCIe-to-PCI bridge follows its
+        // secondary bus number) and finds each function's DMA alias; the StreamIDs are then
+        // decided from the whole function.
+        let mut pci = pci::enumerate(ecam, host.mmio32, host.bus_start, host.bus_end, &|_| None)
             .map_err(BringUpError::Pci)?;
+        let lookup_error: Cell<Option<LookupError>> = Cell::new(None);
+        pci.resolve_sids(&|f| {
+            let unit = unit?;
+            match function_binding(&topology, unit, f) {
+                Ok(found) => found.map(|(_, sid)| sid),
+                Err(e) => {
+                    lookup_error.set(Some(e));
+                    None
+                }
+            }
+        });
+        if let Some(e) = lookup_error.get() {
+            return Err(BringUpError::Config(ConfigProblem::Lookup(e)));
+        }
 
         Ok(Self {
             board,
             args,
+            topology,
+            unit,
             memory_plan,
             daemon_memory: Some(daemon_memory),
             guest_memory,
+            window_memory,
             pci,
             clock: GenericTimer::new(),
             smmu_taken: false,
@@ -181,8 +276,41 @@ impl Platform {
     pub fn sid_for(&self, bdf: Bdf) -> Option<StreamId> {
         match self.pci.function(bdf) {
             Some(f) => f.sid,
-            None => self.board.sid_for(bdf),
+            None => self.device_sid(Device::pci(bdf)),
         }
+    }
+
+    /// The StreamID the topology gives `device` at the daemon's unit, or `None` (another
+    /// unit, no binding, several StreamIDs, or the daemon refused to start). For an
+    /// enumerated PCI function prefer [`Platform::sid_for`], which follows its DMA alias.
+    pub fn device_sid(&self, device: Device) -> Option<StreamId> {
+        let unit = self.unit?;
+        match self.topology.sid_for(device) {
+            Ok(Some((u, sid))) if u == unit => Some(sid),
+            _ => None,
+        }
+    }
+
+    /// The binding that gave the enumerated function `bdf` its StreamID (for the log: which
+    /// source decided).
+    pub fn binding_of(&self, bdf: Bdf) -> Option<&StreamBinding> {
+        let f = self.pci.function(bdf)?;
+        function_binding(&self.topology, self.unit?, f)
+            .ok()
+            .flatten()
+            .map(|(b, _)| b)
+    }
+
+    /// How many fault records the manager keeps (the config's `fault-log`, else the default).
+    pub fn fault_log_size(&self) -> u32 {
+        self.topology.fault_log_size()
+    }
+
+    /// Whether `sid` of the daemon's unit belongs to the system (`reserve-sid`): never given
+    /// to a device or a client.
+    pub fn is_reserved_sid(&self, sid: StreamId) -> bool {
+        self.unit
+            .is_some_and(|unit| self.topology.is_reserved(unit, sid))
     }
 
     /// The SMMU's registers, once.
@@ -194,6 +322,12 @@ impl Platform {
         // SAFETY: the device tree places the SMMU's register frame here, and this is the only
         // handle created (guarded by `smmu_taken`).
         Some(unsafe { MmioRegion::new(self.board.smmu.base, self.board.smmu.size) })
+    }
+
+    /// Returns the handle [`Platform::take_smmu_registers`] gave (after a read-only probe), so
+    /// that the IOMMU can take it again. The handle is consumed: only one exists at a time.
+    pub fn give_back_smmu_registers(&mut self, _regs: MmioRegion) {
+        self.smmu_taken = false;
     }
 
     /// The `edu` devices found, in bus order.
@@ -266,8 +400,259 @@ impl Platform {
         for r in plan.reserved() {
             console::line(format_args!("RESERVED kind={} range={}", r.kind, r.range));
         }
+        for r in self.window_memory.iter().flat_map(|m| m.frames().managed()) {
+            console::line(format_args!("RESERVED kind=static-window range={r}"));
+        }
         for f in self.pci.functions() {
             console::line(format_args!("PCI {f}"));
         }
+    }
+}
+
+/// Where the boot loader put what the daemon is made of and reads.
+#[derive(Clone, Copy, Debug)]
+pub struct BootRanges {
+    /// The image (code, data, bss, stacks).
+    pub image: PhysRange,
+    /// The device tree.
+    pub dtb: PhysRange,
+    /// The initrd (the config file), when there is one.
+    pub initrd: Option<PhysRange>,
+}
+
+/// The binding that gives the enumerated function `f` its StreamID at `unit`, with that
+/// StreamID; `None` when nothing puts it behind `unit`.
+///
+/// The rule for a function behind a bridge (whose DMA carries another requester ID, its
+/// `dma_alias`): a binding that names the function itself wins, whatever its alias, because it
+/// is an explicit statement about that function (typically the user's `[device pci ...]`, which
+/// `override` lets correct firmware). Without one, the function's StreamID is what the topology
+/// gives its DMA alias: firmware's `iommu-map` translates the requester ID the host bridge
+/// sees, and behind a PCIe-to-PCI bridge that is (secondary bus, 00.0), not the function's own.
+/// PCI functions are in segment 0 (the daemon drives one host bridge).
+///
+/// # Errors
+/// [`LookupError::SeveralStreams`] when the topology gives the device more than one StreamID.
+pub fn function_binding<'t>(
+    topology: &'t Topology,
+    unit: UnitId,
+    f: &PciFunction,
+) -> Result<Option<(&'t StreamBinding, StreamId)>, LookupError> {
+    let own = Device::pci(f.bdf);
+    let named = topology
+        .streams()
+        .iter()
+        .any(|b| b.source == StreamSource::Device(own));
+    let device = if named { own } else { Device::pci(f.dma_alias) };
+    let mut found = topology.bindings_for(device);
+    let first = found.next();
+    let more = found.count();
+    if more > 0 {
+        return Err(LookupError::SeveralStreams {
+            device,
+            count: more + 1,
+        });
+    }
+    Ok(first.filter(|(b, _)| b.unit == unit))
+}
+
+/// `firmware` or `config`: which source a statement came from.
+pub fn source_name(origin: Origin) -> &'static str {
+    match origin {
+        Origin::DeviceTree => "firmware",
+        Origin::Config { .. } => "config",
+    }
+}
+
+type Ranges = heapless::Vec<PhysRange, MAX_GUEST_RANGES>;
+
+/// The guest pool with the static windows' RAM cut out, and that RAM (windows merged where
+/// they overlap).
+///
+/// # Errors
+/// [`ConfigProblem::WindowNotGrantable`] for a window that is not entirely free guest memory,
+/// [`ConfigProblem::WindowsTooFragmented`] when the pieces do not fit in a [`RamWindow`].
+fn split_guest_pool(
+    plan: &MemoryPlan,
+    windows: &[StaticWindow],
+) -> Result<(Ranges, Ranges), BringUpError> {
+    let problem = |p| Err(BringUpError::Config(p));
+    let mut guest: Ranges = plan.guest_pool().iter().copied().collect();
+    let mut taken = Ranges::new();
+    for w in windows {
+        let Some(range) = PhysRange::new(w.pa, w.len) else {
+            return problem(ConfigProblem::WindowNotGrantable(*w));
+        };
+        if !plan.is_guest_memory(w.pa, w.len) {
+            return problem(ConfigProblem::WindowNotGrantable(*w));
+        }
+        // Windows of devices that share memory may overlap: merge them.
+        let mut merged = range;
+        let mut i = 0;
+        while i < taken.len() {
+            let t = taken[i];
+            if t.overlaps(merged) || t.end() == merged.start() || merged.end() == t.start() {
+                let start = t.start().min(merged.start());
+                let end = t.end().max(merged.end());
+                merged = PhysRange::from_bounds(start, end).unwrap_or(merged);
+                taken.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        if taken.push(merged).is_err() {
+            return problem(ConfigProblem::WindowsTooFragmented(*w));
+        }
+        let mut rest = Ranges::new();
+        for g in &guest {
+            for piece in [
+                PhysRange::from_bounds(g.start(), range.start().min(g.end())),
+                PhysRange::from_bounds(range.end().max(g.start()), g.end()),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if rest.push(piece).is_err() {
+                    return problem(ConfigProblem::WindowsTooFragmented(*w));
+                }
+            }
+        }
+        guest = rest;
+    }
+    taken.sort_unstable();
+    Ok((guest, taken))
+}
+
+/// `pci:0000:00:01.0` or `mmio:0x...`: a device as one record value.
+pub struct DeviceName(pub Device);
+
+impl fmt::Display for DeviceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Device::Pci { segment, bdf } => write!(f, "pci:{segment:04x}:{bdf}"),
+            Device::Mmio(base) => write!(f, "mmio:{base}"),
+        }
+    }
+}
+
+/// `source=firmware` or `source=config line=N`.
+struct SourceOf(Origin);
+
+impl fmt::Display for SourceOf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "source={}", source_name(self.0))?;
+        if let Origin::Config { line } = self.0 {
+            write!(f, " line={line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Prints the combined topology: one `TOPOLOGY` record, one `UNIT` per IOMMU unit, one
+/// `BINDING` per stream binding, one `SID_RESERVED` per reserved range, one `STATIC_WINDOW` per
+/// window, each saying which source (`firmware` = device tree, `config`) the statement came
+/// from. A unit whose unclaimed streams bypass translation is announced with a `BYPASS`
+/// record and a warning.
+pub fn print_topology(t: &Topology, config: &str, driven: UnitId) {
+    let mut name: heapless::String<128> = heapless::String::new();
+    let _ = write_value(&mut name, &config);
+    console::line(format_args!(
+        "TOPOLOGY config={name} mode={} units={} bindings={} reserved={} windows={} fault_log={} groups_declared={} driven_unit={}",
+        t.mode(),
+        t.unit_count(),
+        t.streams().len(),
+        t.reserved().len(),
+        t.windows().len(),
+        t.fault_log_size(),
+        t.groups().count(),
+        t.unit(driven).map_or("?", |u| u.name.as_str()),
+    ));
+    let unit_name = |id: UnitId| t.unit(id).map_or("?", |u| u.name.as_str());
+    for (id, u) in t.units() {
+        let mut irqs: heapless::String<200> = heapless::String::new();
+        let _ = write_value(&mut irqs, &u.irqs);
+        console::line(format_args!(
+            "UNIT name={} base={} size={:#x} irqs={irqs} coherent={} unclaimed={} driven={} {}",
+            u.name,
+            u.base,
+            u.size,
+            u8::from(u.coherent),
+            u.unclaimed,
+            u8::from(id == driven),
+            SourceOf(u.origin)
+        ));
+        if u.bypasses_unclaimed() {
+            log::warn!(
+                "unit {} lets DMA from every stream no client claimed bypass translation (unclaimed bypass, allow-bypass yes): such devices reach all memory",
+                u.name
+            );
+            console::line(format_args!(
+                "BYPASS unit={} detail=\"unclaimed streams bypass translation: any device no client claimed can reach all memory\" {}",
+                u.name,
+                SourceOf(u.origin)
+            ));
+        }
+    }
+    for b in t.streams() {
+        match b.source {
+            StreamSource::Device(d) => console::line(format_args!(
+                "BINDING unit={} device={} sid={} shared={} {}",
+                unit_name(b.unit),
+                DeviceName(d),
+                b.sid,
+                u8::from(b.shared),
+                SourceOf(b.origin)
+            )),
+            StreamSource::PciRange(r) => console::line(format_args!(
+                "BINDING unit={} range=pci:{:04x}:{:#x}..={:#x} mask={:#x} sid={} shared={} {}",
+                unit_name(b.unit),
+                r.segment,
+                r.rid_base,
+                r.rid_last(),
+                r.mask,
+                b.sid,
+                u8::from(b.shared),
+                SourceOf(b.origin)
+            )),
+        }
+    }
+    for r in t.reserved() {
+        console::line(format_args!(
+            "SID_RESERVED unit={} first={} last={} {}",
+            unit_name(r.unit),
+            r.first,
+            r.last,
+            SourceOf(r.origin)
+        ));
+    }
+    for w in t.windows() {
+        console::line(format_args!(
+            "STATIC_WINDOW device={} iova={} pa={} len={:#x} access={} {}",
+            DeviceName(w.device),
+            w.iova,
+            w.pa,
+            w.len,
+            AccessName(w.access),
+            SourceOf(w.origin)
+        ));
+    }
+}
+
+/// `rwx`-style access letters.
+pub struct AccessName(pub iommu_core::Access);
+
+impl fmt::Display for AccessName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use iommu_core::Access;
+        for (flag, letter) in [
+            (Access::READ, 'r'),
+            (Access::WRITE, 'w'),
+            (Access::EXEC, 'x'),
+        ] {
+            if self.0.contains(flag) {
+                write!(f, "{letter}")?;
+            }
+        }
+        Ok(())
     }
 }

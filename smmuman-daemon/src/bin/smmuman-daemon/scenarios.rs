@@ -76,6 +76,16 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         run: dma_scenarios::cmdq_error,
     },
     Scenario {
+        name: "sid-probe",
+        about: "discovery: a window for the first edu's StreamID; whose DMA lands, which StreamIDs fault",
+        run: crate::discovery_scenarios::sid_probe,
+    },
+    Scenario {
+        name: "static-window",
+        about: "discovery: the config's static windows are live from start-up; other edus are refused",
+        run: crate::discovery_scenarios::static_window,
+    },
+    Scenario {
         name: "selftest-panic",
         about: "panic on purpose (checks the panic report)",
         run: selftest_panic,
