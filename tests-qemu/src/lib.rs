@@ -16,7 +16,7 @@ pub use records::{parse_records, Record};
 
 use std::env;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
@@ -133,14 +133,54 @@ pub fn run_with_qemu_args(
     extra: &[&str],
     qemu_args: &[&str],
 ) -> Result<Run, String> {
+    run_on(
+        &Boot {
+            qemu_args,
+            ..Boot::default()
+        },
+        scenario,
+        extra,
+    )
+}
+
+/// Where and with what to boot: as `cargo xtask run --board NAME --initrd FILE`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Boot<'a> {
+    /// The board (a directory under `boards/` with a `qemu.args`); `None`: `qemu-virt`.
+    pub board: Option<&'a str>,
+    /// The config file QEMU passes as initrd; the daemon reads it instead of the config the
+    /// image embeds. `None`: no initrd (whatever the board).
+    pub initrd: Option<&'a Path>,
+    /// More QEMU arguments after the board's.
+    pub qemu_args: &'a [&'a str],
+}
+
+/// A file of the repository, by its path from the workspace root (a config fixture, a board's
+/// `smmuman.conf`).
+pub fn repo_file(path: &str) -> PathBuf {
+    paths::workspace_root().join(path)
+}
+
+/// Boots the daemon as `boot` says with `scenario=<scenario>` and `extra` bootargs and waits
+/// for it to exit.
+///
+/// # Errors
+/// As [`run`], and when the board is unknown or the initrd is not a file.
+pub fn run_on(boot: &Boot<'_>, scenario: &str, extra: &[&str]) -> Result<Run, String> {
     qemu_ready()?;
     let image = image()?;
     let bootargs = std::iter::once(format!("scenario={scenario}"))
         .chain(extra.iter().map(|s| s.to_string()))
         .collect::<Vec<_>>()
         .join(" ");
-    let mut cmd = qemu::command(&image, &bootargs).map_err(|e| e.to_string())?;
-    cmd.args(qemu_args);
+    let mut cmd = qemu::boot_command(&qemu::Boot {
+        board: boot.board.unwrap_or(paths::DEFAULT_BOARD),
+        image: &image,
+        bootargs: &bootargs,
+        initrd: boot.initrd,
+    })
+    .map_err(|e| e.to_string())?;
+    cmd.args(boot.qemu_args);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
