@@ -320,6 +320,29 @@ fn window(iova: u64, pa: PhysAddr, len: u64) -> Step<DmaWindow> {
     DmaWindow::new(Iova(iova), pa, len).map_err(|_| "bad-window")
 }
 
+/// A new VM object for this VMM.
+fn create<T: Transport>(c: &mut Client<T>) -> Step<ObjectId> {
+    c.create_object(ObjectFlags::empty())
+        .map(|r| r.object)
+        .map_err(|_| "create-object")
+}
+
+/// Maps the first [`WINDOW`] bytes of the VM's RAM at [`GUEST_RAM_BASE`], read/write.
+fn map_guest_ram<T: Transport>(
+    ctx: &Ctx<'_>,
+    c: &mut Client<T>,
+    obj: ObjectId,
+    ram: PhysRange,
+) -> Step {
+    let mapped = c.map(
+        obj,
+        window(GUEST_RAM_BASE, ram.start(), WINDOW)?,
+        Access::RW,
+        MapFlags::empty(),
+    );
+    ctx.check("map-guest-ram", mapped.is_ok(), Res(&mapped))
+}
+
 fn life<T: Transport>(ctx: &Ctx<'_>, c: &mut Client<T>, vmm: &mut Vmm, plan: Plan) -> Step {
     let Plan::Life {
         rogue_offset,
@@ -334,23 +357,14 @@ fn life<T: Transport>(ctx: &Ctx<'_>, c: &mut Client<T>, vmm: &mut Vmm, plan: Pla
         return Err("no-device-or-ram");
     };
     let ram = *ram;
-    let obj = c
-        .create_object(ObjectFlags::empty())
-        .map_err(|_| "create-object")?
-        .object;
+    let obj = create(c)?;
     let attached = c.attach(obj, DeviceSel::pci(dev.bdf));
     ctx.check(
         "attach-own-device",
         matches!(attached, Ok(r) if r.devices == 1),
         Res(&attached),
     )?;
-    let mapped = c.map(
-        obj,
-        window(GUEST_RAM_BASE, ram.start(), WINDOW)?,
-        Access::RW,
-        MapFlags::empty(),
-    );
-    ctx.check("map-guest-ram", mapped.is_ok(), Res(&mapped))?;
+    map_guest_ram(ctx, c, obj, ram)?;
     ctx.say(format_args!(
         "its edu ({}, StreamID {}) may DMA to guest-physical {:#x}..+2 MiB = host {}",
         dev.bdf,
@@ -503,10 +517,7 @@ fn trespass<T: Transport>(
     device: DeviceSel,
     expect: [DomainError; 2],
 ) -> Step {
-    let obj = c
-        .create_object(ObjectFlags::empty())
-        .map_err(|_| "create-object")?
-        .object;
+    let obj = create(c)?;
     // Ask the manager (each call is one round) until another VM object owns the device.
     let mut owned = false;
     for _ in 0..NOTIFY_PATIENCE {
@@ -541,10 +552,7 @@ fn group<T: Transport>(
         return Err("no-device-or-ram");
     };
     let ram = *ram;
-    let obj = c
-        .create_object(ObjectFlags::empty())
-        .map_err(|_| "create-object")?
-        .object;
+    let obj = create(c)?;
     let part = c.attach(obj, DeviceSel::pci(dev.bdf));
     ctx.check(
         "attach-part-of-group-refused",
@@ -557,13 +565,7 @@ fn group<T: Transport>(
         matches!(all, Ok(r) if usize::from(r.devices) == others + 1 && r.groups == 1),
         Res(&all),
     )?;
-    let mapped = c.map(
-        obj,
-        window(GUEST_RAM_BASE, ram.start(), WINDOW)?,
-        Access::RW,
-        MapFlags::empty(),
-    );
-    ctx.check("map-guest-ram", mapped.is_ok(), Res(&mapped))?;
+    map_guest_ram(ctx, c, obj, ram)?;
     let at = |off: u64| PhysAddr(ram.start().0 + off);
     mem.fill_pattern(at(0x1000), u64::from(DMA_LEN), 31);
     let mut members = heapless::Vec::<&mut Device, 4>::new();
