@@ -5,8 +5,11 @@
 //! ambiguous is a [`BoardError`] that names the node and property; the daemon does not guess.
 //!
 //! Parsing is staged so that the console can come up before the rest is checked:
-//! [`open`], then [`console`], then [`BoardInfo::parse`].
+//! [`open`], then [`console`], then [`BoardInfo::parse`]. Which StreamID each device has, and
+//! what the user's config adds, come from `board_config::load`; [`discovery`] applies that
+//! topology to the enumerated functions and the memory plan.
 
+pub mod discovery;
 pub mod error;
 pub mod interrupts;
 pub mod iommu_map;

@@ -3,12 +3,11 @@
 
 use crate::clock::GenericTimer;
 use crate::console;
-use board_config::{
-    Device, LookupError, Origin, StaticWindow, StreamBinding, StreamSource, Topology, UnitId,
-};
+use board_config::{Device, LookupError, Origin, StreamBinding, StreamSource, Topology, UnitId};
 use core::cell::Cell;
 use core::fmt;
 use iommu_core::{Bdf, PhysAddr, StreamId};
+use smmuman_daemon::board::discovery::{carve_windows, function_binding, WindowProblem};
 use smmuman_daemon::board::BoardInfo;
 use smmuman_daemon::bootargs::BootArgs;
 use smmuman_daemon::edu::{self, Edu, EduError};
@@ -22,8 +21,6 @@ use smmuman_daemon::report::write_value;
 
 /// Most devices whose registers can be handed out.
 const MAX_TAKEN: usize = 8;
-/// Most ranges the guest pool keeps once the static windows are cut out of it.
-const MAX_GUEST_RANGES: usize = smmuman_daemon::memory::ram_window::MAX_WINDOW_RANGES;
 
 /// Bring-up failed.
 #[derive(Debug)]
@@ -44,12 +41,8 @@ pub enum BringUpError {
 /// What the combined topology asks for that cannot be done here.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ConfigProblem {
-    /// A static window maps memory that is not free guest memory (the daemon's own memory, the
-    /// device tree, the initrd, firmware's, or no RAM at all): a device must never reach it.
-    WindowNotGrantable(StaticWindow),
-    /// Two static windows map overlapping memory, or more windows than the guest pool can be
-    /// cut around.
-    WindowsTooFragmented(StaticWindow),
+    /// A static window the guest pool cannot give.
+    Window(WindowProblem),
     /// The StreamID of a PCI function cannot be decided.
     Lookup(LookupError),
 }
@@ -57,16 +50,7 @@ pub enum ConfigProblem {
 impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::WindowNotGrantable(w) => write!(
-                f,
-                "window of {} ({}): pa {}+{:#x} is not free guest memory (the pool devices may be granted); the daemon's image, pools, device tree and initrd can never be mapped",
-                w.device, w.origin, w.pa, w.len
-            ),
-            Self::WindowsTooFragmented(w) => write!(
-                f,
-                "window of {} ({}): pa {}+{:#x} overlaps another window or cuts the guest pool into too many pieces",
-                w.device, w.origin, w.pa, w.len
-            ),
+            Self::Window(e) => write!(f, "{e}"),
             Self::Lookup(e) => write!(f, "{e}"),
         }
     }
@@ -149,7 +133,8 @@ impl Platform {
     ///
     /// `initrd` (the config file the boot loader placed) is kept out of both pools. The
     /// config's static windows must lie in the guest pool; they are cut out of it. Every PCI
-    /// function gets the StreamID `topology` gives it at `unit` ([`function_binding`]).
+    /// function gets the StreamID `topology` gives it at `unit` (`function_binding`: a binding
+    /// naming the function wins, else its DMA alias decides).
     pub fn bring_up(
         board: BoardInfo<'static>,
         args: BootArgs<'static>,
@@ -192,7 +177,8 @@ impl Platform {
                 .map_err(|_| too_many())?;
         }
         let memory_plan = MemoryPlan::new(ram, &reserved).map_err(BringUpError::Layout)?;
-        let (guest_ranges, window_ranges) = split_guest_pool(&memory_plan, topology.windows())?;
+        let (guest_ranges, window_ranges) = carve_windows(&memory_plan, topology.windows())
+            .map_err(|e| BringUpError::Config(ConfigProblem::Window(e)))?;
         // SAFETY: the pools exclude the image (code, data, stacks), the device tree, the initrd
         // and firmware reservations; the rest of RAM is used only through these windows. The
         // MMU is off, so physical addresses are CPU addresses.
@@ -206,7 +192,7 @@ impl Platform {
             None
         } else {
             // SAFETY: the static windows' RAM lies in the guest pool's span (checked by
-            // `split_guest_pool`), is disjoint from the guest and daemon windows, and is
+            // `carve_windows`), is disjoint from the guest and daemon windows, and is
             // reached only through this window (and by the devices it is mapped for).
             let window = unsafe { RamWindow::identity(&window_ranges) };
             Some(GuestMemory::new(window).map_err(BringUpError::Pool)?)
@@ -420,107 +406,12 @@ pub struct BootRanges {
     pub initrd: Option<PhysRange>,
 }
 
-/// The binding that gives the enumerated function `f` its StreamID at `unit`, with that
-/// StreamID; `None` when nothing puts it behind `unit`.
-///
-/// The rule for a function behind a bridge (whose DMA carries another requester ID, its
-/// `dma_alias`): a binding that names the function itself wins, whatever its alias, because it
-/// is an explicit statement about that function (typically the user's `[device pci ...]`, which
-/// `override` lets correct firmware). Without one, the function's StreamID is what the topology
-/// gives its DMA alias: firmware's `iommu-map` translates the requester ID the host bridge
-/// sees, and behind a PCIe-to-PCI bridge that is (secondary bus, 00.0), not the function's own.
-/// PCI functions are in segment 0 (the daemon drives one host bridge).
-///
-/// # Errors
-/// [`LookupError::SeveralStreams`] when the topology gives the device more than one StreamID.
-pub fn function_binding<'t>(
-    topology: &'t Topology,
-    unit: UnitId,
-    f: &PciFunction,
-) -> Result<Option<(&'t StreamBinding, StreamId)>, LookupError> {
-    let own = Device::pci(f.bdf);
-    let named = topology
-        .streams()
-        .iter()
-        .any(|b| b.source == StreamSource::Device(own));
-    let device = if named { own } else { Device::pci(f.dma_alias) };
-    let mut found = topology.bindings_for(device);
-    let first = found.next();
-    let more = found.count();
-    if more > 0 {
-        return Err(LookupError::SeveralStreams {
-            device,
-            count: more + 1,
-        });
-    }
-    Ok(first.filter(|(b, _)| b.unit == unit))
-}
-
 /// `firmware` or `config`: which source a statement came from.
 pub fn source_name(origin: Origin) -> &'static str {
     match origin {
         Origin::DeviceTree => "firmware",
         Origin::Config { .. } => "config",
     }
-}
-
-type Ranges = heapless::Vec<PhysRange, MAX_GUEST_RANGES>;
-
-/// The guest pool with the static windows' RAM cut out, and that RAM (windows merged where
-/// they overlap).
-///
-/// # Errors
-/// [`ConfigProblem::WindowNotGrantable`] for a window that is not entirely free guest memory,
-/// [`ConfigProblem::WindowsTooFragmented`] when the pieces do not fit in a [`RamWindow`].
-fn split_guest_pool(
-    plan: &MemoryPlan,
-    windows: &[StaticWindow],
-) -> Result<(Ranges, Ranges), BringUpError> {
-    let problem = |p| Err(BringUpError::Config(p));
-    let mut guest: Ranges = plan.guest_pool().iter().copied().collect();
-    let mut taken = Ranges::new();
-    for w in windows {
-        let Some(range) = PhysRange::new(w.pa, w.len) else {
-            return problem(ConfigProblem::WindowNotGrantable(*w));
-        };
-        if !plan.is_guest_memory(w.pa, w.len) {
-            return problem(ConfigProblem::WindowNotGrantable(*w));
-        }
-        // Windows of devices that share memory may overlap: merge them.
-        let mut merged = range;
-        let mut i = 0;
-        while i < taken.len() {
-            let t = taken[i];
-            if t.overlaps(merged) || t.end() == merged.start() || merged.end() == t.start() {
-                let start = t.start().min(merged.start());
-                let end = t.end().max(merged.end());
-                merged = PhysRange::from_bounds(start, end).unwrap_or(merged);
-                taken.swap_remove(i);
-            } else {
-                i += 1;
-            }
-        }
-        if taken.push(merged).is_err() {
-            return problem(ConfigProblem::WindowsTooFragmented(*w));
-        }
-        let mut rest = Ranges::new();
-        for g in &guest {
-            for piece in [
-                PhysRange::from_bounds(g.start(), range.start().min(g.end())),
-                PhysRange::from_bounds(range.end().max(g.start()), g.end()),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                if rest.push(piece).is_err() {
-                    return problem(ConfigProblem::WindowsTooFragmented(*w));
-                }
-            }
-        }
-        guest = rest;
-    }
-    taken.sort_unstable();
-    Ok((guest, taken))
 }
 
 /// `pci:0000:00:01.0` or `mmio:0x...`: a device as one record value.
