@@ -278,6 +278,13 @@ fn merge_keeps_firmware_and_adds_a_static_window_that_device_b_uses() {
         lands.line
     );
     assert_eq!(lands.get("faults"), Some("0"), "{}", lands.line);
+    let not_mappable = check_passed(&run, "static-window-ram-not-mappable");
+    assert_eq!(
+        not_mappable.get("pa"),
+        Some("0x0000000050000000"),
+        "{}",
+        not_mappable.line
+    );
     let blocked = check_passed(&run, "static-window-others-blocked");
     assert_eq!(blocked.get("fault_sid"), Some("0x8"), "{}", blocked.line);
     assert!(

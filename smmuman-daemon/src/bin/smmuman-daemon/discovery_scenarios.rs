@@ -222,6 +222,13 @@ fn static_window_body(
                 }
                 windowed += 1;
             }
+            None if sid.is_some_and(|s| p.is_static_window_sid(s)) => {
+                // A group member: its DMA uses its group's window, like the windowed device's.
+                console::line(format_args!(
+                    "SAY {bdf} shares StreamID {} with a device that has a static window: it uses that window too.",
+                    iommu::Maybe(*sid)
+                ));
+            }
             None => {
                 edu.dma_from_device(0, Iova(0x1000), DMA_LEN, &p.clock)
                     .map_err(|e| dma_error(&e))?;
@@ -245,6 +252,23 @@ fn static_window_body(
         return Err(fail(
             "no edu has a static read/write window of at least 16 KiB",
         ));
+    }
+    // The windows' RAM belongs to their devices: no other domain (a client's VM) may map it.
+    for r in p.static_window_ranges() {
+        let d = backend
+            .create_domain()
+            .map_err(|e| Outcome::fail().with("reason", e))?;
+        let result = backend.map(d, Iova(0), r.start(), 4 * KIB, Access::RW);
+        let refused = matches!(result, Err(smmuv3::BackendError::ReservedMemory { .. }));
+        let _ = backend.destroy_domain(d);
+        console::line(format_args!(
+            "CHECK step=static-window-ram-not-mappable ok={} pa={}",
+            u8::from(refused),
+            r.start()
+        ));
+        if !refused {
+            return Err(Outcome::fail().with("failed_step", "static-window-ram-not-mappable"));
+        }
     }
     Ok(Outcome::pass()
         .with("windowed", windowed)

@@ -4,7 +4,7 @@
 
 use crate::console;
 use crate::platform::{source_name, AccessName, DeviceName, Platform};
-use board_config::{Device, StaticWindow, Topology, UnitId};
+use board_config::{StaticWindow, Topology, UnitId};
 use core::fmt;
 use iommu_core::{Bdf, DomainId, Fault, FaultDrain, IommuBackend, PhysAddr, StreamId};
 use smmuman_daemon::bootargs::StreamTableFormat as StFormat;
@@ -156,15 +156,6 @@ impl Decision {
     }
 }
 
-/// The StreamID of a static window's device: an enumerated PCI function's (which follows its
-/// DMA alias), else what the topology gives the device.
-fn window_sid(p: &Platform, w: &StaticWindow) -> Option<StreamId> {
-    match w.device {
-        Device::Pci { segment: 0, bdf } if p.pci.function(bdf).is_some() => p.sid_for(bdf),
-        device => p.device_sid(device),
-    }
-}
-
 /// Creates one domain per StreamID that has static windows (a group's devices share it),
 /// maps every window into it and attaches the StreamID. Nothing can DMA yet: bus mastering is
 /// enabled afterwards.
@@ -174,7 +165,9 @@ fn install_static_windows(
 ) -> Result<heapless::Vec<(StreamId, DomainId), MAX_WINDOW_DOMAINS>, IommuError> {
     let mut domains: heapless::Vec<(StreamId, DomainId), MAX_WINDOW_DOMAINS> = heapless::Vec::new();
     for w in p.topology.windows() {
-        let sid = window_sid(p, w).ok_or(IommuError::WindowWithoutStream(*w))?;
+        let sid = p
+            .stream_of(w.device)
+            .ok_or(IommuError::WindowWithoutStream(*w))?;
         if p.is_reserved_sid(sid) {
             return Err(IommuError::WindowOnReservedSid(*w, sid));
         }
@@ -256,6 +249,10 @@ pub fn bring_up(p: &mut Platform, opts: IommuOptions) -> Result<Backend, IommuEr
         backend.reserve(r.range.start(), r.range.size())?;
     }
     let windows = install_static_windows(p, &mut backend)?;
+    // The windows' RAM now belongs to their devices: no other domain may map it.
+    for r in p.static_window_ranges() {
+        backend.reserve(r.start(), r.size())?;
+    }
 
     let mut configured: heapless::Vec<StreamId, MAX_STREAMS> = heapless::Vec::new();
     let functions: heapless::Vec<(Bdf, Bdf, Option<StreamId>), MAX_STREAMS> = p

@@ -287,6 +287,34 @@ impl Platform {
             .map(|(b, _)| b)
     }
 
+    /// The RAM the config's static windows map (merged, sorted): it belongs to those devices
+    /// from start-up, so the manager must never let a client map it.
+    pub fn static_window_ranges(&self) -> &[PhysRange] {
+        self.window_memory
+            .as_ref()
+            .map_or(&[], |m| m.frames().managed())
+    }
+
+    /// Whether `sid` carries a static window of the config (the daemon attached it to a domain
+    /// of its own at bring-up): not a device a client may claim.
+    pub fn is_static_window_sid(&self, sid: StreamId) -> bool {
+        self.topology
+            .windows()
+            .iter()
+            .any(|w| self.stream_of(w.device) == Some(sid))
+    }
+
+    /// The StreamID `device`'s DMA carries at the daemon's unit: an enumerated PCI function's
+    /// ([`Platform::sid_for`], which follows its DMA alias), else what the topology gives it.
+    pub fn stream_of(&self, device: Device) -> Option<StreamId> {
+        match device {
+            Device::Pci { segment: 0, bdf } if self.pci.function(bdf).is_some() => {
+                self.sid_for(bdf)
+            }
+            device => self.device_sid(device),
+        }
+    }
+
     /// How many fault records the manager keeps (the config's `fault-log`, else the default).
     pub fn fault_log_size(&self) -> u32 {
         self.topology.fault_log_size()
@@ -386,7 +414,7 @@ impl Platform {
         for r in plan.reserved() {
             console::line(format_args!("RESERVED kind={} range={}", r.kind, r.range));
         }
-        for r in self.window_memory.iter().flat_map(|m| m.frames().managed()) {
+        for r in self.static_window_ranges() {
             console::line(format_args!("RESERVED kind=static-window range={r}"));
         }
         for f in self.pci.functions() {
