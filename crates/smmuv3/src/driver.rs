@@ -61,6 +61,34 @@ pub struct Stats {
     pub events_lost_at_least: u64,
 }
 
+/// What [`Smmu::abort_all_traffic`] left behind, read back from the SMMU.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct AbortState {
+    /// SMMU_GBPA (IHI 0070 §6.3.14).
+    pub gbpa: u32,
+    /// SMMU_CR0ACK (IHI 0070 §6.3.10: the CR0 value in effect).
+    pub cr0ack: u32,
+    /// Whether every write was acknowledged within the poll limit.
+    pub acknowledged: bool,
+}
+
+impl AbortState {
+    /// GBPA.ABORT: with SMMUEN clear, incoming transactions are terminated.
+    pub fn gbpa_abort(&self) -> bool {
+        self.gbpa & GBPA::ABORT::SET.value != 0
+    }
+
+    /// CR0ACK.SMMUEN: translation (and so the stream table) is in effect.
+    pub fn smmuen(&self) -> bool {
+        self.cr0ack & CR0::SMMUEN::SET.value != 0
+    }
+
+    /// Whether all traffic is terminated: GBPA.ABORT set and SMMUEN clear.
+    pub fn aborting(&self) -> bool {
+        self.gbpa_abort() && !self.smmuen()
+    }
+}
+
 #[derive(Debug)]
 struct Running {
     strtab: StreamTable,
@@ -205,6 +233,28 @@ impl<R: RegisterAccess> Smmu<R> {
             .write32(Reg32::Gbpa, gbpa | GBPA::ABORT::SET.value | update);
         self.wait(Reg32::Gbpa, "GBPA.UPDATE", |v| v & update == 0)
             .map(|_| ())
+    }
+
+    /// Makes the SMMU terminate all traffic without bringing it up, for a manager that refuses
+    /// to start: GBPA.ABORT first (QEMU resets to bypass), then CR0 = 0 (SMMUEN and the queues
+    /// off), each write waited for at most `poll_limit` reads. Only GBPA and CR0 are written;
+    /// no memory is touched. Returns the state read back, even when a wait ran out (then
+    /// `acknowledged` is false): the caller reports it either way.
+    ///
+    /// # Errors
+    /// [`SmmuError::AlreadyRunning`] on a brought-up SMMU (use [`Smmu::shutdown`], which also
+    /// returns its memory).
+    pub fn abort_all_traffic(&mut self, poll_limit: u32) -> Result<AbortState, SmmuError> {
+        if self.running.is_some() {
+            return Err(SmmuError::AlreadyRunning);
+        }
+        self.poll_limit = poll_limit.max(1);
+        let acknowledged = self.abort_bypass().is_ok() && self.write_cr0(0).is_ok();
+        Ok(AbortState {
+            gbpa: self.regs.read32(Reg32::Gbpa),
+            cr0ack: self.regs.read32(Reg32::Cr0Ack),
+            acknowledged,
+        })
     }
 
     /// Acknowledges every active global error, logging it.

@@ -57,7 +57,7 @@ mod fake_smmu;
 
 pub use backend::{BackendError, Smmuv3Backend};
 pub use cmd::{tlbi_s2_range, Command, TlbiRange, TlbiS2Plan};
-pub use driver::{BringUpConfig, Smmu, Stats};
+pub use driver::{AbortState, BringUpConfig, Smmu, Stats};
 pub use error::{CommandErrorKind, Requirement, SmmuError};
 pub use event::{Direction, Event, EventType, FaultClass};
 pub use evtq::DrainReport;

@@ -733,3 +733,41 @@ fn invalid_config_is_rejected() {
         Some((StreamTableFormat::Linear, 8))
     );
 }
+
+#[test]
+fn abort_all_traffic_sets_gbpa_abort_first_then_disables() {
+    let fake = FakeSmmu::qemu();
+    fake.st.borrow_mut().cr0 = 1; // firmware left it enabled
+    fake.st.borrow_mut().cr0ack = 1;
+    let mut smmu = Smmu::with_registers(fake.clone());
+    let state = smmu.abort_all_traffic(100).unwrap();
+    assert!(state.aborting() && state.acknowledged, "{state:?}");
+    let writes = fake.writes();
+    assert!(
+        matches!(writes[0], Write::R32(Reg32::Gbpa, v) if v & GBPA::ABORT::SET.value != 0),
+        "GBPA.ABORT is the first write: {writes:?}"
+    );
+    assert_eq!(writes[1], Write::R32(Reg32::Cr0, 0));
+    assert_eq!(writes.len(), 2, "nothing else is touched: {writes:?}");
+}
+
+#[test]
+fn abort_all_traffic_reports_an_smmu_that_does_not_acknowledge() {
+    let fake = FakeSmmu::qemu();
+    fake.st.borrow_mut().cr0 = 1;
+    fake.st.borrow_mut().cr0ack = 1;
+    fake.st.borrow_mut().cr0ack_stuck = true;
+    let mut smmu = Smmu::with_registers(fake.clone());
+    let state = smmu.abort_all_traffic(10).unwrap();
+    assert!(!state.acknowledged);
+    assert!(
+        !state.aborting(),
+        "SMMUEN still acknowledged as set: {state:?}"
+    );
+}
+
+#[test]
+fn abort_all_traffic_refuses_a_running_smmu() {
+    let (mut smmu, _fake, _mem) = up();
+    assert_eq!(smmu.abort_all_traffic(10), Err(SmmuError::AlreadyRunning));
+}

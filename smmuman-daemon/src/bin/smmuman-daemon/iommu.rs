@@ -10,9 +10,9 @@ use iommu_core::{Bdf, DomainId, Fault, FaultDrain, IommuBackend, PhysAddr, Strea
 use smmuman_daemon::bootargs::StreamTableFormat as StFormat;
 use smmuman_daemon::clock::Clock;
 use smmuman_daemon::memory::DaemonMemory;
-use smmuman_daemon::mmio::Mmio;
+use smmuman_daemon::mmio::MmioRegion;
 use smmuv3::{
-    BackendError, BringUpConfig, Reg32, SmmuError, Smmuv3Backend, Ste, StreamTableFormat,
+    AbortState, BackendError, BringUpConfig, SmmuError, Smmuv3Backend, Ste, StreamTableFormat,
 };
 
 /// The IOMMU backend the daemon runs.
@@ -29,14 +29,6 @@ const MAX_STREAMS: usize = 64;
 /// Most domains the static windows get (one per StreamID with a window).
 const MAX_WINDOW_DOMAINS: usize = board_config::MAX_WINDOWS;
 
-/// IHI 0070 §6.3.14 SMMU_GBPA.ABORT: while SMMUEN is 0, every incoming transaction is
-/// terminated with an abort instead of passing untranslated.
-const GBPA_ABORT: u32 = 1 << 20;
-/// IHI 0070 §6.3.14 SMMU_GBPA.UPDATE: written as 1 with a new value; the SMMU clears it once
-/// the value is in effect.
-const GBPA_UPDATE: u32 = 1 << 31;
-/// IHI 0070 §6.3.9 SMMU_CR0.SMMUEN: translation enabled.
-const CR0_SMMUEN: u32 = 1 << 0;
 /// Register reads before the abort path stops waiting for an acknowledgement.
 const ABORT_POLLS: u32 = 1_000_000;
 
@@ -342,50 +334,27 @@ fn print_groups(functions: &[(Bdf, Bdf, Option<StreamId>)]) {
     }
 }
 
-/// What an SMMU's registers read after [`abort_all_traffic`].
-#[derive(Clone, Copy, Debug)]
-pub struct AbortState {
-    /// SMMU_GBPA.
-    pub gbpa: u32,
-    /// SMMU_CR0ACK (IHI 0070 §6.3.10: the CR0 value in effect).
-    pub cr0ack: u32,
-    /// Whether every wait was acknowledged within the poll limit.
-    pub acknowledged: bool,
-}
-
-impl AbortState {
-    /// Whether all traffic is terminated: GBPA.ABORT set and SMMUEN clear.
-    pub fn aborting(&self) -> bool {
-        self.gbpa & GBPA_ABORT != 0 && self.cr0ack & CR0_SMMUEN == 0
-    }
-}
-
-fn poll(regs: &impl Mmio, reg: Reg32, done: impl Fn(u32) -> bool) -> (u32, bool) {
-    let mut v = regs.read32(reg.offset());
-    for _ in 0..ABORT_POLLS {
-        if done(v) {
-            return (v, true);
-        }
-        v = regs.read32(reg.offset());
-    }
-    (v, done(v))
+/// The SMMU whose register frame `regs` holds, as a driver handle (it reads the ID registers
+/// only; nothing is written until a method says so).
+fn driver(regs: &MmioRegion) -> smmuv3::Smmu {
+    // SAFETY: `regs` is the SMMU's register frame from the device tree, device memory (the MMU
+    // is off); its holder is its only user, and this handle lives no longer than the borrow.
+    unsafe { smmuv3::Smmu::new(regs.base().0 as usize) }
 }
 
 /// Makes the SMMU behind `regs` terminate all traffic without bringing it up, for a daemon
-/// that refuses to start: GBPA.ABORT first (IHI 0070 §6.3.14; QEMU resets the SMMU to bypass),
-/// then CR0 = 0 (§6.3.9: SMMUEN and the queues off), each write waited for (GBPA.UPDATE clear,
-/// CR0ACK equal). Only the two registers are written; the SMMU's tables are not touched.
-pub fn abort_all_traffic(regs: &mut impl Mmio) -> AbortState {
-    let (gbpa, idle) = poll(regs, Reg32::Gbpa, |v| v & GBPA_UPDATE == 0);
-    regs.write32(Reg32::Gbpa.offset(), gbpa | GBPA_ABORT | GBPA_UPDATE);
-    let (gbpa, updated) = poll(regs, Reg32::Gbpa, |v| v & GBPA_UPDATE == 0);
-    regs.write32(Reg32::Cr0.offset(), 0);
-    let (cr0ack, disabled) = poll(regs, Reg32::Cr0Ack, |v| v == 0);
-    AbortState {
-        gbpa,
-        cr0ack,
-        acknowledged: idle && updated && disabled,
-    }
+/// that refuses to start ([`smmuv3::Smmu::abort_all_traffic`]: GBPA.ABORT, then CR0 = 0; no
+/// memory touched).
+pub fn abort_all_traffic(regs: &mut MmioRegion) -> AbortState {
+    // A fresh handle was never brought up, so the driver cannot answer AlreadyRunning; should
+    // it, report an SMMU that did not acknowledge.
+    driver(regs)
+        .abort_all_traffic(ABORT_POLLS)
+        .unwrap_or(AbortState {
+            gbpa: 0,
+            cr0ack: 0,
+            acknowledged: false,
+        })
 }
 
 /// Prints what [`abort_all_traffic`] left: one `SMMU_ABORT` record.
@@ -395,16 +364,15 @@ pub fn print_abort(base: PhysAddr, s: &AbortState) {
         u8::from(s.aborting()),
         s.gbpa,
         s.cr0ack,
-        u8::from(s.gbpa & GBPA_ABORT != 0),
-        u8::from(s.cr0ack & CR0_SMMUEN != 0),
+        u8::from(s.gbpa_abort()),
+        u8::from(s.smmuen()),
         u8::from(s.acknowledged)
     ));
 }
 
 /// IDR1.SIDSIZE of the SMMU at `regs` (IHI 0070 §6.3.2): how many StreamID bits it takes.
-pub fn probe_sid_bits(regs: &impl Mmio) -> u8 {
-    // IHI 0070 §6.3.2 SMMU_IDR1.SIDSIZE, bits [5:0].
-    (regs.read32(Reg32::Idr1.offset()) & 0x3f) as u8
+pub fn probe_sid_bits(regs: &MmioRegion) -> u8 {
+    driver(regs).features().sid_bits
 }
 
 /// The PCI function that issues DMA with `sid` (the first one, for a shared StreamID).

@@ -41,8 +41,9 @@ fn client_id(index: usize) -> ClientId {
 }
 
 /// Brings the IOMMU up and starts the manager over it: every PCI function behind the SMMU is a
-/// device it controls (functions that share a StreamID form one group), and the daemon's own
-/// memory is reserved.
+/// device it controls (functions that share a StreamID form one group) unless the board
+/// reserves its StreamID or gave it a static window, and the daemon's own memory (with the
+/// static windows' RAM) is reserved.
 ///
 /// # Errors
 /// The `RESULT` record of the failure.
@@ -71,6 +72,9 @@ pub fn over(p: &Platform, backend: Backend) -> Result<Mgr, Outcome> {
                 raw_sid_allowed: false,
             })
         })
+        // StreamIDs the board reserves for the system, and devices the config gave a static
+        // window at start-up, are not the clients' to claim.
+        .filter(|d| !p.is_reserved_sid(d.sid) && !p.is_static_window_sid(d.sid))
         .collect();
     let mut reserved: heapless::Vec<PhysRange, 16> = heapless::Vec::new();
     let plan = &p.memory_plan;
@@ -84,6 +88,13 @@ pub fn over(p: &Platform, backend: Backend) -> Result<Mgr, Outcome> {
         let _ = reserved.push(PhysRange {
             start: r.range.start(),
             len: r.range.size(),
+        });
+    }
+    // RAM the config's static windows map belongs to those devices from start-up.
+    for r in p.static_window_ranges() {
+        let _ = reserved.push(PhysRange {
+            start: r.start(),
+            len: r.size(),
         });
     }
     let ias = backend.stage2_config().ias_bits;
