@@ -157,3 +157,41 @@ fn devices_sharing_a_streamid_behind_a_bridge_move_as_one_group() {
             .contains("owned by another VM object")
     );
 }
+
+#[test]
+fn devices_the_board_keeps_are_not_offered_to_clients() {
+    use tests_qemu::{repo_file, run_on, Boot};
+    // The merge fixture reserves StreamID 0 (the host bridge) and gives 00:02.0 a static window.
+    let config = repo_file("crates/board-config/tests/fixtures/config/qemu-merge.conf");
+    let boot = Boot {
+        initrd: Some(&config),
+        ..Boot::default()
+    };
+    let run = run_on(&boot, "vmm-board-owned", &[]).unwrap_or_else(|e| panic!("{e}"));
+    run.assert_pass();
+    let owned: Vec<_> = run
+        .records("DEVICE")
+        .map(|r| {
+            (
+                r.get("bdf").unwrap_or("?").to_string(),
+                r.get("board_owned").unwrap_or("?").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        owned,
+        pairs(&[("00:00.0", "1"), ("00:01.0", "0"), ("00:02.0", "1")]),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        decisions(&run),
+        pairs(&[("dev0", "refuse"), ("dev1", "start"), ("dev2", "refuse")])
+    );
+    // Without the config the same devices are all the clients' to claim.
+    let plain = passed("vmm-board-owned", &[]);
+    assert_eq!(
+        decisions(&plain),
+        pairs(&[("dev0", "start"), ("dev1", "start"), ("dev2", "start")])
+    );
+}

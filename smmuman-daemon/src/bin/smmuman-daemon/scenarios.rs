@@ -66,6 +66,11 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         run: vm_scenarios::vmm_unknown_device,
     },
     Scenario {
+        name: "vmm-board-owned",
+        about: "devices with a reserved StreamID or a static window are not offered to clients",
+        run: vm_scenarios::vmm_board_owned,
+    },
+    Scenario {
         name: "vms-group",
         about: "devices sharing a StreamID move as one group (boards/qemu-virt-bridge)",
         run: vm_scenarios::vms_group,

@@ -227,6 +227,41 @@ pub fn vmm_unknown_device(p: &mut Platform) -> Outcome {
     })
 }
 
+/// Devices the board keeps for itself (a StreamID reserved for the system, a device the
+/// config gave a static window) are not the clients': a VMM that asks for one hears that the
+/// manager does not know it and refuses to start; the other devices start normally. One VMM
+/// per PCI function behind the SMMU (at most [`MAX_CLIENTS`]).
+pub fn vmm_board_owned(p: &mut Platform) -> Outcome {
+    finish(|| {
+        let mut m = manager::start(p)?;
+        let names = ["dev0", "dev1", "dev2", "dev3"];
+        let mut expected: heapless::Vec<(&str, &str), MAX_CLIENTS> = heapless::Vec::new();
+        let mut vmms = Vmms::new();
+        let functions: heapless::Vec<(Bdf, StreamId), MAX_CLIENTS> = p
+            .pci
+            .functions()
+            .iter()
+            .filter_map(|f| f.sid.map(|sid| (f.bdf, sid)))
+            .take(MAX_CLIENTS)
+            .collect();
+        for (i, (bdf, sid)) in functions.into_iter().enumerate() {
+            let board_owned = p.is_reserved_sid(sid) || p.is_static_window_sid(sid);
+            console::line(format_args!(
+                "DEVICE name={} bdf={bdf} sid={sid} board_owned={}",
+                names[i],
+                u8::from(board_owned)
+            ));
+            let _ = vmms.push(vmm(names[i], false, bdf, Plan::StartOnly));
+            let _ = expected.push((names[i], if board_owned { "refuse" } else { "start" }));
+        }
+        manager::open_mailboxes();
+        let verdicts = manager::run(p, Some(&mut m), vmms);
+        counters(&m);
+        judge(&verdicts, &expected)?;
+        Ok(Outcome::pass().with("devices", expected.len()))
+    })
+}
+
 /// Devices that share one StreamID (behind a PCIe-to-PCI bridge: boot with
 /// `boards/qemu-virt-bridge`) are one unit: attaching one alone is refused with GroupSplit,
 /// attaching the group works, and every member's DMA then uses the VM's window.
