@@ -43,6 +43,9 @@ impl fmt::Display for LoadError<'_> {
 
 /// Firmware's topology from `fdt`, combined with `config` if there is one.
 ///
+/// `fdt`'s blob must have passed [`crate::dt::validate_blob`]: `fdt` 0.1.5 panics on some
+/// corrupt blobs.
+///
 /// # Errors
 /// The first [`LoadError`]: device tree first, then the config, then combining.
 pub fn load<'a>(fdt: &Fdt<'_>, config: Option<ConfigFile<'a>>) -> Result<Topology, LoadError<'a>> {

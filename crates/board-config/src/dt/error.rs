@@ -64,6 +64,8 @@ impl fmt::Display for DtError {
 pub enum DtErrorKind {
     /// The blob is not a flattened device tree.
     BadBlob(fdt::FdtError),
+    /// The blob is corrupt, or holds what `fdt` 0.1.5 cannot read safely.
+    Corrupt(super::blob::BlobError),
     /// A required property is absent.
     Missing,
     /// A property that must hold 32-bit cells has a length that is not a multiple of 4.
@@ -264,6 +266,11 @@ impl fmt::Display for DtErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BadBlob(e) => write!(f, "not a flattened device tree: {e}"),
+            Self::Corrupt(e) => write!(
+                f,
+                "corrupt flattened device tree: {} at offset {:#x}: {}",
+                e.block, e.offset, e.kind
+            ),
             Self::Missing => f.write_str("missing"),
             Self::NotWholeCells { bytes } => {
                 write!(f, "{bytes} bytes is not a whole number of 32-bit cells")

@@ -14,19 +14,25 @@
 //! malformed or contradictory property is a [`DtError`] naming the node's full path and the
 //! property; nothing is guessed.
 //!
-//! `fdt` 0.1.5 itself trusts the blob's structure block (it can panic on a corrupt one); the
-//! blob comes from the boot loader, before any DMA device is let loose.
+//! `fdt` 0.1.5 itself trusts the blob (it can panic on a corrupt one): [`from_blob`] runs
+//! [`validate_blob`] first, and whoever builds an [`Fdt`] for [`from_fdt`] or
+//! [`crate::load()`] must do the same.
 
 // A `DtError` carries the node's full path (up to 128 bytes) so that the message can name it;
 // without an allocator that path lives in the error itself. Discovery runs once, at start-up,
 // so the size of the `Result` costs nothing that matters.
 #![allow(clippy::result_large_err)]
 
+mod blob;
 mod error;
 mod initrd;
 mod interrupts;
 mod tree;
 
+pub use blob::{
+    validate_blob, BlobError, BlobErrorKind, Block, FDT_MAGIC, HEADER_SIZE, MAX_BLOB_DEPTH,
+    MAX_LAST_COMP_VERSION, MIN_VERSION,
+};
 pub use error::{DtError, DtErrorKind, NodeName, NodePath, NODE_NAME_LEN, NODE_PATH_LEN};
 pub use initrd::{initrd, Initrd};
 pub use tree::MAX_DEPTH;
@@ -49,16 +55,24 @@ pub const SMMU_V3_COMPATIBLE: &str = "arm,smmu-v3";
 /// Most PCI hosts with an `iommu-map` read.
 pub const MAX_PCI_HOSTS: usize = 8;
 
-/// [`fdt::Fdt::new`] then [`from_fdt`].
+/// [`fdt::Fdt::new`], [`validate_blob`], then [`from_fdt`].
 ///
 /// # Errors
-/// [`DtErrorKind::BadBlob`] for a blob that is not a device tree, else as [`from_fdt`].
+/// [`DtErrorKind::BadBlob`] for a blob whose header `fdt` refuses (magic, `totalsize`),
+/// [`DtErrorKind::Corrupt`] for one [`validate_blob`] refuses, else as [`from_fdt`].
 pub fn from_blob(blob: &[u8]) -> Result<Topology, DtError> {
-    let fdt = Fdt::new(blob).map_err(|e| DtError::new("/", "", DtErrorKind::BadBlob(e)))?;
+    let bad = |kind| DtError::new("/", "", kind);
+    // `Fdt::new` reads the header only, so it is safe before the walk; it keeps its own
+    // errors for blobs that are not device trees at all.
+    let fdt = Fdt::new(blob).map_err(|e| bad(DtErrorKind::BadBlob(e)))?;
+    validate_blob(blob).map_err(|e| bad(DtErrorKind::Corrupt(e)))?;
     from_fdt(&fdt)
 }
 
 /// The IOMMU units and stream bindings the device tree describes.
+///
+/// `fdt`'s blob must have passed [`validate_blob`]: `fdt` 0.1.5 panics on some corrupt
+/// blobs ([`from_blob`] does both).
 ///
 /// # Errors
 /// The first [`DtError`] in tree order: SMMU nodes are read first, then PCI hosts and
