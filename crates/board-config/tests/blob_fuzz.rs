@@ -56,6 +56,8 @@ struct Base {
     tokens: Vec<usize>,
     /// Offsets of its `FDT_PROP` tokens.
     props: Vec<usize>,
+    /// Its header's offsets and sizes.
+    sizes: Vec<u32>,
 }
 
 impl Base {
@@ -70,15 +72,25 @@ impl Base {
                 .filter(|(_, t)| matches!(t, Tok::Prop { .. }))
                 .map(|(at, _)| *at)
                 .collect(),
+            sizes: [
+                TOTALSIZE,
+                OFF_DT_STRUCT,
+                OFF_DT_STRINGS,
+                SIZE_DT_STRINGS,
+                SIZE_DT_STRUCT,
+            ]
+            .map(|f| get32(&blob, f))
+            .to_vec(),
             blob,
         }
     }
 }
 
-/// Values header fields and lengths are rewritten to.
-fn edge(rng: &mut Rng, orig: u32, len: usize) -> u32 {
+/// Values header fields and lengths are rewritten to: small, huge, random, near the
+/// original, and on the edges of the blob's blocks (`sizes`).
+fn edge(rng: &mut Rng, orig: u32, len: usize, sizes: &[u32]) -> u32 {
     let len = len as u32;
-    match rng.below(16) {
+    match rng.below(18) {
         0 => 0,
         1 => 1,
         2 => 3,
@@ -94,6 +106,10 @@ fn edge(rng: &mut Rng, orig: u32, len: usize) -> u32 {
         12 => u32::MAX,
         13 => 0x8000_0000,
         14 => rng.below(len as usize + 64) as u32,
+        15 | 16 => {
+            let size = rng.pick(sizes);
+            size.wrapping_add(rng.pick(&[0, 1, 4, u32::MAX, u32::MAX - 3]))
+        }
         _ => rng.next() as u32,
     }
 }
@@ -129,7 +145,7 @@ fn mutate(rng: &mut Rng, base: &Base, b: &mut Vec<u8>, log: &mut String) {
         4 | 5 => {
             let field = rng.pick(&FIELDS);
             if field + 4 <= b.len() {
-                let v = edge(rng, get32(b, field), len);
+                let v = edge(rng, get32(b, field), len, &base.sizes);
                 set32(b, field, v);
                 log.push_str(&format!("header {field:#x} = {v:#x}; "));
             }
@@ -145,7 +161,7 @@ fn mutate(rng: &mut Rng, base: &Base, b: &mut Vec<u8>, log: &mut String) {
             let at = rng.pick(&base.props);
             let (what, field) = rng.pick(&[("len", at + 4), ("nameoff", at + 8)]);
             if field + 4 <= b.len() {
-                let v = edge(rng, get32(b, field), len);
+                let v = edge(rng, get32(b, field), len, &base.sizes);
                 set32(b, field, v);
                 log.push_str(&format!("prop {at:#x} {what} = {v:#x}; "));
             }
@@ -255,7 +271,13 @@ fn run(bases: &[Base], cases: impl Iterator<Item = u64>) -> Tally {
             }
         };
         if let Err(why) = verdict {
-            t.failure = Some((n, format!("case {n} ({log}): {why}")));
+            t.failure = Some((
+                n,
+                format!(
+                    "case {n} ({log}): {why}\nreplay: BLOB_FUZZ_CASE={n} cargo test -p \
+                     board-config --test blob_fuzz"
+                ),
+            ));
             break;
         }
     }
@@ -283,7 +305,7 @@ fn no_blob_validate_blob_accepts_makes_fdt_panic() {
     };
     std::panic::set_hook(quiet);
     if let Some((_, f)) = tallies.iter().filter_map(|t| t.failure.as_ref()).min() {
-        panic!("{f}\nreplay: BLOB_FUZZ_CASE=<case> cargo test -p board-config --test blob_fuzz");
+        panic!("{f}");
     }
     let total = only.map_or(CASES, |_| 1);
     let accepted: u64 = tallies.iter().map(|t| t.accepted).sum();
