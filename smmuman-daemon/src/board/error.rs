@@ -7,6 +7,9 @@ use core::fmt;
 pub enum BoardError<'a> {
     /// The blob is not a flattened device tree (bad magic, truncated).
     BadBlob(fdt::FdtError),
+    /// The blob is corrupt, or holds what `fdt` 0.1.5 cannot read safely
+    /// ([`board_config::dt::validate_blob`]).
+    CorruptBlob(board_config::dt::BlobError),
     /// A required node is missing.
     MissingNode {
         /// What was looked for: a path or a `compatible` string.
@@ -64,6 +67,7 @@ impl fmt::Display for BoardError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BadBlob(e) => write!(f, "device tree blob unusable: {e}"),
+            Self::CorruptBlob(e) => write!(f, "{e}"),
             Self::MissingNode { what } => write!(f, "device tree has no {what} node"),
             Self::Ambiguous { compatible, count } => write!(
                 f,

@@ -42,12 +42,17 @@ pub const MAX_FIRMWARE_RESERVED: usize = 8;
 /// `compatible` of the PL011 UART.
 pub const PL011_COMPATIBLE: &str = "arm,pl011";
 
-/// Validates the blob's header (magic, `totalsize` against the slice).
+/// Validates the blob: its header (magic, `totalsize` against the slice), then the whole of
+/// it with [`board_config::dt::validate_blob`], so that no later `fdt` call can panic on it.
 ///
 /// # Errors
-/// [`BoardError::BadBlob`].
+/// [`BoardError::BadBlob`] for a blob that is not a device tree,
+/// [`BoardError::CorruptBlob`] for a corrupt one.
 pub fn open(blob: &[u8]) -> Result<Fdt<'_>, BoardError<'_>> {
-    Fdt::new(blob).map_err(BoardError::BadBlob)
+    // `Fdt::new` reads the header only; nothing walks the tree before `validate_blob`.
+    let fdt = Fdt::new(blob).map_err(BoardError::BadBlob)?;
+    board_config::dt::validate_blob(blob).map_err(BoardError::CorruptBlob)?;
+    Ok(fdt)
 }
 
 /// The console UART.
