@@ -43,7 +43,8 @@ pub const MAX_FIRMWARE_RESERVED: usize = 8;
 pub const PL011_COMPATIBLE: &str = "arm,pl011";
 
 /// Validates the blob: its header (magic, `totalsize` against the slice), then the whole of
-/// it with [`board_config::dt::validate_blob`], so that no later `fdt` call can panic on it.
+/// it with [`board_config::dt::validate_blob`], so that `fdt`'s walks cannot panic on it
+/// (its module comment lists the few `fdt` calls that stay unsafe on any tree).
 ///
 /// # Errors
 /// [`BoardError::BadBlob`] for a blob that is not a device tree,
