@@ -44,7 +44,7 @@ pub const PL011_COMPATIBLE: &str = "arm,pl011";
 
 /// Validates the blob: its header (magic, `totalsize` against the slice), then the whole of
 /// it with [`board_config::dt::validate_blob`], so that `fdt`'s walks cannot panic on it
-/// (its module comment lists the few `fdt` calls that stay unsafe on any tree).
+/// ([`board_config::dt::blob`] lists the few `fdt` calls that stay unsafe on any tree).
 ///
 /// # Errors
 /// [`BoardError::BadBlob`] for a blob that is not a device tree,

@@ -389,8 +389,9 @@ impl fmt::Display for BlobErrorKind {
 }
 
 /// Checks that `blob` is a well-formed flattened devicetree (Devicetree Specification v0.4
-/// §5) that `fdt` 0.1.5 can read without panicking (see the module comment for what that
-/// takes). Call it before [`fdt::Fdt::new`] on any blob that comes from outside.
+/// §5) that `fdt` 0.1.5 can read without panicking (the [module](self) comment lists what
+/// that takes, and the `fdt` calls that stay unsafe on any tree). Call it before walking an
+/// [`fdt::Fdt`] built from a blob that comes from outside.
 ///
 /// # Errors
 /// The first [`BlobError`]: header, then memory reservation block, then structure block

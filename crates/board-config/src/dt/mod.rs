@@ -23,7 +23,7 @@
 // so the size of the `Result` costs nothing that matters.
 #![allow(clippy::result_large_err)]
 
-mod blob;
+pub mod blob;
 mod error;
 mod initrd;
 mod interrupts;
