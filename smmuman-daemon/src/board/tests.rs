@@ -103,6 +103,22 @@ fn not_a_device_tree() {
 }
 
 #[test]
+fn a_structurally_corrupt_device_tree_is_an_error_not_a_panic() {
+    // The header's off_dt_strings (offset 12) pointed past the blob: the fdt crate would slice
+    // out of bounds; the validator names the block and the offset instead.
+    let mut blob = QEMU_VIRT.to_vec();
+    blob[12..16].copy_from_slice(&0x7fff_fff0u32.to_be_bytes());
+    let err = open(&blob).unwrap_err();
+    assert!(matches!(err, BoardError::CorruptBlob(_)), "{err:?}");
+    assert!(err.to_string().starts_with("device tree: "), "{err}");
+    // The same through the whole board parse.
+    assert!(matches!(
+        BoardInfo::from_blob(&blob),
+        Err(BoardError::CorruptBlob(_))
+    ));
+}
+
+#[test]
 fn no_smmu() {
     let tree = edit(|t| t.children.retain(|c| c.name != SMMU));
     assert_eq!(
