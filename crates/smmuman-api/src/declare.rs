@@ -48,6 +48,58 @@ pub struct OpInfo {
     pub reply_size: usize,
 }
 
+impl OpInfo {
+    /// Writes the op's section of `docs/protocol.md` as the declaration has it: the heading and
+    /// the request and reply layout tables (`docs/protocol.md` is checked against this; the
+    /// `protocol_layouts` example prints it for every op).
+    ///
+    /// # Errors
+    /// Whatever `w` returns.
+    pub fn write_markdown(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
+        writeln!(w, "{}\n", self.heading())?;
+        writeln!(w, "Request:\n")?;
+        write_layout(w, self.request)?;
+        writeln!(w, "\nReply:\n")?;
+        write_layout(w, self.reply)
+    }
+
+    /// The op's heading in `docs/protocol.md`.
+    pub fn heading(&self) -> OpHeading<'_> {
+        OpHeading(self)
+    }
+}
+
+/// The heading of an op's section of `docs/protocol.md` ([`OpInfo::heading`]).
+pub struct OpHeading<'a>(&'a OpInfo);
+
+impl core::fmt::Display for OpHeading<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let i = self.0;
+        write!(
+            f,
+            "### {} `{}` (request {} bytes, reply {} bytes)",
+            i.op.number(),
+            i.name,
+            i.request_size,
+            i.reply_size
+        )
+    }
+}
+
+/// A message's fields as a Markdown table: offset, size, name, type.
+pub fn write_layout(w: &mut impl core::fmt::Write, fields: &[FieldInfo]) -> core::fmt::Result {
+    writeln!(w, "| offset | size | field | type |\n|---:|---:|---|---|")?;
+    let mut at = 0;
+    for f in fields {
+        writeln!(w, "| {at} | {} | `{}` | `{}` |", f.size, f.name, f.ty)?;
+        at += f.size;
+    }
+    if fields.is_empty() {
+        writeln!(w, "| - | 0 | (empty) | |")?;
+    }
+    Ok(())
+}
+
 macro_rules! interface {
     ($(
         $(#[doc = $doc:literal])*

@@ -50,7 +50,7 @@ pub mod types;
 pub mod wire;
 
 pub use client::Client;
-pub use declare::{FieldInfo, OpInfo};
+pub use declare::{FieldInfo, OpHeading, OpInfo};
 pub use error::{CallError, DomainError, ProtocolError, Refusal, ReplyError, TransportError};
 pub use interface::*;
 pub use policy::{

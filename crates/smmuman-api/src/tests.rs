@@ -474,15 +474,8 @@ fn the_op_table_is_consistent() {
 
 /// Renders an op's request and reply layout as the Markdown table `docs/protocol.md` shows.
 fn layout_table(fields: &[FieldInfo]) -> String {
-    let mut s = String::from("| offset | size | field | type |\n|---:|---:|---|---|\n");
-    let mut at = 0;
-    for f in fields {
-        s += &format!("| {at} | {} | `{}` | `{}` |\n", f.size, f.name, f.ty);
-        at += f.size;
-    }
-    if fields.is_empty() {
-        s += "| - | 0 | (empty) | |\n";
-    }
+    let mut s = String::new();
+    crate::declare::write_layout(&mut s, fields).unwrap();
     s
 }
 
@@ -491,13 +484,7 @@ fn protocol_md_shows_every_op_as_declared() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/protocol.md");
     let doc = std::fs::read_to_string(path).expect("docs/protocol.md is readable");
     for info in OPS {
-        let heading = format!(
-            "### {} `{}` (request {} bytes, reply {} bytes)",
-            info.op.number(),
-            info.name,
-            info.request_size,
-            info.reply_size
-        );
+        let heading = info.heading().to_string();
         let at = doc
             .find(&heading)
             .unwrap_or_else(|| panic!("docs/protocol.md lacks the heading\n{heading}"));
@@ -544,22 +531,4 @@ fn statuses_in_replies_match_their_class() {
         Some(Status::Domain(DomainError::NotOwned))
     );
     assert_eq!(h.payload_len, 16);
-}
-
-/// Prints the layout tables, to paste into docs/protocol.md after changing the op table:
-/// `cargo test -p smmuman-api print_layouts -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn print_layouts() {
-    for info in OPS {
-        println!(
-            "### {} `{}` (request {} bytes, reply {} bytes)\n",
-            info.op.number(),
-            info.name,
-            info.request_size,
-            info.reply_size
-        );
-        println!("Request:\n\n{}", layout_table(info.request));
-        println!("Reply:\n\n{}", layout_table(info.reply));
-    }
 }
