@@ -10,7 +10,8 @@ use crate::error::{CommandErrorKind, SmmuError};
 use crate::gerror::GerrorFlags;
 use crate::mmio::{Reg32, RegisterAccess};
 use crate::queue::QueueGeometry;
-use crate::regs::{addr_bits, CMDQ_BASE, CMDQ_CONS};
+use crate::queue_memory::QueueMemory;
+use crate::regs::{CMDQ_BASE, CMDQ_CONS};
 use iommu_core::{DmaMemory, PhysAddr};
 
 /// Size of one command (IHI 0070 §4: two 64-bit words).
@@ -19,50 +20,40 @@ pub(crate) const ENTRY_SIZE: u64 = 16;
 /// A command queue in DMA memory and the driver's copy of CMDQ_PROD.
 #[derive(Debug)]
 pub(crate) struct CommandQueue {
-    base: PhysAddr,
-    geom: QueueGeometry,
+    q: QueueMemory,
     prod: u32,
 }
 
 impl CommandQueue {
-    /// Allocates a queue of 2^`log2size` entries, aligned to its size (IHI 0070 §6.3.25: the
-    /// base is aligned to the queue size, at least 32 bytes).
+    /// Allocates a queue of 2^`log2size` commands.
     pub(crate) fn alloc(
         mem: &mut (impl DmaMemory + ?Sized),
         log2size: u8,
     ) -> Result<Self, SmmuError> {
-        let geom = QueueGeometry::new(log2size);
-        let bytes = Self::bytes_for(geom);
-        let base = mem.alloc_zeroed(bytes, bytes.max(32))?;
         Ok(Self {
-            base,
-            geom,
+            q: QueueMemory::alloc(mem, log2size, ENTRY_SIZE)?,
             prod: 0,
         })
     }
 
-    fn bytes_for(geom: QueueGeometry) -> usize {
-        geom.entries() as usize * ENTRY_SIZE as usize
-    }
-
     /// Returns the memory.
     pub(crate) fn free(self, mem: &mut (impl DmaMemory + ?Sized)) {
-        mem.free(self.base, Self::bytes_for(self.geom));
+        self.q.free(mem);
     }
 
     /// The queue's geometry.
     pub(crate) fn geometry(&self) -> QueueGeometry {
-        self.geom
+        self.q.geom
     }
 
     /// The SMMU_CMDQ_BASE value: RA (read-allocate), ADDR and LOG2SIZE (IHI 0070 §6.3.25).
     pub(crate) fn base_reg(&self) -> u64 {
-        (CMDQ_BASE::RA::SET + CMDQ_BASE::LOG2SIZE.val(self.geom.log2size().into())).value
-            | addr_bits(self.base.get(), 5)
+        (CMDQ_BASE::RA::SET + CMDQ_BASE::LOG2SIZE.val(self.q.geom.log2size().into())).value
+            | self.q.addr_field()
     }
 
     fn slot(&self, p: u32) -> PhysAddr {
-        PhysAddr(self.base.get() + u64::from(self.geom.index(p)) * ENTRY_SIZE)
+        self.q.slot(p)
     }
 
     /// Writes `entries` followed by one CMD_SYNC, hands them to the SMMU and waits (at most
@@ -112,7 +103,7 @@ impl CommandQueue {
         batch.stats.syncs += 1;
         batch.mem.publish();
         batch.regs.write32(Reg32::CmdqProd, self.prod);
-        self.wait_for_space(&mut batch, self.geom.entries())?;
+        self.wait_for_space(&mut batch, self.q.geom.entries())?;
         match batch.first_error {
             Some(e) => Err(e),
             None => Ok(()),
@@ -124,8 +115,8 @@ impl CommandQueue {
         R: RegisterAccess + ?Sized,
         M: DmaMemory + ?Sized,
     {
-        let cons = self.geom.ptr(b.regs.read32(Reg32::CmdqCons));
-        if self.geom.space(self.prod, cons) == 0 {
+        let cons = self.q.geom.ptr(b.regs.read32(Reg32::CmdqCons));
+        if self.q.geom.space(self.prod, cons) == 0 {
             // Full: hand over what is written and wait for the SMMU to make room.
             b.mem.publish();
             b.regs.write32(Reg32::CmdqProd, self.prod);
@@ -134,7 +125,7 @@ impl CommandQueue {
         let slot = self.slot(self.prod);
         b.mem.write_u64(slot, entry[0]);
         b.mem.write_u64(PhysAddr(slot.get() + 8), entry[1]);
-        self.prod = self.geom.advance(self.prod, 1);
+        self.prod = self.q.geom.advance(self.prod, 1);
         Ok(())
     }
 
@@ -151,8 +142,8 @@ impl CommandQueue {
                 b.first_error.get_or_insert(e);
                 continue;
             }
-            let cons = self.geom.ptr(b.regs.read32(Reg32::CmdqCons));
-            if self.geom.space(self.prod, cons) >= space {
+            let cons = self.q.geom.ptr(b.regs.read32(Reg32::CmdqCons));
+            if self.q.geom.space(self.prod, cons) >= space {
                 return Ok(());
             }
         }
@@ -173,7 +164,7 @@ impl CommandQueue {
     {
         let cons_reg = b.regs.read32(Reg32::CmdqCons);
         let error = CommandErrorKind::from_code(CMDQ_CONS::ERR.read(cons_reg) as u8);
-        let cons = self.geom.ptr(cons_reg);
+        let cons = self.q.geom.ptr(cons_reg);
         let slot = self.slot(cons);
         let opcode = b.mem.read_u64(slot) as u8;
         if error != CommandErrorKind::AtcInvSync {
@@ -188,7 +179,7 @@ impl CommandQueue {
         b.regs
             .write32(Reg32::Gerrorn, (gerrorn & !bit) | (gerror & bit));
         b.stats.command_errors_recovered += 1;
-        let index = self.geom.distance(b.start, cons) as usize;
+        let index = self.q.geom.distance(b.start, cons) as usize;
         log::warn!(
             "smmuv3: command #{index} (opcode {opcode:#04x}) failed with {error}; replaced by CMD_SYNC"
         );

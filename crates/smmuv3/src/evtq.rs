@@ -19,7 +19,8 @@ use crate::event::Event;
 use crate::gerror::GerrorFlags;
 use crate::mmio::{Reg32, RegisterAccess};
 use crate::queue::QueueGeometry;
-use crate::regs::{addr_bits, EVENTQ_BASE, EVENTQ_PROD};
+use crate::queue_memory::QueueMemory;
+use crate::regs::{EVENTQ_BASE, EVENTQ_PROD};
 use iommu_core::{DmaMemory, PhysAddr};
 
 /// Size of one event record (IHI 0070 §7.3: four 64-bit words).
@@ -42,47 +43,38 @@ pub struct DrainReport {
 /// An event queue in DMA memory and the driver's copy of EVENTQ_CONS.
 #[derive(Debug)]
 pub(crate) struct EventQueue {
-    base: PhysAddr,
-    geom: QueueGeometry,
+    q: QueueMemory,
     cons: u32,
     ovack: bool,
 }
 
 impl EventQueue {
-    /// Allocates a queue of 2^`log2size` records, aligned to its size (IHI 0070 §6.3.28).
+    /// Allocates a queue of 2^`log2size` records.
     pub(crate) fn alloc(
         mem: &mut (impl DmaMemory + ?Sized),
         log2size: u8,
     ) -> Result<Self, SmmuError> {
-        let geom = QueueGeometry::new(log2size);
-        let bytes = Self::bytes_for(geom);
-        let base = mem.alloc_zeroed(bytes, bytes.max(32))?;
         Ok(Self {
-            base,
-            geom,
+            q: QueueMemory::alloc(mem, log2size, ENTRY_SIZE)?,
             cons: 0,
             ovack: false,
         })
     }
 
-    fn bytes_for(geom: QueueGeometry) -> usize {
-        geom.entries() as usize * ENTRY_SIZE as usize
-    }
-
     /// Returns the memory.
     pub(crate) fn free(self, mem: &mut (impl DmaMemory + ?Sized)) {
-        mem.free(self.base, Self::bytes_for(self.geom));
+        self.q.free(mem);
     }
 
     /// The queue's geometry.
     pub(crate) fn geometry(&self) -> QueueGeometry {
-        self.geom
+        self.q.geom
     }
 
     /// The SMMU_EVENTQ_BASE value: WA (write-allocate), ADDR and LOG2SIZE (IHI 0070 §6.3.28).
     pub(crate) fn base_reg(&self) -> u64 {
-        (EVENTQ_BASE::WA::SET + EVENTQ_BASE::LOG2SIZE.val(self.geom.log2size().into())).value
-            | addr_bits(self.base.get(), 5)
+        (EVENTQ_BASE::WA::SET + EVENTQ_BASE::LOG2SIZE.val(self.q.geom.log2size().into())).value
+            | self.q.addr_field()
     }
 
     fn cons_reg(&self) -> u32 {
@@ -105,28 +97,28 @@ impl EventQueue {
     {
         let abt = GerrorFlags::active(regs.read32(Reg32::Gerror), regs.read32(Reg32::Gerrorn))
             .contains(GerrorFlags::EVENTQ_ABT_ERR);
-        let budget = self.geom.entries().saturating_mul(2);
+        let budget = self.q.geom.entries().saturating_mul(2);
         let mut report = DrainReport::default();
         let mut prod = regs.read32(Reg32::EventqProd);
         'drain: loop {
             // Records up to PROD are complete; read them only after reading PROD.
             regs.io_barrier();
-            while !self.geom.is_empty(prod, self.cons) {
+            while !self.q.geom.is_empty(prod, self.cons) {
                 if report.delivered >= budget {
                     report.more_pending = true;
                     break 'drain;
                 }
-                let slot = self.base.get() + u64::from(self.geom.index(self.cons)) * ENTRY_SIZE;
+                let slot = self.q.slot(self.cons).get();
                 let raw = [0, 8, 16, 24].map(|off| mem.read_u64(PhysAddr(slot + off)));
                 f(Event::decode(raw));
                 report.delivered += 1;
-                self.cons = self.geom.advance(self.cons, 1);
+                self.cons = self.q.geom.advance(self.cons, 1);
                 // The slot is read before the SMMU may reuse it.
                 regs.io_barrier();
                 regs.write32(Reg32::EventqCons, self.cons_reg());
             }
             let again = regs.read32(Reg32::EventqProd);
-            let done = self.geom.is_empty(again, self.cons);
+            let done = self.q.geom.is_empty(again, self.cons);
             prod = again;
             if done {
                 break;

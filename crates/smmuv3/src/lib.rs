@@ -48,6 +48,7 @@ pub mod features;
 mod gerror;
 pub mod mmio;
 pub mod queue;
+mod queue_memory;
 mod regs;
 pub mod ste;
 mod stream_table;
