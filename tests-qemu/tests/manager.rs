@@ -87,6 +87,14 @@ fn two_vms_program_their_windows_and_see_only_their_own_faults() {
             .find(|r| r.get("step") == Some("all-devices-back-to-deny"))
             .unwrap_or_else(|| panic!("{}", run.describe()));
         assert_eq!(back.get("ok"), Some("1"), "{}", back.line);
+        // The default fault log fits the manager's ledgers as it is.
+        let log = run.record("FAULT_LOG").unwrap();
+        assert_eq!(
+            (log.get("requested"), log.get("depth"), log.get("clamped")),
+            (Some("32"), Some("32"), Some("0")),
+            "{}",
+            log.line
+        );
         // Every fault went to its owner's ledger, one log line each.
         let stats = run.record("MANAGER_STATS").unwrap();
         assert_eq!(stats.get("faults"), Some("64"), "{}", stats.line);
@@ -193,5 +201,30 @@ fn devices_the_board_keeps_are_not_offered_to_clients() {
     assert_eq!(
         decisions(&plain),
         pairs(&[("dev0", "start"), ("dev1", "start"), ("dev2", "start")])
+    );
+}
+
+#[test]
+fn a_fault_log_larger_than_the_ledgers_is_clamped_and_announced() {
+    use tests_qemu::{repo_file, run_on, Boot};
+    let config = repo_file("tests-qemu/fixtures/qemu-fault-log-large.conf");
+    let boot = Boot {
+        initrd: Some(&config),
+        ..Boot::default()
+    };
+    let run = run_on(&boot, "vmm-unknown-device", &[]).unwrap_or_else(|e| panic!("{e}"));
+    run.assert_pass();
+    let log = run.record("FAULT_LOG").unwrap();
+    assert_eq!(
+        (log.get("requested"), log.get("depth"), log.get("clamped")),
+        (Some("1024"), Some("32"), Some("1")),
+        "{}",
+        log.line
+    );
+    assert!(
+        run.console
+            .contains("fault-log 1024 is more than the manager keeps per ledger: using 32"),
+        "{}",
+        run.describe()
     );
 }

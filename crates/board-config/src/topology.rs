@@ -14,8 +14,9 @@ pub const MAX_BINDINGS: usize = 64;
 pub const MAX_RESERVED: usize = 16;
 /// Most static windows a topology holds.
 pub const MAX_WINDOWS: usize = 16;
-/// Fault-log size (records) when the config does not set one.
-pub const DEFAULT_FAULT_LOG: u32 = 256;
+/// Fault-log size (records per ledger) when the config does not set one: what the manager's
+/// storage holds (`smmuman_server::config::FAULT_LOG_DEPTH`).
+pub const DEFAULT_FAULT_LOG: u32 = 32;
 /// Largest fault-log size a config may ask for.
 pub const MAX_FAULT_LOG: u32 = 0x10_0000;
 

@@ -48,7 +48,10 @@ fn qemu_virt_config_keeps_the_device_trees_view() {
         t.sid_for(pci(0, 2, 0)),
         Ok(Some((UnitId(0), StreamId(0x10))))
     );
-    assert_eq!((t.mode(), t.fault_log_size()), (Mode::Override, 256));
+    assert_eq!(
+        (t.mode(), t.fault_log_size()),
+        (Mode::Override, board_config::DEFAULT_FAULT_LOG)
+    );
 }
 
 /// QEMU's device tree is the same with the bridge (boards/qemu-virt-bridge/README.md), so the
@@ -121,7 +124,7 @@ fn bridge_qemu_args_put_the_edus_behind_a_pcie_to_pci_bridge() {
 fn fvp_config_agrees_with_the_fvp_device_tree() {
     let text = read(&board_file("fvp-base-revc", "smmuman.conf"));
     let t = combined("fvp-base-revc.dts", "fvp", &text).unwrap();
-    assert_eq!((t.mode(), t.fault_log_size()), (Mode::Merge, 1024));
+    assert_eq!((t.mode(), t.fault_log_size()), (Mode::Merge, 32));
     let (id, smmu) = t.units().next().unwrap();
     assert_eq!(
         (smmu.name.as_str(), smmu.base),

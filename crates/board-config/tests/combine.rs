@@ -54,7 +54,10 @@ fn an_empty_config_changes_nothing() {
         fw.units().map(|(_, u)| u).collect::<Vec<_>>()
     );
     assert_eq!(t.streams(), fw.streams());
-    assert_eq!((t.mode(), t.fault_log_size()), (Mode::Override, 256));
+    assert_eq!(
+        (t.mode(), t.fault_log_size()),
+        (Mode::Override, board_config::DEFAULT_FAULT_LOG)
+    );
 }
 
 #[test]

@@ -12,7 +12,8 @@ pub const MAX_OBJECTS: usize = 16;
 pub const OBJECTS_PER_CLIENT: usize = 8;
 /// Most mappings one object may hold.
 pub const MAPPINGS_PER_OBJECT: usize = 32;
-/// Records one fault ledger keeps before it drops new ones.
+/// Records one fault ledger can keep (its storage); [`ManagerConfig::fault_log_depth`] chooses
+/// how many of them it does keep before it drops new ones.
 pub const FAULT_LOG_DEPTH: usize = 32;
 /// Most reserved (never mappable) host ranges.
 pub const MAX_RESERVED: usize = 16;
@@ -110,6 +111,9 @@ pub struct ManagerConfig<'a> {
     /// Bit `n` set: the IOMMU maps pages of `2^n` bytes. The lowest bit set is the granule;
     /// it must be at least 4 KiB (bit 12).
     pub page_sizes: u64,
+    /// Records each fault ledger keeps before it drops new ones (and counts them):
+    /// 1 to [`FAULT_LOG_DEPTH`] (the board configuration's `fault-log`).
+    pub fault_log_depth: usize,
 }
 
 /// A configuration the manager cannot run with.
@@ -129,6 +133,8 @@ pub enum ConfigError<E> {
     BadIovaRange(IovaRange),
     /// The page sizes have no granule of at least 4 KiB.
     PageSizes(u64),
+    /// The fault-log depth is 0 or more than [`FAULT_LOG_DEPTH`].
+    FaultLogDepth(usize),
     /// The IOMMU refused to put a device in default deny.
     Backend(E),
 }
@@ -155,6 +161,9 @@ impl<E: fmt::Display> fmt::Display for ConfigError<E> {
                     f,
                     "page sizes {p:#x} have no granule of at least {PAGE_SIZE:#x}"
                 )
+            }
+            Self::FaultLogDepth(n) => {
+                write!(f, "fault-log depth {n}: must be 1 to {FAULT_LOG_DEPTH}")
             }
             Self::Backend(e) => write!(f, "IOMMU: {e}"),
         }

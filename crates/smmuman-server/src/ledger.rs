@@ -36,6 +36,8 @@ pub(crate) struct Recorded {
 #[derive(Debug)]
 pub(crate) struct Ledger {
     records: heapless::Deque<FaultRecord, FAULT_LOG_DEPTH>,
+    /// Records kept before new ones are dropped (at most [`FAULT_LOG_DEPTH`]).
+    depth: usize,
     next_seq: u64,
     dropped: u64,
     recorded: u64,
@@ -44,24 +46,30 @@ pub(crate) struct Ledger {
 
 impl Default for Ledger {
     fn default() -> Self {
+        Self::with_depth(FAULT_LOG_DEPTH)
+    }
+}
+
+impl Ledger {
+    /// An empty ledger that keeps `depth` records (clamped to 1..=[`FAULT_LOG_DEPTH`]).
+    pub fn with_depth(depth: usize) -> Self {
         Self {
             records: heapless::Deque::new(),
+            depth: depth.clamp(1, FAULT_LOG_DEPTH),
             next_seq: 1,
             dropped: 0,
             recorded: 0,
             notify: Notify::Idle,
         }
     }
-}
 
-impl Ledger {
     /// Offers a record (its `seq` is assigned here); fires an armed notification.
     pub fn record(&mut self, mut rec: FaultRecord) -> Recorded {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.saturating_add(1);
         self.recorded = self.recorded.saturating_add(1);
         rec.seq = seq;
-        let kept = self.records.push_back(rec).is_ok();
+        let kept = self.records.len() < self.depth && self.records.push_back(rec).is_ok();
         if !kept {
             self.dropped = self.dropped.saturating_add(1);
         }
@@ -186,5 +194,16 @@ mod tests {
         assert_eq!(l.take_fired(), None, "not re-armed");
         assert_eq!(l.arm(ClientId(1)), 2, "records waiting: not armed");
         assert_eq!(l.notify.state(), NotifyState::Idle);
+    }
+
+    #[test]
+    fn a_shallower_ledger_drops_sooner_and_counts_exactly() {
+        let mut l = Ledger::with_depth(3);
+        let kept: Vec<bool> = (0..5).map(|i| l.record(rec(i)).kept).collect();
+        assert_eq!(kept, [true, true, true, false, false]);
+        let page = l.pop_page(FaultBatch::PAGE);
+        assert_eq!(page.records().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(page.dropped(), 2);
+        assert!(l.record(rec(9)).kept, "room again once read");
     }
 }

@@ -105,6 +105,8 @@ pub struct Manager<B: IommuBackend> {
     objects: heapless::Vec<Object, MAX_OBJECTS>,
     next_object: u32,
     unclaimed: Ledger,
+    /// Records each ledger keeps ([`ManagerConfig::fault_log_depth`]).
+    fault_log_depth: usize,
     counters: Counters,
 }
 
@@ -140,6 +142,9 @@ impl<B: IommuBackend> Manager<B> {
     /// IOMMU refuses to put a device in default deny.
     pub fn new(mut backend: B, config: &ManagerConfig<'_>) -> Result<Self, ConfigError<B::Error>> {
         let page_sizes = config.page_sizes;
+        if !(1..=FAULT_LOG_DEPTH).contains(&config.fault_log_depth) {
+            return Err(ConfigError::FaultLogDepth(config.fault_log_depth));
+        }
         let granule = 1u64.checked_shl(page_sizes.trailing_zeros()).unwrap_or(0);
         if granule < iommu_core::PAGE_SIZE {
             return Err(ConfigError::PageSizes(page_sizes));
@@ -180,7 +185,8 @@ impl<B: IommuBackend> Manager<B> {
             granule,
             objects: heapless::Vec::new(),
             next_object: 1,
-            unclaimed: Ledger::default(),
+            unclaimed: Ledger::with_depth(config.fault_log_depth),
+            fault_log_depth: config.fault_log_depth,
             counters: Counters::default(),
         })
     }
@@ -536,7 +542,7 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
             flags: request.flags,
             domain,
             mappings: heapless::Vec::new(),
-            ledger: Ledger::default(),
+            ledger: Ledger::with_depth(self.fault_log_depth),
         };
         if self.objects.push(object).is_err() {
             // Cannot happen (fullness checked above); give the domain back all the same.
@@ -749,7 +755,7 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
             max_objects: u16_count(MAX_OBJECTS),
             objects_per_client: u16_count(OBJECTS_PER_CLIENT),
             mappings_per_object: u16_count(MAPPINGS_PER_OBJECT),
-            fault_log_depth: u16_count(FAULT_LOG_DEPTH),
+            fault_log_depth: u16_count(self.fault_log_depth),
             faults_per_page: FAULTS_PER_PAGE as u8,
         })
     }

@@ -18,6 +18,51 @@ fn fault(sid: StreamId, addr: u64) -> Fault {
 }
 
 #[test]
+fn the_configured_fault_log_depth_bounds_every_ledger() {
+    let devices = board();
+    let config = ManagerConfig {
+        devices: &devices,
+        reserved: &[RESERVED],
+        iova_ranges: &[IovaRange {
+            first: Iova(0),
+            last: Iova(IOVA_LAST),
+        }],
+        page_sizes: PAGE_SIZES,
+        fault_log_depth: 3,
+    };
+    let mut rig = Rig::new();
+    rig.m = Manager::new(FakeIommu::new(), &config).unwrap();
+    assert_eq!(rig.as_(A).query().unwrap().fault_log_depth, 3);
+    let obj = rig
+        .as_(A)
+        .create_object(ObjectFlags::empty())
+        .unwrap()
+        .object;
+    rig.as_(A)
+        .attach(obj, DeviceSel::pci(pci(0, 1, 0)))
+        .unwrap();
+    for i in 0..5 {
+        rig.fake_mut().inject_fault(fault(EDU, 0x1000 * i));
+        rig.fake_mut().inject_fault(fault(NIC, 0x1000 * i));
+    }
+    let report = rig.m.on_iommu_event(Duration::ZERO).unwrap();
+    assert_eq!(
+        (report.records, report.dropped),
+        (10, 4),
+        "2 of 5 dropped per ledger"
+    );
+    for object in [obj, ObjectId::UNCLAIMED] {
+        let page = rig
+            .as_(A)
+            .read_faults(object, FaultBatch::PAGE)
+            .unwrap()
+            .page;
+        assert_eq!(page.records().count(), 3, "{object}");
+        assert_eq!(page.dropped(), 2, "{object}");
+    }
+}
+
+#[test]
 fn faults_go_to_the_object_holding_the_device_or_to_unclaimed() {
     logs::start();
     let mut rig = Rig::new();

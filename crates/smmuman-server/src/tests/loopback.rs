@@ -66,6 +66,7 @@ fn manager_over(fake: SharedFake) -> Manager<SharedFake> {
             last: Iova(IOVA_LAST),
         }],
         page_sizes: PAGE_SIZES,
+        fault_log_depth: crate::config::FAULT_LOG_DEPTH,
     };
     Manager::new(fake, &config).unwrap()
 }

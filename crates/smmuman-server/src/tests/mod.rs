@@ -89,6 +89,7 @@ pub(crate) fn manager(fake: FakeIommu) -> Manager<FakeIommu> {
             last: Iova(IOVA_LAST),
         }],
         page_sizes: PAGE_SIZES,
+        fault_log_depth: crate::config::FAULT_LOG_DEPTH,
     };
     Manager::new(fake, &config).unwrap()
 }

@@ -670,6 +670,7 @@ fn the_configuration_is_checked() {
         reserved: &[RESERVED],
         iova_ranges: &[range],
         page_sizes: PAGE_SIZES,
+        fault_log_depth: crate::config::FAULT_LOG_DEPTH,
     };
     let err = |c: ManagerConfig<'_>| Manager::new(FakeIommu::new(), &c).unwrap_err();
     assert_eq!(
@@ -704,6 +705,15 @@ fn the_configuration_is_checked() {
         }),
         ConfigError::IovaRangeCount(0)
     );
+    for depth in [0, crate::config::FAULT_LOG_DEPTH + 1] {
+        assert_eq!(
+            err(ManagerConfig {
+                fault_log_depth: depth,
+                ..ok
+            }),
+            ConfigError::FaultLogDepth(depth)
+        );
+    }
     let empty = PhysRange {
         start: PhysAddr(0),
         len: 0,

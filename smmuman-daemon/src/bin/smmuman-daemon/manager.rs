@@ -21,6 +21,7 @@ use smmuman_api::{ClientId, IovaRange};
 use smmuman_daemon::clock::Clock;
 use smmuman_daemon::mailbox::{Mailbox, Served};
 use smmuman_daemon::report::Outcome;
+use smmuman_server::config::FAULT_LOG_DEPTH;
 use smmuman_server::{DeviceEntry, DeviceId, Manager, ManagerConfig, PhysRange};
 
 /// Clients (mailboxes) the daemon serves at once.
@@ -102,11 +103,26 @@ pub fn over(p: &Platform, backend: Backend) -> Result<Mgr, Outcome> {
         first: Iova(0),
         last: Iova((1u64 << ias) - 1),
     }];
+    // The config's fault-log, within what the manager's ledgers can hold.
+    let requested = p.fault_log_size();
+    let fault_log_depth = usize::try_from(requested)
+        .unwrap_or(usize::MAX)
+        .clamp(1, FAULT_LOG_DEPTH);
+    console::line(format_args!(
+        "FAULT_LOG requested={requested} depth={fault_log_depth} capacity={FAULT_LOG_DEPTH} clamped={}",
+        u8::from(fault_log_depth as u64 != u64::from(requested))
+    ));
+    if fault_log_depth as u64 != u64::from(requested) {
+        log::warn!(
+            "fault-log {requested} is more than the manager keeps per ledger: using {fault_log_depth}"
+        );
+    }
     let config = ManagerConfig {
         devices: &devices,
         reserved: &reserved,
         iova_ranges: &iova_ranges,
         page_sizes: PAGE_SIZES,
+        fault_log_depth,
     };
     let manager = Manager::new(backend, &config).map_err(|e| {
         Outcome::fail()
