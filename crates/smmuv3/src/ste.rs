@@ -112,7 +112,8 @@ impl S2Context {
     /// [`SmmuError::InvalidS2Context`] naming the first field out of range: `S2VMID` wider than
     /// the SMMU's VMIDs, `S2PS` reserved, `S2T0SZ` outside `max(16, 64 - OAS)..=39`, `S2SL0`
     /// reserved or inconsistent with S2T0SZ (a walk that needs no level at the start or more
-    /// than 16 concatenated tables), or `S2TTB` unaligned or beyond the effective S2PS.
+    /// than 16 concatenated tables, or level 0 on an SMMU whose OAS is below 44 bits), or
+    /// `S2TTB` unaligned or beyond the effective S2PS.
     pub fn validate(&self, features: &Features) -> Result<(), SmmuError> {
         let bad = |field, value: u64| Err(SmmuError::InvalidS2Context { field, value });
         if u32::from(self.vmid.0) >> features.vmid_bits() != 0 {
@@ -136,6 +137,12 @@ impl S2Context {
         let ipa_bits = 64 - self.s2t0sz;
         let below = 12 + 9 * (3 - start_level);
         if ipa_bits <= below || ipa_bits - below > 13 {
+            return bad("S2SL0", self.s2sl0.into());
+        }
+        // A 4 KiB-granule walk may start at level 0 (S2SL0 = 0b10) only when the PA size is at
+        // least 44 bits (Arm ARM AArch64.S2InvalidSL); for the SMMU that size is IDR5.OAS
+        // (IHI 0070 §5.2 STE.S2SL0 follows the Arm ARM rules). Below it the STE is ILLEGAL.
+        if start_level == 0 && oas < 44 {
             return bad("S2SL0", self.s2sl0.into());
         }
         // S2PS above the OAS is treated as the OAS (IHI 0070 §5.2 STE.S2PS).
@@ -410,5 +417,37 @@ mod tests {
             .validate(&f8),
             err("S2VMID", 256)
         );
+    }
+
+    /// Arm ARM AArch64.S2InvalidSL: with the 4 KiB granule, S2SL0 = 0b10 (start at level 0)
+    /// needs a PA size (for the SMMU, IDR5.OAS) of at least 44 bits. QEMU's OAS is 44, so its
+    /// model never exercises this; a 40-bit-OAS SMMU reports C_BAD_STE for such an STE.
+    #[test]
+    fn level0_start_needs_a_44_bit_oas() {
+        // IDR5.OAS = 0b010: 40 bits.
+        let f40 = Features::decode([0x0d44_101b, 0x0273_0010, 0, 0x1414, 0, 0x72], 1);
+        assert_eq!(f40.oas_bits, Some(40));
+        let err = |field, value| Err(SmmuError::InvalidS2Context { field, value });
+        // 40-bit IPA starting at level 0: ILLEGAL below a 44-bit OAS ...
+        let level0 = S2Context {
+            s2t0sz: 24,
+            s2sl0: 2,
+            s2ps: 2,
+            s2ttb: PhysAddr(0x4010_0000),
+            ..ctx()
+        };
+        assert_eq!(level0.validate(&f40), err("S2SL0", 2));
+        // ... legal from 44 bits (QEMU) ...
+        assert_eq!(level0.validate(&qemu()), Ok(()));
+        // ... and the same IPA size starting at level 1 (2 concatenated tables) is legal.
+        let level1 = S2Context { s2sl0: 1, ..level0 };
+        assert_eq!(level1.validate(&f40), Ok(()));
+        // 39-bit IPA at level 1: one table, fine at any OAS.
+        let ias39 = S2Context {
+            s2t0sz: 25,
+            s2sl0: 1,
+            ..level0
+        };
+        assert_eq!(ias39.validate(&f40), Ok(()));
     }
 }
