@@ -123,7 +123,8 @@ impl<M: DmaMemory, R: RegisterAccess> Smmuv3Backend<M, R> {
     /// A backend over a brought-up `smmu` whose tables live in `mem`.
     ///
     /// The IOVA space of every domain is the SMMU's whole output size (IHI 0070 §3.4: with
-    /// stage 2 only, IAS = OAS), capped at 48 bits.
+    /// stage 2 only, IAS = OAS), capped at 48 bits, and at 39 bits when the OAS is below 44
+    /// (see [`Stage2Config::widest_for_oas`]).
     ///
     /// # Errors
     /// [`BackendError::Smmu`] when the SMMU is not running or its sizes give a stage-2
@@ -133,10 +134,9 @@ impl<M: DmaMemory, R: RegisterAccess> Smmuv3Backend<M, R> {
             return Err(SmmuError::NotRunning.into());
         }
         let oas = smmu.features().oas_bits.unwrap_or(48).min(48);
-        let s2 = Stage2Config {
-            ias_bits: oas,
-            oas_bits: oas,
-        };
+        // IAS = OAS, except below a 44-bit OAS where a level-0 root is ILLEGAL (Arm ARM
+        // AArch64.S2InvalidSL) and the IOVA space stops at 39 bits.
+        let s2 = Stage2Config::widest_for_oas(oas);
         let s2ps = pa_code_from_bits(oas).ok_or(SmmuError::InvalidConfig {
             what: "OAS",
             value: oas.into(),

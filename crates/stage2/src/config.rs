@@ -44,10 +44,36 @@ impl Stage2Config {
         Ok(())
     }
 
+    /// The widest table an SMMU whose output size is `oas_bits` (SMMU_IDR5.OAS, with stage 2
+    /// only its IAS too, IHI 0070 §3.4) can walk with a single-page root: `ias_bits` =
+    /// `min(oas_bits, 48)`, except that below a 44-bit OAS the IOVA space stops at 39 bits.
+    ///
+    /// Why: IAS 40..=42 needs a level-0 root here ([`Self::start_level`]), and a 4 KiB-granule
+    /// walk may start at level 0 (S2SL0 = 0b10) only when the PA size is at least 44 bits (Arm
+    /// ARM AArch64.S2InvalidSL; for the SMMU the PA size is IDR5.OAS): an SMMU with a 40- or
+    /// 42-bit OAS rejects such an STE as ILLEGAL. Starting at level 1 instead would need 2..=8
+    /// concatenated root pages, which this crate does not build.
+    pub const fn widest_for_oas(oas_bits: u8) -> Self {
+        let ias_bits = if oas_bits < 44 {
+            if oas_bits < 39 {
+                oas_bits
+            } else {
+                39
+            }
+        } else if oas_bits < Self::MAX_IAS_BITS {
+            oas_bits
+        } else {
+            Self::MAX_IAS_BITS
+        };
+        Self { ias_bits, oas_bits }
+    }
+
     /// Level of the root table, chosen so the root is a single 4 KiB table without concatenation
     /// (Arm ARM D8.2 walk; IHI 0070 §5.2 STE.S2SL0 must agree with STE.S2T0SZ):
     ///
     /// * `ias_bits` 40..=48: level 0 (the root resolves bits \[ias-1:39\], up to 512 entries);
+    ///   legal only on an SMMU whose OAS is at least 44 bits (Arm ARM AArch64.S2InvalidSL), see
+    ///   [`Self::widest_for_oas`];
     /// * `ias_bits` 31..=39: level 1 (bits \[ias-1:30\]; ias 32 gives 4 entries, as on QEMU);
     /// * `ias_bits` 25..=30: level 2 (bits \[ias-1:21\]).
     ///
@@ -109,6 +135,31 @@ mod tests {
             assert_eq!(cfg(ias).start_level(), level, "ias {ias}");
             assert_eq!(cfg(ias).sl0(), sl0, "ias {ias}");
             assert_eq!(cfg(ias).t0sz(), t0sz, "ias {ias}");
+        }
+    }
+
+    /// Arm ARM AArch64.S2InvalidSL: a level-0 start (S2SL0 = 0b10, 4 KiB granule) needs a PA
+    /// size of at least 44 bits, so below that the widest single-page-root table is 39 bits.
+    #[test]
+    fn widest_table_never_starts_at_level_0_below_a_44_bit_oas() {
+        // (OAS, IAS, S2SL0)
+        for (oas, ias, sl0) in [
+            (32, 32, 1),
+            (36, 36, 1),
+            (40, 39, 1),
+            (42, 39, 1),
+            (44, 44, 2),
+            (48, 48, 2),
+            (52, 48, 2),
+        ] {
+            let c = Stage2Config::widest_for_oas(oas);
+            assert_eq!(
+                (c.ias_bits, c.oas_bits, c.sl0()),
+                (ias, oas, sl0),
+                "oas {oas}"
+            );
+            assert_eq!(c.validate(), Ok(()), "oas {oas}");
+            assert!(c.start_level() != 0 || oas >= 44, "oas {oas}");
         }
     }
 

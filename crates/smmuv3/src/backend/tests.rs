@@ -13,7 +13,10 @@ const EDU_B: StreamId = StreamId(0x10);
 const MIB: u64 = 1 << 20;
 
 fn backend() -> (Smmuv3Backend<SharedMem, FakeSmmu>, FakeSmmu) {
-    let fake = FakeSmmu::qemu();
+    backend_with(FakeSmmu::qemu())
+}
+
+fn backend_with(fake: FakeSmmu) -> (Smmuv3Backend<SharedMem, FakeSmmu>, FakeSmmu) {
     let mut mem = fake.mem.clone();
     let mut smmu = Smmu::with_registers(fake.clone());
     let cfg = BringUpConfig {
@@ -50,6 +53,25 @@ fn needs_a_running_smmu() {
     let smmu = Smmu::with_registers(fake.clone());
     let err = Smmuv3Backend::new(smmu, fake.mem.clone()).err();
     assert_eq!(err, Some(BackendError::Smmu(SmmuError::NotRunning)));
+}
+
+/// Arm ARM AArch64.S2InvalidSL: a 4 KiB-granule walk may start at level 0 only when the PA size
+/// (the SMMU's IDR5.OAS) is at least 44 bits. On a 40-bit-OAS SMMU a 40-bit IOVA space would need
+/// a level-0 root (S2SL0 = 0b10, an ILLEGAL STE there), so the backend uses 39 bits from level 1.
+#[test]
+fn a_40_bit_oas_smmu_gets_a_level_1_root() {
+    let mut idr = crate::fake_smmu::QEMU_IDR;
+    idr[5] = (idr[5] & !7) | 0b010;
+    let (mut b, fake) = backend_with(FakeSmmu::new(idr));
+    assert_eq!(b.smmu().features().oas_bits, Some(40));
+    assert_eq!(b.stage2_config().ias_bits, 39);
+    b.detach(EDU_A).unwrap();
+    let dw2 = live_ste(&fake, EDU_A).0[2];
+    // IHI 0070 §5.2: S2T0SZ [37:32] = 64 - 39, S2SL0 [39:38] = 0b01 (level 1),
+    // S2PS [50:48] = 0b010 (40 bits).
+    assert_eq!(dw2 >> 32 & 0x3f, 25);
+    assert_eq!(dw2 >> 38 & 3, 0b01);
+    assert_eq!(dw2 >> 48 & 7, 0b010);
 }
 
 #[test]
