@@ -113,7 +113,8 @@ impl S2Context {
     /// the SMMU's VMIDs, `S2PS` reserved, `S2T0SZ` outside `max(16, 64 - OAS)..=39`, `S2SL0`
     /// reserved or inconsistent with S2T0SZ (a walk that needs no level at the start or more
     /// than 16 concatenated tables, or level 0 on an SMMU whose OAS is below 44 bits), or
-    /// `S2TTB` unaligned or beyond the effective S2PS.
+    /// `S2TTB` not aligned to the (concatenated) first-level table or beyond the effective
+    /// S2PS.
     pub fn validate(&self, features: &Features) -> Result<(), SmmuError> {
         let bad = |field, value: u64| Err(SmmuError::InvalidS2Context { field, value });
         if u32::from(self.vmid.0) >> features.vmid_bits() != 0 {
@@ -149,7 +150,13 @@ impl S2Context {
         let eff_ps =
             crate::features::pa_bits_from_code(self.s2ps.min(features.oas_code)).unwrap_or(oas);
         let ttb = self.s2ttb.get();
-        if !self.s2ttb.is_aligned(PAGE_SIZE) || (eff_ps < 64 && ttb >> eff_ps != 0) {
+        // The first-level table is 2^(bits resolved there - 9) concatenated 4 KiB pages when
+        // it resolves more than 9 bits, and S2TTB must be aligned to their total size (Arm ARM
+        // D8.2 "concatenated translation tables"; IHI 0070 §5.2 STE.S2TTB): the SMMU may treat
+        // the low address bits as zero otherwise.
+        let concat_log2 = (ipa_bits - below).saturating_sub(9);
+        let root_bytes = PAGE_SIZE << concat_log2;
+        if !self.s2ttb.is_aligned(root_bytes) || (eff_ps < 64 && ttb >> eff_ps != 0) {
             return bad("S2TTB", ttb);
         }
         Ok(())
@@ -417,6 +424,44 @@ mod tests {
             .validate(&f8),
             err("S2VMID", 256)
         );
+    }
+
+    /// Arm ARM D8.2: a concatenated first-level table (here 40-bit IPA from level 1: two pages)
+    /// must be aligned to its total size, not just to 4 KiB.
+    #[test]
+    fn concatenated_root_must_be_aligned_to_its_size() {
+        let err = |field, value| Err(SmmuError::InvalidS2Context { field, value });
+        let two_pages = S2Context {
+            s2t0sz: 24,
+            s2sl0: 1,
+            s2ttb: PhysAddr(0x4010_1000),
+            ..ctx()
+        };
+        assert_eq!(two_pages.validate(&qemu()), err("S2TTB", 0x4010_1000));
+        let aligned = S2Context {
+            s2ttb: PhysAddr(0x4010_2000),
+            ..two_pages
+        };
+        assert_eq!(aligned.validate(&qemu()), Ok(()));
+        // 34-bit IPA from level 2: 16 pages, 64 KiB alignment.
+        let sixteen = S2Context {
+            s2t0sz: 30,
+            s2sl0: 0,
+            s2ttb: PhysAddr(0x4010_8000),
+            ..ctx()
+        };
+        assert_eq!(sixteen.validate(&qemu()), err("S2TTB", 0x4010_8000));
+        let sixteen = S2Context {
+            s2ttb: PhysAddr(0x4011_0000),
+            ..sixteen
+        };
+        assert_eq!(sixteen.validate(&qemu()), Ok(()));
+        // A single-page root (32-bit IPA from level 1) needs only 4 KiB.
+        let one = S2Context {
+            s2ttb: PhysAddr(0x4010_1000),
+            ..ctx()
+        };
+        assert_eq!(one.validate(&qemu()), Ok(()));
     }
 
     /// Arm ARM AArch64.S2InvalidSL: with the 4 KiB granule, S2SL0 = 0b10 (start at level 0)
