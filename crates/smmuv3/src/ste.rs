@@ -146,9 +146,12 @@ impl S2Context {
         if start_level == 0 && oas < 44 {
             return bad("S2SL0", self.s2sl0.into());
         }
-        // S2PS above the OAS is treated as the OAS (IHI 0070 §5.2 STE.S2PS).
-        let eff_ps =
-            crate::features::pa_bits_from_code(self.s2ps.min(features.oas_code)).unwrap_or(oas);
+        // S2PS above the OAS is treated as the OAS (IHI 0070 §5.2 STE.S2PS), and with the 4 KiB
+        // granule and no LPA2 (STE.S2DS = 0) a 52-bit size is treated as 48 bits (IHI 0070 §5.2
+        // STE.S2PS; Arm ARM: 52-bit output needs 64 KiB pages or DS = 1).
+        let eff_ps = crate::features::pa_bits_from_code(self.s2ps.min(features.oas_code))
+            .unwrap_or(oas)
+            .min(48);
         let ttb = self.s2ttb.get();
         // The first-level table is 2^(bits resolved there - 9) concatenated 4 KiB pages when
         // it resolves more than 9 bits, and S2TTB must be aligned to their total size (Arm ARM
@@ -424,6 +427,32 @@ mod tests {
             .validate(&f8),
             err("S2VMID", 256)
         );
+    }
+
+    /// IHI 0070 §5.2 STE.S2PS: with the 4 KiB granule and S2DS = 0, a 52-bit S2PS on a 52-bit-OAS
+    /// SMMU is effective as 48 bits, so an S2TTB at or above 2^48 cannot be reached.
+    #[test]
+    fn s2ttb_beyond_48_bits_is_refused_with_the_4k_granule() {
+        // IDR5.OAS = 0b110: 52 bits.
+        let f52 = Features::decode([0x0d44_101b, 0x0273_0010, 0, 0x1414, 0, 0x76], 1);
+        assert_eq!(f52.oas_bits, Some(52));
+        let high = S2Context {
+            s2ps: 6,
+            s2ttb: PhysAddr(1 << 48),
+            ..ctx()
+        };
+        assert_eq!(
+            high.validate(&f52),
+            Err(SmmuError::InvalidS2Context {
+                field: "S2TTB",
+                value: 1 << 48
+            })
+        );
+        let low = S2Context {
+            s2ttb: PhysAddr((1 << 48) - 0x1000),
+            ..high
+        };
+        assert_eq!(low.validate(&f52), Ok(()));
     }
 
     /// Arm ARM D8.2: a concatenated first-level table (here 40-bit IPA from level 1: two pages)
