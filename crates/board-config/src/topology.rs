@@ -73,6 +73,8 @@ pub struct StreamBinding {
     pub sid: StreamId,
     /// The config declared that other devices use this StreamID too (`shared yes`).
     pub shared: bool,
+    /// Clients may select the device by its raw StreamID (`raw-sid yes`; never from firmware).
+    pub raw_sid: bool,
     /// Where it was stated.
     pub origin: Origin,
 }
@@ -527,6 +529,7 @@ mod tests {
             }),
             sid: StreamId(0),
             shared: false,
+            raw_sid: false,
             origin: Origin::DeviceTree,
         })
         .unwrap();
@@ -539,6 +542,7 @@ mod tests {
             source: StreamSource::Device(device),
             sid: StreamId(sid),
             shared: true,
+            raw_sid: false,
             origin: Origin::Config { line: 1 },
         })
         .unwrap();

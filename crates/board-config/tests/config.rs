@@ -405,6 +405,39 @@ fn device_without_stream_id() {
 }
 
 #[test]
+fn raw_sid_needs_a_stream_id() {
+    check(
+        "raw-sid-without-sid.conf",
+        5,
+        1,
+        ConfigErrorKind::MissingKey { key: "sid" },
+    );
+}
+
+#[test]
+fn raw_sid_is_per_device_and_off_unless_stated() {
+    let text = config_text("raw-sid.conf");
+    let t = config::parse("raw-sid.conf", &text).unwrap();
+    let raw: Vec<(StreamSource, bool)> =
+        t.streams().iter().map(|b| (b.source, b.raw_sid)).collect();
+    assert_eq!(
+        raw,
+        [
+            (
+                StreamSource::Device(Device::Mmio(PhysAddr(0x0a00_0000))),
+                true
+            ),
+            (StreamSource::Device(pci(0, 1, 0)), true),
+            (StreamSource::Device(pci(0, 2, 0)), false),
+        ]
+    );
+    // A config that never says raw-sid allows none.
+    let full = config_text("full.conf");
+    let t = config::parse("full.conf", &full).unwrap();
+    assert!(t.streams().iter().all(|b| !b.raw_sid));
+}
+
+#[test]
 fn device_section_that_says_nothing() {
     check("empty-device.conf", 5, 1, ConfigErrorKind::EmptySection);
 }

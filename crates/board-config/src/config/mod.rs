@@ -37,7 +37,7 @@ const UNIT_KEYS: [&str; 7] = [
     "allow-bypass",
     "reserve-sid",
 ];
-const DEVICE_KEYS: [&str; 4] = ["unit", "sid", "shared", "window"];
+const DEVICE_KEYS: [&str; 5] = ["unit", "sid", "shared", "raw-sid", "window"];
 
 const IN_TOP: &str = "at the top of the file, before any section";
 const IN_UNIT: &str = "in an [smmu NAME] section";
@@ -109,6 +109,7 @@ struct DeviceDraft<'a> {
     unit: Option<Token<'a>>,
     sid: Option<(StreamId, Pos)>,
     shared: Option<(bool, u32)>,
+    raw_sid: Option<(bool, u32)>,
     windows: usize,
 }
 
@@ -406,6 +407,7 @@ impl<'a> Parser<'a> {
             unit: None,
             sid: None,
             shared: None,
+            raw_sid: None,
             windows: 0,
         };
         self.devices.push(draft).map_err(|_| {
@@ -715,12 +717,18 @@ impl<'a> Parser<'a> {
                 let yes = self.yes_no(line)?;
                 self.devices[i].shared = Some((yes, key.pos.line));
             }
+            "raw-sid" => {
+                let mut seen = self.devices[i].raw_sid.map(|(_, l)| l);
+                self.once(&mut seen, key.text, key.pos)?;
+                let yes = self.yes_no(line)?;
+                self.devices[i].raw_sid = Some((yes, key.pos.line));
+            }
             "window" => self.window(i, key, line)?,
             _ => {
                 return Err(self.stray_key(
                     key,
                     "a [device] section",
-                    "unit, sid, shared or window",
+                    "unit, sid, shared, raw-sid or window",
                 ))
             }
         }
@@ -867,7 +875,7 @@ impl<'a> Parser<'a> {
                 (None, Some(_)) => {
                     return Err(self.err(d.header, ConfigErrorKind::MissingKey { key: "unit" }))
                 }
-                (None, None) if d.shared.is_some() => {
+                (None, None) if d.shared.is_some() || d.raw_sid.is_some() => {
                     return Err(self.err(d.header, ConfigErrorKind::MissingKey { key: "sid" }))
                 }
                 (None, None) if d.windows == 0 => {
@@ -900,6 +908,7 @@ impl<'a> Parser<'a> {
                 source: StreamSource::Device(d.device),
                 sid,
                 shared,
+                raw_sid: matches!(d.raw_sid, Some((true, _))),
                 origin: Origin::Config { line: sid_pos.line },
             };
             let header = d.header;

@@ -259,6 +259,7 @@ impl Discovery<'_, '_> {
                     }),
                     sid: StreamId(sid_base),
                     shared: false,
+                    raw_sid: false,
                     origin: Origin::DeviceTree,
                 },
             )?;
@@ -308,6 +309,7 @@ impl Discovery<'_, '_> {
                     source: StreamSource::Device(device),
                     sid,
                     shared: false,
+                    raw_sid: false,
                     origin: Origin::DeviceTree,
                 },
             )?;
