@@ -106,9 +106,16 @@ pub struct TlbiRange {
 impl TlbiRange {
     /// A range of `count * 2^scale` 4 KiB pages, `count` in 1..=32 and `scale` in 0..=31, with
     /// the level hint `ttl` (0 = any level, 1..=3 = entries are at that level). `None` when a
-    /// value does not fit its field.
+    /// value does not fit its field, or for the single page without a level hint (`count` 1,
+    /// `scale` 0, `ttl` 0): NUM = SCALE = TTL = 0 with TG != 0 is Reserved and the SMMU rejects
+    /// it with CERROR_ILL (IHI 0070 §4.4.1.1); use the single-address form (`range: None`).
     pub const fn new(count: u8, scale: u8, ttl: u8) -> Option<Self> {
-        if count == 0 || count > 32 || scale > 31 || ttl > 3 {
+        if count == 0
+            || count > 32
+            || scale > 31
+            || ttl > 3
+            || (count == 1 && scale == 0 && ttl == 0)
+        {
             None
         } else {
             Some(Self {
@@ -516,6 +523,10 @@ mod tests {
         assert_eq!((dw1 >> 10) & 3, 1, "TG = 4K");
         assert_eq!(dw1 & !0xfff, 0xf_ffff_f000_0000, "Address[51:12]");
         assert_eq!(TlbiRange::new(0, 0, 0), None);
+        // IHI 0070 §4.4.1.1: NUM = 0, SCALE = 0, TTL = 0 (with TG != 0) is Reserved, CERROR_ILL.
+        assert_eq!(TlbiRange::new(1, 0, 0), None);
+        assert_eq!(TlbiRange::new(1, 0, 3).map(TlbiRange::pages), Some(1));
+        assert_eq!(TlbiRange::new(1, 1, 0).map(TlbiRange::pages), Some(2));
         assert_eq!(TlbiRange::new(33, 0, 0), None);
         assert_eq!(TlbiRange::new(1, 32, 0), None);
         assert_eq!(TlbiRange::new(1, 0, 4), None);
