@@ -228,3 +228,43 @@ fn a_fault_log_larger_than_the_ledgers_is_clamped_and_announced() {
         run.describe()
     );
 }
+
+#[test]
+fn devices_by_raw_streamid_only_where_the_config_allows_and_by_mmio_base() {
+    use tests_qemu::{repo_file, run_on, Boot};
+    // 00:01.0 (0x8) and a platform device at 0x0a000000 (0x40) say raw-sid yes; 00:02.0 no.
+    let config = repo_file("crates/board-config/tests/fixtures/config/raw-sid.conf");
+    let boot = Boot {
+        initrd: Some(&config),
+        ..Boot::default()
+    };
+    let run = run_on(&boot, "vmm-selectors", &[]).unwrap_or_else(|e| panic!("{e}"));
+    run.assert_pass();
+    // The platform device got its deny-and-record STE like any PCI function.
+    let mmio = run
+        .records("STREAM")
+        .find(|r| r.get("mmio").is_some())
+        .unwrap_or_else(|| panic!("no STREAM for the platform device; {}", run.describe()));
+    assert_eq!(
+        (mmio.get("mmio"), mmio.get("sid"), mmio.get("decision")),
+        (
+            Some("0x000000000a000000"),
+            Some("0x40"),
+            Some("deny-and-record")
+        ),
+        "{}",
+        mmio.line
+    );
+    let raw: Vec<_> = run
+        .records("BINDING")
+        .filter(|r| r.get("raw_sid") == Some("1"))
+        .map(|r| r.get("device").unwrap_or("?").to_string())
+        .collect();
+    assert_eq!(raw, ["mmio:0x000000000a000000", "pci:0000:00:01.0"]);
+    assert!(
+        vm_check(&run, "vm-selectors", "raw-sid-refused-where-not-allowed").contains("sid=0x10")
+    );
+    vm_check(&run, "vm-selectors", "attach-by-raw-sid");
+    vm_check(&run, "vm-selectors", "raw-sid-device-dma-lands");
+    vm_check(&run, "vm-selectors", "attach-mmio-device");
+}

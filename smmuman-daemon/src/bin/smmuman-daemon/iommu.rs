@@ -260,27 +260,8 @@ pub fn bring_up(p: &mut Platform, opts: IommuOptions) -> Result<Backend, IommuEr
             ));
             continue;
         };
-        let decision = if p.is_reserved_sid(sid) {
-            Decision::Reserved
-        } else if let Some((_, d)) = windows.iter().find(|(s, _)| *s == sid) {
-            Decision::StaticWindow(*d)
-        } else if bypass {
-            Decision::Bypass
-        } else {
-            Decision::DenyAndRecord
-        };
-        if !configured.contains(&sid) {
-            match decision {
-                Decision::DenyAndRecord | Decision::Reserved => backend.detach(sid)?,
-                Decision::StaticWindow(_) => {}
-                Decision::Bypass => {
-                    let (smmu, mem) = backend.parts();
-                    smmu.install_ste(mem, sid, &Ste::bypass())
-                        .map_err(|e| IommuError::Backend(BackendError::Smmu(e)))?;
-                }
-            }
-            let _ = configured.push(sid);
-        }
+        let decision = decide(p, sid, &windows, bypass);
+        apply(&mut backend, &mut configured, sid, decision)?;
         let master = decision != Decision::Reserved;
         if master {
             p.enable_bus_master(bdf)
@@ -308,7 +289,60 @@ pub fn bring_up(p: &mut Platform, opts: IommuOptions) -> Result<Backend, IommuEr
         }
     }
     print_groups(&functions);
+
+    // Platform devices (no bus-master bit: their DMA is gated by the SMMU alone).
+    let mmio: heapless::Vec<(PhysAddr, StreamId, &'static str), MAX_STREAMS> = p
+        .mmio_devices()
+        .map(|(base, sid, b)| (base, sid, source_name(b.origin)))
+        .collect();
+    for (base, sid, source) in mmio {
+        let decision = decide(p, sid, &windows, bypass);
+        apply(&mut backend, &mut configured, sid, decision)?;
+        console::line(format_args!(
+            "STREAM mmio={base} sid={sid} decision={} source={source}",
+            decision.name()
+        ));
+    }
     Ok(backend)
+}
+
+/// What the daemon does with `sid` at start-up: reserved for the system, a static window's,
+/// bypass (only with the unit's opt-in), else deny-and-record.
+fn decide(p: &Platform, sid: StreamId, windows: &[(StreamId, DomainId)], bypass: bool) -> Decision {
+    if p.is_reserved_sid(sid) {
+        Decision::Reserved
+    } else if let Some((_, d)) = windows.iter().find(|(s, _)| *s == sid) {
+        Decision::StaticWindow(*d)
+    } else if bypass {
+        Decision::Bypass
+    } else {
+        Decision::DenyAndRecord
+    }
+}
+
+/// Writes `sid`'s STE for `decision`, once per StreamID (`configured` remembers which).
+fn apply(
+    backend: &mut Backend,
+    configured: &mut heapless::Vec<StreamId, MAX_STREAMS>,
+    sid: StreamId,
+    decision: Decision,
+) -> Result<(), IommuError> {
+    if configured.contains(&sid) {
+        return Ok(());
+    }
+    match decision {
+        Decision::DenyAndRecord | Decision::Reserved => backend.detach(sid)?,
+        // Attached to its window's domain by `install_static_windows`.
+        Decision::StaticWindow(_) => {}
+        Decision::Bypass => {
+            let (smmu, mem) = backend.parts();
+            smmu.install_ste(mem, sid, &Ste::bypass())
+                .map_err(|e| IommuError::Backend(BackendError::Smmu(e)))?;
+        }
+    }
+    configured
+        .push(sid)
+        .map_err(|_| IommuError::Backend(BackendError::TooManyStreams))
 }
 
 /// One `GROUP` record per StreamID that several enumerated functions share: the SMMU cannot

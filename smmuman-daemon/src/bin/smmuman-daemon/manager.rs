@@ -41,8 +41,8 @@ fn client_id(index: usize) -> ClientId {
     ClientId(index as u32 + 1)
 }
 
-/// Brings the IOMMU up and starts the manager over it: every PCI function behind the SMMU is a
-/// device it controls (functions that share a StreamID form one group) unless the board
+/// Brings the IOMMU up and starts the manager over it: every PCI function and platform device
+/// behind the SMMU is a device it controls (functions that share a StreamID form one group) unless the board
 /// reserves its StreamID or gave it a static window, and the daemon's own memory (with the
 /// static windows' RAM) is reserved.
 ///
@@ -62,17 +62,22 @@ pub fn start(p: &mut Platform) -> Result<Mgr, Outcome> {
 /// # Errors
 /// The `RESULT` record of the failure.
 pub fn over(p: &Platform, backend: Backend) -> Result<Mgr, Outcome> {
-    let devices: heapless::Vec<DeviceEntry, 64> = p
-        .pci
-        .functions()
-        .iter()
-        .filter_map(|f| {
-            f.sid.map(|sid| DeviceEntry {
-                id: DeviceId::Pci(f.bdf),
-                sid,
-                raw_sid_allowed: false,
-            })
+    // Every PCI function and platform device behind the SMMU, selectable by raw StreamID only
+    // where the board config says `raw-sid yes`.
+    let pci = p.pci.functions().iter().filter_map(|f| {
+        f.sid.map(|sid| DeviceEntry {
+            id: DeviceId::Pci(f.bdf),
+            sid,
+            raw_sid_allowed: p.binding_of(f.bdf).is_some_and(|b| b.raw_sid),
         })
+    });
+    let mmio = p.mmio_devices().map(|(base, sid, b)| DeviceEntry {
+        id: DeviceId::Mmio(base),
+        sid,
+        raw_sid_allowed: b.raw_sid,
+    });
+    let devices: heapless::Vec<DeviceEntry, 64> = pci
+        .chain(mmio)
         // StreamIDs the board reserves for the system, and devices the config gave a static
         // window at start-up, are not the clients' to claim.
         .filter(|d| !p.is_reserved_sid(d.sid) && !p.is_static_window_sid(d.sid))

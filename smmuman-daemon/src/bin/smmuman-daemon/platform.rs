@@ -287,6 +287,20 @@ impl Platform {
             .map(|(b, _)| b)
     }
 
+    /// The platform (MMIO) devices the topology puts behind the daemon's SMMU: their register
+    /// base, StreamID and binding (from the device tree's `iommus` or the config).
+    pub fn mmio_devices(&self) -> impl Iterator<Item = (PhysAddr, StreamId, &StreamBinding)> {
+        let unit = self.unit;
+        self.topology
+            .streams()
+            .iter()
+            .filter(move |b| Some(b.unit) == unit)
+            .filter_map(|b| match b.source {
+                StreamSource::Device(Device::Mmio(base)) => Some((base, b.sid, b)),
+                _ => None,
+            })
+    }
+
     /// The RAM the config's static windows map (merged, sorted): it belongs to those devices
     /// from start-up, so the manager must never let a client map it.
     pub fn static_window_ranges(&self) -> &[PhysRange] {
@@ -515,11 +529,12 @@ pub fn print_topology(t: &Topology, config: &str, driven: UnitId) {
     for b in t.streams() {
         match b.source {
             StreamSource::Device(d) => console::line(format_args!(
-                "BINDING unit={} device={} sid={} shared={} {}",
+                "BINDING unit={} device={} sid={} shared={} raw_sid={} {}",
                 unit_name(b.unit),
                 DeviceName(d),
                 b.sid,
                 u8::from(b.shared),
+                u8::from(b.raw_sid),
                 SourceOf(b.origin)
             )),
             StreamSource::PciRange(r) => console::line(format_args!(

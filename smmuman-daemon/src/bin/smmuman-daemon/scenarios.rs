@@ -71,6 +71,11 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         run: vm_scenarios::vmm_board_owned,
     },
     Scenario {
+        name: "vmm-selectors",
+        about: "devices by raw StreamID (only where the config allows) and by MMIO base",
+        run: vm_scenarios::vmm_selectors,
+    },
+    Scenario {
         name: "vms-group",
         about: "devices sharing a StreamID move as one group (boards/qemu-virt-bridge)",
         run: vm_scenarios::vms_group,

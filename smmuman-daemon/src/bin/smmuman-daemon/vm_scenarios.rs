@@ -262,6 +262,41 @@ pub fn vmm_board_owned(p: &mut Platform) -> Outcome {
     })
 }
 
+/// The other ways to name a device (boot with a config that allows raw StreamIDs for the first
+/// `edu` and declares a platform device, e.g. board-config's `raw-sid.conf` fixture): by raw
+/// StreamID, refused where the config does not allow it and working (DMA included) where it
+/// does; and a platform device by its register base.
+pub fn vmm_selectors(p: &mut Platform) -> Outcome {
+    finish(|| {
+        let mut m = manager::start(p)?;
+        let [(a, a_sid), (_, b_sid)] = two_edus(p)?;
+        let Some((mmio, _, _)) = p.mmio_devices().next() else {
+            return Err(fail(
+                "no platform device behind the SMMU",
+                "boot with a config that declares one",
+            ));
+        };
+        let mut vm = vmm(
+            "vm-selectors",
+            false,
+            a,
+            Plan::Selectors {
+                raw_refused: b_sid,
+                mmio,
+            },
+        );
+        vm.device = Some(device(p, a, a_sid)?);
+        vm.ram = Some(guest_ram(p)?);
+        manager::open_mailboxes();
+        let mut vmms = Vmms::new();
+        let _ = vmms.push(vm);
+        let verdicts = manager::run(p, Some(&mut m), vmms);
+        counters(&m);
+        judge(&verdicts, &[("vm-selectors", "start")])?;
+        Ok(Outcome::pass().with("mmio", mmio))
+    })
+}
+
 /// Devices that share one StreamID (behind a PCIe-to-PCI bridge: boot with
 /// `boards/qemu-virt-bridge`) are one unit: attaching one alone is refused with GroupSplit,
 /// attaching the group works, and every member's DMA then uses the VM's window.

@@ -59,6 +59,14 @@ pub enum Plan {
         /// The refusals that are right.
         expect: [DomainError; 2],
     },
+    /// Select devices the other two ways: by raw StreamID (refused where the board config does
+    /// not allow it; where it does, the device's DMA then uses the window) and by MMIO base.
+    Selectors {
+        /// A StreamID the config does not let clients select raw.
+        raw_refused: StreamId,
+        /// A platform device's register base.
+        mmio: PhysAddr,
+    },
     /// A device that shares its StreamID with others: attaching it alone is refused, attaching
     /// the whole group works and every member's DMA then uses the VM's window.
     Group {
@@ -277,6 +285,9 @@ fn run(ctx: &Ctx<'_>, mut vmm: Vmm) -> Verdict {
         (Plan::StartOnly, _) => Ok(()),
         (plan @ Plan::Life { .. }, Some(c)) => life(ctx, c, &mut vmm, plan),
         (Plan::Group { whole, others }, Some(c)) => group(ctx, c, &mut vmm, whole, others),
+        (Plan::Selectors { raw_refused, mmio }, Some(c)) => {
+            selectors(ctx, c, &mut vmm, raw_refused, mmio)
+        }
         (Plan::Trespass { device, expect }, Some(c)) => trespass(ctx, c, device, expect),
         (_, None) => Err("no-manager"),
     };
@@ -509,6 +520,55 @@ fn life<T: Transport>(ctx: &Ctx<'_>, c: &mut Client<T>, vmm: &mut Vmm, plan: Pla
         ));
     }
     Ok(())
+}
+
+fn selectors<T: Transport>(
+    ctx: &Ctx<'_>,
+    c: &mut Client<T>,
+    vmm: &mut Vmm,
+    raw_refused: StreamId,
+    mmio: PhysAddr,
+) -> Step {
+    let (Some(dev), Some((ram, mem))) = (vmm.device.as_mut(), vmm.ram.as_mut()) else {
+        return Err("no-device-or-ram");
+    };
+    let ram = *ram;
+    let obj = create(c)?;
+    let r = c.attach(obj, DeviceSel::Sid(raw_refused));
+    ctx.check(
+        "raw-sid-refused-where-not-allowed",
+        refused_with(&r, DomainError::Unsupported),
+        format_args!("sid={raw_refused} {}", Res(&r)),
+    )?;
+    let r = c.attach(obj, DeviceSel::Sid(dev.sid));
+    ctx.check(
+        "attach-by-raw-sid",
+        matches!(r, Ok(a) if a.devices == 1),
+        format_args!("sid={} {}", dev.sid, Res(&r)),
+    )?;
+    map_guest_ram(ctx, c, obj, ram)?;
+    let at = |off: u64| PhysAddr(ram.start().0 + off);
+    mem.fill_pattern(at(0x1000), u64::from(DMA_LEN), 41);
+    dev.edu
+        .dma_to_device(Iova(GUEST_RAM_BASE + 0x1000), 0, DMA_LEN, &ctx.clock)
+        .map_err(|_| "edu-dma")?;
+    dev.edu
+        .dma_from_device(0, Iova(GUEST_RAM_BASE + 0x5000), DMA_LEN, &ctx.clock)
+        .map_err(|_| "edu-dma")?;
+    ctx.check(
+        "raw-sid-device-dma-lands",
+        mem.check_pattern(at(0x5000), u64::from(DMA_LEN), 41)
+            .is_none(),
+        format_args!("bdf={} sid={}", dev.bdf, dev.sid),
+    )?;
+    let r = c.attach(obj, DeviceSel::Mmio(mmio));
+    ctx.check(
+        "attach-mmio-device",
+        matches!(r, Ok(a) if a.devices == 1),
+        format_args!("base={mmio} {}", Res(&r)),
+    )?;
+    let destroyed = c.destroy_object(obj);
+    ctx.check("destroy", destroyed.is_ok(), Res(&destroyed))
 }
 
 fn trespass<T: Transport>(
