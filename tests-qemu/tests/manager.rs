@@ -1,10 +1,22 @@
 //! The manager under QEMU: VMMs in their own execution contexts talk to it only through the
 //! client library over mailboxes, while the SMMU contains their devices' real DMA.
 
-use tests_qemu::{run, run_with_qemu_args, Run};
+use tests_qemu::{repo_file, run, run_on, run_with_qemu_args, Boot, Run};
 
 fn passed(scenario: &str, extra: &[&str]) -> Run {
     let run = run(scenario, extra).unwrap_or_else(|e| panic!("{e}"));
+    run.assert_pass();
+    run
+}
+
+/// Boots `scenario` with the repository file `config` as the initrd config; it must pass.
+fn passed_with_config(config: &str, scenario: &str) -> Run {
+    let config = repo_file(config);
+    let boot = Boot {
+        initrd: Some(&config),
+        ..Boot::default()
+    };
+    let run = run_on(&boot, scenario, &[]).unwrap_or_else(|e| panic!("{e}"));
     run.assert_pass();
     run
 }
@@ -168,15 +180,11 @@ fn devices_sharing_a_streamid_behind_a_bridge_move_as_one_group() {
 
 #[test]
 fn devices_the_board_keeps_are_not_offered_to_clients() {
-    use tests_qemu::{repo_file, run_on, Boot};
     // The merge fixture reserves StreamID 0 (the host bridge) and gives 00:02.0 a static window.
-    let config = repo_file("crates/board-config/tests/fixtures/config/qemu-merge.conf");
-    let boot = Boot {
-        initrd: Some(&config),
-        ..Boot::default()
-    };
-    let run = run_on(&boot, "vmm-board-owned", &[]).unwrap_or_else(|e| panic!("{e}"));
-    run.assert_pass();
+    let run = passed_with_config(
+        "crates/board-config/tests/fixtures/config/qemu-merge.conf",
+        "vmm-board-owned",
+    );
     let owned: Vec<_> = run
         .records("DEVICE")
         .map(|r| {
@@ -206,14 +214,10 @@ fn devices_the_board_keeps_are_not_offered_to_clients() {
 
 #[test]
 fn a_fault_log_larger_than_the_ledgers_is_clamped_and_announced() {
-    use tests_qemu::{repo_file, run_on, Boot};
-    let config = repo_file("tests-qemu/fixtures/qemu-fault-log-large.conf");
-    let boot = Boot {
-        initrd: Some(&config),
-        ..Boot::default()
-    };
-    let run = run_on(&boot, "vmm-unknown-device", &[]).unwrap_or_else(|e| panic!("{e}"));
-    run.assert_pass();
+    let run = passed_with_config(
+        "tests-qemu/fixtures/qemu-fault-log-large.conf",
+        "vmm-unknown-device",
+    );
     let log = run.record("FAULT_LOG").unwrap();
     assert_eq!(
         (log.get("requested"), log.get("depth"), log.get("clamped")),
@@ -231,15 +235,11 @@ fn a_fault_log_larger_than_the_ledgers_is_clamped_and_announced() {
 
 #[test]
 fn devices_by_raw_streamid_only_where_the_config_allows_and_by_mmio_base() {
-    use tests_qemu::{repo_file, run_on, Boot};
     // 00:01.0 (0x8) and a platform device at 0x0a000000 (0x40) say raw-sid yes; 00:02.0 no.
-    let config = repo_file("crates/board-config/tests/fixtures/config/raw-sid.conf");
-    let boot = Boot {
-        initrd: Some(&config),
-        ..Boot::default()
-    };
-    let run = run_on(&boot, "vmm-selectors", &[]).unwrap_or_else(|e| panic!("{e}"));
-    run.assert_pass();
+    let run = passed_with_config(
+        "crates/board-config/tests/fixtures/config/raw-sid.conf",
+        "vmm-selectors",
+    );
     // The platform device got its deny-and-record STE like any PCI function.
     let mmio = run
         .records("STREAM")

@@ -19,19 +19,8 @@ fn fault(sid: StreamId, addr: u64) -> Fault {
 
 #[test]
 fn the_configured_fault_log_depth_bounds_every_ledger() {
-    let devices = board();
-    let config = ManagerConfig {
-        devices: &devices,
-        reserved: &[RESERVED],
-        iova_ranges: &[IovaRange {
-            first: Iova(0),
-            last: Iova(IOVA_LAST),
-        }],
-        page_sizes: PAGE_SIZES,
-        fault_log_depth: 3,
-    };
     let mut rig = Rig::new();
-    rig.m = Manager::new(FakeIommu::new(), &config).unwrap();
+    rig.m = manager_with_depth(FakeIommu::new(), 3);
     assert_eq!(rig.as_(A).query().unwrap().fault_log_depth, 3);
     let obj = rig
         .as_(A)

@@ -80,6 +80,11 @@ pub(crate) fn all_sids() -> [StreamId; 5] {
 }
 
 pub(crate) fn manager(fake: FakeIommu) -> Manager<FakeIommu> {
+    manager_with_depth(fake, crate::config::FAULT_LOG_DEPTH)
+}
+
+/// The test board's manager with fault ledgers `fault_log_depth` deep.
+pub(crate) fn manager_with_depth(fake: FakeIommu, fault_log_depth: usize) -> Manager<FakeIommu> {
     let devices = board();
     let config = ManagerConfig {
         devices: &devices,
@@ -89,7 +94,7 @@ pub(crate) fn manager(fake: FakeIommu) -> Manager<FakeIommu> {
             last: Iova(IOVA_LAST),
         }],
         page_sizes: PAGE_SIZES,
-        fault_log_depth: crate::config::FAULT_LOG_DEPTH,
+        fault_log_depth,
     };
     Manager::new(fake, &config).unwrap()
 }
