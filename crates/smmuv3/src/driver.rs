@@ -423,7 +423,9 @@ impl<R: RegisterAccess> Smmu<R> {
     }
 
     /// Installs `ste` for `sid` (see the update rules in the stream table: the SMMU never sees
-    /// a torn entry) followed by CMD_CFGI_STE + CMD_SYNC.
+    /// a torn entry) followed by CMD_CFGI_STE + CMD_SYNC. What is written is
+    /// [`Ste::for_smmu`]: fields this SMMU does not implement (STE.SHCFG without
+    /// SMMU_IDR1.ATTR_TYPES_OVR) are cleared, as IHI 0070 §5 requires of RES0 fields.
     ///
     /// # Errors
     /// [`SmmuError::NotRunning`], [`SmmuError::StreamIdOutOfRange`],
@@ -435,6 +437,8 @@ impl<R: RegisterAccess> Smmu<R> {
         sid: StreamId,
         ste: &Ste,
     ) -> Result<(), SmmuError> {
+        // Fields this SMMU does not implement are RES0 and must be written as zero.
+        let ste = ste.for_smmu(&self.features);
         let Self {
             regs,
             running,
@@ -443,7 +447,7 @@ impl<R: RegisterAccess> Smmu<R> {
             ..
         } = self;
         let Running { strtab, cmdq, .. } = running.as_mut().ok_or(SmmuError::NotRunning)?;
-        strtab.write_ste(mem, sid, ste, |mem, sid| {
+        strtab.write_ste(mem, sid, &ste, |mem, sid| {
             cmdq.submit(
                 regs,
                 mem,

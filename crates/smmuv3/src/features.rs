@@ -114,6 +114,9 @@ pub struct Features {
     pub eventq_log2: u8,
     /// IDR1.CMDQS: log2 of the maximum command queue entries.
     pub cmdq_log2: u8,
+    /// IDR1.ATTR_TYPES_OVR: the STE and GBPA memory-type, allocation and shareability overrides
+    /// (MTCFG/MemAttr, ALLOCCFG, SHCFG) are implemented; otherwise those fields are RES0.
+    pub attr_types_ovr: bool,
     /// IDR1.TABLES_PRESET: the stream table base is fixed by the implementation.
     pub tables_preset: bool,
     /// IDR1.QUEUES_PRESET: the queue bases are fixed by the implementation.
@@ -223,6 +226,7 @@ impl Features {
             priq_log2: i1.read(IDR1::PRIQS) as u8,
             eventq_log2: i1.read(IDR1::EVENTQS) as u8,
             cmdq_log2: i1.read(IDR1::CMDQS) as u8,
+            attr_types_ovr: i1.is_set(IDR1::ATTR_TYPES_OVR),
             tables_preset: i1.is_set(IDR1::TABLES_PRESET),
             queues_preset: i1.is_set(IDR1::QUEUES_PRESET),
             had: i3.is_set(IDR3::HAD),
@@ -359,6 +363,7 @@ mod tests {
         assert_eq!(f.priq_log2, 0);
         assert_eq!(f.eventq_log2, 19);
         assert_eq!(f.cmdq_log2, 19);
+        assert!(!f.attr_types_ovr, "IDR1 bit 27 is clear on QEMU");
         assert!(!f.tables_preset);
         assert!(!f.queues_preset);
         assert!(f.had);

@@ -202,7 +202,8 @@ impl Ste {
 
     /// A valid entry translating the stream through stage 2 only: 4 KiB granule, AArch64
     /// little-endian tables, write-back inner-shareable table walks, shareability of the
-    /// incoming transaction kept (STE.SHCFG = incoming).
+    /// incoming transaction kept (STE.SHCFG = incoming; [`Ste::for_smmu`] clears it on an SMMU
+    /// where the field is RES0).
     ///
     /// Fields are masked to their widths; use [`S2Context::validate`] to reject values the SMMU
     /// would refuse.
@@ -225,6 +226,20 @@ impl Ste {
         w[2] = dw2.value;
         w[3] = addr_bits(ctx.s2ttb.get(), 4);
         Self(w)
+    }
+
+    /// The entry as `features`' SMMU must be given it: fields that SMMU does not implement are
+    /// RES0, which software must write as zero (IHI 0070 §5: an SMMU may treat a non-zero RES0
+    /// field as an invalid structure, i.e. C_BAD_STE).
+    ///
+    /// Today that is STE.SHCFG, RES0 when SMMU_IDR1.ATTR_TYPES_OVR == 0 (IHI 0070 §5.2
+    /// STE.SHCFG; QEMU 10.0 is such an SMMU). Such an SMMU always uses the incoming
+    /// shareability, which is what SHCFG = 0b01 asks for, so the behaviour is unchanged.
+    pub fn for_smmu(mut self, features: &Features) -> Self {
+        if !features.attr_types_ovr {
+            self.0[1] &= !STE_DW1::SHCFG.val(0b11).value;
+        }
+        self
     }
 
     /// STE.V.
@@ -453,6 +468,27 @@ mod tests {
             ..high
         };
         assert_eq!(low.validate(&f52), Ok(()));
+    }
+
+    /// IHI 0070 §5.2 STE.SHCFG is RES0 when SMMU_IDR1.ATTR_TYPES_OVR == 0 (QEMU's IDR1 bit 27
+    /// is clear), and §5 requires RES0 fields written as zero; with the override implemented,
+    /// SHCFG = 0b01 (incoming) must stay or the SMMU would force Non-shareable.
+    #[test]
+    fn shcfg_is_only_written_when_the_smmu_implements_it() {
+        let no_ovr = qemu();
+        assert!(!no_ovr.attr_types_ovr);
+        assert_eq!(Ste::s2_translate(&ctx()).for_smmu(&no_ovr).0[1], 0);
+        assert_eq!(Ste::bypass().for_smmu(&no_ovr).0[1], 0);
+        let full = Ste::s2_translate(&ctx());
+        let stripped = full.for_smmu(&no_ovr);
+        assert_eq!(stripped.0[0], full.0[0]);
+        assert_eq!(&stripped.0[2..], &full.0[2..]);
+
+        // IDR1.ATTR_TYPES_OVR (bit 27) set: SHCFG = 0b01 in DW1[45:44] is kept.
+        let ovr = Features::decode([0x0d44_101b, 0x0273_0010 | 1 << 27, 0, 0x1414, 0, 0x74], 1);
+        assert!(ovr.attr_types_ovr);
+        assert_eq!(Ste::s2_translate(&ctx()).for_smmu(&ovr).0[1], 1 << 44);
+        assert_eq!(Ste::bypass().for_smmu(&ovr), Ste::bypass());
     }
 
     /// Arm ARM D8.2: a concatenated first-level table (here 40-bit IPA from level 1: two pages)

@@ -39,6 +39,17 @@ fn s2(vmid: u16, ttb: u64) -> Ste {
     })
 }
 
+/// `ste` as install_ste writes it on this SMMU: QEMU's IDR1.ATTR_TYPES_OVR is 0, so STE.SHCFG
+/// is RES0 there and written as zero (IHI 0070 §5.2 STE.SHCFG).
+fn installed(smmu: &Smmu<FakeSmmu>, ste: Ste) -> Ste {
+    let got = ste.for_smmu(smmu.features());
+    assert_eq!(
+        got.0[1], 0,
+        "SHCFG cleared on an SMMU without ATTR_TYPES_OVR"
+    );
+    got
+}
+
 fn opcodes(fake: &FakeSmmu) -> Vec<u8> {
     fake.st
         .borrow()
@@ -186,7 +197,10 @@ fn stage2_only_smmu_with_linear_table() {
     assert_eq!(fake.st.borrow().strtab_cfg, 8);
     smmu.install_ste(&mut mem, StreamId(8), &s2(1, 0x4010_0000))
         .unwrap();
-    assert_eq!(fake.config(8).unwrap(), s2(1, 0x4010_0000).0);
+    assert_eq!(
+        fake.config(8).unwrap(),
+        installed(&smmu, s2(1, 0x4010_0000)).0
+    );
     // No RIL: two single-page invalidations.
     fake.st.borrow_mut().commands.clear();
     smmu.invalidate_s2(&mut mem, Vmid(1), Iova(0x1800), 0x1000, true)
@@ -277,10 +291,13 @@ fn install_ste_is_seen_by_the_smmu_only_after_invalidation() {
     let (mut smmu, fake, mut mem) = up();
     smmu.install_ste(&mut mem, StreamId(8), &s2(1, 0x4010_0000))
         .unwrap();
-    assert_eq!(fake.config(8).unwrap(), s2(1, 0x4010_0000).0);
+    assert_eq!(
+        fake.config(8).unwrap(),
+        installed(&smmu, s2(1, 0x4010_0000)).0
+    );
     assert_eq!(
         smmu.read_ste(&mem, StreamId(8)).unwrap(),
-        s2(1, 0x4010_0000)
+        installed(&smmu, s2(1, 0x4010_0000))
     );
     // Its neighbours in the same level-2 table are invalid: C_BAD_STE.
     assert_eq!(fake.config(9), Err(0x04));
@@ -310,7 +327,10 @@ fn install_ste_is_seen_by_the_smmu_only_after_invalidation() {
         ]
     );
     assert_eq!(fake.st.borrow().commands[0][0] >> 32, 8);
-    assert_eq!(fake.config(8).unwrap(), s2(2, 0x4020_0000).0);
+    assert_eq!(
+        fake.config(8).unwrap(),
+        installed(&smmu, s2(2, 0x4020_0000)).0
+    );
 
     assert_eq!(
         smmu.install_ste(&mut mem, StreamId(0x1_0000), &Ste::abort()),
@@ -319,6 +339,32 @@ fn install_ste_is_seen_by_the_smmu_only_after_invalidation() {
             sid_bits: 16
         })
     );
+}
+
+/// IHI 0070 §5.2 STE.SHCFG: RES0 (written as zero) unless SMMU_IDR1.ATTR_TYPES_OVR, where
+/// 0b01 = incoming must be kept (0b00 would force Non-shareable).
+#[test]
+fn install_ste_writes_shcfg_only_where_the_smmu_implements_it() {
+    let (mut smmu, fake, mut mem) = up();
+    smmu.install_ste(&mut mem, StreamId(8), &s2(1, 0x4010_0000))
+        .unwrap();
+    assert_eq!(
+        fake.config(8).unwrap()[1],
+        0,
+        "QEMU: IDR1.ATTR_TYPES_OVR = 0"
+    );
+
+    let mut idr = QEMU_IDR;
+    idr[1] |= 1 << 27;
+    let (mut smmu, fake, mut mem) = up_with(FakeSmmu::new(idr), cfg());
+    smmu.install_ste(&mut mem, StreamId(8), &s2(1, 0x4010_0000))
+        .unwrap();
+    assert_eq!(
+        fake.config(8).unwrap()[1],
+        1 << 44,
+        "SHCFG = 0b01 (incoming)"
+    );
+    assert_eq!(fake.config(8).unwrap(), s2(1, 0x4010_0000).0);
 }
 
 #[test]
