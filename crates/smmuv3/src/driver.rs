@@ -360,8 +360,14 @@ impl<R: RegisterAccess> Smmu<R> {
             + CR1::TABLE_OC::WriteBack
             + CR1::TABLE_SH::InnerShareable;
         self.regs.write32(Reg32::Cr1, cr1.value);
-        self.regs
-            .write32(Reg32::Cr2, (CR2::RECINVSID::SET + CR2::PTM::SET).value);
+        // IHI 0070 §6.3.12: RECINVSID records C_BAD_STREAMID; PTM (ignore broadcast TLB
+        // maintenance, which would not cover our VMIDs) exists only with IDR0.BTM and is RES0,
+        // to be written as zero, otherwise. E2H stays 0 (no EL2 stage-1 contexts here).
+        let mut cr2 = CR2::RECINVSID::SET.value;
+        if self.features.btm {
+            cr2 |= CR2::PTM::SET.value;
+        }
+        self.regs.write32(Reg32::Cr2, cr2);
 
         self.regs.write64(Reg64::StrtabBase, run.strtab.base_reg());
         self.regs

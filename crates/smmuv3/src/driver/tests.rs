@@ -367,6 +367,19 @@ fn install_ste_writes_shcfg_only_where_the_smmu_implements_it() {
     assert_eq!(fake.config(8).unwrap(), s2(1, 0x4010_0000).0);
 }
 
+/// IHI 0070 §6.3.12 SMMU_CR2: RECINVSID (bit 1) always; PTM (bit 2) only when IDR0.BTM (bit 5)
+/// is set, RES0 (written as zero) otherwise; E2H (bit 0) never.
+#[test]
+fn cr2_sets_ptm_only_with_broadcast_tlb_maintenance() {
+    let (_smmu, fake, _mem) = up();
+    assert_eq!(fake.st.borrow().cr2, 0b010, "QEMU: IDR0.BTM = 0");
+
+    let mut idr = QEMU_IDR;
+    idr[0] |= 1 << 5;
+    let (_smmu, fake, _mem) = up_with(FakeSmmu::new(idr), cfg());
+    assert_eq!(fake.st.borrow().cr2, 0b110);
+}
+
 #[test]
 fn illegal_command_is_recovered_and_the_queue_keeps_working() {
     let (mut smmu, fake, mut mem) = up();
