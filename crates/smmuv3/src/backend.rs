@@ -56,6 +56,16 @@ pub enum BackendError {
     TooManyStreams,
     /// All [`MAX_RESERVED`] reserved-range slots are in use.
     TooManyReserved,
+    /// The unmap would split a live block, which needs IDR3.BBML = 2 (IHI 0070 §3.21.1.3) and
+    /// this SMMU has less; unmap whole mappings instead.
+    SplitNeedsBbml2 {
+        /// Start of the refused unmap.
+        iova: Iova,
+        /// Its length.
+        len: u64,
+        /// The SMMU's IDR3.BBML.
+        bbml: u8,
+    },
     /// The physical range overlaps memory the manager keeps for itself.
     ReservedMemory {
         /// Start of the refused range.
@@ -77,6 +87,10 @@ impl fmt::Display for BackendError {
             Self::TooManyDomains => write!(f, "all {MAX_DOMAINS} domains are in use"),
             Self::TooManyStreams => write!(f, "all {MAX_STREAMS} stream slots are in use"),
             Self::TooManyReserved => write!(f, "all {MAX_RESERVED} reserved ranges are in use"),
+            Self::SplitNeedsBbml2 { iova, len, bbml } => write!(
+                f,
+                "unmapping {iova}+{len:#x} would split a block, which this SMMU (BBML {bbml}) cannot do live"
+            ),
             Self::ReservedMemory { pa, len } => write!(
                 f,
                 "physical range {pa}+{len:#x} overlaps the manager's own memory"
@@ -357,11 +371,16 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for Smmuv3Backend<M, R> {
     }
 
     fn unmap(&mut self, domain: DomainId, iova: Iova, len: u64) -> Result<u64, BackendError> {
+        let bbml = self.smmu.features().bbml;
         let Self { mem, domains, .. } = self;
         let d = domains
             .get_mut(usize::from(domain.0))
             .and_then(Option::as_mut)
             .ok_or(BackendError::UnknownDomain(domain))?;
+        // Splitting a live block in place is only safe with IHI 0070 §3.21.1.3 level 2.
+        if bbml < 2 && d.table.split_tables(mem, iova, len)? > 0 {
+            return Err(BackendError::SplitNeedsBbml2 { iova, len, bbml });
+        }
         let unmapped = d.table.unmap(mem, iova, len)?;
         let vmid = d.vmid;
         if let Some((start, span)) = unmapped.invalidation.range() {

@@ -220,6 +220,31 @@ impl Stage2Table {
         applied.map(|()| unmapped)
     }
 
+    /// How many new tables [`unmap`](Self::unmap) of `[iova, iova + len)` would link, that is,
+    /// how many blocks it would split (0: it removes whole leaves only). Changes nothing.
+    ///
+    /// A split replaces a live block with a table in one store. That is only safe without
+    /// break-before-make when the SMMU implements IHI 0070 §3.21.1.3 level 2 (IDR3.BBML = 2); a
+    /// caller on other hardware uses this to refuse such an unmap.
+    ///
+    /// # Errors
+    /// As [`unmap`](Self::unmap), except [`MapError::OutOfMemory`].
+    pub fn split_tables(
+        &mut self,
+        mem: &mut impl DmaMemory,
+        iova: Iova,
+        len: u64,
+    ) -> Result<usize, MapError> {
+        check_length(len)?;
+        if !iova.is_aligned(PAGE_SIZE) {
+            return Err(MapError::UnalignedIova(iova));
+        }
+        let end = self.iova_end(iova, len)?;
+        let mut count = UnmapWalk::new(&mut *mem, Pass::Count(0), &mut self.retired);
+        count.walk(self.root, self.start_level, iova.get(), end)?;
+        Ok(count.pass.tables())
+    }
+
     /// Where `iova` leads, walking the table as the SMMU would (Arm ARM D8.2), or `None` when it
     /// is unmapped or beyond `2^ias_bits`.
     pub fn translate(&self, mem: &impl DmaMemory, iova: Iova) -> Option<Translation> {

@@ -293,3 +293,35 @@ fn overflow_is_reported_as_a_lower_bound() {
     fake.record_event(rec);
     assert_eq!(b.drain_faults(&mut |_| ()).unwrap().delivered, 1);
 }
+
+#[test]
+fn without_bbml2_an_unmap_that_would_split_a_block_is_refused_and_changes_nothing() {
+    let mut idr = crate::fake_smmu::QEMU_IDR;
+    idr[3] &= !(3 << 11); // IDR3.BBML = 0
+    let (mut b, fake) = backend_with(FakeSmmu::new(idr));
+    let d = b.create_domain().unwrap();
+    b.map(d, Iova(0), PhysAddr(0x4020_0000), 2 * MIB, Access::RW)
+        .unwrap();
+    fake.st.borrow_mut().commands.clear();
+    assert_eq!(
+        b.unmap(d, Iova(MIB), MIB),
+        Err(BackendError::SplitNeedsBbml2 {
+            iova: Iova(MIB),
+            len: MIB,
+            bbml: 0
+        })
+    );
+    assert!(
+        fake.st.borrow().commands.is_empty(),
+        "nothing to invalidate"
+    );
+    let t = b.translate(d, Iova(MIB)).unwrap().unwrap();
+    assert_eq!(
+        (t.pa, t.size),
+        (PhysAddr(0x4030_0000), 2 * MIB),
+        "still one block"
+    );
+    // Unmapping the whole block is fine.
+    assert_eq!(b.unmap(d, Iova(0), 2 * MIB), Ok(2 * MIB));
+    assert_eq!(b.translate(d, Iova(0)).unwrap(), None);
+}

@@ -403,6 +403,29 @@ fn translate_reports_access_and_refuses_beyond_ias() {
 }
 
 #[test]
+fn split_tables_counts_the_splits_an_unmap_would_make_and_changes_nothing() {
+    let (mut mem, mut t) = setup(CFG39);
+    t.map(&mut mem, Iova(0), PhysAddr(0x4000_0000), M2, Access::RW)
+        .unwrap();
+    t.map(&mut mem, Iova(G1), PhysAddr(0x8000_0000), G1, Access::RW)
+        .unwrap();
+    let before = snapshot(&mem, &t);
+    // A page out of a 2 MiB block: one level-3 table.
+    assert_eq!(t.split_tables(&mut mem, Iova(K4), K4), Ok(1));
+    // A page out of a 1 GiB block: a level-2 table, then a level-3 table under it.
+    assert_eq!(t.split_tables(&mut mem, Iova(G1 + K4), K4), Ok(2));
+    // Whole blocks, and holes, split nothing.
+    assert_eq!(t.split_tables(&mut mem, Iova(0), M2), Ok(0));
+    assert_eq!(t.split_tables(&mut mem, Iova(G1), G1), Ok(0));
+    assert_eq!(t.split_tables(&mut mem, Iova(4 * M2), M2), Ok(0));
+    assert_eq!(
+        t.split_tables(&mut mem, Iova(1), K4),
+        Err(MapError::UnalignedIova(Iova(1)))
+    );
+    assert_eq!(snapshot(&mem, &t), before, "counting writes nothing");
+}
+
+#[test]
 fn split_unmap_of_a_2mib_block_keeps_the_rest_exact() {
     let (mut mem, mut t) = setup(CFG39);
     let (iova, pa) = (G1 + 3 * M2, 0x7_4000_0000 + 5 * M2);
