@@ -756,4 +756,34 @@ proptest! {
             prop_assert!(e.column >= 1 && e.column <= len + 1, "{e}");
         }
     }
+
+    /// Whatever the bytes (invalid UTF-8, NULs, control characters, fragments of real
+    /// statements), parsing and then combining with the real QEMU device tree returns a result,
+    /// never a panic.
+    #[test]
+    fn any_bytes_give_a_result_even_combined_with_firmware(
+        chunks in proptest::collection::vec(
+            prop_oneof![
+                proptest::sample::select(WORDS).prop_map(|w| w.as_bytes().to_vec()),
+                proptest::collection::vec(any::<u8>(), 0..8),
+            ],
+            0..40,
+        )
+    ) {
+        let bytes: Vec<u8> = chunks.join(&b' ');
+        if let Ok(user) = config::parse_bytes("fuzz", &bytes) {
+            let _ = board_config::combine(&firmware(), Some(&user));
+        }
+    }
+}
+
+/// The QEMU virt device tree's topology, parsed once.
+fn firmware() -> board_config::Topology {
+    static FIRMWARE: std::sync::OnceLock<board_config::Topology> = std::sync::OnceLock::new();
+    FIRMWARE
+        .get_or_init(|| {
+            board_config::dt::from_blob(&common::dtb("qemu-virt.dts"))
+                .expect("the QEMU fixture parses")
+        })
+        .clone()
 }
