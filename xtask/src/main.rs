@@ -122,7 +122,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
         None => qemu::default_initrd(&board)?,
     };
     let image = build()?;
-    qemu::check()?;
+    qemu::ensure()?;
     let mut cmd = qemu::boot_command(&qemu::Boot {
         board: &board,
         image: &image,
@@ -215,6 +215,10 @@ fn package_name(manifest: &str) -> Option<String> {
 }
 
 fn test() -> Result<()> {
+    // The tools the tests need, first: installed when running as root on Debian, otherwise a
+    // clear stop with the commands to run, before any long step.
+    qemu::ensure()?;
+    qemu::ensure_dtc()?;
     let cargo = paths::cargo();
     let root = paths::workspace_root();
     step(
@@ -256,7 +260,6 @@ fn test() -> Result<()> {
     )?;
     eprintln!("\nxtask test: ==> cargo xtask build");
     let image = build()?;
-    qemu::check()?;
     step(
         "cargo test --workspace",
         Command::new(&cargo)

@@ -139,30 +139,69 @@ pub fn ensure() -> Result<Version> {
             "cannot write /etc/apt/sources.list.d/backports.list: {e}"
         ))
     })?;
-    for args in [
-        &["update"][..],
-        &[
-            "install",
-            "-y",
-            "--no-install-recommends",
-            "-t",
-            "bookworm-backports",
-            "qemu-system-arm",
-        ][..],
-    ] {
-        let status = Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .map_err(|e| Error(format!("cannot run apt-get: {e}")))?;
-        if !status.success() {
-            return Err(Error(format!(
-                "apt-get {} failed ({status})",
-                args.join(" ")
-            )));
-        }
-    }
+    apt_get(&["update"])?;
+    apt_get(&[
+        "install",
+        "-y",
+        "--no-install-recommends",
+        "-t",
+        "bookworm-backports",
+        "qemu-system-arm",
+    ])?;
     check()
+}
+
+/// Runs `apt-get ARGS` non-interactively.
+fn apt_get(args: &[&str]) -> Result<()> {
+    let status = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map_err(|e| Error(format!("cannot run apt-get: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error(format!(
+            "apt-get {} failed ({status})",
+            args.join(" ")
+        )))
+    }
+}
+
+/// The command that installs `dtc`, which the board-config tests use to compile their
+/// device-tree fixtures.
+pub const DTC_INSTALL: &str = "apt-get install -y device-tree-compiler";
+
+/// Makes sure `dtc` runs: installs Debian's `device-tree-compiler` when missing and running as
+/// root on Debian, otherwise stops with the command to run.
+///
+/// # Errors
+/// When `dtc` is missing and cannot be installed here.
+pub fn ensure_dtc() -> Result<()> {
+    let runs = || Command::new("dtc").arg("--version").output().is_ok();
+    if runs() {
+        return Ok(());
+    }
+    if !is_root() || fs::metadata("/etc/debian_version").is_err() {
+        return Err(Error(format!(
+            "dtc (device-tree-compiler) is missing; the board-config tests need it. As root:\n\n    {DTC_INSTALL}"
+        )));
+    }
+    eprintln!("xtask: installing dtc (device-tree-compiler)");
+    apt_get(&["update"])?;
+    apt_get(&[
+        "install",
+        "-y",
+        "--no-install-recommends",
+        "device-tree-compiler",
+    ])?;
+    if runs() {
+        Ok(())
+    } else {
+        Err(Error(format!(
+            "dtc is still missing after installing device-tree-compiler; try: {DTC_INSTALL}"
+        )))
+    }
 }
 
 /// The arguments in a `qemu.args` file: one per line, `#` comments and blank lines skipped.
