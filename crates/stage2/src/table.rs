@@ -199,15 +199,7 @@ impl Stage2Table {
         iova: Iova,
         len: u64,
     ) -> Result<Unmapped, MapError> {
-        check_length(len)?;
-        if !iova.is_aligned(PAGE_SIZE) {
-            return Err(MapError::UnalignedIova(iova));
-        }
-        let end = self.iova_end(iova, len)?;
-
-        let mut count = UnmapWalk::new(&mut *mem, Pass::Count(0), &mut self.retired);
-        count.walk(self.root, self.start_level, iova.get(), end)?;
-        let needed = count.pass.tables();
+        let (end, needed) = self.count_unmap(mem, iova, len)?;
         let spare = PageChain::allocate(mem, needed)?;
 
         let mut apply = UnmapWalk::new(&mut *mem, Pass::Apply(spare), &mut self.retired);
@@ -235,6 +227,17 @@ impl Stage2Table {
         iova: Iova,
         len: u64,
     ) -> Result<usize, MapError> {
+        self.count_unmap(mem, iova, len).map(|(_, tables)| tables)
+    }
+
+    /// The checking pass of an unmap: validates the range and counts the tables its splits
+    /// need, writing nothing. Returns the range's end and that count.
+    fn count_unmap(
+        &mut self,
+        mem: &mut impl DmaMemory,
+        iova: Iova,
+        len: u64,
+    ) -> Result<(u64, usize), MapError> {
         check_length(len)?;
         if !iova.is_aligned(PAGE_SIZE) {
             return Err(MapError::UnalignedIova(iova));
@@ -242,7 +245,7 @@ impl Stage2Table {
         let end = self.iova_end(iova, len)?;
         let mut count = UnmapWalk::new(&mut *mem, Pass::Count(0), &mut self.retired);
         count.walk(self.root, self.start_level, iova.get(), end)?;
-        Ok(count.pass.tables())
+        Ok((end, count.pass.tables()))
     }
 
     /// Where `iova` leads, walking the table as the SMMU would (Arm ARM D8.2), or `None` when it
