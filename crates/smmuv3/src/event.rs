@@ -151,20 +151,10 @@ impl EventType {
         )
     }
 
-    /// Records that carry RnW/InD/PnU in DW1.
+    /// Records that carry RnW/InD/PnU in DW1: those with an input address, except
+    /// E_PAGE_REQUEST (whose DW1 holds the page-request fields instead).
     const fn has_access(self) -> bool {
-        matches!(
-            self,
-            Self::FUut
-                | Self::FBadAtsTreq
-                | Self::FTranslForbidden
-                | Self::FWalkEabt
-                | Self::FTranslation
-                | Self::FAddrSize
-                | Self::FAccess
-                | Self::FPermission
-                | Self::FTlbConflict
-        )
+        self.has_input_addr() && !matches!(self, Self::EPageRequest)
     }
 
     /// Translation faults: they carry S2, CLASS and (for stage 2) the IPA.

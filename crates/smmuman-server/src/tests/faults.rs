@@ -5,7 +5,7 @@ use crate::config::FAULT_LOG_DEPTH;
 use crate::fake::FakeOp;
 use core::time::Duration;
 use iommu_core::{Direction, Fault, FaultReason};
-use smmuman_api::{DeviceSel, FaultBatch, NotifyState, ObjectFlags, ObjectId};
+use smmuman_api::{DeviceSel, FaultBatch, NotifyState, ObjectId};
 
 fn fault(sid: StreamId, addr: u64) -> Fault {
     Fault {
@@ -22,11 +22,7 @@ fn the_configured_fault_log_depth_bounds_every_ledger() {
     let mut rig = Rig::new();
     rig.m = manager_with_depth(FakeIommu::new(), 3);
     assert_eq!(rig.as_(A).query().unwrap().fault_log_depth, 3);
-    let obj = rig
-        .as_(A)
-        .create_object(ObjectFlags::empty())
-        .unwrap()
-        .object;
+    let obj = rig.object(A);
     rig.as_(A)
         .attach(obj, DeviceSel::pci(pci(0, 1, 0)))
         .unwrap();
@@ -55,11 +51,7 @@ fn the_configured_fault_log_depth_bounds_every_ledger() {
 fn faults_go_to_the_object_holding_the_device_or_to_unclaimed() {
     logs::start();
     let mut rig = Rig::new();
-    let obj = rig
-        .as_(A)
-        .create_object(ObjectFlags::empty())
-        .unwrap()
-        .object;
+    let obj = rig.object(A);
     rig.as_(A)
         .attach(obj, DeviceSel::pci(pci(0, 1, 0)))
         .unwrap();
@@ -128,11 +120,7 @@ fn a_group_faults_as_one_and_the_log_says_so() {
 #[test]
 fn a_full_ledger_drops_new_records_and_counts_them_exactly() {
     let mut rig = Rig::new();
-    let obj = rig
-        .as_(A)
-        .create_object(ObjectFlags::empty())
-        .unwrap()
-        .object;
+    let obj = rig.object(A);
     rig.as_(A)
         .attach(obj, DeviceSel::pci(pci(0, 1, 0)))
         .unwrap();
@@ -175,11 +163,7 @@ fn a_full_ledger_drops_new_records_and_counts_them_exactly() {
 #[test]
 fn an_armed_notification_fires_once_for_the_client_that_armed_it() {
     let mut rig = Rig::new();
-    let obj = rig
-        .as_(A)
-        .create_object(ObjectFlags::empty())
-        .unwrap()
-        .object;
+    let obj = rig.object(A);
     rig.as_(A)
         .attach(obj, DeviceSel::pci(pci(0, 1, 0)))
         .unwrap();
@@ -211,11 +195,7 @@ fn an_armed_notification_fires_once_for_the_client_that_armed_it() {
 #[test]
 fn destroying_an_object_discards_its_ledger_and_later_faults_are_unclaimed() {
     let mut rig = Rig::new();
-    let obj = rig
-        .as_(A)
-        .create_object(ObjectFlags::empty())
-        .unwrap()
-        .object;
+    let obj = rig.object(A);
     rig.as_(A)
         .attach(obj, DeviceSel::pci(pci(0, 1, 0)))
         .unwrap();

@@ -131,6 +131,14 @@ impl Rig {
         Client::connect(Direct(&mut self.m, client)).unwrap()
     }
 
+    /// A new VM object of `client` (no flags).
+    pub fn object(&mut self, client: ClientId) -> smmuman_api::ObjectId {
+        self.as_(client)
+            .create_object(smmuman_api::ObjectFlags::empty())
+            .unwrap()
+            .object
+    }
+
     pub fn fake(&self) -> &FakeIommu {
         self.m.backend()
     }

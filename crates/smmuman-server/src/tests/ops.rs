@@ -142,11 +142,7 @@ fn a_device_of_another_object_is_busy_and_stays_where_it_is() {
 #[test]
 fn another_clients_object_looks_absent() {
     let mut rig = Rig::new();
-    let oa = rig
-        .as_(A)
-        .create_object(ObjectFlags::empty())
-        .unwrap()
-        .object;
+    let oa = rig.object(A);
     let mut b = rig.as_(B);
     for r in [
         refusal(b.map(oa, win(0, 0x8000_0000, 0x1000), RW, NONE)),
@@ -273,16 +269,8 @@ fn unity_objects_map_only_iova_equal_pa() {
 #[test]
 fn host_memory_belongs_to_the_first_mapper_unless_both_share() {
     let mut rig = Rig::new();
-    let oa = rig
-        .as_(A)
-        .create_object(ObjectFlags::empty())
-        .unwrap()
-        .object;
-    let ob = rig
-        .as_(B)
-        .create_object(ObjectFlags::empty())
-        .unwrap()
-        .object;
+    let oa = rig.object(A);
+    let ob = rig.object(B);
     let shared = MapFlags::SHARED;
     rig.as_(A)
         .map(oa, win(0, 0x8000_0000, 0x4000), RW, NONE)
@@ -440,11 +428,7 @@ fn object_ids_are_never_reused() {
 #[test]
 fn a_map_the_iommu_fails_leaves_nothing_mapped() {
     let mut rig = Rig::new();
-    let obj = rig
-        .as_(A)
-        .create_object(ObjectFlags::empty())
-        .unwrap()
-        .object;
+    let obj = rig.object(A);
     rig.as_(A).attach(obj, sel(pci(0, 1, 0))).unwrap();
     rig.fake_mut().fail(FakeOp::Map, 0);
     let r = refusal(rig.as_(A).map(obj, win(0, 0x8000_0000, 0x1000), RW, NONE));
@@ -452,11 +436,7 @@ fn a_map_the_iommu_fails_leaves_nothing_mapped() {
     assert_eq!(rig.dma(EDU, 0), None);
     assert_eq!(rig.as_(A).object_status(obj).unwrap().mappings, 0);
     // And the host memory was not claimed: another object can take it.
-    let ob = rig
-        .as_(B)
-        .create_object(ObjectFlags::empty())
-        .unwrap()
-        .object;
+    let ob = rig.object(B);
     rig.as_(B)
         .map(ob, win(0, 0x8000_0000, 0x1000), RW, NONE)
         .unwrap();
@@ -466,11 +446,7 @@ fn a_map_the_iommu_fails_leaves_nothing_mapped() {
 #[test]
 fn a_wildcard_attach_the_iommu_fails_half_way_is_undone() {
     let mut rig = Rig::new();
-    let obj = rig
-        .as_(A)
-        .create_object(ObjectFlags::empty())
-        .unwrap()
-        .object;
+    let obj = rig.object(A);
     rig.as_(A)
         .map(obj, win(0, 0x8000_0000, 0x1000), RW, NONE)
         .unwrap();
@@ -491,11 +467,7 @@ fn a_wildcard_attach_the_iommu_fails_half_way_is_undone() {
 #[test]
 fn a_detach_the_iommu_fails_half_way_is_undone() {
     let mut rig = Rig::new();
-    let obj = rig
-        .as_(A)
-        .create_object(ObjectFlags::empty())
-        .unwrap()
-        .object;
+    let obj = rig.object(A);
     rig.as_(A).attach(obj, bus(0)).unwrap();
     rig.as_(A)
         .map(obj, win(0, 0x8000_0000, 0x1000), RW, NONE)
@@ -511,11 +483,7 @@ fn a_detach_the_iommu_fails_half_way_is_undone() {
 #[test]
 fn a_destroy_the_iommu_fails_keeps_the_object_until_retried() {
     let mut rig = Rig::new();
-    let obj = rig
-        .as_(A)
-        .create_object(ObjectFlags::empty())
-        .unwrap()
-        .object;
+    let obj = rig.object(A);
     rig.as_(A).attach(obj, sel(pci(0, 1, 0))).unwrap();
     rig.as_(A)
         .map(obj, win(0, 0x8000_0000, 0x1000), RW, NONE)
@@ -543,11 +511,7 @@ fn a_client_going_away_releases_everything_it_held() {
     a.map(o2, win(0x9000_0000, 0x9000_0000, 0x1000), RW, NONE)
         .unwrap();
     a.arm_notify(ObjectId::UNCLAIMED).unwrap();
-    let ob = rig
-        .as_(B)
-        .create_object(ObjectFlags::empty())
-        .unwrap()
-        .object;
+    let ob = rig.object(B);
 
     assert_eq!(rig.m.client_gone(A), 2);
     for sid in [EDU, BRIDGED] {
@@ -573,11 +537,7 @@ fn a_client_going_away_releases_everything_it_held() {
 #[test]
 fn a_client_whose_devices_cannot_be_released_leaves_an_orphan_nobody_can_use() {
     let mut rig = Rig::new();
-    let obj = rig
-        .as_(A)
-        .create_object(ObjectFlags::empty())
-        .unwrap()
-        .object;
+    let obj = rig.object(A);
     rig.as_(A).attach(obj, sel(pci(0, 1, 0))).unwrap();
     rig.as_(A)
         .map(obj, win(0, 0x8000_0000, 0x1000), RW, NONE)
@@ -586,11 +546,7 @@ fn a_client_whose_devices_cannot_be_released_leaves_an_orphan_nobody_can_use() {
     assert_eq!(rig.m.client_gone(A), 0);
     assert_eq!(rig.m.counters().orphaned_objects, 1);
     // Still holds its device and its memory (the IOMMU says so); nobody can reach it.
-    let ob = rig
-        .as_(B)
-        .create_object(ObjectFlags::empty())
-        .unwrap()
-        .object;
+    let ob = rig.object(B);
     assert_eq!(
         refusal(rig.as_(B).attach(ob, sel(pci(0, 1, 0)))).error,
         DomainError::Busy
@@ -608,11 +564,7 @@ fn a_client_whose_devices_cannot_be_released_leaves_an_orphan_nobody_can_use() {
 #[test]
 fn lookup_says_whether_the_manager_knows_a_device_and_who_holds_it() {
     let mut rig = Rig::new();
-    let oa = rig
-        .as_(A)
-        .create_object(ObjectFlags::empty())
-        .unwrap()
-        .object;
+    let oa = rig.object(A);
     rig.as_(A).attach(oa, sel(pci(0, 1, 0))).unwrap();
     let any = DeviceSel::Pci(PciMatch::ANY);
     let l = rig.as_(A).lookup_device(any).unwrap();
