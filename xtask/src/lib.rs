@@ -1,5 +1,6 @@
 //! Tasks around the bare-metal daemon that run on the host: building its boot image
-//! ([`image`]) and finding and driving QEMU ([`qemu`]). Used by the `xtask` binary and by the
+//! ([`image`]), finding and driving QEMU ([`qemu`]) and completing the pinned toolchain
+//! ([`toolchain`]). Used by the `xtask` binary and by the
 //! `tests-qemu` harness, so that both boot exactly the same thing.
 
 #![deny(unsafe_code, missing_docs)]
@@ -7,6 +8,7 @@
 pub mod image;
 pub mod paths;
 pub mod qemu;
+pub mod toolchain;
 
 use std::fmt;
 

@@ -16,7 +16,7 @@
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use xtask::{image, paths, qemu, Error, Result};
+use xtask::{image, paths, qemu, toolchain, Error, Result};
 
 const USAGE: &str = "usage: cargo xtask <task>
 
@@ -59,6 +59,7 @@ fn main() -> ExitCode {
 }
 
 fn build() -> Result<std::path::PathBuf> {
+    toolchain::ensure()?;
     image::build(&paths::target_dir())
 }
 
@@ -217,6 +218,7 @@ fn package_name(manifest: &str) -> Option<String> {
 fn test() -> Result<()> {
     // The tools the tests need, first: installed when running as root on Debian, otherwise a
     // clear stop with the commands to run, before any long step.
+    toolchain::ensure()?;
     qemu::ensure()?;
     qemu::ensure_dtc()?;
     let cargo = paths::cargo();
