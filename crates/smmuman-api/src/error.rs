@@ -220,11 +220,18 @@ pub enum DomainError {
     NotUnity = 11,
     /// The IOMMU failed the change; nothing changed, the manager's log says why.
     Iommu = 12,
+    /// The host memory is not in the caller's assignment: the host gives each VMM the RAM (and
+    /// peer-to-peer BARs) its VM may grant its devices; device registers, the manager's memory
+    /// and other VMs' RAM are never in it.
+    NotAssigned = 13,
+    /// The host memory is assigned to the caller as shared with other VMs: it must be mapped
+    /// with `MapFlags::SHARED`.
+    NeedsShared = 14,
 }
 
 impl DomainError {
     /// Every code, in numeric order.
-    pub const ALL: [DomainError; 12] = [
+    pub const ALL: [DomainError; 14] = [
         Self::NotFound,
         Self::Busy,
         Self::GroupSplit,
@@ -237,6 +244,8 @@ impl DomainError {
         Self::OutOfRange,
         Self::NotUnity,
         Self::Iommu,
+        Self::NotAssigned,
+        Self::NeedsShared,
     ];
 
     /// The wire code.
@@ -268,6 +277,10 @@ impl fmt::Display for DomainError {
             Self::OutOfRange => "outside the usable I/O address ranges",
             Self::NotUnity => "a unity-mapped object needs iova == host address",
             Self::Iommu => "the IOMMU failed the change (see the manager's log); nothing changed",
+            Self::NotAssigned => {
+                "host memory outside the RAM and BARs the host assigned to this VM"
+            }
+            Self::NeedsShared => "host memory assigned as shared must be mapped SHARED",
         })
     }
 }

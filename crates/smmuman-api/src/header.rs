@@ -213,7 +213,7 @@ mod tests {
         let buf = msg(4);
         assert_eq!(
             &buf[..16],
-            &[0x53, 0x4d, 1, 0, 7, 0, 0, 0, 4, 0, 0, 0, 0xef, 0xbe, 0xad, 0xde]
+            &[0x53, 0x4d, 2, 0, 7, 0, 0, 0, 4, 0, 0, 0, 0xef, 0xbe, 0xad, 0xde]
         );
         let (h, payload) = Header::parse_request(&buf[..20]).unwrap();
         assert_eq!(h.op, 7);
@@ -232,10 +232,10 @@ mod tests {
             })
         );
         assert_eq!(
-            Header::parse(&[0u8; 257]),
+            Header::parse(&[0u8; MAX_MESSAGE + 1]),
             Err(ProtocolError::BadSize {
-                got: 257,
-                expected: 256
+                got: MAX_MESSAGE as u64 + 1,
+                expected: MAX_MESSAGE as u64
             })
         );
         let mut m = ok;
@@ -245,12 +245,12 @@ mod tests {
             Err(ProtocolError::BadMagic { got: 0x4d00 })
         );
         let mut m = ok;
-        m[2] = 2;
+        m[2] = 1;
         assert_eq!(
             Header::parse(&m[..16]),
             Err(ProtocolError::BadVersion {
-                got: 2,
-                supported: 1
+                got: 1,
+                supported: 2
             })
         );
         let mut m = ok;

@@ -73,12 +73,15 @@ interface! {
         groups: u16,
     };
 
-    /// Maps `window` into the object for every attached device, with `access`. Refused with
-    /// `NotFound` (value: object), `Misaligned` (value: the unaligned address), `NotUnity`
-    /// (value: iova), `OutOfRange` (value: iova), `NotOwned` (host range overlaps the
-    /// manager's memory; value: pa), `Overlap` (value: iova of the mapping in the way), `Busy`
-    /// (host range mapped by another object and not shared by both; value: that mapping's pa),
-    /// `QuotaExceeded` (value: the per-object mapping limit), `Iommu`.
+    /// Maps `window` into the object for every attached device, with `access`. The host range
+    /// must lie in the caller's assignment (the RAM and BARs the host gave its VM). Refused
+    /// with, in this order, `NotFound` (value: object), `Misaligned` (value: the unaligned
+    /// address), `NotUnity` (value: iova), `OutOfRange` (value: iova), `NotOwned` (host range
+    /// overlaps the manager's memory; value: pa), `NotAssigned` (value: the first host address
+    /// of the range outside the caller's assignment), `NeedsShared` (the range is assigned as
+    /// shared and `SHARED` is missing; value: pa), `Overlap` (value: iova of the mapping in the
+    /// way), `Busy` (host range mapped by another object and not shared by both; value: that
+    /// mapping's pa), `QuotaExceeded` (value: the per-object mapping limit), `Iommu`.
     op Map = 6, fn map(MapRequest {
         /// The object.
         object: ObjectId,
@@ -92,8 +95,9 @@ interface! {
 
     /// Removes every mapping inside `span` (whole mappings only) with one invalidation,
     /// complete before the reply; returns the bytes unmapped (0 when nothing was mapped there).
-    /// Refused with `NotFound` (value: object), `Misaligned` (value: iova), `WouldSplit`
-    /// (a mapping crosses the span's edge; value: that mapping's iova), `Iommu`.
+    /// Refused with `NotFound` (value: object), `Misaligned` (value: iova), `OutOfRange` (the
+    /// span is outside the usable I/O ranges; value: iova), `WouldSplit` (a mapping crosses
+    /// the span's edge; value: that mapping's iova), `Iommu`.
     op Unmap = 7, fn unmap(UnmapRequest {
         /// The object.
         object: ObjectId,
@@ -144,10 +148,13 @@ interface! {
         sid: StreamId,
     };
 
-    /// Pops up to `max` fault records of an object (or of `ObjectId::UNCLAIMED`, open to every
-    /// client), oldest first. Refused with `NotFound` (value: object).
+    /// A fault barrier, then a read: drains the IOMMU's fault records into the ledgers first,
+    /// so every fault the IOMMU raised before the call is in the reply or counted in
+    /// `remaining`/`dropped`; then pops up to `max` records of the caller's object, oldest
+    /// first. The unclaimed ledger is the host's: a client asking for
+    /// `ObjectId::UNCLAIMED` gets `NotFound`. Refused with `NotFound` (value: object).
     op ReadFaults = 10, fn read_faults(ReadFaultsRequest {
-        /// The object, or `ObjectId::UNCLAIMED`.
+        /// The object.
         object: ObjectId,
         /// Records to pop at most (1 to `faults_per_page`).
         max: FaultBatch,
@@ -158,18 +165,20 @@ interface! {
 
     /// Arms the object's fault notification: the next record to arrive fires it once (the
     /// transport delivers it). When records are already waiting it is not armed and `pending`
-    /// says how many. Refused with `NotFound` (value: object).
+    /// says how many. Refused with `NotFound` (value: object; `ObjectId::UNCLAIMED` is the
+    /// host's, not a client's).
     op ArmNotify = 11, fn arm_notify(ArmNotifyRequest {
-        /// The object, or `ObjectId::UNCLAIMED`.
+        /// The object.
         object: ObjectId,
     }) -> ArmNotifyReply {
         /// Records waiting (0: armed).
         pending: u32,
     };
 
-    /// An object's state. Refused with `NotFound` (value: object).
+    /// An object's state. Refused with `NotFound` (value: object; `ObjectId::UNCLAIMED` is
+    /// the host's, not a client's).
     op ObjectStatus = 12, fn object_status(ObjectStatusRequest {
-        /// The object, or `ObjectId::UNCLAIMED` (only the ledger fields are non-zero).
+        /// The object.
         object: ObjectId,
     }) -> ObjectStatusReply {
         /// The flags it was created with.

@@ -393,7 +393,7 @@ fn a_version_mismatch_is_reported_with_both_versions() {
     );
     assert_eq!(
         e.to_string(),
-        "the manager rejected the message: protocol version 2 where version 1 is spoken"
+        "the manager rejected the message: protocol version 3 where version 2 is spoken"
     );
     assert!(server.calls.is_empty());
 }

@@ -719,7 +719,7 @@ impl Wire for FaultRecord {
 }
 
 /// How many fault records one `read_faults` reply carries at most.
-pub const FAULTS_PER_PAGE: usize = 7;
+pub const FAULTS_PER_PAGE: usize = 31;
 
 /// How many records one `read_faults` pops at most: 1 to [`FAULTS_PER_PAGE`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -821,7 +821,8 @@ impl FaultPage {
     }
 }
 
-/// 240 bytes: `count:u8 reserved:[u8;3] remaining:u32 dropped:u64`, then 7 [`FaultRecord`]s;
+/// 1,008 bytes (the largest payload): `count:u8 reserved:[u8;3] remaining:u32 dropped:u64`,
+/// then [`FAULTS_PER_PAGE`] (31) [`FaultRecord`]s;
 /// slots past `count` are all zero.
 impl Wire for FaultPage {
     const SIZE: usize = 16 + FAULTS_PER_PAGE * FaultRecord::SIZE;
@@ -862,10 +863,10 @@ impl Wire for FaultPage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{decode_exact, encode};
+    use crate::wire::{decode_exact, encode, HEADER_LEN, MAX_MESSAGE};
 
-    fn round_trip<T: Wire + PartialEq + fmt::Debug>(v: T) -> [u8; 256] {
-        let mut buf = [0u8; 256];
+    fn round_trip<T: Wire + PartialEq + fmt::Debug>(v: T) -> [u8; MAX_MESSAGE] {
+        let mut buf = [0u8; MAX_MESSAGE];
         let n = encode(&v, &mut buf);
         assert_eq!(n, T::SIZE);
         assert_eq!(decode_exact::<T>(&buf[..n]), Ok(v));
@@ -1013,11 +1014,16 @@ mod tests {
         assert!(page.push(record(1)));
         assert!(page.push(record(2)));
         let buf = round_trip(page);
-        assert_eq!(FaultPage::SIZE, 240);
+        assert_eq!(FaultPage::SIZE, 1008);
+        assert_eq!(
+            HEADER_LEN + FaultPage::SIZE,
+            MAX_MESSAGE,
+            "a page fills a message"
+        );
         // record 0 at 16: seq, time, addr, sid, reason, dir, code
         assert_eq!(buf[16], 1);
         assert_eq!(&buf[16 + 28..16 + 32], &[1, 2, 0x10, 0]);
-        assert!(buf[16 + 64..240].iter().all(|&b| b == 0));
+        assert!(buf[16 + 64..FaultPage::SIZE].iter().all(|&b| b == 0));
 
         let mut full = FaultPage::new(0, 0);
         for s in 0..FAULTS_PER_PAGE as u64 {
@@ -1031,10 +1037,10 @@ mod tests {
     fn fault_pages_refuse_lies() {
         let mut page = FaultPage::new(0, 0);
         page.push(record(1));
-        let mut buf = [0u8; 240];
+        let mut buf = [0u8; FaultPage::SIZE];
         encode(&page, &mut buf);
         let mut count = buf;
-        count[0] = 8;
+        count[0] = FAULTS_PER_PAGE as u8 + 1;
         assert_eq!(decode_exact::<FaultPage>(&count).unwrap_err().offset, 0);
         let mut tail = buf;
         tail[100] = 1;

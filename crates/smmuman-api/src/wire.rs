@@ -9,11 +9,11 @@ use core::fmt;
 /// First two bytes of every message: `"SM"` on the wire (`0x4d53` read little-endian).
 pub const MAGIC: u16 = 0x4d53;
 /// The protocol version this crate speaks (see `docs/protocol.md`, "Versioning").
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Size of the fixed header in front of every payload.
 pub const HEADER_LEN: usize = 16;
 /// Largest message (header + payload) either side ever sends or accepts.
-pub const MAX_MESSAGE: usize = 256;
+pub const MAX_MESSAGE: usize = 1024;
 /// Largest payload.
 pub const MAX_PAYLOAD: usize = MAX_MESSAGE - HEADER_LEN;
 /// Granule every length and address in the protocol is counted in (4 KiB).

@@ -114,6 +114,10 @@ pub struct ManagerConfig<'a> {
     /// Records each fault ledger keeps before it drops new ones (and counts them):
     /// 1 to [`FAULT_LOG_DEPTH`] (the board configuration's `fault-log`).
     pub fault_log_depth: usize,
+    /// The monotonic clock fault records are stamped with (the daemon's generic timer), read
+    /// when the manager drains the IOMMU by itself: before an ownership change and as the
+    /// fault barrier of `read_faults`.
+    pub clock: fn() -> core::time::Duration,
 }
 
 /// A configuration the manager cannot run with.

@@ -139,6 +139,7 @@ impl Ledger {
 mod tests {
     use super::*;
     use iommu_core::{FaultReason, Iova, StreamId};
+    use smmuman_api::FAULTS_PER_PAGE;
 
     fn rec(addr: u64) -> FaultRecord {
         FaultRecord {
@@ -166,9 +167,9 @@ mod tests {
         assert_eq!(page.dropped(), 5);
         assert_eq!(
             page.records().map(|r| r.seq).collect::<Vec<_>>(),
-            (1..=7).collect::<Vec<_>>()
+            (1..=FAULTS_PER_PAGE as u64).collect::<Vec<_>>()
         );
-        assert_eq!(page.remaining(), FAULT_LOG_DEPTH as u32 - 7);
+        assert_eq!(page.remaining(), (FAULT_LOG_DEPTH - FAULTS_PER_PAGE) as u32);
         // Space again: the next record is kept and its seq shows the gap.
         let r = l.record(rec(0));
         assert_eq!(

@@ -13,7 +13,9 @@
 //!
 //! Rules it keeps (the "why" is in `docs/protocol.md`): a refused request changes nothing; every
 //! change is invalidated in the IOMMU before the reply; a group moves as a whole; the manager's
-//! own memory is never mapped; a host range belongs to one object unless both sides share it.
+//! own memory is never mapped; a client maps only host memory the host assigned it
+//! ([`Manager::assign`], [`authority`]); a host range belongs to one object unless both sides
+//! share it; faults are charged to whoever owned the device when the IOMMU raised them.
 //!
 //! `no_std`, no heap: every table is a `heapless` collection with the capacities of [`config`].
 
@@ -25,6 +27,7 @@
 )]
 #![forbid(unsafe_code)]
 
+pub mod authority;
 pub mod config;
 mod devices;
 #[cfg(any(test, feature = "fake"))]
@@ -33,6 +36,7 @@ mod ledger;
 mod manager;
 pub mod serve;
 
+pub use authority::{AssignError, Grant, GrantKind};
 pub use config::{ConfigError, DeviceEntry, DeviceId, ManagerConfig, PhysRange};
 pub use manager::{Counters, DrainReport, Manager, Notification};
 pub use serve::{serve, step, Clock, Endpoint, Received, Step};

@@ -5,6 +5,7 @@
 //! already done are undone before the refusal is sent; only if the undo fails too does the
 //! manager keep the state the IOMMU really has (recorded, logged, counted).
 
+use crate::authority::{AssignError, Assignments, Cover, Grant};
 use crate::config::{
     ranges_overlap, ConfigError, ManagerConfig, PhysRange, FAULT_LOG_DEPTH, MAPPINGS_PER_OBJECT,
     MAX_IOVA_RANGES, MAX_OBJECTS, MAX_RESERVED, OBJECTS_PER_CLIENT,
@@ -16,8 +17,8 @@ use core::time::Duration;
 use iommu_core::{Access, DomainId, Fault, IommuBackend, Iova, PhysAddr, StreamId};
 use smmuman_api::interface::*;
 use smmuman_api::{
-    dispatch, ClientId, DomainError, FaultRecord, IovaRange, IovaRanges, MapFlags, ObjectFlags,
-    ObjectId, ProtocolError, Refusal, FAULTS_PER_PAGE,
+    dispatch, ClientId, DomainError, FaultBatch, FaultPage, FaultRecord, IovaRange, IovaRanges,
+    MapFlags, ObjectFlags, ObjectId, ProtocolError, Refusal, FAULTS_PER_PAGE,
 };
 
 /// One DMA window of an object.
@@ -107,6 +108,9 @@ pub struct Manager<B: IommuBackend> {
     unclaimed: Ledger,
     /// Records each ledger keeps ([`ManagerConfig::fault_log_depth`]).
     fault_log_depth: usize,
+    /// Which host memory each client may map ([`Manager::assign`]).
+    assignments: Assignments,
+    clock: fn() -> Duration,
     counters: Counters,
 }
 
@@ -187,8 +191,35 @@ impl<B: IommuBackend> Manager<B> {
             next_object: 1,
             unclaimed: Ledger::with_depth(config.fault_log_depth),
             fault_log_depth: config.fault_log_depth,
+            assignments: Assignments::default(),
+            clock: config.clock,
             counters: Counters::default(),
         })
+    }
+
+    /// The host hands `client` its assignment: the host-physical ranges its devices may be
+    /// granted (its VM's RAM, RAM shared with other VMs, peer-to-peer BARs), replacing any
+    /// earlier one. Call it before the client's VMM starts: a `map` outside the assignment is
+    /// refused with `NotAssigned`, and a client with no assignment can map nothing.
+    ///
+    /// # Errors
+    /// [`AssignError`] naming the bad grant; nothing changed. A client that holds objects
+    /// cannot be reassigned ([`AssignError::ClientActive`]).
+    pub fn assign(&mut self, client: ClientId, grants: &[Grant]) -> Result<(), AssignError> {
+        if self.objects.iter().any(|o| o.owner == Some(client)) {
+            return Err(AssignError::ClientActive(client));
+        }
+        self.assignments
+            .set(client, grants, self.granule, &self.reserved)?;
+        for g in grants {
+            log::info!("{client}: assigned {g}");
+        }
+        Ok(())
+    }
+
+    /// `client`'s assignment (empty when the host gave it none).
+    pub fn assignment(&self, client: ClientId) -> &[Grant] {
+        self.assignments.of(client)
     }
 
     /// Handles one request from `client` (as the transport identifies it): decodes it, runs it,
@@ -230,12 +261,8 @@ impl<B: IommuBackend> Manager<B> {
             }
             i += 1;
         }
-        if matches!(
-            self.unclaimed.notify,
-            crate::ledger::Notify::Armed(c) | crate::ledger::Notify::Fired(c) if c == client
-        ) {
-            self.unclaimed.notify = crate::ledger::Notify::Idle;
-        }
+        // Its assignment goes with it: the next client on the same channel gets its own.
+        self.assignments.remove(client);
         if destroyed > 0 {
             log::info!("{client} went away: {destroyed} object(s) destroyed");
         }
@@ -244,8 +271,10 @@ impl<B: IommuBackend> Manager<B> {
 
     /// The IOMMU signalled an event (event queue or GERROR interrupt): drains every recorded
     /// fault, attributes it by StreamID to the object its group is attached to (or to the
-    /// unclaimed ledger), stamps it with `now` (the daemon's monotonic clock), logs one line per
-    /// fault and fires armed notifications (collect them with [`Manager::take_notification`]).
+    /// unclaimed ledger), stamps it with `now` (the daemon's monotonic clock), logs each burst
+    /// (consecutive records of one stream with the same reason and direction) as one line with
+    /// exact counts, and fires armed notifications (collect them with
+    /// [`Manager::take_notification`]).
     ///
     /// # Errors
     /// The backend's error when the IOMMU reports a failure it could not recover from; the
@@ -261,6 +290,7 @@ impl<B: IommuBackend> Manager<B> {
             ..
         } = self;
         let mut report = DrainReport::default();
+        let mut burst: Option<Burst> = None;
         let mut sink = |f: Fault| {
             let group = table.group_of_sid(f.sid);
             let owner = group.and_then(|g| g.owner);
@@ -269,7 +299,7 @@ impl<B: IommuBackend> Manager<B> {
                     Some(o) => (&mut o.ledger, o.id),
                     None => (&mut *unclaimed, ObjectId::UNCLAIMED),
                 };
-            let mut rec = FaultRecord {
+            let rec = FaultRecord {
                 seq: 0,
                 time_ns,
                 addr: f.addr,
@@ -279,7 +309,6 @@ impl<B: IommuBackend> Manager<B> {
                 code: f.code,
             };
             let r = ledger.record(rec);
-            rec.seq = r.seq;
             report.records += 1;
             if object == ObjectId::UNCLAIMED {
                 report.unclaimed += 1;
@@ -287,13 +316,20 @@ impl<B: IommuBackend> Manager<B> {
             if !r.kept {
                 report.dropped += 1;
             }
-            log::warn!(
-                target: "smmuman::fault",
-                "{}",
-                FaultLine { rec: &rec, object, dev: DevName(table, group), kept: r.kept }
-            );
+            let rec = FaultRecord { seq: r.seq, ..rec };
+            match burst.as_mut() {
+                Some(b) if b.takes(&rec, object) => b.add(&rec, r.kept),
+                _ => {
+                    if let Some(done) = burst.replace(Burst::new(rec, object, r.kept)) {
+                        done.log(table);
+                    }
+                }
+            }
         };
         let result = backend.drain_faults(&mut sink);
+        if let Some(done) = burst {
+            done.log(table);
+        }
         counters.faults += report.records;
         counters.unclaimed += report.unclaimed;
         counters.dropped += report.dropped;
@@ -316,6 +352,27 @@ impl<B: IommuBackend> Manager<B> {
                 Err(e)
             }
         }
+    }
+
+    /// Drains the IOMMU now, stamped with the configured clock: the barrier before an
+    /// ownership change (so records raised under the old owner are charged to it) and before
+    /// `read_faults`. A failure is logged and counted by [`Manager::on_iommu_event`]; the
+    /// caller goes on (the records drained before it are kept).
+    fn drain_now(&mut self) {
+        let now = (self.clock)();
+        let _ = self.on_iommu_event(now);
+    }
+
+    /// Records waiting in the unclaimed ledger (the host's).
+    pub fn unclaimed_pending(&self) -> u32 {
+        self.unclaimed.pending()
+    }
+
+    /// The host reads the unclaimed ledger (faults of streams no object owns): pops up to
+    /// `max` records after a fault barrier. Clients cannot: it is the host's.
+    pub fn read_unclaimed(&mut self, max: FaultBatch) -> FaultPage {
+        self.drain_now();
+        self.unclaimed.pop_page(max)
     }
 
     /// A fired notification for the transport to deliver, if any (each is returned once).
@@ -381,11 +438,8 @@ impl<B: IommuBackend> Manager<B> {
             .ok_or(Refusal::new(DomainError::NotFound, 0))
     }
 
-    /// The ledger `id` names for `client`: the unclaimed one, or one of its objects'.
+    /// The ledger of `client`'s object `id` (the unclaimed ledger is the host's: `NotFound`).
     fn ledger(&mut self, client: ClientId, id: ObjectId) -> Result<&mut Ledger, Refusal> {
-        if id == ObjectId::UNCLAIMED {
-            return Ok(&mut self.unclaimed);
-        }
         let i = self.mine(client, id)?;
         Ok(&mut self.object_mut(i)?.ledger)
     }
@@ -406,16 +460,20 @@ impl<B: IommuBackend> Manager<B> {
             (o.id, o.domain)
         };
         let mut failed = None;
+        let mut released: Bits = 0;
         for g in indices(self.table.owned_by(id)) {
             let sid = self.group(g)?.sid;
             match self.backend.detach(sid) {
-                Ok(()) => self.table.set_owner(1 << g, None),
+                Ok(()) => released |= 1 << g,
                 Err(e) => {
                     let r = self.iommu_failed("detach", sid.0.into(), e);
                     failed.get_or_insert(r);
                 }
             }
         }
+        // Records raised while the object owned them are charged to it before it lets go.
+        self.drain_now();
+        self.table.set_owner(released, None);
         if let Some(r) = failed {
             return Err(r);
         }
@@ -477,21 +535,71 @@ impl fmt::Display for DevName<'_> {
     }
 }
 
-/// One structured log line per fault.
-struct FaultLine<'a> {
-    rec: &'a FaultRecord,
+/// Consecutive fault records of one stream, charged to one ledger, with one reason, direction
+/// and event code: logged as one line with exact counts (a refused 4 KiB DMA is ~1,000 records
+/// on QEMU, one line; Linux rate-limits instead, and loses the counts).
+struct Burst {
+    first: FaultRecord,
+    last_seq: u64,
+    last_addr: Iova,
     object: ObjectId,
-    dev: DevName<'a>,
-    kept: bool,
+    count: u64,
+    kept: u64,
 }
 
-impl fmt::Display for FaultLine<'_> {
+impl Burst {
+    fn new(rec: FaultRecord, object: ObjectId, kept: bool) -> Self {
+        Self {
+            first: rec,
+            last_seq: rec.seq,
+            last_addr: rec.addr,
+            object,
+            count: 1,
+            kept: u64::from(kept),
+        }
+    }
+
+    /// Whether `rec`, charged to `object`, continues this burst.
+    fn takes(&self, rec: &FaultRecord, object: ObjectId) -> bool {
+        let f = &self.first;
+        object == self.object
+            && rec.sid == f.sid
+            && rec.reason == f.reason
+            && rec.dir == f.dir
+            && rec.code == f.code
+    }
+
+    fn add(&mut self, rec: &FaultRecord, kept: bool) {
+        self.last_seq = rec.seq;
+        self.last_addr = rec.addr;
+        self.count += 1;
+        self.kept += u64::from(kept);
+    }
+
+    fn log(&self, table: &DeviceTable) {
+        let group = table.group_of_sid(self.first.sid);
+        log::warn!(
+            target: "smmuman::fault",
+            "{}",
+            BurstLine { burst: self, dev: DevName(table, group) }
+        );
+    }
+}
+
+/// One structured log line per burst of faults.
+struct BurstLine<'a> {
+    burst: &'a Burst,
+    dev: DevName<'a>,
+}
+
+impl fmt::Display for BurstLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let r = self.rec;
+        let b = self.burst;
+        let r = &b.first;
         write!(
             f,
-            "FAULT seq={} obj={} sid={} dev={} addr={} dir=",
-            r.seq, self.object, r.sid, self.dev, r.addr
+            "FAULT seq={} seq_last={} count={} obj={} sid={} dev={} addr={} addr_last={} dir=",
+            r.seq, b.last_seq, b.count, b.object, r.sid, self.dev, r.addr, b.last_addr
         )?;
         match r.dir {
             Some(d) => write!(f, "{d}")?,
@@ -499,10 +607,11 @@ impl fmt::Display for FaultLine<'_> {
         }
         write!(
             f,
-            " reason={} code={:#x} ledger={}",
+            " reason={} code={:#x} kept={} dropped={}",
             r.reason,
             r.code,
-            if self.kept { "kept" } else { "dropped" }
+            b.kept,
+            b.count - b.kept
         )
     }
 }
@@ -575,16 +684,22 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
             (o.id, o.domain)
         };
         let sel = self.table.resolve(request.device)?;
+        // Refusals in the documented order: NotFound and Unsupported (resolve), then Busy for
+        // any group, then GroupSplit for any group.
+        for g in indices(sel.groups) {
+            let group = self.group(g)?;
+            if group.owner.is_some_and(|o| o != id) {
+                return refuse(DomainError::Busy, group.sid.0);
+            }
+        }
         let mut new: Bits = 0;
         for g in indices(sel.groups) {
             let group = self.group(g)?;
-            match group.owner {
-                Some(o) if o == id => {}
-                Some(_) => return refuse(DomainError::Busy, group.sid.0),
-                None if group.members & !sel.devices != 0 => {
-                    return refuse(DomainError::GroupSplit, group.sid.0)
+            if group.owner.is_none() {
+                if group.members & !sel.devices != 0 {
+                    return refuse(DomainError::GroupSplit, group.sid.0);
                 }
-                None => new |= 1 << g,
+                new |= 1 << g;
             }
         }
         let mut done: Bits = 0;
@@ -602,6 +717,8 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
             done |= 1 << g;
             devices += members.count_ones();
         }
+        // Records raised before the attach belong to the unclaimed ledger, not to this object.
+        self.drain_now();
         self.table.set_owner(new, Some(id));
         if new != 0 {
             log::info!("{client}: {} attached to object {id}", request.device);
@@ -624,6 +741,9 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
             if group.owner != Some(id) {
                 return refuse(DomainError::NotFound, group.sid.0);
             }
+        }
+        for g in indices(sel.groups) {
+            let group = self.group(g)?;
             if group.members & !sel.devices != 0 {
                 return refuse(DomainError::GroupSplit, group.sid.0);
             }
@@ -638,6 +758,8 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
             }
             done |= 1 << g;
         }
+        // Records raised while the object owned them are charged to it.
+        self.drain_now();
         self.table.set_owner(sel.groups, None);
         log::info!("{client}: {} detached from object {id}", request.device);
         Ok(DetachReply {
@@ -669,6 +791,14 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
         if self.reserved.iter().any(|r| r.overlaps(pa, len)) {
             return refuse(DomainError::NotOwned, pa.0);
         }
+        let shared = request.flags.contains(MapFlags::SHARED);
+        match self.assignments.cover(client, pa.0, len) {
+            Cover::Gap(at) => return refuse(DomainError::NotAssigned, at),
+            Cover::Granted { shared: true } if !shared => {
+                return refuse(DomainError::NeedsShared, pa.0)
+            }
+            Cover::Granted { .. } => {}
+        }
         if let Some(m) = o
             .mappings
             .iter()
@@ -676,7 +806,6 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
         {
             return refuse(DomainError::Overlap, m.iova.0);
         }
-        let shared = request.flags.contains(MapFlags::SHARED);
         let clash = self
             .objects
             .iter()
@@ -720,6 +849,15 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
         }
         if len % self.granule != 0 {
             return refuse(DomainError::Misaligned, len);
+        }
+        // A span past the input address size is the client's mistake: refused before the
+        // IOMMU is touched (and not counted as an IOMMU failure).
+        if !self
+            .iova_ranges
+            .iter()
+            .any(|r| r.contains(span.iova(), len))
+        {
+            return refuse(DomainError::OutOfRange, start);
         }
         let end = last(start, len);
         let o = self.object(i)?;
@@ -801,6 +939,9 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
         client: ClientId,
         request: ReadFaultsRequest,
     ) -> Result<ReadFaultsReply, Refusal> {
+        self.mine(client, request.object)?;
+        // The fault barrier: everything the IOMMU recorded before this call is charged first.
+        self.drain_now();
         let ledger = self.ledger(client, request.object)?;
         Ok(ReadFaultsReply {
             page: ledger.pop_page(request.max),
@@ -823,25 +964,19 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
         client: ClientId,
         request: ObjectStatusRequest,
     ) -> Result<ObjectStatusReply, Refusal> {
-        let (flags, devices, groups, mappings, mapped_bytes, ledger) =
-            if request.object == ObjectId::UNCLAIMED {
-                (ObjectFlags::empty(), 0, 0, 0, 0, &self.unclaimed)
-            } else {
-                let o = self.object(self.mine(client, request.object)?)?;
-                let owned = self.table.owned_by(o.id);
-                let devices: u32 = indices(owned)
-                    .filter_map(|g| self.table.group(g))
-                    .map(|g| g.members.count_ones())
-                    .sum();
-                (
-                    o.flags,
-                    devices,
-                    owned.count_ones(),
-                    o.mappings.len(),
-                    Self::mapped_bytes(o),
-                    &o.ledger,
-                )
-            };
+        let o = self.object(self.mine(client, request.object)?)?;
+        let owned = self.table.owned_by(o.id);
+        let devices: u32 = indices(owned)
+            .filter_map(|g| self.table.group(g))
+            .map(|g| g.members.count_ones())
+            .sum();
+        let (flags, groups, mappings, mapped_bytes, ledger) = (
+            o.flags,
+            owned.count_ones(),
+            o.mappings.len(),
+            Self::mapped_bytes(o),
+            &o.ledger,
+        );
         Ok(ObjectStatusReply {
             flags,
             devices: u16_count(devices),

@@ -5,7 +5,7 @@ use crate::config::FAULT_LOG_DEPTH;
 use crate::fake::FakeOp;
 use core::time::Duration;
 use iommu_core::{Direction, Fault, FaultReason};
-use smmuman_api::{DeviceSel, FaultBatch, NotifyState, ObjectId};
+use smmuman_api::{DeviceSel, DomainError, FaultBatch, NotifyState, ObjectId, Refusal};
 
 fn fault(sid: StreamId, addr: u64) -> Fault {
     Fault {
@@ -36,15 +36,10 @@ fn the_configured_fault_log_depth_bounds_every_ledger() {
         (10, 4),
         "2 of 5 dropped per ledger"
     );
-    for object in [obj, ObjectId::UNCLAIMED] {
-        let page = rig
-            .as_(A)
-            .read_faults(object, FaultBatch::PAGE)
-            .unwrap()
-            .page;
-        assert_eq!(page.records().count(), 3, "{object}");
-        assert_eq!(page.dropped(), 2, "{object}");
-    }
+    let page = rig.as_(A).read_faults(obj, FaultBatch::PAGE).unwrap().page;
+    assert_eq!((page.records().count(), page.dropped()), (3, 2));
+    let page = rig.m.read_unclaimed(FaultBatch::PAGE);
+    assert_eq!((page.records().count(), page.dropped()), (3, 2));
 }
 
 #[test]
@@ -78,12 +73,15 @@ fn faults_go_to_the_object_holding_the_device_or_to_unclaimed() {
     );
     assert_eq!(recs[0].time_ns, 1_500_000);
     assert_eq!(recs[0].dir, Some(Direction::Write));
-    // Any client may read the unclaimed ledger.
-    let page = rig
-        .as_(B)
-        .read_faults(ObjectId::UNCLAIMED, FaultBatch::PAGE)
-        .unwrap()
-        .page;
+    // The unclaimed ledger is the host's: no client may read it (a control: the host can).
+    assert_eq!(
+        refusal(
+            rig.as_(B)
+                .read_faults(ObjectId::UNCLAIMED, FaultBatch::PAGE)
+        ),
+        Refusal::new(DomainError::NotFound, ObjectId::UNCLAIMED.0.into())
+    );
+    let page = rig.m.read_unclaimed(FaultBatch::PAGE);
     let sids: Vec<_> = page.records().map(|r| (r.seq, r.sid)).collect();
     assert_eq!(sids, [(1, NIC), (2, StreamId(0x77))]);
 
@@ -94,12 +92,15 @@ fn faults_go_to_the_object_holding_the_device_or_to_unclaimed() {
     assert_eq!(
         lines,
         [
-            "WARN smmuman::fault FAULT seq=1 obj=1 sid=0x8 dev=00:01.0 addr=0x0000000000200000 \
-             dir=write reason=translation code=0x10 ledger=kept",
-            "WARN smmuman::fault FAULT seq=1 obj=unclaimed sid=0x10 dev=00:02.0 \
-             addr=0x0000000000300000 dir=write reason=translation code=0x10 ledger=kept",
-            "WARN smmuman::fault FAULT seq=2 obj=unclaimed sid=0x77 dev=? \
-             addr=0x0000000000000000 dir=? reason=bad-config code=0x4 ledger=kept",
+            "WARN smmuman::fault FAULT seq=1 seq_last=1 count=1 obj=1 sid=0x8 dev=00:01.0 \
+             addr=0x0000000000200000 addr_last=0x0000000000200000 dir=write \
+             reason=translation code=0x10 kept=1 dropped=0",
+            "WARN smmuman::fault FAULT seq=1 seq_last=1 count=1 obj=unclaimed sid=0x10 \
+             dev=00:02.0 addr=0x0000000000300000 addr_last=0x0000000000300000 dir=write \
+             reason=translation code=0x10 kept=1 dropped=0",
+            "WARN smmuman::fault FAULT seq=2 seq_last=2 count=1 obj=unclaimed sid=0x77 dev=? \
+             addr=0x0000000000000000 addr_last=0x0000000000000000 dir=? reason=bad-config \
+             code=0x4 kept=1 dropped=0",
         ]
     );
 }
@@ -213,7 +214,6 @@ fn an_iommu_failure_while_draining_keeps_what_was_drained() {
     rig.fake_mut().inject_fault(fault(NIC, 0));
     rig.fake_mut().fail(FakeOp::Drain, 0);
     assert!(rig.m.on_iommu_event(Duration::ZERO).is_err());
-    let st = rig.as_(A).object_status(ObjectId::UNCLAIMED).unwrap();
-    assert_eq!(st.pending, 1);
+    assert_eq!(rig.m.unclaimed_pending(), 1);
     assert_eq!(rig.m.counters().iommu_errors, 1);
 }

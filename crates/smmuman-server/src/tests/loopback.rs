@@ -9,8 +9,8 @@ use core::time::Duration;
 use iommu_core::{Direction, Fault, FaultReason};
 use smmuman_api::loopback::{self, ChannelTransport, PortEvent, ServerPort};
 use smmuman_api::{
-    Decision, DeviceSel, FaultBatch, Known, MapFlags, ObjectFlags, ObjectId, PassThrough,
-    VmDescription, VmmDmaPolicy,
+    Decision, DeviceSel, DomainError, FaultBatch, Known, MapFlags, ObjectFlags, ObjectId,
+    PassThrough, Refusal, VmDescription, VmmDmaPolicy,
 };
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
@@ -67,8 +67,15 @@ fn manager_over(fake: SharedFake) -> Manager<SharedFake> {
         }],
         page_sizes: PAGE_SIZES,
         fault_log_depth: crate::config::FAULT_LOG_DEPTH,
+        clock: super::test_clock,
     };
-    Manager::new(fake, &config).unwrap()
+    let mut m = Manager::new(fake, &config).unwrap();
+    // The loopback numbers its clients from 1.
+    for c in 1..=8 {
+        m.assign(ClientId(c), &super::everything_but_the_manager())
+            .unwrap();
+    }
+    m
 }
 
 #[test]
@@ -198,10 +205,9 @@ fn the_vmm_policy_asks_the_running_manager() {
 }
 
 #[test]
-fn unclaimed_faults_can_be_watched_by_a_monitor() {
+fn the_unclaimed_ledger_is_the_hosts_and_no_client_can_watch_or_drain_it() {
     let (connector, fake, server) = start();
     let mut monitor = Client::connect(connector.open()).unwrap();
-    assert_eq!(monitor.arm_notify(ObjectId::UNCLAIMED).unwrap().pending, 0);
     fake.lock().inject_fault(Fault {
         sid: NIC,
         addr: Iova(0xdead_0000),
@@ -210,17 +216,24 @@ fn unclaimed_faults_can_be_watched_by_a_monitor() {
         code: 0x10,
     });
     connector.interrupt();
+    let not_yours = CallError::Refused(Refusal::new(
+        DomainError::NotFound,
+        ObjectId::UNCLAIMED.0.into(),
+    ));
+    assert_eq!(
+        monitor.arm_notify(ObjectId::UNCLAIMED).unwrap_err(),
+        not_yours
+    );
     assert_eq!(
         monitor
-            .transport_mut()
-            .wait_notification(Duration::from_secs(5)),
-        Some(ObjectId::UNCLAIMED)
+            .read_faults(ObjectId::UNCLAIMED, FaultBatch::PAGE)
+            .unwrap_err(),
+        not_yours
     );
-    let page = monitor
-        .read_faults(ObjectId::UNCLAIMED, FaultBatch::PAGE)
-        .unwrap()
-        .page;
-    assert_eq!(page.records().next().map(|r| r.sid), Some(NIC));
+    assert_eq!(
+        monitor.object_status(ObjectId::UNCLAIMED).unwrap_err(),
+        not_yours
+    );
     connector.stop();
     server.join().unwrap();
 }

@@ -7,13 +7,16 @@
 //! * `fuzz`: random and mutated messages into `dispatch`.
 //! * `loopback`: clients and a server thread that only exchange bytes.
 
+mod authority;
 mod faults;
 mod fuzz;
+mod handover;
 mod logs;
 mod loopback;
 mod ops;
 mod property;
 
+use crate::authority::{Grant, GrantKind};
 use crate::config::{DeviceEntry, DeviceId, ManagerConfig, PhysRange};
 use crate::fake::FakeIommu;
 use crate::Manager;
@@ -95,8 +98,41 @@ pub(crate) fn manager_with_depth(fake: FakeIommu, fault_log_depth: usize) -> Man
         }],
         page_sizes: PAGE_SIZES,
         fault_log_depth,
+        clock: test_clock,
     };
-    Manager::new(fake, &config).unwrap()
+    let mut m = Manager::new(fake, &config).unwrap();
+    for client in [A, B] {
+        m.assign(client, &everything_but_the_manager()).unwrap();
+    }
+    m
+}
+
+/// The test clock: a fixed 1 s (fault records drained by the manager itself carry it).
+pub(crate) fn test_clock() -> std::time::Duration {
+    std::time::Duration::from_secs(1)
+}
+
+/// Every host address below 2^48 except the manager's memory, as RAM: the assignment the
+/// tests of other rules give both clients (so only the authority tests see `NotAssigned`).
+pub(crate) fn everything_but_the_manager() -> [Grant; 2] {
+    let below = RESERVED.start.0;
+    let above = RESERVED.start.0 + RESERVED.len;
+    [
+        Grant {
+            range: PhysRange {
+                start: PhysAddr(0),
+                len: below,
+            },
+            kind: GrantKind::Ram,
+        },
+        Grant {
+            range: PhysRange {
+                start: PhysAddr(above),
+                len: (1 << 48) - above,
+            },
+            kind: GrantKind::Ram,
+        },
+    ]
 }
 
 /// A transport straight into `Manager::handle` (bytes in, bytes out).

@@ -5,8 +5,7 @@ use super::*;
 use crate::config::{ConfigError, MAPPINGS_PER_OBJECT, MAX_OBJECTS, OBJECTS_PER_CLIENT};
 use crate::fake::{FakeError, FakeOp};
 use smmuman_api::{
-    DeviceSel, DomainError, FaultBatch, IovaSpan, MapFlags, NotifyState, ObjectFlags, ObjectId,
-    PciMatch,
+    DeviceSel, DomainError, FaultBatch, IovaSpan, MapFlags, ObjectFlags, ObjectId, PciMatch,
 };
 
 const RW: Access = Access::RW;
@@ -510,7 +509,6 @@ fn a_client_going_away_releases_everything_it_held() {
     a.map(o1, win(0, 0x8000_0000, 0x1_0000), RW, NONE).unwrap();
     a.map(o2, win(0x9000_0000, 0x9000_0000, 0x1000), RW, NONE)
         .unwrap();
-    a.arm_notify(ObjectId::UNCLAIMED).unwrap();
     let ob = rig.object(B);
 
     assert_eq!(rig.m.client_gone(A), 2);
@@ -519,13 +517,6 @@ fn a_client_going_away_releases_everything_it_held() {
     }
     assert_eq!(rig.dma(EDU, 0), None);
     assert_eq!(rig.fake().live_domains(), 1, "only B's domain is left");
-    assert_eq!(
-        rig.as_(B)
-            .object_status(ObjectId::UNCLAIMED)
-            .unwrap()
-            .notify,
-        NotifyState::Idle
-    );
     // Its devices and memory are free for others.
     let mut b = rig.as_(B);
     b.attach(ob, sel(pci(0, 1, 0))).unwrap();
@@ -592,7 +583,8 @@ fn query_reports_the_configuration() {
             last: Iova(IOVA_LAST)
         }]
     );
-    assert_eq!(q.faults_per_page, 7);
+    assert_eq!(usize::from(q.faults_per_page), smmuman_api::FAULTS_PER_PAGE);
+    assert!(q.faults_per_page > 7);
 }
 
 #[test]
@@ -623,6 +615,7 @@ fn the_configuration_is_checked() {
         iova_ranges: &[range],
         page_sizes: PAGE_SIZES,
         fault_log_depth: crate::config::FAULT_LOG_DEPTH,
+        clock: super::test_clock,
     };
     let err = |c: ManagerConfig<'_>| Manager::new(FakeIommu::new(), &c).unwrap_err();
     assert_eq!(

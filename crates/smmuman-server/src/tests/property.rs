@@ -591,6 +591,10 @@ fn run(steps: &[(Step, Option<u8>)]) -> Result<(), TestCaseError> {
             Step::Gone { c } => {
                 model.gone(client(c));
                 m.client_gone(client(c));
+                // Its assignment went with it; the host gives the next VMM on this channel
+                // the same one.
+                m.assign(client(c), &super::everything_but_the_manager())
+                    .unwrap();
                 (Ok(()), Ok(()))
             }
             Step::Fault { sel } => {
@@ -631,7 +635,7 @@ fn run(steps: &[(Step, Option<u8>)]) -> Result<(), TestCaseError> {
                     0 => out[body + off + 16] = 0x01, // len not a page multiple
                     1 => out[body + 28] = 0,          // no access
                     2 => out[body + 29] = 2,          // unknown map flag
-                    3 => out[2] = 2,                  // version
+                    3 => out[2] = 1,                  // an older version
                     4 => out[8] = 40,                 // payload_len lie
                     _ => out[4] = 0x77,               // unknown op
                 }

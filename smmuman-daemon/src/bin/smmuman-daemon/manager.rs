@@ -128,6 +128,7 @@ pub fn over(p: &Platform, backend: Backend) -> Result<Mgr, Outcome> {
         iova_ranges: &iova_ranges,
         page_sizes: PAGE_SIZES,
         fault_log_depth,
+        clock: now,
     };
     let manager = Manager::new(backend, &config).map_err(|e| {
         Outcome::fail()
@@ -140,6 +141,12 @@ pub fn over(p: &Platform, backend: Backend) -> Result<Mgr, Outcome> {
         reserved.len()
     ));
     Ok(manager)
+}
+
+/// The generic timer, for the fault records the manager drains by itself.
+fn now() -> core::time::Duration {
+    use smmuman_daemon::clock::Clock;
+    crate::clock::GenericTimer::new().now()
 }
 
 /// Opens every mailbox: from now on a client that connects finds the manager.
