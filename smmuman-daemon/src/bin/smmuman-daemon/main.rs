@@ -34,6 +34,8 @@ mod dma_scenarios;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod exceptions;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod hostile;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod iommu;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod manager;

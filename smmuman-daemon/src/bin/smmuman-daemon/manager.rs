@@ -166,6 +166,21 @@ pub fn run(
     let n = vmms.len();
     let mut tasks: heapless::Vec<Option<Task>, MAX_CLIENTS> = heapless::Vec::new();
     for (i, v) in vmms.into_iter().enumerate() {
+        // The host's word on what this VMM may grant its devices, before it can ask anything.
+        if let Some(m) = manager.as_deref_mut() {
+            let client = client_id(i);
+            match m.assign(client, &v.assignment) {
+                Ok(()) => console::line(format_args!(
+                    "ASSIGN vm={} client={client} grants={}",
+                    v.name,
+                    v.assignment.len()
+                )),
+                Err(e) => console::line(format_args!(
+                    "FATAL reason=assignment vm={} detail=\"{e}\"",
+                    v.name
+                )),
+            }
+        }
         vmm::hand_over(i, v);
         let _ = tasks.push(Task::spawn(vmm::main, i));
     }

@@ -76,6 +76,11 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         run: vm_scenarios::vmm_selectors,
     },
     Scenario {
+        name: "vmm-hostile",
+        about: "a hostile VMM asks to map the SMMU, GIC, UART, ECAM, another VM's RAM: refused (control=unchecked: the host assigns it the SMMU frame and its DMA reads SMMU_IDR0)",
+        run: vm_scenarios::vmm_hostile,
+    },
+    Scenario {
         name: "vms-group",
         about: "devices sharing a StreamID move as one group (boards/qemu-virt-bridge)",
         run: vm_scenarios::vms_group,

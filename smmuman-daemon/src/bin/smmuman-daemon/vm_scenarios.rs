@@ -8,14 +8,17 @@
 
 use crate::console;
 use crate::dma_scenarios::Device;
+use crate::hostile::{HostilePlan, Target};
 use crate::manager::{self, Mgr, MAX_CLIENTS};
 use crate::platform::Platform;
 use crate::vmm::{Plan, Verdict, Vmm};
 use core::fmt;
-use iommu_core::{Bdf, StreamId};
+use iommu_core::{Bdf, PhysAddr, StreamId};
 use smmuman_api::{DeviceSel, DomainError, PciMatch};
 use smmuman_daemon::memory::{GuestMemory, PhysRange, RamWindow};
 use smmuman_daemon::report::Outcome;
+use smmuman_server::{Grant, GrantKind, PhysRange as ServerRange};
+use smmuv3::mmio::{Reg32, RegisterAccess};
 
 const MIB: u64 = 1 << 20;
 /// A PCI address nothing answers at on `virt` (no IOMMU controls it).
@@ -67,8 +70,21 @@ fn vmm(name: &'static str, unity: bool, pass_through: Bdf, plan: Plan) -> Vmm {
         device: None,
         group_members: heapless::Vec::new(),
         ram: None,
+        assignment: heapless::Vec::new(),
         plan,
     }
+}
+
+/// Gives `vm` its RAM: the VMM's view of it, and the host's grant of it to the VM.
+fn give_ram(vm: &mut Vmm, ram: (PhysRange, GuestMemory)) {
+    let _ = vm.assignment.push(Grant {
+        range: ServerRange {
+            start: ram.0.start(),
+            len: ram.0.size(),
+        },
+        kind: GrantKind::Ram,
+    });
+    vm.ram = Some(ram);
 }
 
 /// Prints one `VERDICT` per VMM and checks them against `expected` (name, decision); a pass
@@ -148,7 +164,7 @@ pub fn two_vms(p: &mut Platform, mut m: Mgr, a: Device, b: Device) -> Step<Outco
     );
     let a_bdf = a.bdf;
     vm1.device = Some(a);
-    vm1.ram = Some(ram1);
+    give_ram(&mut vm1, ram1);
     let mut vm2 = vmm(
         "vm2",
         false,
@@ -161,7 +177,7 @@ pub fn two_vms(p: &mut Platform, mut m: Mgr, a: Device, b: Device) -> Step<Outco
         },
     );
     vm2.device = Some(b);
-    vm2.ram = Some(ram2);
+    give_ram(&mut vm2, ram2);
     manager::open_mailboxes();
     let mut vmms = Vmms::new();
     let _ = vmms.push(vm1);
@@ -286,7 +302,7 @@ pub fn vmm_selectors(p: &mut Platform) -> Outcome {
             },
         );
         vm.device = Some(device(p, a, a_sid)?);
-        vm.ram = Some(guest_ram(p)?);
+        give_ram(&mut vm, guest_ram(p)?);
         manager::open_mailboxes();
         let mut vmms = Vmms::new();
         let _ = vmms.push(vm);
@@ -334,7 +350,7 @@ pub fn vms_group(p: &mut Platform) -> Outcome {
             let d = device(p, bdf, sid)?;
             let _ = vm.group_members.push(d);
         }
-        vm.ram = Some(guest_ram(p)?);
+        give_ram(&mut vm, guest_ram(p)?);
         // Another VM wants one member of the group once vm-group holds it.
         let other_member = members.get(1).copied().unwrap_or(first);
         let thief = vmm(
@@ -356,5 +372,79 @@ pub fn vms_group(p: &mut Platform) -> Outcome {
         Ok(Outcome::pass()
             .with("group_sid", sid)
             .with("members", members.len()))
+    })
+}
+
+/// The GIC distributor of QEMU `virt` (a hostile VMM knows its board).
+const VIRT_GICD: PhysAddr = PhysAddr(0x0800_0000);
+
+/// A hostile VMM asks the manager to map what a malicious client wants its device to reach
+/// (`crate::hostile`): every map is refused and its DMA cannot reach the SMMU's registers. With
+/// `control=unchecked` the host (this scenario) assigns it the SMMU frame as well: the same map
+/// is granted and the same DMA reads SMMU_IDR0, so the check is what made the difference.
+pub fn vmm_hostile(p: &mut Platform) -> Outcome {
+    finish(|| {
+        let control = p.args.get("control") == Some("unchecked");
+        let mut m = manager::start(p)?;
+        let [(a, a_sid), (b, b_sid)] = two_edus(p)?;
+        let victim_dev = device(p, a, a_sid)?;
+        let hostile_dev = device(p, b, b_sid)?;
+        let victim_ram = guest_ram(p)?;
+        let hostile_ram = guest_ram(p)?;
+        let victim_pa = victim_ram.0.start();
+        let past_own = hostile_ram.0.end();
+        let smmu = p.board.smmu.base;
+        let idr0 = m.backend().smmu().registers().read32(Reg32::Idr0);
+        console::line(format_args!(
+            "HOSTILE control={} smmu={smmu} smmu_idr0={idr0:#010x}",
+            u8::from(control)
+        ));
+        let refused = Some(DomainError::NotAssigned);
+        let target = |name, pa, expect| Target { name, pa, expect };
+        let plan = HostilePlan {
+            targets: [
+                if control {
+                    target("smmu-registers-granted", smmu, None)
+                } else {
+                    target("smmu-registers-refused", smmu, refused)
+                },
+                target("gic-refused", VIRT_GICD, refused),
+                target("uart-refused", p.board.uart.base, refused),
+                target("ecam-refused", p.board.pcie.ecam.start(), refused),
+                target(
+                    "manager-memory-refused",
+                    manager::manager_memory(),
+                    Some(DomainError::NotOwned),
+                ),
+                target("past-its-own-ram-refused", past_own, refused),
+            ],
+            victim_ram: victim_pa,
+            smmu_idr0: idr0,
+        };
+        let mut victim = vmm("victim", false, a, Plan::Victim);
+        victim.device = Some(victim_dev);
+        give_ram(&mut victim, victim_ram);
+        let mut hostile = vmm("hostile", false, b, Plan::Hostile(plan));
+        hostile.device = Some(hostile_dev);
+        give_ram(&mut hostile, hostile_ram);
+        if control {
+            // The control: a host that (wrongly) assigned this VM the SMMU's register page.
+            let _ = hostile.assignment.push(Grant {
+                range: ServerRange {
+                    start: smmu,
+                    len: 0x1000,
+                },
+                kind: GrantKind::Peer,
+            });
+        }
+        crate::hostile::reset();
+        manager::open_mailboxes();
+        let mut vmms = Vmms::new();
+        let _ = vmms.push(hostile);
+        let _ = vmms.push(victim);
+        let verdicts = manager::run(p, Some(&mut m), vmms);
+        counters(&m);
+        judge(&verdicts, &[("hostile", "start"), ("victim", "start")])?;
+        Ok(Outcome::pass().with("control", u8::from(control)))
     })
 }

@@ -21,6 +21,7 @@ use smmuman_api::{
 };
 use smmuman_daemon::mailbox::{Mailbox, MailboxTransport};
 use smmuman_daemon::memory::{GuestMemory, PhysRange};
+use smmuman_server::Grant;
 use spin::Mutex;
 
 const KIB: u64 = 1 << 10;
@@ -32,7 +33,7 @@ pub const WINDOW: u64 = 2 * MIB;
 /// Bytes per test DMA (16 fault records when refused: QEMU records one per 4 bytes).
 const DMA_LEN: u32 = 64;
 /// Scheduling rounds a VMM waits for a notification before giving up.
-const NOTIFY_PATIENCE: u32 = 1000;
+pub(crate) const NOTIFY_PATIENCE: u32 = 1000;
 
 /// What the VMM does once it may start.
 #[derive(Clone, Copy, Debug)]
@@ -75,6 +76,10 @@ pub enum Plan {
         /// The other members' drivers, to prove their DMA lands too.
         others: usize,
     },
+    /// A hostile VMM: asks for host memory that is not its VM's (`crate::hostile`).
+    Hostile(crate::hostile::HostilePlan),
+    /// The hostile VMM's victim.
+    Victim,
 }
 
 /// One VMM to run.
@@ -91,9 +96,15 @@ pub struct Vmm {
     pub group_members: heapless::Vec<Device, 3>,
     /// The VM's RAM (4 MiB: the first 2 MiB are its DMA window) and the VMM's view of it.
     pub ram: Option<(PhysRange, GuestMemory)>,
+    /// What the host lets this VMM grant its devices (its VM's RAM, shared RAM, peer BARs):
+    /// handed to the manager before the VMM starts.
+    pub assignment: heapless::Vec<Grant, MAX_GRANTS>,
     /// What it does.
     pub plan: Plan,
 }
+
+/// Most grants the host hands one VMM.
+pub const MAX_GRANTS: usize = 8;
 
 /// How a VMM ended.
 #[derive(Clone, Debug)]
@@ -141,17 +152,17 @@ pub fn verdicts(n: usize) -> heapless::Vec<Verdict, { crate::manager::MAX_CLIENT
 }
 
 /// A check failed: the step's name.
-type Step<T = ()> = Result<T, &'static str>;
+pub(crate) type Step<T = ()> = Result<T, &'static str>;
 
-struct Ctx<'y> {
+pub(crate) struct Ctx<'y> {
     name: &'static str,
-    y: &'y Yielder,
+    pub y: &'y Yielder,
     mailbox: &'static Mailbox,
-    clock: GenericTimer,
+    pub clock: GenericTimer,
 }
 
 impl Ctx<'_> {
-    fn check(&self, step: &'static str, ok: bool, detail: impl fmt::Display) -> Step {
+    pub fn check(&self, step: &'static str, ok: bool, detail: impl fmt::Display) -> Step {
         console::line(format_args!(
             "CHECK vm={} step={step} ok={} {detail}",
             self.name,
@@ -181,7 +192,7 @@ impl Ctx<'_> {
 }
 
 /// `Display` for a call's outcome.
-struct Res<'a, T>(&'a Result<T, CallError>);
+pub(crate) struct Res<'a, T>(pub &'a Result<T, CallError>);
 
 impl<T> fmt::Display for Res<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -192,7 +203,7 @@ impl<T> fmt::Display for Res<'_, T> {
     }
 }
 
-fn refused_with<T>(r: &Result<T, CallError>, error: DomainError) -> bool {
+pub(crate) fn refused_with<T>(r: &Result<T, CallError>, error: DomainError) -> bool {
     matches!(r, Err(CallError::Refused(x)) if x.error == error)
 }
 
@@ -289,6 +300,8 @@ fn run(ctx: &Ctx<'_>, mut vmm: Vmm) -> Verdict {
             selectors(ctx, c, &mut vmm, raw_refused, mmio)
         }
         (Plan::Trespass { device, expect }, Some(c)) => trespass(ctx, c, device, expect),
+        (Plan::Hostile(plan), Some(c)) => crate::hostile::hostile(ctx, c, &mut vmm, plan),
+        (Plan::Victim, Some(c)) => crate::hostile::victim(ctx, c, &mut vmm),
         (_, None) => Err("no-manager"),
     };
     if let Err(step) = result {
@@ -327,19 +340,19 @@ fn all_mine(records: &[FaultRecord], sid: StreamId, addr: u64, len: u64, dir: Di
         })
 }
 
-fn window(iova: u64, pa: PhysAddr, len: u64) -> Step<DmaWindow> {
+pub(crate) fn window(iova: u64, pa: PhysAddr, len: u64) -> Step<DmaWindow> {
     DmaWindow::new(Iova(iova), pa, len).map_err(|_| "bad-window")
 }
 
 /// A new VM object for this VMM.
-fn create<T: Transport>(c: &mut Client<T>) -> Step<ObjectId> {
+pub(crate) fn create<T: Transport>(c: &mut Client<T>) -> Step<ObjectId> {
     c.create_object(ObjectFlags::empty())
         .map(|r| r.object)
         .map_err(|_| "create-object")
 }
 
 /// Maps the first [`WINDOW`] bytes of the VM's RAM at [`GUEST_RAM_BASE`], read/write.
-fn map_guest_ram<T: Transport>(
+pub(crate) fn map_guest_ram<T: Transport>(
     ctx: &Ctx<'_>,
     c: &mut Client<T>,
     obj: ObjectId,
@@ -405,7 +418,7 @@ fn life<T: Transport>(ctx: &Ctx<'_>, c: &mut Client<T>, vmm: &mut Vmm, plan: Pla
         );
         ctx.check(
             "other-vms-ram-refused",
-            refused_with(&r, DomainError::Busy),
+            refused_with(&r, DomainError::NotAssigned),
             Res(&r),
         )?;
     }

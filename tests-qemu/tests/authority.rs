@@ -1,0 +1,75 @@
+//! Memory authority under QEMU, proven by DMA: a hostile VMM asks the manager to grant its
+//! device the SMMU's registers, the GIC, the UART, PCI ECAM, the manager's memory, RAM past its
+//! own and another VM's RAM (before and after that VM maps it). Every map is refused and its DMA
+//! cannot reach the SMMU. The control run assigns it the SMMU frame: the same map is granted and
+//! the same DMA reads SMMU_IDR0, so the test can fail.
+
+use tests_qemu::{run, Run};
+
+fn passed(extra: &[&str]) -> Run {
+    let run = run("vmm-hostile", extra).unwrap_or_else(|e| panic!("{e}"));
+    run.assert_pass();
+    run
+}
+
+/// The `CHECK` of `vm` named `step`: it passed; its line.
+fn check(run: &Run, vm: &str, step: &str) -> String {
+    let r = run
+        .records("CHECK")
+        .find(|r| r.get("vm") == Some(vm) && r.get("step") == Some(step))
+        .unwrap_or_else(|| panic!("no CHECK {vm} {step}\n{}", run.describe()));
+    assert_eq!(r.get("ok"), Some("1"), "{}", r.line);
+    r.line.to_string()
+}
+
+#[test]
+fn a_hostile_vmm_is_refused_everything_outside_its_assignment_and_its_dma_misses_the_smmu() {
+    let run = passed(&[]);
+    let not_assigned = "host memory outside the RAM and BARs the host assigned to this VM";
+    for step in [
+        "victim-ram-before-it-maps-refused",
+        "victim-ram-after-it-maps-refused",
+        "smmu-registers-refused",
+        "gic-refused",
+        "uart-refused",
+        "ecam-refused",
+        "past-its-own-ram-refused",
+    ] {
+        let line = check(&run, "hostile", step);
+        assert!(line.contains(not_assigned), "{line}");
+    }
+    let line = check(&run, "hostile", "smmu-registers-refused");
+    assert!(line.contains("pa=0x0000000009050000"), "{line}");
+    let line = check(&run, "hostile", "manager-memory-refused");
+    assert!(line.contains("the manager's own"), "{line}");
+    // The victim mapped its RAM only after the first attempt, and its own DMA works.
+    check(&run, "victim", "hostile-tried-first");
+    check(&run, "victim", "dma-inside-lands");
+    // The device aimed at the SMMU's IDR0 anyway: blocked and recorded against its StreamID.
+    let line = check(&run, "hostile", "dma-to-smmu-registers-blocked");
+    assert!(line.contains("reached=0"), "{line}");
+    let fault = run
+        .records("FAULT")
+        .find(|f| f.get("sid") == Some("0x10"))
+        .unwrap_or_else(|| panic!("no fault of the hostile device\n{}", run.describe()));
+    assert_eq!(fault.get("dir"), Some("read"), "{}", fault.line);
+    assert_eq!(fault.get("obj"), Some("1"), "{}", fault.line);
+}
+
+#[test]
+fn control_with_the_smmu_frame_assigned_the_same_dma_reads_smmu_idr0() {
+    let run = passed(&["control=unchecked"]);
+    check(&run, "hostile", "smmu-registers-granted");
+    let line = check(&run, "hostile", "dma-reached-smmu-registers");
+    assert!(line.contains("reached=1"), "{line}");
+    let host = run.record("HOSTILE").unwrap();
+    let idr0 = host.get("smmu_idr0").unwrap();
+    assert!(
+        line.contains(&format!("read={idr0}")),
+        "{line} vs {}",
+        host.line
+    );
+    // Everything else is still refused: only the SMMU frame was assigned.
+    check(&run, "hostile", "gic-refused");
+    check(&run, "hostile", "victim-ram-after-it-maps-refused");
+}
