@@ -64,12 +64,18 @@ impl Run {
         )
     }
 
-    /// Panics (fails the test) unless the run exited 0 with `RESULT ... status=pass`.
+    /// Panics (fails the test) unless the run exited 0 with `RESULT ... status=pass` and no
+    /// `FATAL` record (a stack overflow, stuck clients, an IOMMU failure) anywhere in it.
     pub fn assert_pass(&self) {
         let status = self.result().and_then(|r| r.get("status"));
         assert!(
             self.exit_code == Some(0) && status == Some("pass"),
             "expected a pass; {}",
+            self.describe()
+        );
+        assert!(
+            self.record("FATAL").is_none(),
+            "a passing run printed FATAL; {}",
             self.describe()
         );
     }
