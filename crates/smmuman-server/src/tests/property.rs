@@ -9,6 +9,7 @@
 //! change nothing.
 
 use super::*;
+use crate::authority::{Grant, GrantKind};
 use crate::config::{MAPPINGS_PER_OBJECT, MAX_OBJECTS, OBJECTS_PER_CLIENT};
 use crate::fake::FakeOp;
 use core::time::Duration;
@@ -106,8 +107,9 @@ fn step() -> impl Strategy<Value = Step> {
         10 => (
             (c.clone(), any::<u8>(), 0..40u8, prop::bool::weighted(0.1)),
             (
-                // Mostly a small shared pool (so objects collide), sometimes near the
-                // manager's reserved memory (pages 256.. are reserved).
+                // Mostly a small pool (A's, shared, B's, nobody's: so objects collide and
+                // the authority is crossed), sometimes near the manager's reserved memory
+                // (pages 256.. are reserved).
                 prop_oneof![4 => 0..48u16, 1 => 240..300u16],
                 1..8u8,
                 1..8u8,
@@ -194,6 +196,44 @@ struct MObj {
 struct Model {
     objs: Vec<MObj>,
     owner: BTreeMap<StreamId, ObjectId>,
+}
+
+/// The host's assignments, in pages from [`PA_BASE`] (kind, first page, pages): A owns pages
+/// 0..16 and 240..256 (below the manager's memory at 256), B owns 32..40, both share 16..32;
+/// 40..48 is nobody's.
+fn assignment(c: u8) -> Vec<Grant> {
+    let g = |kind, first: u64, pages: u64| Grant {
+        range: PhysRange {
+            start: PhysAddr(PA_BASE + first * PAGE),
+            len: pages * PAGE,
+        },
+        kind,
+    };
+    match c {
+        0 => vec![
+            g(GrantKind::Ram, 0, 16),
+            g(GrantKind::SharedRam, 16, 16),
+            g(GrantKind::Ram, 240, 16),
+        ],
+        _ => vec![g(GrantKind::SharedRam, 16, 16), g(GrantKind::Ram, 32, 8)],
+    }
+}
+
+/// The model's authority check: the first byte of `[pa, pa + len)` outside client `c`'s
+/// assignment, or whether any of it is shared.
+fn authority(c: ClientId, pa: u64, len: u64) -> Result<bool, DomainError> {
+    let grants = assignment(u8::from(c.0 != 1));
+    let mut shared = false;
+    for page in (pa..pa + len).step_by(PAGE as usize) {
+        match grants
+            .iter()
+            .find(|g| (g.range.start.0..g.range.start.0 + g.range.len).contains(&page))
+        {
+            Some(g) => shared |= g.kind == GrantKind::SharedRam,
+            None => return Err(DomainError::NotAssigned),
+        }
+    }
+    Ok(shared)
 }
 
 fn overlap(a: u64, alen: u64, b: u64, blen: u64) -> bool {
@@ -310,6 +350,9 @@ impl Model {
         }
         if overlap(m.pa, m.len, RESERVED.start.0, RESERVED.len) {
             return Err(DomainError::NotOwned);
+        }
+        if authority(c, m.pa, m.len)? && !m.shared {
+            return Err(DomainError::NeedsShared);
         }
         if o.maps.iter().any(|x| overlap(x.iova, x.len, m.iova, m.len)) {
             return Err(DomainError::Overlap);
@@ -450,6 +493,10 @@ fn run(steps: &[(Step, Option<u8>)]) -> Result<(), TestCaseError> {
     let mut ids: Vec<ObjectId> = vec![ObjectId(0), ObjectId(999), ObjectId::UNCLAIMED];
     let probes = probes();
     let client = |c: u8| ClientId(u32::from(c) + 1);
+    for c in 0..2 {
+        m.client_gone(client(c));
+        m.assign(client(c), &assignment(c)).unwrap();
+    }
     // Both clients start with an object, so that most steps have something to work on.
     let prefix = [
         (Step::Create { c: 0, unity: false }, None),
@@ -593,8 +640,7 @@ fn run(steps: &[(Step, Option<u8>)]) -> Result<(), TestCaseError> {
                 m.client_gone(client(c));
                 // Its assignment went with it; the host gives the next VMM on this channel
                 // the same one.
-                m.assign(client(c), &super::everything_but_the_manager())
-                    .unwrap();
+                m.assign(client(c), &assignment(c)).unwrap();
                 (Ok(()), Ok(()))
             }
             Step::Fault { sel } => {
