@@ -10,13 +10,16 @@
 //! * Reserved StreamIDs and static windows come from the config; every window's device must
 //!   have a StreamID in the result.
 //! * Two devices on one StreamID need `shared yes` on the config's side.
+//! * `[vm]` sections (memory authority) come from the config only and pass through unchanged
+//!   in both modes; their RAM must not overlap any unit's register frame.
 
 use crate::device::{Device, StreamSource};
 use crate::irq::{Irq, IrqName};
 use crate::topology::{CapacityExceeded, Mode, Origin, Topology, MAX_UNITS};
 use crate::unit::{IommuUnit, Stated, UnitId, UnitName};
+use crate::vm::{RamGrant, VmName};
 use core::fmt;
-use iommu_core::StreamId;
+use iommu_core::{PhysAddr, StreamId};
 
 /// A unit property's value, for conflict messages.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -105,6 +108,20 @@ pub enum CombineError {
         /// The config line of the window.
         line: u32,
     },
+    /// A VM's `ram` overlaps an IOMMU unit's register frame (from firmware or the config):
+    /// the VM's devices could be granted the SMMU's own registers.
+    RamOverlapsUnit {
+        /// The VM.
+        vm: VmName,
+        /// Start of its `ram`.
+        start: PhysAddr,
+        /// Its length.
+        len: u64,
+        /// The unit.
+        unit: UnitName,
+        /// The config line of the `ram` statement.
+        line: u32,
+    },
     /// Neither firmware nor config describes any IOMMU: nothing can be contained.
     NoUnits,
     /// A list is full.
@@ -157,6 +174,16 @@ impl fmt::Display for CombineError {
             Self::WindowDeviceUnbound { device, line } => write!(
                 f,
                 "window on config line {line}: {device} has no StreamID (neither firmware nor config binds it)"
+            ),
+            Self::RamOverlapsUnit {
+                vm,
+                start,
+                len,
+                unit,
+                line,
+            } => write!(
+                f,
+                "vm {vm}: ram {start} len {len:#x} (config line {line}) overlaps the register frame of unit {unit}"
             ),
             Self::NoUnits => f.write_str(
                 "no IOMMU unit: neither the device tree nor the config describes one",
@@ -298,12 +325,35 @@ pub fn combine(firmware: &Topology, user: Option<&Topology>) -> Result<Topology,
         }
         out.push_window(*w).map_err(CombineError::TooMany)?;
     }
+    // Memory authority is the host's alone: the config's [vm] sections, unchanged.
+    for vm in user.vms() {
+        for g in &vm.ram {
+            if let Some((_, u)) = out.units().find(|(_, u)| frame_overlaps(u, g)) {
+                return Err(CombineError::RamOverlapsUnit {
+                    vm: vm.name.clone(),
+                    start: g.start,
+                    len: g.len,
+                    unit: u.name.clone(),
+                    line: g.line,
+                });
+            }
+        }
+        out.push_vm(vm.clone()).map_err(CombineError::TooMany)?;
+    }
     out.set_fault_log(user.fault_log());
     out.set_mode(user.mode());
     if out.unit_count() == 0 {
         return Err(CombineError::NoUnits);
     }
     Ok(out)
+}
+
+/// Whether `g` has a byte in the register frame of `u`.
+fn frame_overlaps(u: &IommuUnit, g: &RamGrant) -> bool {
+    let end = |start: u64, len: u64| u128::from(start) + u128::from(len);
+    u.size != 0
+        && u128::from(u.base.0) < end(g.start.0, g.len)
+        && u128::from(g.start.0) < end(u.base.0, u.size)
 }
 
 /// The config's statements about one unit applied to firmware's.

@@ -7,6 +7,8 @@
 //! * [`combine()`] applies the user's statements to firmware's, in `override` (default) or
 //!   `merge` mode.
 //! * [`load()`] does all three, as the daemon does at start-up.
+//! * [`Topology::vm`] answers which host-physical memory a VM's devices may be granted: the
+//!   config's `[vm NAME]` sections ([`vm`], memory authority; firmware never assigns memory).
 //!
 //! All three give a [`Topology`] (or a typed error that says where the input is wrong; the
 //! manager then refuses to start and leaves every SMMU aborting DMA). The manager asks the
@@ -50,6 +52,7 @@ pub mod load;
 pub mod number;
 pub mod topology;
 pub mod unit;
+pub mod vm;
 
 pub use combine::{combine, CombineError};
 pub use device::{Device, PciRange, StreamSource};
@@ -61,3 +64,6 @@ pub use topology::{
     MAX_RESERVED, MAX_UNITS, MAX_WINDOWS,
 };
 pub use unit::{IommuKind, IommuUnit, Stated, Unclaimed, UnitId, UnitName, SMMUV3_FRAME_SIZE};
+pub use vm::{
+    PeerBar, RamGrant, VmAssignment, VmName, MAX_PEERS_PER_VM, MAX_RAM_PER_VM, MAX_VMS, VM_NAME_LEN,
+};

@@ -339,3 +339,46 @@ fn a_config_alone_can_describe_the_board() {
         "no range: only listed devices"
     );
 }
+
+// ---- [vm] sections: memory authority ------------------------------------------------------
+
+#[test]
+fn vm_sections_pass_through_unchanged_in_both_modes() {
+    let vms = common::config_text("vm.conf");
+    let alone = user(&vms);
+    assert_eq!(alone.vms().len(), 2);
+    for mode in ["mode override\n", "mode merge\n"] {
+        let t = both(QEMU, &format!("{mode}{SMMU0}{vms}")).unwrap();
+        let shifted = user(&format!("{mode}{SMMU0}{vms}"));
+        assert_eq!(t.vms(), shifted.vms(), "{mode}");
+        assert_eq!(t.vm("vm2").unwrap().ram.len(), 4);
+        // The rest of the topology is firmware's, as without the [vm] sections.
+        let without = both(QEMU, &format!("{mode}{SMMU0}")).unwrap();
+        assert_eq!(t.streams(), without.streams());
+    }
+    // Firmware never assigns memory.
+    assert!(firmware(QEMU).vms().is_empty());
+    assert!(combine(&firmware(QEMU), None).unwrap().vms().is_empty());
+}
+
+#[test]
+fn vm_ram_over_an_smmus_registers_is_refused() {
+    // The unit is firmware's: only combining can see it.
+    let text = common::config_text("vm-ram-over-smmu.conf");
+    let e = both(QEMU, &text).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "vm vm1: ram 0x0000000009000000 len 0x100000 (config line 3) overlaps the register frame \
+         of unit smmuv3@9050000"
+    );
+    assert!(matches!(
+        e,
+        CombineError::RamOverlapsUnit {
+            line: 3,
+            start: PhysAddr(0x0900_0000),
+            ..
+        }
+    ));
+    // Just below the frame is RAM like any other.
+    both(QEMU, "[vm vm1]\nram 0x0904_0000 64K\n").unwrap();
+}

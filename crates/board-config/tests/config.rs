@@ -699,6 +699,13 @@ fn initrd_padding_is_ignored() {
 const WORDS: &[&str] = &[
     "[smmu",
     "[device",
+    "[vm",
+    "vm1",
+    "ram",
+    "peer",
+    "bar",
+    "0x5000_0000",
+    "4K",
     "pci",
     "mmio",
     "]",
@@ -786,4 +793,334 @@ fn firmware() -> board_config::Topology {
                 .expect("the QEMU fixture parses")
         })
         .clone()
+}
+
+// ---- [vm NAME]: memory authority ---------------------------------------------------------
+
+const IN_VM: &str = "in a [vm NAME] section";
+
+#[test]
+fn vm_sections_give_typed_ram_and_peers_with_their_lines() {
+    use board_config::{PeerBar, RamGrant};
+    let text = config_text("vm.conf");
+    let t = config::parse("vm.conf", &text).unwrap();
+    let names: Vec<_> = t.vms().iter().map(|v| (v.name.as_str(), v.line)).collect();
+    assert_eq!(names, [("vm1", 3), ("vm2", 8)]);
+    let ram = |start, len, shared, line| RamGrant {
+        start: PhysAddr(start),
+        len,
+        shared,
+        line,
+    };
+    let vm1 = t.vm("vm1").unwrap();
+    assert_eq!(
+        vm1.ram,
+        [
+            ram(0x5000_0000, 0x1000_0000, false, 4),
+            ram(0x7000_0000, 0x20_0000, true, 5)
+        ]
+    );
+    assert_eq!(
+        vm1.peers,
+        [PeerBar {
+            segment: 0,
+            bdf: Bdf::new(0, 2, 0).unwrap(),
+            bar: 0,
+            line: 6
+        }]
+    );
+    let vm2 = t.vm("vm2").unwrap();
+    assert_eq!(vm2.ram.len(), 4);
+    assert_eq!(vm2.ram[3], ram(0x7100_0000, 0x10_0000, true, 12));
+    let f = Bdf::new(0, 3, 0).unwrap();
+    assert_eq!(vm2.peer(1, f, 4).map(|p| p.line), Some(14));
+    assert_eq!(vm2.peer(0, f, 4), None, "segment 1, not 0");
+    assert_eq!(vm2.peer(1, f, 0), None, "BARs 2 and 4 only");
+    assert!(t.vm("vm3").is_none());
+
+    // What the manager asks before a Map: inside one of the VM's own grants?
+    let covering = |vm: &str, start, len| {
+        t.vm(vm)
+            .unwrap()
+            .ram_covering(PhysAddr(start), len)
+            .map(|g| g.line)
+    };
+    assert_eq!(covering("vm1", 0x5fff_f000, 0x1000), Some(4));
+    assert_eq!(covering("vm1", 0x5fff_f000, 0x2000), None, "runs past");
+    assert_eq!(covering("vm1", 0x6000_0000, 0x1000), None, "vm2's RAM");
+    assert_eq!(covering("vm2", 0x7000_0000, 0x1000), Some(11), "shared");
+    assert_eq!(covering("vm1", 0x0905_0000, 0x1000), None, "SMMU registers");
+    assert!(t.to_string().contains(
+        "vm vm1: ram 0x0000000050000000 len 0x10000000 [line 4]; \
+         ram 0x0000000070000000 len 0x200000 shared [line 5]; \
+         peer pci 0000:00:02.0 bar 0 [line 6]; [config line 3]"
+    ));
+}
+
+#[test]
+fn vm_name_syntax() {
+    check(
+        "vm-bad-name.conf",
+        2,
+        5,
+        ConfigErrorKind::BadVmName { found: "vm.1" },
+    );
+    let long = format!("[vm {}]\n", "v".repeat(32));
+    let e = config::parse("c", &long).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "c:1:5: bad VM name \"{}\" (1 to 31 letters, digits, '-' or '_')",
+            "v".repeat(32)
+        )
+    );
+    let ok = format!("[vm {}]\n[vm 0-_A]\n", "v".repeat(31));
+    assert_eq!(config::parse("c", &ok).unwrap().vms().len(), 2);
+}
+
+#[test]
+fn vm_described_twice() {
+    check(
+        "vm-duplicate.conf",
+        5,
+        5,
+        ConfigErrorKind::DuplicateVm {
+            name: "vm1",
+            first_line: 2,
+        },
+    );
+}
+
+#[test]
+fn vm_ram_alignment_length_and_wrap() {
+    check(
+        "vm-ram-misaligned.conf",
+        3,
+        5,
+        ConfigErrorKind::Misaligned {
+            what: "ram address",
+            value: 0x5000_0800,
+            align: 0x1000,
+        },
+    );
+    check(
+        "vm-ram-len-misaligned.conf",
+        3,
+        17,
+        ConfigErrorKind::Misaligned {
+            what: "ram length",
+            value: 0x1800,
+            align: 0x1000,
+        },
+    );
+    check(
+        "vm-ram-empty.conf",
+        3,
+        17,
+        ConfigErrorKind::OutOfRange {
+            what: "ram length",
+            value: 0,
+            allowed: "a non-zero multiple of 0x1000",
+        },
+    );
+    check(
+        "vm-ram-wraps.conf",
+        3,
+        27,
+        ConfigErrorKind::Wraps {
+            what: "ram address + length",
+        },
+    );
+    // Up to the last byte of the address space is fine.
+    let t = config::parse("c", "[vm top]\nram 0xffff_ffff_ffff_f000 4K\n").unwrap();
+    assert_eq!(t.vm("top").unwrap().ram[0].last(), u64::MAX);
+}
+
+#[test]
+fn vm_ram_ranges_of_one_vm_do_not_overlap() {
+    check(
+        "vm-ram-overlap.conf",
+        4,
+        5,
+        ConfigErrorKind::RamOverlap {
+            start: 0x501f_f000,
+            other_line: 3,
+        },
+    );
+    let text = config_text("vm-ram-overlap.conf");
+    let e = config::parse("c", &text).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "c:4:5: ram 0x501ff000 overlaps this vm's ram at line 3"
+    );
+}
+
+#[test]
+fn vm_ram_shared_between_vms_needs_shared_on_both() {
+    check(
+        "vm-ram-overlaps-vm.conf",
+        7,
+        5,
+        ConfigErrorKind::RamOverlapsVm {
+            start: 0x7010_0000,
+            other: "vm1",
+            other_line: 3,
+        },
+    );
+    let text = config_text("vm-ram-overlaps-vm.conf");
+    let e = config::parse("c", &text).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "c:7:5: ram 0x70100000 overlaps vm vm1's ram at line 3; both must say shared"
+    );
+    // Neither says shared: the same error, whichever VM comes first.
+    let e = config::parse(
+        "c",
+        "[vm a]\nram 0x5000_0000 8K\n[vm b]\nram 0x5000_1000 4K shared\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "c:4:5: ram 0x50001000 overlaps vm a's ram at line 2; both must say shared"
+    );
+    // Both say shared: partial overlap is allowed.
+    config::parse(
+        "c",
+        "[vm a]\nram 0x5000_0000 8K shared\n[vm b]\nram 0x5000_1000 8K shared\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn vm_ram_takes_only_shared_after_the_length() {
+    check(
+        "vm-ram-trailing.conf",
+        3,
+        20,
+        ConfigErrorKind::Expected {
+            what: "\"shared\" or end of line",
+            found: Found::Token("private"),
+        },
+    );
+}
+
+#[test]
+fn vm_peer_syntax_and_rules() {
+    check(
+        "vm-peer-bar-range.conf",
+        3,
+        22,
+        ConfigErrorKind::OutOfRange {
+            what: "BAR index",
+            value: 6,
+            allowed: "0 to 5",
+        },
+    );
+    check(
+        "vm-peer-duplicate.conf",
+        4,
+        10,
+        ConfigErrorKind::DuplicatePeer {
+            device: pci(0, 2, 0),
+            bar: 1,
+            first_line: 3,
+        },
+    );
+    let text = config_text("vm-peer-duplicate.conf");
+    let e = config::parse("c", &text).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "c:4:10: peer pci 0000:00:02.0 bar 1 listed twice in this vm (first on line 3)"
+    );
+    check(
+        "vm-peer-not-pci.conf",
+        3,
+        6,
+        ConfigErrorKind::Expected {
+            what: "\"pci\"",
+            found: Found::Token("mmio"),
+        },
+    );
+}
+
+#[test]
+fn vm_keys_stay_in_vm_sections_and_others_stay_out() {
+    check(
+        "vm-key-outside.conf",
+        4,
+        1,
+        ConfigErrorKind::MisplacedKey {
+            key: "ram",
+            belongs: IN_VM,
+        },
+    );
+    let e = config::parse("c", "peer pci 00:02.0 bar 0\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "c:1:1: \"peer\" is not allowed here: it belongs in a [vm NAME] section"
+    );
+    check(
+        "vm-misplaced-key.conf",
+        4,
+        1,
+        ConfigErrorKind::MisplacedKey {
+            key: "sid",
+            belongs: IN_DEVICE,
+        },
+    );
+    for key in ["unit 0x0", "window iova 0x0", "base 0x0", "mode merge"] {
+        let text = format!("[vm v]\n{key}\n");
+        let e = config::parse("c", &text).unwrap_err();
+        assert!(
+            matches!(e.kind, ConfigErrorKind::MisplacedKey { .. }),
+            "{key}: {e}"
+        );
+    }
+    check(
+        "vm-unknown-key.conf",
+        3,
+        1,
+        ConfigErrorKind::UnknownKey {
+            key: "memory",
+            section: "a [vm] section",
+            expected: "ram or peer",
+        },
+    );
+}
+
+#[test]
+fn vm_capacities() {
+    check(
+        "vm-too-many.conf",
+        18,
+        1,
+        ConfigErrorKind::TooMany(CapacityExceeded {
+            what: "[vm] sections",
+            max: board_config::MAX_VMS,
+        }),
+    );
+    check(
+        "vm-too-many-ram.conf",
+        11,
+        1,
+        ConfigErrorKind::TooMany(CapacityExceeded {
+            what: "ram lines in one [vm] section",
+            max: board_config::MAX_RAM_PER_VM,
+        }),
+    );
+    let text = config_text("vm-too-many-ram.conf");
+    let e = config::parse("c", &text).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "c:11:1: more than 8 ram lines in one [vm] section (the most smmuman keeps)"
+    );
+    check(
+        "vm-too-many-peers.conf",
+        7,
+        1,
+        ConfigErrorKind::TooMany(CapacityExceeded {
+            what: "peer lines in one [vm] section",
+            max: board_config::MAX_PEERS_PER_VM,
+        }),
+    );
 }

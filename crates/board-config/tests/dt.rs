@@ -539,3 +539,58 @@ fn initrd_errors() {
         )
     );
 }
+
+// ---- cell counts and lengths that once panicked or misreported -------------------------
+
+#[test]
+fn ranges_whose_entries_have_no_cells() {
+    // Used to divide by zero in `translate`.
+    let e = fails("ranges-zero-cells.dts");
+    assert_eq!(
+        e.to_string(),
+        "/soc/mid: ranges: 4 bytes, but the #address-cells and #size-cells in force make \
+         each entry 0 cells long"
+    );
+    assert_eq!(e.kind, DtErrorKind::ZeroCellEntries { bytes: 4 });
+}
+
+#[test]
+fn reg_whose_entries_have_no_cells() {
+    let e = fails("reg-zero-cells.dts");
+    assert_eq!(
+        e.to_string(),
+        "/soc/dma@90000: reg: 8 bytes, but the #address-cells and #size-cells in force make \
+         each entry 0 cells long"
+    );
+}
+
+#[test]
+fn ranges_of_a_bad_length() {
+    let e = fails("ranges-bad-length.dts");
+    assert_eq!(
+        e.to_string(),
+        "/soc: ranges: 5 cells is not a whole number of 4-cell (child address, parent address, \
+         length) entries"
+    );
+    assert_eq!(e.kind, DtErrorKind::RangesLength { cells: 5, entry: 4 });
+}
+
+#[test]
+fn ranges_not_whole_cells() {
+    assert_fails(
+        "ranges-not-whole-cells.dts",
+        "/soc",
+        "ranges",
+        DtErrorKind::NotWholeCells { bytes: 5 },
+    );
+}
+
+#[test]
+fn ranges_running_past_the_address_space() {
+    let e = fails("ranges-past-end.dts");
+    assert_eq!(
+        e.to_string(),
+        "/soc: ranges: range 0xfffffffffffff000 size 0x10000 is empty or runs past the end of \
+         the address space"
+    );
+}

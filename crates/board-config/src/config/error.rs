@@ -221,6 +221,43 @@ pub enum ConfigErrorKind<'a> {
         /// Line of the other window.
         other_line: u32,
     },
+    /// Not a valid VM name.
+    BadVmName {
+        /// The token.
+        found: &'a str,
+    },
+    /// Two `[vm]` sections with one name.
+    DuplicateVm {
+        /// The name.
+        name: &'a str,
+        /// Line of the first section.
+        first_line: u32,
+    },
+    /// Two `ram` ranges of one VM overlap.
+    RamOverlap {
+        /// Start of the second range.
+        start: u64,
+        /// Line of the first.
+        other_line: u32,
+    },
+    /// A `ram` range overlaps another VM's, and the two do not both say `shared`.
+    RamOverlapsVm {
+        /// Start of the range.
+        start: u64,
+        /// The other VM.
+        other: &'a str,
+        /// Line of the other VM's range.
+        other_line: u32,
+    },
+    /// One VM names the same BAR of the same function twice.
+    DuplicatePeer {
+        /// The function.
+        device: Device,
+        /// The BAR.
+        bar: u8,
+        /// Line of the first `peer`.
+        first_line: u32,
+    },
     /// A list is full.
     TooMany(CapacityExceeded),
 }
@@ -240,7 +277,7 @@ impl fmt::Display for ConfigErrorKind<'_> {
             }
             Self::UnknownSection { found } => write!(
                 f,
-                "unknown section kind \"{found}\" (expected [smmu NAME] or [device pci|mmio ADDRESS])"
+                "unknown section kind \"{found}\" (expected [smmu NAME], [device pci|mmio ADDRESS] or [vm NAME])"
             ),
             Self::DuplicateKey { key, first_line } => {
                 write!(f, "\"{key}\" given twice in one section (first on line {first_line})")
@@ -324,6 +361,34 @@ impl fmt::Display for ConfigErrorKind<'_> {
             Self::WindowOverlap { other_line } => write!(
                 f,
                 "window overlaps, in IOVA space, the window on line {other_line}"
+            ),
+            Self::BadVmName { found } => write!(
+                f,
+                "bad VM name \"{found}\" (1 to {} letters, digits, '-' or '_')",
+                crate::vm::VM_NAME_LEN
+            ),
+            Self::DuplicateVm { name, first_line } => {
+                write!(f, "vm \"{name}\" described twice (first on line {first_line})")
+            }
+            Self::RamOverlap { start, other_line } => write!(
+                f,
+                "ram {start:#x} overlaps this vm's ram at line {other_line}"
+            ),
+            Self::RamOverlapsVm {
+                start,
+                other,
+                other_line,
+            } => write!(
+                f,
+                "ram {start:#x} overlaps vm {other}'s ram at line {other_line}; both must say shared"
+            ),
+            Self::DuplicatePeer {
+                device,
+                bar,
+                first_line,
+            } => write!(
+                f,
+                "peer {device} bar {bar} listed twice in this vm (first on line {first_line})"
             ),
             Self::TooMany(c) => write!(f, "{c}"),
         }

@@ -19,6 +19,10 @@ use crate::topology::{
     MAX_BINDINGS, MAX_FAULT_LOG, MAX_UNITS,
 };
 use crate::unit::{unit_name, IommuUnit, Stated, Unclaimed, UnitId};
+use crate::vm::{
+    is_vm_name, PeerBar, RamGrant, VmAssignment, VmName, MAX_BAR, MAX_PEERS_PER_VM, MAX_RAM_PER_VM,
+    MAX_VMS,
+};
 use heapless::Vec;
 use iommu_core::{Iova, PhysAddr, StreamId, PAGE_SIZE};
 use lexer::{Line, Token};
@@ -38,10 +42,12 @@ const UNIT_KEYS: [&str; 7] = [
     "reserve-sid",
 ];
 const DEVICE_KEYS: [&str; 5] = ["unit", "sid", "shared", "raw-sid", "window"];
+const VM_KEYS: [&str; 2] = ["ram", "peer"];
 
 const IN_TOP: &str = "at the top of the file, before any section";
 const IN_UNIT: &str = "in an [smmu NAME] section";
 const IN_DEVICE: &str = "in a [device pci|mmio ADDRESS] section";
+const IN_VM: &str = "in a [vm NAME] section";
 
 /// Parses `text`, the contents of the file called `file` (the name only appears in errors).
 ///
@@ -85,6 +91,7 @@ enum Section {
     Top,
     Unit(usize),
     Device(usize),
+    Vm(usize),
 }
 
 /// An `[smmu]` section as read so far.
@@ -113,6 +120,12 @@ struct DeviceDraft<'a> {
     windows: usize,
 }
 
+/// A `[vm]` section as read so far.
+struct VmDraft<'a> {
+    name: &'a str,
+    vm: VmAssignment,
+}
+
 struct Parser<'a> {
     file: &'a str,
     topology: Topology,
@@ -121,6 +134,7 @@ struct Parser<'a> {
     fault_log: Option<u32>,
     units: Vec<UnitDraft<'a>, MAX_UNITS>,
     devices: Vec<DeviceDraft<'a>, MAX_BINDINGS>,
+    vms: Vec<VmDraft<'a>, MAX_VMS>,
 }
 
 type Res<'a, T> = Result<T, ConfigError<'a>>;
@@ -135,6 +149,7 @@ impl<'a> Parser<'a> {
             fault_log: None,
             units: Vec::new(),
             devices: Vec::new(),
+            vms: Vec::new(),
         }
     }
 
@@ -167,6 +182,7 @@ impl<'a> Parser<'a> {
             Section::Top => self.top_key(key, &mut line)?,
             Section::Unit(i) => self.unit_key(i, key, &mut line)?,
             Section::Device(i) => self.device_key(i, key, &mut line)?,
+            Section::Vm(i) => self.vm_key(i, key, &mut line)?,
         }
         self.end_of_line(&mut line)
     }
@@ -280,6 +296,8 @@ impl<'a> Parser<'a> {
             Some(IN_UNIT)
         } else if DEVICE_KEYS.contains(&key.text) {
             Some(IN_DEVICE)
+        } else if VM_KEYS.contains(&key.text) {
+            Some(IN_VM)
         } else {
             None
         };
@@ -314,11 +332,12 @@ impl<'a> Parser<'a> {
         let mut after = line.part(close + 1, content.len());
         self.end_of_line(&mut after)?;
         let mut inner = line.part(open + 1, close);
-        let kind = self.value(&mut inner, "a section kind (smmu or device)")?;
+        let kind = self.value(&mut inner, "a section kind (smmu, device or vm)")?;
         let bracket = line.pos_of(open);
         match kind.text {
             "smmu" => self.unit_header(&mut inner, bracket),
             "device" => self.device_header(&mut inner, bracket),
+            "vm" => self.vm_header(&mut inner, bracket),
             other => Err(self.err(kind.pos, ConfigErrorKind::UnknownSection { found: other })),
         }
     }
@@ -420,6 +439,41 @@ impl<'a> Parser<'a> {
             )
         })?;
         self.section = Section::Device(self.devices.len() - 1);
+        Ok(())
+    }
+
+    fn vm_header(&mut self, inner: &mut Line<'a>, header: Pos) -> Res<'a, ()> {
+        let name = self.value(inner, "a VM name")?;
+        if !is_vm_name(name.text) {
+            return Err(self.err(name.pos, ConfigErrorKind::BadVmName { found: name.text }));
+        }
+        self.end_of_line(inner)?;
+        if let Some(first) = self.vms.iter().find(|v| v.name == name.text) {
+            return Err(self.err(
+                name.pos,
+                ConfigErrorKind::DuplicateVm {
+                    name: name.text,
+                    first_line: first.vm.line,
+                },
+            ));
+        }
+        let mut bounded = VmName::new();
+        // Fits: `is_vm_name` allows at most `VM_NAME_LEN` ASCII characters.
+        let _ = bounded.push_str(name.text);
+        let draft = VmDraft {
+            name: name.text,
+            vm: VmAssignment::new(bounded, header.line),
+        };
+        self.vms.push(draft).map_err(|_| {
+            self.full(
+                header,
+                CapacityExceeded {
+                    what: "[vm] sections",
+                    max: MAX_VMS,
+                },
+            )
+        })?;
+        self.section = Section::Vm(self.vms.len() - 1);
         Ok(())
     }
 
@@ -735,6 +789,163 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
+    fn vm_key(&mut self, i: usize, key: Token<'a>, line: &mut Line<'a>) -> Res<'a, ()> {
+        match key.text {
+            "ram" => self.ram(i, key, line),
+            "peer" => self.peer(i, key, line),
+            _ => Err(self.stray_key(key, "a [vm] section", "ram or peer")),
+        }
+    }
+
+    /// `ram ADDR LEN [shared]`.
+    fn ram(&mut self, i: usize, key: Token<'a>, line: &mut Line<'a>) -> Res<'a, ()> {
+        let aligned = |p: &Self, t: Token<'a>, what: &'static str, v: u64| {
+            if v.is_multiple_of(PAGE_SIZE) {
+                Ok(v)
+            } else {
+                Err(p.err(
+                    t.pos,
+                    ConfigErrorKind::Misaligned {
+                        what,
+                        value: v,
+                        align: PAGE_SIZE,
+                    },
+                ))
+            }
+        };
+        let start_tok = self.value(line, "an address")?;
+        let start = self.number(start_tok, "an address", u64::MAX)?;
+        let start = aligned(self, start_tok, "ram address", start)?;
+        let len_tok = self.value(line, "a length")?;
+        let len = self.number(len_tok, "a length", u64::MAX)?;
+        if len == 0 {
+            return Err(self.err(
+                len_tok.pos,
+                ConfigErrorKind::OutOfRange {
+                    what: "ram length",
+                    value: 0,
+                    allowed: "a non-zero multiple of 0x1000",
+                },
+            ));
+        }
+        let len = aligned(self, len_tok, "ram length", len)?;
+        if start.checked_add(len - 1).is_none() {
+            return Err(self.err(
+                len_tok.pos,
+                ConfigErrorKind::Wraps {
+                    what: "ram address + length",
+                },
+            ));
+        }
+        let shared = match line.next_token() {
+            None => false,
+            Some(t) if t.text == "shared" => true,
+            Some(t) => {
+                return Err(self.err(
+                    t.pos,
+                    ConfigErrorKind::Expected {
+                        what: "\"shared\" or end of line",
+                        found: Found::Token(t.text),
+                    },
+                ))
+            }
+        };
+        let grant = RamGrant {
+            start: PhysAddr(start),
+            len,
+            shared,
+            line: key.pos.line,
+        };
+        if let Some(other) = self.vms[i].vm.ram.iter().find(|g| g.overlaps(&grant)) {
+            return Err(self.err(
+                start_tok.pos,
+                ConfigErrorKind::RamOverlap {
+                    start,
+                    other_line: other.line,
+                },
+            ));
+        }
+        for (j, other_vm) in self.vms.iter().enumerate() {
+            let clash = other_vm
+                .vm
+                .ram
+                .iter()
+                .find(|g| g.overlaps(&grant) && !(g.shared && shared));
+            if let (true, Some(other)) = (j != i, clash) {
+                return Err(self.err(
+                    start_tok.pos,
+                    ConfigErrorKind::RamOverlapsVm {
+                        start,
+                        other: other_vm.name,
+                        other_line: other.line,
+                    },
+                ));
+            }
+        }
+        self.vms[i].vm.ram.push(grant).map_err(|_| {
+            self.full(
+                key.pos,
+                CapacityExceeded {
+                    what: "ram lines in one [vm] section",
+                    max: MAX_RAM_PER_VM,
+                },
+            )
+        })
+    }
+
+    /// `peer pci [SEG:]BB:DD.F bar N`.
+    fn peer(&mut self, i: usize, key: Token<'a>, line: &mut Line<'a>) -> Res<'a, ()> {
+        self.literal(line, "pci", "\"pci\"")?;
+        let addr = self.value(line, "a PCI address (e.g. 00:01.0)")?;
+        let (segment, bdf) = values::pci_address(addr.text).map_err(|reason| {
+            self.err(
+                addr.pos,
+                ConfigErrorKind::BadPciAddress {
+                    found: addr.text,
+                    reason,
+                },
+            )
+        })?;
+        self.literal(line, "bar", "\"bar\"")?;
+        let t = self.value(line, "a BAR index")?;
+        let bar = self.number(t, "a BAR index", u64::MAX)?;
+        if bar > u64::from(MAX_BAR) {
+            return Err(self.err(
+                t.pos,
+                ConfigErrorKind::OutOfRange {
+                    what: "BAR index",
+                    value: bar,
+                    allowed: "0 to 5",
+                },
+            ));
+        }
+        let peer = PeerBar {
+            segment,
+            bdf,
+            bar: bar as u8,
+            line: key.pos.line,
+        };
+        if let Some(first) = self.vms[i].vm.peer(segment, bdf, peer.bar) {
+            return Err(self.err(
+                addr.pos,
+                ConfigErrorKind::DuplicatePeer {
+                    device: peer.device(),
+                    bar: peer.bar,
+                    first_line: first.line,
+                },
+            ));
+        }
+        self.vms[i].vm.peers.push(peer).map_err(|_| {
+            self.full(
+                key.pos,
+                CapacityExceeded {
+                    what: "peer lines in one [vm] section",
+                    max: MAX_PEERS_PER_VM,
+                },
+            )
+        })
+    }
+
     /// `window iova A pa B len C access R`.
     fn window(&mut self, i: usize, key: Token<'a>, line: &mut Line<'a>) -> Res<'a, ()> {
         let aligned = |p: &Self, t: Token<'a>, what: &'static str, v: u64| {
@@ -915,6 +1126,13 @@ impl<'a> Parser<'a> {
             self.topology
                 .push_stream(binding)
                 .map_err(|c| self.full(header, c))?;
+        }
+        for v in core::mem::take(&mut self.vms) {
+            let line = v.vm.line;
+            self.topology.push_vm(v.vm).map_err(|c| {
+                let at = Pos { line, column: 1 };
+                self.full(at, c)
+            })?;
         }
         Ok(self.topology)
     }

@@ -102,13 +102,27 @@ pub enum DtErrorKind {
         /// Cells per entry (`#address-cells` + `#size-cells` of the parent).
         entry: usize,
     },
+    /// `ranges` is not a whole number of (child address, parent address, length) entries.
+    RangesLength {
+        /// Its length in cells.
+        cells: usize,
+        /// Cells per entry (the bus's `#address-cells` + its parent's `#address-cells` + the
+        /// bus's `#size-cells`).
+        entry: usize,
+    },
+    /// A non-empty `reg` or `ranges` whose entries have no cells: every `#address-cells` and
+    /// `#size-cells` that sizes them is 0.
+    ZeroCellEntries {
+        /// Its length in bytes.
+        bytes: usize,
+    },
     /// `#address-cells` or `#size-cells` larger than the manager reads.
     CellsUnsupported {
         /// The value.
         cells: u32,
     },
-    /// A `reg` or `ranges` entry of size zero, or one that runs past the end of the 64-bit
-    /// address space.
+    /// A `reg` entry of size zero, or a `reg` or `ranges` entry (a `ranges` entry on either
+    /// side: child or parent address) that runs past the end of the 64-bit address space.
     BadRange {
         /// Its address.
         address: u64,
@@ -291,6 +305,14 @@ impl fmt::Display for DtErrorKind {
             Self::RegLength { cells, entry } => write!(
                 f,
                 "{cells} cells is not a whole number of {entry}-cell (address, size) entries"
+            ),
+            Self::RangesLength { cells, entry } => write!(
+                f,
+                "{cells} cells is not a whole number of {entry}-cell (child address, parent address, length) entries"
+            ),
+            Self::ZeroCellEntries { bytes } => write!(
+                f,
+                "{bytes} bytes, but the #address-cells and #size-cells in force make each entry 0 cells long"
             ),
             Self::CellsUnsupported { cells } => {
                 write!(f, "{cells} cells per number; at most 2 are supported")

@@ -17,9 +17,10 @@ pub struct Initrd {
 }
 
 impl Initrd {
-    /// Its length in bytes.
+    /// Its length in bytes ([`initrd`] returns no range whose end lies before its start; one
+    /// built by hand that does has length 0).
     pub fn len(&self) -> u64 {
-        self.end.0 - self.start.0
+        self.end.0.saturating_sub(self.start.0)
     }
 
     /// Whether it is empty.

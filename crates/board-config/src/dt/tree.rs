@@ -123,17 +123,22 @@ pub fn name_of(node: FdtNode<'_, '_>) -> NodeName {
     bounded(node.name)
 }
 
-/// The big-endian cell `i` of `bytes`.
+/// The big-endian cell `i` of `bytes`, or 0 past its end. Callers read only cells that
+/// their length checks have shown to be there; the arithmetic is checked anyway, so that no
+/// property length can make it overflow.
 pub fn cell(bytes: &[u8], i: usize) -> u32 {
-    bytes
-        .get(i * 4..i * 4 + 4)
+    i.checked_mul(4)
+        .and_then(|at| bytes.get(at..at.checked_add(4)?))
         .and_then(|b| b.try_into().ok())
         .map_or(0, u32::from_be_bytes)
 }
 
-/// The `n`-cell number (n = 1 or 2) at cell `i` of `bytes`.
+/// The `n`-cell number at cell `i` of `bytes`. `n` is at most 2 ([`cell_sizes`] refuses
+/// larger cell counts; a 0-cell number is 0).
 pub fn cells(bytes: &[u8], i: usize, n: usize) -> u64 {
-    (0..n).fold(0, |acc, k| (acc << 32) | u64::from(cell(bytes, i + k)))
+    (0..n.min(2)).fold(0, |acc, k| {
+        (acc << 32) | u64::from(i.checked_add(k).map_or(0, |at| cell(bytes, at)))
+    })
 }
 
 /// A property's value as cells: its length must be a multiple of 4.
@@ -219,8 +224,10 @@ fn cell_sizes(ctx: &Ctx<'_, '_>, i: usize) -> Result<(usize, usize), DtError> {
 /// the parents' `ranges` (Devicetree Specification v0.4 §2.3.8).
 ///
 /// # Errors
-/// [`DtErrorKind::Missing`], [`DtErrorKind::RegLength`], [`DtErrorKind::BadRange`],
-/// [`DtErrorKind::CellsUnsupported`] or [`DtErrorKind::Untranslatable`].
+/// [`DtErrorKind::Missing`], [`DtErrorKind::NotWholeCells`], [`DtErrorKind::RegLength`],
+/// [`DtErrorKind::ZeroCellEntries`], [`DtErrorKind::BadRange`],
+/// [`DtErrorKind::CellsUnsupported`], [`DtErrorKind::RangesLength`] or
+/// [`DtErrorKind::Untranslatable`].
 pub fn first_reg(ctx: &Ctx<'_, '_>) -> Result<(u64, u64), DtError> {
     let parent = ctx.ancestors.len().checked_sub(1);
     let (ac, sc) = match parent {
@@ -233,7 +240,11 @@ pub fn first_reg(ctx: &Ctx<'_, '_>) -> Result<(u64, u64), DtError> {
         .ok_or_else(|| ctx.err("reg", DtErrorKind::Missing))?;
     let n = cell_count(ctx, "reg", reg.value)?;
     let entry = ac + sc;
-    if n == 0 || entry == 0 || n % entry != 0 {
+    if entry == 0 && n > 0 {
+        let bytes = reg.value.len();
+        return Err(ctx.err("reg", DtErrorKind::ZeroCellEntries { bytes }));
+    }
+    if n == 0 || n.checked_rem(entry).is_none_or(|r| r != 0) {
         return Err(ctx.err("reg", DtErrorKind::RegLength { cells: n, entry }));
     }
     let address = cells(reg.value, 0, ac);
@@ -245,13 +256,23 @@ pub fn first_reg(ctx: &Ctx<'_, '_>) -> Result<(u64, u64), DtError> {
     Ok((cpu, size))
 }
 
+/// Whether `start..start+len` runs past the end of the 64-bit address space.
+fn past_end(start: u64, len: u64) -> bool {
+    u128::from(start) + u128::from(len) > 1 << 64
+}
+
 /// `address..address+size`, in the address space of the node's parent, as a CPU address.
 fn translate(ctx: &Ctx<'_, '_>, mut address: u64, size: u64) -> Result<u64, DtError> {
     // Ancestor 0 is the root, whose children's addresses are CPU addresses. Every bus below
     // it maps its children's addresses into its own parent's space with `ranges`.
     for i in (1..ctx.ancestors.len()).rev() {
-        let bus = ctx.ancestors[i];
         let path = ctx.ancestor_path(i);
+        let Some(bus) = ctx.ancestors.get(i).copied() else {
+            // `i` counts the ancestors down: never reached.
+            let bus = bounded(path);
+            return Err(ctx.err("reg", DtErrorKind::Untranslatable { address, bus }));
+        };
+        let bus_err = |property, kind| DtError::new(path, property, kind);
         let Some(ranges) = bus.property("ranges") else {
             return Err(ctx.err(
                 "reg",
@@ -261,34 +282,50 @@ fn translate(ctx: &Ctx<'_, '_>, mut address: u64, size: u64) -> Result<u64, DtEr
                 },
             ));
         };
-        if ranges.value.is_empty() {
+        let bytes = ranges.value.len();
+        if bytes == 0 {
             continue; // `ranges;`: identity.
+        }
+        if !bytes.is_multiple_of(4) {
+            return Err(bus_err("ranges", DtErrorKind::NotWholeCells { bytes }));
         }
         let (child_ac, child_sc) = cell_sizes(ctx, i)?;
         let (parent_ac, _) = cell_sizes(ctx, i - 1)?;
         let entry = child_ac + parent_ac + child_sc;
-        if ranges.value.len() % 4 != 0 || (ranges.value.len() / 4) % entry != 0 {
-            return Err(DtError::new(
-                path,
-                "ranges",
-                DtErrorKind::RegLength {
-                    cells: ranges.value.len() / 4,
-                    entry,
-                },
-            ));
-        }
+        let n = bytes / 4;
+        // An entry of 0 cells: every cell count involved is 0, yet `ranges` has cells.
+        let Some(0) = n.checked_rem(entry) else {
+            let kind = if entry == 0 {
+                DtErrorKind::ZeroCellEntries { bytes }
+            } else {
+                DtErrorKind::RangesLength { cells: n, entry }
+            };
+            return Err(bus_err("ranges", kind));
+        };
         let mut hit = None;
-        for e in 0..ranges.value.len() / 4 / entry {
+        for e in 0..n / entry {
             let at = e * entry;
             let child = cells(ranges.value, at, child_ac);
             let parent = cells(ranges.value, at + child_ac, parent_ac);
             let len = cells(ranges.value, at + child_ac + parent_ac, child_sc);
             let inside = address >= child
                 && u128::from(address) + u128::from(size) <= u128::from(child) + u128::from(len);
-            if inside {
-                hit = parent.checked_add(address - child);
-                break;
+            if !inside {
+                continue;
             }
+            // The covering entry must itself fit in the address space on both sides, so that
+            // the translated range does too.
+            for side in [child, parent] {
+                if past_end(side, len) {
+                    let kind = DtErrorKind::BadRange {
+                        address: side,
+                        size: len,
+                    };
+                    return Err(bus_err("ranges", kind));
+                }
+            }
+            hit = parent.checked_add(address - child);
+            break;
         }
         address = hit.ok_or_else(|| {
             ctx.err(

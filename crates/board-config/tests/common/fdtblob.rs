@@ -302,3 +302,82 @@ pub fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| e.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(non-text panic)".into())
 }
+
+/// A flattened devicetree (v17) built token by token, for trees `dtc` would refuse to write
+/// or that a generator shapes: `begin`, `prop`*, children, `end`, then `finish`.
+#[derive(Default)]
+pub struct FdtWriter {
+    structure: Vec<u8>,
+    strings: Vec<u8>,
+}
+
+impl FdtWriter {
+    /// Opens a node (the root's name is empty).
+    pub fn begin(&mut self, name: &str) -> &mut Self {
+        self.structure.extend(words(&[BEGIN_NODE]));
+        self.structure.extend(name_bytes(name));
+        self
+    }
+
+    /// A property with raw bytes.
+    pub fn prop(&mut self, name: &str, value: &[u8]) -> &mut Self {
+        let nameoff = self.string(name);
+        self.structure.extend(prop_bytes(nameoff, value));
+        self
+    }
+
+    /// A property of big-endian cells.
+    pub fn cells(&mut self, name: &str, cells: &[u32]) -> &mut Self {
+        self.prop(name, &words(cells))
+    }
+
+    /// Closes the innermost open node.
+    pub fn end(&mut self) -> &mut Self {
+        self.structure.extend(words(&[END_NODE]));
+        self
+    }
+
+    /// The blob: header, an empty memory reservation block, the structure block (with
+    /// `FDT_END`), the strings block.
+    pub fn finish(&self) -> Vec<u8> {
+        let mut structure = self.structure.clone();
+        structure.extend(words(&[END]));
+        let rsv = HEADER_LEN;
+        let off_struct = rsv + 16;
+        let off_strings = off_struct + structure.len();
+        let total = off_strings + self.strings.len();
+        let mut blob = words(&[
+            0xd00d_feed,
+            total as u32,
+            off_struct as u32,
+            off_strings as u32,
+            rsv as u32,
+            17,
+            16,
+            0,
+            self.strings.len() as u32,
+            structure.len() as u32,
+        ]);
+        blob.extend([0; 16]);
+        blob.extend(structure);
+        blob.extend(&self.strings);
+        blob
+    }
+
+    fn string(&mut self, name: &str) -> u32 {
+        let mut at = 0;
+        for s in self.strings.split(|b| *b == 0) {
+            if s == name.as_bytes() {
+                return at as u32;
+            }
+            at += s.len() + 1;
+        }
+        let at = self.strings.len() as u32;
+        self.strings.extend(name.as_bytes());
+        self.strings.push(0);
+        at
+    }
+}
+
+/// Size of the v17 header.
+pub const HEADER_LEN: usize = 40;
