@@ -146,6 +146,43 @@ fn the_full_example_says_everything() {
 }
 
 #[test]
+fn the_full_example_assigns_memory_to_two_vms() {
+    let text = config_text("full.conf");
+    let t = config::parse("full.conf", &text).unwrap();
+    let vms: Vec<_> = t
+        .vms()
+        .iter()
+        .map(|v| {
+            let ram: Vec<_> = v.ram.iter().map(|g| (g.start.0, g.len, g.shared)).collect();
+            (v.name.as_str(), ram, v.peers.len())
+        })
+        .collect();
+    assert_eq!(
+        vms,
+        [
+            (
+                "vm1",
+                vec![
+                    (0x8000_0000, 0x1000_0000, false),
+                    (0xa000_0000, 0x20_0000, true)
+                ],
+                1
+            ),
+            (
+                "vm2",
+                vec![
+                    (0x9000_0000, 0x1000_0000, false),
+                    (0xa000_0000, 0x20_0000, true)
+                ],
+                0
+            ),
+        ]
+    );
+    let peer = t.vm("vm1").unwrap().peers[0];
+    assert_eq!((peer.device(), peer.bar, peer.line), (pci(1, 2, 0), 0, 48));
+}
+
+#[test]
 fn an_empty_config_states_nothing() {
     let t = config::parse("empty", "# nothing\n\n").unwrap();
     assert_eq!(t, board_config::Topology::new());
