@@ -397,6 +397,22 @@ fn impossible_configs_refuse_to_start() {
     let run = with_config(&own_fixture("qemu-second-unit.conf"), "boot", &[]);
     let detail = assert_refused(&run, "units");
     assert!(detail.contains("smmu1"), "{detail}");
+
+    // Memory authority: a VM's RAM must be free guest memory, a peer BAR must exist.
+    let run = with_config(&own_fixture("qemu-vm-ram-over-image.conf"), "boot", &[]);
+    let detail = assert_refused(&run, "windows");
+    assert!(
+        detail.starts_with(
+            "line 7: vm greedy: ram 0x0000000040000000+0x400000 is not free guest memory"
+        ),
+        "{detail}"
+    );
+    let run = with_config(&own_fixture("qemu-vm-peer-missing.conf"), "boot", &[]);
+    let detail = assert_refused(&run, "windows");
+    assert_eq!(
+        detail,
+        "line 4: vm vm1: peer pci 0000:00:07.0 bar 0: no such PCI function on this board"
+    );
 }
 
 /// `unclaimed bypass` with its opt-in: obeyed, and announced (BYPASS record, decision=bypass

@@ -1,10 +1,12 @@
 //! What the daemon makes of the combined topology (`board_config::load`): the StreamID of each
-//! enumerated PCI function ([`function_binding`]) and the guest pool with the config's static
-//! windows cut out ([`carve_windows`]).
+//! enumerated PCI function ([`function_binding`]), the guest pool with the config's static
+//! windows cut out ([`carve_windows`]) and then the RAM of its `[vm]` sections
+//! ([`carve_vm_ram`]).
 
 use crate::memory::ram_window::MAX_WINDOW_RANGES;
 use crate::memory::{MemoryPlan, PhysRange};
 use crate::pci::PciFunction;
+use board_config::vm::{RamGrant, VmAssignment, VmName};
 use board_config::{
     Device, LookupError, StaticWindow, StreamBinding, StreamSource, Topology, UnitId,
 };
@@ -112,19 +114,105 @@ pub fn carve_windows(
         taken
             .push(merged)
             .map_err(|_| WindowProblem::TooFragmented(*w))?;
-        let mut rest = Ranges::new();
-        for g in &guest {
-            let before = PhysRange::from_bounds(g.start(), range.start().min(g.end()));
-            let after = PhysRange::from_bounds(range.end().max(g.start()), g.end());
-            for piece in [before, after].into_iter().flatten() {
-                rest.push(piece)
-                    .map_err(|_| WindowProblem::TooFragmented(*w))?;
-            }
-        }
-        guest = rest;
+        guest = cut(&guest, range).ok_or(WindowProblem::TooFragmented(*w))?;
     }
     taken.sort_unstable();
     Ok((guest, taken))
+}
+
+/// `ranges` without `range`; `None` when the pieces do not fit in [`Ranges`].
+fn cut(ranges: &Ranges, range: PhysRange) -> Option<Ranges> {
+    let mut rest = Ranges::new();
+    for g in ranges {
+        let before = PhysRange::from_bounds(g.start(), range.start().min(g.end()));
+        let after = PhysRange::from_bounds(range.end().max(g.start()), g.end());
+        for piece in [before, after].into_iter().flatten() {
+            rest.push(piece).ok()?;
+        }
+    }
+    Some(rest)
+}
+
+/// A VM's RAM the guest pool cannot give.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmRamProblem {
+    /// The VM.
+    pub vm: VmName,
+    /// Its `ram` statement.
+    pub grant: RamGrant,
+    /// What is wrong.
+    pub kind: VmRamProblemKind,
+}
+
+/// What is wrong with a VM's RAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmRamProblemKind {
+    /// Not free guest memory: the daemon's image, pools, device tree, initrd, firmware's
+    /// reservations, a static window's RAM, another VM's RAM not shared, or no RAM at all.
+    NotGrantable,
+    /// Cutting it out leaves the guest pool in more pieces than a RAM window covers.
+    TooFragmented,
+}
+
+impl fmt::Display for VmRamProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let g = &self.grant;
+        write!(
+            f,
+            "line {}: vm {}: ram {}+{:#x} ",
+            g.line, self.vm, g.start, g.len
+        )?;
+        match self.kind {
+            VmRamProblemKind::NotGrantable => f.write_str(
+                "is not free guest memory (the pool devices may be granted); the daemon's \
+                 image, pools, device tree and initrd, and static windows' RAM, are never a VM's",
+            ),
+            VmRamProblemKind::TooFragmented => write!(
+                f,
+                "cuts the guest pool into more than {MAX_WINDOW_RANGES} pieces"
+            ),
+        }
+    }
+}
+
+/// The guest pool `guest` with the RAM of every `[vm]` section cut out, and that RAM (merged,
+/// sorted). A VM's RAM must be free guest memory; a range two VMs share (both say `shared`:
+/// the config parser checked) is cut once.
+///
+/// # Errors
+/// [`VmRamProblem`] naming the VM and its `ram` line.
+pub fn carve_vm_ram(
+    guest: &Ranges,
+    vms: &[VmAssignment],
+) -> Result<(Ranges, Ranges), VmRamProblem> {
+    let mut free = guest.clone();
+    let mut taken = Ranges::new();
+    for vm in vms {
+        for g in &vm.ram {
+            let problem = |kind| VmRamProblem {
+                vm: vm.name.clone(),
+                grant: *g,
+                kind,
+            };
+            let Some(range) = PhysRange::new(g.start, g.len) else {
+                return Err(problem(VmRamProblemKind::NotGrantable));
+            };
+            let in_free = free.iter().any(|r| r.contains(range));
+            let already = g.shared && taken.iter().any(|r| r.contains(range));
+            if already {
+                continue;
+            }
+            if !in_free {
+                return Err(problem(VmRamProblemKind::NotGrantable));
+            }
+            free = cut(&free, range).ok_or(problem(VmRamProblemKind::TooFragmented))?;
+            taken
+                .push(range)
+                .map_err(|_| problem(VmRamProblemKind::TooFragmented))?;
+        }
+    }
+    taken.sort_unstable();
+    Ok((free, taken))
 }
 
 #[cfg(test)]
@@ -297,5 +385,62 @@ mod tests {
             carve_windows(&plan(), &windows),
             Err(WindowProblem::TooFragmented(last))
         );
+    }
+
+    fn vms(conf: &str) -> std::vec::Vec<VmAssignment> {
+        let (t, _) = topology(conf);
+        t.vms().to_vec()
+    }
+
+    #[test]
+    fn vm_ram_is_cut_out_of_the_guest_pool_and_shared_ram_once() {
+        let guest: Ranges = plan().guest_pool().iter().copied().collect();
+        let vms = vms("[vm a]\nram 0x5000_0000 4M\nram 0x5100_0000 1M shared\n\
+             [vm b]\nram 0x5040_0000 4M\nram 0x5100_0000 1M shared\n");
+        let (rest, taken) = carve_vm_ram(&guest, &vms).unwrap();
+        assert_eq!(
+            taken.as_slice(),
+            [
+                r(0x5000_0000, 4 * MIB),
+                r(0x5040_0000, 4 * MIB),
+                r(0x5100_0000, MIB)
+            ]
+        );
+        for t in &taken {
+            assert!(rest.iter().all(|g| !g.overlaps(*t)), "{t:?} still free");
+        }
+        let free: u64 = rest.iter().map(|g| g.size()).sum();
+        let pool: u64 = guest.iter().map(|g| g.size()).sum();
+        assert_eq!(free, pool - 9 * MIB);
+    }
+
+    #[test]
+    fn vm_ram_outside_the_guest_pool_is_refused_with_its_line() {
+        let guest: Ranges = plan().guest_pool().iter().copied().collect();
+        // The daemon's half of RAM (the image is there), then RAM past the end of RAM.
+        for (conf, start) in [
+            ("[vm a]\nram 0x4000_0000 4M\n", 0x4000_0000),
+            ("[vm a]\nram 0x6000_0000 4M\n", 0x6000_0000),
+        ] {
+            let e = carve_vm_ram(&guest, &vms(conf)).unwrap_err();
+            assert_eq!(e.kind, VmRamProblemKind::NotGrantable);
+            assert_eq!((e.grant.start.0, e.grant.line), (start, 2));
+            assert!(
+                e.to_string().starts_with(&format!(
+                    "line 2: vm a: ram {:#018x}+0x400000 is not free",
+                    start
+                )),
+                "{e}"
+            );
+        }
+        // Control: the same VM inside the pool is taken.
+        assert!(carve_vm_ram(&guest, &vms("[vm a]\nram 0x5000_0000 4M\n")).is_ok());
+    }
+
+    #[test]
+    fn vm_ram_over_a_static_window_is_refused() {
+        let (guest, _) = carve_windows(&plan(), &[window(0x5000_0000, 2 * MIB)]).unwrap();
+        let e = carve_vm_ram(&guest, &vms("[vm a]\nram 0x5010_0000 1M\n")).unwrap_err();
+        assert_eq!(e.kind, VmRamProblemKind::NotGrantable);
     }
 }

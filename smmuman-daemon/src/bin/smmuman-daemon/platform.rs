@@ -3,11 +3,14 @@
 
 use crate::clock::GenericTimer;
 use crate::console;
+use board_config::vm::{PeerBar, VmName};
 use board_config::{Device, LookupError, Origin, StreamBinding, StreamSource, Topology, UnitId};
 use core::cell::Cell;
 use core::fmt;
 use iommu_core::{Bdf, PhysAddr, StreamId};
-use smmuman_daemon::board::discovery::{carve_windows, function_binding, WindowProblem};
+use smmuman_daemon::board::discovery::{
+    carve_vm_ram, carve_windows, function_binding, Ranges, VmRamProblem, WindowProblem,
+};
 use smmuman_daemon::board::BoardInfo;
 use smmuman_daemon::bootargs::BootArgs;
 use smmuman_daemon::edu::{self, Edu, EduError};
@@ -18,6 +21,7 @@ use smmuman_daemon::memory::{
 use smmuman_daemon::mmio::MmioRegion;
 use smmuman_daemon::pci::{self, Ecam, PciBus, PciError, PciFunction};
 use smmuman_daemon::report::write_value;
+use smmuman_server::{Grant, GrantKind, PhysRange as ServerRange};
 
 /// Most devices whose registers can be handed out.
 const MAX_TAKEN: usize = 8;
@@ -39,10 +43,14 @@ pub enum BringUpError {
 }
 
 /// What the combined topology asks for that cannot be done here.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Debug)]
 pub enum ConfigProblem {
     /// A static window the guest pool cannot give.
     Window(WindowProblem),
+    /// A `[vm]` section's RAM the guest pool cannot give.
+    VmRam(VmRamProblem),
+    /// A `[vm]` section's `peer` names no memory BAR of a function behind the SMMU.
+    Peer(PeerProblem),
     /// The StreamID of a PCI function cannot be decided.
     Lookup(LookupError),
 }
@@ -51,9 +59,44 @@ impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Window(e) => write!(f, "{e}"),
+            Self::VmRam(e) => write!(f, "{e}"),
+            Self::Peer(e) => write!(f, "{e}"),
             Self::Lookup(e) => write!(f, "{e}"),
         }
     }
+}
+
+/// A `peer` statement the board cannot honour.
+#[derive(Clone, Debug)]
+pub struct PeerProblem {
+    /// The VM.
+    pub vm: VmName,
+    /// The statement.
+    pub peer: PeerBar,
+    /// What is wrong.
+    pub what: &'static str,
+}
+
+impl fmt::Display for PeerProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.peer;
+        write!(
+            f,
+            "line {}: vm {}: peer pci {:04x}:{} bar {}: {}",
+            p.line, self.vm, p.segment, p.bdf, p.bar, self.what
+        )
+    }
+}
+
+/// What the host gives one VM: its RAM (the VMM's view of it) and the grants it hands the
+/// manager for the VMM.
+pub struct VmMemory {
+    /// The VM's first RAM range (where its DMA window goes).
+    pub first: PhysRange,
+    /// The VMM's view of all of its RAM.
+    pub view: GuestMemory,
+    /// The host's grants: its RAM (shared where the config says so) and peer BARs.
+    pub grants: heapless::Vec<Grant, { crate::vmm::MAX_GRANTS }>,
 }
 
 impl fmt::Display for BringUpError {
@@ -117,6 +160,8 @@ pub struct Platform {
     /// The RAM the config's static windows map (cut out of the guest pool, so that nothing
     /// else is ever allocated there), for checks of what landed; `None` without windows.
     pub window_memory: Option<GuestMemory>,
+    /// The RAM of the config's `[vm]` sections (cut out of the guest pool).
+    vm_ranges: Ranges,
     /// The enumerated PCI hierarchy.
     pub pci: PciBus<Ecam>,
     /// Time.
@@ -179,6 +224,9 @@ impl Platform {
         let memory_plan = MemoryPlan::new(ram, &reserved).map_err(BringUpError::Layout)?;
         let (guest_ranges, window_ranges) = carve_windows(&memory_plan, topology.windows())
             .map_err(|e| BringUpError::Config(ConfigProblem::Window(e)))?;
+        // The config's VMs own their RAM from start-up: nothing else is allocated there.
+        let (guest_ranges, vm_ranges) = carve_vm_ram(&guest_ranges, topology.vms())
+            .map_err(|e| BringUpError::Config(ConfigProblem::VmRam(e)))?;
         // SAFETY: the pools exclude the image (code, data, stacks), the device tree, the initrd
         // and firmware reservations; the rest of RAM is used only through these windows. The
         // MMU is off, so physical addresses are CPU addresses.
@@ -222,6 +270,17 @@ impl Platform {
         if let Some(e) = lookup_error.get() {
             return Err(BringUpError::Config(ConfigProblem::Lookup(e)));
         }
+        for vm in topology.vms() {
+            for peer in &vm.peers {
+                peer_grant(&pci, peer).map_err(|what| {
+                    BringUpError::Config(ConfigProblem::Peer(PeerProblem {
+                        vm: vm.name.clone(),
+                        peer: *peer,
+                        what,
+                    }))
+                })?;
+            }
+        }
 
         Ok(Self {
             board,
@@ -232,6 +291,7 @@ impl Platform {
             daemon_memory: Some(daemon_memory),
             guest_memory,
             window_memory,
+            vm_ranges,
             pci,
             clock: GenericTimer::new(),
             smmu_taken: false,
@@ -307,6 +367,60 @@ impl Platform {
         self.window_memory
             .as_ref()
             .map_or(&[], |m| m.frames().managed())
+    }
+
+    /// What the host gives the VM called `name` (its `[vm]` section): the VMM's view of its
+    /// RAM, and the grants to hand the manager before the VMM starts.
+    ///
+    /// # Errors
+    /// What is missing, for the `RESULT` record: no `[vm name]` section, or one without RAM.
+    pub fn vm_memory(&self, name: &str) -> Result<VmMemory, &'static str> {
+        let vm = self
+            .topology
+            .vm(name)
+            .ok_or("the config has no [vm] section for this VM")?;
+        let first = vm
+            .ram
+            .first()
+            .and_then(|g| PhysRange::new(g.start, g.len))
+            .ok_or("the VM's [vm] section assigns it no RAM")?;
+        let mut ranges = Ranges::new();
+        let mut grants = heapless::Vec::new();
+        for g in &vm.ram {
+            let range = PhysRange::new(g.start, g.len).ok_or("empty ram")?;
+            // Carved at bring-up: every VM range lies in `vm_ranges`.
+            if !self.vm_ranges.iter().any(|r| r.contains(range)) {
+                return Err("the VM's RAM was not set aside at start-up");
+            }
+            ranges.push(range).map_err(|_| "too many ram ranges")?;
+            grants
+                .push(Grant {
+                    range: ServerRange {
+                        start: g.start,
+                        len: g.len,
+                    },
+                    kind: if g.shared {
+                        GrantKind::SharedRam
+                    } else {
+                        GrantKind::Ram
+                    },
+                })
+                .map_err(|_| "too many grants")?;
+        }
+        for peer in &vm.peers {
+            let bar = peer_grant(&self.pci, peer)?;
+            grants.push(bar).map_err(|_| "too many grants")?;
+        }
+        // SAFETY: the VM's RAM was cut out of the guest pool at bring-up (`carve_vm_ram`), so
+        // no allocator hands it out; only this VM's VMM (and, for a range the config marks
+        // shared, the VMMs of the VMs that share it) reads or writes it, through this window.
+        let window = unsafe { RamWindow::identity(&ranges) };
+        let view = GuestMemory::new(window).map_err(|_| "the VM's RAM cannot be viewed")?;
+        Ok(VmMemory {
+            first,
+            view,
+            grants,
+        })
     }
 
     /// Whether `sid` carries a static window of the config (the daemon attached it to a domain
@@ -446,6 +560,36 @@ pub struct BootRanges {
     pub dtb: PhysRange,
     /// The initrd (the config file), when there is one.
     pub initrd: Option<PhysRange>,
+}
+
+/// The grant for a `peer` BAR: the memory BAR's CPU address range.
+///
+/// # Errors
+/// Why the board cannot honour it.
+fn peer_grant(pci: &PciBus<Ecam>, peer: &PeerBar) -> Result<Grant, &'static str> {
+    if peer.segment != 0 {
+        return Err("the daemon drives PCI segment 0 only");
+    }
+    let f = pci
+        .function(peer.bdf)
+        .ok_or("no such PCI function on this board")?;
+    let bar = f
+        .bars
+        .get(usize::from(peer.bar))
+        .copied()
+        .flatten()
+        .ok_or("the function has no such BAR")?;
+    let start = bar.cpu_address.ok_or("not a memory BAR")?;
+    if bar.size % 0x1000 != 0 || !start.is_aligned(0x1000) {
+        return Err("the BAR is smaller than a page: granting it would expose its neighbours");
+    }
+    Ok(Grant {
+        range: ServerRange {
+            start,
+            len: bar.size,
+        },
+        kind: GrantKind::Peer,
+    })
 }
 
 /// `firmware` or `config`: which source a statement came from.

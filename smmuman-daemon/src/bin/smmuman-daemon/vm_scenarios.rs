@@ -15,12 +15,10 @@ use crate::vmm::{Plan, Verdict, Vmm};
 use core::fmt;
 use iommu_core::{Bdf, PhysAddr, StreamId};
 use smmuman_api::{DeviceSel, DomainError, PciMatch};
-use smmuman_daemon::memory::{GuestMemory, PhysRange, RamWindow};
 use smmuman_daemon::report::Outcome;
 use smmuman_server::{Grant, GrantKind, PhysRange as ServerRange};
 use smmuv3::mmio::{Reg32, RegisterAccess};
 
-const MIB: u64 = 1 << 20;
 /// A PCI address nothing answers at on `virt` (no IOMMU controls it).
 const UNKNOWN_DEVICE: Bdf = Bdf {
     bus: 0,
@@ -42,17 +40,15 @@ fn device(p: &mut Platform, bdf: Bdf, sid: StreamId) -> Step<Device> {
     Ok(Device { edu, bdf, sid })
 }
 
-/// 4 MiB of guest RAM for one VM (its window is the first 2 MiB), and the VMM's view of it.
-fn guest_ram(p: &mut Platform) -> Step<(PhysRange, GuestMemory)> {
-    let ram = p
-        .guest_memory
-        .alloc(4 * MIB, 2 * MIB)
-        .map_err(|e| fail("guest memory", e))?;
-    // SAFETY: `ram` was just allocated from the guest pool, which never hands it out again while
-    // it is allocated; from here on only this VM's VMM reads or writes it (through this window).
-    let window = unsafe { RamWindow::identity(&[ram]) };
-    let view = GuestMemory::new(window).map_err(|e| fail("guest memory", e))?;
-    Ok((ram, view))
+/// Gives `vm` what the host assigned it in the config's `[vm NAME]` section: the VMM's view of
+/// its RAM, and the grants the manager gets before the VMM starts.
+fn give_memory(p: &Platform, vm: &mut Vmm) -> Step {
+    let mem = p
+        .vm_memory(vm.name)
+        .map_err(|e| fail("vm memory", format_args!("vm {}: {e}", vm.name)))?;
+    vm.assignment = mem.grants;
+    vm.ram = Some((mem.first, mem.view));
+    Ok(())
 }
 
 fn two_edus(p: &Platform) -> Step<[(Bdf, StreamId); 2]> {
@@ -73,18 +69,6 @@ fn vmm(name: &'static str, unity: bool, pass_through: Bdf, plan: Plan) -> Vmm {
         assignment: heapless::Vec::new(),
         plan,
     }
-}
-
-/// Gives `vm` its RAM: the VMM's view of it, and the host's grant of it to the VM.
-fn give_ram(vm: &mut Vmm, ram: (PhysRange, GuestMemory)) {
-    let _ = vm.assignment.push(Grant {
-        range: ServerRange {
-            start: ram.0.start(),
-            len: ram.0.size(),
-        },
-        kind: GrantKind::Ram,
-    });
-    vm.ram = Some(ram);
 }
 
 /// Prints one `VERDICT` per VMM and checks them against `expected` (name, decision); a pass
@@ -148,9 +132,6 @@ pub fn vms(p: &mut Platform) -> Outcome {
 /// The two-VM life of [`vms`] on a running manager, with devices `a` (vm1) and `b` (vm2).
 pub fn two_vms(p: &mut Platform, mut m: Mgr, a: Device, b: Device) -> Step<Outcome> {
     let (a_sid, b_sid) = (a.sid, b.sid);
-    let ram1 = guest_ram(p)?;
-    let ram2 = guest_ram(p)?;
-    let ram1_pa = ram1.0.start();
     let mut vm1 = vmm(
         "vm1",
         false,
@@ -164,7 +145,8 @@ pub fn two_vms(p: &mut Platform, mut m: Mgr, a: Device, b: Device) -> Step<Outco
     );
     let a_bdf = a.bdf;
     vm1.device = Some(a);
-    give_ram(&mut vm1, ram1);
+    give_memory(p, &mut vm1)?;
+    let ram1_pa = vm1.ram.as_ref().map_or(PhysAddr(0), |r| r.0.start());
     let mut vm2 = vmm(
         "vm2",
         false,
@@ -177,7 +159,7 @@ pub fn two_vms(p: &mut Platform, mut m: Mgr, a: Device, b: Device) -> Step<Outco
         },
     );
     vm2.device = Some(b);
-    give_ram(&mut vm2, ram2);
+    give_memory(p, &mut vm2)?;
     manager::open_mailboxes();
     let mut vmms = Vmms::new();
     let _ = vmms.push(vm1);
@@ -302,7 +284,7 @@ pub fn vmm_selectors(p: &mut Platform) -> Outcome {
             },
         );
         vm.device = Some(device(p, a, a_sid)?);
-        give_ram(&mut vm, guest_ram(p)?);
+        give_memory(p, &mut vm)?;
         manager::open_mailboxes();
         let mut vmms = Vmms::new();
         let _ = vmms.push(vm);
@@ -350,7 +332,7 @@ pub fn vms_group(p: &mut Platform) -> Outcome {
             let d = device(p, bdf, sid)?;
             let _ = vm.group_members.push(d);
         }
-        give_ram(&mut vm, guest_ram(p)?);
+        give_memory(p, &mut vm)?;
         // Another VM wants one member of the group once vm-group holds it.
         let other_member = members.get(1).copied().unwrap_or(first);
         let thief = vmm(
@@ -389,10 +371,14 @@ pub fn vmm_hostile(p: &mut Platform) -> Outcome {
         let [(a, a_sid), (b, b_sid)] = two_edus(p)?;
         let victim_dev = device(p, a, a_sid)?;
         let hostile_dev = device(p, b, b_sid)?;
-        let victim_ram = guest_ram(p)?;
-        let hostile_ram = guest_ram(p)?;
-        let victim_pa = victim_ram.0.start();
-        let past_own = hostile_ram.0.end();
+        let mut victim = vmm("victim", false, a, Plan::Victim);
+        victim.device = Some(victim_dev);
+        give_memory(p, &mut victim)?;
+        let mut hostile = vmm("hostile", false, b, Plan::Victim);
+        hostile.device = Some(hostile_dev);
+        give_memory(p, &mut hostile)?;
+        let victim_pa = victim.ram.as_ref().map_or(PhysAddr(0), |r| r.0.start());
+        let past_own = hostile.ram.as_ref().map_or(PhysAddr(0), |r| r.0.end());
         let smmu = p.board.smmu.base;
         let idr0 = m.backend().smmu().registers().read32(Reg32::Idr0);
         console::line(format_args!(
@@ -421,12 +407,7 @@ pub fn vmm_hostile(p: &mut Platform) -> Outcome {
             victim_ram: victim_pa,
             smmu_idr0: idr0,
         };
-        let mut victim = vmm("victim", false, a, Plan::Victim);
-        victim.device = Some(victim_dev);
-        give_ram(&mut victim, victim_ram);
-        let mut hostile = vmm("hostile", false, b, Plan::Hostile(plan));
-        hostile.device = Some(hostile_dev);
-        give_ram(&mut hostile, hostile_ram);
+        hostile.plan = Plan::Hostile(plan);
         if control {
             // The control: a host that (wrongly) assigned this VM the SMMU's register page.
             let _ = hostile.assignment.push(Grant {
