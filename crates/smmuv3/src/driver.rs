@@ -5,7 +5,7 @@ use crate::cmdq::CommandQueue;
 use crate::error::{Requirement, SmmuError};
 use crate::event::Event;
 use crate::evtq::{DrainReport, EventQueue};
-use crate::features::{Features, TableEndian};
+use crate::features::{Features, StallModel, TableEndian};
 use crate::gerror::{GerrorFlags, GerrorReport};
 use crate::mmio::{Mmio, Reg32, Reg64, RegisterAccess};
 use crate::regs::{CR0, CR1, CR2, GBPA};
@@ -187,6 +187,14 @@ impl<R: RegisterAccess> Smmu<R> {
             Some(Requirement::OutputAddressSize)
         } else if f.tables_preset || f.queues_preset {
             Some(Requirement::ProgrammableBases)
+        } else if !matches!(
+            f.stall_model,
+            StallModel::StallAndTerminate | StallModel::TerminateOnly
+        ) {
+            // IHI 0070 §6.3.1 IDR0.STALL_MODEL: 0b10 forces stalling of every stallable fault,
+            // and a stalled transaction waits for CMD_RESUME / CMD_STALL_TERM, which we never
+            // send; 0b11 is reserved. With 0b00 stalling is per STE (S2S), and ours keep it 0.
+            Some(Requirement::TerminateModel)
         } else {
             None
         };
@@ -351,6 +359,17 @@ impl<R: RegisterAccess> Smmu<R> {
         self.write_cr0(0)?;
         self.regs.write32(Reg32::IrqCtrl, 0);
         self.wait(Reg32::IrqCtrlAck, "IRQ_CTRLACK", |v| v == 0)?;
+        // IHI 0070 §6.3.18 GERROR.SFM_ERR: service failure mode is left only through a reset.
+        // An SMMU that firmware (or an earlier owner) left in it is refused, with all traffic
+        // aborted by the two writes above, and the error left visible.
+        let active = GerrorFlags::active(
+            self.regs.read32(Reg32::Gerror),
+            self.regs.read32(Reg32::Gerrorn),
+        );
+        if active.contains(GerrorFlags::SFM_ERR) {
+            log::error!("smmuv3: GERROR.SFM_ERR active before bring-up ({active}); refusing");
+            return Err(SmmuError::ServiceFailureBeforeBringUp);
+        }
         self.clear_gerror("before bring-up");
 
         let cr1 = CR1::QUEUE_IC::WriteBack

@@ -51,6 +51,16 @@ pub(crate) enum Overflow {
     Spec,
 }
 
+/// A command the emulated SMMU fails on purpose: the next `times` commands with `opcode` stop
+/// the queue with CMDQ_CONS.ERR = `error` (IHI 0070 §7.1: 1 CERROR_ILL, 2 CERROR_ABT,
+/// 3 CERROR_ATC_INV_SYNC) instead of being consumed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Inject {
+    pub opcode: u8,
+    pub error: u8,
+    pub times: u32,
+}
+
 /// Register state and knobs of the emulated SMMU.
 pub(crate) struct State {
     pub idr: [u32; 6],
@@ -86,6 +96,11 @@ pub(crate) struct State {
     pub dropped_events: u32,
     /// Cached STEs (StreamID → words), filled on lookup, emptied by CFGI.
     pub ste_cache: HashMap<u32, [u64; 8]>,
+    /// Commands to fail (see [`Inject`]).
+    pub inject: Vec<Inject>,
+    /// Stop consuming, without an error, at the first command with this opcode (a CMD_SYNC
+    /// that never completes: the driver's wait times out).
+    pub hold: Option<u8>,
 }
 
 impl State {
@@ -117,6 +132,8 @@ impl State {
             sfm_on_eventqen: false,
             dropped_events: 0,
             ste_cache: HashMap::new(),
+            inject: Vec::new(),
+            hold: None,
         }
     }
 
@@ -174,6 +191,19 @@ impl State {
                 mem.read_u64(PhysAddr(slot + 8)),
             ];
             let op = cmd[0] as u8;
+            if self.hold == Some(op) {
+                return;
+            }
+            if let Some(inj) = self
+                .inject
+                .iter_mut()
+                .find(|i| i.opcode == op && i.times > 0)
+            {
+                inj.times -= 1;
+                self.cmdq_cons = (self.cmdq_cons & !(0x7f << 24)) | u32::from(inj.error) << 24;
+                self.gerror ^= 1;
+                return;
+            }
             if self.illegal(op) {
                 self.cmdq_cons = (self.cmdq_cons & !(0x7f << 24)) | 1 << 24; // CERROR_ILL
                 self.gerror ^= 1;
@@ -295,6 +325,20 @@ impl FakeSmmu {
         }
         let next = q.advance(st.evtq_prod, 1);
         st.evtq_prod = (st.evtq_prod & (1 << 31)) | next;
+    }
+
+    /// Fails the next `times` commands with `opcode` with CMDQ_CONS.ERR = `error`.
+    pub(crate) fn inject(&self, opcode: u8, error: u8, times: u32) {
+        self.st.borrow_mut().inject.push(Inject {
+            opcode,
+            error,
+            times,
+        });
+    }
+
+    /// Opcodes of the commands consumed so far.
+    pub(crate) fn opcodes(&self) -> Vec<u8> {
+        self.st.borrow().commands.iter().map(|c| c[0] as u8).collect()
     }
 
     /// Register writes so far, for ordering assertions.

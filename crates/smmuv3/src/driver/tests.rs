@@ -831,3 +831,153 @@ fn abort_all_traffic_refuses_a_running_smmu() {
     let (mut smmu, _fake, _mem) = up();
     assert_eq!(smmu.abort_all_traffic(10), Err(SmmuError::AlreadyRunning));
 }
+
+// ---- Failure paths (IHI 0070 §7.1 command errors, §6.3.18 SFM_ERR, §6.3.1 STALL_MODEL) ----
+
+const CERROR_ILL: u8 = 1;
+const CERROR_ABT: u8 = 2;
+const CERROR_ATC_INV_SYNC: u8 = 3;
+
+/// IHI 0070 §7.1: CERROR_ABT means the SMMU could not fetch the command; the command itself is
+/// fine, so it is fetched again and must then run, and the operation succeeds.
+#[test]
+fn command_fetch_abort_is_retried_and_the_command_runs() {
+    let (mut smmu, fake, mut mem) = up();
+    fake.st.borrow_mut().commands.clear();
+    fake.inject(opcode::TLBI_S12_VMALL, CERROR_ABT, 2);
+    smmu.invalidate_vmid(&mut mem, Vmid(5)).unwrap();
+    assert_eq!(
+        fake.st.borrow().commands,
+        vec![
+            Command::TlbiS12Vmall { vmid: Vmid(5) }.encode(),
+            Command::Sync.encode()
+        ],
+        "the TLBI itself ran, not a CMD_SYNC in its place"
+    );
+    assert_eq!(smmu.stats().command_errors_recovered, 2);
+}
+
+/// A fetch that keeps aborting is given up after a bounded number of attempts with a typed
+/// error (never reported as success), and the queue keeps working afterwards.
+#[test]
+fn command_fetch_abort_gives_up_after_bounded_retries() {
+    let (mut smmu, fake, mut mem) = up();
+    fake.st.borrow_mut().commands.clear();
+    fake.inject(opcode::TLBI_S12_VMALL, CERROR_ABT, 1000);
+    let got = smmu.invalidate_vmid(&mut mem, Vmid(5));
+    assert_eq!(
+        got,
+        Err(SmmuError::CommandRetriesExhausted {
+            index: 0,
+            opcode: opcode::TLBI_S12_VMALL,
+            error: CommandErrorKind::Abort,
+            attempts: crate::cmdq::COMMAND_ATTEMPTS,
+        })
+    );
+    assert!(
+        !opcodes(&fake).contains(&opcode::TLBI_S12_VMALL),
+        "the TLBI never ran"
+    );
+    fake.st.borrow_mut().inject.clear();
+    smmu.invalidate_vmid(&mut mem, Vmid(6)).unwrap();
+    assert!(fake
+        .st
+        .borrow()
+        .commands
+        .contains(&Command::TlbiS12Vmall { vmid: Vmid(6) }.encode()));
+}
+
+/// CERROR_ILL: the command is skipped (replaced by a CMD_SYNC) and the operation it belonged
+/// to reports the loss: a lost TLBI is never a success.
+#[test]
+fn illegal_tlbi_is_skipped_and_reported() {
+    let (mut smmu, fake, mut mem) = up();
+    fake.st.borrow_mut().commands.clear();
+    fake.inject(opcode::TLBI_S2_IPA, CERROR_ILL, 1);
+    let got = smmu.invalidate_s2(&mut mem, Vmid(1), Iova(0x1000), 0x1000, true);
+    assert_eq!(
+        got,
+        Err(SmmuError::Command {
+            index: 0,
+            opcode: opcode::TLBI_S2_IPA,
+            error: CommandErrorKind::Illegal
+        })
+    );
+    assert_eq!(opcodes(&fake), vec![opcode::SYNC, opcode::SYNC]);
+}
+
+/// IHI 0070 §7.1: CERROR_ATC_INV_SYNC leaves CONS at the CMD_SYNC; as Linux does, the SYNC is
+/// run again rather than replaced, and succeeds once the ATC answers.
+#[test]
+fn atc_invalidation_sync_timeout_retries_the_sync() {
+    let (mut smmu, fake, mut mem) = up();
+    fake.st.borrow_mut().commands.clear();
+    fake.inject(opcode::SYNC, CERROR_ATC_INV_SYNC, 1);
+    smmu.invalidate_vmid(&mut mem, Vmid(2)).unwrap();
+    assert_eq!(opcodes(&fake), vec![opcode::TLBI_S12_VMALL, opcode::SYNC]);
+
+    fake.inject(opcode::SYNC, CERROR_ATC_INV_SYNC, 1000);
+    assert!(matches!(
+        smmu.invalidate_vmid(&mut mem, Vmid(2)),
+        Err(SmmuError::CommandRetriesExhausted {
+            error: CommandErrorKind::AtcInvSync,
+            ..
+        })
+    ));
+}
+
+/// IHI 0070 §6.3.18: an SMMU in service failure mode before bring-up is refused, and traffic
+/// stays terminated (GBPA.ABORT set, SMMUEN = 0); the error is not acknowledged away.
+#[test]
+fn service_failure_left_by_firmware_refuses_bring_up() {
+    let fake = FakeSmmu::qemu();
+    fake.st.borrow_mut().gerror = 1 << 8;
+    let mut mem = fake.mem.clone();
+    let mut smmu = Smmu::with_registers(fake.clone());
+    assert_eq!(
+        smmu.bring_up(&mut mem, cfg()),
+        Err(SmmuError::ServiceFailureBeforeBringUp)
+    );
+    assert!(!smmu.is_running());
+    let st = fake.st.borrow();
+    assert_eq!(st.cr0, 0, "SMMUEN never set");
+    assert_ne!(st.gbpa & GBPA::ABORT::SET.value, 0, "GBPA.ABORT stays set");
+    assert_eq!((st.gerror ^ st.gerrorn) & 1 << 8, 1 << 8, "SFM_ERR still visible");
+    assert!(st.commands.is_empty(), "the queue was never started");
+    assert_eq!(mem.0.borrow().live_allocations(), 0);
+}
+
+/// IHI 0070 §6.3.1 IDR0.STALL_MODEL = 0b10 (stall forced): smmuman never sends CMD_RESUME, so a
+/// faulting device would hang. Refused before anything is written.
+#[test]
+fn forced_stall_model_is_refused() {
+    for model in [0b10u32, 0b11] {
+        let mut idr = QEMU_IDR;
+        idr[0] = (idr[0] & !(3 << 24)) | model << 24;
+        let fake = FakeSmmu::new(idr);
+        let mut mem = fake.mem.clone();
+        let mut smmu = Smmu::with_registers(fake.clone());
+        let err = smmu.bring_up(&mut mem, cfg()).unwrap_err();
+        assert_eq!(err, SmmuError::Unsupported(Requirement::TerminateModel));
+        assert!(err.to_string().contains("STALL_MODEL"), "{err}");
+        assert!(fake.writes().is_empty());
+    }
+}
+
+/// With STALL_MODEL = 0b00 stalling is optional and chosen per STE: smmuman's STEs keep
+/// STE.S2S = 0 (IHI 0070 §5.2), so faults terminate and are recorded.
+#[test]
+fn stall_optional_smmu_gets_s2s_clear() {
+    let mut idr = QEMU_IDR;
+    idr[0] &= !(3 << 24);
+    let (mut smmu, fake, mut mem) = up_with(FakeSmmu::new(idr), cfg());
+    assert_eq!(
+        smmu.features().stall_model,
+        crate::features::StallModel::StallAndTerminate
+    );
+    smmu.install_ste(&mut mem, StreamId(8), &s2(1, 0x4010_0000))
+        .unwrap();
+    let ste = fake.config(8).unwrap();
+    assert_eq!(ste[2] >> 57 & 1, 0, "STE.S2S");
+    assert_eq!(ste[2] >> 58 & 1, 1, "STE.S2R");
+}
