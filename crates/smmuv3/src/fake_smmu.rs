@@ -16,15 +16,39 @@ use std::rc::Rc;
 /// QEMU 10.0 `virt` ID registers (IDR3 = HAD | XNX | RIL | BBML2).
 pub(crate) const QEMU_IDR: [u32; 6] = [0x0d44_101b, 0x0273_0010, 0, 0x1414, 0, 0x74];
 
-/// DMA memory shared between the driver (as its `mem` argument) and the emulated SMMU.
+/// One step of what happened, in order: a command the SMMU consumed, or memory the driver gave
+/// back. Lets a test prove that tables are freed only after the CMD_SYNC that made them unused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Tick {
+    /// The SMMU consumed a command with this opcode.
+    Command(u8),
+    /// The driver freed the allocation at this address.
+    Free(PhysAddr),
+}
+
+/// DMA memory shared between the driver (as its `mem` argument) and the emulated SMMU, and the
+/// timeline both append to.
 #[derive(Clone, Default)]
-pub(crate) struct SharedMem(pub Rc<RefCell<FakeMemory>>);
+pub(crate) struct SharedMem(pub Rc<RefCell<FakeMemory>>, pub Rc<RefCell<Vec<Tick>>>);
+
+impl SharedMem {
+    /// Everything that happened since the timeline was last cleared.
+    pub(crate) fn timeline(&self) -> Vec<Tick> {
+        self.1.borrow().clone()
+    }
+
+    /// Forgets the timeline so far.
+    pub(crate) fn clear_timeline(&self) {
+        self.1.borrow_mut().clear();
+    }
+}
 
 impl DmaMemory for SharedMem {
     fn alloc_zeroed(&mut self, size: usize, align: usize) -> Result<PhysAddr, OutOfMemory> {
         self.0.borrow_mut().alloc_zeroed(size, align)
     }
     fn free(&mut self, pa: PhysAddr, size: usize) {
+        self.1.borrow_mut().push(Tick::Free(pa));
         self.0.borrow_mut().free(pa, size)
     }
     fn read_u64(&self, pa: PhysAddr) -> u64 {
@@ -58,6 +82,8 @@ pub(crate) enum Overflow {
 pub(crate) struct Inject {
     pub opcode: u8,
     pub error: u8,
+    /// Commands with `opcode` let through before the failures start.
+    pub after: u32,
     pub times: u32,
 }
 
@@ -176,7 +202,7 @@ impl State {
     }
 
     /// Consumes up to `budget` commands, like QEMU's smmuv3_cmdq_consume.
-    fn consume(&mut self, mem: &FakeMemory, budget: u32) {
+    fn consume(&mut self, mem: &FakeMemory, timeline: &RefCell<Vec<Tick>>, budget: u32) {
         if self.cr0 & 8 == 0 {
             return;
         }
@@ -199,10 +225,14 @@ impl State {
                 .iter_mut()
                 .find(|i| i.opcode == op && i.times > 0)
             {
-                inj.times -= 1;
-                self.cmdq_cons = (self.cmdq_cons & !(0x7f << 24)) | u32::from(inj.error) << 24;
-                self.gerror ^= 1;
-                return;
+                if inj.after > 0 {
+                    inj.after -= 1;
+                } else {
+                    inj.times -= 1;
+                    self.cmdq_cons = (self.cmdq_cons & !(0x7f << 24)) | u32::from(inj.error) << 24;
+                    self.gerror ^= 1;
+                    return;
+                }
             }
             if self.illegal(op) {
                 self.cmdq_cons = (self.cmdq_cons & !(0x7f << 24)) | 1 << 24; // CERROR_ILL
@@ -226,6 +256,7 @@ impl State {
                 _ => {}
             }
             self.commands.push(cmd);
+            timeline.borrow_mut().push(Tick::Command(op));
             let next = q.advance(self.cmdq_cons, 1);
             self.cmdq_cons = (self.cmdq_cons & !q.ptr_mask()) | next;
         }
@@ -329,16 +360,17 @@ impl FakeSmmu {
 
     /// Fails the next `times` commands with `opcode` with CMDQ_CONS.ERR = `error`.
     pub(crate) fn inject(&self, opcode: u8, error: u8, times: u32) {
+        self.inject_after(opcode, error, 0, times);
+    }
+
+    /// Lets `after` commands with `opcode` through, then fails the next `times` of them.
+    pub(crate) fn inject_after(&self, opcode: u8, error: u8, after: u32, times: u32) {
         self.st.borrow_mut().inject.push(Inject {
             opcode,
             error,
+            after,
             times,
         });
-    }
-
-    /// Opcodes of the commands consumed so far.
-    pub(crate) fn opcodes(&self) -> Vec<u8> {
-        self.st.borrow().commands.iter().map(|c| c[0] as u8).collect()
     }
 
     /// Register writes so far, for ordering assertions.
@@ -372,7 +404,7 @@ impl RegisterAccess for FakeSmmu {
             Reg32::CmdqProd => st.cmdq_prod,
             Reg32::CmdqCons => {
                 if let Some(n) = st.lazy {
-                    st.consume(&self.mem.0.borrow(), n);
+                    st.consume(&self.mem.0.borrow(), &self.mem.1, n);
                 }
                 st.cmdq_cons
             }
@@ -400,7 +432,7 @@ impl RegisterAccess for FakeSmmu {
                 if st.sfm_on_eventqen && value & 4 != 0 {
                     st.gerror ^= 1 << 8;
                 }
-                st.consume(&mem, eager);
+                st.consume(&mem, &self.mem.1, eager);
             }
             Reg32::Cr1 => st.cr1 = value,
             Reg32::Cr2 => st.cr2 = value,
@@ -412,12 +444,12 @@ impl RegisterAccess for FakeSmmu {
             Reg32::IrqCtrl => st.irq_ctrl = value,
             Reg32::Gerrorn => {
                 st.gerrorn = value;
-                st.consume(&mem, eager);
+                st.consume(&mem, &self.mem.1, eager);
             }
             Reg32::StrtabBaseCfg => st.strtab_cfg = value,
             Reg32::CmdqProd => {
                 st.cmdq_prod = value;
-                st.consume(&mem, eager);
+                st.consume(&mem, &self.mem.1, eager);
             }
             Reg32::CmdqCons => st.cmdq_cons = value,
             Reg32::EventqProd => st.evtq_prod = value,

@@ -942,7 +942,11 @@ fn service_failure_left_by_firmware_refuses_bring_up() {
     let st = fake.st.borrow();
     assert_eq!(st.cr0, 0, "SMMUEN never set");
     assert_ne!(st.gbpa & GBPA::ABORT::SET.value, 0, "GBPA.ABORT stays set");
-    assert_eq!((st.gerror ^ st.gerrorn) & 1 << 8, 1 << 8, "SFM_ERR still visible");
+    assert_eq!(
+        (st.gerror ^ st.gerrorn) & 1 << 8,
+        1 << 8,
+        "SFM_ERR still visible"
+    );
     assert!(st.commands.is_empty(), "the queue was never started");
     assert_eq!(mem.0.borrow().live_allocations(), 0);
 }
