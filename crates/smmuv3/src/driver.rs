@@ -22,22 +22,41 @@ pub struct BringUpConfig {
     pub sid_bits: u8,
     /// Log2 of the command queue entries (clamped to IDR1.CMDQS).
     pub cmdq_log2: u8,
-    /// Log2 of the event queue entries (clamped to IDR1.EVENTQS).
-    pub evtq_log2: u8,
+    /// Most bytes the event queue may take. It gets 2^n records of 32 bytes (IHI 0070 §7.3),
+    /// n = min(IDR1.EVENTQS, log2(`evtq_bytes` / 32)) (IHI 0070 §6.3.2, §6.3.28): as many as
+    /// the SMMU allows within the budget. At least 32.
+    pub evtq_bytes: u64,
     /// Register reads per bounded wait before giving up with [`SmmuError::Timeout`] (0 acts
     /// as 1).
     pub poll_limit: u32,
 }
 
+/// Size of one event record (IHI 0070 §7.3).
+const EVENT_RECORD_BYTES: u64 = crate::evtq::ENTRY_SIZE;
+
+/// Log2 of the event-queue records: the most that fit in `budget` bytes, capped at the SMMU's
+/// IDR1.EVENTQS (and the register width, [`crate::queue::MAX_LOG2SIZE`]).
+fn evtq_log2_for(budget: u64, eventqs: u8) -> Result<u8, SmmuError> {
+    let records = budget / EVENT_RECORD_BYTES;
+    if records == 0 {
+        return Err(SmmuError::InvalidConfig {
+            what: "event queue budget (bytes, at least one 32-byte record)",
+            value: budget,
+        });
+    }
+    let fits = records.ilog2() as u8;
+    Ok(fits.min(eventqs).min(crate::queue::MAX_LOG2SIZE))
+}
+
 impl Default for BringUpConfig {
-    /// Auto stream table for 16-bit StreamIDs (PCI requester IDs), 256 commands, 128 events,
-    /// a million polls per wait.
+    /// Auto stream table for 16-bit StreamIDs (PCI requester IDs), 256 commands, a 64 KiB event
+    /// queue budget (2,048 records where IDR1.EVENTQS allows), a million polls per wait.
     fn default() -> Self {
         Self {
             stream_table: StreamTableFormat::Auto,
             sid_bits: 16,
             cmdq_log2: 8,
-            evtq_log2: 7,
+            evtq_bytes: 64 * 1024,
             poll_limit: 1_000_000,
         }
     }
@@ -166,6 +185,11 @@ impl<R: RegisterAccess> Smmu<R> {
         self.running
             .as_ref()
             .map(|r| (r.strtab.format(), r.strtab.sid_bits()))
+    }
+
+    /// Log2 of the event queue's entries, once running.
+    pub fn evtq_log2(&self) -> Option<u8> {
+        self.running.as_ref().map(|r| r.evtq.geometry().log2size())
     }
 
     /// The register frame (for tests that inspect an emulated SMMU).
@@ -308,7 +332,7 @@ impl<R: RegisterAccess> Smmu<R> {
         self.check_features()?;
         self.poll_limit = cfg.poll_limit;
         let cmdq_log2 = cfg.cmdq_log2.min(self.features.cmdq_log2);
-        let evtq_log2 = cfg.evtq_log2.min(self.features.eventq_log2);
+        let evtq_log2 = evtq_log2_for(cfg.evtq_bytes, self.features.eventq_log2)?;
         let strtab = StreamTable::new(mem, &self.features, cfg.stream_table, cfg.sid_bits)?;
         let cmdq = match CommandQueue::alloc(mem, cmdq_log2) {
             Ok(q) => q,

@@ -281,12 +281,12 @@ fn faults_come_out_backend_neutral() {
 fn overflow_is_reported_as_a_lower_bound() {
     let (mut b, fake) = backend();
     let rec = [0x0000_0010_0000_0010, 0x0000_0280_0000_0000, 0x1000, 0x1000];
-    for _ in 0..200 {
-        fake.record_event(rec); // the queue holds 128
+    for _ in 0..2048 + 72 {
+        fake.record_event(rec); // the default queue holds 2,048 (64 KiB)
     }
     let mut n = 0;
     let drain = b.drain_faults(&mut |_| n += 1).unwrap();
-    assert_eq!(drain.delivered, 128);
+    assert_eq!(drain.delivered, 2048);
     assert_eq!(drain.lost_at_least, 1);
     assert_eq!(fake.st.borrow().dropped_events, 72);
     // A later fault is still recorded and delivered.

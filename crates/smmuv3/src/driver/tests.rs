@@ -12,7 +12,7 @@ fn cfg() -> BringUpConfig {
         stream_table: StreamTableFormat::TwoLevel,
         sid_bits: 16,
         cmdq_log2: 8,
-        evtq_log2: 7,
+        evtq_bytes: 128 * 32,
         poll_limit: 1000,
     }
 }
@@ -562,7 +562,7 @@ fn events_wrap_around_the_queue() {
     let (mut smmu, fake, mut mem) = up_with(
         FakeSmmu::qemu(),
         BringUpConfig {
-            evtq_log2: 2,
+            evtq_bytes: 4 * 32,
             ..cfg()
         },
     );
@@ -586,7 +586,7 @@ fn qemu_style_overflow_is_counted_and_acknowledged() {
     let (mut smmu, fake, mut mem) = up_with(
         FakeSmmu::qemu(),
         BringUpConfig {
-            evtq_log2: 2,
+            evtq_bytes: 4 * 32,
             ..cfg()
         },
     );
@@ -638,7 +638,7 @@ fn spec_style_overflow_is_counted_and_acknowledged() {
     let (mut smmu, fake, mut mem) = up_with(
         fake,
         BringUpConfig {
-            evtq_log2: 2,
+            evtq_bytes: 4 * 32,
             ..cfg()
         },
     );
@@ -783,7 +783,7 @@ fn invalid_config_is_rejected() {
         stream_table: StreamTableFormat::Auto,
         sid_bits: 8,
         cmdq_log2: 30,
-        evtq_log2: 1,
+        evtq_bytes: 64,
         poll_limit: 0,
     };
     smmu.bring_up(&mut mem, c).unwrap();
@@ -984,4 +984,68 @@ fn stall_optional_smmu_gets_s2s_clear() {
     let ste = fake.config(8).unwrap();
     assert_eq!(ste[2] >> 57 & 1, 0, "STE.S2S");
     assert_eq!(ste[2] >> 58 & 1, 1, "STE.S2R");
+}
+
+/// The event queue gets 2^min(IDR1.EVENTQS, log2(budget / 32)) records (IHI 0070 §6.3.2
+/// IDR1.EVENTQS, §6.3.28 EVENTQ_BASE.LOG2SIZE; a record is 32 bytes, §7.3), and never more
+/// memory than the budget.
+#[test]
+fn event_queue_size_follows_eventqs_and_the_budget() {
+    let k = 1024u64;
+    let cases = [
+        (19, 64 * k, 11), // the daemon's default: 2,048 records
+        (19, 96 * k, 11), // rounded down to a power of two
+        (19, 64 * k + 31, 11),
+        (7, 64 * k, 7), // the SMMU's limit wins
+        (19, 32, 0),    // one record
+        (19, u64::MAX, 19),
+    ];
+    for (eventqs, budget, want) in cases {
+        let mut idr = QEMU_IDR;
+        idr[1] = (idr[1] & !(0x1f << 16)) | eventqs << 16;
+        let fake = FakeSmmu::new(idr);
+        let mut mem = fake.mem.clone();
+        let mut smmu = Smmu::with_registers(fake.clone());
+        let before = mem.0.borrow().live_bytes();
+        let c = BringUpConfig {
+            evtq_bytes: budget,
+            ..cfg()
+        };
+        smmu.bring_up(&mut mem, c).unwrap();
+        assert_eq!(
+            smmu.evtq_log2(),
+            Some(want),
+            "EVENTQS {eventqs}, {budget} bytes"
+        );
+        assert_eq!(fake.st.borrow().evtq_base & 0x1f, u64::from(want));
+        let bytes = 32u64 << want;
+        assert!(bytes <= budget);
+        assert!(mem.0.borrow().live_bytes() - before >= bytes);
+        // Filling it exactly loses nothing.
+        if want > 11 {
+            continue;
+        }
+        let n = 1u64 << want;
+        for _ in 0..n {
+            fake.record_event(QEMU_FAULT);
+        }
+        let r = smmu.drain_events(&mut mem, |_| {}).unwrap();
+        assert_eq!((u64::from(r.delivered), r.overflow_episodes), (n, 0));
+    }
+    let fake = FakeSmmu::qemu();
+    let mut smmu = Smmu::with_registers(fake.clone());
+    assert_eq!(
+        smmu.bring_up(
+            &mut fake.mem.clone(),
+            BringUpConfig {
+                evtq_bytes: 31,
+                ..cfg()
+            }
+        ),
+        Err(SmmuError::InvalidConfig {
+            what: "event queue budget (bytes, at least one 32-byte record)",
+            value: 31
+        })
+    );
+    assert!(fake.writes().is_empty());
 }
