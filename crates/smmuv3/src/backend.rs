@@ -22,6 +22,7 @@
 //! * **Never map the manager's memory**: ranges given to [`Smmuv3Backend::reserve`] (the image,
 //!   stacks, the pool holding tables and queues) are refused by `map`.
 
+use crate::coherency::Dma;
 use crate::driver::Smmu;
 use crate::error::SmmuError;
 use crate::event::{Direction as EvDirection, Event, EventType};
@@ -230,7 +231,7 @@ impl<M: DmaMemory, R: RegisterAccess> Smmuv3Backend<M, R> {
             what: "OAS",
             value: oas.into(),
         })?;
-        let unclaimed = Stage2Table::new(&mut mem, s2)?;
+        let unclaimed = Stage2Table::new(&mut Dma::new(&mut mem, smmu.is_coherent()), s2)?;
         let backend = Self {
             smmu,
             mem,
@@ -442,7 +443,8 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for Smmuv3Backend<M, R> {
         };
         // Slot n uses VMID n + 1; VMID 0 is the unclaimed domain's.
         let vmid = Vmid(u16::try_from(slot + 1).map_err(|_| BackendError::TooManyDomains)?);
-        let table = Stage2Table::new(&mut self.mem, self.s2)?;
+        let coherent = self.smmu.is_coherent();
+        let table = Stage2Table::new(&mut Dma::new(&mut self.mem, coherent), self.s2)?;
         self.domains[slot] = Some(Domain {
             vmid,
             table,
@@ -503,13 +505,15 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for Smmuv3Backend<M, R> {
         // An invalidation still owed means the TLB may translate these IOVAs to their old
         // memory: complete it before they can be given new memory.
         self.settle(domain)?;
+        let coherent = self.smmu.is_coherent();
         let Self { mem, domains, .. } = self;
         let d = domains
             .get_mut(usize::from(domain.0))
             .and_then(Option::as_mut)
             .ok_or(BackendError::UnknownDomain(domain))?;
         // Only invalid entries are filled; the SMMU caches none, so nothing to invalidate.
-        d.table.map(mem, iova, pa, len, access)?;
+        d.table
+            .map(&mut Dma::new(mem, coherent), iova, pa, len, access)?;
         Ok(())
     }
 
@@ -529,7 +533,9 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for Smmuv3Backend<M, R> {
                 ias_bits,
             });
         }
+        let coherent = self.smmu.is_coherent();
         let Self { mem, domains, .. } = self;
+        let mem = &mut Dma::new(mem, coherent);
         let d = domains
             .get_mut(usize::from(domain.0))
             .and_then(Option::as_mut)

@@ -2,13 +2,14 @@
 
 use crate::cmd::{tlbi_s2_range, Command};
 use crate::cmdq::CommandQueue;
+use crate::coherency::Dma;
 use crate::error::{Requirement, SmmuError};
 use crate::event::Event;
 use crate::evtq::{DrainReport, EventQueue};
 use crate::features::{Features, StallModel, TableEndian};
 use crate::gerror::{GerrorFlags, GerrorReport};
 use crate::mmio::{Mmio, Reg32, Reg64, RegisterAccess};
-use crate::regs::{CR0, CR1, CR2, GBPA};
+use crate::regs::{CMDQ_BASE, CR0, CR1, CR2, EVENTQ_BASE, GBPA, STRTAB_BASE};
 use crate::ste::Ste;
 use crate::stream_table::{StreamTable, StreamTableFormat};
 use iommu_core::{DmaMemory, Iova, StreamId, Vmid};
@@ -29,6 +30,13 @@ pub struct BringUpConfig {
     /// Register reads per bounded wait before giving up with [`SmmuError::Timeout`] (0 acts
     /// as 1).
     pub poll_limit: u32,
+    /// The platform says the SMMU's table walks and queue accesses snoop the CPU caches (the
+    /// device tree's `dma-coherent`, or the config's `coherent yes`). The driver treats the
+    /// SMMU as coherent only when this **and** SMMU_IDR0.COHACC (IHI 0070 §6.3.1) say so;
+    /// otherwise every table and queue write is cleaned to the point of coherency
+    /// ([`iommu_core::DmaMemory::sync_for_device`]) and the SMMU is told to use non-cacheable
+    /// accesses. `false` (the default) is always safe, only slower.
+    pub coherent: bool,
 }
 
 /// Size of one event record (IHI 0070 §7.3).
@@ -58,6 +66,7 @@ impl Default for BringUpConfig {
             cmdq_log2: 8,
             evtq_bytes: 64 * 1024,
             poll_limit: 1_000_000,
+            coherent: false,
         }
     }
 }
@@ -127,6 +136,9 @@ pub struct Smmu<R: RegisterAccess = Mmio> {
     running: Option<Running>,
     stats: Stats,
     poll_limit: u32,
+    /// The SMMU snoops the CPU caches: IDR0.COHACC and the platform's word
+    /// ([`BringUpConfig::coherent`]) both say so. Decided at bring-up.
+    coherent: bool,
 }
 
 impl Smmu<Mmio> {
@@ -162,6 +174,7 @@ impl<R: RegisterAccess> Smmu<R> {
             running: None,
             stats: Stats::default(),
             poll_limit: 1,
+            coherent: false,
         }
     }
 
@@ -185,6 +198,13 @@ impl<R: RegisterAccess> Smmu<R> {
         self.running
             .as_ref()
             .map(|r| (r.strtab.format(), r.strtab.sid_bits()))
+    }
+
+    /// Whether the driver treats the SMMU as cache-coherent (SMMU_IDR0.COHACC and
+    /// [`BringUpConfig::coherent`] both set). When not, every table and queue write is cleaned
+    /// to the point of coherency and the SMMU makes Non-cacheable accesses.
+    pub fn is_coherent(&self) -> bool {
+        self.coherent
     }
 
     /// Log2 of the event queue's entries, once running.
@@ -331,6 +351,8 @@ impl<R: RegisterAccess> Smmu<R> {
         }
         self.check_features()?;
         self.poll_limit = cfg.poll_limit;
+        self.coherent = cfg.coherent && self.features.cohacc;
+        let mem = &mut Dma::new(mem, self.coherent);
         let cmdq_log2 = cfg.cmdq_log2.min(self.features.cmdq_log2);
         let evtq_log2 = evtq_log2_for(cfg.evtq_bytes, self.features.eventq_log2)?;
         let strtab = StreamTable::new(mem, &self.features, cfg.stream_table, cfg.sid_bits)?;
@@ -396,13 +418,32 @@ impl<R: RegisterAccess> Smmu<R> {
         }
         self.clear_gerror("before bring-up");
 
-        let cr1 = CR1::QUEUE_IC::WriteBack
-            + CR1::QUEUE_OC::WriteBack
-            + CR1::QUEUE_SH::InnerShareable
-            + CR1::TABLE_IC::WriteBack
-            + CR1::TABLE_OC::WriteBack
-            + CR1::TABLE_SH::InnerShareable;
+        // IHI 0070 §6.3.11 SMMU_CR1: the attributes of the SMMU's own stream table and queue
+        // accesses. Coherent: write-back, inner shareable. Otherwise Non-cacheable (IC = OC =
+        // 0b00), where SH is ignored and behaves as Outer Shareable; we write that value.
+        let cr1 = if self.coherent {
+            CR1::QUEUE_IC::WriteBack
+                + CR1::QUEUE_OC::WriteBack
+                + CR1::QUEUE_SH::InnerShareable
+                + CR1::TABLE_IC::WriteBack
+                + CR1::TABLE_OC::WriteBack
+                + CR1::TABLE_SH::InnerShareable
+        } else {
+            CR1::QUEUE_IC::NonCacheable
+                + CR1::QUEUE_OC::NonCacheable
+                + CR1::QUEUE_SH::OuterShareable
+                + CR1::TABLE_IC::NonCacheable
+                + CR1::TABLE_OC::NonCacheable
+                + CR1::TABLE_SH::OuterShareable
+        };
         self.regs.write32(Reg32::Cr1, cr1.value);
+        // STRTAB_BASE.RA (§6.3.23), CMDQ_BASE.RA (§6.3.25), EVENTQ_BASE.WA (§6.3.28) are
+        // allocation hints for cacheable accesses; without caching they are left clear.
+        let hints = if self.coherent {
+            u64::MAX
+        } else {
+            !(STRTAB_BASE::RA::SET.value | CMDQ_BASE::RA::SET.value | EVENTQ_BASE::WA::SET.value)
+        };
         // IHI 0070 §6.3.12: RECINVSID records C_BAD_STREAMID; PTM (ignore broadcast TLB
         // maintenance, which would not cover our VMIDs) exists only with IDR0.BTM and is RES0,
         // to be written as zero, otherwise. E2H stays 0 (no EL2 stage-1 contexts here).
@@ -412,10 +453,12 @@ impl<R: RegisterAccess> Smmu<R> {
         }
         self.regs.write32(Reg32::Cr2, cr2);
 
-        self.regs.write64(Reg64::StrtabBase, run.strtab.base_reg());
+        self.regs
+            .write64(Reg64::StrtabBase, run.strtab.base_reg() & hints);
         self.regs
             .write32(Reg32::StrtabBaseCfg, run.strtab.base_cfg());
-        self.regs.write64(Reg64::CmdqBase, run.cmdq.base_reg());
+        self.regs
+            .write64(Reg64::CmdqBase, run.cmdq.base_reg() & hints);
         self.regs.write32(Reg32::CmdqProd, 0);
         self.regs.write32(Reg32::CmdqCons, 0);
         // The zeroed tables and queue are visible before the SMMU may read them.
@@ -430,7 +473,8 @@ impl<R: RegisterAccess> Smmu<R> {
             &mut self.stats,
         )?;
 
-        self.regs.write64(Reg64::EventqBase, run.evtq.base_reg());
+        self.regs
+            .write64(Reg64::EventqBase, run.evtq.base_reg() & hints);
         self.regs.write32(Reg32::EventqProd, 0);
         self.regs.write32(Reg32::EventqCons, 0);
         let queues = cmdqen | CR0::EVENTQEN::SET.value;
@@ -487,7 +531,11 @@ impl<R: RegisterAccess> Smmu<R> {
         ste: &Ste,
     ) -> Result<(), SmmuError> {
         // Fields this SMMU does not implement are RES0 and must be written as zero.
-        let ste = ste.for_smmu(&self.features);
+        let mut ste = ste.for_smmu(&self.features);
+        if !self.coherent {
+            ste = ste.with_non_cacheable_walks();
+        }
+        let mem = &mut Dma::new(mem, self.coherent);
         let Self {
             regs,
             running,
@@ -583,7 +631,7 @@ impl<R: RegisterAccess> Smmu<R> {
         let run = self.running.as_mut().ok_or(SmmuError::NotRunning)?;
         run.cmdq.submit(
             &mut self.regs,
-            mem,
+            &mut Dma::new(mem, self.coherent),
             entries,
             self.poll_limit,
             &mut self.stats,

@@ -57,6 +57,10 @@ impl DmaMemory for SharedMem {
     fn write_u64(&mut self, pa: PhysAddr, value: u64) {
         self.0.borrow_mut().write_u64(pa, value)
     }
+    fn publish(&mut self) {}
+    fn sync_for_device(&mut self, pa: PhysAddr, len: u64) {
+        self.0.borrow_mut().sync_for_device(pa, len)
+    }
 }
 
 /// A register write, in order.
@@ -127,6 +131,10 @@ pub(crate) struct State {
     /// Stop consuming, without an error, at the first command with this opcode (a CMD_SYNC
     /// that never completes: the driver's wait times out).
     pub hold: Option<u8>,
+    /// The SMMU snoops the CPU caches (IHI 0070 §6.3.1 IDR0.COHACC, by default). When false it
+    /// reads commands, STEs and tables from memory as a non-coherent device does
+    /// ([`FakeMemory::read_u64_device`]): what the CPU wrote but did not clean is stale.
+    pub coherent: bool,
 }
 
 impl State {
@@ -160,6 +168,16 @@ impl State {
             ste_cache: HashMap::new(),
             inject: Vec::new(),
             hold: None,
+            coherent: idr[0] & 1 << 4 != 0,
+        }
+    }
+
+    /// A word of memory as this SMMU reads it (through the caches only when coherent).
+    fn read(&self, mem: &FakeMemory, pa: u64) -> u64 {
+        if self.coherent {
+            mem.read_u64(PhysAddr(pa))
+        } else {
+            mem.read_u64_device(PhysAddr(pa))
         }
     }
 
@@ -212,10 +230,7 @@ impl State {
                 return;
             }
             let slot = Self::base(self.cmdq_base) + u64::from(q.index(self.cmdq_cons)) * 16;
-            let cmd = [
-                mem.read_u64(PhysAddr(slot)),
-                mem.read_u64(PhysAddr(slot + 8)),
-            ];
+            let cmd = [self.read(mem, slot), self.read(mem, slot + 8)];
             let op = cmd[0] as u8;
             if self.hold == Some(op) {
                 return;
@@ -271,7 +286,7 @@ impl State {
         let base = self.strtab_base & 0x000f_ffff_ffff_ffc0;
         let addr = if (self.strtab_cfg >> 16) & 3 == 1 {
             let split = (self.strtab_cfg >> 6) & 0x1f;
-            let l1std = mem.read_u64(PhysAddr(base + u64::from(sid >> split) * 8));
+            let l1std = self.read(mem, base + u64::from(sid >> split) * 8);
             let span = l1std & 0x1f;
             if span == 0 {
                 return Err(0x02);
@@ -285,7 +300,7 @@ impl State {
         };
         let mut ste = [0; 8];
         for (i, w) in ste.iter_mut().enumerate() {
-            *w = mem.read_u64(PhysAddr(addr + 8 * i as u64));
+            *w = self.read(mem, addr + 8 * i as u64);
         }
         if ste[0] & 1 == 0 {
             return Err(0x04); // C_BAD_STE
@@ -324,6 +339,33 @@ impl FakeSmmu {
         Ok(ste)
     }
 
+    /// Where the SMMU would send a DMA of `sid` to `iova`: the STE it uses, then a stage-2
+    /// walk (VMSAv8-64, 4 KiB granule, start level from STE.S2SL0, IHI 0070 §5.2) over memory
+    /// as this SMMU reads it. `None` for a fault (no TLB is modelled).
+    pub(crate) fn translate(&self, sid: u32, iova: u64) -> Option<u64> {
+        let ste = self.config(sid).ok()?;
+        let st = self.st.borrow();
+        let mem = self.mem.0.borrow();
+        let mut table = ste[3] & 0x000f_ffff_ffff_f000;
+        let mut level = 2 - ((ste[2] >> 38) & 3);
+        loop {
+            let shift = 12 + 9 * (3 - level);
+            let desc = st.read(&mem, table + ((iova >> shift) & 0x1ff) * 8);
+            let out = desc & 0x0000_ffff_ffff_f000;
+            match (desc & 1, desc & 2 != 0, level) {
+                (0, _, _) => return None,
+                (_, true, 0..=2) => {
+                    table = out;
+                    level += 1;
+                }
+                (_, true, _) | (_, false, 1 | 2) => {
+                    return Some(out + (iova & ((1 << shift) - 1)));
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// The SMMU records an event (QEMU's smmuv3_record_event + smmuv3_write_eventq).
     pub(crate) fn record_event(&self, raw: [u64; 4]) {
         let mut st = self.st.borrow_mut();
@@ -352,7 +394,7 @@ impl FakeSmmu {
         let slot = State::base(st.evtq_base) + u64::from(q.index(st.evtq_prod)) * 32;
         let mut mem = self.mem.0.borrow_mut();
         for (i, w) in raw.iter().enumerate() {
-            mem.write_u64(PhysAddr(slot + 8 * i as u64), *w);
+            mem.write_u64_device(PhysAddr(slot + 8 * i as u64), *w);
         }
         let next = q.advance(st.evtq_prod, 1);
         st.evtq_prod = (st.evtq_prod & (1 << 31)) | next;

@@ -17,11 +17,20 @@ fn backend() -> (Smmuv3Backend<SharedMem, FakeSmmu>, FakeSmmu) {
 }
 
 fn backend_with(fake: FakeSmmu) -> (Smmuv3Backend<SharedMem, FakeSmmu>, FakeSmmu) {
+    backend_coherent(fake, true)
+}
+
+/// A backend whose platform says the SMMU is (`coherent`) or is not cache-coherent.
+fn backend_coherent(
+    fake: FakeSmmu,
+    coherent: bool,
+) -> (Smmuv3Backend<SharedMem, FakeSmmu>, FakeSmmu) {
     let mut mem = fake.mem.clone();
     let mut smmu = Smmu::with_registers(fake.clone());
     let cfg = BringUpConfig {
         stream_table: StreamTableFormat::TwoLevel,
         poll_limit: 1000,
+        coherent,
         ..BringUpConfig::default()
     };
     smmu.bring_up(&mut mem, cfg).unwrap();
@@ -567,4 +576,119 @@ fn unmap_past_the_input_size_is_a_distinct_error_without_hardware_access() {
     }
     .to_string()
     .contains("past the"));
+}
+
+// ---- Non-coherent SMMUs (IDR0.COHACC = 0 or no `dma-coherent`) ----
+
+/// IHI 0070 §6.3.11 SMMU_CR1 with every table and queue access Non-cacheable (IC = OC = 0b00;
+/// SH is then ignored and behaves as Outer Shareable, which is what we write: 0b10).
+const CR1_NON_CACHEABLE: u32 = 0b10 << 10 | 0b10 << 4;
+/// The same, Write-Back cacheable and Inner Shareable.
+const CR1_WRITE_BACK: u32 = 0xD75;
+
+fn cr1(fake: &FakeSmmu) -> u32 {
+    fake.st.borrow().cr1
+}
+
+/// Attach, map a page and a 2 MiB block, unmap part of the block (a split), detach: every kind
+/// of STE, table and command write. After each step nothing the CPU wrote is left uncleaned,
+/// and the SMMU, reading memory without snooping, sees what the CPU meant.
+fn exercise(b: &mut Smmuv3Backend<SharedMem, FakeSmmu>, fake: &FakeSmmu) {
+    let clean = |what: &str| {
+        let dirty = fake.mem.0.borrow().dirty_lines();
+        assert!(dirty.is_empty(), "after {what}: uncleaned lines {dirty:?}");
+    };
+    clean("bring-up");
+    b.detach(EDU_B).unwrap();
+    clean("detach");
+    let d = b.create_domain().unwrap();
+    clean("create_domain");
+    b.attach(EDU_A, d).unwrap();
+    clean("attach");
+    let ste = live_ste(fake, EDU_A);
+    assert_eq!(ste.s2ttb(), b.domain(d).unwrap().table.root());
+    b.map(d, Iova(0x1000), PhysAddr(0x5000_1000), 0x1000, Access::RW)
+        .unwrap();
+    b.map(d, Iova(2 * MIB), PhysAddr(0x6000_0000), 2 * MIB, Access::RW)
+        .unwrap();
+    clean("map");
+    assert_eq!(fake.translate(EDU_A.0, 0x1008), Some(0x5000_1008));
+    assert_eq!(fake.translate(EDU_A.0, 3 * MIB + 8), Some(0x6010_0008));
+    b.unmap(d, Iova(2 * MIB), MIB).unwrap();
+    clean("unmap");
+    assert_eq!(fake.translate(EDU_A.0, 2 * MIB), None);
+    assert_eq!(fake.translate(EDU_A.0, 3 * MIB + 8), Some(0x6010_0008));
+    b.unmap(d, Iova(0x1000), 0x1000).unwrap();
+    clean("unmap");
+    assert_eq!(fake.translate(EDU_A.0, 0x1008), None);
+    b.detach(EDU_A).unwrap();
+    b.destroy_domain(d).unwrap();
+    clean("destroy");
+}
+
+#[test]
+fn non_coherent_smmu_sees_every_write_only_after_maintenance() {
+    let mut idr = crate::fake_smmu::QEMU_IDR;
+    idr[0] &= !(1 << 4); // IDR0.COHACC = 0
+                         // The device tree claims coherence; the SMMU's own COHACC = 0 wins.
+    let (mut b, fake) = backend_coherent(FakeSmmu::new(idr), true);
+    assert!(
+        !fake.st.borrow().coherent,
+        "the emulated SMMU does not snoop"
+    );
+    assert_eq!(cr1(&fake), CR1_NON_CACHEABLE);
+    // IHI 0070 §6.3.23/§6.3.25/§6.3.28: no read/write-allocate hints for non-cacheable accesses.
+    let st = fake.st.borrow();
+    assert_eq!(
+        (
+            st.strtab_base >> 62 & 1,
+            st.cmdq_base >> 62 & 1,
+            st.evtq_base >> 62 & 1
+        ),
+        (0, 0, 0)
+    );
+    drop(st);
+    exercise(&mut b, &fake);
+    // IHI 0070 §5.2: non-cacheable, outer-shareable stage-2 walks.
+    b.detach(EDU_A).unwrap();
+    let dw2 = live_ste(&fake, EDU_A).0[2];
+    assert_eq!(
+        (dw2 >> 40 & 3, dw2 >> 42 & 3, dw2 >> 44 & 3),
+        (0, 0, 0b10),
+        "S2IR0, S2OR0, S2SH0"
+    );
+    assert!(!fake.mem.0.borrow().synced().is_empty());
+}
+
+#[test]
+fn a_device_tree_without_dma_coherent_makes_a_cohacc_smmu_non_coherent() {
+    let fake = FakeSmmu::qemu();
+    fake.st.borrow_mut().coherent = false; // the interconnect does not snoop
+    let (mut b, fake) = backend_coherent(fake, false);
+    assert_eq!(cr1(&fake), CR1_NON_CACHEABLE);
+    exercise(&mut b, &fake);
+}
+
+/// The control: COHACC = 1 and `dma-coherent` need no maintenance at all, and walks are
+/// write-back cacheable, inner shareable.
+#[test]
+fn coherent_smmu_needs_no_maintenance() {
+    let (mut b, fake) = backend_coherent(FakeSmmu::qemu(), true);
+    assert_eq!(cr1(&fake), CR1_WRITE_BACK);
+    b.detach(EDU_A).unwrap();
+    let dw2 = live_ste(&fake, EDU_A).0[2];
+    assert_eq!((dw2 >> 40 & 3, dw2 >> 42 & 3, dw2 >> 44 & 3), (1, 1, 0b11));
+    let d = b.create_domain().unwrap();
+    b.attach(EDU_A, d).unwrap();
+    b.map(d, Iova(0x1000), PhysAddr(0x5000_1000), 0x1000, Access::RW)
+        .unwrap();
+    b.unmap(d, Iova(0x1000), 0x1000).unwrap();
+    assert!(
+        fake.mem.0.borrow().synced().is_empty(),
+        "no cache maintenance"
+    );
+    assert!(
+        !fake.mem.0.borrow().dirty_lines().is_empty(),
+        "the CPU caches hold the writes"
+    );
 }

@@ -14,6 +14,7 @@ fn cfg() -> BringUpConfig {
         cmdq_log2: 8,
         evtq_bytes: 128 * 32,
         poll_limit: 1000,
+        coherent: true,
     }
 }
 
@@ -785,6 +786,7 @@ fn invalid_config_is_rejected() {
         cmdq_log2: 30,
         evtq_bytes: 64,
         poll_limit: 0,
+        coherent: true,
     };
     smmu.bring_up(&mut mem, c).unwrap();
     assert_eq!(fake.st.borrow().cmdq_base & 0x1f, 19);

@@ -212,6 +212,9 @@ pub fn bring_up(p: &mut Platform, opts: IommuOptions) -> Result<Backend, IommuEr
         .topology
         .unit(unit_id)
         .is_some_and(|u| u.bypasses_unclaimed());
+    // The device tree's `dma-coherent` (or the config's `coherent yes|no`); the driver also
+    // needs SMMU_IDR0.COHACC before it skips cache maintenance.
+    let coherent = p.topology.unit(unit_id).is_some_and(|u| u.coherent);
     let regs = p.take_smmu_registers().ok_or(IommuError::RegistersTaken)?;
     let mut mem = p.take_daemon_memory().ok_or(IommuError::MemoryTaken)?;
     // SAFETY: the device tree places the SMMU's 128 KiB register frame at this address; the MMU
@@ -228,14 +231,16 @@ pub fn bring_up(p: &mut Platform, opts: IommuOptions) -> Result<Backend, IommuEr
         cmdq_log2: DEFAULT_CMDQ_LOG2,
         evtq_bytes: EVENT_RECORD_BYTES << opts.evtq_log2.min(smmuv3::queue::MAX_LOG2SIZE),
         poll_limit: 1_000_000,
+        coherent,
     };
     smmu.bring_up(&mut mem, cfg).map_err(IommuError::Smmu)?;
     if let Some((format, bits)) = smmu.stream_table_layout() {
         console::line(format_args!(
-            "SMMU_UP stream_table={format:?} sid_bits={bits} evtq_entries={} cmdq_entries={} fault_log={}",
+            "SMMU_UP stream_table={format:?} sid_bits={bits} evtq_entries={} cmdq_entries={} fault_log={} coherent={}",
             1u32 << smmu.evtq_log2().unwrap_or(0),
             1u32 << DEFAULT_CMDQ_LOG2,
-            p.fault_log_size()
+            p.fault_log_size(),
+            u8::from(smmu.is_coherent())
         ));
     }
     let mut backend = Smmuv3Backend::new(smmu, mem)?;
