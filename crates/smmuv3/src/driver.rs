@@ -324,8 +324,10 @@ impl<R: RegisterAccess> Smmu<R> {
     /// letting traffic through untranslated:
     ///
     /// 1. GBPA.ABORT (QEMU resets to bypass), then CR0 = 0 (SMMUEN, queues off) and interrupts
-    ///    off (we poll), stale global errors acknowledged;
-    /// 2. CR1 (write-back, inner-shareable table and queue accesses), CR2 (RECINVSID, PTM);
+    ///    off (we poll); an SMMU in service failure mode (GERROR.SFM_ERR) is refused here, other
+    ///    stale global errors are acknowledged;
+    /// 2. CR1 (write-back, inner-shareable table and queue accesses when coherent, see
+    ///    [`BringUpConfig::coherent`]; Non-cacheable otherwise), CR2 (RECINVSID, PTM);
     /// 3. stream table (every entry invalid) and command queue programmed, CMDQEN;
     /// 4. CMD_CFGI_ALL + CMD_TLBI_NSNH_ALL + CMD_SYNC (legal with or without stage 1);
     /// 5. event queue programmed, EVENTQEN; global errors checked;
@@ -335,7 +337,9 @@ impl<R: RegisterAccess> Smmu<R> {
     ///
     /// # Errors
     /// [`SmmuError::AlreadyRunning`]; [`SmmuError::Unsupported`] without stage 2, AArch64
-    /// tables, the 4 KiB granule or little-endian walks; [`SmmuError::InvalidConfig`] or
+    /// tables, the 4 KiB granule, little-endian walks, programmable bases, or with forced
+    /// stalling (IDR0.STALL_MODEL = 0b10, [`Requirement::TerminateModel`]);
+    /// [`SmmuError::ServiceFailureBeforeBringUp`]; [`SmmuError::InvalidConfig`] or
     /// [`SmmuError::OutOfMemory`] for the tables; [`SmmuError::Timeout`] naming the register
     /// that did not respond; [`SmmuError::Command`] if the invalidation is rejected;
     /// [`SmmuError::ServiceFailure`]. On failure the SMMU is left disabled with GBPA.ABORT set
@@ -603,8 +607,11 @@ impl<R: RegisterAccess> Smmu<R> {
     /// Submits `cmds` followed by one CMD_SYNC and waits for completion.
     ///
     /// # Errors
-    /// [`SmmuError::NotRunning`]; [`SmmuError::Command`] naming the first rejected command
-    /// (the queue was recovered and the rest of the batch ran); [`SmmuError::Timeout`].
+    /// [`SmmuError::NotRunning`]; [`SmmuError::Command`] naming the first command skipped
+    /// because the SMMU rejected it (CERROR_ILL; the rest of the batch ran);
+    /// [`SmmuError::CommandRetriesExhausted`] for a command whose fetch kept aborting
+    /// (CERROR_ABT) or a CMD_SYNC that kept failing on ATC invalidation; [`SmmuError::Timeout`].
+    /// After any of them, assume none of `cmds` took effect.
     pub fn submit(&mut self, mem: &mut impl DmaMemory, cmds: &[Command]) -> Result<(), SmmuError> {
         self.submit_encoded(mem, cmds.iter().map(Command::encode))
     }

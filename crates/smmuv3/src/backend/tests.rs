@@ -553,11 +553,7 @@ fn unmap_past_the_input_size_is_a_distinct_error_without_hardware_access() {
     let writes = fake.writes().len();
     let ias = b.stage2_config().ias_bits;
     let top = 1u64 << ias;
-    for (iova, len) in [
-        (top - 0x1000, 0x2000),
-        (top, 0x1000),
-        (u64::MAX & !0xfff, 0x2000),
-    ] {
+    for (iova, len) in [(top - 0x1000, 0x2000), (top, 0x1000), (!0xfff, 0x2000)] {
         assert_eq!(
             b.unmap(d, Iova(iova), len),
             Err(BackendError::OutOfRange {
