@@ -4,6 +4,19 @@
 //! host tests (against a fake backend) only see this. Every method that changes a translation
 //! finishes its invalidation before it returns, so when the caller hears `Ok`, no device can
 //! still use the old translation.
+//!
+//! # After an error
+//!
+//! Errors come in two kinds, and each method says which it can return:
+//!
+//! * **Refusals** (unknown domain, bad arguments, out of range, overlap, no memory, still in
+//!   use): found before anything changed. Hardware was not touched and nothing changed.
+//! * **Hardware failures** (a command the IOMMU rejected, could not fetch or did not complete
+//!   in time): the change may be **half done**. The backend then keeps the state that is safe
+//!   whatever the hardware did, never the optimistic one: memory that hardware may still read
+//!   is not freed, and an invalidation that did not complete is owed and sent again (before
+//!   anything else is done to that domain) until it completes. The caller may retry the same
+//!   call; it must not assume the old state is back, nor that the new one is in effect.
 
 use crate::access::Access;
 use crate::addr::{Iova, PhysAddr};
@@ -108,27 +121,37 @@ pub trait IommuBackend {
     /// Destroys a domain that no stream is attached to, freeing its tables.
     ///
     /// # Errors
-    /// When the domain does not exist or streams are still attached.
+    /// Refusals: the domain does not exist; streams are attached; or a stream's STE update
+    /// failed and the hardware may still be using the domain (a successful `attach` or `detach`
+    /// of that stream settles it). Hardware failure: the invalidation of the domain's cached
+    /// translations did not complete. After any error the domain still exists, with all its
+    /// tables and mappings, and the call may be retried.
     fn destroy_domain(&mut self, domain: DomainId) -> Result<(), Self::Error>;
 
     /// Points `sid` at `domain`: from the return on, the stream's DMA is translated by the
     /// domain's mappings and everything else faults and is recorded.
     ///
     /// # Errors
-    /// When the stream or domain is unknown to the backend.
+    /// Refusals: the stream or domain is unknown to the backend; nothing changed. Hardware
+    /// failure: the stream may now use `domain` **or** whatever it used before (its new
+    /// configuration may be in memory without the hardware having re-read it); neither domain
+    /// can be destroyed until an `attach` or `detach` of the stream succeeds.
     fn attach(&mut self, sid: StreamId, domain: DomainId) -> Result<(), Self::Error>;
 
     /// Puts `sid` back to default deny: every access faults and is recorded.
     ///
     /// # Errors
-    /// When the stream is out of the backend's range.
+    /// Refusal: the stream is out of the backend's range; nothing changed. Hardware failure:
+    /// the stream may still use its old domain, which cannot be destroyed until an `attach` or
+    /// `detach` of the stream succeeds.
     fn detach(&mut self, sid: StreamId) -> Result<(), Self::Error>;
 
     /// Maps `[iova, iova + len)` to `[pa, pa + len)` with `access` in `domain`.
     ///
     /// # Errors
-    /// Misaligned or out-of-range addresses, overlap with an existing mapping, no table memory.
-    /// On error nothing changed.
+    /// Refusals: misaligned or out-of-range addresses, overlap with an existing mapping, no
+    /// table memory; nothing changed. Hardware failure: an invalidation the domain still owed
+    /// from an earlier failed `unmap` did not complete; nothing was mapped.
     fn map(
         &mut self,
         domain: DomainId,
@@ -139,16 +162,25 @@ pub trait IommuBackend {
     ) -> Result<(), Self::Error>;
 
     /// Removes every mapping in `[iova, iova + len)` of `domain` and invalidates the IOMMU's
-    /// caches for it; returns the number of bytes that were mapped.
+    /// caches for it; returns the number of bytes whose mapping this call removed.
     ///
     /// # Errors
-    /// Misaligned or out-of-range addresses, or no memory to split a block. On error nothing
-    /// changed.
+    /// Refusals, checked before anything is touched: a range past the domain's input address
+    /// size (its own error, distinct from the others), misaligned addresses, no memory to split
+    /// a block; nothing changed. Hardware failure: the mappings are gone from the tables but the
+    /// IOMMU may still hold them in its caches, so devices may still reach that memory: the
+    /// caller must keep treating the range as mapped (not reuse or free the memory) and retry.
+    /// The backend keeps the invalidation owed and the emptied tables allocated; the retry (or
+    /// any later `map`, `unmap` or `attach` of the domain) sends the invalidation first, and
+    /// its `Ok` means it completed. A retry finds the entries already gone, so it may return
+    /// fewer bytes (0) than the manager expected.
     fn unmap(&mut self, domain: DomainId, iova: Iova, len: u64) -> Result<u64, Self::Error>;
 
-    /// Hands every recorded fault to `sink`, oldest first.
+    /// Hands every recorded fault to `sink`, oldest first. Records the hardware dropped are
+    /// counted in [`FaultDrain::lost_at_least`], a lower bound.
     ///
     /// # Errors
-    /// When the IOMMU reports an error it could not recover from.
+    /// When the IOMMU reports an error it could not recover from (e.g. service failure); the
+    /// faults delivered before it are not delivered again.
     fn drain_faults(&mut self, sink: &mut dyn FnMut(Fault)) -> Result<FaultDrain, Self::Error>;
 }

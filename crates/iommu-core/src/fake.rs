@@ -2,12 +2,26 @@
 
 use crate::addr::{PhysAddr, PAGE_SIZE};
 use crate::mem::{DmaMemory, OutOfMemory};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The cache line size the fake models, in bytes.
+pub const FAKE_CACHE_LINE: u64 = 64;
+
+/// What a non-coherent device reads from memory the CPU zeroed or wrote but never cleaned to
+/// the point of coherency: whatever was there before (here a recognisable pattern).
+pub const STALE: u64 = 0xdead_dead_dead_dead;
 
 /// A [`DmaMemory`] backed by host pages, with bookkeeping that tests assert on.
 ///
 /// Physical addresses are handed out upwards from `base`; freed ranges are not reused, so a
 /// use-after-free shows up as an access to an address with no allocation (a panic, in a test).
+///
+/// It also models the CPU cache in front of a **non-coherent** device: [`DmaMemory::write_u64`]
+/// (and the zeroing of a new allocation) change only the CPU's view; the device's view
+/// ([`FakeMemory::read_u64_device`]) of a cache line changes only when
+/// [`DmaMemory::sync_for_device`] cleans it. Until then the device reads what the line held
+/// at its last clean, or [`STALE`] if it was never cleaned since it was allocated. Every clean
+/// is recorded ([`FakeMemory::synced`]).
 #[derive(Debug)]
 pub struct FakeMemory {
     next: u64,
@@ -16,6 +30,12 @@ pub struct FakeMemory {
     allocations: BTreeMap<u64, u64>,
     words: BTreeMap<u64, u64>,
     writes: u64,
+    /// Cache lines written by the CPU since their last clean.
+    dirty: BTreeSet<u64>,
+    /// The point-of-coherency copy of every line cleaned since its allocation.
+    device_lines: BTreeMap<u64, [u64; 8]>,
+    /// Every `sync_for_device` range, in order.
+    synced: Vec<(PhysAddr, u64)>,
 }
 
 impl Default for FakeMemory {
@@ -33,7 +53,63 @@ impl FakeMemory {
             allocations: BTreeMap::new(),
             words: BTreeMap::new(),
             writes: 0,
+            dirty: BTreeSet::new(),
+            device_lines: BTreeMap::new(),
+            synced: Vec::new(),
         }
+    }
+
+    /// Every range passed to [`DmaMemory::sync_for_device`] so far, in order.
+    pub fn synced(&self) -> &[(PhysAddr, u64)] {
+        &self.synced
+    }
+
+    /// Forgets the recorded [`FakeMemory::synced`] ranges.
+    pub fn clear_synced(&mut self) {
+        self.synced.clear();
+    }
+
+    /// Start addresses of the cache lines the CPU wrote and did not clean since.
+    pub fn dirty_lines(&self) -> Vec<PhysAddr> {
+        self.dirty.iter().map(|&l| PhysAddr(l)).collect()
+    }
+
+    /// Whether every byte of `[pa, pa + len)` (within live allocations) reads the same for a
+    /// non-coherent device as for the CPU: cleaned since its last write and since allocation.
+    pub fn device_sees(&self, pa: PhysAddr, len: u64) -> bool {
+        (pa.0..pa.0 + len)
+            .step_by(8)
+            .all(|a| self.read_u64_device(PhysAddr(a & !7)) == self.read_u64(PhysAddr(a & !7)))
+    }
+
+    /// The word at `pa` as a device that does not snoop the CPU caches reads it: the value at
+    /// the line's last clean, or [`STALE`] when it was never cleaned since allocation.
+    pub fn read_u64_device(&self, pa: PhysAddr) -> u64 {
+        self.check(pa);
+        let line = pa.0 & !(FAKE_CACHE_LINE - 1);
+        self.device_lines
+            .get(&line)
+            .map_or(STALE, |words| words[((pa.0 - line) / 8) as usize])
+    }
+
+    /// A device's write of the word at `pa` (e.g. an event record): it reaches memory, and
+    /// the CPU (which has no copy of the line cached) reads it too.
+    pub fn write_u64_device(&mut self, pa: PhysAddr, value: u64) {
+        self.check(pa);
+        let line = pa.0 & !(FAKE_CACHE_LINE - 1);
+        if value == 0 {
+            self.words.remove(&pa.0);
+        } else {
+            self.words.insert(pa.0, value);
+        }
+        let mut words = self.line_words(line);
+        words[((pa.0 - line) / 8) as usize] = value;
+        self.device_lines.insert(line, words);
+    }
+
+    /// The CPU's view of the eight words of `line`.
+    fn line_words(&self, line: u64) -> [u64; 8] {
+        core::array::from_fn(|i| self.words.get(&(line + 8 * i as u64)).copied().unwrap_or(0))
     }
 
     /// Number of live allocations.
@@ -101,6 +177,9 @@ impl DmaMemory for FakeMemory {
         for k in keys {
             self.words.remove(&k);
         }
+        let range = pa.0..pa.0 + bytes;
+        self.dirty.retain(|l| !range.contains(l));
+        self.device_lines.retain(|l, _| !range.contains(l));
     }
 
     fn read_u64(&self, pa: PhysAddr) -> u64 {
@@ -111,10 +190,32 @@ impl DmaMemory for FakeMemory {
     fn write_u64(&mut self, pa: PhysAddr, value: u64) {
         self.check(pa);
         self.writes += 1;
+        self.dirty.insert(pa.0 & !(FAKE_CACHE_LINE - 1));
         if value == 0 {
             self.words.remove(&pa.0);
         } else {
             self.words.insert(pa.0, value);
+        }
+    }
+
+    fn sync_for_device(&mut self, pa: PhysAddr, len: u64) {
+        self.synced.push((pa, len));
+        let first = pa.0 & !(FAKE_CACHE_LINE - 1);
+        let end = pa.0.saturating_add(len);
+        let mut line = first;
+        while line < end {
+            // Lines outside every allocation are skipped: a clean of memory nobody owns is
+            // harmless on hardware, and there is nothing to model here.
+            let inside = self
+                .allocations
+                .range(..=line)
+                .next_back()
+                .is_some_and(|(start, size)| line < start + size);
+            if inside {
+                self.device_lines.insert(line, self.line_words(line));
+                self.dirty.remove(&line);
+            }
+            line += FAKE_CACHE_LINE;
         }
     }
 }
@@ -136,6 +237,32 @@ mod tests {
         m.free(a, 100);
         m.free(b, 0x4000);
         assert_eq!(m.live_allocations(), 0);
+    }
+
+    #[test]
+    fn a_non_coherent_device_sees_only_cleaned_lines() {
+        let mut m = FakeMemory::default();
+        let a = m.alloc_zeroed(4096, 4096).unwrap();
+        assert_eq!(m.read_u64(a), 0);
+        assert_eq!(m.read_u64_device(a), STALE, "zeroing was never cleaned");
+        m.sync_for_device(a, 4096);
+        assert_eq!(m.read_u64_device(a), 0);
+        m.write_u64(a.checked_add(8).unwrap(), 7);
+        assert_eq!(m.dirty_lines(), vec![a]);
+        assert_eq!(
+            m.read_u64_device(a.checked_add(8).unwrap()),
+            0,
+            "stale until cleaned"
+        );
+        assert!(!m.device_sees(a, 64));
+        m.sync_for_device(a.checked_add(8).unwrap(), 8);
+        assert_eq!(m.read_u64_device(a.checked_add(8).unwrap()), 7);
+        assert!(m.device_sees(a, 4096));
+        assert!(m.dirty_lines().is_empty());
+        assert_eq!(m.synced(), &[(a, 4096), (a.checked_add(8).unwrap(), 8)]);
+        m.write_u64_device(a.checked_add(16).unwrap(), 9);
+        assert_eq!(m.read_u64(a.checked_add(16).unwrap()), 9);
+        assert!(m.dirty_lines().is_empty());
     }
 
     #[test]

@@ -49,6 +49,18 @@ pub trait DmaMemory {
     /// Makes all earlier writes visible to the IOMMU's table walker before any later MMIO write
     /// (a `DSB` on Arm). Called before a command that tells the IOMMU to re-read memory.
     fn publish(&mut self) {}
+
+    /// Makes the bytes `[pa, pa + len)` that the CPU wrote visible to a device that does **not**
+    /// snoop the CPU caches (a non-coherent IOMMU: SMMU_IDR0.COHACC = 0, or a device tree
+    /// without `dma-coherent`), and waits until that is done: on Arm, `DC CVAC` (clean to the
+    /// point of coherency) over every cache line the range touches, then `DSB`.
+    ///
+    /// The driver calls it after every write to a table or queue, and over every new
+    /// allocation (zeroing is a write too), when and only when the IOMMU is non-coherent.
+    /// Deliberately without a default: an implementation that forgot it would let a
+    /// non-coherent IOMMU walk stale memory. Memory that is never cached (e.g. reached with the
+    /// MMU off) may implement it as the barrier alone.
+    fn sync_for_device(&mut self, pa: PhysAddr, len: u64);
 }
 
 impl<M: DmaMemory + ?Sized> DmaMemory for &mut M {
@@ -66,5 +78,8 @@ impl<M: DmaMemory + ?Sized> DmaMemory for &mut M {
     }
     fn publish(&mut self) {
         (**self).publish()
+    }
+    fn sync_for_device(&mut self, pa: PhysAddr, len: u64) {
+        (**self).sync_for_device(pa, len)
     }
 }

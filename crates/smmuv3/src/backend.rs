@@ -10,9 +10,19 @@
 //! * **Invalidation before return**: an unmap issues the fewest TLBI commands for the range that
 //!   went away (range form when IDR3.RIL) and one CMD_SYNC, then frees the tables the unmap
 //!   emptied (after the SYNC: the SMMU's walk caches may hold them until then).
+//! * **A failed invalidation stays owed**: when the TLBI or its CMD_SYNC fails, the entries are
+//!   already gone from memory but maybe not from the SMMU's caches. The domain keeps that
+//!   invalidation (merged with any later one) and the tables it retired; every later `map`,
+//!   `unmap` and `attach` of the domain sends it first and frees those tables only after its
+//!   CMD_SYNC completed; `destroy_domain` frees nothing unless its CMD_TLBI_S12_VMALL completed.
+//! * **An unconfirmed STE keeps its domains**: when an STE update was written but its
+//!   CMD_CFGI_STE + CMD_SYNC failed, the SMMU may use the old entry or the new one, so both
+//!   domains are refused to `destroy_domain` ([`BackendError::SteUnconfirmed`]) until a later
+//!   update of that stream succeeds.
 //! * **Never map the manager's memory**: ranges given to [`Smmuv3Backend::reserve`] (the image,
 //!   stacks, the pool holding tables and queues) are refused by `map`.
 
+use crate::coherency::Dma;
 use crate::driver::Smmu;
 use crate::error::SmmuError;
 use crate::event::{Direction as EvDirection, Event, EventType};
@@ -25,7 +35,7 @@ use iommu_core::{
     Access, Direction, DmaMemory, DomainId, Fault, FaultDrain, FaultReason, IommuBackend, Iova,
     PhysAddr, StreamId, Vmid,
 };
-use stage2::{MapError, Stage2Config, Stage2Table};
+use stage2::{Invalidation, MapError, Stage2Config, Stage2Table};
 
 /// Most domains one backend serves at once (besides the unclaimed one).
 pub const MAX_DOMAINS: usize = 64;
@@ -73,6 +83,26 @@ pub enum BackendError {
         /// Its length.
         len: u64,
     },
+    /// `[iova, iova + len)` reaches past the domain's input address size (2^`ias_bits`; IHI
+    /// 0070 §3.4: the stage-2 input size is STE.S2T0SZ's). A caller's mistake, found before
+    /// anything (hardware included) was touched.
+    OutOfRange {
+        /// Start of the refused range.
+        iova: Iova,
+        /// Its length.
+        len: u64,
+        /// The domain's input address size in bits.
+        ias_bits: u8,
+    },
+    /// A stream's last STE update was written to memory but its CMD_CFGI_STE + CMD_SYNC did not
+    /// complete, so the SMMU may still be using an STE that points at `domain`: its tables
+    /// stay until that stream's STE is rewritten successfully (retry `attach` or `detach`).
+    SteUnconfirmed {
+        /// The domain that may still be in use.
+        domain: DomainId,
+        /// The stream whose STE update was not confirmed.
+        sid: StreamId,
+    },
 }
 
 impl fmt::Display for BackendError {
@@ -95,6 +125,19 @@ impl fmt::Display for BackendError {
                 f,
                 "physical range {pa}+{len:#x} overlaps the manager's own memory"
             ),
+            Self::OutOfRange {
+                iova,
+                len,
+                ias_bits,
+            } => write!(
+                f,
+                "IOVA range {iova}+{len:#x} reaches past the {ias_bits}-bit input address space"
+            ),
+            Self::SteUnconfirmed { domain, sid } => write!(
+                f,
+                "{domain} may still be used by StreamID {sid}: its last STE update was not \
+                 confirmed by the SMMU (retry attach or detach)"
+            ),
         }
     }
 }
@@ -115,6 +158,39 @@ impl From<MapError> for BackendError {
 struct Domain {
     vmid: Vmid,
     table: Stage2Table,
+    /// Invalidation owed for entries already cleared from `table` whose CMD_TLBI / CMD_SYNC
+    /// failed: until it completes, the SMMU's TLB and walk caches may still hold them, so the
+    /// tables those unmaps retired stay allocated and every later change of the domain sends
+    /// it first.
+    pending: Invalidation,
+}
+
+/// What the backend knows of one stream's STE.
+#[derive(Clone, Copy, Debug)]
+struct StreamRecord {
+    sid: StreamId,
+    /// The domain the STE in memory points at (`None`: the unclaimed domain).
+    domain: Option<DomainId>,
+    /// Bit `n`: the SMMU may still be using an STE that points at domain slot `n`, because an
+    /// STE update was written but its CMD_CFGI_STE + CMD_SYNC did not complete (IHI 0070
+    /// §3.21.3: until then the SMMU may use the old entry or the new one). Cleared by the next
+    /// successful update of the stream.
+    unconfirmed: u64,
+}
+
+/// `unconfirmed` bit of a domain slot (slots are below [`MAX_DOMAINS`] = 64).
+const fn domain_bit(d: DomainId) -> u64 {
+    1u64.wrapping_shl(d.0 as u32)
+}
+
+/// Whether an `install_ste` failure may have left a changed STE in memory: every failure after
+/// the entry was written (command errors, timeouts, service failure). The ones before it
+/// (no level-2 table, StreamID out of range, driver not running) changed nothing.
+const fn ste_may_have_changed(e: &SmmuError) -> bool {
+    !matches!(
+        e,
+        SmmuError::NotRunning | SmmuError::StreamIdOutOfRange { .. } | SmmuError::OutOfMemory(_)
+    )
 }
 
 /// An [`IommuBackend`] over one SMMUv3 (see the module docs for the rules it keeps).
@@ -126,7 +202,7 @@ pub struct Smmuv3Backend<M: DmaMemory, R: RegisterAccess = Mmio> {
     s2ps: u8,
     unclaimed: Stage2Table,
     domains: heapless::Vec<Option<Domain>, MAX_DOMAINS>,
-    streams: heapless::Vec<(StreamId, Option<DomainId>), MAX_STREAMS>,
+    streams: heapless::Vec<StreamRecord, MAX_STREAMS>,
     reserved: heapless::Vec<(PhysAddr, u64), MAX_RESERVED>,
 }
 
@@ -155,7 +231,7 @@ impl<M: DmaMemory, R: RegisterAccess> Smmuv3Backend<M, R> {
             what: "OAS",
             value: oas.into(),
         })?;
-        let unclaimed = Stage2Table::new(&mut mem, s2)?;
+        let unclaimed = Stage2Table::new(&mut Dma::new(&mut mem, smmu.is_coherent()), s2)?;
         let backend = Self {
             smmu,
             mem,
@@ -209,10 +285,7 @@ impl<M: DmaMemory, R: RegisterAccess> Smmuv3Backend<M, R> {
     /// The domain `sid` is attached to: `Some(None)` when it is known but unclaimed, `None`
     /// when the backend has never configured it.
     pub fn stream_domain(&self, sid: StreamId) -> Option<Option<DomainId>> {
-        self.streams
-            .iter()
-            .find(|(s, _)| *s == sid)
-            .map(|(_, d)| *d)
+        self.streams.iter().find(|r| r.sid == sid).map(|r| r.domain)
     }
 
     /// Where `iova` goes in `domain`, for diagnostics: `None` when it is not mapped.
@@ -245,6 +318,30 @@ impl<M: DmaMemory, R: RegisterAccess> Smmuv3Backend<M, R> {
             .ok_or(BackendError::UnknownDomain(id))
     }
 
+    /// Sends the invalidation `domain` still owes (see [`Domain::pending`]) and waits for its
+    /// CMD_SYNC; only then frees the tables its unmaps retired. Nothing is sent when nothing
+    /// is owed.
+    ///
+    /// # Errors
+    /// The driver's; the invalidation then stays owed and the tables stay allocated.
+    fn settle(&mut self, domain: DomainId) -> Result<(), BackendError> {
+        let Self {
+            smmu, mem, domains, ..
+        } = self;
+        let d = domains
+            .get_mut(usize::from(domain.0))
+            .and_then(Option::as_mut)
+            .ok_or(BackendError::UnknownDomain(domain))?;
+        if let Some((start, span)) = d.pending.range() {
+            smmu.invalidate_s2(mem, d.vmid, start, span, d.pending.leaf_only())?;
+            d.pending = Invalidation::none();
+        }
+        // The CMD_SYNC has completed: no walk cache can still hold the tables the unmaps
+        // emptied (IHI 0070 §3.21.1).
+        d.table.reclaim(mem);
+        Ok(())
+    }
+
     fn set_stream(&mut self, sid: StreamId, domain: Option<DomainId>) -> Result<(), BackendError> {
         let ste = match domain {
             Some(id) => {
@@ -253,20 +350,50 @@ impl<M: DmaMemory, R: RegisterAccess> Smmuv3Backend<M, R> {
             }
             None => Ste::s2_translate(&self.context(UNCLAIMED_VMID, &self.unclaimed)),
         };
-        let slot = self.streams.iter().position(|(s, _)| *s == sid);
+        let slot = self.streams.iter().position(|r| r.sid == sid);
         if slot.is_none() && self.streams.is_full() {
             return Err(BackendError::TooManyStreams);
         }
-        self.smmu.install_ste(&mut self.mem, sid, &ste)?;
+        let result = self.smmu.install_ste(&mut self.mem, sid, &ste);
+        let unconfirmed = match &result {
+            Ok(()) => 0,
+            Err(e) if ste_may_have_changed(e) => {
+                // The SMMU may use the old STE (cached) or the new one (in memory): both
+                // domains stay alive until a later update of this stream succeeds.
+                let old = slot.map_or(
+                    StreamRecord {
+                        sid,
+                        domain: None,
+                        unconfirmed: 0,
+                    },
+                    |i| self.streams[i],
+                );
+                let mut bits = old.unconfirmed;
+                for d in [old.domain, domain].into_iter().flatten() {
+                    bits |= domain_bit(d);
+                }
+                log::error!(
+                    "smmuv3 backend: STE update of StreamID {sid} not confirmed; keeping the \
+                     domains it may point at"
+                );
+                bits
+            }
+            Err(e) => return Err((*e).into()),
+        };
+        let record = StreamRecord {
+            sid,
+            domain,
+            unconfirmed,
+        };
         match slot {
-            Some(i) => self.streams[i].1 = domain,
+            Some(i) => self.streams[i] = record,
             // Cannot fail: fullness was checked above.
             None => self
                 .streams
-                .push((sid, domain))
+                .push(record)
                 .map_err(|_| BackendError::TooManyStreams)?,
         }
-        Ok(())
+        result.map_err(Into::into)
     }
 }
 
@@ -316,23 +443,36 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for Smmuv3Backend<M, R> {
         };
         // Slot n uses VMID n + 1; VMID 0 is the unclaimed domain's.
         let vmid = Vmid(u16::try_from(slot + 1).map_err(|_| BackendError::TooManyDomains)?);
-        let table = Stage2Table::new(&mut self.mem, self.s2)?;
-        self.domains[slot] = Some(Domain { vmid, table });
+        let coherent = self.smmu.is_coherent();
+        let table = Stage2Table::new(&mut Dma::new(&mut self.mem, coherent), self.s2)?;
+        self.domains[slot] = Some(Domain {
+            vmid,
+            table,
+            pending: Invalidation::none(),
+        });
         Ok(DomainId(slot as u16))
     }
 
     fn destroy_domain(&mut self, domain: DomainId) -> Result<(), BackendError> {
         let vmid = self.domain(domain)?.vmid;
+        if let Some(r) = self
+            .streams
+            .iter()
+            .find(|r| r.unconfirmed & domain_bit(domain) != 0)
+        {
+            return Err(BackendError::SteUnconfirmed { domain, sid: r.sid });
+        }
         let streams = self
             .streams
             .iter()
-            .filter(|(_, d)| *d == Some(domain))
+            .filter(|r| r.domain == Some(domain))
             .count();
         if streams != 0 {
             return Err(BackendError::DomainInUse { domain, streams });
         }
         // The VMID is reused by the next domain in this slot: drop everything cached under it
-        // before its tables go back to the allocator.
+        // before its tables go back to the allocator. This also covers an invalidation the
+        // domain still owes; on failure the domain and all its tables stay.
         self.smmu.invalidate_vmid(&mut self.mem, vmid)?;
         if let Some(d) = self.domains[usize::from(domain.0)].take() {
             d.table.destroy(&mut self.mem);
@@ -341,7 +481,8 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for Smmuv3Backend<M, R> {
     }
 
     fn attach(&mut self, sid: StreamId, domain: DomainId) -> Result<(), BackendError> {
-        self.domain(domain)?;
+        // A stream joining the domain shares its VMID's TLB entries: stale ones go first.
+        self.settle(domain)?;
         self.set_stream(sid, Some(domain))
     }
 
@@ -360,19 +501,41 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for Smmuv3Backend<M, R> {
         if self.is_reserved(pa, len) {
             return Err(BackendError::ReservedMemory { pa, len });
         }
+        self.domain(domain)?;
+        // An invalidation still owed means the TLB may translate these IOVAs to their old
+        // memory: complete it before they can be given new memory.
+        self.settle(domain)?;
+        let coherent = self.smmu.is_coherent();
         let Self { mem, domains, .. } = self;
         let d = domains
             .get_mut(usize::from(domain.0))
             .and_then(Option::as_mut)
             .ok_or(BackendError::UnknownDomain(domain))?;
         // Only invalid entries are filled; the SMMU caches none, so nothing to invalidate.
-        d.table.map(mem, iova, pa, len, access)?;
+        d.table
+            .map(&mut Dma::new(mem, coherent), iova, pa, len, access)?;
         Ok(())
     }
 
     fn unmap(&mut self, domain: DomainId, iova: Iova, len: u64) -> Result<u64, BackendError> {
         let bbml = self.smmu.features().bbml;
+        let ias_bits = self.s2.ias_bits;
+        self.domain(domain)?;
+        // Checked before anything else, hardware included: a caller's mistake, its own error.
+        if iova
+            .get()
+            .checked_add(len)
+            .is_none_or(|end| end > 1u64 << ias_bits)
+        {
+            return Err(BackendError::OutOfRange {
+                iova,
+                len,
+                ias_bits,
+            });
+        }
+        let coherent = self.smmu.is_coherent();
         let Self { mem, domains, .. } = self;
+        let mem = &mut Dma::new(mem, coherent);
         let d = domains
             .get_mut(usize::from(domain.0))
             .and_then(Option::as_mut)
@@ -381,21 +544,12 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for Smmuv3Backend<M, R> {
         if bbml < 2 && d.table.split_tables(mem, iova, len)? > 0 {
             return Err(BackendError::SplitNeedsBbml2 { iova, len, bbml });
         }
+        // All or nothing: on error the table is unchanged and nothing new is owed.
         let unmapped = d.table.unmap(mem, iova, len)?;
-        let vmid = d.vmid;
-        if let Some((start, span)) = unmapped.invalidation.range() {
-            let leaf = unmapped.invalidation.leaf_only();
-            self.smmu
-                .invalidate_s2(&mut self.mem, vmid, start, span, leaf)?;
-        }
-        // The SYNC has completed: no walk cache can still hold the tables the unmap emptied.
-        let Self { mem, domains, .. } = self;
-        if let Some(d) = domains
-            .get_mut(usize::from(domain.0))
-            .and_then(Option::as_mut)
-        {
-            d.table.reclaim(mem);
-        }
+        // From here the entries are gone from memory but maybe not from the SMMU's caches: the
+        // invalidation is owed (together with any earlier one) until its CMD_SYNC completes.
+        d.pending = d.pending.merge(unmapped.invalidation);
+        self.settle(domain)?;
         Ok(unmapped.bytes)
     }
 

@@ -17,6 +17,10 @@ use iommu_core::{DmaMemory, PhysAddr};
 /// Size of one command (IHI 0070 §4: two 64-bit words).
 pub(crate) const ENTRY_SIZE: u64 = 16;
 
+/// How many times a command whose fetch aborted (CERROR_ABT), or a CMD_SYNC that failed on
+/// ATC invalidation (CERROR_ATC_INV_SYNC), is tried before the driver gives up on it.
+pub const COMMAND_ATTEMPTS: u32 = 4;
+
 /// A command queue in DMA memory and the driver's copy of CMDQ_PROD.
 #[derive(Debug)]
 pub(crate) struct CommandQueue {
@@ -59,15 +63,16 @@ impl CommandQueue {
     /// Writes `entries` followed by one CMD_SYNC, hands them to the SMMU and waits (at most
     /// `poll_limit` reads per wait) until the SMMU has consumed the CMD_SYNC.
     ///
-    /// A full queue is handed over and waited on before more entries are written. A command
-    /// the SMMU rejects is replaced by a CMD_SYNC and the error acknowledged, so the rest of
-    /// the batch runs and the queue keeps working; the first such error is returned after the
-    /// batch completed.
+    /// A full queue is handed over and waited on before more entries are written. Command
+    /// errors are recovered as [`CommandQueue::recover`] says (skip an illegal command, retry a
+    /// fetch abort), so the rest of the batch runs and the queue keeps working; the first
+    /// command that was not carried out is returned after the batch completed.
     ///
     /// # Errors
-    /// [`SmmuError::Command`] for the first rejected command (index in `entries`; `len` is the
-    /// trailing CMD_SYNC), [`SmmuError::Timeout`] naming CMDQ_CONS when the SMMU stops
-    /// consuming.
+    /// [`SmmuError::Command`] for the first skipped command (index in `entries`; `len` is the
+    /// trailing CMD_SYNC), [`SmmuError::CommandRetriesExhausted`] when a retried command was
+    /// given up, [`SmmuError::Timeout`] naming CMDQ_CONS when the SMMU stops consuming. On any
+    /// error the caller must assume that none of `entries` took effect.
     pub(crate) fn submit<R, M>(
         &mut self,
         regs: &mut R,
@@ -87,11 +92,17 @@ impl CommandQueue {
             polls: poll_limit.max(1),
             stats,
             first_error: None,
+            retry: None,
         };
         if cmdq_err_active(batch.regs) {
-            // Left behind by a batch that timed out: unblock the queue before using it.
-            let stale = self.recover(&mut batch);
-            log::warn!("smmuv3: recovered a command error left from an earlier batch: {stale}");
+            // Left behind by a batch that timed out (whose caller already heard of the
+            // failure): unblock the queue before using it.
+            match self.recover(&mut batch)? {
+                Some(stale) => log::warn!(
+                    "smmuv3: skipped a failed command left from an earlier batch: {stale}"
+                ),
+                None => log::warn!("smmuv3: retrying a command left from an earlier batch"),
+            }
         }
         let mut count = 0u64;
         for entry in entries {
@@ -138,8 +149,9 @@ impl CommandQueue {
     {
         for _ in 0..b.polls {
             if cmdq_err_active(b.regs) {
-                let e = self.recover(b);
-                b.first_error.get_or_insert(e);
+                if let Some(e) = self.recover(b)? {
+                    b.first_error.get_or_insert(e);
+                }
                 continue;
             }
             let cons = self.q.geom.ptr(b.regs.read32(Reg32::CmdqCons));
@@ -153,11 +165,25 @@ impl CommandQueue {
         })
     }
 
-    /// Recovers from CMDQ_ERR (IHI 0070 §7.1): the SMMU stopped with CONS at the failing
-    /// command and the reason in CMDQ_CONS.ERR. Unless the failure was the CMD_SYNC itself
-    /// waiting on ATC invalidation (which is retried as is), the command is overwritten with a
-    /// CMD_SYNC; then GERRORN.CMDQ_ERR is toggled to match GERROR, which restarts consumption.
-    fn recover<R, M>(&mut self, b: &mut Batch<'_, R, M>) -> SmmuError
+    /// Recovers from CMDQ_ERR (IHI 0070 §7.1). The SMMU stopped with CMDQ_CONS.RD at the
+    /// failing command and the reason in CMDQ_CONS.ERR; GERRORN.CMDQ_ERR toggled to match
+    /// GERROR restarts consumption at that same entry, so what happens next depends on what is
+    /// left in the slot:
+    ///
+    /// * CERROR_ILL (and any unknown code): the command itself is bad and would fail again. It
+    ///   is overwritten with a CMD_SYNC (skipped) and its loss is returned, so the operation it
+    ///   belonged to fails: a lost TLBI or CFGI is never reported as success.
+    /// * CERROR_ABT: the *fetch* of the command failed (an external abort reading the queue),
+    ///   the command is fine. It is left in place and fetched again, up to
+    ///   [`COMMAND_ATTEMPTS`] times; then it is skipped like an illegal one and reported as
+    ///   [`SmmuError::CommandRetriesExhausted`].
+    /// * CERROR_ATC_INV_SYNC: a CMD_SYNC waited too long for ATC invalidations. As Linux does,
+    ///   the CMD_SYNC is left in place and run again; after [`COMMAND_ATTEMPTS`] the error is
+    ///   left active and returned as `Err` (a CMD_SYNC cannot be skipped meaningfully); the
+    ///   next submission starts by retrying it.
+    ///
+    /// Returns `Ok(None)` when the command is being retried, `Ok(Some(e))` when it was skipped.
+    fn recover<R, M>(&mut self, b: &mut Batch<'_, R, M>) -> Result<Option<SmmuError>, SmmuError>
     where
         R: RegisterAccess + ?Sized,
         M: DmaMemory + ?Sized,
@@ -167,7 +193,30 @@ impl CommandQueue {
         let cons = self.q.geom.ptr(cons_reg);
         let slot = self.slot(cons);
         let opcode = b.mem.read_u64(slot) as u8;
-        if error != CommandErrorKind::AtcInvSync {
+        let index = self.q.geom.distance(b.start, cons) as usize;
+        let retryable = matches!(
+            error,
+            CommandErrorKind::Abort | CommandErrorKind::AtcInvSync
+        );
+        let attempts = match b.retry {
+            Some((at, n)) if at == cons => n + 1,
+            _ => 1,
+        };
+        b.retry = Some((cons, attempts));
+        let exhausted = SmmuError::CommandRetriesExhausted {
+            index,
+            opcode,
+            error,
+            attempts,
+        };
+        if retryable && attempts >= COMMAND_ATTEMPTS && error == CommandErrorKind::AtcInvSync {
+            log::error!(
+                "smmuv3: CMD_SYNC #{index} failed {attempts} times with {error}; giving up"
+            );
+            return Err(exhausted);
+        }
+        let skip = !retryable || attempts >= COMMAND_ATTEMPTS;
+        if skip {
             let [w0, w1] = Command::Sync.encode();
             b.mem.write_u64(slot, w0);
             b.mem.write_u64(PhysAddr(slot.get() + 8), w1);
@@ -179,15 +228,26 @@ impl CommandQueue {
         b.regs
             .write32(Reg32::Gerrorn, (gerrorn & !bit) | (gerror & bit));
         b.stats.command_errors_recovered += 1;
-        let index = self.q.geom.distance(b.start, cons) as usize;
-        log::warn!(
-            "smmuv3: command #{index} (opcode {opcode:#04x}) failed with {error}; replaced by CMD_SYNC"
-        );
-        SmmuError::Command {
-            index,
-            opcode,
-            error,
+        if !skip {
+            log::warn!(
+                "smmuv3: command #{index} (opcode {opcode:#04x}) failed with {error}; retrying \
+                 (attempt {attempts} of {COMMAND_ATTEMPTS})"
+            );
+            return Ok(None);
         }
+        log::warn!(
+            "smmuv3: command #{index} (opcode {opcode:#04x}) failed with {error}; replaced by \
+             CMD_SYNC, not carried out"
+        );
+        Ok(Some(if retryable {
+            exhausted
+        } else {
+            SmmuError::Command {
+                index,
+                opcode,
+                error,
+            }
+        }))
     }
 }
 
@@ -202,6 +262,8 @@ struct Batch<'a, R: ?Sized, M: ?Sized> {
     stats: &'a mut Stats,
     /// The first command error seen (the batch still runs to its CMD_SYNC).
     first_error: Option<SmmuError>,
+    /// The CMDQ_CONS pointer of the command being retried and how often it was tried.
+    retry: Option<(u32, u32)>,
 }
 
 /// Whether GERROR.CMDQ_ERR is active (differs from GERRORN.CMDQ_ERR).

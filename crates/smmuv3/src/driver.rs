@@ -2,13 +2,14 @@
 
 use crate::cmd::{tlbi_s2_range, Command};
 use crate::cmdq::CommandQueue;
+use crate::coherency::Dma;
 use crate::error::{Requirement, SmmuError};
 use crate::event::Event;
 use crate::evtq::{DrainReport, EventQueue};
-use crate::features::{Features, TableEndian};
+use crate::features::{Features, StallModel, TableEndian};
 use crate::gerror::{GerrorFlags, GerrorReport};
 use crate::mmio::{Mmio, Reg32, Reg64, RegisterAccess};
-use crate::regs::{CR0, CR1, CR2, GBPA};
+use crate::regs::{CMDQ_BASE, CR0, CR1, CR2, EVENTQ_BASE, GBPA, STRTAB_BASE};
 use crate::ste::Ste;
 use crate::stream_table::{StreamTable, StreamTableFormat};
 use iommu_core::{DmaMemory, Iova, StreamId, Vmid};
@@ -22,23 +23,50 @@ pub struct BringUpConfig {
     pub sid_bits: u8,
     /// Log2 of the command queue entries (clamped to IDR1.CMDQS).
     pub cmdq_log2: u8,
-    /// Log2 of the event queue entries (clamped to IDR1.EVENTQS).
-    pub evtq_log2: u8,
+    /// Most bytes the event queue may take. It gets 2^n records of 32 bytes (IHI 0070 §7.3),
+    /// n = min(IDR1.EVENTQS, log2(`evtq_bytes` / 32)) (IHI 0070 §6.3.2, §6.3.28): as many as
+    /// the SMMU allows within the budget. At least 32.
+    pub evtq_bytes: u64,
     /// Register reads per bounded wait before giving up with [`SmmuError::Timeout`] (0 acts
     /// as 1).
     pub poll_limit: u32,
+    /// The platform says the SMMU's table walks and queue accesses snoop the CPU caches (the
+    /// device tree's `dma-coherent`, or the config's `coherent yes`). The driver treats the
+    /// SMMU as coherent only when this **and** SMMU_IDR0.COHACC (IHI 0070 §6.3.1) say so;
+    /// otherwise every table and queue write is cleaned to the point of coherency
+    /// ([`iommu_core::DmaMemory::sync_for_device`]) and the SMMU is told to use non-cacheable
+    /// accesses. `false` (the default) is always safe, only slower.
+    pub coherent: bool,
+}
+
+/// Size of one event record (IHI 0070 §7.3).
+const EVENT_RECORD_BYTES: u64 = crate::evtq::ENTRY_SIZE;
+
+/// Log2 of the event-queue records: the most that fit in `budget` bytes, capped at the SMMU's
+/// IDR1.EVENTQS (and the register width, [`crate::queue::MAX_LOG2SIZE`]).
+fn evtq_log2_for(budget: u64, eventqs: u8) -> Result<u8, SmmuError> {
+    let records = budget / EVENT_RECORD_BYTES;
+    if records == 0 {
+        return Err(SmmuError::InvalidConfig {
+            what: "event queue budget (bytes, at least one 32-byte record)",
+            value: budget,
+        });
+    }
+    let fits = records.ilog2() as u8;
+    Ok(fits.min(eventqs).min(crate::queue::MAX_LOG2SIZE))
 }
 
 impl Default for BringUpConfig {
-    /// Auto stream table for 16-bit StreamIDs (PCI requester IDs), 256 commands, 128 events,
-    /// a million polls per wait.
+    /// Auto stream table for 16-bit StreamIDs (PCI requester IDs), 256 commands, a 64 KiB event
+    /// queue budget (2,048 records where IDR1.EVENTQS allows), a million polls per wait.
     fn default() -> Self {
         Self {
             stream_table: StreamTableFormat::Auto,
             sid_bits: 16,
             cmdq_log2: 8,
-            evtq_log2: 7,
+            evtq_bytes: 64 * 1024,
             poll_limit: 1_000_000,
+            coherent: false,
         }
     }
 }
@@ -108,6 +136,9 @@ pub struct Smmu<R: RegisterAccess = Mmio> {
     running: Option<Running>,
     stats: Stats,
     poll_limit: u32,
+    /// The SMMU snoops the CPU caches: IDR0.COHACC and the platform's word
+    /// ([`BringUpConfig::coherent`]) both say so. Decided at bring-up.
+    coherent: bool,
 }
 
 impl Smmu<Mmio> {
@@ -143,6 +174,7 @@ impl<R: RegisterAccess> Smmu<R> {
             running: None,
             stats: Stats::default(),
             poll_limit: 1,
+            coherent: false,
         }
     }
 
@@ -168,6 +200,18 @@ impl<R: RegisterAccess> Smmu<R> {
             .map(|r| (r.strtab.format(), r.strtab.sid_bits()))
     }
 
+    /// Whether the driver treats the SMMU as cache-coherent (SMMU_IDR0.COHACC and
+    /// [`BringUpConfig::coherent`] both set). When not, every table and queue write is cleaned
+    /// to the point of coherency and the SMMU makes Non-cacheable accesses.
+    pub fn is_coherent(&self) -> bool {
+        self.coherent
+    }
+
+    /// Log2 of the event queue's entries, once running.
+    pub fn evtq_log2(&self) -> Option<u8> {
+        self.running.as_ref().map(|r| r.evtq.geometry().log2size())
+    }
+
     /// The register frame (for tests that inspect an emulated SMMU).
     pub fn registers(&self) -> &R {
         &self.regs
@@ -187,6 +231,14 @@ impl<R: RegisterAccess> Smmu<R> {
             Some(Requirement::OutputAddressSize)
         } else if f.tables_preset || f.queues_preset {
             Some(Requirement::ProgrammableBases)
+        } else if !matches!(
+            f.stall_model,
+            StallModel::StallAndTerminate | StallModel::TerminateOnly
+        ) {
+            // IHI 0070 §6.3.1 IDR0.STALL_MODEL: 0b10 forces stalling of every stallable fault,
+            // and a stalled transaction waits for CMD_RESUME / CMD_STALL_TERM, which we never
+            // send; 0b11 is reserved. With 0b00 stalling is per STE (S2S), and ours keep it 0.
+            Some(Requirement::TerminateModel)
         } else {
             None
         };
@@ -272,8 +324,10 @@ impl<R: RegisterAccess> Smmu<R> {
     /// letting traffic through untranslated:
     ///
     /// 1. GBPA.ABORT (QEMU resets to bypass), then CR0 = 0 (SMMUEN, queues off) and interrupts
-    ///    off (we poll), stale global errors acknowledged;
-    /// 2. CR1 (write-back, inner-shareable table and queue accesses), CR2 (RECINVSID, PTM);
+    ///    off (we poll); an SMMU in service failure mode (GERROR.SFM_ERR) is refused here, other
+    ///    stale global errors are acknowledged;
+    /// 2. CR1 (write-back, inner-shareable table and queue accesses when coherent, see
+    ///    [`BringUpConfig::coherent`]; Non-cacheable otherwise), CR2 (RECINVSID, PTM);
     /// 3. stream table (every entry invalid) and command queue programmed, CMDQEN;
     /// 4. CMD_CFGI_ALL + CMD_TLBI_NSNH_ALL + CMD_SYNC (legal with or without stage 1);
     /// 5. event queue programmed, EVENTQEN; global errors checked;
@@ -283,7 +337,9 @@ impl<R: RegisterAccess> Smmu<R> {
     ///
     /// # Errors
     /// [`SmmuError::AlreadyRunning`]; [`SmmuError::Unsupported`] without stage 2, AArch64
-    /// tables, the 4 KiB granule or little-endian walks; [`SmmuError::InvalidConfig`] or
+    /// tables, the 4 KiB granule, little-endian walks, programmable bases, or with forced
+    /// stalling (IDR0.STALL_MODEL = 0b10, [`Requirement::TerminateModel`]);
+    /// [`SmmuError::ServiceFailureBeforeBringUp`]; [`SmmuError::InvalidConfig`] or
     /// [`SmmuError::OutOfMemory`] for the tables; [`SmmuError::Timeout`] naming the register
     /// that did not respond; [`SmmuError::Command`] if the invalidation is rejected;
     /// [`SmmuError::ServiceFailure`]. On failure the SMMU is left disabled with GBPA.ABORT set
@@ -299,8 +355,10 @@ impl<R: RegisterAccess> Smmu<R> {
         }
         self.check_features()?;
         self.poll_limit = cfg.poll_limit;
+        self.coherent = cfg.coherent && self.features.cohacc;
+        let mem = &mut Dma::new(mem, self.coherent);
         let cmdq_log2 = cfg.cmdq_log2.min(self.features.cmdq_log2);
-        let evtq_log2 = cfg.evtq_log2.min(self.features.eventq_log2);
+        let evtq_log2 = evtq_log2_for(cfg.evtq_bytes, self.features.eventq_log2)?;
         let strtab = StreamTable::new(mem, &self.features, cfg.stream_table, cfg.sid_bits)?;
         let cmdq = match CommandQueue::alloc(mem, cmdq_log2) {
             Ok(q) => q,
@@ -351,15 +409,45 @@ impl<R: RegisterAccess> Smmu<R> {
         self.write_cr0(0)?;
         self.regs.write32(Reg32::IrqCtrl, 0);
         self.wait(Reg32::IrqCtrlAck, "IRQ_CTRLACK", |v| v == 0)?;
+        // IHI 0070 §6.3.18 GERROR.SFM_ERR: service failure mode is left only through a reset.
+        // An SMMU that firmware (or an earlier owner) left in it is refused, with all traffic
+        // aborted by the two writes above, and the error left visible.
+        let active = GerrorFlags::active(
+            self.regs.read32(Reg32::Gerror),
+            self.regs.read32(Reg32::Gerrorn),
+        );
+        if active.contains(GerrorFlags::SFM_ERR) {
+            log::error!("smmuv3: GERROR.SFM_ERR active before bring-up ({active}); refusing");
+            return Err(SmmuError::ServiceFailureBeforeBringUp);
+        }
         self.clear_gerror("before bring-up");
 
-        let cr1 = CR1::QUEUE_IC::WriteBack
-            + CR1::QUEUE_OC::WriteBack
-            + CR1::QUEUE_SH::InnerShareable
-            + CR1::TABLE_IC::WriteBack
-            + CR1::TABLE_OC::WriteBack
-            + CR1::TABLE_SH::InnerShareable;
+        // IHI 0070 §6.3.11 SMMU_CR1: the attributes of the SMMU's own stream table and queue
+        // accesses. Coherent: write-back, inner shareable. Otherwise Non-cacheable (IC = OC =
+        // 0b00), where SH is ignored and behaves as Outer Shareable; we write that value.
+        let cr1 = if self.coherent {
+            CR1::QUEUE_IC::WriteBack
+                + CR1::QUEUE_OC::WriteBack
+                + CR1::QUEUE_SH::InnerShareable
+                + CR1::TABLE_IC::WriteBack
+                + CR1::TABLE_OC::WriteBack
+                + CR1::TABLE_SH::InnerShareable
+        } else {
+            CR1::QUEUE_IC::NonCacheable
+                + CR1::QUEUE_OC::NonCacheable
+                + CR1::QUEUE_SH::OuterShareable
+                + CR1::TABLE_IC::NonCacheable
+                + CR1::TABLE_OC::NonCacheable
+                + CR1::TABLE_SH::OuterShareable
+        };
         self.regs.write32(Reg32::Cr1, cr1.value);
+        // STRTAB_BASE.RA (§6.3.23), CMDQ_BASE.RA (§6.3.25), EVENTQ_BASE.WA (§6.3.28) are
+        // allocation hints for cacheable accesses; without caching they are left clear.
+        let hints = if self.coherent {
+            u64::MAX
+        } else {
+            !(STRTAB_BASE::RA::SET.value | CMDQ_BASE::RA::SET.value | EVENTQ_BASE::WA::SET.value)
+        };
         // IHI 0070 §6.3.12: RECINVSID records C_BAD_STREAMID; PTM (ignore broadcast TLB
         // maintenance, which would not cover our VMIDs) exists only with IDR0.BTM and is RES0,
         // to be written as zero, otherwise. E2H stays 0 (no EL2 stage-1 contexts here).
@@ -369,10 +457,12 @@ impl<R: RegisterAccess> Smmu<R> {
         }
         self.regs.write32(Reg32::Cr2, cr2);
 
-        self.regs.write64(Reg64::StrtabBase, run.strtab.base_reg());
+        self.regs
+            .write64(Reg64::StrtabBase, run.strtab.base_reg() & hints);
         self.regs
             .write32(Reg32::StrtabBaseCfg, run.strtab.base_cfg());
-        self.regs.write64(Reg64::CmdqBase, run.cmdq.base_reg());
+        self.regs
+            .write64(Reg64::CmdqBase, run.cmdq.base_reg() & hints);
         self.regs.write32(Reg32::CmdqProd, 0);
         self.regs.write32(Reg32::CmdqCons, 0);
         // The zeroed tables and queue are visible before the SMMU may read them.
@@ -387,7 +477,8 @@ impl<R: RegisterAccess> Smmu<R> {
             &mut self.stats,
         )?;
 
-        self.regs.write64(Reg64::EventqBase, run.evtq.base_reg());
+        self.regs
+            .write64(Reg64::EventqBase, run.evtq.base_reg() & hints);
         self.regs.write32(Reg32::EventqProd, 0);
         self.regs.write32(Reg32::EventqCons, 0);
         let queues = cmdqen | CR0::EVENTQEN::SET.value;
@@ -444,7 +535,11 @@ impl<R: RegisterAccess> Smmu<R> {
         ste: &Ste,
     ) -> Result<(), SmmuError> {
         // Fields this SMMU does not implement are RES0 and must be written as zero.
-        let ste = ste.for_smmu(&self.features);
+        let mut ste = ste.for_smmu(&self.features);
+        if !self.coherent {
+            ste = ste.with_non_cacheable_walks();
+        }
+        let mem = &mut Dma::new(mem, self.coherent);
         let Self {
             regs,
             running,
@@ -512,8 +607,11 @@ impl<R: RegisterAccess> Smmu<R> {
     /// Submits `cmds` followed by one CMD_SYNC and waits for completion.
     ///
     /// # Errors
-    /// [`SmmuError::NotRunning`]; [`SmmuError::Command`] naming the first rejected command
-    /// (the queue was recovered and the rest of the batch ran); [`SmmuError::Timeout`].
+    /// [`SmmuError::NotRunning`]; [`SmmuError::Command`] naming the first command skipped
+    /// because the SMMU rejected it (CERROR_ILL; the rest of the batch ran);
+    /// [`SmmuError::CommandRetriesExhausted`] for a command whose fetch kept aborting
+    /// (CERROR_ABT) or a CMD_SYNC that kept failing on ATC invalidation; [`SmmuError::Timeout`].
+    /// After any of them, assume none of `cmds` took effect.
     pub fn submit(&mut self, mem: &mut impl DmaMemory, cmds: &[Command]) -> Result<(), SmmuError> {
         self.submit_encoded(mem, cmds.iter().map(Command::encode))
     }
@@ -540,7 +638,7 @@ impl<R: RegisterAccess> Smmu<R> {
         let run = self.running.as_mut().ok_or(SmmuError::NotRunning)?;
         run.cmdq.submit(
             &mut self.regs,
-            mem,
+            &mut Dma::new(mem, self.coherent),
             entries,
             self.poll_limit,
             &mut self.stats,

@@ -22,6 +22,11 @@ pub enum Requirement {
     /// Software-programmable stream table and queue bases (IHI 0070 §6.3.2 IDR1.TABLES_PRESET
     /// and QUEUES_PRESET are 0).
     ProgrammableBases,
+    /// Faults that terminate rather than stall (IHI 0070 §6.3.1 IDR0.STALL_MODEL is 0b00 or
+    /// 0b01). With 0b10 every stallable fault stalls the transaction until software sends
+    /// CMD_RESUME or CMD_STALL_TERM, which smmuman never does, so a faulting device would
+    /// hang; 0b11 is reserved.
+    TerminateModel,
 }
 
 impl fmt::Display for Requirement {
@@ -34,6 +39,10 @@ impl fmt::Display for Requirement {
             Self::OutputAddressSize => "an architected output address size (IDR5.OAS)",
             Self::TwoLevelStreamTable => "2-level stream tables (IDR0.ST_LEVEL)",
             Self::ProgrammableBases => "programmable table and queue bases (IDR1.*_PRESET)",
+            Self::TerminateModel => {
+                "faults that terminate instead of stalling (IDR0.STALL_MODEL is not 0b10, stall \
+                 forced; smmuman never sends CMD_RESUME)"
+            }
         })
     }
 }
@@ -126,6 +135,24 @@ pub enum SmmuError {
     },
     /// The SMMU entered service failure mode (IHI 0070 §6.3.18 GERROR.SFM_ERR).
     ServiceFailure,
+    /// The SMMU was already in service failure mode (GERROR.SFM_ERR active) when bring-up
+    /// started: firmware or an earlier owner left it broken. Bring-up refuses it and leaves all
+    /// traffic terminated (GBPA.ABORT set, SMMUEN = 0).
+    ServiceFailureBeforeBringUp,
+    /// A command the SMMU kept failing to fetch (CERROR_ABT) or a CMD_SYNC kept failing on
+    /// ATC invalidation (CERROR_ATC_INV_SYNC) was retried `attempts` times and given up
+    /// (IHI 0070 §7.1). A fetch abort's command was then skipped (replaced by a CMD_SYNC), so
+    /// what it asked for did **not** happen.
+    CommandRetriesExhausted {
+        /// Position of the command in the submitted batch.
+        index: usize,
+        /// Its opcode (IHI 0070 §4.1).
+        opcode: u8,
+        /// The reason from CMDQ_CONS.ERR.
+        error: CommandErrorKind,
+        /// How many times it was tried.
+        attempts: u32,
+    },
 }
 
 impl From<OutOfMemory> for SmmuError {
@@ -170,6 +197,21 @@ impl fmt::Display for SmmuError {
                 opcode_name(*opcode)
             ),
             Self::ServiceFailure => f.write_str("SMMU entered service failure mode (SFM_ERR)"),
+            Self::ServiceFailureBeforeBringUp => f.write_str(
+                "SMMU was already in service failure mode (GERROR.SFM_ERR) before bring-up; \
+                 refusing it (all traffic stays aborted)",
+            ),
+            Self::CommandRetriesExhausted {
+                index,
+                opcode,
+                error,
+                attempts,
+            } => write!(
+                f,
+                "SMMU command #{index} ({} {opcode:#04x}) still failed with {error} after \
+                 {attempts} attempts; it was not carried out",
+                opcode_name(*opcode)
+            ),
         }
     }
 }

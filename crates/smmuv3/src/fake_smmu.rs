@@ -16,15 +16,39 @@ use std::rc::Rc;
 /// QEMU 10.0 `virt` ID registers (IDR3 = HAD | XNX | RIL | BBML2).
 pub(crate) const QEMU_IDR: [u32; 6] = [0x0d44_101b, 0x0273_0010, 0, 0x1414, 0, 0x74];
 
-/// DMA memory shared between the driver (as its `mem` argument) and the emulated SMMU.
+/// One step of what happened, in order: a command the SMMU consumed, or memory the driver gave
+/// back. Lets a test prove that tables are freed only after the CMD_SYNC that made them unused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Tick {
+    /// The SMMU consumed a command with this opcode.
+    Command(u8),
+    /// The driver freed the allocation at this address.
+    Free(PhysAddr),
+}
+
+/// DMA memory shared between the driver (as its `mem` argument) and the emulated SMMU, and the
+/// timeline both append to.
 #[derive(Clone, Default)]
-pub(crate) struct SharedMem(pub Rc<RefCell<FakeMemory>>);
+pub(crate) struct SharedMem(pub Rc<RefCell<FakeMemory>>, pub Rc<RefCell<Vec<Tick>>>);
+
+impl SharedMem {
+    /// Everything that happened since the timeline was last cleared.
+    pub(crate) fn timeline(&self) -> Vec<Tick> {
+        self.1.borrow().clone()
+    }
+
+    /// Forgets the timeline so far.
+    pub(crate) fn clear_timeline(&self) {
+        self.1.borrow_mut().clear();
+    }
+}
 
 impl DmaMemory for SharedMem {
     fn alloc_zeroed(&mut self, size: usize, align: usize) -> Result<PhysAddr, OutOfMemory> {
         self.0.borrow_mut().alloc_zeroed(size, align)
     }
     fn free(&mut self, pa: PhysAddr, size: usize) {
+        self.1.borrow_mut().push(Tick::Free(pa));
         self.0.borrow_mut().free(pa, size)
     }
     fn read_u64(&self, pa: PhysAddr) -> u64 {
@@ -32,6 +56,10 @@ impl DmaMemory for SharedMem {
     }
     fn write_u64(&mut self, pa: PhysAddr, value: u64) {
         self.0.borrow_mut().write_u64(pa, value)
+    }
+    fn publish(&mut self) {}
+    fn sync_for_device(&mut self, pa: PhysAddr, len: u64) {
+        self.0.borrow_mut().sync_for_device(pa, len)
     }
 }
 
@@ -49,6 +77,18 @@ pub(crate) enum Overflow {
     Qemu,
     /// EVENTQ_PROD.OVFLG, as IHI 0070 §7.2 specifies.
     Spec,
+}
+
+/// A command the emulated SMMU fails on purpose: the next `times` commands with `opcode` stop
+/// the queue with CMDQ_CONS.ERR = `error` (IHI 0070 §7.1: 1 CERROR_ILL, 2 CERROR_ABT,
+/// 3 CERROR_ATC_INV_SYNC) instead of being consumed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Inject {
+    pub opcode: u8,
+    pub error: u8,
+    /// Commands with `opcode` let through before the failures start.
+    pub after: u32,
+    pub times: u32,
 }
 
 /// Register state and knobs of the emulated SMMU.
@@ -86,6 +126,15 @@ pub(crate) struct State {
     pub dropped_events: u32,
     /// Cached STEs (StreamID → words), filled on lookup, emptied by CFGI.
     pub ste_cache: HashMap<u32, [u64; 8]>,
+    /// Commands to fail (see [`Inject`]).
+    pub inject: Vec<Inject>,
+    /// Stop consuming, without an error, at the first command with this opcode (a CMD_SYNC
+    /// that never completes: the driver's wait times out).
+    pub hold: Option<u8>,
+    /// The SMMU snoops the CPU caches (IHI 0070 §6.3.1 IDR0.COHACC, by default). When false it
+    /// reads commands, STEs and tables from memory as a non-coherent device does
+    /// ([`FakeMemory::read_u64_device`]): what the CPU wrote but did not clean is stale.
+    pub coherent: bool,
 }
 
 impl State {
@@ -117,6 +166,18 @@ impl State {
             sfm_on_eventqen: false,
             dropped_events: 0,
             ste_cache: HashMap::new(),
+            inject: Vec::new(),
+            hold: None,
+            coherent: idr[0] & 1 << 4 != 0,
+        }
+    }
+
+    /// A word of memory as this SMMU reads it (through the caches only when coherent).
+    fn read(&self, mem: &FakeMemory, pa: u64) -> u64 {
+        if self.coherent {
+            mem.read_u64(PhysAddr(pa))
+        } else {
+            mem.read_u64_device(PhysAddr(pa))
         }
     }
 
@@ -159,7 +220,7 @@ impl State {
     }
 
     /// Consumes up to `budget` commands, like QEMU's smmuv3_cmdq_consume.
-    fn consume(&mut self, mem: &FakeMemory, budget: u32) {
+    fn consume(&mut self, mem: &FakeMemory, timeline: &RefCell<Vec<Tick>>, budget: u32) {
         if self.cr0 & 8 == 0 {
             return;
         }
@@ -169,11 +230,25 @@ impl State {
                 return;
             }
             let slot = Self::base(self.cmdq_base) + u64::from(q.index(self.cmdq_cons)) * 16;
-            let cmd = [
-                mem.read_u64(PhysAddr(slot)),
-                mem.read_u64(PhysAddr(slot + 8)),
-            ];
+            let cmd = [self.read(mem, slot), self.read(mem, slot + 8)];
             let op = cmd[0] as u8;
+            if self.hold == Some(op) {
+                return;
+            }
+            if let Some(inj) = self
+                .inject
+                .iter_mut()
+                .find(|i| i.opcode == op && i.times > 0)
+            {
+                if inj.after > 0 {
+                    inj.after -= 1;
+                } else {
+                    inj.times -= 1;
+                    self.cmdq_cons = (self.cmdq_cons & !(0x7f << 24)) | u32::from(inj.error) << 24;
+                    self.gerror ^= 1;
+                    return;
+                }
+            }
             if self.illegal(op) {
                 self.cmdq_cons = (self.cmdq_cons & !(0x7f << 24)) | 1 << 24; // CERROR_ILL
                 self.gerror ^= 1;
@@ -196,6 +271,7 @@ impl State {
                 _ => {}
             }
             self.commands.push(cmd);
+            timeline.borrow_mut().push(Tick::Command(op));
             let next = q.advance(self.cmdq_cons, 1);
             self.cmdq_cons = (self.cmdq_cons & !q.ptr_mask()) | next;
         }
@@ -210,7 +286,7 @@ impl State {
         let base = self.strtab_base & 0x000f_ffff_ffff_ffc0;
         let addr = if (self.strtab_cfg >> 16) & 3 == 1 {
             let split = (self.strtab_cfg >> 6) & 0x1f;
-            let l1std = mem.read_u64(PhysAddr(base + u64::from(sid >> split) * 8));
+            let l1std = self.read(mem, base + u64::from(sid >> split) * 8);
             let span = l1std & 0x1f;
             if span == 0 {
                 return Err(0x02);
@@ -224,7 +300,7 @@ impl State {
         };
         let mut ste = [0; 8];
         for (i, w) in ste.iter_mut().enumerate() {
-            *w = mem.read_u64(PhysAddr(addr + 8 * i as u64));
+            *w = self.read(mem, addr + 8 * i as u64);
         }
         if ste[0] & 1 == 0 {
             return Err(0x04); // C_BAD_STE
@@ -263,6 +339,33 @@ impl FakeSmmu {
         Ok(ste)
     }
 
+    /// Where the SMMU would send a DMA of `sid` to `iova`: the STE it uses, then a stage-2
+    /// walk (VMSAv8-64, 4 KiB granule, start level from STE.S2SL0, IHI 0070 §5.2) over memory
+    /// as this SMMU reads it. `None` for a fault (no TLB is modelled).
+    pub(crate) fn translate(&self, sid: u32, iova: u64) -> Option<u64> {
+        let ste = self.config(sid).ok()?;
+        let st = self.st.borrow();
+        let mem = self.mem.0.borrow();
+        let mut table = ste[3] & 0x000f_ffff_ffff_f000;
+        let mut level = 2 - ((ste[2] >> 38) & 3);
+        loop {
+            let shift = 12 + 9 * (3 - level);
+            let desc = st.read(&mem, table + ((iova >> shift) & 0x1ff) * 8);
+            let out = desc & 0x0000_ffff_ffff_f000;
+            match (desc & 1, desc & 2 != 0, level) {
+                (0, _, _) => return None,
+                (_, true, 0..=2) => {
+                    table = out;
+                    level += 1;
+                }
+                (_, true, _) | (_, false, 1 | 2) => {
+                    return Some(out + (iova & ((1 << shift) - 1)));
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// The SMMU records an event (QEMU's smmuv3_record_event + smmuv3_write_eventq).
     pub(crate) fn record_event(&self, raw: [u64; 4]) {
         let mut st = self.st.borrow_mut();
@@ -291,10 +394,25 @@ impl FakeSmmu {
         let slot = State::base(st.evtq_base) + u64::from(q.index(st.evtq_prod)) * 32;
         let mut mem = self.mem.0.borrow_mut();
         for (i, w) in raw.iter().enumerate() {
-            mem.write_u64(PhysAddr(slot + 8 * i as u64), *w);
+            mem.write_u64_device(PhysAddr(slot + 8 * i as u64), *w);
         }
         let next = q.advance(st.evtq_prod, 1);
         st.evtq_prod = (st.evtq_prod & (1 << 31)) | next;
+    }
+
+    /// Fails the next `times` commands with `opcode` with CMDQ_CONS.ERR = `error`.
+    pub(crate) fn inject(&self, opcode: u8, error: u8, times: u32) {
+        self.inject_after(opcode, error, 0, times);
+    }
+
+    /// Lets `after` commands with `opcode` through, then fails the next `times` of them.
+    pub(crate) fn inject_after(&self, opcode: u8, error: u8, after: u32, times: u32) {
+        self.st.borrow_mut().inject.push(Inject {
+            opcode,
+            error,
+            after,
+            times,
+        });
     }
 
     /// Register writes so far, for ordering assertions.
@@ -328,7 +446,7 @@ impl RegisterAccess for FakeSmmu {
             Reg32::CmdqProd => st.cmdq_prod,
             Reg32::CmdqCons => {
                 if let Some(n) = st.lazy {
-                    st.consume(&self.mem.0.borrow(), n);
+                    st.consume(&self.mem.0.borrow(), &self.mem.1, n);
                 }
                 st.cmdq_cons
             }
@@ -356,7 +474,7 @@ impl RegisterAccess for FakeSmmu {
                 if st.sfm_on_eventqen && value & 4 != 0 {
                     st.gerror ^= 1 << 8;
                 }
-                st.consume(&mem, eager);
+                st.consume(&mem, &self.mem.1, eager);
             }
             Reg32::Cr1 => st.cr1 = value,
             Reg32::Cr2 => st.cr2 = value,
@@ -368,12 +486,12 @@ impl RegisterAccess for FakeSmmu {
             Reg32::IrqCtrl => st.irq_ctrl = value,
             Reg32::Gerrorn => {
                 st.gerrorn = value;
-                st.consume(&mem, eager);
+                st.consume(&mem, &self.mem.1, eager);
             }
             Reg32::StrtabBaseCfg => st.strtab_cfg = value,
             Reg32::CmdqProd => {
                 st.cmdq_prod = value;
-                st.consume(&mem, eager);
+                st.consume(&mem, &self.mem.1, eager);
             }
             Reg32::CmdqCons => st.cmdq_cons = value,
             Reg32::EventqProd => st.evtq_prod = value,

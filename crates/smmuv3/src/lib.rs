@@ -40,6 +40,7 @@
 pub mod backend;
 pub mod cmd;
 mod cmdq;
+mod coherency;
 mod driver;
 mod error;
 pub mod event;

@@ -242,6 +242,25 @@ impl Ste {
         self
     }
 
+    /// The entry with its stage-2 table walks Non-cacheable (IHI 0070 §5.2: STE.S2IR0 =
+    /// STE.S2OR0 = 0b00; STE.S2SH0 = 0b10, Outer Shareable, the only shareability of
+    /// Non-cacheable memory), for an SMMU that does not snoop the CPU caches and so reads the
+    /// tables from memory, where the driver has cleaned them. Entries without a stage-2
+    /// translation are returned unchanged.
+    #[must_use]
+    pub fn with_non_cacheable_walks(mut self) -> Self {
+        if matches!(self.config(), SteConfig::Stage2 | SteConfig::Nested) {
+            let fields =
+                STE_DW2::S2IR0.val(0b11) + STE_DW2::S2OR0.val(0b11) + STE_DW2::S2SH0.val(0b11);
+            self.0[2] &= !fields.value;
+            self.0[2] |= (STE_DW2::S2IR0::NonCacheable
+                + STE_DW2::S2OR0::NonCacheable
+                + STE_DW2::S2SH0::Outer)
+                .value;
+        }
+        self
+    }
+
     /// STE.V.
     pub fn is_valid(&self) -> bool {
         STE_DW0::V.is_set(self.0[0])

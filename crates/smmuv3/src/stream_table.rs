@@ -348,6 +348,9 @@ mod tests {
         fn publish(&mut self) {
             self.log.push(Op::Publish);
         }
+        fn sync_for_device(&mut self, pa: PhysAddr, len: u64) {
+            self.mem.sync_for_device(pa, len)
+        }
     }
 
     fn record(mem: &mut Recorder, sid: StreamId) -> Result<(), SmmuError> {

@@ -72,6 +72,9 @@ impl DmaMemory for Arena {
         let (page, word) = Self::locate(pa);
         self.pages[page][word] = value;
     }
+
+    // Host memory standing in for a coherent device: nothing to clean.
+    fn sync_for_device(&mut self, _pa: PhysAddr, _len: u64) {}
 }
 
 /// One way of mapping the GiB at IOVA 1 GiB.

@@ -82,6 +82,10 @@ impl DmaMemory for DaemonMemory {
     fn publish(&mut self) {
         self.window.publish()
     }
+
+    fn sync_for_device(&mut self, pa: PhysAddr, len: u64) {
+        self.window.sync_for_device(pa, len)
+    }
 }
 
 #[cfg(test)]

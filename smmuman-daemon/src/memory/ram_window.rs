@@ -132,6 +132,43 @@ impl RamWindow {
         }
     }
 
+    /// Makes the bytes `[pa, pa + len)` the CPU wrote visible to a device that does not snoop
+    /// the CPU caches (a non-coherent SMMU), and waits until that is done: `DC CVAC` (clean by
+    /// address to the point of coherency, Arm ARM C5.3) over every data-cache line the range
+    /// touches, then `DSB SY`. The line size is read from CTR_EL0.DminLine, the smallest data
+    /// cache line of any cache the maintenance reaches, so stepping by it never skips a line.
+    /// On the host (tests) it is a fence.
+    ///
+    /// # Panics
+    /// When the range is not inside the window (a bug in the caller).
+    pub fn sync_for_device(&self, pa: PhysAddr, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let start = self.checked(pa, len, 1);
+        #[cfg(target_arch = "aarch64")]
+        {
+            let line = dcache_line_bytes();
+            let end = start.wrapping_add(len as usize);
+            let mut va = start & !(line - 1);
+            while va < end {
+                // SAFETY: DC CVAC writes the line holding `va` back to memory if it is dirty and
+                // changes no value a program can observe; `checked` proved the range lies in
+                // RAM this window owns.
+                unsafe {
+                    core::arch::asm!("dc cvac, {va}", va = in(reg) va, options(nostack, preserves_flags));
+                }
+                va += line;
+            }
+            aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::SY);
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        {
+            let _ = start;
+            core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     /// Makes every earlier write to RAM visible to other observers (the SMMU's table walker and
     /// DMA masters) before any later access, MMIO included: `DSB SY` (Arm ARM B2.3.12).
     pub fn publish(&self) {
@@ -140,6 +177,18 @@ impl RamWindow {
         #[cfg(not(target_arch = "aarch64"))]
         core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// The smallest data cache line in bytes: 4 << CTR_EL0.DminLine (bits [19:16], log2 of the
+/// line size in 4-byte words; Arm ARM D23.2 CTR_EL0).
+#[cfg(target_arch = "aarch64")]
+fn dcache_line_bytes() -> usize {
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effect and is permitted at EL1 and EL2.
+    unsafe {
+        core::arch::asm!("mrs {ctr}, ctr_el0", ctr = out(reg) ctr, options(nomem, nostack, preserves_flags));
+    }
+    4 << ((ctr >> 16) & 0xf)
 }
 
 #[cfg(test)]
@@ -212,6 +261,23 @@ mod tests {
         let mut ram = HostRam::new(PhysAddr(0x4000_0000), 0x2000);
         let mut w = ram.window(&[r(0x4000_0000, 0x1000)]);
         w.zero(r(0x4000_0000, 0x2000));
+    }
+
+    #[test]
+    fn sync_for_device_accepts_any_range_inside_the_window() {
+        let mut ram = HostRam::new(PhysAddr(0x4000_0000), 0x2000);
+        let w = ram.window(&[r(0x4000_1000, 0x1000)]);
+        w.sync_for_device(PhysAddr(0x4000_1004), 3);
+        w.sync_for_device(PhysAddr(0x4000_1000), 0x1000);
+        w.sync_for_device(PhysAddr(0x4000_0000), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside the RAM window")]
+    fn sync_for_device_outside_the_window_is_caught() {
+        let mut ram = HostRam::new(PhysAddr(0x4000_0000), 0x2000);
+        let w = ram.window(&[r(0x4000_1000, 0x1000)]);
+        w.sync_for_device(PhysAddr(0x4000_0fc0), 0x80);
     }
 
     #[test]

@@ -17,11 +17,20 @@ fn backend() -> (Smmuv3Backend<SharedMem, FakeSmmu>, FakeSmmu) {
 }
 
 fn backend_with(fake: FakeSmmu) -> (Smmuv3Backend<SharedMem, FakeSmmu>, FakeSmmu) {
+    backend_coherent(fake, true)
+}
+
+/// A backend whose platform says the SMMU is (`coherent`) or is not cache-coherent.
+fn backend_coherent(
+    fake: FakeSmmu,
+    coherent: bool,
+) -> (Smmuv3Backend<SharedMem, FakeSmmu>, FakeSmmu) {
     let mut mem = fake.mem.clone();
     let mut smmu = Smmu::with_registers(fake.clone());
     let cfg = BringUpConfig {
         stream_table: StreamTableFormat::TwoLevel,
         poll_limit: 1000,
+        coherent,
         ..BringUpConfig::default()
     };
     smmu.bring_up(&mut mem, cfg).unwrap();
@@ -281,12 +290,12 @@ fn faults_come_out_backend_neutral() {
 fn overflow_is_reported_as_a_lower_bound() {
     let (mut b, fake) = backend();
     let rec = [0x0000_0010_0000_0010, 0x0000_0280_0000_0000, 0x1000, 0x1000];
-    for _ in 0..200 {
-        fake.record_event(rec); // the queue holds 128
+    for _ in 0..2048 + 72 {
+        fake.record_event(rec); // the default queue holds 2,048 (64 KiB)
     }
     let mut n = 0;
     let drain = b.drain_faults(&mut |_| n += 1).unwrap();
-    assert_eq!(drain.delivered, 128);
+    assert_eq!(drain.delivered, 2048);
     assert_eq!(drain.lost_at_least, 1);
     assert_eq!(fake.st.borrow().dropped_events, 72);
     // A later fault is still recorded and delivered.
@@ -324,4 +333,358 @@ fn without_bbml2_an_unmap_that_would_split_a_block_is_refused_and_changes_nothin
     // Unmapping the whole block is fine.
     assert_eq!(b.unmap(d, Iova(0), 2 * MIB), Ok(2 * MIB));
     assert_eq!(b.translate(d, Iova(0)).unwrap(), None);
+}
+
+// ---- Failure paths: a failed invalidation never frees what the SMMU may still walk ----
+
+use crate::fake_smmu::Tick;
+
+const CERROR_ILL: u8 = 1;
+
+/// A domain with EDU_A attached and three 4 KiB pages mapped (so the unmap below empties and
+/// retires a level-3 table).
+fn with_pages() -> (Smmuv3Backend<SharedMem, FakeSmmu>, FakeSmmu, DomainId) {
+    let (mut b, fake) = backend();
+    let d = b.create_domain().unwrap();
+    b.attach(EDU_A, d).unwrap();
+    b.map(d, Iova(0x1000), PhysAddr(0x5000_1000), 0x3000, Access::RW)
+        .unwrap();
+    fake.st.borrow_mut().commands.clear();
+    fake.mem.clear_timeline();
+    (b, fake, d)
+}
+
+fn live(fake: &FakeSmmu) -> usize {
+    fake.mem.0.borrow().live_allocations()
+}
+
+/// After the failed unmap: the retry sends TLBI(s) then one CMD_SYNC, and every free comes
+/// after that SYNC.
+fn assert_retry_invalidates_then_frees(
+    b: &mut Smmuv3Backend<SharedMem, FakeSmmu>,
+    fake: &FakeSmmu,
+    d: DomainId,
+    held: usize,
+) {
+    assert_eq!(live(fake), held, "no table page freed after the failure");
+    assert!(b.domain(d).unwrap().table.retired_pages() > 0);
+    fake.st.borrow_mut().commands.clear();
+    fake.mem.clear_timeline();
+    // The manager still believes the range is mapped and retries.
+    b.unmap(d, Iova(0x1000), 0x3000).unwrap();
+    let t = fake.mem.timeline();
+    let sync = t
+        .iter()
+        .rposition(|x| *x == Tick::Command(opcode::SYNC))
+        .expect("the retry completes with a CMD_SYNC");
+    let tlbi = t
+        .iter()
+        .position(|x| {
+            *x == Tick::Command(opcode::TLBI_S2_IPA) || *x == Tick::Command(opcode::TLBI_S12_VMALL)
+        })
+        .expect("the retry invalidates again");
+    let first_free = t
+        .iter()
+        .position(|x| matches!(x, Tick::Free(_)))
+        .expect("the retired tables are freed in the end");
+    assert!(tlbi < sync && sync < first_free, "{t:?}");
+    assert!(live(fake) < held);
+    assert_eq!(b.domain(d).unwrap().table.retired_pages(), 0);
+}
+
+#[test]
+fn unmap_whose_tlbi_is_lost_keeps_tables_and_the_retry_invalidates() {
+    let (mut b, fake, d) = with_pages();
+    let held = live(&fake);
+    fake.inject(opcode::TLBI_S2_IPA, CERROR_ILL, 1);
+    let err = b.unmap(d, Iova(0x1000), 0x3000).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BackendError::Smmu(SmmuError::Command {
+                opcode: opcode::TLBI_S2_IPA,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    assert!(!fake
+        .mem
+        .timeline()
+        .iter()
+        .any(|x| matches!(x, Tick::Free(_))));
+    assert_retry_invalidates_then_frees(&mut b, &fake, d, held);
+}
+
+#[test]
+fn unmap_whose_sync_times_out_keeps_tables_and_the_retry_invalidates() {
+    let (mut b, fake, d) = with_pages();
+    let held = live(&fake);
+    fake.st.borrow_mut().hold = Some(opcode::SYNC);
+    let err = b.unmap(d, Iova(0x1000), 0x3000).unwrap_err();
+    assert_eq!(
+        err,
+        BackendError::Smmu(SmmuError::Timeout {
+            register: "CMDQ_CONS",
+            polls: 1000
+        })
+    );
+    fake.st.borrow_mut().hold = None;
+    assert_retry_invalidates_then_frees(&mut b, &fake, d, held);
+}
+
+#[test]
+fn unmap_whose_sync_fails_with_cerror_keeps_tables_and_the_retry_invalidates() {
+    let (mut b, fake, d) = with_pages();
+    let held = live(&fake);
+    fake.inject(opcode::SYNC, CERROR_ILL, 1);
+    let err = b.unmap(d, Iova(0x1000), 0x3000).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BackendError::Smmu(SmmuError::Command {
+                opcode: opcode::SYNC,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    assert_retry_invalidates_then_frees(&mut b, &fake, d, held);
+}
+
+/// After a lost invalidation the TLB may still translate the old IOVAs: mapping them again
+/// (to other memory) must first complete the invalidation.
+#[test]
+fn map_after_a_failed_unmap_completes_the_invalidation_first() {
+    let (mut b, fake, d) = with_pages();
+    fake.inject(opcode::TLBI_S2_IPA, CERROR_ILL, 1);
+    b.unmap(d, Iova(0x1000), 0x3000).unwrap_err();
+    fake.st.borrow_mut().commands.clear();
+    b.map(d, Iova(0x1000), PhysAddr(0x6000_1000), 0x1000, Access::RW)
+        .unwrap();
+    let ops = opcodes(&fake);
+    assert!(ops.contains(&opcode::TLBI_S2_IPA), "{ops:?}");
+    assert_eq!(ops.last(), Some(&opcode::SYNC));
+}
+
+#[test]
+fn destroy_never_frees_tables_while_its_invalidation_fails() {
+    let (mut b, fake, d) = with_pages();
+    b.detach(EDU_A).unwrap();
+    let held = live(&fake);
+    fake.mem.clear_timeline();
+    fake.inject(opcode::TLBI_S12_VMALL, CERROR_ILL, 1);
+    assert!(b.destroy_domain(d).is_err());
+    assert_eq!(live(&fake), held);
+    assert!(
+        b.translate(d, Iova(0x1000)).unwrap().is_some(),
+        "domain kept"
+    );
+    fake.mem.clear_timeline();
+    b.destroy_domain(d).unwrap();
+    let t = fake.mem.timeline();
+    let sync = t
+        .iter()
+        .position(|x| *x == Tick::Command(opcode::SYNC))
+        .unwrap();
+    assert_eq!(t[0], Tick::Command(opcode::TLBI_S12_VMALL));
+    assert!(t[sync + 1..].iter().all(|x| matches!(x, Tick::Free(_))));
+    assert!(t[..sync].iter().all(|x| !matches!(x, Tick::Free(_))));
+}
+
+/// IHI 0070 §3.21.3 update: the new STE is in memory, but its CMD_CFGI_STE was lost, so the SMMU
+/// may use it (or the cached old one). The domain it points at must not be destroyed.
+#[test]
+fn attach_whose_final_cfgi_fails_keeps_the_domain_alive() {
+    for (error, times) in [(CERROR_ILL, 1), (2 /* CERROR_ABT */, 100)] {
+        let (mut b, fake) = backend();
+        b.detach(EDU_A).unwrap();
+        let d = b.create_domain().unwrap();
+        b.map(d, Iova(0), PhysAddr(0x5000_0000), 0x1000, Access::RW)
+            .unwrap();
+        // Unclaimed -> d changes several words: break-before-make, two CFGI_STE. Fail the second.
+        fake.inject_after(opcode::CFGI_STE, error, 1, times);
+        assert!(b.attach(EDU_A, d).is_err());
+        fake.st.borrow_mut().inject.clear();
+        let (smmu, mem) = b.parts();
+        let in_memory = smmu.read_ste(mem, EDU_A).unwrap();
+        assert_eq!(
+            in_memory.s2ttb(),
+            b.domain(d).unwrap().table.root(),
+            "new STE is in memory"
+        );
+        let held = live(&fake);
+        assert_eq!(
+            b.destroy_domain(d),
+            Err(BackendError::SteUnconfirmed {
+                domain: d,
+                sid: EDU_A
+            })
+        );
+        assert_eq!(live(&fake), held, "tables kept");
+        // A successful retry settles it.
+        b.attach(EDU_A, d).unwrap();
+        b.detach(EDU_A).unwrap();
+        b.destroy_domain(d).unwrap();
+    }
+}
+
+#[test]
+fn detach_whose_cfgi_times_out_keeps_the_old_domain_alive() {
+    let (mut b, fake, d) = with_pages();
+    fake.st.borrow_mut().hold = Some(opcode::CFGI_STE);
+    assert!(b.detach(EDU_A).is_err());
+    fake.st.borrow_mut().hold = None;
+    let held = live(&fake);
+    assert!(b.destroy_domain(d).is_err());
+    assert_eq!(live(&fake), held);
+    b.detach(EDU_A).unwrap();
+    b.destroy_domain(d).unwrap();
+}
+
+/// An unmap past the input address size is refused with its own error before anything else,
+/// even with an invalidation outstanding: no command reaches the SMMU.
+#[test]
+fn unmap_past_the_input_size_is_a_distinct_error_without_hardware_access() {
+    let (mut b, fake, d) = with_pages();
+    fake.inject(opcode::TLBI_S2_IPA, CERROR_ILL, 1);
+    b.unmap(d, Iova(0x1000), 0x3000).unwrap_err();
+    fake.st.borrow_mut().commands.clear();
+    let writes = fake.writes().len();
+    let ias = b.stage2_config().ias_bits;
+    let top = 1u64 << ias;
+    for (iova, len) in [(top - 0x1000, 0x2000), (top, 0x1000), (!0xfff, 0x2000)] {
+        assert_eq!(
+            b.unmap(d, Iova(iova), len),
+            Err(BackendError::OutOfRange {
+                iova: Iova(iova),
+                len,
+                ias_bits: ias
+            })
+        );
+    }
+    assert!(fake.st.borrow().commands.is_empty());
+    assert_eq!(fake.writes().len(), writes, "no register written");
+    assert!(BackendError::OutOfRange {
+        iova: Iova(top),
+        len: 0x1000,
+        ias_bits: ias
+    }
+    .to_string()
+    .contains("past the"));
+}
+
+// ---- Non-coherent SMMUs (IDR0.COHACC = 0 or no `dma-coherent`) ----
+
+/// IHI 0070 §6.3.11 SMMU_CR1 with every table and queue access Non-cacheable (IC = OC = 0b00;
+/// SH is then ignored and behaves as Outer Shareable, which is what we write: 0b10).
+const CR1_NON_CACHEABLE: u32 = 0b10 << 10 | 0b10 << 4;
+/// The same, Write-Back cacheable and Inner Shareable.
+const CR1_WRITE_BACK: u32 = 0xD75;
+
+fn cr1(fake: &FakeSmmu) -> u32 {
+    fake.st.borrow().cr1
+}
+
+/// Attach, map a page and a 2 MiB block, unmap part of the block (a split), detach: every kind
+/// of STE, table and command write. After each step nothing the CPU wrote is left uncleaned,
+/// and the SMMU, reading memory without snooping, sees what the CPU meant.
+fn exercise(b: &mut Smmuv3Backend<SharedMem, FakeSmmu>, fake: &FakeSmmu) {
+    let clean = |what: &str| {
+        let dirty = fake.mem.0.borrow().dirty_lines();
+        assert!(dirty.is_empty(), "after {what}: uncleaned lines {dirty:?}");
+    };
+    clean("bring-up");
+    b.detach(EDU_B).unwrap();
+    clean("detach");
+    let d = b.create_domain().unwrap();
+    clean("create_domain");
+    b.attach(EDU_A, d).unwrap();
+    clean("attach");
+    let ste = live_ste(fake, EDU_A);
+    assert_eq!(ste.s2ttb(), b.domain(d).unwrap().table.root());
+    b.map(d, Iova(0x1000), PhysAddr(0x5000_1000), 0x1000, Access::RW)
+        .unwrap();
+    b.map(d, Iova(2 * MIB), PhysAddr(0x6000_0000), 2 * MIB, Access::RW)
+        .unwrap();
+    clean("map");
+    assert_eq!(fake.translate(EDU_A.0, 0x1008), Some(0x5000_1008));
+    assert_eq!(fake.translate(EDU_A.0, 3 * MIB + 8), Some(0x6010_0008));
+    b.unmap(d, Iova(2 * MIB), MIB).unwrap();
+    clean("unmap");
+    assert_eq!(fake.translate(EDU_A.0, 2 * MIB), None);
+    assert_eq!(fake.translate(EDU_A.0, 3 * MIB + 8), Some(0x6010_0008));
+    b.unmap(d, Iova(0x1000), 0x1000).unwrap();
+    clean("unmap");
+    assert_eq!(fake.translate(EDU_A.0, 0x1008), None);
+    b.detach(EDU_A).unwrap();
+    b.destroy_domain(d).unwrap();
+    clean("destroy");
+}
+
+#[test]
+fn non_coherent_smmu_sees_every_write_only_after_maintenance() {
+    let mut idr = crate::fake_smmu::QEMU_IDR;
+    idr[0] &= !(1 << 4); // IDR0.COHACC = 0
+                         // The device tree claims coherence; the SMMU's own COHACC = 0 wins.
+    let (mut b, fake) = backend_coherent(FakeSmmu::new(idr), true);
+    assert!(
+        !fake.st.borrow().coherent,
+        "the emulated SMMU does not snoop"
+    );
+    assert_eq!(cr1(&fake), CR1_NON_CACHEABLE);
+    // IHI 0070 §6.3.23/§6.3.25/§6.3.28: no read/write-allocate hints for non-cacheable accesses.
+    let st = fake.st.borrow();
+    assert_eq!(
+        (
+            st.strtab_base >> 62 & 1,
+            st.cmdq_base >> 62 & 1,
+            st.evtq_base >> 62 & 1
+        ),
+        (0, 0, 0)
+    );
+    drop(st);
+    exercise(&mut b, &fake);
+    // IHI 0070 §5.2: non-cacheable, outer-shareable stage-2 walks.
+    b.detach(EDU_A).unwrap();
+    let dw2 = live_ste(&fake, EDU_A).0[2];
+    assert_eq!(
+        (dw2 >> 40 & 3, dw2 >> 42 & 3, dw2 >> 44 & 3),
+        (0, 0, 0b10),
+        "S2IR0, S2OR0, S2SH0"
+    );
+    assert!(!fake.mem.0.borrow().synced().is_empty());
+}
+
+#[test]
+fn a_device_tree_without_dma_coherent_makes_a_cohacc_smmu_non_coherent() {
+    let fake = FakeSmmu::qemu();
+    fake.st.borrow_mut().coherent = false; // the interconnect does not snoop
+    let (mut b, fake) = backend_coherent(fake, false);
+    assert_eq!(cr1(&fake), CR1_NON_CACHEABLE);
+    exercise(&mut b, &fake);
+}
+
+/// The control: COHACC = 1 and `dma-coherent` need no maintenance at all, and walks are
+/// write-back cacheable, inner shareable.
+#[test]
+fn coherent_smmu_needs_no_maintenance() {
+    let (mut b, fake) = backend_coherent(FakeSmmu::qemu(), true);
+    assert_eq!(cr1(&fake), CR1_WRITE_BACK);
+    b.detach(EDU_A).unwrap();
+    let dw2 = live_ste(&fake, EDU_A).0[2];
+    assert_eq!((dw2 >> 40 & 3, dw2 >> 42 & 3, dw2 >> 44 & 3), (1, 1, 0b11));
+    let d = b.create_domain().unwrap();
+    b.attach(EDU_A, d).unwrap();
+    b.map(d, Iova(0x1000), PhysAddr(0x5000_1000), 0x1000, Access::RW)
+        .unwrap();
+    b.unmap(d, Iova(0x1000), 0x1000).unwrap();
+    assert!(
+        fake.mem.0.borrow().synced().is_empty(),
+        "no cache maintenance"
+    );
+    assert!(
+        !fake.mem.0.borrow().dirty_lines().is_empty(),
+        "the CPU caches hold the writes"
+    );
 }

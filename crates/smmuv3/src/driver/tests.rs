@@ -12,8 +12,9 @@ fn cfg() -> BringUpConfig {
         stream_table: StreamTableFormat::TwoLevel,
         sid_bits: 16,
         cmdq_log2: 8,
-        evtq_log2: 7,
+        evtq_bytes: 128 * 32,
         poll_limit: 1000,
+        coherent: true,
     }
 }
 
@@ -562,7 +563,7 @@ fn events_wrap_around_the_queue() {
     let (mut smmu, fake, mut mem) = up_with(
         FakeSmmu::qemu(),
         BringUpConfig {
-            evtq_log2: 2,
+            evtq_bytes: 4 * 32,
             ..cfg()
         },
     );
@@ -586,7 +587,7 @@ fn qemu_style_overflow_is_counted_and_acknowledged() {
     let (mut smmu, fake, mut mem) = up_with(
         FakeSmmu::qemu(),
         BringUpConfig {
-            evtq_log2: 2,
+            evtq_bytes: 4 * 32,
             ..cfg()
         },
     );
@@ -638,7 +639,7 @@ fn spec_style_overflow_is_counted_and_acknowledged() {
     let (mut smmu, fake, mut mem) = up_with(
         fake,
         BringUpConfig {
-            evtq_log2: 2,
+            evtq_bytes: 4 * 32,
             ..cfg()
         },
     );
@@ -783,8 +784,9 @@ fn invalid_config_is_rejected() {
         stream_table: StreamTableFormat::Auto,
         sid_bits: 8,
         cmdq_log2: 30,
-        evtq_log2: 1,
+        evtq_bytes: 64,
         poll_limit: 0,
+        coherent: true,
     };
     smmu.bring_up(&mut mem, c).unwrap();
     assert_eq!(fake.st.borrow().cmdq_base & 0x1f, 19);
@@ -830,4 +832,222 @@ fn abort_all_traffic_reports_an_smmu_that_does_not_acknowledge() {
 fn abort_all_traffic_refuses_a_running_smmu() {
     let (mut smmu, _fake, _mem) = up();
     assert_eq!(smmu.abort_all_traffic(10), Err(SmmuError::AlreadyRunning));
+}
+
+// ---- Failure paths (IHI 0070 §7.1 command errors, §6.3.18 SFM_ERR, §6.3.1 STALL_MODEL) ----
+
+const CERROR_ILL: u8 = 1;
+const CERROR_ABT: u8 = 2;
+const CERROR_ATC_INV_SYNC: u8 = 3;
+
+/// IHI 0070 §7.1: CERROR_ABT means the SMMU could not fetch the command; the command itself is
+/// fine, so it is fetched again and must then run, and the operation succeeds.
+#[test]
+fn command_fetch_abort_is_retried_and_the_command_runs() {
+    let (mut smmu, fake, mut mem) = up();
+    fake.st.borrow_mut().commands.clear();
+    fake.inject(opcode::TLBI_S12_VMALL, CERROR_ABT, 2);
+    smmu.invalidate_vmid(&mut mem, Vmid(5)).unwrap();
+    assert_eq!(
+        fake.st.borrow().commands,
+        vec![
+            Command::TlbiS12Vmall { vmid: Vmid(5) }.encode(),
+            Command::Sync.encode()
+        ],
+        "the TLBI itself ran, not a CMD_SYNC in its place"
+    );
+    assert_eq!(smmu.stats().command_errors_recovered, 2);
+}
+
+/// A fetch that keeps aborting is given up after a bounded number of attempts with a typed
+/// error (never reported as success), and the queue keeps working afterwards.
+#[test]
+fn command_fetch_abort_gives_up_after_bounded_retries() {
+    let (mut smmu, fake, mut mem) = up();
+    fake.st.borrow_mut().commands.clear();
+    fake.inject(opcode::TLBI_S12_VMALL, CERROR_ABT, 1000);
+    let got = smmu.invalidate_vmid(&mut mem, Vmid(5));
+    assert_eq!(
+        got,
+        Err(SmmuError::CommandRetriesExhausted {
+            index: 0,
+            opcode: opcode::TLBI_S12_VMALL,
+            error: CommandErrorKind::Abort,
+            attempts: crate::cmdq::COMMAND_ATTEMPTS,
+        })
+    );
+    assert!(
+        !opcodes(&fake).contains(&opcode::TLBI_S12_VMALL),
+        "the TLBI never ran"
+    );
+    fake.st.borrow_mut().inject.clear();
+    smmu.invalidate_vmid(&mut mem, Vmid(6)).unwrap();
+    assert!(fake
+        .st
+        .borrow()
+        .commands
+        .contains(&Command::TlbiS12Vmall { vmid: Vmid(6) }.encode()));
+}
+
+/// CERROR_ILL: the command is skipped (replaced by a CMD_SYNC) and the operation it belonged
+/// to reports the loss: a lost TLBI is never a success.
+#[test]
+fn illegal_tlbi_is_skipped_and_reported() {
+    let (mut smmu, fake, mut mem) = up();
+    fake.st.borrow_mut().commands.clear();
+    fake.inject(opcode::TLBI_S2_IPA, CERROR_ILL, 1);
+    let got = smmu.invalidate_s2(&mut mem, Vmid(1), Iova(0x1000), 0x1000, true);
+    assert_eq!(
+        got,
+        Err(SmmuError::Command {
+            index: 0,
+            opcode: opcode::TLBI_S2_IPA,
+            error: CommandErrorKind::Illegal
+        })
+    );
+    assert_eq!(opcodes(&fake), vec![opcode::SYNC, opcode::SYNC]);
+}
+
+/// IHI 0070 §7.1: CERROR_ATC_INV_SYNC leaves CONS at the CMD_SYNC; as Linux does, the SYNC is
+/// run again rather than replaced, and succeeds once the ATC answers.
+#[test]
+fn atc_invalidation_sync_timeout_retries_the_sync() {
+    let (mut smmu, fake, mut mem) = up();
+    fake.st.borrow_mut().commands.clear();
+    fake.inject(opcode::SYNC, CERROR_ATC_INV_SYNC, 1);
+    smmu.invalidate_vmid(&mut mem, Vmid(2)).unwrap();
+    assert_eq!(opcodes(&fake), vec![opcode::TLBI_S12_VMALL, opcode::SYNC]);
+
+    fake.inject(opcode::SYNC, CERROR_ATC_INV_SYNC, 1000);
+    assert!(matches!(
+        smmu.invalidate_vmid(&mut mem, Vmid(2)),
+        Err(SmmuError::CommandRetriesExhausted {
+            error: CommandErrorKind::AtcInvSync,
+            ..
+        })
+    ));
+}
+
+/// IHI 0070 §6.3.18: an SMMU in service failure mode before bring-up is refused, and traffic
+/// stays terminated (GBPA.ABORT set, SMMUEN = 0); the error is not acknowledged away.
+#[test]
+fn service_failure_left_by_firmware_refuses_bring_up() {
+    let fake = FakeSmmu::qemu();
+    fake.st.borrow_mut().gerror = 1 << 8;
+    let mut mem = fake.mem.clone();
+    let mut smmu = Smmu::with_registers(fake.clone());
+    assert_eq!(
+        smmu.bring_up(&mut mem, cfg()),
+        Err(SmmuError::ServiceFailureBeforeBringUp)
+    );
+    assert!(!smmu.is_running());
+    let st = fake.st.borrow();
+    assert_eq!(st.cr0, 0, "SMMUEN never set");
+    assert_ne!(st.gbpa & GBPA::ABORT::SET.value, 0, "GBPA.ABORT stays set");
+    assert_eq!(
+        (st.gerror ^ st.gerrorn) & 1 << 8,
+        1 << 8,
+        "SFM_ERR still visible"
+    );
+    assert!(st.commands.is_empty(), "the queue was never started");
+    assert_eq!(mem.0.borrow().live_allocations(), 0);
+}
+
+/// IHI 0070 §6.3.1 IDR0.STALL_MODEL = 0b10 (stall forced): smmuman never sends CMD_RESUME, so a
+/// faulting device would hang. Refused before anything is written.
+#[test]
+fn forced_stall_model_is_refused() {
+    for model in [0b10u32, 0b11] {
+        let mut idr = QEMU_IDR;
+        idr[0] = (idr[0] & !(3 << 24)) | model << 24;
+        let fake = FakeSmmu::new(idr);
+        let mut mem = fake.mem.clone();
+        let mut smmu = Smmu::with_registers(fake.clone());
+        let err = smmu.bring_up(&mut mem, cfg()).unwrap_err();
+        assert_eq!(err, SmmuError::Unsupported(Requirement::TerminateModel));
+        assert!(err.to_string().contains("STALL_MODEL"), "{err}");
+        assert!(fake.writes().is_empty());
+    }
+}
+
+/// With STALL_MODEL = 0b00 stalling is optional and chosen per STE: smmuman's STEs keep
+/// STE.S2S = 0 (IHI 0070 §5.2), so faults terminate and are recorded.
+#[test]
+fn stall_optional_smmu_gets_s2s_clear() {
+    let mut idr = QEMU_IDR;
+    idr[0] &= !(3 << 24);
+    let (mut smmu, fake, mut mem) = up_with(FakeSmmu::new(idr), cfg());
+    assert_eq!(
+        smmu.features().stall_model,
+        crate::features::StallModel::StallAndTerminate
+    );
+    smmu.install_ste(&mut mem, StreamId(8), &s2(1, 0x4010_0000))
+        .unwrap();
+    let ste = fake.config(8).unwrap();
+    assert_eq!(ste[2] >> 57 & 1, 0, "STE.S2S");
+    assert_eq!(ste[2] >> 58 & 1, 1, "STE.S2R");
+}
+
+/// The event queue gets 2^min(IDR1.EVENTQS, log2(budget / 32)) records (IHI 0070 §6.3.2
+/// IDR1.EVENTQS, §6.3.28 EVENTQ_BASE.LOG2SIZE; a record is 32 bytes, §7.3), and never more
+/// memory than the budget.
+#[test]
+fn event_queue_size_follows_eventqs_and_the_budget() {
+    let k = 1024u64;
+    let cases = [
+        (19, 64 * k, 11), // the daemon's default: 2,048 records
+        (19, 96 * k, 11), // rounded down to a power of two
+        (19, 64 * k + 31, 11),
+        (7, 64 * k, 7), // the SMMU's limit wins
+        (19, 32, 0),    // one record
+        (19, u64::MAX, 19),
+    ];
+    for (eventqs, budget, want) in cases {
+        let mut idr = QEMU_IDR;
+        idr[1] = (idr[1] & !(0x1f << 16)) | eventqs << 16;
+        let fake = FakeSmmu::new(idr);
+        let mut mem = fake.mem.clone();
+        let mut smmu = Smmu::with_registers(fake.clone());
+        let before = mem.0.borrow().live_bytes();
+        let c = BringUpConfig {
+            evtq_bytes: budget,
+            ..cfg()
+        };
+        smmu.bring_up(&mut mem, c).unwrap();
+        assert_eq!(
+            smmu.evtq_log2(),
+            Some(want),
+            "EVENTQS {eventqs}, {budget} bytes"
+        );
+        assert_eq!(fake.st.borrow().evtq_base & 0x1f, u64::from(want));
+        let bytes = 32u64 << want;
+        assert!(bytes <= budget);
+        assert!(mem.0.borrow().live_bytes() - before >= bytes);
+        // Filling it exactly loses nothing.
+        if want > 11 {
+            continue;
+        }
+        let n = 1u64 << want;
+        for _ in 0..n {
+            fake.record_event(QEMU_FAULT);
+        }
+        let r = smmu.drain_events(&mut mem, |_| {}).unwrap();
+        assert_eq!((u64::from(r.delivered), r.overflow_episodes), (n, 0));
+    }
+    let fake = FakeSmmu::qemu();
+    let mut smmu = Smmu::with_registers(fake.clone());
+    assert_eq!(
+        smmu.bring_up(
+            &mut fake.mem.clone(),
+            BringUpConfig {
+                evtq_bytes: 31,
+                ..cfg()
+            }
+        ),
+        Err(SmmuError::InvalidConfig {
+            what: "event queue budget (bytes, at least one 32-byte record)",
+            value: 31
+        })
+    );
+    assert!(fake.writes().is_empty());
 }

@@ -748,6 +748,9 @@ impl DmaMemory for Recording {
     fn publish(&mut self) {
         self.log.push(Event::Publish);
     }
+    fn sync_for_device(&mut self, pa: PhysAddr, len: u64) {
+        self.inner.sync_for_device(pa, len)
+    }
 }
 
 use iommu_core::OutOfMemory;

@@ -18,8 +18,12 @@ use smmuv3::{
 /// The IOMMU backend the daemon runs.
 pub type Backend = Smmuv3Backend<DaemonMemory>;
 
-/// Default log2 of the event-queue entries (512 records, 16 KiB).
-pub const DEFAULT_EVTQ_LOG2: u8 = 9;
+/// Default log2 of the event-queue records the daemon asks for: 2,048 records, 64 KiB (a 4 KiB
+/// rogue DMA makes 1,024 fault records on QEMU). The driver takes fewer when the SMMU's
+/// IDR1.EVENTQS allows fewer.
+pub const DEFAULT_EVTQ_LOG2: u8 = 11;
+/// Size of one event record (IHI 0070 §7.3).
+const EVENT_RECORD_BYTES: u64 = 32;
 /// Default log2 of the command-queue entries (256 commands, 4 KiB).
 pub const DEFAULT_CMDQ_LOG2: u8 = 8;
 /// Fault records printed one by one per drain; the rest are summarised.
@@ -90,7 +94,8 @@ impl From<BackendError> for IommuError {
 /// How the SMMU is set up.
 #[derive(Clone, Copy, Debug)]
 pub struct IommuOptions {
-    /// Log2 of the event-queue entries.
+    /// Log2 of the event-queue records asked for: the driver's byte budget is that many 32-byte
+    /// records, and it takes fewer when IDR1.EVENTQS is smaller.
     pub evtq_log2: u8,
 }
 
@@ -207,6 +212,9 @@ pub fn bring_up(p: &mut Platform, opts: IommuOptions) -> Result<Backend, IommuEr
         .topology
         .unit(unit_id)
         .is_some_and(|u| u.bypasses_unclaimed());
+    // The device tree's `dma-coherent` (or the config's `coherent yes|no`); the driver also
+    // needs SMMU_IDR0.COHACC before it skips cache maintenance.
+    let coherent = p.topology.unit(unit_id).is_some_and(|u| u.coherent);
     let regs = p.take_smmu_registers().ok_or(IommuError::RegistersTaken)?;
     let mut mem = p.take_daemon_memory().ok_or(IommuError::MemoryTaken)?;
     // SAFETY: the device tree places the SMMU's 128 KiB register frame at this address; the MMU
@@ -221,16 +229,18 @@ pub fn bring_up(p: &mut Platform, opts: IommuOptions) -> Result<Backend, IommuEr
         },
         sid_bits: needed_sid_bits(&p.topology, unit_id),
         cmdq_log2: DEFAULT_CMDQ_LOG2,
-        evtq_log2: opts.evtq_log2,
+        evtq_bytes: EVENT_RECORD_BYTES << opts.evtq_log2.min(smmuv3::queue::MAX_LOG2SIZE),
         poll_limit: 1_000_000,
+        coherent,
     };
     smmu.bring_up(&mut mem, cfg).map_err(IommuError::Smmu)?;
     if let Some((format, bits)) = smmu.stream_table_layout() {
         console::line(format_args!(
-            "SMMU_UP stream_table={format:?} sid_bits={bits} evtq_entries={} cmdq_entries={} fault_log={}",
-            1u32 << opts.evtq_log2,
+            "SMMU_UP stream_table={format:?} sid_bits={bits} evtq_entries={} cmdq_entries={} fault_log={} coherent={}",
+            1u32 << smmu.evtq_log2().unwrap_or(0),
             1u32 << DEFAULT_CMDQ_LOG2,
-            p.fault_log_size()
+            p.fault_log_size(),
+            u8::from(smmu.is_coherent())
         ));
     }
     let mut backend = Smmuv3Backend::new(smmu, mem)?;
