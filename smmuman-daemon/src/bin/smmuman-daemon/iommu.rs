@@ -209,9 +209,9 @@ pub fn bring_up(p: &mut Platform, opts: IommuOptions) -> Result<Backend, IommuEr
         .is_some_and(|u| u.bypasses_unclaimed());
     let regs = p.take_smmu_registers().ok_or(IommuError::RegistersTaken)?;
     let mut mem = p.take_daemon_memory().ok_or(IommuError::MemoryTaken)?;
-    // SAFETY: the device tree places the SMMU's 128 KiB register frame at this address; the MMU
-    // is off, so it is accessed as Device-nGnRnE memory; `take_smmu_registers` hands it out
-    // once, and that handle is consumed here, so this is its only user.
+    // SAFETY: the device tree places the SMMU's 128 KiB register frame at this address; the
+    // identity map has it as Device-nGnRE memory (`mmu.rs`); `take_smmu_registers` hands it
+    // out once, and that handle is consumed here, so this is its only user.
     let mut smmu = unsafe { smmuv3::Smmu::new(regs.base().0 as usize) };
     console::line(format_args!("SMMU {}", smmu.features()));
     let cfg = BringUpConfig {
@@ -371,8 +371,9 @@ fn print_groups(functions: &[(Bdf, Bdf, Option<StreamId>)]) {
 /// The SMMU whose register frame `regs` holds, as a driver handle (it reads the ID registers
 /// only; nothing is written until a method says so).
 fn driver(regs: &MmioRegion) -> smmuv3::Smmu {
-    // SAFETY: `regs` is the SMMU's register frame from the device tree, device memory (the MMU
-    // is off); its holder is its only user, and this handle lives no longer than the borrow.
+    // SAFETY: `regs` is the SMMU's register frame from the device tree, device memory (in the
+    // identity map, or the MMU is still off); its holder is its only user, and this handle
+    // lives no longer than the borrow.
     unsafe { smmuv3::Smmu::new(regs.base().0 as usize) }
 }
 
