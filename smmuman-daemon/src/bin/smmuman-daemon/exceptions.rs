@@ -2,7 +2,8 @@
 //!
 //! The daemon takes no interrupts and expects no exceptions: every vector saves the general
 //! registers, and [`handle_exception`] prints one `EXCEPTION` record (vector, decoded ESR_EL2,
-//! ELR_EL2, FAR_EL2, SPSR_EL2) and exits with [`exit_code::EXCEPTION`]. The daemon runs on SP_EL0,
+//! ELR_EL2, FAR_EL2, SPSR_EL2), leaves every SMMU aborting ([`crate::failsafe`]) and exits with
+//! [`exit_code::EXCEPTION`]. The daemon runs on SP_EL0,
 //! so an exception switches to SP_EL2, the separate exception stack.
 
 use crate::console;
@@ -114,5 +115,6 @@ unsafe extern "C" fn handle_exception(vector: u64, frame: *const TrapFrame) -> !
         }
         console::emergency(format_args!("REGS{line}"));
     }
+    crate::failsafe::leave_safe("exception");
     crate::exit(exit_code::EXCEPTION)
 }

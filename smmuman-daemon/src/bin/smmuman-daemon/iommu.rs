@@ -394,15 +394,27 @@ pub fn abort_all_traffic(regs: &mut MmioRegion) -> AbortState {
 
 /// Prints what [`abort_all_traffic`] left: one `SMMU_ABORT` record.
 pub fn print_abort(base: PhysAddr, s: &AbortState) {
-    console::line(format_args!(
-        "SMMU_ABORT base={base} aborting={} gbpa={:#010x} cr0ack={:#010x} abort={} smmuen={} acknowledged={}",
-        u8::from(s.aborting()),
-        s.gbpa,
-        s.cr0ack,
-        u8::from(s.gbpa_abort()),
-        u8::from(s.smmuen()),
-        u8::from(s.acknowledged)
-    ));
+    console::line(format_args!("{}", AbortRecord(base, s)));
+}
+
+/// The `SMMU_ABORT` record of the SMMU at `.0` in state `.1` (GBPA and CR0ACK as read back).
+pub struct AbortRecord<'a>(pub PhysAddr, pub &'a AbortState);
+
+impl fmt::Display for AbortRecord<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.1;
+        write!(
+            f,
+            "SMMU_ABORT base={} aborting={} gbpa={:#010x} cr0ack={:#010x} abort={} smmuen={} acknowledged={}",
+            self.0,
+            u8::from(s.aborting()),
+            s.gbpa,
+            s.cr0ack,
+            u8::from(s.gbpa_abort()),
+            u8::from(s.smmuen()),
+            u8::from(s.acknowledged)
+        )
+    }
 }
 
 /// IDR1.SIDSIZE of the SMMU at `regs` (IHI 0070 §6.3.2): how many StreamID bits it takes.

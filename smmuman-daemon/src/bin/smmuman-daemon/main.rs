@@ -34,6 +34,10 @@ mod dma_scenarios;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod exceptions;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod failsafe;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod failsafe_scenarios;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod iommu;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod manager;
@@ -205,6 +209,8 @@ mod bare {
         };
         // Before any SMMU register is touched: the identity map, MMU and caches on.
         let frames = refusal::smmu_frames(&fdt, &board);
+        // From here a panic or an unexpected exception leaves every SMMU aborting.
+        crate::failsafe::arm(&frames);
         if let Err(code) = mmu_on(&board, &frames) {
             refusal::abort_smmus(&fdt, &board);
             return code;

@@ -96,6 +96,16 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         run: crate::discovery_scenarios::static_window,
     },
     Scenario {
+        name: "panic-after-bringup",
+        about: "failure path: SMMU, manager and a live window up, then a panic; DMA probe after the abort",
+        run: crate::failsafe_scenarios::panic_after_bringup,
+    },
+    Scenario {
+        name: "fault-after-bringup",
+        about: "failure path: as panic-after-bringup, then a load from an unmapped address",
+        run: crate::failsafe_scenarios::fault_after_bringup,
+    },
+    Scenario {
         name: "selftest-panic",
         about: "panic on purpose (checks the panic report)",
         run: selftest_panic,
