@@ -303,7 +303,65 @@ pub fn bring_up(p: &mut Platform, opts: IommuOptions) -> Result<Backend, IommuEr
             decision.name()
         ));
     }
+    enable_irqs(p, &mut backend);
     Ok(backend)
+}
+
+/// Routes the SMMU's wired `eventq` and `gerror` interrupts through the GIC (`irq.rs`) and
+/// enables them in SMMU_IRQ_CTRL (IHI 0070 §6.3.16, acknowledged in IRQ_CTRLACK), so that
+/// the manager drains the event queue when told to. `smmu-irq=off` (the control run) routes
+/// the lines but leaves IRQ_CTRL at 0. Without a GIC or an `eventq` line, or on any error, the
+/// daemon polls. One `SMMU_IRQ` record says which.
+fn enable_irqs(p: &Platform, backend: &mut Backend) {
+    let irqs = p.board.smmu.irqs;
+    crate::irq::set_smmu_irqs_on(false);
+    let routed = match crate::irq::route_smmu(&irqs) {
+        Ok(r) => r,
+        Err(e) => {
+            console::line(format_args!("SMMU_IRQ mode=poll reason=gic detail=\"{e}\""));
+            return;
+        }
+    };
+    let lines = IrqLines(irqs);
+    if !routed {
+        console::line(format_args!(
+            "SMMU_IRQ mode=poll reason=no-gic-or-eventq-line {lines}"
+        ));
+        return;
+    }
+    if p.args.get("smmu-irq") == Some("off") {
+        console::line(format_args!(
+            "SMMU_IRQ mode=poll reason=smmu-irq-off irq_ctrl=0x0 {lines}"
+        ));
+        return;
+    }
+    let (smmu, _) = backend.parts();
+    match smmu.set_irqs(true, irqs.gerror.is_some()) {
+        Ok(ack) => {
+            crate::irq::set_smmu_irqs_on(true);
+            console::line(format_args!(
+                "SMMU_IRQ mode=irq irq_ctrl={ack:#x} {lines} backstop_passes={}",
+                crate::irq::POLL_BACKSTOP
+            ));
+        }
+        Err(e) => console::line(format_args!(
+            "SMMU_IRQ mode=poll reason=irq-ctrl detail=\"{e}\" {lines}"
+        )),
+    }
+}
+
+/// `eventq=106/edge gerror=109/edge` (`none` for a missing line).
+struct IrqLines(smmuman_daemon::board::SmmuIrqs);
+
+impl fmt::Display for IrqLines {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "eventq={} gerror={}",
+            Maybe(self.0.eventq),
+            Maybe(self.0.gerror)
+        )
+    }
 }
 
 /// What the daemon does with `sid` at start-up: reserved for the system, a static window's,

@@ -40,6 +40,10 @@ mod failsafe_scenarios;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod iommu;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod irq;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod irq_scenarios;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod manager;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod mmu;
@@ -215,6 +219,7 @@ mod bare {
             refusal::abort_smmus(&fdt, &board);
             return code;
         }
+        crate::irq::init(&board);
         let args = match BootArgs::parse(board.bootargs) {
             Ok(a) => a,
             Err(e) => {

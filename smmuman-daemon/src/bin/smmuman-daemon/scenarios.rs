@@ -106,6 +106,11 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         run: crate::failsafe_scenarios::fault_after_bringup,
     },
     Scenario {
+        name: "irq-eventq",
+        about: "a refused DMA's fault reaches the manager through the eventq interrupt (smmu-irq=off: polled)",
+        run: crate::irq_scenarios::irq_eventq,
+    },
+    Scenario {
         name: "selftest-panic",
         about: "panic on purpose (checks the panic report)",
         run: selftest_panic,
