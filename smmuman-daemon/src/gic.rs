@@ -15,21 +15,21 @@ use core::fmt;
 pub const GICD_CTLR: usize = 0x0000;
 /// GICD_TYPER (§12.9.38): ITLinesNumber in bits 4:0.
 pub const GICD_TYPER: usize = 0x0004;
-/// GICD_IGROUPR<n> (§12.9.15): one bit per INTID, 1 = Group 1.
+/// `GICD_IGROUPR<n>` (§12.9.15): one bit per INTID, 1 = Group 1.
 pub const GICD_IGROUPR: usize = 0x0080;
-/// GICD_ISENABLER<n> (§12.9.29): write 1 to enable forwarding.
+/// `GICD_ISENABLER<n>` (§12.9.29): write 1 to enable forwarding.
 pub const GICD_ISENABLER: usize = 0x0100;
-/// GICD_ICENABLER<n> (§12.9.8): write 1 to disable forwarding.
+/// `GICD_ICENABLER<n>` (§12.9.8): write 1 to disable forwarding.
 pub const GICD_ICENABLER: usize = 0x0180;
-/// GICD_ISPENDR<n> (§12.9.33): read 1 = pending.
+/// `GICD_ISPENDR<n>` (§12.9.33): read 1 = pending.
 pub const GICD_ISPENDR: usize = 0x0200;
-/// GICD_ICPENDR<n> (§12.9.12): write 1 to clear the pending state.
+/// `GICD_ICPENDR<n>` (§12.9.12): write 1 to clear the pending state.
 pub const GICD_ICPENDR: usize = 0x0280;
-/// GICD_IPRIORITYR<n> (§12.9.24): one byte per INTID.
+/// `GICD_IPRIORITYR<n>` (§12.9.24): one byte per INTID.
 pub const GICD_IPRIORITYR: usize = 0x0400;
-/// GICD_ICFGR<n> (§12.9.10): two bits per INTID, the upper one set for edge-triggered.
+/// `GICD_ICFGR<n>` (§12.9.10): two bits per INTID, the upper one set for edge-triggered.
 pub const GICD_ICFGR: usize = 0x0c00;
-/// GICD_IROUTER<n> (§12.9.27): 64 bits per SPI, the target PE's affinity.
+/// `GICD_IROUTER<n>` (§12.9.27): 64 bits per SPI, the target PE's affinity.
 pub const GICD_IROUTER: usize = 0x6000;
 /// GICD_PIDR2 (§12.1.13 and §12.9.31): ArchRev in bits 7:4 (3 = GICv3, 4 = GICv4).
 pub const GICD_PIDR2: usize = 0xffe8;
