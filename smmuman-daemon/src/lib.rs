@@ -1,6 +1,7 @@
 //! The platform of the smmuman daemon: everything it needs from the board before it can manage
 //! an SMMU, written so that the logic runs in host tests.
 //!
+//! * [`address_map`]: what the CPU's EL2 identity map covers (RAM normal, registers device).
 //! * [`board`]: what the device tree says about RAM, the console, the SMMUv3 and the PCIe host
 //!   bridge, and how a PCI requester ID maps to a StreamID ([`board::BoardInfo::sid_for`]).
 //! * [`bootargs`]: `/chosen/bootargs` (`scenario=<name> st=linear|2level log=<level>`).
@@ -12,6 +13,7 @@
 //! * [`edu`]: the QEMU `edu` device as a DMA master.
 //! * [`pl011`], [`console`]: the serial console and the `log` backend.
 //! * [`mailbox`]: the message channel between a client (VMM) and the manager.
+//! * [`gic`]: the GICv3 distributor and redistributor the SMMU's wired interrupts go through.
 //! * [`esr`]: decoding of exception syndromes for the crash report.
 //! * [`report`], [`scenario`]: machine-readable result lines and the scenario registry.
 //! * [`clock`]: the time source bounded waits use.
@@ -26,6 +28,7 @@
     missing_docs
 )]
 
+pub mod address_map;
 pub mod board;
 pub mod bootargs;
 pub mod clock;
@@ -33,6 +36,7 @@ pub mod console;
 pub mod edu;
 pub mod esr;
 pub mod exit_code;
+pub mod gic;
 pub mod mailbox;
 pub mod memory;
 pub mod mmio;

@@ -1,8 +1,9 @@
 //! Device register access: the [`Mmio`] trait drivers are written against, and [`MmioRegion`],
 //! its volatile implementation over a physical register window.
 //!
-//! With the MMU off every data access is Device-nGnRnE (Arm ARM D8.2.10), which is what device
-//! registers need: no merging, no reordering, no speculation.
+//! Every register block the daemon reaches is mapped Device-nGnRE, execute-never, in the EL2
+//! identity map (`crate::address_map`; before the MMU is on, every access is Device-nGnRnE):
+//! no merging, no speculation, accesses to one device in program order (Arm ARM B2.7.2).
 
 use iommu_core::PhysAddr;
 

@@ -134,7 +134,8 @@ fn an_exception_is_decoded_and_exits_3() {
         .unwrap_or_else(|| panic!("no EXCEPTION; {}", run.describe()));
     assert_eq!(ex.get("ec"), Some("0x25"), "{}", ex.line);
     assert_eq!(ex.get("ec_name"), Some("data_abort_same_el"));
-    assert_eq!(ex.get("fsc_name"), Some("alignment_fault"));
+    // With the MMU on, the address lies outside every region of the identity map.
+    assert_eq!(ex.get("fsc_name"), Some("translation_fault"), "{}", ex.line);
     assert_eq!(
         ex.get("far").map(str::to_string),
         address,
@@ -180,4 +181,62 @@ fn devices_behind_bridges_are_enumerated_with_the_stream_id_the_smmu_sees() {
             .count(),
         4
     );
+}
+
+/// The MMU is on at EL2 before the SMMU is touched: RAM from the device tree's /memory is
+/// Normal memory, every register block the daemon uses is Device, execute-never; nothing
+/// else is mapped.
+#[test]
+fn the_mmu_is_on_with_ram_normal_and_every_register_block_device() {
+    let run = boot(&[]);
+    run.assert_pass();
+    let mmu = run
+        .record("MMU")
+        .unwrap_or_else(|| panic!("no MMU record; {}", run.describe()));
+    assert_eq!(
+        mmu.get("ram"),
+        Some("0x0000000040000000+0x20000000"),
+        "{}",
+        mmu.line
+    );
+    assert_eq!(mmu.get("regions"), Some("7"), "{}", mmu.line);
+    assert_eq!(mmu.get("device"), Some("6"), "{}", mmu.line);
+    // SCTLR_EL2.M, C and I (bits 0, 2, 12) are set.
+    let sctlr =
+        u64::from_str_radix(mmu.get("sctlr").unwrap().trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(sctlr & 0x1005, 0x1005, "{}", mmu.line);
+    // MAIR_EL2: attribute 0 Device-nGnRE, attribute 1 Normal write-back.
+    assert_eq!(mmu.get("mair"), Some("0x000000000000ff04"), "{}", mmu.line);
+    let regions: Vec<(&str, &str, &str)> = run
+        .records("MMU_REGION")
+        .map(|r| {
+            (
+                r.get("name").unwrap_or("?"),
+                r.get("kind").unwrap_or("?"),
+                r.get("xn").unwrap_or("?"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        regions,
+        [
+            ("gicd", "device", "1"),
+            ("gicr", "device", "1"),
+            ("uart", "device", "1"),
+            ("smmu", "device", "1"),
+            ("pcie-mmio32", "device", "1"),
+            ("ram", "normal", "0"),
+            ("pcie-ecam", "device", "1"),
+        ],
+        "{}",
+        run.describe()
+    );
+    // The MMU went on before anything touched the SMMU (SMMU_PROBE is its first access).
+    let order: Vec<&str> = run
+        .records
+        .iter()
+        .map(|r| r.kind.as_str())
+        .filter(|k| ["MMU", "SMMU_PROBE"].contains(k))
+        .collect();
+    assert_eq!(order, ["MMU", "SMMU_PROBE"], "{}", run.describe());
 }

@@ -9,7 +9,7 @@ use crate::evtq::{DrainReport, EventQueue};
 use crate::features::{Features, StallModel, TableEndian};
 use crate::gerror::{GerrorFlags, GerrorReport};
 use crate::mmio::{Mmio, Reg32, Reg64, RegisterAccess};
-use crate::regs::{CMDQ_BASE, CR0, CR1, CR2, EVENTQ_BASE, GBPA, STRTAB_BASE};
+use crate::regs::{CMDQ_BASE, CR0, CR1, CR2, EVENTQ_BASE, GBPA, IRQ_CTRL, STRTAB_BASE};
 use crate::ste::Ste;
 use crate::stream_table::{StreamTable, StreamTableFormat};
 use iommu_core::{DmaMemory, Iova, StreamId, Vmid};
@@ -517,6 +517,29 @@ impl<R: RegisterAccess> Smmu<R> {
             run.evtq.free(mem);
         }
         Ok(())
+    }
+
+    /// Turns the SMMU's wired interrupts on or off: SMMU_IRQ_CTRL.EVENTQ_IRQEN and
+    /// GERROR_IRQEN (IHI 0070 §6.3.16), then waits for SMMU_IRQ_CTRLACK to match (§6.3.17:
+    /// the change is in effect only once acknowledged). PRIQ_IRQEN stays clear (no PRI queue).
+    /// [`Smmu::bring_up`] leaves them off; the daemon calls this once the GIC routes the lines.
+    /// Returns the acknowledged value.
+    ///
+    /// # Errors
+    /// [`SmmuError::NotRunning`]; [`SmmuError::Timeout`] naming IRQ_CTRLACK.
+    pub fn set_irqs(&mut self, eventq: bool, gerror: bool) -> Result<u32, SmmuError> {
+        if self.running.is_none() {
+            return Err(SmmuError::NotRunning);
+        }
+        let mut value = 0;
+        if eventq {
+            value |= IRQ_CTRL::EVENTQ_IRQEN::SET.value;
+        }
+        if gerror {
+            value |= IRQ_CTRL::GERROR_IRQEN::SET.value;
+        }
+        self.regs.write32(Reg32::IrqCtrl, value);
+        self.wait(Reg32::IrqCtrlAck, "IRQ_CTRLACK", |ack| ack == value)
     }
 
     /// Installs `ste` for `sid` (see the update rules in the stream table: the SMMU never sees

@@ -149,7 +149,10 @@ pub fn virt() -> Node {
                 .prop("compatible", strs(&["arm,gic-v3"]))
                 .prop("#interrupt-cells", cells(&[3]))
                 .prop("phandle", cells(&[0x8002]))
-                .prop("reg", cells(&[0, 0x800_0000, 0, 0x10000])),
+                .prop(
+                    "reg",
+                    cells(&[0, 0x800_0000, 0, 0x10000, 0, 0x80a_0000, 0, 0xf6_0000]),
+                ),
         )
         .child(
             Node::new("pl011@9000000")

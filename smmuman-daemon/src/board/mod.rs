@@ -11,6 +11,7 @@
 
 pub mod discovery;
 pub mod error;
+pub mod gic;
 pub mod interrupts;
 pub mod iommu_map;
 pub mod pcie;
@@ -23,6 +24,7 @@ mod fdt_builder;
 mod tests;
 
 pub use error::BoardError;
+pub use gic::{GicNode, GIC_V3_COMPATIBLE};
 pub use interrupts::{Irq, Trigger};
 pub use iommu_map::{IommuMap, IommuMapEntry};
 pub use pcie::{PciWindow, PcieHost, PCIE_ECAM_COMPATIBLE};
@@ -108,6 +110,8 @@ pub struct BoardInfo<'a> {
     pub smmu: SmmuNode,
     /// The PCIe host bridge.
     pub pcie: PcieHost,
+    /// The GICv3, when the board has one: the SMMU's wired interrupts go through it.
+    pub gic: Option<GicNode>,
     /// `/chosen/bootargs` (empty when absent).
     pub bootargs: &'a str,
 }
@@ -125,6 +129,7 @@ impl<'a> BoardInfo<'a> {
         let smmu = SmmuNode::parse(fdt, smmu_node)?;
         let pcie_node = find_unique(fdt, PCIE_ECAM_COMPATIBLE)?;
         let pcie = PcieHost::parse(fdt, pcie_node)?;
+        let gic = GicNode::find(fdt)?;
         let chosen =
             find_path(fdt, "/chosen").ok_or(BoardError::MissingNode { what: "/chosen" })?;
         let bootargs = str_prop(chosen.node, "bootargs")?.unwrap_or("");
@@ -135,6 +140,7 @@ impl<'a> BoardInfo<'a> {
             uart,
             smmu,
             pcie,
+            gic,
             bootargs,
         })
     }

@@ -476,3 +476,46 @@ fn errors_name_node_and_property() {
         "device tree node smmuv3@9050000: property \"reg\" missing"
     );
 }
+
+#[test]
+fn the_gic_v3_is_found_with_its_distributor_and_redistributors() {
+    let board = BoardInfo::from_blob(QEMU_VIRT).unwrap();
+    assert_eq!(
+        board.gic,
+        Some(GicNode {
+            dist: PhysRange::new(PhysAddr(0x800_0000), 0x10000).unwrap(),
+            redist: PhysRange::new(PhysAddr(0x80a_0000), 0xf6_0000).unwrap(),
+        })
+    );
+    assert_eq!(parse(&virt()).unwrap().gic, board.gic);
+}
+
+#[test]
+fn a_board_without_a_gic_v3_has_none_and_a_gic_without_redistributors_is_an_error() {
+    let none = edit(|t| {
+        t.at("intc@8000000")
+            .props
+            .retain(|(n, _)| n != "compatible")
+    });
+    // The SMMU's interrupts then have no GIC parent: drop them too.
+    let none = {
+        let mut t = none;
+        t.at(SMMU)
+            .props
+            .retain(|(n, _)| n != "interrupts" && n != "interrupt-names");
+        t
+    };
+    assert_eq!(parse(&none).unwrap().gic, None);
+    let short = edit(|t| {
+        t.at("intc@8000000")
+            .set("reg", cells(&[0, 0x800_0000, 0, 0x10000]));
+    });
+    assert_eq!(
+        parse(&short).unwrap_err(),
+        BoardError::BadProperty {
+            node: "intc@8000000",
+            property: "reg",
+            reason: "a GICv3 needs a distributor and a redistributor region",
+        }
+    );
+}

@@ -1051,3 +1051,20 @@ fn event_queue_size_follows_eventqs_and_the_budget() {
     );
     assert!(fake.writes().is_empty());
 }
+
+#[test]
+fn wired_interrupts_are_enabled_with_the_irq_ctrlack_handshake() {
+    let (mut smmu, fake, _mem) = up();
+    assert_eq!(
+        fake.read32(Reg32::IrqCtrl),
+        0,
+        "bring-up leaves interrupts off"
+    );
+    // IHI 0070 §6.3.16: GERROR_IRQEN is bit 0, EVENTQ_IRQEN bit 2.
+    assert_eq!(smmu.set_irqs(true, true), Ok(0b101));
+    assert_eq!(fake.read32(Reg32::IrqCtrlAck), 0b101);
+    assert_eq!(smmu.set_irqs(true, false), Ok(0b100));
+    assert_eq!(smmu.set_irqs(false, false), Ok(0));
+    let mut idle = Smmu::with_registers(FakeSmmu::new(QEMU_IDR));
+    assert_eq!(idle.set_irqs(true, true), Err(SmmuError::NotRunning));
+}

@@ -217,9 +217,9 @@ pub fn bring_up(p: &mut Platform, opts: IommuOptions) -> Result<Backend, IommuEr
     let coherent = p.topology.unit(unit_id).is_some_and(|u| u.coherent);
     let regs = p.take_smmu_registers().ok_or(IommuError::RegistersTaken)?;
     let mut mem = p.take_daemon_memory().ok_or(IommuError::MemoryTaken)?;
-    // SAFETY: the device tree places the SMMU's 128 KiB register frame at this address; the MMU
-    // is off, so it is accessed as Device-nGnRnE memory; `take_smmu_registers` hands it out
-    // once, and that handle is consumed here, so this is its only user.
+    // SAFETY: the device tree places the SMMU's 128 KiB register frame at this address; the
+    // identity map has it as Device-nGnRE memory (`mmu.rs`); `take_smmu_registers` hands it
+    // out once, and that handle is consumed here, so this is its only user.
     let mut smmu = unsafe { smmuv3::Smmu::new(regs.base().0 as usize) };
     console::line(format_args!("SMMU {}", smmu.features()));
     let cfg = BringUpConfig {
@@ -313,7 +313,65 @@ pub fn bring_up(p: &mut Platform, opts: IommuOptions) -> Result<Backend, IommuEr
             decision.name()
         ));
     }
+    enable_irqs(p, &mut backend);
     Ok(backend)
+}
+
+/// Routes the SMMU's wired `eventq` and `gerror` interrupts through the GIC (`irq.rs`) and
+/// enables them in SMMU_IRQ_CTRL (IHI 0070 §6.3.16, acknowledged in IRQ_CTRLACK), so that
+/// the manager drains the event queue when told to. `smmu-irq=off` (the control run) routes
+/// the lines but leaves IRQ_CTRL at 0. Without a GIC or an `eventq` line, or on any error, the
+/// daemon polls. One `SMMU_IRQ` record says which.
+fn enable_irqs(p: &Platform, backend: &mut Backend) {
+    let irqs = p.board.smmu.irqs;
+    crate::irq::set_smmu_irqs_on(false);
+    let routed = match crate::irq::route_smmu(&irqs) {
+        Ok(r) => r,
+        Err(e) => {
+            console::line(format_args!("SMMU_IRQ mode=poll reason=gic detail=\"{e}\""));
+            return;
+        }
+    };
+    let lines = IrqLines(irqs);
+    if !routed {
+        console::line(format_args!(
+            "SMMU_IRQ mode=poll reason=no-gic-or-eventq-line {lines}"
+        ));
+        return;
+    }
+    if p.args.get("smmu-irq") == Some("off") {
+        console::line(format_args!(
+            "SMMU_IRQ mode=poll reason=smmu-irq-off irq_ctrl=0x0 {lines}"
+        ));
+        return;
+    }
+    let (smmu, _) = backend.parts();
+    match smmu.set_irqs(true, irqs.gerror.is_some()) {
+        Ok(ack) => {
+            crate::irq::set_smmu_irqs_on(true);
+            console::line(format_args!(
+                "SMMU_IRQ mode=irq irq_ctrl={ack:#x} {lines} backstop_passes={}",
+                crate::irq::POLL_BACKSTOP
+            ));
+        }
+        Err(e) => console::line(format_args!(
+            "SMMU_IRQ mode=poll reason=irq-ctrl detail=\"{e}\" {lines}"
+        )),
+    }
+}
+
+/// `eventq=106/edge gerror=109/edge` (`none` for a missing line).
+struct IrqLines(smmuman_daemon::board::SmmuIrqs);
+
+impl fmt::Display for IrqLines {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "eventq={} gerror={}",
+            Maybe(self.0.eventq),
+            Maybe(self.0.gerror)
+        )
+    }
 }
 
 /// What the daemon does with `sid` at start-up: reserved for the system, a static window's,
@@ -381,8 +439,9 @@ fn print_groups(functions: &[(Bdf, Bdf, Option<StreamId>)]) {
 /// The SMMU whose register frame `regs` holds, as a driver handle (it reads the ID registers
 /// only; nothing is written until a method says so).
 fn driver(regs: &MmioRegion) -> smmuv3::Smmu {
-    // SAFETY: `regs` is the SMMU's register frame from the device tree, device memory (the MMU
-    // is off); its holder is its only user, and this handle lives no longer than the borrow.
+    // SAFETY: `regs` is the SMMU's register frame from the device tree, device memory (in the
+    // identity map, or the MMU is still off); its holder is its only user, and this handle
+    // lives no longer than the borrow.
     unsafe { smmuv3::Smmu::new(regs.base().0 as usize) }
 }
 
@@ -403,15 +462,27 @@ pub fn abort_all_traffic(regs: &mut MmioRegion) -> AbortState {
 
 /// Prints what [`abort_all_traffic`] left: one `SMMU_ABORT` record.
 pub fn print_abort(base: PhysAddr, s: &AbortState) {
-    console::line(format_args!(
-        "SMMU_ABORT base={base} aborting={} gbpa={:#010x} cr0ack={:#010x} abort={} smmuen={} acknowledged={}",
-        u8::from(s.aborting()),
-        s.gbpa,
-        s.cr0ack,
-        u8::from(s.gbpa_abort()),
-        u8::from(s.smmuen()),
-        u8::from(s.acknowledged)
-    ));
+    console::line(format_args!("{}", AbortRecord(base, s)));
+}
+
+/// The `SMMU_ABORT` record of the SMMU at `.0` in state `.1` (GBPA and CR0ACK as read back).
+pub struct AbortRecord<'a>(pub PhysAddr, pub &'a AbortState);
+
+impl fmt::Display for AbortRecord<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.1;
+        write!(
+            f,
+            "SMMU_ABORT base={} aborting={} gbpa={:#010x} cr0ack={:#010x} abort={} smmuen={} acknowledged={}",
+            self.0,
+            u8::from(s.aborting()),
+            s.gbpa,
+            s.cr0ack,
+            u8::from(s.gbpa_abort()),
+            u8::from(s.smmuen()),
+            u8::from(s.acknowledged)
+        )
+    }
 }
 
 /// IDR1.SIDSIZE of the SMMU at `regs` (IHI 0070 §6.3.2): how many StreamID bits it takes.

@@ -34,11 +34,21 @@ mod dma_scenarios;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod exceptions;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod failsafe;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod failsafe_scenarios;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod hostile;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod iommu;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod irq;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod irq_scenarios;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod manager;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod mmu;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod panic;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
@@ -61,8 +71,9 @@ pub use bare::exit;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod bare {
-    use crate::{boot, console, refusal, scenarios, semihosting};
+    use crate::{boot, console, mmu, refusal, scenarios, semihosting};
     use iommu_core::PhysAddr;
+    use smmuman_daemon::address_map::{AddressMap, MemKind};
     use smmuman_daemon::board::{self, BoardInfo};
     use smmuman_daemon::bootargs::BootArgs;
     use smmuman_daemon::exit_code;
@@ -136,6 +147,42 @@ mod bare {
         Ok(unsafe { core::slice::from_raw_parts(dtb as *const u8, size as usize) })
     }
 
+    /// Builds the EL2 identity map of the board and turns the MMU on, printing one `MMU`
+    /// record and one `MMU_REGION` per region; on failure a `FATAL reason=mmu` record and the
+    /// exit code (the MMU stays off).
+    fn mmu_on(board: &BoardInfo<'_>, smmus: &[(PhysAddr, u64)]) -> Result<(), u32> {
+        let map = AddressMap::for_board(board, smmus).map_err(|e| fatal("mmu", &e))?;
+        let on = mmu::enable(&map).map_err(|e| fatal("mmu", &e))?;
+        let mut ram: heapless::String<160> = heapless::String::new();
+        for (i, r) in map.of_kind(MemKind::Normal).enumerate() {
+            let _ = core::fmt::write(
+                &mut ram,
+                format_args!("{}{}", if i == 0 { "" } else { "," }, r.range),
+            );
+        }
+        console::line(format_args!(
+            "MMU on regions={} ram={ram} device={} tables={} pa_bits={} ttbr0={:#x} mair={:#018x} tcr={:#x} sctlr={:#x}",
+            on.regions,
+            map.of_kind(MemKind::Device).count(),
+            on.tables,
+            on.pa_bits,
+            on.ttbr0,
+            on.mair,
+            on.tcr,
+            on.sctlr
+        ));
+        for r in map.regions() {
+            console::line(format_args!(
+                "MMU_REGION name={} range={} kind={} xn={}",
+                r.name,
+                r.range,
+                r.kind,
+                u8::from(r.kind == MemKind::Device)
+            ));
+        }
+        Ok(())
+    }
+
     fn run(dtb: u64) -> u32 {
         let blob = match device_tree(dtb) {
             Ok(b) => b,
@@ -151,7 +198,7 @@ mod bare {
         }
         let (image_start, image_end) = boot::image_bounds();
         log::info!(
-            "smmuman-daemon {} starting at EL2, MMU off",
+            "smmuman-daemon {} starting at EL2, MMU still off",
             env!("CARGO_PKG_VERSION")
         );
         console::line(format_args!(
@@ -166,6 +213,15 @@ mod bare {
             Ok(b) => b,
             Err(e) => return fatal("device-tree", &e),
         };
+        // Before any SMMU register is touched: the identity map, MMU and caches on.
+        let frames = refusal::smmu_frames(&fdt, &board);
+        // From here a panic or an unexpected exception leaves every SMMU aborting.
+        crate::failsafe::arm(&frames);
+        if let Err(code) = mmu_on(&board, &frames) {
+            refusal::abort_smmus(&fdt, &board);
+            return code;
+        }
+        crate::irq::init(&board);
         let args = match BootArgs::parse(board.bootargs) {
             Ok(a) => a,
             Err(e) => {

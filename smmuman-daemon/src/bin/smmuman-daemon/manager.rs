@@ -4,8 +4,10 @@
 //!
 //! The loop, on the boot stack: resume each client until it waits; answer every mailbox that
 //! holds a request (`Manager::handle`) or whose client went away (`Manager::client_gone`);
-//! drain the SMMU's event queue (`Manager::on_iommu_event`, the explicit handler; the daemon
-//! polls instead of taking the interrupt); deliver fired notifications to their mailboxes.
+//! drain the SMMU's event queue (`Manager::on_iommu_event`, the explicit handler) when the
+//! SMMU's interrupt flagged it, taken in the loop's interrupt window (`irq.rs`), with a slow
+//! poll as the backstop (every pass without interrupts); deliver fired notifications to their
+//! mailboxes.
 
 // A failed start returns the `RESULT` record it becomes: a fixed-size text buffer (there is no
 // heap to box it in), returned only on the failure path.
@@ -236,8 +238,26 @@ fn serve_once(p: &Platform, m: &mut Mgr, n: usize) {
             Served::Answered | Served::Nothing => {}
         }
     }
-    if let Err(e) = m.on_iommu_event(p.clock.now()) {
-        console::line(format_args!("FATAL reason=iommu-event detail=\"{e}\""));
+    // The SMMU's interrupts are taken here and only here (`irq::window`): the handler sets a
+    // flag, and the event queue is drained when it is set. With the interrupts on, a slow
+    // poll every `irq::POLL_BACKSTOP` passes is the backstop for a lost interrupt; without
+    // them (no GIC, `smmu-irq=off`) every pass polls.
+    crate::irq::window();
+    let flagged = crate::irq::take_smmu_pending();
+    if flagged || !crate::irq::smmu_irqs_on() || crate::irq::backstop_due() {
+        match m.on_iommu_event(p.clock.now()) {
+            Ok(report) => {
+                crate::irq::count_drain(flagged, report.records);
+                if flagged {
+                    let s = crate::irq::stats();
+                    console::line(format_args!(
+                        "IRQ smmu-eventq count={} gerror_count={} drained={} path=flag",
+                        s.eventq, s.gerror, report.records
+                    ));
+                }
+            }
+            Err(e) => console::line(format_args!("FATAL reason=iommu-event detail=\"{e}\"")),
+        }
     }
     while let Some(note) = m.take_notification() {
         if let Some(mb) = note

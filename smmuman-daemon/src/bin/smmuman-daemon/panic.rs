@@ -1,4 +1,5 @@
-//! The panic handler: one `PANIC` record, then exit [`exit_code::PANIC`].
+//! The panic handler: one `PANIC` record, every SMMU left aborting ([`crate::failsafe`]),
+//! then exit [`exit_code::PANIC`].
 
 use crate::console;
 use core::panic::PanicInfo;
@@ -24,5 +25,6 @@ fn panic(info: &PanicInfo<'_>) -> ! {
         )),
         None => console::emergency(format_args!("PANIC message={message}")),
     }
+    crate::failsafe::leave_safe("panic");
     crate::exit(exit_code::PANIC)
 }

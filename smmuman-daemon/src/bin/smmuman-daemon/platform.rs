@@ -229,7 +229,7 @@ impl Platform {
             .map_err(|e| BringUpError::Config(ConfigProblem::VmRam(e)))?;
         // SAFETY: the pools exclude the image (code, data, stacks), the device tree, the initrd
         // and firmware reservations; the rest of RAM is used only through these windows. The
-        // MMU is off, so physical addresses are CPU addresses.
+        // EL2 identity map (`mmu.rs`) maps all RAM at its physical address.
         let daemon_window = unsafe { RamWindow::identity(memory_plan.daemon_pool()) };
         // SAFETY: as above; the guest pool is disjoint from the daemon pool, and the static
         // windows' RAM is cut out of it.

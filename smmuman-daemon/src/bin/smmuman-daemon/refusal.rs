@@ -57,7 +57,7 @@ const EMBEDDED: &str = include_str!(env!("SMMUMAN_BOARD_CONFIG"));
 /// Capacity of a refusal's detail text.
 const DETAIL_LEN: usize = 600;
 /// Most SMMUs aborted on a refusal.
-const MAX_ABORTED: usize = board_config::MAX_UNITS + 1;
+pub const MAX_ABORTED: usize = board_config::MAX_UNITS + 1;
 /// Pattern seed of the DMA probe's target buffer.
 const PROBE_SEED: u8 = 0x3c;
 /// Bytes the DMA probe writes.
@@ -302,9 +302,12 @@ pub fn refuse(
     exit_code::BAD_BOARD
 }
 
-/// Makes every SMMU the device tree lists terminate all traffic, printing one `SMMU_ABORT`
-/// record each.
-pub fn abort_smmus(fdt: &Fdt<'_>, board: &BoardInfo<'_>) {
+/// The register frames of every SMMU the device tree lists: the board's SMMUv3 first, then
+/// any other unit firmware describes.
+pub fn smmu_frames(
+    fdt: &Fdt<'_>,
+    board: &BoardInfo<'_>,
+) -> heapless::Vec<(PhysAddr, u64), MAX_ABORTED> {
     let mut frames: heapless::Vec<(PhysAddr, u64), MAX_ABORTED> = heapless::Vec::new();
     let _ = frames.push((board.smmu.base, board.smmu.size));
     if let Ok(firmware) = board_config::dt::from_fdt(fdt) {
@@ -314,7 +317,13 @@ pub fn abort_smmus(fdt: &Fdt<'_>, board: &BoardInfo<'_>) {
             }
         }
     }
-    for (base, size) in frames {
+    frames
+}
+
+/// Makes every SMMU the device tree lists terminate all traffic, printing one `SMMU_ABORT`
+/// record each.
+pub fn abort_smmus(fdt: &Fdt<'_>, board: &BoardInfo<'_>) {
+    for (base, size) in smmu_frames(fdt, board) {
         // SAFETY: the device tree places an SMMUv3 register frame here. On the refusal path
         // no other handle to it exists (the platform never handed its registers out), and
         // this one is dropped before the daemon exits.

@@ -101,13 +101,28 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         run: crate::discovery_scenarios::static_window,
     },
     Scenario {
+        name: "panic-after-bringup",
+        about: "failure path: SMMU, manager and a live window up, then a panic; DMA probe after the abort",
+        run: crate::failsafe_scenarios::panic_after_bringup,
+    },
+    Scenario {
+        name: "fault-after-bringup",
+        about: "failure path: as panic-after-bringup, then a load from an unmapped address",
+        run: crate::failsafe_scenarios::fault_after_bringup,
+    },
+    Scenario {
+        name: "irq-eventq",
+        about: "a refused DMA's fault reaches the manager through the eventq interrupt (smmu-irq=off: polled)",
+        run: crate::irq_scenarios::irq_eventq,
+    },
+    Scenario {
         name: "selftest-panic",
         about: "panic on purpose (checks the panic report)",
         run: selftest_panic,
     },
     Scenario {
         name: "selftest-fault",
-        about: "fault on purpose (checks the exception report)",
+        about: "load from an unmapped address (checks the MMU and the exception report)",
         run: selftest_fault,
     },
 ];
@@ -117,23 +132,22 @@ fn selftest_panic(_: &mut Platform) -> Outcome {
     panic!("selftest-panic asked for a panic")
 }
 
-/// Loads a word from an odd address. With the MMU off every access is Device-nGnRnE, which
-/// must be aligned (Arm ARM B2.5.2), so this takes an alignment fault: a data abort at EL2
-/// (ESR_EL2.EC 0x25, DFSC 0x21) with FAR_EL2 = the address.
-fn selftest_fault(p: &mut Platform) -> Outcome {
-    let target = match p.guest_memory.alloc(4096, 4096) {
-        Ok(b) => b.start().0 + 1,
-        Err(e) => return Outcome::fail().with("reason", e),
+/// Loads a word from an address the EL2 identity map leaves unmapped (`mmu.rs`): a
+/// translation fault, i.e. a data abort at EL2 (ESR_EL2.EC 0x25, DFSC 0x04..0x07) with
+/// FAR_EL2 = the address.
+fn selftest_fault(_: &mut Platform) -> Outcome {
+    let Some(target) = crate::mmu::unmapped_address() else {
+        return Outcome::fail().with("reason", "the MMU is off: no unmapped address");
     };
     console::line(format_args!("SELFTEST fault_address={target:#018x}"));
     let value: u64;
-    // SAFETY: the address is inside a guest-pool page this scenario owns; the load faults
-    // before it reads anything, and the exception handler ends the run.
+    // SAFETY: nothing is mapped at `target`, so the load faults before it reads anything, and
+    // the exception handler ends the run.
     unsafe {
         core::arch::asm!("ldr {v}, [{a}]", v = out(reg) value, a = in(reg) target, options(nostack, readonly));
     }
     Outcome::fail()
-        .with("reason", "the misaligned load did not fault")
+        .with("reason", "the load from an unmapped address did not fault")
         .with("value", value)
 }
 
