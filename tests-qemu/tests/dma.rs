@@ -222,6 +222,19 @@ fn scenario_6_event_queue_overflow_is_counted_and_later_faults_are_intact() {
     });
 }
 
+/// The daemon's default event queue (2,048 records, sized from IDR1.EVENTQS within 64 KiB)
+/// absorbs the rogue DMA that overflows a 128-entry queue above: 1,024 records, none lost.
+#[test]
+fn a_4k_rogue_dma_is_absorbed_by_the_default_event_queue() {
+    each_format("absorb", |run| {
+        check_passed(run, "absorb-rogue-blocked");
+        check_passed(run, "absorb-every-record-delivered");
+        let result = run.result().unwrap();
+        assert_eq!(result.get("delivered"), Some("1024"), "{}", result.line);
+        assert_eq!(result.get("lost_at_least"), Some("0"), "{}", result.line);
+    });
+}
+
 #[test]
 fn a_command_error_is_recovered_and_the_queue_keeps_working() {
     each_format("cmdq-error", |run| {

@@ -51,6 +51,11 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         run: dma_scenarios::overflow,
     },
     Scenario {
+        name: "absorb",
+        about: "the same rogue DMA into the default-sized event queue: all 1,024 records kept",
+        run: dma_scenarios::absorb,
+    },
+    Scenario {
         name: "vms",
         about: "two VMMs program their VMs' DMA windows through the manager, over mailboxes",
         run: vm_scenarios::vms,
