@@ -1,8 +1,9 @@
 //! Memory authority under QEMU, proven by DMA: a hostile VMM asks the manager to grant its
 //! device the SMMU's registers, the GIC, the UART, PCI ECAM, the manager's memory, RAM past its
-//! own and another VM's RAM (before and after that VM maps it). Every map is refused and its DMA
-//! cannot reach the SMMU. The control run assigns it the SMMU frame: the same map is granted and
-//! the same DMA reads SMMU_IDR0, so the test can fail.
+//! own, another device's BAR and another VM's RAM (before and after that VM maps it). Every map
+//! is refused and its DMA cannot reach the SMMU; the BAR the victim's config names for it is
+//! granted and reached by DMA. The control run assigns it the SMMU frame: the same map is
+//! granted and the same DMA reads SMMU_IDR0, so the test can fail.
 
 use tests_qemu::{run, Run};
 
@@ -34,6 +35,7 @@ fn a_hostile_vmm_is_refused_everything_outside_its_assignment_and_its_dma_misses
         "uart-refused",
         "ecam-refused",
         "past-its-own-ram-refused",
+        "other-devices-bar-refused",
     ] {
         let line = check(&run, "hostile", step);
         assert!(line.contains(not_assigned), "{line}");
@@ -45,6 +47,13 @@ fn a_hostile_vmm_is_refused_everything_outside_its_assignment_and_its_dma_misses
     // The victim mapped its RAM only after the first attempt, and its own DMA works.
     check(&run, "victim", "hostile-tried-first");
     check(&run, "victim", "dma-inside-lands");
+    // Peer-to-peer where the config names the BAR (`peer pci 00:02.0 bar 0`): granted, and
+    // the victim's edu reads the other edu's identification register by DMA. The hostile VM,
+    // whose config names no BAR, was refused the victim's edu BAR above.
+    let line = check(&run, "victim", "peer-bar-granted");
+    assert!(line.contains("pa=0x0000000010100000"), "{line}");
+    let line = check(&run, "victim", "peer-bar-dma-reads-its-id");
+    assert!(line.contains("read=0x010000ed"), "{line}");
     // The device aimed at the SMMU's IDR0 anyway: blocked and recorded against its StreamID.
     let line = check(&run, "hostile", "dma-to-smmu-registers-blocked");
     assert!(line.contains("reached=0"), "{line}");

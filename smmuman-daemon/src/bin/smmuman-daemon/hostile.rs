@@ -35,7 +35,7 @@ pub struct Target {
 #[derive(Clone, Copy, Debug)]
 pub struct HostilePlan {
     /// Every target; the first is the SMMU register frame (the DMA goes there).
-    pub targets: [Target; 6],
+    pub targets: [Target; 7],
     /// The victim VM's RAM.
     pub victim_ram: PhysAddr,
     /// SMMU_IDR0's value, to recognise a DMA that read the SMMU's registers.
@@ -148,9 +148,18 @@ pub fn hostile<T: Transport>(
     ctx.check("destroy", r.is_ok(), Res(&r))
 }
 
+/// `edu`'s identification register (QEMU `hw/misc/edu.c`, offset 0x00): version 1.0.
+const EDU_ID: u32 = 0x0100_00ed;
+
 /// The victim: maps its RAM only after the hostile VMM tried it, DMAs inside its window
-/// (a control that its grant works), and stays until the hostile VMM is done.
-pub fn victim<T: Transport>(ctx: &Ctx<'_>, c: &mut Client<T>, vmm: &mut Vmm) -> Step {
+/// (a control that its grant works), reads the peer BAR its config names by DMA (peer-to-peer
+/// works where the host allows it), and stays until the hostile VMM is done.
+pub fn victim<T: Transport>(
+    ctx: &Ctx<'_>,
+    c: &mut Client<T>,
+    vmm: &mut Vmm,
+    peer: Option<PhysAddr>,
+) -> Step {
     let (Some(dev), Some((ram, mem))) = (vmm.device.as_mut(), vmm.ram.as_mut()) else {
         return Err("no-device-or-ram");
     };
@@ -174,6 +183,35 @@ pub fn victim<T: Transport>(ctx: &Ctx<'_>, c: &mut Client<T>, vmm: &mut Vmm) -> 
         mem.check_pattern(at(0x3000), 64, 52).is_none(),
         "",
     )?;
+    if let Some(bar) = peer {
+        let iova = SLOTS + 0x20 * MIB;
+        let r = c.map(
+            obj,
+            window(iova, bar, 4 * KIB)?,
+            Access::READ,
+            MapFlags::empty(),
+        );
+        ctx.check(
+            "peer-bar-granted",
+            r.is_ok(),
+            format_args!("pa={bar} {}", Res(&r)),
+        )?;
+        mem.fill_pattern(at(0x9000), 64, 53);
+        dev.edu
+            .dma_to_device(Iova(iova), 0, 4, &ctx.clock)
+            .map_err(|_| "edu-dma")?;
+        dev.edu
+            .dma_from_device(0, Iova(GUEST_RAM_BASE + 0x9000), 4, &ctx.clock)
+            .map_err(|_| "edu-dma")?;
+        let mut got = [0u8; 4];
+        mem.read_bytes(at(0x9000), &mut got);
+        let read = u32::from_le_bytes(got);
+        ctx.check(
+            "peer-bar-dma-reads-its-id",
+            read == EDU_ID,
+            format_args!("read={read:#010x} edu_id={EDU_ID:#010x}"),
+        )?;
+    }
     ctx.check("hostile-done", wait_for(ctx, &HOSTILE_DONE), "")?;
     let r = c.destroy_object(obj);
     ctx.check("destroy", r.is_ok(), Res(&r))

@@ -371,10 +371,24 @@ pub fn vmm_hostile(p: &mut Platform) -> Outcome {
         let [(a, a_sid), (b, b_sid)] = two_edus(p)?;
         let victim_dev = device(p, a, a_sid)?;
         let hostile_dev = device(p, b, b_sid)?;
-        let mut victim = vmm("victim", false, a, Plan::Victim);
+        let bar0 = |bdf| {
+            p.pci
+                .function(bdf)
+                .and_then(|f| f.bars[0])
+                .and_then(|b| b.cpu_address)
+                .ok_or(fail("edu has no memory BAR 0", bdf))
+        };
+        let (victim_bar, hostile_bar) = (bar0(a)?, bar0(b)?);
+        // The victim's config names the hostile VM's edu BAR as its peer.
+        let peer = p
+            .topology
+            .vm("victim")
+            .and_then(|v| v.peers.first())
+            .map(|_| hostile_bar);
+        let mut victim = vmm("victim", false, a, Plan::Victim(peer));
         victim.device = Some(victim_dev);
         give_memory(p, &mut victim)?;
-        let mut hostile = vmm("hostile", false, b, Plan::Victim);
+        let mut hostile = vmm("hostile", false, b, Plan::Victim(None));
         hostile.device = Some(hostile_dev);
         give_memory(p, &mut hostile)?;
         let victim_pa = victim.ram.as_ref().map_or(PhysAddr(0), |r| r.0.start());
@@ -403,6 +417,7 @@ pub fn vmm_hostile(p: &mut Platform) -> Outcome {
                     Some(DomainError::NotOwned),
                 ),
                 target("past-its-own-ram-refused", past_own, refused),
+                target("other-devices-bar-refused", victim_bar, refused),
             ],
             victim_ram: victim_pa,
             smmu_idr0: idr0,
