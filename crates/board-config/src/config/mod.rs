@@ -797,38 +797,46 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// `ram ADDR LEN [shared]`.
-    fn ram(&mut self, i: usize, key: Token<'a>, line: &mut Line<'a>) -> Res<'a, ()> {
-        let aligned = |p: &Self, t: Token<'a>, what: &'static str, v: u64| {
-            if v.is_multiple_of(PAGE_SIZE) {
-                Ok(v)
-            } else {
-                Err(p.err(
-                    t.pos,
-                    ConfigErrorKind::Misaligned {
-                        what,
-                        value: v,
-                        align: PAGE_SIZE,
-                    },
-                ))
-            }
-        };
-        let start_tok = self.value(line, "an address")?;
-        let start = self.number(start_tok, "an address", u64::MAX)?;
-        let start = aligned(self, start_tok, "ram address", start)?;
-        let len_tok = self.value(line, "a length")?;
-        let len = self.number(len_tok, "a length", u64::MAX)?;
+    /// `v` (read from `t`) when it is a multiple of 4 KiB; else an error naming `what`.
+    fn page_aligned(&self, t: Token<'a>, what: &'static str, v: u64) -> Res<'a, u64> {
+        if v.is_multiple_of(PAGE_SIZE) {
+            Ok(v)
+        } else {
+            Err(self.err(
+                t.pos,
+                ConfigErrorKind::Misaligned {
+                    what,
+                    value: v,
+                    align: PAGE_SIZE,
+                },
+            ))
+        }
+    }
+
+    /// The next value of `line` as a length: a non-zero multiple of 4 KiB (errors name
+    /// `what`); with its token, for later errors about it.
+    fn page_length(&self, line: &mut Line<'a>, what: &'static str) -> Res<'a, (Token<'a>, u64)> {
+        let t = self.value(line, "a length")?;
+        let len = self.number(t, "a length", u64::MAX)?;
         if len == 0 {
             return Err(self.err(
-                len_tok.pos,
+                t.pos,
                 ConfigErrorKind::OutOfRange {
-                    what: "ram length",
+                    what,
                     value: 0,
                     allowed: "a non-zero multiple of 0x1000",
                 },
             ));
         }
-        let len = aligned(self, len_tok, "ram length", len)?;
+        Ok((t, self.page_aligned(t, what, len)?))
+    }
+
+    /// `ram ADDR LEN [shared]`.
+    fn ram(&mut self, i: usize, key: Token<'a>, line: &mut Line<'a>) -> Res<'a, ()> {
+        let start_tok = self.value(line, "an address")?;
+        let start = self.number(start_tok, "an address", u64::MAX)?;
+        let start = self.page_aligned(start_tok, "ram address", start)?;
+        let (len_tok, len) = self.page_length(line, "ram length")?;
         if start.checked_add(len - 1).is_none() {
             return Err(self.err(
                 len_tok.pos,
@@ -948,20 +956,8 @@ impl<'a> Parser<'a> {
 
     /// `window iova A pa B len C access R`.
     fn window(&mut self, i: usize, key: Token<'a>, line: &mut Line<'a>) -> Res<'a, ()> {
-        let aligned = |p: &Self, t: Token<'a>, what: &'static str, v: u64| {
-            if !v.is_multiple_of(PAGE_SIZE) {
-                Err(p.err(
-                    t.pos,
-                    ConfigErrorKind::Misaligned {
-                        what,
-                        value: v,
-                        align: PAGE_SIZE,
-                    },
-                ))
-            } else {
-                Ok(v)
-            }
-        };
+        let aligned =
+            |p: &Self, t: Token<'a>, what: &'static str, v: u64| p.page_aligned(t, what, v);
         self.literal(line, "iova", "\"iova\"")?;
         let t = self.value(line, "an IOVA")?;
         let iova = aligned(self, t, "window iova", self.number(t, "an IOVA", u64::MAX)?)?;
@@ -974,19 +970,7 @@ impl<'a> Parser<'a> {
             self.number(t, "a physical address", u64::MAX)?,
         )?;
         self.literal(line, "len", "\"len\"")?;
-        let len_tok = self.value(line, "a length")?;
-        let len = self.number(len_tok, "a length", u64::MAX)?;
-        if len == 0 {
-            return Err(self.err(
-                len_tok.pos,
-                ConfigErrorKind::OutOfRange {
-                    what: "window len",
-                    value: 0,
-                    allowed: "a non-zero multiple of 0x1000",
-                },
-            ));
-        }
-        let len = aligned(self, len_tok, "window len", len)?;
+        let (len_tok, len) = self.page_length(line, "window len")?;
         if iova.checked_add(len - 1).is_none() {
             return Err(self.err(
                 len_tok.pos,
