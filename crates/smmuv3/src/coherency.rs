@@ -62,4 +62,8 @@ impl<M: DmaMemory + ?Sized> DmaMemory for Dma<'_, M> {
     fn sync_for_device(&mut self, pa: PhysAddr, len: u64) {
         self.mem.sync_for_device(pa, len);
     }
+
+    fn sync_for_cpu(&mut self, pa: PhysAddr, len: u64) {
+        self.mem.sync_for_cpu(pa, len);
+    }
 }
