@@ -16,12 +16,26 @@ pub const STALE: u64 = 0xdead_dead_dead_dead;
 /// Physical addresses are handed out upwards from `base`; freed ranges are not reused, so a
 /// use-after-free shows up as an access to an address with no allocation (a panic, in a test).
 ///
-/// It also models the CPU cache in front of a **non-coherent** device: [`DmaMemory::write_u64`]
-/// (and the zeroing of a new allocation) change only the CPU's view; the device's view
-/// ([`FakeMemory::read_u64_device`]) of a cache line changes only when
-/// [`DmaMemory::sync_for_device`] cleans it. Until then the device reads what the line held
-/// at its last clean, or [`STALE`] if it was never cleaned since it was allocated. Every clean
-/// is recorded ([`FakeMemory::synced`]).
+/// It also models the CPU cache in front of a **non-coherent** device, in both directions.
+/// There are two views of every cache line: the CPU's (its cache, read by
+/// [`DmaMemory::read_u64`]) and memory at the point of coherency (what a non-coherent device
+/// reads and writes).
+///
+/// * CPU to device: [`DmaMemory::write_u64`] (and the zeroing of a new allocation) change only
+///   the CPU's view and leave the line dirty; the device's view
+///   ([`FakeMemory::read_u64_device`]) changes only when [`DmaMemory::sync_for_device`] cleans
+///   it. Until then the device reads what the line held at its last clean, or [`STALE`] if it
+///   was never cleaned since it was allocated.
+/// * Device to CPU: [`FakeMemory::write_u64_device`] changes only memory; the CPU keeps
+///   reading its cached copy until [`DmaMemory::sync_for_cpu`] invalidates the line. The CPU
+///   is assumed to hold *every* line cached all the time, since an Arm CPU may allocate a
+///   Normal cacheable line speculatively whenever it likes: the worst case, and the one a
+///   driver must survive. `sync_for_cpu` models `DC CIVAC`: a line the CPU dirtied (including
+///   a never-cleaned zeroing) is written back first, overwriting what the device wrote there.
+///
+/// A device that snoops the CPU caches uses [`DmaMemory::read_u64`] and
+/// [`FakeMemory::write_u64_snooping`] instead. Every maintenance operation is recorded
+/// ([`FakeMemory::synced`], [`FakeMemory::synced_for_cpu`]).
 #[derive(Debug)]
 pub struct FakeMemory {
     next: u64,
@@ -32,10 +46,16 @@ pub struct FakeMemory {
     writes: u64,
     /// Cache lines written by the CPU since their last clean.
     dirty: BTreeSet<u64>,
-    /// The point-of-coherency copy of every line cleaned since its allocation.
+    /// Lines cleaned (or cleaned and invalidated) at least once since their allocation; the
+    /// others still hold the allocation's uncleaned zeroes.
+    cleaned: BTreeSet<u64>,
+    /// The point-of-coherency copy of every line cleaned, or written by a device, since its
+    /// allocation.
     device_lines: BTreeMap<u64, [u64; 8]>,
     /// Every `sync_for_device` range, in order.
     synced: Vec<(PhysAddr, u64)>,
+    /// Every `sync_for_cpu` range, in order.
+    synced_for_cpu: Vec<(PhysAddr, u64)>,
 }
 
 impl Default for FakeMemory {
@@ -54,8 +74,10 @@ impl FakeMemory {
             words: BTreeMap::new(),
             writes: 0,
             dirty: BTreeSet::new(),
+            cleaned: BTreeSet::new(),
             device_lines: BTreeMap::new(),
             synced: Vec::new(),
+            synced_for_cpu: Vec::new(),
         }
     }
 
@@ -67,6 +89,16 @@ impl FakeMemory {
     /// Forgets the recorded [`FakeMemory::synced`] ranges.
     pub fn clear_synced(&mut self) {
         self.synced.clear();
+    }
+
+    /// Every range passed to [`DmaMemory::sync_for_cpu`] so far, in order.
+    pub fn synced_for_cpu(&self) -> &[(PhysAddr, u64)] {
+        &self.synced_for_cpu
+    }
+
+    /// Forgets the recorded [`FakeMemory::synced_for_cpu`] ranges.
+    pub fn clear_synced_for_cpu(&mut self) {
+        self.synced_for_cpu.clear();
     }
 
     /// Start addresses of the cache lines the CPU wrote and did not clean since.
@@ -92,19 +124,61 @@ impl FakeMemory {
             .map_or(STALE, |words| words[((pa.0 - line) / 8) as usize])
     }
 
-    /// A device's write of the word at `pa` (e.g. an event record): it reaches memory, and
-    /// the CPU (which has no copy of the line cached) reads it too.
+    /// A write of the word at `pa` by a device that does **not** snoop the CPU caches (e.g. an
+    /// event record of a non-coherent SMMU): it reaches memory only. The CPU keeps reading its
+    /// cached copy of the line until [`DmaMemory::sync_for_cpu`] invalidates it. The rest of a
+    /// line that was never cleaned reads as [`STALE`] in memory.
     pub fn write_u64_device(&mut self, pa: PhysAddr, value: u64) {
         self.check(pa);
         let line = pa.0 & !(FAKE_CACHE_LINE - 1);
-        if value == 0 {
-            self.words.remove(&pa.0);
-        } else {
-            self.words.insert(pa.0, value);
-        }
-        let mut words = self.line_words(line);
+        let words = self.device_lines.entry(line).or_insert([STALE; 8]);
         words[((pa.0 - line) / 8) as usize] = value;
-        self.device_lines.insert(line, words);
+    }
+
+    /// A write of the word at `pa` by a device that snoops the CPU caches (a coherent SMMU):
+    /// the CPU reads it at once, with no maintenance.
+    pub fn write_u64_snooping(&mut self, pa: PhysAddr, value: u64) {
+        self.check(pa);
+        self.set_word(pa.0, value);
+        let line = pa.0 & !(FAKE_CACHE_LINE - 1);
+        if let Some(words) = self.device_lines.get_mut(&line) {
+            words[((pa.0 - line) / 8) as usize] = value;
+        }
+    }
+
+    /// Sets the CPU's view of the word at `pa`.
+    fn set_word(&mut self, pa: u64, value: u64) {
+        if value == 0 {
+            self.words.remove(&pa);
+        } else {
+            self.words.insert(pa, value);
+        }
+    }
+
+    /// The start of every cache line `[pa, pa + len)` touches that lies in a live allocation.
+    /// Lines outside every allocation are skipped: maintenance of memory nobody owns is
+    /// harmless on hardware, and there is nothing to model there.
+    fn owned_lines(&self, pa: PhysAddr, len: u64) -> Vec<u64> {
+        let first = pa.0 & !(FAKE_CACHE_LINE - 1);
+        let end = pa.0.saturating_add(len);
+        (first..end)
+            .step_by(FAKE_CACHE_LINE as usize)
+            .filter(|&line| {
+                self.allocations
+                    .range(..=line)
+                    .next_back()
+                    .is_some_and(|(start, size)| line < start + size)
+            })
+            .collect()
+    }
+
+    /// `DC C*VAC`'s clean of one line: when the CPU's copy is dirty (written since the last
+    /// clean, or the allocation's zeroes never cleaned), it is written back to memory.
+    fn clean_line(&mut self, line: u64) {
+        if self.dirty.remove(&line) || !self.cleaned.contains(&line) {
+            self.device_lines.insert(line, self.line_words(line));
+        }
+        self.cleaned.insert(line);
     }
 
     /// The CPU's view of the eight words of `line`.
@@ -179,6 +253,7 @@ impl DmaMemory for FakeMemory {
         }
         let range = pa.0..pa.0 + bytes;
         self.dirty.retain(|l| !range.contains(l));
+        self.cleaned.retain(|l| !range.contains(l));
         self.device_lines.retain(|l, _| !range.contains(l));
     }
 
@@ -191,31 +266,27 @@ impl DmaMemory for FakeMemory {
         self.check(pa);
         self.writes += 1;
         self.dirty.insert(pa.0 & !(FAKE_CACHE_LINE - 1));
-        if value == 0 {
-            self.words.remove(&pa.0);
-        } else {
-            self.words.insert(pa.0, value);
-        }
+        self.set_word(pa.0, value);
     }
 
     fn sync_for_device(&mut self, pa: PhysAddr, len: u64) {
         self.synced.push((pa, len));
-        let first = pa.0 & !(FAKE_CACHE_LINE - 1);
-        let end = pa.0.saturating_add(len);
-        let mut line = first;
-        while line < end {
-            // Lines outside every allocation are skipped: a clean of memory nobody owns is
-            // harmless on hardware, and there is nothing to model here.
-            let inside = self
-                .allocations
-                .range(..=line)
-                .next_back()
-                .is_some_and(|(start, size)| line < start + size);
-            if inside {
-                self.device_lines.insert(line, self.line_words(line));
-                self.dirty.remove(&line);
+        for line in self.owned_lines(pa, len) {
+            self.clean_line(line);
+        }
+    }
+
+    fn sync_for_cpu(&mut self, pa: PhysAddr, len: u64) {
+        self.synced_for_cpu.push((pa, len));
+        for line in self.owned_lines(pa, len) {
+            // DC CIVAC: clean (a dirty line overwrites memory), then invalidate, so that the
+            // CPU's next read of the line fetches it from memory.
+            self.clean_line(line);
+            if let Some(words) = self.device_lines.get(&line).copied() {
+                for (i, w) in words.into_iter().enumerate() {
+                    self.set_word(line + 8 * i as u64, w);
+                }
             }
-            line += FAKE_CACHE_LINE;
         }
     }
 }
@@ -260,9 +331,63 @@ mod tests {
         assert!(m.device_sees(a, 4096));
         assert!(m.dirty_lines().is_empty());
         assert_eq!(m.synced(), &[(a, 4096), (a.checked_add(8).unwrap(), 8)]);
-        m.write_u64_device(a.checked_add(16).unwrap(), 9);
+    }
+
+    #[test]
+    fn the_cpu_sees_a_non_coherent_device_write_only_after_sync_for_cpu() {
+        let mut m = FakeMemory::default();
+        let a = m.alloc_zeroed(4096, 4096).unwrap();
+        m.sync_for_device(a, 4096);
+        let w = a.checked_add(16).unwrap();
+        m.write_u64_device(w, 9);
+        assert_eq!(m.read_u64_device(w), 9, "memory holds it");
+        assert_eq!(m.read_u64(w), 0, "the CPU's cached copy is stale");
+        m.sync_for_cpu(w, 8);
+        assert_eq!(m.read_u64(w), 9);
+        assert!(m.dirty_lines().is_empty());
+        // A second lap at the same slot: stale again until the next invalidate.
+        m.write_u64_device(w, 10);
+        assert_eq!(m.read_u64(w), 9);
+        m.sync_for_cpu(a, 64);
+        assert_eq!(m.read_u64(w), 10);
+        assert_eq!(m.synced_for_cpu(), &[(w, 8), (a, 64)]);
+        // Lines outside every allocation are ignored.
+        m.sync_for_cpu(PhysAddr(0x10), 8);
+    }
+
+    #[test]
+    fn sync_for_cpu_writes_a_dirty_line_back_over_the_device_write() {
+        // Why memory a device writes must be clean beforehand: DC CIVAC on a line the CPU
+        // dirtied writes the CPU's copy back over the device's data (DC IVAC would instead
+        // discard the CPU's write; either loses something).
+        let mut m = FakeMemory::default();
+        let a = m.alloc_zeroed(4096, 4096).unwrap();
+        m.sync_for_device(a, 4096);
+        m.write_u64(a, 1);
+        m.write_u64_device(a.checked_add(8).unwrap(), 2);
+        m.sync_for_cpu(a, 64);
+        assert_eq!(m.read_u64(a), 1, "the CPU's write survives");
+        assert_eq!(
+            m.read_u64(a.checked_add(8).unwrap()),
+            0,
+            "the device's is lost"
+        );
+        assert_eq!(m.read_u64_device(a.checked_add(8).unwrap()), 0);
+        // Never-cleaned zeroes count as dirty too.
+        let b = m.alloc_zeroed(4096, 4096).unwrap();
+        m.write_u64_device(b, 3);
+        m.sync_for_cpu(b, 8);
+        assert_eq!(m.read_u64(b), 0);
+    }
+
+    #[test]
+    fn a_snooping_device_write_is_seen_at_once() {
+        let mut m = FakeMemory::default();
+        let a = m.alloc_zeroed(4096, 4096).unwrap();
+        m.write_u64_snooping(a.checked_add(16).unwrap(), 9);
         assert_eq!(m.read_u64(a.checked_add(16).unwrap()), 9);
         assert!(m.dirty_lines().is_empty());
+        assert!(m.synced_for_cpu().is_empty());
     }
 
     #[test]

@@ -61,6 +61,25 @@ pub trait DmaMemory {
     /// non-coherent IOMMU walk stale memory. Memory that is never cached (e.g. reached with the
     /// MMU off) may implement it as the barrier alone.
     fn sync_for_device(&mut self, pa: PhysAddr, len: u64);
+
+    /// Makes what a device that does **not** snoop the CPU caches wrote to `[pa, pa + len)`
+    /// (e.g. event records of a non-coherent IOMMU) visible to the CPU's next reads, and waits
+    /// until that is done: on Arm, `DC CIVAC` (clean and invalidate to the point of coherency)
+    /// over every cache line the range touches, then `DSB`. Without it the CPU may keep
+    /// reading a copy of the line it cached earlier, e.g. the previous lap's record in the
+    /// same queue slot.
+    ///
+    /// Call it after learning that the device finished writing (e.g. after reading the
+    /// queue's producer index) and before reading the range. Lines the CPU dirtied are written
+    /// back first (that is the "clean" in `DC CIVAC`) and so overwrite what the device wrote
+    /// there: memory a device writes must not share a cache line with CPU writes that were not
+    /// cleaned ([`DmaMemory::sync_for_device`]) before the device wrote it.
+    ///
+    /// The driver calls it before reading each event record, when and only when the IOMMU is
+    /// non-coherent. Deliberately without a default, like [`DmaMemory::sync_for_device`]: an
+    /// implementation that forgot it would hand stale records to the daemon. Memory that is
+    /// never cached may implement it as the barrier alone.
+    fn sync_for_cpu(&mut self, pa: PhysAddr, len: u64);
 }
 
 impl<M: DmaMemory + ?Sized> DmaMemory for &mut M {
@@ -81,5 +100,8 @@ impl<M: DmaMemory + ?Sized> DmaMemory for &mut M {
     }
     fn sync_for_device(&mut self, pa: PhysAddr, len: u64) {
         (**self).sync_for_device(pa, len)
+    }
+    fn sync_for_cpu(&mut self, pa: PhysAddr, len: u64) {
+        (**self).sync_for_cpu(pa, len)
     }
 }

@@ -11,13 +11,20 @@
 //! is zeroed), before any barrier or MMIO write that lets the SMMU read it: the order the
 //! writers already keep (a table filled before it is linked, an STE's other words before word
 //! 0, commands before CMDQ_PROD) is therefore the order in which the SMMU can see the writes.
+//!
+//! The other direction: the only memory the SMMU writes is the event queue (no hardware
+//! access/dirty flag updates are enabled). A non-coherent SMMU's record goes to memory, not
+//! into the CPU's cache, which may still hold an older copy of the slot (the previous lap's
+//! record, or a line fetched speculatively). [`Dma::invalidate_for_cpu`] makes the event-queue
+//! drain invalidate each record before reading it.
 
 use iommu_core::{DmaMemory, OutOfMemory, PhysAddr};
 
-/// `mem`, cleaning what is written to it when the SMMU is not coherent.
+/// `mem`, cleaning what is written to it when the SMMU is not coherent (and, on request,
+/// invalidating what the SMMU wrote before the CPU reads it: [`Dma::invalidate_for_cpu`]).
 pub(crate) struct Dma<'m, M: DmaMemory + ?Sized> {
     mem: &'m mut M,
-    clean: bool,
+    non_coherent: bool,
 }
 
 impl<'m, M: DmaMemory + ?Sized> Dma<'m, M> {
@@ -25,7 +32,17 @@ impl<'m, M: DmaMemory + ?Sized> Dma<'m, M> {
     pub(crate) fn new(mem: &'m mut M, coherent: bool) -> Self {
         Self {
             mem,
-            clean: !coherent,
+            non_coherent: !coherent,
+        }
+    }
+
+    /// `[pa, pa + len)`, which the SMMU wrote, is about to be read by the CPU: when the SMMU
+    /// is not coherent, invalidate the CPU's cached copy first
+    /// ([`DmaMemory::sync_for_cpu`]). A coherent SMMU's writes snoop the caches, so then
+    /// nothing is done.
+    pub(crate) fn invalidate_for_cpu(&mut self, pa: PhysAddr, len: u64) {
+        if self.non_coherent {
+            self.mem.sync_for_cpu(pa, len);
         }
     }
 }
@@ -33,7 +50,7 @@ impl<'m, M: DmaMemory + ?Sized> Dma<'m, M> {
 impl<M: DmaMemory + ?Sized> DmaMemory for Dma<'_, M> {
     fn alloc_zeroed(&mut self, size: usize, align: usize) -> Result<PhysAddr, OutOfMemory> {
         let pa = self.mem.alloc_zeroed(size, align)?;
-        if self.clean {
+        if self.non_coherent {
             // The zeroes are CPU writes too: memory may still hold an old table or queue.
             self.mem.sync_for_device(pa, size as u64);
         }
@@ -50,7 +67,7 @@ impl<M: DmaMemory + ?Sized> DmaMemory for Dma<'_, M> {
 
     fn write_u64(&mut self, pa: PhysAddr, value: u64) {
         self.mem.write_u64(pa, value);
-        if self.clean {
+        if self.non_coherent {
             self.mem.sync_for_device(pa, 8);
         }
     }
@@ -61,5 +78,9 @@ impl<M: DmaMemory + ?Sized> DmaMemory for Dma<'_, M> {
 
     fn sync_for_device(&mut self, pa: PhysAddr, len: u64) {
         self.mem.sync_for_device(pa, len);
+    }
+
+    fn sync_for_cpu(&mut self, pa: PhysAddr, len: u64) {
+        self.mem.sync_for_cpu(pa, len);
     }
 }

@@ -669,7 +669,10 @@ impl<R: RegisterAccess> Smmu<R> {
     }
 
     /// Pops every queued event record into `f` and accounts for overflow (see
-    /// [`DrainReport`]; lost records are counted as a lower bound in [`Stats`]).
+    /// [`DrainReport`]; lost records are counted as a lower bound in [`Stats`]). On an SMMU
+    /// that is not coherent ([`Smmu::is_coherent`]), each record is invalidated from the CPU
+    /// caches ([`iommu_core::DmaMemory::sync_for_cpu`]) after EVENTQ_PROD is read and before
+    /// the record is.
     ///
     /// # Errors
     /// [`SmmuError::NotRunning`].
@@ -679,7 +682,8 @@ impl<R: RegisterAccess> Smmu<R> {
         f: impl FnMut(Event),
     ) -> Result<DrainReport, SmmuError> {
         let run = self.running.as_mut().ok_or(SmmuError::NotRunning)?;
-        Ok(run.evtq.drain(&mut self.regs, &*mem, f, &mut self.stats))
+        let mem = &mut Dma::new(mem, self.coherent);
+        Ok(run.evtq.drain(&mut self.regs, mem, f, &mut self.stats))
     }
 
     /// Reads the global errors and acknowledges those that need nothing else

@@ -12,7 +12,20 @@
 //! Each such signal is one *overflow episode* in which at least one record was lost, so the
 //! driver counts episodes and reports `lost_at_least` = number of episodes: a lower bound, never
 //! an estimate.
+//!
+//! Reading a record (IHI 0070 §3.5, producer/consumer queues): the SMMU writes a record and
+//! only then moves EVENTQ_PROD past it, and guarantees that an agent that observes the new
+//! PROD also observes the record in memory. So the driver reads PROD, orders that read before
+//! anything it reads from the queue (a `DSB SY`, [`RegisterAccess::io_barrier`]), and reads
+//! only the records PROD covers. On an SMMU that does not snoop the CPU caches ("in memory" is
+//! not "in the CPU's cache": the CPU may hold an older copy of the slot, such as the record of
+//! the previous lap, or a line it fetched speculatively before the SMMU wrote it), it also
+//! invalidates each record's 32 bytes ([`DmaMemory::sync_for_cpu`]: `DC CIVAC`, then
+//! `DSB SY`) after that barrier and right before reading them. Invalidating any earlier (say,
+//! when the slot is handed back) would not do: the CPU may refetch the line before the SMMU
+//! writes the next record there.
 
+use crate::coherency::Dma;
 use crate::driver::Stats;
 use crate::error::SmmuError;
 use crate::event::Event;
@@ -83,11 +96,12 @@ impl EventQueue {
 
     /// Pops every queued record into `f`, advancing EVENTQ_CONS after each one, then
     /// acknowledges overflow. Stops after twice the queue size records so that an event storm
-    /// cannot keep the caller here forever.
+    /// cannot keep the caller here forever. `mem` invalidates each record before it is read
+    /// when the SMMU is not coherent (see the module documentation).
     pub(crate) fn drain<R, M>(
         &mut self,
         regs: &mut R,
-        mem: &M,
+        mem: &mut Dma<'_, M>,
         mut f: impl FnMut(Event),
         stats: &mut Stats,
     ) -> DrainReport
@@ -101,14 +115,19 @@ impl EventQueue {
         let mut report = DrainReport::default();
         let mut prod = regs.read32(Reg32::EventqProd);
         'drain: loop {
-            // Records up to PROD are complete; read them only after reading PROD.
+            // Records up to PROD are complete (IHI 0070 §3.5); read them, and invalidate them
+            // on a non-coherent SMMU, only after reading PROD.
             regs.io_barrier();
             while !self.q.geom.is_empty(prod, self.cons) {
                 if report.delivered >= budget {
                     report.more_pending = true;
                     break 'drain;
                 }
-                let slot = self.q.slot(self.cons).get();
+                let slot = self.q.slot(self.cons);
+                // Non-coherent: drop the CPU's possibly stale copy of this record (the
+                // previous lap's, say) so that the reads below fetch what the SMMU wrote.
+                mem.invalidate_for_cpu(slot, ENTRY_SIZE);
+                let slot = slot.get();
                 let raw = [0, 8, 16, 24].map(|off| mem.read_u64(PhysAddr(slot + off)));
                 f(Event::decode(raw));
                 report.delivered += 1;

@@ -61,6 +61,9 @@ impl DmaMemory for SharedMem {
     fn sync_for_device(&mut self, pa: PhysAddr, len: u64) {
         self.0.borrow_mut().sync_for_device(pa, len)
     }
+    fn sync_for_cpu(&mut self, pa: PhysAddr, len: u64) {
+        self.0.borrow_mut().sync_for_cpu(pa, len)
+    }
 }
 
 /// A register write, in order.
@@ -133,7 +136,9 @@ pub(crate) struct State {
     pub hold: Option<u8>,
     /// The SMMU snoops the CPU caches (IHI 0070 §6.3.1 IDR0.COHACC, by default). When false it
     /// reads commands, STEs and tables from memory as a non-coherent device does
-    /// ([`FakeMemory::read_u64_device`]): what the CPU wrote but did not clean is stale.
+    /// ([`FakeMemory::read_u64_device`]): what the CPU wrote but did not clean is stale. And it
+    /// writes event records to memory only ([`FakeMemory::write_u64_device`]): the CPU reads
+    /// its stale cached copy of a slot until it invalidates the line.
     pub coherent: bool,
 }
 
@@ -178,6 +183,15 @@ impl State {
             mem.read_u64(PhysAddr(pa))
         } else {
             mem.read_u64_device(PhysAddr(pa))
+        }
+    }
+
+    /// A word of memory as this SMMU writes it (into the CPU caches only when coherent).
+    fn write(&self, mem: &mut FakeMemory, pa: u64, value: u64) {
+        if self.coherent {
+            mem.write_u64_snooping(PhysAddr(pa), value);
+        } else {
+            mem.write_u64_device(PhysAddr(pa), value);
         }
     }
 
@@ -394,7 +408,7 @@ impl FakeSmmu {
         let slot = State::base(st.evtq_base) + u64::from(q.index(st.evtq_prod)) * 32;
         let mut mem = self.mem.0.borrow_mut();
         for (i, w) in raw.iter().enumerate() {
-            mem.write_u64_device(PhysAddr(slot + 8 * i as u64), *w);
+            st.write(&mut mem, slot + 8 * i as u64, *w);
         }
         let next = q.advance(st.evtq_prod, 1);
         st.evtq_prod = (st.evtq_prod & (1 << 31)) | next;

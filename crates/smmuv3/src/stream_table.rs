@@ -351,6 +351,9 @@ mod tests {
         fn sync_for_device(&mut self, pa: PhysAddr, len: u64) {
             self.mem.sync_for_device(pa, len)
         }
+        fn sync_for_cpu(&mut self, pa: PhysAddr, len: u64) {
+            self.mem.sync_for_cpu(pa, len)
+        }
     }
 
     fn record(mem: &mut Recorder, sid: StreamId) -> Result<(), SmmuError> {

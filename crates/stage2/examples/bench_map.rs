@@ -75,6 +75,9 @@ impl DmaMemory for Arena {
 
     // Host memory standing in for a coherent device: nothing to clean.
     fn sync_for_device(&mut self, _pa: PhysAddr, _len: u64) {}
+
+    // Nor anything a device could have written behind the CPU's back.
+    fn sync_for_cpu(&mut self, _pa: PhysAddr, _len: u64) {}
 }
 
 /// One way of mapping the GiB at IOVA 1 GiB.

@@ -86,6 +86,10 @@ impl DmaMemory for DaemonMemory {
     fn sync_for_device(&mut self, pa: PhysAddr, len: u64) {
         self.window.sync_for_device(pa, len)
     }
+
+    fn sync_for_cpu(&mut self, pa: PhysAddr, len: u64) {
+        self.window.sync_for_cpu(pa, len)
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! [`RamWindow`]: the one place that reads and writes RAM by physical address.
 //!
-//! The daemon runs with the MMU off, so a physical address is also the address the CPU uses.
+//! The daemon's memory is identity mapped (VA = PA, with the MMU and data caches on, or with
+//! the MMU off before `mmu.rs` turns it on), so a physical address is also the address the CPU
+//! uses.
 //! Every access is checked against the ranges the window was opened over (the allocator's pools)
 //! and is volatile, because a DMA master or the SMMU reads and writes the same memory behind the
 //! compiler's back. An access outside the window is a bug in the daemon (no external input
@@ -22,7 +24,7 @@ pub struct RamWindow {
 }
 
 impl RamWindow {
-    /// A window over `ranges` of identity-mapped physical memory (the MMU is off).
+    /// A window over `ranges` of identity-mapped physical memory (VA = PA).
     ///
     /// Ranges beyond [`MAX_WINDOW_RANGES`] are left out of the window.
     ///
@@ -169,6 +171,54 @@ impl RamWindow {
         }
     }
 
+    /// Makes what a device that does not snoop the CPU caches (a non-coherent SMMU's event
+    /// records) wrote to `[pa, pa + len)` visible to the CPU's next reads, and waits until that
+    /// is done: `DC CIVAC` (clean and invalidate by address to the point of coherency, Arm ARM
+    /// C5.3) over every data-cache line the range touches, stepping by CTR_EL0.DminLine as
+    /// [`RamWindow::sync_for_device`] does, then `DSB SY` so that the invalidation has
+    /// completed before any later read. On the host (tests) it is a fence.
+    ///
+    /// Why `DC CIVAC` and not `DC IVAC` (invalidate only): on a line the CPU has dirtied,
+    /// `DC IVAC` throws the CPU's writes away, including writes to bytes outside the range
+    /// that merely share its first or last line, and nothing would say so. `DC CIVAC` writes
+    /// such a line back first, so no CPU write is ever lost; on a clean line the two do the
+    /// same thing. The event queue's lines are never dirty when this runs: the SMMU alone
+    /// writes the slots, and the zeroing at allocation was cleaned right after it (the driver
+    /// cleans every write on a non-coherent SMMU), so here the choice costs nothing and
+    /// `DC CIVAC` is simply the one that stays safe for any other caller.
+    ///
+    /// # Panics
+    /// When the range is not inside the window (a bug in the caller).
+    pub fn sync_for_cpu(&mut self, pa: PhysAddr, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let start = self.checked(pa, len, 1);
+        #[cfg(target_arch = "aarch64")]
+        {
+            let line = dcache_line_bytes();
+            let end = start.wrapping_add(len as usize);
+            let mut va = start & !(line - 1);
+            while va < end {
+                // SAFETY: DC CIVAC writes the line holding `va` back to memory if it is dirty
+                // and then drops the CPU's copy, so the next read fetches memory's; it loses no
+                // CPU write and changes no value other than what a device wrote there. The asm
+                // is not `nomem`, so the compiler keeps the (volatile) reads of the range after
+                // it. `checked` proved the range lies in RAM this window owns.
+                unsafe {
+                    core::arch::asm!("dc civac, {va}", va = in(reg) va, options(nostack, preserves_flags));
+                }
+                va += line;
+            }
+            aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::SY);
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        {
+            let _ = start;
+            core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     /// Makes every earlier write to RAM visible to other observers (the SMMU's table walker and
     /// DMA masters) before any later access, MMIO included: `DSB SY` (Arm ARM B2.3.12).
     pub fn publish(&self) {
@@ -270,6 +320,26 @@ mod tests {
         w.sync_for_device(PhysAddr(0x4000_1004), 3);
         w.sync_for_device(PhysAddr(0x4000_1000), 0x1000);
         w.sync_for_device(PhysAddr(0x4000_0000), 0);
+    }
+
+    #[test]
+    fn sync_for_cpu_accepts_any_range_inside_the_window_and_keeps_the_data() {
+        let mut ram = HostRam::new(PhysAddr(0x4000_0000), 0x2000);
+        let mut w = ram.window(&[r(0x4000_1000, 0x1000)]);
+        w.write_u64(PhysAddr(0x4000_1020), 0x1234);
+        w.sync_for_cpu(PhysAddr(0x4000_1020), 32);
+        w.sync_for_cpu(PhysAddr(0x4000_1004), 3);
+        w.sync_for_cpu(PhysAddr(0x4000_1000), 0x1000);
+        w.sync_for_cpu(PhysAddr(0x4000_0000), 0);
+        assert_eq!(w.read_u64(PhysAddr(0x4000_1020)), 0x1234);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside the RAM window")]
+    fn sync_for_cpu_outside_the_window_is_caught() {
+        let mut ram = HostRam::new(PhysAddr(0x4000_0000), 0x2000);
+        let mut w = ram.window(&[r(0x4000_1000, 0x1000)]);
+        w.sync_for_cpu(PhysAddr(0x4000_1fe0), 0x40);
     }
 
     #[test]

@@ -656,6 +656,47 @@ fn non_coherent_smmu_sees_every_write_only_after_maintenance() {
     assert!(!fake.mem.0.borrow().synced().is_empty());
 }
 
+/// A translation fault record from StreamID `sid`.
+fn fault_record(sid: u32) -> [u64; 4] {
+    [
+        0x10 | u64::from(sid) << 32,
+        0x0000_0280_0000_0000,
+        0x1000,
+        0x1000,
+    ]
+}
+
+/// The other direction: the fault records a non-coherent SMMU writes reach memory, not the CPU
+/// caches, so every record is invalidated before it is read, and each lap of the event queue
+/// reads what the SMMU just wrote, not the previous lap's record in the same slot.
+#[test]
+fn non_coherent_smmu_faults_are_read_as_the_smmu_wrote_them() {
+    let mut idr = crate::fake_smmu::QEMU_IDR;
+    idr[0] &= !(1 << 4); // IDR0.COHACC = 0
+    let (mut b, fake) = backend_coherent(FakeSmmu::new(idr), true);
+    let mut next = 0;
+    // 3 x 1,500 records through the default 2,048-record queue: two laps and more.
+    for _ in 0..3 {
+        for _ in 0..1500 {
+            fake.record_event(fault_record(next));
+            next += 1;
+        }
+        let mut seen = Vec::new();
+        let drain = b.drain_faults(&mut |f| seen.push(f.sid.0)).unwrap();
+        assert_eq!(drain.delivered, 1500);
+        let first = next - 1500;
+        let wrong = (first..next).zip(&seen).find(|(want, got)| want != *got);
+        assert_eq!(wrong, None, "(expected, read) for records {first}..{next}");
+    }
+    let mem = fake.mem.0.borrow();
+    assert_eq!(
+        mem.synced_for_cpu().len(),
+        4500,
+        "one invalidation per record"
+    );
+    assert!(mem.synced_for_cpu().iter().all(|&(_, len)| len == 32));
+}
+
 #[test]
 fn a_device_tree_without_dma_coherent_makes_a_cohacc_smmu_non_coherent() {
     let fake = FakeSmmu::qemu();
@@ -679,9 +720,17 @@ fn coherent_smmu_needs_no_maintenance() {
     b.map(d, Iova(0x1000), PhysAddr(0x5000_1000), 0x1000, Access::RW)
         .unwrap();
     b.unmap(d, Iova(0x1000), 0x1000).unwrap();
+    fake.record_event(fault_record(EDU_A.0));
+    let mut seen = Vec::new();
+    b.drain_faults(&mut |f| seen.push(f.sid)).unwrap();
+    assert_eq!(seen, [EDU_A]);
     assert!(
         fake.mem.0.borrow().synced().is_empty(),
         "no cache maintenance"
+    );
+    assert!(
+        fake.mem.0.borrow().synced_for_cpu().is_empty(),
+        "no invalidation of event records either"
     );
     assert!(
         !fake.mem.0.borrow().dirty_lines().is_empty(),

@@ -1068,3 +1068,117 @@ fn wired_interrupts_are_enabled_with_the_irq_ctrlack_handshake() {
     let mut idle = Smmu::with_registers(FakeSmmu::new(QEMU_IDR));
     assert_eq!(idle.set_irqs(true, true), Err(SmmuError::NotRunning));
 }
+
+// ---- Event records from an SMMU that does not snoop the CPU caches ----
+//
+// The emulated memory models the CPU's cache as holding every line all the time (an Arm CPU
+// may allocate a Normal cacheable line speculatively whenever it likes): a record the
+// non-coherent SMMU writes reaches memory only, and the CPU sees it only after invalidating
+// the line ([`iommu_core::DmaMemory::sync_for_cpu`]).
+
+/// Up with a 4-record event queue, on an SMMU whose IDR0.COHACC says it snoops, or not.
+fn up_evtq4(coherent: bool) -> (Smmu<FakeSmmu>, FakeSmmu, SharedMem) {
+    let mut idr = QEMU_IDR;
+    if !coherent {
+        idr[0] &= !(1 << 4); // IDR0.COHACC = 0
+    }
+    let (smmu, fake, mem) = up_with(
+        FakeSmmu::new(idr),
+        BringUpConfig {
+            evtq_bytes: 4 * 32,
+            ..cfg() // the platform claims coherence: COHACC decides
+        },
+    );
+    assert_eq!(smmu.is_coherent(), coherent);
+    assert_eq!(fake.st.borrow().coherent, coherent);
+    (smmu, fake, mem)
+}
+
+/// EVENTQ_BASE.ADDR (IHI 0070 §6.3.28).
+fn evtq_addr(fake: &FakeSmmu) -> u64 {
+    fake.st.borrow().evtq_base & 0x000f_ffff_ffff_ffe0
+}
+
+/// A translation fault from StreamID `sid`, so that each record says which one it is.
+fn fault_from(sid: u64) -> [u64; 4] {
+    let mut raw = QEMU_FAULT;
+    raw[0] = (raw[0] & 0xffff_ffff) | sid << 32;
+    raw
+}
+
+/// Drains once; the StreamIDs of the records, in order.
+fn drain_sids(smmu: &mut Smmu<FakeSmmu>, mem: &mut SharedMem) -> Vec<u64> {
+    let mut seen = Vec::new();
+    smmu.drain_events(mem, |ev| seen.push(u64::from(ev.sid.0)))
+        .unwrap();
+    seen
+}
+
+#[test]
+fn non_coherent_smmu_records_are_invalidated_before_they_are_read() {
+    let (mut smmu, fake, mut mem) = up_evtq4(false);
+    let base = evtq_addr(&fake);
+    // Lap 0: the CPU happens to fetch the records fresh (as if its copies of the queue had
+    // been evicted just before), so it now caches the lap-0 records in every slot.
+    for sid in 0..4 {
+        fake.record_event(fault_from(sid));
+    }
+    mem.0.borrow_mut().sync_for_cpu(PhysAddr(base), 4 * 32);
+    assert_eq!(drain_sids(&mut smmu, &mut mem), [0, 1, 2, 3]);
+    // Laps 1 to 3 reuse the slots. Without invalidating, the CPU reads the previous lap's
+    // record from its cache instead of the one the SMMU just wrote.
+    for lap in 1..4u64 {
+        mem.0.borrow_mut().clear_synced_for_cpu();
+        for i in 0..4 {
+            fake.record_event(fault_from(lap * 4 + i));
+        }
+        assert_eq!(
+            drain_sids(&mut smmu, &mut mem),
+            (lap * 4..lap * 4 + 4).collect::<Vec<_>>(),
+            "lap {lap}: stale records from the previous lap"
+        );
+        // Exactly each record's 32 bytes (IHI 0070 §7.3), slot by slot.
+        let want: Vec<_> = (0..4).map(|i| (PhysAddr(base + 32 * i), 32)).collect();
+        assert_eq!(mem.0.borrow().synced_for_cpu(), want);
+    }
+    assert_eq!(smmu.stats().events_delivered, 16);
+}
+
+#[test]
+fn non_coherent_smmu_records_wrap_around_the_queue() {
+    // As `events_wrap_around_the_queue`: 3 records per drain on a 4-record queue, so every
+    // drain reads slots that an earlier drain read on an earlier lap.
+    let (mut smmu, fake, mut mem) = up_evtq4(false);
+    let mut want = Vec::new();
+    let mut seen = Vec::new();
+    for sid in 0..15u64 {
+        fake.record_event(fault_from(sid));
+        want.push(sid);
+        if sid % 3 == 2 {
+            seen.extend(drain_sids(&mut smmu, &mut mem));
+        }
+    }
+    assert_eq!(seen, want);
+    assert_eq!(mem.0.borrow().synced_for_cpu().len(), 15, "one per record");
+    assert_eq!(smmu.stats().event_overflows, 0);
+}
+
+/// The control: an SMMU that snoops the CPU caches gets no invalidation at all.
+#[test]
+fn coherent_smmu_records_need_no_invalidation() {
+    let (mut smmu, fake, mut mem) = up_evtq4(true);
+    for lap in 0..4u64 {
+        for i in 0..4 {
+            fake.record_event(fault_from(lap * 4 + i));
+        }
+        assert_eq!(
+            drain_sids(&mut smmu, &mut mem),
+            (lap * 4..lap * 4 + 4).collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        mem.0.borrow().synced_for_cpu().is_empty(),
+        "no sync_for_cpu on a coherent SMMU"
+    );
+    assert!(mem.0.borrow().synced().is_empty(), "nor any clean");
+}

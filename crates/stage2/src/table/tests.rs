@@ -751,6 +751,9 @@ impl DmaMemory for Recording {
     fn sync_for_device(&mut self, pa: PhysAddr, len: u64) {
         self.inner.sync_for_device(pa, len)
     }
+    fn sync_for_cpu(&mut self, pa: PhysAddr, len: u64) {
+        self.inner.sync_for_cpu(pa, len)
+    }
 }
 
 use iommu_core::OutOfMemory;
