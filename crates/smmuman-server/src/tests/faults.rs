@@ -7,16 +7,6 @@ use core::time::Duration;
 use iommu_core::{Direction, Fault, FaultReason};
 use smmuman_api::{DeviceSel, DomainError, FaultBatch, NotifyState, ObjectId, Refusal};
 
-fn fault(sid: StreamId, addr: u64) -> Fault {
-    Fault {
-        sid,
-        addr: Iova(addr),
-        dir: Some(Direction::Write),
-        reason: FaultReason::Translation,
-        code: 0x10,
-    }
-}
-
 #[test]
 fn the_configured_fault_log_depth_bounds_every_ledger() {
     let mut rig = Rig::new();

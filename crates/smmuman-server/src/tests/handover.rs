@@ -4,18 +4,7 @@
 
 use super::*;
 use core::time::Duration;
-use iommu_core::{Direction, Fault, FaultReason};
 use smmuman_api::{DeviceSel, DomainError, FaultBatch, IovaSpan, PciMatch};
-
-fn fault(sid: StreamId, addr: u64) -> Fault {
-    Fault {
-        sid,
-        addr: Iova(addr),
-        dir: Some(Direction::Write),
-        reason: FaultReason::Translation,
-        code: 0x10,
-    }
-}
 
 fn edu() -> DeviceSel {
     DeviceSel::pci(pci(0, 1, 0))
@@ -150,19 +139,8 @@ fn attach_refusals_come_in_the_documented_order_whatever_the_group_order() {
             raw_sid_allowed: false,
         },
     ];
-    let config = ManagerConfig {
-        devices: &devices,
-        reserved: &[RESERVED],
-        iova_ranges: &[IovaRange {
-            first: Iova(0),
-            last: Iova(IOVA_LAST),
-        }],
-        page_sizes: PAGE_SIZES,
-        fault_log_depth: 32,
-        clock: test_clock,
-    };
     let mut rig = Rig {
-        m: Manager::new(crate::fake::FakeIommu::new(), &config).unwrap(),
+        m: manager_of(crate::fake::FakeIommu::new(), &devices, 32),
     };
     let oa = rig.object(A);
     let ob = rig.object(B);

@@ -88,9 +88,18 @@ pub(crate) fn manager(fake: FakeIommu) -> Manager<FakeIommu> {
 
 /// The test board's manager with fault ledgers `fault_log_depth` deep.
 pub(crate) fn manager_with_depth(fake: FakeIommu, fault_log_depth: usize) -> Manager<FakeIommu> {
-    let devices = board();
+    manager_of(fake, &board(), fault_log_depth)
+}
+
+/// A manager of `devices` (the test board's memory and I/O space) with ledgers
+/// `fault_log_depth` deep, both clients assigned everything but the manager's memory.
+pub(crate) fn manager_of(
+    fake: FakeIommu,
+    devices: &[DeviceEntry],
+    fault_log_depth: usize,
+) -> Manager<FakeIommu> {
     let config = ManagerConfig {
-        devices: &devices,
+        devices,
         reserved: &[RESERVED],
         iova_ranges: &[IovaRange {
             first: Iova(0),
@@ -105,6 +114,17 @@ pub(crate) fn manager_with_depth(fake: FakeIommu, fault_log_depth: usize) -> Man
         m.assign(client, &everything_but_the_manager()).unwrap();
     }
     m
+}
+
+/// A translation fault of a write by `sid` at `addr`, as an IOMMU records it.
+pub(crate) fn fault(sid: StreamId, addr: u64) -> iommu_core::Fault {
+    iommu_core::Fault {
+        sid,
+        addr: Iova(addr),
+        dir: Some(iommu_core::Direction::Write),
+        reason: iommu_core::FaultReason::Translation,
+        code: 0x10,
+    }
 }
 
 /// The test clock: a fixed 1 s (fault records drained by the manager itself carry it).
