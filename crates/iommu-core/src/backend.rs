@@ -107,6 +107,19 @@ pub struct FaultDrain {
     pub lost_at_least: u64,
 }
 
+/// One window of a [`IommuBackend::map_batch`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct MapOp {
+    /// First I/O address.
+    pub iova: Iova,
+    /// First host-physical address.
+    pub pa: PhysAddr,
+    /// Length in bytes.
+    pub len: u64,
+    /// What the devices may do.
+    pub access: Access,
+}
+
 /// An IOMMU, seen from the manager.
 pub trait IommuBackend {
     /// The backend's error type; its `Display` names what was refused and why.
@@ -175,6 +188,43 @@ pub trait IommuBackend {
     /// its `Ok` means it completed. A retry finds the entries already gone, so it may return
     /// fewer bytes (0) than the manager expected.
     fn unmap(&mut self, domain: DomainId, iova: Iova, len: u64) -> Result<u64, Self::Error>;
+
+    /// Maps every window of `batch` in `domain`, all or nothing: on a refusal (checked for
+    /// every window before the first is written, overlaps within the batch included) nothing
+    /// changed. A map needs no invalidation, so a batch costs no more commands than one map.
+    ///
+    /// The default maps one by one and, if one is refused, unmaps the ones already made (an
+    /// `unmap` each); backends override it to check first and write once.
+    ///
+    /// # Errors
+    /// As [`IommuBackend::map`]; `Err` means nothing of the batch is mapped (or, on a hardware
+    /// failure while undoing, the state `unmap`'s failure describes).
+    fn map_batch(&mut self, domain: DomainId, batch: &[MapOp]) -> Result<(), Self::Error> {
+        for (i, op) in batch.iter().enumerate() {
+            if let Err(e) = self.map(domain, op.iova, op.pa, op.len, op.access) {
+                for done in batch.iter().take(i).rev() {
+                    self.unmap(domain, done.iova, done.len)?;
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every mapping inside each span of `batch` and invalidates them; returns the
+    /// bytes whose mapping this call removed. Backends override it to invalidate the whole
+    /// batch with one synchronisation (one CMD_SYNC on SMMUv3); the default unmaps span by
+    /// span. Refusals are checked for every span before anything is touched.
+    ///
+    /// # Errors
+    /// As [`IommuBackend::unmap`].
+    fn unmap_batch(&mut self, domain: DomainId, batch: &[(Iova, u64)]) -> Result<u64, Self::Error> {
+        let mut bytes = 0;
+        for &(iova, len) in batch {
+            bytes += self.unmap(domain, iova, len)?;
+        }
+        Ok(bytes)
+    }
 
     /// Hands every recorded fault to `sink`, oldest first. Records the hardware dropped are
     /// counted in [`FaultDrain::lost_at_least`], a lower bound.

@@ -27,6 +27,6 @@ pub mod mem;
 
 pub use access::Access;
 pub use addr::{Iova, PhysAddr, PAGE_SIZE};
-pub use backend::{Direction, DomainId, Fault, FaultDrain, FaultReason, IommuBackend};
+pub use backend::{Direction, DomainId, Fault, FaultDrain, FaultReason, IommuBackend, MapOp};
 pub use ids::{Bdf, StreamId, Vmid};
 pub use mem::{DmaMemory, OutOfMemory};
