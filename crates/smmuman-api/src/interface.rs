@@ -80,8 +80,9 @@ interface! {
     /// overlaps the manager's memory; value: pa), `NotAssigned` (value: the first host address
     /// of the range outside the caller's assignment), `NeedsShared` (the range is assigned as
     /// shared and `SHARED` is missing; value: pa), `Overlap` (value: iova of the mapping in the
-    /// way), `Busy` (host range mapped by another object and not shared by both; value: that
-    /// mapping's pa), `QuotaExceeded` (value: the per-object mapping limit), `Iommu`.
+    /// way), `Busy` (host range mapped by another object and not shared by both; value: the
+    /// first address of the held host memory in the way), `QuotaExceeded` (value: the limit
+    /// reached, per object or in all), `Iommu`.
     op Map = 6, fn map(MapRequest {
         /// The object.
         object: ObjectId,
@@ -120,7 +121,7 @@ interface! {
         /// Objects one client may hold at most.
         objects_per_client: u16,
         /// Mappings one object may hold at most.
-        mappings_per_object: u16,
+        mappings_per_object: u32,
         /// Records one fault ledger holds before it drops new ones.
         fault_log_depth: u16,
         /// Records one `read_faults` reply carries at most.
@@ -188,7 +189,7 @@ interface! {
         /// Groups (StreamIDs) attached.
         groups: u16,
         /// Mappings.
-        mappings: u16,
+        mappings: u32,
         /// Bytes mapped.
         mapped_bytes: u64,
         /// Fault records waiting to be read.

@@ -10,8 +10,15 @@ pub const MAX_DEVICES: usize = 64;
 pub const MAX_OBJECTS: usize = 16;
 /// Most VM objects one client may hold.
 pub const OBJECTS_PER_CLIENT: usize = 8;
-/// Most mappings one object may hold.
-pub const MAPPINGS_PER_OBJECT: usize = 32;
+/// Most mappings one object may hold (the default of [`ManagerConfig::max_mappings_per_object`]).
+pub const MAPPINGS_PER_OBJECT: usize = 65_536;
+/// Most mappings the manager holds in all (the default of [`ManagerConfig::max_mappings`]).
+pub const MAX_MAPPINGS: usize = 1_048_576;
+/// Heap bytes one mapping may cost at most: its entry in the object's B-tree and up to two
+/// ownership regions, each at the worst fill a B-tree node allows (half full), with the
+/// allocator's rounding. The daemon sizes its heap as `max_mappings × MAPPING_BYTES` (plus the
+/// fixed part), so the worst case is known at boot.
+pub const MAPPING_BYTES: usize = 512;
 /// Records one fault ledger can keep (its storage); [`ManagerConfig::fault_log_depth`] chooses
 /// how many of them it does keep before it drops new ones.
 pub const FAULT_LOG_DEPTH: usize = 32;
@@ -114,6 +121,10 @@ pub struct ManagerConfig<'a> {
     /// Records each fault ledger keeps before it drops new ones (and counts them):
     /// 1 to [`FAULT_LOG_DEPTH`] (the board configuration's `fault-log`).
     pub fault_log_depth: usize,
+    /// Most mappings one object may hold (quota; `QuotaExceeded` past it).
+    pub max_mappings_per_object: usize,
+    /// Most mappings the manager holds in all objects together.
+    pub max_mappings: usize,
     /// The monotonic clock fault records are stamped with (the daemon's generic timer), read
     /// when the manager drains the IOMMU by itself: before an ownership change and as the
     /// fault barrier of `read_faults`.

@@ -27,6 +27,8 @@
 )]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
 pub mod authority;
 pub mod config;
 mod devices;
@@ -34,6 +36,8 @@ mod devices;
 pub mod fake;
 mod ledger;
 mod manager;
+mod mappings;
+mod ownership;
 pub mod serve;
 
 pub use authority::{AssignError, Grant, GrantKind};

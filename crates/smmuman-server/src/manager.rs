@@ -7,30 +7,21 @@
 
 use crate::authority::{AssignError, Assignments, Cover, Grant};
 use crate::config::{
-    ranges_overlap, ConfigError, ManagerConfig, PhysRange, FAULT_LOG_DEPTH, MAPPINGS_PER_OBJECT,
-    MAX_IOVA_RANGES, MAX_OBJECTS, MAX_RESERVED, OBJECTS_PER_CLIENT,
+    ConfigError, ManagerConfig, PhysRange, FAULT_LOG_DEPTH, MAX_IOVA_RANGES, MAX_OBJECTS,
+    MAX_RESERVED, OBJECTS_PER_CLIENT,
 };
 use crate::devices::{indices, Bits, DeviceTable, Group};
 use crate::ledger::Ledger;
+use crate::mappings::{Mapping, Mappings, Span};
+use crate::ownership::Ownership;
 use core::fmt;
 use core::time::Duration;
-use iommu_core::{Access, DomainId, Fault, IommuBackend, Iova, PhysAddr, StreamId};
+use iommu_core::{DomainId, Fault, IommuBackend, Iova, StreamId};
 use smmuman_api::interface::*;
 use smmuman_api::{
     dispatch, ClientId, DomainError, FaultBatch, FaultPage, FaultRecord, IovaRange, IovaRanges,
     MapFlags, ObjectFlags, ObjectId, ProtocolError, Refusal, FAULTS_PER_PAGE,
 };
-
-/// One DMA window of an object.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct Mapping {
-    pub iova: Iova,
-    pub pa: PhysAddr,
-    pub len: u64,
-    pub access: Access,
-    /// Made with `MapFlags::SHARED`.
-    pub shared: bool,
-}
 
 /// A VM object: one IOMMU domain, its mappings and its fault ledger. The groups attached to it
 /// are recorded in the device table.
@@ -41,7 +32,7 @@ pub(crate) struct Object {
     pub owner: Option<ClientId>,
     pub flags: ObjectFlags,
     pub domain: DomainId,
-    pub mappings: heapless::Vec<Mapping, MAPPINGS_PER_OBJECT>,
+    pub mappings: Mappings,
     pub ledger: Ledger,
 }
 
@@ -110,6 +101,12 @@ pub struct Manager<B: IommuBackend> {
     fault_log_depth: usize,
     /// Which host memory each client may map ([`Manager::assign`]).
     assignments: Assignments,
+    /// Who holds which host memory (the index every `map` is checked against).
+    ownership: Ownership,
+    /// Mappings held by all objects, and the limits ([`ManagerConfig::max_mappings`]).
+    mapping_count: usize,
+    max_mappings: usize,
+    max_mappings_per_object: usize,
     clock: fn() -> Duration,
     counters: Counters,
 }
@@ -135,6 +132,10 @@ const fn last(start: u64, len: u64) -> u64 {
 
 fn u16_count(n: impl TryInto<u16>) -> u16 {
     n.try_into().unwrap_or(u16::MAX)
+}
+
+fn u32_count(n: impl TryInto<u32>) -> u32 {
+    n.try_into().unwrap_or(u32::MAX)
 }
 
 impl<B: IommuBackend> Manager<B> {
@@ -192,6 +193,10 @@ impl<B: IommuBackend> Manager<B> {
             unclaimed: Ledger::with_depth(config.fault_log_depth),
             fault_log_depth: config.fault_log_depth,
             assignments: Assignments::default(),
+            ownership: Ownership::default(),
+            mapping_count: 0,
+            max_mappings: config.max_mappings,
+            max_mappings_per_object: config.max_mappings_per_object,
             clock: config.clock,
             counters: Counters::default(),
         })
@@ -482,7 +487,9 @@ impl<B: IommuBackend> Manager<B> {
             self.counters.leaked_domains += 1;
             let _ = self.iommu_failed("destroy_domain", domain.0.into(), e);
         }
-        self.objects.swap_remove(i);
+        let gone = self.objects.swap_remove(i);
+        let all: alloc::vec::Vec<Mapping> = gone.mappings.iter().copied().collect();
+        self.release(id, &all);
         Ok(())
     }
 
@@ -517,7 +524,16 @@ impl<B: IommuBackend> Manager<B> {
     }
 
     fn mapped_bytes(o: &Object) -> u64 {
-        o.mappings.iter().map(|m| m.len).sum()
+        o.mappings.bytes()
+    }
+
+    /// Forgets `mappings` of object `id` in the ownership index and the count (they are gone
+    /// from the IOMMU, or the object is).
+    fn release(&mut self, id: ObjectId, mappings: &[Mapping]) {
+        for m in mappings {
+            self.ownership.remove(id, m.pa.0, m.pa_last(), m.shared);
+        }
+        self.mapping_count = self.mapping_count.saturating_sub(mappings.len());
     }
 }
 
@@ -650,7 +666,7 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
             owner: Some(client),
             flags: request.flags,
             domain,
-            mappings: heapless::Vec::new(),
+            mappings: Mappings::default(),
             ledger: Ledger::with_depth(self.fault_log_depth),
         };
         if self.objects.push(object).is_err() {
@@ -799,24 +815,20 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
             }
             Cover::Granted { .. } => {}
         }
-        if let Some(m) = o
-            .mappings
-            .iter()
-            .find(|m| ranges_overlap(m.iova.0, m.len, iova.0, len))
-        {
+        if let Some(m) = o.mappings.overlapping(iova.0, last(iova.0, len)) {
             return refuse(DomainError::Overlap, m.iova.0);
         }
-        let clash = self
-            .objects
-            .iter()
-            .filter(|other| other.id != o.id)
-            .flat_map(|other| other.mappings.iter())
-            .find(|m| ranges_overlap(m.pa.0, m.len, pa.0, len) && !(m.shared && shared));
-        if let Some(m) = clash {
-            return refuse(DomainError::Busy, m.pa.0);
+        if let Some(at) = self.ownership.conflict(o.id, pa.0, last(pa.0, len), shared) {
+            return refuse(DomainError::Busy, at);
         }
-        if o.mappings.is_full() {
-            return refuse(DomainError::QuotaExceeded, MAPPINGS_PER_OBJECT as u64);
+        if o.mappings.len() >= self.max_mappings_per_object {
+            return refuse(
+                DomainError::QuotaExceeded,
+                self.max_mappings_per_object as u64,
+            );
+        }
+        if self.mapping_count >= self.max_mappings {
+            return refuse(DomainError::QuotaExceeded, self.max_mappings as u64);
         }
         let (id, domain) = (o.id, o.domain);
         if let Err(e) = self.backend.map(domain, iova, pa, len, request.access) {
@@ -829,10 +841,9 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
             access: request.access,
             shared,
         };
-        // Cannot fail: fullness was checked above.
-        if self.object_mut(i)?.mappings.push(mapping).is_err() {
-            log::error!("object {id}: mapping at {iova} lost its slot");
-        }
+        self.ownership.add(id, pa.0, mapping.pa_last(), shared);
+        self.mapping_count += 1;
+        self.object_mut(i)?.mappings.insert(mapping);
         log::debug!(
             "{client}: object {id} maps {iova}+{len:#x} -> {pa} {:?}",
             request.access
@@ -861,14 +872,10 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
         }
         let end = last(start, len);
         let o = self.object(i)?;
-        let hit = |m: &Mapping| ranges_overlap(m.iova.0, m.len, start, len);
-        let mut bytes = 0;
-        for m in o.mappings.iter().filter(|m| hit(m)) {
-            if m.iova.0 < start || last(m.iova.0, m.len) > end {
-                return refuse(DomainError::WouldSplit, m.iova.0);
-            }
-            bytes += m.len;
-        }
+        let bytes = match o.mappings.span(start, end) {
+            Span::Splits(at) => return refuse(DomainError::WouldSplit, at.0),
+            Span::Whole { bytes, .. } => bytes,
+        };
         if bytes == 0 {
             return Ok(UnmapReply { bytes: 0 });
         }
@@ -881,7 +888,8 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
             Ok(_) => {}
             Err(e) => return Err(self.iommu_failed("unmap", start, e)),
         }
-        self.object_mut(i)?.mappings.retain(|m| !hit(m));
+        let gone = self.object_mut(i)?.mappings.take(start, end);
+        self.release(id, &gone);
         log::debug!("{client}: object {id} unmaps {}+{len:#x}", span.iova());
         Ok(UnmapReply { bytes })
     }
@@ -892,7 +900,7 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
             iova_ranges: IovaRanges::new(&self.iova_ranges),
             max_objects: u16_count(MAX_OBJECTS),
             objects_per_client: u16_count(OBJECTS_PER_CLIENT),
-            mappings_per_object: u16_count(MAPPINGS_PER_OBJECT),
+            mappings_per_object: u32_count(self.max_mappings_per_object),
             fault_log_depth: u16_count(self.fault_log_depth),
             faults_per_page: FAULTS_PER_PAGE as u8,
         })
@@ -981,7 +989,7 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
             flags,
             devices: u16_count(devices),
             groups: u16_count(groups),
-            mappings: u16_count(mappings),
+            mappings: u32_count(mappings),
             mapped_bytes,
             pending: ledger.pending(),
             recorded: ledger.recorded(),

@@ -67,6 +67,8 @@ fn manager_over(fake: SharedFake) -> Manager<SharedFake> {
         }],
         page_sizes: PAGE_SIZES,
         fault_log_depth: crate::config::FAULT_LOG_DEPTH,
+        max_mappings_per_object: crate::config::MAPPINGS_PER_OBJECT,
+        max_mappings: crate::config::MAX_MAPPINGS,
         clock: super::test_clock,
     };
     let mut m = Manager::new(fake, &config).unwrap();

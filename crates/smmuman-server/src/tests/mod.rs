@@ -98,6 +98,24 @@ pub(crate) fn manager_of(
     devices: &[DeviceEntry],
     fault_log_depth: usize,
 ) -> Manager<FakeIommu> {
+    manager_limited(
+        fake,
+        devices,
+        fault_log_depth,
+        (
+            crate::config::MAPPINGS_PER_OBJECT,
+            crate::config::MAX_MAPPINGS,
+        ),
+    )
+}
+
+/// [`manager_of`] with `(per object, in all)` mapping limits.
+pub(crate) fn manager_limited(
+    fake: FakeIommu,
+    devices: &[DeviceEntry],
+    fault_log_depth: usize,
+    (per_object, total): (usize, usize),
+) -> Manager<FakeIommu> {
     let config = ManagerConfig {
         devices,
         reserved: &[RESERVED],
@@ -107,6 +125,8 @@ pub(crate) fn manager_of(
         }],
         page_sizes: PAGE_SIZES,
         fault_log_depth,
+        max_mappings_per_object: per_object,
+        max_mappings: total,
         clock: test_clock,
     };
     let mut m = Manager::new(fake, &config).unwrap();

@@ -2,7 +2,7 @@
 //! translations.
 
 use super::*;
-use crate::config::{ConfigError, MAPPINGS_PER_OBJECT, MAX_OBJECTS, OBJECTS_PER_CLIENT};
+use crate::config::{ConfigError, MAX_OBJECTS, OBJECTS_PER_CLIENT};
 use crate::fake::{FakeError, FakeOp};
 use smmuman_api::{
     DeviceSel, DomainError, FaultBatch, IovaSpan, MapFlags, ObjectFlags, ObjectId, PciMatch,
@@ -367,18 +367,36 @@ fn a_map_costs_no_sync_and_an_unmap_at_most_one() {
 
 #[test]
 fn quotas_are_enforced_and_reported() {
-    let mut rig = Rig::new();
+    // Small configured limits: 32 per object, 40 in all.
+    let mut rig = Rig {
+        m: manager_limited(FakeIommu::new(), &board(), 32, (32, 40)),
+    };
     let mut a = rig.as_(A);
     let obj = a.create_object(ObjectFlags::empty()).unwrap().object;
-    for i in 0..MAPPINGS_PER_OBJECT as u64 {
+    for i in 0..32 {
         a.map(obj, win(i << 12, 0x8000_0000 + (i << 12), 0x1000), RW, NONE)
             .unwrap();
     }
     let r = refusal(a.map(obj, win(1 << 30, 0x9000_0000, 0x1000), RW, NONE));
-    assert_eq!(
-        (r.error, r.value),
-        (DomainError::QuotaExceeded, MAPPINGS_PER_OBJECT as u64)
-    );
+    assert_eq!((r.error, r.value), (DomainError::QuotaExceeded, 32));
+    // The manager-wide limit: 8 more in another object, then refused.
+    let other = a.create_object(ObjectFlags::empty()).unwrap().object;
+    for i in 0..8 {
+        a.map(
+            other,
+            win(i << 12, 0xa000_0000 + (i << 12), 0x1000),
+            RW,
+            NONE,
+        )
+        .unwrap();
+    }
+    let r = refusal(a.map(other, win(1 << 30, 0x9000_0000, 0x1000), RW, NONE));
+    assert_eq!((r.error, r.value), (DomainError::QuotaExceeded, 40));
+    // Unmapping gives the room back.
+    a.unmap(other, span(0, 0x1000)).unwrap();
+    a.map(other, win(1 << 30, 0x9000_0000, 0x1000), RW, NONE)
+        .unwrap();
+    a.destroy_object(other).unwrap();
 
     for _ in 1..OBJECTS_PER_CLIENT {
         a.create_object(ObjectFlags::empty()).unwrap();
@@ -402,11 +420,7 @@ fn quotas_are_enforced_and_reported() {
     let q = rig.as_(A).query().unwrap();
     assert_eq!(
         (q.max_objects, q.objects_per_client, q.mappings_per_object),
-        (
-            MAX_OBJECTS as u16,
-            OBJECTS_PER_CLIENT as u16,
-            MAPPINGS_PER_OBJECT as u16
-        )
+        (MAX_OBJECTS as u16, OBJECTS_PER_CLIENT as u16, 32)
     );
 }
 
@@ -615,6 +629,8 @@ fn the_configuration_is_checked() {
         iova_ranges: &[range],
         page_sizes: PAGE_SIZES,
         fault_log_depth: crate::config::FAULT_LOG_DEPTH,
+        max_mappings_per_object: crate::config::MAPPINGS_PER_OBJECT,
+        max_mappings: crate::config::MAX_MAPPINGS,
         clock: super::test_clock,
     };
     let err = |c: ManagerConfig<'_>| Manager::new(FakeIommu::new(), &c).unwrap_err();

@@ -715,6 +715,11 @@ pub fn cmdq_error(p: &mut Platform) -> Outcome {
 /// The demonstration, in one boot and narrated: scenarios 1 to 4 on the bare IOMMU, then the
 /// manager takes the IOMMU over and two VMMs program their VMs' windows through it.
 pub fn demo(p: &mut Platform) -> Outcome {
+    // The manager takes over later: its heap comes from the daemon pool before the IOMMU
+    // takes the rest.
+    if let Err(e) = crate::heap::ensure(p) {
+        return Outcome::fail().with("reason", "heap").with("detail", e);
+    }
     let mut rig = match rig(p, IommuOptions::default()) {
         Ok(r) => r,
         Err(o) => return o,

@@ -38,6 +38,8 @@ mod failsafe;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod failsafe_scenarios;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod heap;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod hostile;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod iommu;

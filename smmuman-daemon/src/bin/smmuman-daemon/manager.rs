@@ -51,6 +51,7 @@ fn client_id(index: usize) -> ClientId {
 /// # Errors
 /// The `RESULT` record of the failure.
 pub fn start(p: &mut Platform) -> Result<Mgr, Outcome> {
+    crate::heap::ensure(p).map_err(|e| Outcome::fail().with("reason", "heap").with("detail", e))?;
     let backend = iommu::bring_up(p, IommuOptions::default()).map_err(|e| {
         Outcome::fail()
             .with("reason", "iommu bring-up failed")
@@ -130,6 +131,10 @@ pub fn over(p: &Platform, backend: Backend) -> Result<Mgr, Outcome> {
         iova_ranges: &iova_ranges,
         page_sizes: PAGE_SIZES,
         fault_log_depth,
+        max_mappings_per_object: smmuman_server::config::MAPPINGS_PER_OBJECT,
+        // The heap holds the mappings: its size bounds their number (`crate::heap`).
+        max_mappings: (crate::heap::HEAP_BYTES as usize / smmuman_server::config::MAPPING_BYTES)
+            .min(smmuman_server::config::MAX_MAPPINGS),
         clock: now,
     };
     let manager = Manager::new(backend, &config).map_err(|e| {

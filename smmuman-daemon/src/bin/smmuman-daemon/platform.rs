@@ -300,6 +300,14 @@ impl Platform {
     }
 
     /// The pool for SMMU tables and queues, once: the IOMMU owns it from then on.
+    /// A block of the daemon pool for the daemon's own use (its heap), while the pool is
+    /// still here.
+    pub fn alloc_daemon_block(&mut self, size: u64, align: u64) -> Option<PhysRange> {
+        self.daemon_memory
+            .as_mut()
+            .and_then(|m| m.alloc_block(size, align).ok())
+    }
+
     pub fn take_daemon_memory(&mut self) -> Option<DaemonMemory> {
         self.daemon_memory.take()
     }
