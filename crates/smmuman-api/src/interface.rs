@@ -4,6 +4,7 @@
 //! number, method name, request fields and reply fields in wire order. `docs/protocol.md`
 //! shows the same table with offsets; a test checks the two agree.
 
+use crate::batch::{MapBatch, MappingPage, UnmapBatch};
 use crate::client::Client;
 use crate::error::{CallError, ProtocolError, Refusal};
 use crate::transport::Transport;
@@ -224,5 +225,56 @@ interface! {
         hw_lost_at_least: u64,
         /// IOMMU operations that failed.
         iommu_errors: u64,
+    };
+
+    /// Maps every window of `windows` into the object, all or nothing, with one IOMMU call (a
+    /// map needs no invalidation). Each window is checked as `map` checks it, against the
+    /// object and against the windows before it in the batch. Refused with the first refusal
+    /// in window order, carrying `map`'s values: `NotFound`, `Misaligned`, `NotUnity`,
+    /// `OutOfRange`, `NotOwned`, `NotAssigned`, `NeedsShared`, `Overlap` (also for two windows
+    /// of the batch that overlap; value: the later one's iova), `Busy`, `QuotaExceeded` (the
+    /// batch would pass a limit; value: the limit), `Iommu`.
+    op MapBatch = 14, fn map_batch(MapBatchRequest {
+        /// The object.
+        object: ObjectId,
+        /// Up to 32 windows.
+        windows: MapBatch,
+    }) -> MapBatchReply {
+        /// Windows mapped (all of them).
+        mapped: u32,
+    };
+
+    /// Removes every mapping inside each span (whole mappings only), all or nothing, with one
+    /// invalidation for the whole batch (one CMD_SYNC), complete before the reply. Refused with
+    /// `NotFound` (value: object), `Misaligned`, `OutOfRange` (value: the span's iova),
+    /// `Overlap` (two spans overlap; value: the later one's iova), `WouldSplit` (value: the
+    /// mapping's iova), `Iommu`.
+    op UnmapBatch = 15, fn unmap_batch(UnmapBatchRequest {
+        /// The object.
+        object: ObjectId,
+        /// Up to 60 spans.
+        spans: UnmapBatch,
+    }) -> UnmapBatchReply {
+        /// Bytes that were mapped in the spans.
+        bytes: u64,
+        /// Mappings removed.
+        mappings: u32,
+    };
+
+    /// The object's mappings by I/O address, from I/O address `from` on, a page at a time: a
+    /// VMM that lost track of what it mapped resynchronises with it. Refused with `NotFound`
+    /// (value: object).
+    op ListMappings = 16, fn list_mappings(ListMappingsRequest {
+        /// The object.
+        object: ObjectId,
+        /// The first I/O address of interest (0: from the start).
+        from: u64,
+    }) -> ListMappingsReply {
+        /// Up to 32 mappings, by I/O address; `flags` says which were made `SHARED`.
+        mappings: MappingPage,
+        /// Where the next page starts (valid when `more`).
+        next: u64,
+        /// More mappings follow.
+        more: bool,
     };
 }

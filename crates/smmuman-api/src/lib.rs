@@ -37,6 +37,7 @@
 
 #[macro_use]
 pub mod declare;
+pub mod batch;
 pub mod client;
 pub mod error;
 pub mod header;
@@ -49,6 +50,9 @@ pub mod transport;
 pub mod types;
 pub mod wire;
 
+pub use batch::{
+    MapBatch, MapEntry, MappingPage, UnmapBatch, MAPPINGS_PER_PAGE, MAP_BATCH, UNMAP_BATCH,
+};
 pub use client::Client;
 pub use declare::{FieldInfo, OpHeading, OpInfo};
 pub use error::{CallError, DomainError, ProtocolError, Refusal, ReplyError, TransportError};

@@ -167,6 +167,40 @@ impl ManagerOps for Recorder {
         };
         self.note(c, Op::Stats, reply)
     }
+    fn map_batch(&mut self, c: ClientId, r: MapBatchRequest) -> Result<MapBatchReply, Refusal> {
+        let mapped = r.windows.len() as u32;
+        self.note(c, Op::MapBatch, MapBatchReply { mapped })
+    }
+    fn unmap_batch(
+        &mut self,
+        c: ClientId,
+        r: UnmapBatchRequest,
+    ) -> Result<UnmapBatchReply, Refusal> {
+        let reply = UnmapBatchReply {
+            bytes: r.spans.iter().map(|s| s.len()).sum(),
+            mappings: r.spans.len() as u32,
+        };
+        self.note(c, Op::UnmapBatch, reply)
+    }
+    fn list_mappings(
+        &mut self,
+        c: ClientId,
+        r: ListMappingsRequest,
+    ) -> Result<ListMappingsReply, Refusal> {
+        let mut mappings = crate::MappingPage::default();
+        let w = DmaWindow::new(Iova(r.from), PhysAddr(0x8000_0000), 0x1000).unwrap();
+        mappings.push(crate::MapEntry {
+            window: w,
+            access: Access::READ,
+            flags: MapFlags::SHARED,
+        });
+        let reply = ListMappingsReply {
+            mappings,
+            next: r.from + 0x1000,
+            more: true,
+        };
+        self.note(c, Op::ListMappings, reply)
+    }
     fn protocol_error(&mut self, _: ClientId, e: &ProtocolError) {
         self.protocol_errors.push(*e);
     }
@@ -242,6 +276,22 @@ fn every_op_reaches_its_method_and_its_reply_comes_back() {
     assert_eq!(c.arm_notify(obj).unwrap().pending, 0);
     assert_eq!(c.object_status(obj).unwrap().notify, NotifyState::Armed);
     assert_eq!(c.stats().unwrap().iommu_errors, 9);
+    let windows = crate::MapBatch::new(&[crate::MapEntry {
+        window: w,
+        access: Access::RW,
+        flags: MapFlags::empty(),
+    }])
+    .unwrap();
+    assert_eq!(c.map_batch(obj, windows).unwrap().mapped, 1);
+    let spans = crate::UnmapBatch::new(&[w.span(), w.span()]).unwrap();
+    assert_eq!(c.unmap_batch(obj, spans).unwrap().bytes, 0x40_0000);
+    let listed = c.list_mappings(obj, 0x7000).unwrap();
+    assert_eq!((listed.next, listed.more), (0x8000, true));
+    let first = listed.mappings.iter().next().unwrap();
+    assert_eq!(
+        (first.window.iova(), first.flags),
+        (Iova(0x7000), MapFlags::SHARED)
+    );
     c.destroy_object(obj).unwrap();
 
     let ops: BTreeSet<u16> = server.calls.iter().map(|(_, op)| op.number()).collect();

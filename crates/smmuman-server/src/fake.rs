@@ -115,6 +115,44 @@ impl FakeIommu {
         }
     }
 
+    /// Removes what `domain` maps in `[start, end]` (splitting regions at the edges); the
+    /// bytes that were mapped.
+    fn remove_span(&mut self, domain: DomainId, start: u64, end: u64) -> Result<u64, FakeError> {
+        let regions = self.regions(domain)?;
+        let hit: Vec<(u64, Region)> = regions
+            .range(..=end)
+            .filter(|(s, r)| *s + (r.len - 1) >= start)
+            .map(|(s, r)| (*s, *r))
+            .collect();
+        let mut bytes = 0;
+        for (s, r) in hit {
+            regions.remove(&s);
+            let r_end = s + (r.len - 1);
+            if s < start {
+                regions.insert(
+                    s,
+                    Region {
+                        len: start - s,
+                        ..r
+                    },
+                );
+            }
+            if r_end > end {
+                let keep = end + 1;
+                regions.insert(
+                    keep,
+                    Region {
+                        len: r_end - end,
+                        pa: r.pa + (keep - s),
+                        access: r.access,
+                    },
+                );
+            }
+            bytes += r_end.min(end) - s.max(start) + 1;
+        }
+        Ok(bytes)
+    }
+
     /// Where a DMA by `sid` at `iova` lands, and with which permissions; `None` when it faults.
     pub fn translate(&self, sid: StreamId, iova: Iova) -> Option<(PhysAddr, Access)> {
         let domain = self.streams.get(&sid)?;
@@ -293,44 +331,24 @@ impl IommuBackend for FakeIommu {
     }
 
     fn unmap(&mut self, domain: DomainId, iova: Iova, len: u64) -> Result<u64, FakeError> {
+        self.unmap_batch(domain, &[(iova, len)])
+    }
+
+    /// All spans checked first, then removed; one CMD_SYNC counted for the batch (as the
+    /// SMMUv3 backend issues).
+    fn unmap_batch(&mut self, domain: DomainId, batch: &[(Iova, u64)]) -> Result<u64, FakeError> {
         self.check(FakeOp::Unmap)?;
-        aligned(iova.0)?;
-        aligned(len)?;
-        if len == 0 {
-            return Err(FakeError::Misaligned(0));
+        for &(iova, len) in batch {
+            aligned(iova.0)?;
+            aligned(len)?;
+            if len == 0 {
+                return Err(FakeError::Misaligned(0));
+            }
         }
-        let regions = self.regions(domain)?;
-        let (start, end) = (iova.0, iova.0.saturating_add(len - 1));
-        let hit: Vec<(u64, Region)> = regions
-            .range(..=end)
-            .filter(|(s, r)| *s + (r.len - 1) >= start)
-            .map(|(s, r)| (*s, *r))
-            .collect();
+        self.regions(domain)?;
         let mut bytes = 0;
-        for (s, r) in hit {
-            regions.remove(&s);
-            let r_end = s + (r.len - 1);
-            if s < start {
-                regions.insert(
-                    s,
-                    Region {
-                        len: start - s,
-                        ..r
-                    },
-                );
-            }
-            if r_end > end {
-                let keep = end + 1;
-                regions.insert(
-                    keep,
-                    Region {
-                        len: r_end - end,
-                        pa: r.pa + (keep - s),
-                        access: r.access,
-                    },
-                );
-            }
-            bytes += r_end.min(end) - s.max(start) + 1;
+        for &(iova, len) in batch {
+            bytes += self.remove_span(domain, iova.0, iova.0.saturating_add(len - 1))?;
         }
         self.counts.unmaps += 1;
         if bytes > 0 {
@@ -391,6 +409,9 @@ impl IommuBackend for SharedFake {
     }
     fn unmap(&mut self, domain: DomainId, iova: Iova, len: u64) -> Result<u64, FakeError> {
         self.lock().unmap(domain, iova, len)
+    }
+    fn unmap_batch(&mut self, domain: DomainId, batch: &[(Iova, u64)]) -> Result<u64, FakeError> {
+        self.lock().unmap_batch(domain, batch)
     }
     fn drain_faults(&mut self, sink: &mut dyn FnMut(Fault)) -> Result<FaultDrain, FakeError> {
         self.lock().drain_faults(sink)

@@ -16,11 +16,12 @@ use crate::mappings::{Mapping, Mappings, Span};
 use crate::ownership::Ownership;
 use core::fmt;
 use core::time::Duration;
-use iommu_core::{DomainId, Fault, IommuBackend, Iova, StreamId};
+use iommu_core::{DomainId, Fault, IommuBackend, Iova, MapOp, StreamId};
 use smmuman_api::interface::*;
 use smmuman_api::{
-    dispatch, ClientId, DomainError, FaultBatch, FaultPage, FaultRecord, IovaRange, IovaRanges,
-    MapFlags, ObjectFlags, ObjectId, ProtocolError, Refusal, FAULTS_PER_PAGE,
+    dispatch, ClientId, DmaWindow, DomainError, FaultBatch, FaultPage, FaultRecord, IovaRange,
+    IovaRanges, IovaSpan, MapEntry, MapFlags, MappingPage, ObjectFlags, ObjectId, ProtocolError,
+    Refusal, FAULTS_PER_PAGE, MAPPINGS_PER_PAGE, MAP_BATCH, UNMAP_BATCH,
 };
 
 /// A VM object: one IOMMU domain, its mappings and its fault ledger. The groups attached to it
@@ -523,6 +524,208 @@ impl<B: IommuBackend> Manager<B> {
         }
     }
 
+    /// One window checked as `map` checks it, against object `i` of `client` and the windows
+    /// already accepted before it in the same batch.
+    fn check_map(
+        &self,
+        client: ClientId,
+        o: &Object,
+        entry: &MapEntry,
+        accepted: &[Mapping],
+    ) -> Result<Mapping, Refusal> {
+        let w = entry.window;
+        let (iova, pa, len) = (w.iova(), w.pa(), w.len());
+        if !iova.is_aligned(self.granule) {
+            return refuse(DomainError::Misaligned, iova.0);
+        }
+        if !pa.is_aligned(self.granule) {
+            return refuse(DomainError::Misaligned, pa.0);
+        }
+        if len % self.granule != 0 {
+            return refuse(DomainError::Misaligned, len);
+        }
+        if o.flags.contains(ObjectFlags::UNITY) && iova.0 != pa.0 {
+            return refuse(DomainError::NotUnity, iova.0);
+        }
+        if !self.iova_ranges.iter().any(|r| r.contains(iova, len)) {
+            return refuse(DomainError::OutOfRange, iova.0);
+        }
+        if self.reserved.iter().any(|r| r.overlaps(pa, len)) {
+            return refuse(DomainError::NotOwned, pa.0);
+        }
+        let shared = entry.flags.contains(MapFlags::SHARED);
+        match self.assignments.cover(client, pa.0, len) {
+            Cover::Gap(at) => return refuse(DomainError::NotAssigned, at),
+            Cover::Granted { shared: true } if !shared => {
+                return refuse(DomainError::NeedsShared, pa.0)
+            }
+            Cover::Granted { .. } => {}
+        }
+        let end = last(iova.0, len);
+        if let Some(m) = o.mappings.overlapping(iova.0, end) {
+            return refuse(DomainError::Overlap, m.iova.0);
+        }
+        if accepted
+            .iter()
+            .any(|m| m.iova.0 <= end && iova.0 <= m.last())
+        {
+            return refuse(DomainError::Overlap, iova.0);
+        }
+        if let Some(at) = self.ownership.conflict(o.id, pa.0, last(pa.0, len), shared) {
+            return refuse(DomainError::Busy, at);
+        }
+        Ok(Mapping {
+            iova,
+            pa,
+            len,
+            access: entry.access,
+            shared,
+        })
+    }
+
+    /// Maps `entries` into `client`'s object `id`, all or nothing, with one IOMMU call.
+    fn map_entries(
+        &mut self,
+        client: ClientId,
+        id: ObjectId,
+        entries: &[MapEntry],
+    ) -> Result<(), Refusal> {
+        let i = self.mine(client, id)?;
+        let o = self.object(i)?;
+        let mut accepted: heapless::Vec<Mapping, MAP_BATCH> = heapless::Vec::new();
+        for e in entries {
+            let m = self.check_map(client, o, e, &accepted)?;
+            if accepted.push(m).is_err() {
+                return refuse(DomainError::QuotaExceeded, MAP_BATCH as u64);
+            }
+        }
+        let n = accepted.len();
+        if o.mappings.len() + n > self.max_mappings_per_object {
+            return refuse(
+                DomainError::QuotaExceeded,
+                self.max_mappings_per_object as u64,
+            );
+        }
+        if self.mapping_count + n > self.max_mappings {
+            return refuse(DomainError::QuotaExceeded, self.max_mappings as u64);
+        }
+        let domain = o.domain;
+        let ops: heapless::Vec<MapOp, MAP_BATCH> = accepted
+            .iter()
+            .map(|m| MapOp {
+                iova: m.iova,
+                pa: m.pa,
+                len: m.len,
+                access: m.access,
+            })
+            .collect();
+        let result = match ops.as_slice() {
+            [] => Ok(()),
+            [one] => self
+                .backend
+                .map(domain, one.iova, one.pa, one.len, one.access),
+            many => self.backend.map_batch(domain, many),
+        };
+        if let Err(e) = result {
+            let at = ops.first().map_or(0, |m| m.iova.0);
+            return Err(self.iommu_failed("map", at, e));
+        }
+        for m in &accepted {
+            self.ownership.add(id, m.pa.0, m.pa_last(), m.shared);
+            log::debug!(
+                "{client}: object {id} maps {}+{:#x} -> {} {:?}",
+                m.iova,
+                m.len,
+                m.pa,
+                m.access
+            );
+        }
+        self.mapping_count += n;
+        let o = self.object_mut(i)?;
+        for m in accepted {
+            o.mappings.insert(m);
+        }
+        Ok(())
+    }
+
+    /// Unmaps `spans` (whole mappings only) of `client`'s object `id`, all or nothing, with one
+    /// IOMMU call (one invalidation); returns the bytes and mappings removed.
+    fn unmap_spans(
+        &mut self,
+        client: ClientId,
+        id: ObjectId,
+        spans: &[IovaSpan],
+    ) -> Result<(u64, usize), Refusal> {
+        let i = self.mine(client, id)?;
+        let o = self.object(i)?;
+        let (mut bytes, mut count) = (0u64, 0usize);
+        let mut todo: heapless::Vec<(Iova, u64), UNMAP_BATCH> = heapless::Vec::new();
+        for (k, span) in spans.iter().enumerate() {
+            let (start, len) = (span.iova().0, span.len());
+            if !span.iova().is_aligned(self.granule) {
+                return refuse(DomainError::Misaligned, start);
+            }
+            if len % self.granule != 0 {
+                return refuse(DomainError::Misaligned, len);
+            }
+            // A span past the input address size is the client's mistake: refused before the
+            // IOMMU is touched (and not counted as an IOMMU failure).
+            if !self
+                .iova_ranges
+                .iter()
+                .any(|r| r.contains(span.iova(), len))
+            {
+                return refuse(DomainError::OutOfRange, start);
+            }
+            let end = last(start, len);
+            let earlier = spans.iter().take(k);
+            if earlier
+                .into_iter()
+                .any(|e| e.iova().0 <= end && start <= last(e.iova().0, e.len()))
+            {
+                return refuse(DomainError::Overlap, start);
+            }
+            match o.mappings.span(start, end) {
+                Span::Splits(at) => return refuse(DomainError::WouldSplit, at.0),
+                Span::Whole { count: 0, .. } => {}
+                Span::Whole { count: n, bytes: b } => {
+                    count += n;
+                    bytes += b;
+                    // Only spans that hold mappings reach the IOMMU.
+                    let _ = todo.push((span.iova(), len));
+                }
+            }
+        }
+        if todo.is_empty() {
+            return Ok((0, 0));
+        }
+        let domain = o.domain;
+        // One call for all the spans: one invalidation, one CMD_SYNC.
+        let result = match todo.as_slice() {
+            [(iova, len)] => self.backend.unmap(domain, *iova, *len),
+            many => self.backend.unmap_batch(domain, many),
+        };
+        match result {
+            Ok(n) if n != bytes => {
+                log::warn!("object {id}: IOMMU unmapped {n:#x} bytes, manager expected {bytes:#x}");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let at = todo.first().map_or(0, |s| s.0 .0);
+                return Err(self.iommu_failed("unmap", at, e));
+            }
+        }
+        for (iova, len) in &todo {
+            let gone = self
+                .object_mut(i)?
+                .mappings
+                .take(iova.0, last(iova.0, *len));
+            self.release(id, &gone);
+            log::debug!("{client}: object {id} unmaps {iova}+{len:#x}");
+        }
+        Ok((bytes, count))
+    }
+
     fn mapped_bytes(o: &Object) -> u64 {
         o.mappings.bytes()
     }
@@ -785,113 +988,77 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
     }
 
     fn map(&mut self, client: ClientId, request: MapRequest) -> Result<MapReply, Refusal> {
-        let i = self.mine(client, request.object)?;
-        let w = request.window;
-        let (iova, pa, len) = (w.iova(), w.pa(), w.len());
-        if !iova.is_aligned(self.granule) {
-            return refuse(DomainError::Misaligned, iova.0);
-        }
-        if !pa.is_aligned(self.granule) {
-            return refuse(DomainError::Misaligned, pa.0);
-        }
-        if len % self.granule != 0 {
-            return refuse(DomainError::Misaligned, len);
-        }
-        let o = self.object(i)?;
-        if o.flags.contains(ObjectFlags::UNITY) && iova.0 != pa.0 {
-            return refuse(DomainError::NotUnity, iova.0);
-        }
-        if !self.iova_ranges.iter().any(|r| r.contains(iova, len)) {
-            return refuse(DomainError::OutOfRange, iova.0);
-        }
-        if self.reserved.iter().any(|r| r.overlaps(pa, len)) {
-            return refuse(DomainError::NotOwned, pa.0);
-        }
-        let shared = request.flags.contains(MapFlags::SHARED);
-        match self.assignments.cover(client, pa.0, len) {
-            Cover::Gap(at) => return refuse(DomainError::NotAssigned, at),
-            Cover::Granted { shared: true } if !shared => {
-                return refuse(DomainError::NeedsShared, pa.0)
-            }
-            Cover::Granted { .. } => {}
-        }
-        if let Some(m) = o.mappings.overlapping(iova.0, last(iova.0, len)) {
-            return refuse(DomainError::Overlap, m.iova.0);
-        }
-        if let Some(at) = self.ownership.conflict(o.id, pa.0, last(pa.0, len), shared) {
-            return refuse(DomainError::Busy, at);
-        }
-        if o.mappings.len() >= self.max_mappings_per_object {
-            return refuse(
-                DomainError::QuotaExceeded,
-                self.max_mappings_per_object as u64,
-            );
-        }
-        if self.mapping_count >= self.max_mappings {
-            return refuse(DomainError::QuotaExceeded, self.max_mappings as u64);
-        }
-        let (id, domain) = (o.id, o.domain);
-        if let Err(e) = self.backend.map(domain, iova, pa, len, request.access) {
-            return Err(self.iommu_failed("map", iova.0, e));
-        }
-        let mapping = Mapping {
-            iova,
-            pa,
-            len,
+        let entry = MapEntry {
+            window: request.window,
             access: request.access,
-            shared,
+            flags: request.flags,
         };
-        self.ownership.add(id, pa.0, mapping.pa_last(), shared);
-        self.mapping_count += 1;
-        self.object_mut(i)?.mappings.insert(mapping);
-        log::debug!(
-            "{client}: object {id} maps {iova}+{len:#x} -> {pa} {:?}",
-            request.access
-        );
+        self.map_entries(client, request.object, &[entry])?;
         Ok(MapReply {})
     }
 
     fn unmap(&mut self, client: ClientId, request: UnmapRequest) -> Result<UnmapReply, Refusal> {
-        let i = self.mine(client, request.object)?;
-        let span = request.span;
-        let (start, len) = (span.iova().0, span.len());
-        if !span.iova().is_aligned(self.granule) {
-            return refuse(DomainError::Misaligned, start);
-        }
-        if len % self.granule != 0 {
-            return refuse(DomainError::Misaligned, len);
-        }
-        // A span past the input address size is the client's mistake: refused before the
-        // IOMMU is touched (and not counted as an IOMMU failure).
-        if !self
-            .iova_ranges
-            .iter()
-            .any(|r| r.contains(span.iova(), len))
-        {
-            return refuse(DomainError::OutOfRange, start);
-        }
-        let end = last(start, len);
-        let o = self.object(i)?;
-        let bytes = match o.mappings.span(start, end) {
-            Span::Splits(at) => return refuse(DomainError::WouldSplit, at.0),
-            Span::Whole { bytes, .. } => bytes,
-        };
-        if bytes == 0 {
-            return Ok(UnmapReply { bytes: 0 });
-        }
-        let (id, domain) = (o.id, o.domain);
-        // One call for the whole span: one invalidation, one CMD_SYNC.
-        match self.backend.unmap(domain, span.iova(), len) {
-            Ok(n) if n != bytes => {
-                log::warn!("object {id}: IOMMU unmapped {n:#x} bytes, manager expected {bytes:#x}");
-            }
-            Ok(_) => {}
-            Err(e) => return Err(self.iommu_failed("unmap", start, e)),
-        }
-        let gone = self.object_mut(i)?.mappings.take(start, end);
-        self.release(id, &gone);
-        log::debug!("{client}: object {id} unmaps {}+{len:#x}", span.iova());
+        let (bytes, _) = self.unmap_spans(client, request.object, &[request.span])?;
         Ok(UnmapReply { bytes })
+    }
+
+    fn map_batch(
+        &mut self,
+        client: ClientId,
+        request: MapBatchRequest,
+    ) -> Result<MapBatchReply, Refusal> {
+        let entries: heapless::Vec<MapEntry, MAP_BATCH> = request.windows.iter().copied().collect();
+        self.map_entries(client, request.object, &entries)?;
+        Ok(MapBatchReply {
+            mapped: u32_count(entries.len()),
+        })
+    }
+
+    fn unmap_batch(
+        &mut self,
+        client: ClientId,
+        request: UnmapBatchRequest,
+    ) -> Result<UnmapBatchReply, Refusal> {
+        let spans: heapless::Vec<IovaSpan, UNMAP_BATCH> = request.spans.iter().copied().collect();
+        let (bytes, mappings) = self.unmap_spans(client, request.object, &spans)?;
+        Ok(UnmapBatchReply {
+            bytes,
+            mappings: u32_count(mappings),
+        })
+    }
+
+    fn list_mappings(
+        &mut self,
+        client: ClientId,
+        request: ListMappingsRequest,
+    ) -> Result<ListMappingsReply, Refusal> {
+        let o = self.object(self.mine(client, request.object)?)?;
+        let mut page = MappingPage::default();
+        let mut rest = o.mappings.from(request.from);
+        for m in rest.by_ref() {
+            let Ok(window) = DmaWindow::new(m.iova, m.pa, m.len) else {
+                continue;
+            };
+            let flags = if m.shared {
+                MapFlags::SHARED
+            } else {
+                MapFlags::empty()
+            };
+            page.push(MapEntry {
+                window,
+                access: m.access,
+                flags,
+            });
+            if page.len() == MAPPINGS_PER_PAGE {
+                break;
+            }
+        }
+        let next = rest.next().map(|m| m.iova.0);
+        Ok(ListMappingsReply {
+            mappings: page,
+            next: next.unwrap_or(0),
+            more: next.is_some(),
+        })
     }
 
     fn query(&mut self, _: ClientId, _: QueryRequest) -> Result<QueryReply, Refusal> {

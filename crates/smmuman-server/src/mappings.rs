@@ -64,6 +64,11 @@ impl Mappings {
         self.by_iova.values()
     }
 
+    /// Mappings from I/O address `from` on, in order.
+    pub fn from(&self, from: u64) -> impl Iterator<Item = &Mapping> {
+        self.by_iova.range(from..).map(|(_, m)| m)
+    }
+
     /// A mapping that shares an I/O byte with `[iova, last]`, if any.
     pub fn overlapping(&self, iova: u64, last: u64) -> Option<&Mapping> {
         self.by_iova

@@ -704,3 +704,139 @@ fn the_manager_fits_in_a_static_of_known_size() {
     // docs/protocol.md ("Limits") tells the daemon to budget 48 KiB for it (39 KiB today).
     assert!(size < 48 * 1024, "{size}");
 }
+
+#[test]
+fn a_map_batch_is_all_or_nothing_and_checks_windows_against_each_other() {
+    let mut rig = Rig::new();
+    let obj = rig.object(A);
+    rig.as_(A).attach(obj, sel(pci(0, 1, 0))).unwrap();
+    let e = |iova: u64, pa: u64| smmuman_api::MapEntry {
+        window: win(iova, pa, 0x1000),
+        access: RW,
+        flags: NONE,
+    };
+    let batch = |es: &[smmuman_api::MapEntry]| smmuman_api::MapBatch::new(es).unwrap();
+    // The third window is the manager's memory: nothing of the batch is mapped.
+    let bad = batch(&[
+        e(0x0, 0x8000_0000),
+        e(0x1000, 0x8000_1000),
+        e(0x2000, RESERVED.start.0),
+    ]);
+    let before = rig.fake().counts();
+    let r = refusal(rig.as_(A).map_batch(obj, bad));
+    assert_eq!(r, Refusal::new(DomainError::NotOwned, RESERVED.start.0));
+    assert_eq!(rig.dma(EDU, 0x0), None);
+    assert_eq!(rig.fake().counts().maps, before.maps);
+    // Two windows of the batch that overlap each other: the later one is named.
+    let twice = batch(&[e(0x0, 0x8000_0000), e(0x0, 0x8000_1000)]);
+    assert_eq!(
+        refusal(rig.as_(A).map_batch(obj, twice)),
+        Refusal::new(DomainError::Overlap, 0x0)
+    );
+    assert_eq!(rig.dma(EDU, 0x0), None);
+    // Control: a good batch maps every window.
+    let good: Vec<_> = (0..32)
+        .map(|i| e(i << 12, 0x8000_0000 + (i << 12)))
+        .collect();
+    assert_eq!(rig.as_(A).map_batch(obj, batch(&good)).unwrap().mapped, 32);
+    assert_eq!(rig.dma(EDU, 31 << 12), Some(0x8000_0000 + (31 << 12)));
+    assert_eq!(rig.as_(A).object_status(obj).unwrap().mappings, 32);
+}
+
+#[test]
+fn an_unmap_batch_takes_whole_mappings_of_every_span_with_one_sync() {
+    let mut rig = Rig::new();
+    let obj = rig.object(A);
+    rig.as_(A).attach(obj, sel(pci(0, 1, 0))).unwrap();
+    for i in 0..40u64 {
+        rig.as_(A)
+            .map(obj, win(i << 13, 0x8000_0000 + (i << 12), 0x1000), RW, NONE)
+            .unwrap();
+    }
+    let spans: Vec<_> = (0..20u64).map(|i| span(i << 14, 0x2000)).collect();
+    let before = rig.fake().counts().syncs;
+    let r = rig
+        .as_(A)
+        .unmap_batch(obj, smmuman_api::UnmapBatch::new(&spans).unwrap())
+        .unwrap();
+    assert_eq!((r.bytes, r.mappings), (20 * 0x1000, 20));
+    assert_eq!(
+        rig.fake().counts().syncs - before,
+        1,
+        "one CMD_SYNC for the batch"
+    );
+    assert_eq!(rig.dma(EDU, 0), None);
+    assert_eq!(
+        rig.dma(EDU, 1 << 13),
+        Some(0x8000_1000),
+        "the odd ones stay"
+    );
+    // Spans that overlap each other: refused, the later one named, nothing removed.
+    let overlapping = [span(1 << 13, 0x4000), span(2 << 13, 0x1000)];
+    let r = refusal(
+        rig.as_(A)
+            .unmap_batch(obj, smmuman_api::UnmapBatch::new(&overlapping).unwrap()),
+    );
+    assert_eq!(r, Refusal::new(DomainError::Overlap, 2 << 13));
+    assert_eq!(rig.dma(EDU, 1 << 13), Some(0x8000_1000));
+    // All or nothing: a span that would cut a mapping refuses the whole batch.
+    rig.as_(A)
+        .map(obj, win(0x100_0000, 0x9000_0000, 0x2000), RW, NONE)
+        .unwrap();
+    let cut = [span(1 << 13, 0x1000), span(0x100_1000, 0x1000)];
+    let r = refusal(
+        rig.as_(A)
+            .unmap_batch(obj, smmuman_api::UnmapBatch::new(&cut).unwrap()),
+    );
+    assert_eq!(r, Refusal::new(DomainError::WouldSplit, 0x100_0000));
+    assert_eq!(
+        rig.dma(EDU, 1 << 13),
+        Some(0x8000_1000),
+        "the first span kept too"
+    );
+}
+
+#[test]
+fn list_mappings_pages_through_every_mapping_in_order() {
+    let mut rig = Rig::new();
+    let obj = rig.object(A);
+    for i in 0..70u64 {
+        let flags = if i % 7 == 0 { MapFlags::SHARED } else { NONE };
+        rig.as_(A)
+            .map(
+                obj,
+                win(i << 16, 0x8000_0000 + (i << 12), 0x1000),
+                RW,
+                flags,
+            )
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut from = 0;
+    let mut pages = 0;
+    loop {
+        let page = rig.as_(A).list_mappings(obj, from).unwrap();
+        pages += 1;
+        for m in page.mappings.iter() {
+            seen.push((
+                m.window.iova().0,
+                m.window.pa().0,
+                m.flags.contains(MapFlags::SHARED),
+            ));
+        }
+        if !page.more {
+            break;
+        }
+        from = page.next;
+    }
+    assert_eq!(pages, 3);
+    let want: Vec<_> = (0..70u64)
+        .map(|i| (i << 16, 0x8000_0000 + (i << 12), i % 7 == 0))
+        .collect();
+    assert_eq!(seen, want);
+    // Another client's object is not listed.
+    assert_eq!(
+        refusal(rig.as_(B).list_mappings(obj, 0)).error,
+        DomainError::NotFound
+    );
+}
