@@ -119,9 +119,15 @@ impl FakeIommu {
     /// bytes that were mapped.
     fn remove_span(&mut self, domain: DomainId, start: u64, end: u64) -> Result<u64, FakeError> {
         let regions = self.regions(domain)?;
-        let hit: Vec<(u64, Region)> = regions
-            .range(..=end)
-            .filter(|(s, r)| *s + (r.len - 1) >= start)
+        // Regions never overlap: the one before `start` (if it reaches it) and those that
+        // begin inside the span.
+        let before = regions
+            .range(..start)
+            .next_back()
+            .filter(|(s, r)| *s + (r.len - 1) >= start);
+        let hit: Vec<(u64, Region)> = before
+            .into_iter()
+            .chain(regions.range(start..=end))
             .map(|(s, r)| (*s, *r))
             .collect();
         let mut bytes = 0;

@@ -15,6 +15,7 @@ mod logs;
 mod loopback;
 mod ops;
 mod property;
+mod scale;
 
 use crate::authority::{Grant, GrantKind};
 use crate::config::{DeviceEntry, DeviceId, ManagerConfig, PhysRange};
