@@ -50,6 +50,8 @@ mod irq_scenarios;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod manager;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod many;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod mmu;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod panic;

@@ -86,6 +86,11 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         run: vm_scenarios::vmm_hostile,
     },
     Scenario {
+        name: "vmm-many",
+        about: "a VMM maps 10,000 windows in batches, DMAs through a sample, unmaps them all: one CMD_SYNC per unmap batch, every table page given back",
+        run: vm_scenarios::vmm_many,
+    },
+    Scenario {
         name: "vms-group",
         about: "devices sharing a StreamID move as one group (boards/qemu-virt-bridge)",
         run: vm_scenarios::vms_group,

@@ -444,3 +444,36 @@ pub fn vmm_hostile(p: &mut Platform) -> Outcome {
         Ok(Outcome::pass().with("control", u8::from(control)))
     })
 }
+
+/// The SMMU's counts and the daemon pool's free bytes, as one record.
+fn print_iommu(m: &mut Mgr, when: &str) {
+    let stats = m.backend().smmu().stats();
+    let (_, mem) = m.backend_mut().parts();
+    let free = mem.frames().free_bytes();
+    console::line(format_args!(
+        "IOMMU_COUNTS when={when} commands={} syncs={} pool_free={free:#x}",
+        stats.commands, stats.syncs
+    ));
+}
+
+/// A VMM maps [`crate::many::WINDOWS`] windows through the manager in batches, DMAs through a
+/// sample, unmaps them all in batches: the host's counts around it show one CMD_SYNC per unmap
+/// batch (maps need none) and every page-table page back in the pool.
+pub fn vmm_many(p: &mut Platform) -> Outcome {
+    finish(|| {
+        let mut m = manager::start(p)?;
+        let [(a, a_sid), _] = two_edus(p)?;
+        let mut vm = vmm("vm-many", false, a, Plan::Many);
+        vm.device = Some(device(p, a, a_sid)?);
+        give_memory(p, &mut vm)?;
+        print_iommu(&mut m, "before");
+        manager::open_mailboxes();
+        let mut vmms = Vmms::new();
+        let _ = vmms.push(vm);
+        let verdicts = manager::run(p, Some(&mut m), vmms);
+        print_iommu(&mut m, "after");
+        counters(&m);
+        judge(&verdicts, &[("vm-many", "start")])?;
+        Ok(Outcome::pass().with("windows", crate::many::WINDOWS))
+    })
+}

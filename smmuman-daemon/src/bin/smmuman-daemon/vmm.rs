@@ -81,6 +81,8 @@ pub enum Plan {
     },
     /// A hostile VMM: asks for host memory that is not its VM's (`crate::hostile`).
     Hostile(crate::hostile::HostilePlan),
+    /// Many windows in batches (`crate::many`).
+    Many,
     /// The hostile VMM's victim, with the peer BAR its config names (its device reads that
     /// device's identification register through it).
     Victim(Option<PhysAddr>),
@@ -306,6 +308,7 @@ fn run(ctx: &Ctx<'_>, mut vmm: Vmm) -> Verdict {
         (Plan::Trespass { device, expect }, Some(c)) => trespass(ctx, c, device, expect),
         (Plan::Hostile(plan), Some(c)) => crate::hostile::hostile(ctx, c, &mut vmm, plan),
         (Plan::Victim(peer), Some(c)) => crate::hostile::victim(ctx, c, &mut vmm, peer),
+        (Plan::Many, Some(c)) => crate::many::many(ctx, c, &mut vmm),
         (_, None) => Err("no-manager"),
     };
     if let Err(step) = result {
