@@ -406,10 +406,7 @@ impl<M: DmaMemory + ?Sized> DmaMemory for Reserve<'_, M> {
 
 /// Whether two windows share an IOVA; the first shared one if so.
 fn overlap(a: (Iova, u64), b: (Iova, u64)) -> Option<Iova> {
-    let (a_end, b_end) = (
-        a.0.get().saturating_add(a.1),
-        b.0.get().saturating_add(b.1),
-    );
+    let (a_end, b_end) = (a.0.get().saturating_add(a.1), b.0.get().saturating_add(b.1));
     (a.0.get() < b_end && b.0.get() < a_end).then(|| Iova(a.0.get().max(b.0.get())))
 }
 
@@ -779,10 +776,8 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for Smmuv3Backend<M, R> {
                 .ok_or(BackendError::UnknownDomain(domain))?;
             let mem = &mut Dma::new(mem, coherent);
             for op in batch {
-                tables = tables.saturating_add(
-                    d.table
-                        .map_tables(mem, op.iova, op.pa, op.len, op.access)?,
-                );
+                tables = tables
+                    .saturating_add(d.table.map_tables(mem, op.iova, op.pa, op.len, op.access)?);
             }
         }
         for (i, a) in batch.iter().enumerate() {
@@ -847,7 +842,11 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for Smmuv3Backend<M, R> {
     /// invalidation stays owed (merged with earlier debts, see the module docs) and the emptied
     /// tables stay allocated until a later `map`, `unmap`, `unmap_batch` or `attach` of the
     /// domain completes it.
-    fn unmap_batch(&mut self, domain: DomainId, batch: &[(Iova, u64)]) -> Result<u64, BackendError> {
+    fn unmap_batch(
+        &mut self,
+        domain: DomainId,
+        batch: &[(Iova, u64)],
+    ) -> Result<u64, BackendError> {
         let bbml = self.smmu.features().bbml;
         let ias_bits = self.s2.ias_bits;
         self.domain(domain)?;
@@ -871,7 +870,9 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for Smmuv3Backend<M, R> {
             .ok_or(BackendError::UnknownDomain(domain))?;
         let mut splits = 0usize;
         for &(iova, len) in batch {
-            let tables = d.table.split_tables(&mut Dma::new(mem, coherent), iova, len)?;
+            let tables = d
+                .table
+                .split_tables(&mut Dma::new(mem, coherent), iova, len)?;
             // Splitting a live block in place is only safe with IHI 0070 §3.21.1.3 level 2.
             if bbml < 2 && tables > 0 {
                 return Err(BackendError::SplitNeedsBbml2 { iova, len, bbml });
@@ -884,7 +885,10 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for Smmuv3Backend<M, R> {
         let mut bytes = 0u64;
         let mut failed = None;
         for &(iova, len) in batch {
-            match d.table.unmap(&mut Dma::new(&mut reserve, coherent), iova, len) {
+            match d
+                .table
+                .unmap(&mut Dma::new(&mut reserve, coherent), iova, len)
+            {
                 Ok(u) => {
                     bytes = bytes.saturating_add(u.bytes);
                     flush.add(u.invalidation);

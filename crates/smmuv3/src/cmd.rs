@@ -438,7 +438,9 @@ pub fn tlbi_s2_range(
         .checked_add(len)
         .and_then(|e| e.checked_next_multiple_of(PAGE_SIZE))
     {
-        Some(end) if end <= IPA_LIMIT && (end - start) / PAGE_SIZE <= TLBI_PER_LEAF_LIMIT as u64 => {
+        Some(end)
+            if end <= IPA_LIMIT && (end - start) / PAGE_SIZE <= TLBI_PER_LEAF_LIMIT as u64 =>
+        {
             TlbiS2Plan(Plan::Pages {
                 vmid,
                 next: start,
@@ -639,7 +641,10 @@ mod tests {
         );
         // 2^36 pages (2^48 bytes) is one command; one page more is past the encoding.
         let all = TLBI_RANGE_MAX_PAGES * PAGE_SIZE;
-        assert_eq!(coverage(&plan(true, 0, all)), vec![(0, TLBI_RANGE_MAX_PAGES)]);
+        assert_eq!(
+            coverage(&plan(true, 0, all)),
+            vec![(0, TLBI_RANGE_MAX_PAGES)]
+        );
         assert_eq!(
             plan(true, 0, all + PAGE_SIZE),
             vec![Command::TlbiS12Vmall { vmid: Vmid(1) }]
@@ -754,13 +759,7 @@ mod tests {
             iova: Iova(0x2000),
             ..a
         };
-        assert_eq!(
-            a.join(b),
-            Some(S2Span {
-                len: 0x2000,
-                ..a
-            })
-        );
+        assert_eq!(a.join(b), Some(S2Span { len: 0x2000, ..a }));
         assert_eq!(b.join(a), a.join(b));
         let far = S2Span {
             iova: Iova(0x4000),
