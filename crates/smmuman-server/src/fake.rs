@@ -4,12 +4,14 @@
 //! [`FakeIommu::translate`] answers what a DMA from a stream at an address would reach, which
 //! is what tests assert on. Faults can be injected, and any operation can be told to fail.
 //! Invalidations are counted the way the SMMUv3 backend issues CMD_SYNC (one per attach,
-//! detach, domain destruction and non-empty unmap; none per map, which only fills empty
-//! entries).
+//! detach, domain destruction, non-empty unmap and non-empty `unmap_batch` as a whole; none
+//! per map or `map_batch`, which only fill empty entries). Batches are all or nothing: every
+//! window or span is checked (an injected [`FakeOp::Map`] / [`FakeOp::Unmap`] failure counts
+//! per window or span and refuses the whole batch) before anything changes.
 
 use core::fmt;
 use iommu_core::{
-    Access, DomainId, Fault, FaultDrain, IommuBackend, Iova, PhysAddr, StreamId, PAGE_SIZE,
+    Access, DomainId, Fault, FaultDrain, IommuBackend, Iova, MapOp, PhysAddr, StreamId, PAGE_SIZE,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -75,10 +77,16 @@ struct Region {
 /// Calls the fake has seen.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct FakeCounts {
-    /// Successful `map` calls.
+    /// Windows mapped: one per successful `map` call, one per window of a successful
+    /// `map_batch`.
     pub maps: u64,
-    /// Successful `unmap` calls.
+    /// Spans unmapped: one per successful `unmap` call, one per span of a successful
+    /// `unmap_batch`.
     pub unmaps: u64,
+    /// Successful `map_batch` calls.
+    pub map_batches: u64,
+    /// Successful `unmap_batch` calls.
+    pub unmap_batches: u64,
     /// Successful `attach` calls.
     pub attaches: u64,
     /// Successful `detach` calls.
@@ -113,50 +121,6 @@ impl FakeIommu {
             max_domains: Some(n),
             ..Self::default()
         }
-    }
-
-    /// Removes what `domain` maps in `[start, end]` (splitting regions at the edges); the
-    /// bytes that were mapped.
-    fn remove_span(&mut self, domain: DomainId, start: u64, end: u64) -> Result<u64, FakeError> {
-        let regions = self.regions(domain)?;
-        // Regions never overlap: the one before `start` (if it reaches it) and those that
-        // begin inside the span.
-        let before = regions
-            .range(..start)
-            .next_back()
-            .filter(|(s, r)| *s + (r.len - 1) >= start);
-        let hit: Vec<(u64, Region)> = before
-            .into_iter()
-            .chain(regions.range(start..=end))
-            .map(|(s, r)| (*s, *r))
-            .collect();
-        let mut bytes = 0;
-        for (s, r) in hit {
-            regions.remove(&s);
-            let r_end = s + (r.len - 1);
-            if s < start {
-                regions.insert(
-                    s,
-                    Region {
-                        len: start - s,
-                        ..r
-                    },
-                );
-            }
-            if r_end > end {
-                let keep = end + 1;
-                regions.insert(
-                    keep,
-                    Region {
-                        len: r_end - end,
-                        pa: r.pa + (keep - s),
-                        access: r.access,
-                    },
-                );
-            }
-            bytes += r_end.min(end) - s.max(start) + 1;
-        }
-        Ok(bytes)
     }
 
     /// Where a DMA by `sid` at `iova` lands, and with which permissions; `None` when it faults.
@@ -257,6 +221,74 @@ fn aligned(v: u64) -> Result<(), FakeError> {
     }
 }
 
+/// A non-empty, page-aligned window.
+fn check_window(iova: Iova, len: u64) -> Result<(), FakeError> {
+    aligned(iova.0)?;
+    aligned(len)?;
+    if len == 0 {
+        return Err(FakeError::Misaligned(0));
+    }
+    Ok(())
+}
+
+/// A window `map` accepts: page-aligned IOVA, PA and length (checked in that order), non-empty.
+fn check_map_window(iova: Iova, pa: PhysAddr, len: u64) -> Result<(), FakeError> {
+    aligned(iova.0)?;
+    aligned(pa.0)?;
+    check_window(iova, len)
+}
+
+/// The start of a mapping that `[iova, iova + len)` (non-empty) overlaps, if any.
+fn overlap_in(regions: &BTreeMap<u64, Region>, iova: Iova, len: u64) -> Option<Iova> {
+    let end = iova.0.saturating_add(len - 1);
+    let (s, r) = regions.range(..=end).next_back()?;
+    (s + (r.len - 1) >= iova.0).then_some(Iova(*s))
+}
+
+/// Removes every mapping inside `[iova, iova + len)` (non-empty), splitting the mappings that
+/// straddle its ends; returns the bytes removed.
+fn remove(regions: &mut BTreeMap<u64, Region>, iova: Iova, len: u64) -> u64 {
+    let (start, end) = (iova.0, iova.0.saturating_add(len - 1));
+    // Regions never overlap: the one before `start` (if it reaches it) and those that begin
+    // inside the span (a search, not a scan: the scale tests hold tens of thousands).
+    let before = regions
+        .range(..start)
+        .next_back()
+        .filter(|(s, r)| *s + (r.len - 1) >= start);
+    let hit: Vec<(u64, Region)> = before
+        .into_iter()
+        .chain(regions.range(start..=end))
+        .map(|(s, r)| (*s, *r))
+        .collect();
+    let mut bytes = 0;
+    for (s, r) in hit {
+        regions.remove(&s);
+        let r_end = s + (r.len - 1);
+        if s < start {
+            regions.insert(
+                s,
+                Region {
+                    len: start - s,
+                    ..r
+                },
+            );
+        }
+        if r_end > end {
+            let keep = end + 1;
+            regions.insert(
+                keep,
+                Region {
+                    len: r_end - end,
+                    pa: r.pa + (keep - s),
+                    access: r.access,
+                },
+            );
+        }
+        bytes += r_end.min(end) - s.max(start) + 1;
+    }
+    bytes
+}
+
 impl IommuBackend for FakeIommu {
     type Error = FakeError;
 
@@ -310,19 +342,10 @@ impl IommuBackend for FakeIommu {
         access: Access,
     ) -> Result<(), FakeError> {
         self.check(FakeOp::Map)?;
-        aligned(iova.0)?;
-        aligned(pa.0)?;
-        aligned(len)?;
-        if len == 0 {
-            return Err(FakeError::Misaligned(0));
-        }
+        check_map_window(iova, pa, len)?;
         let regions = self.regions(domain)?;
-        let end = iova.0.saturating_add(len - 1);
-        let before = regions.range(..=end).next_back();
-        if let Some((s, r)) = before {
-            if s + (r.len - 1) >= iova.0 {
-                return Err(FakeError::Overlap(Iova(*s)));
-            }
+        if let Some(at) = overlap_in(regions, iova, len) {
+            return Err(FakeError::Overlap(at));
         }
         regions.insert(
             iova.0,
@@ -337,26 +360,64 @@ impl IommuBackend for FakeIommu {
     }
 
     fn unmap(&mut self, domain: DomainId, iova: Iova, len: u64) -> Result<u64, FakeError> {
-        self.unmap_batch(domain, &[(iova, len)])
+        self.check(FakeOp::Unmap)?;
+        check_window(iova, len)?;
+        let bytes = remove(self.regions(domain)?, iova, len);
+        self.counts.unmaps += 1;
+        if bytes > 0 {
+            self.counts.syncs += 1;
+        }
+        Ok(bytes)
     }
 
-    /// All spans checked first, then removed; one CMD_SYNC counted for the batch (as the
-    /// SMMUv3 backend issues).
-    fn unmap_batch(&mut self, domain: DomainId, batch: &[(Iova, u64)]) -> Result<u64, FakeError> {
-        self.check(FakeOp::Unmap)?;
-        for &(iova, len) in batch {
-            aligned(iova.0)?;
-            aligned(len)?;
-            if len == 0 {
-                return Err(FakeError::Misaligned(0));
+    /// Checks every window (an injected `Map` failure per window, alignment, the domain,
+    /// overlap with mappings and between windows) before mapping any; no CMD_SYNC counted.
+    fn map_batch(&mut self, domain: DomainId, batch: &[MapOp]) -> Result<(), FakeError> {
+        for (i, op) in batch.iter().enumerate() {
+            self.check(FakeOp::Map)?;
+            check_map_window(op.iova, op.pa, op.len)?;
+            let regions = self.regions(domain)?;
+            if let Some(at) = overlap_in(regions, op.iova, op.len) {
+                return Err(FakeError::Overlap(at));
+            }
+            let end = op.iova.0.saturating_add(op.len);
+            if let Some(other) = batch[..i]
+                .iter()
+                .find(|o| o.iova.0 < end && op.iova.0 < o.iova.0.saturating_add(o.len))
+            {
+                return Err(FakeError::Overlap(Iova(other.iova.0.max(op.iova.0))));
             }
         }
-        self.regions(domain)?;
-        let mut bytes = 0;
-        for &(iova, len) in batch {
-            bytes += self.remove_span(domain, iova.0, iova.0.saturating_add(len - 1))?;
+        let regions = self.regions(domain)?;
+        for op in batch {
+            regions.insert(
+                op.iova.0,
+                Region {
+                    len: op.len,
+                    pa: op.pa.0,
+                    access: op.access,
+                },
+            );
         }
-        self.counts.unmaps += 1;
+        self.counts.maps += batch.len() as u64;
+        self.counts.map_batches += 1;
+        Ok(())
+    }
+
+    /// Checks every span (an injected `Unmap` failure per span, alignment, the domain) before
+    /// removing any; one CMD_SYNC counted for the whole batch when it removed anything.
+    fn unmap_batch(&mut self, domain: DomainId, batch: &[(Iova, u64)]) -> Result<u64, FakeError> {
+        for &(iova, len) in batch {
+            self.check(FakeOp::Unmap)?;
+            check_window(iova, len)?;
+        }
+        let regions = self.regions(domain)?;
+        let bytes = batch
+            .iter()
+            .map(|&(iova, len)| remove(regions, iova, len))
+            .sum::<u64>();
+        self.counts.unmaps += batch.len() as u64;
+        self.counts.unmap_batches += 1;
         if bytes > 0 {
             self.counts.syncs += 1;
         }
@@ -416,6 +477,9 @@ impl IommuBackend for SharedFake {
     fn unmap(&mut self, domain: DomainId, iova: Iova, len: u64) -> Result<u64, FakeError> {
         self.lock().unmap(domain, iova, len)
     }
+    fn map_batch(&mut self, domain: DomainId, batch: &[MapOp]) -> Result<(), FakeError> {
+        self.lock().map_batch(domain, batch)
+    }
     fn unmap_batch(&mut self, domain: DomainId, batch: &[(Iova, u64)]) -> Result<u64, FakeError> {
         self.lock().unmap_batch(domain, batch)
     }
@@ -473,6 +537,71 @@ mod tests {
         assert_eq!(f.mappings(d).len(), 1);
         assert!(!f.failure_pending());
         assert_eq!(f.counts().injected, 1);
+    }
+
+    #[test]
+    fn batches_are_all_or_nothing_with_one_sync() {
+        let mut f = FakeIommu::new();
+        let d = f.create_domain().unwrap();
+        let w = |iova: u64, len: u64| MapOp {
+            iova: Iova(iova),
+            pa: PhysAddr(0x8000_0000 + iova),
+            len,
+            access: Access::RW,
+        };
+        f.map(d, Iova(0x10_0000), PhysAddr(0), 0x1000, Access::READ)
+            .unwrap();
+        // Refused in the middle: overlap with a mapping, with another window, misaligned.
+        for (bad, want) in [
+            (w(0xf_f000, 0x2000), FakeError::Overlap(Iova(0x10_0000))),
+            (w(0x1000, 0x1000), FakeError::Overlap(Iova(0x1000))),
+            (w(0x2800, 0x1000), FakeError::Misaligned(0x2800)),
+        ] {
+            assert_eq!(
+                f.map_batch(d, &[w(0, 0x2000), bad, w(0x4000, 0x1000)]),
+                Err(want)
+            );
+            assert_eq!(f.mappings(d).len(), 1, "nothing of the batch mapped");
+        }
+        // An injected failure of the second window refuses the whole batch.
+        f.fail(FakeOp::Map, 1);
+        assert_eq!(
+            f.map_batch(d, &[w(0, 0x1000), w(0x4000, 0x1000)]),
+            Err(FakeError::Injected(FakeOp::Map))
+        );
+        assert_eq!(f.mappings(d).len(), 1);
+        f.map_batch(d, &[w(0, 0x2000), w(0x4000, 0x1000)]).unwrap();
+        let c = f.counts();
+        assert_eq!((c.maps, c.map_batches, c.syncs), (3, 1, 0));
+        // Refused span: nothing removed.
+        assert_eq!(
+            f.unmap_batch(d, &[(Iova(0), 0x1000), (Iova(0x4000), 0x800)]),
+            Err(FakeError::Misaligned(0x800))
+        );
+        assert_eq!(f.mappings(d).len(), 3);
+        assert_eq!(
+            f.unmap_batch(
+                d,
+                &[
+                    (Iova(0), 0x2000),
+                    (Iova(0x4000), 0x1000),
+                    (Iova(0x10_0000), 0x1000)
+                ]
+            ),
+            Ok(0x4000)
+        );
+        let c = f.counts();
+        assert_eq!(
+            (c.unmaps, c.unmap_batches, c.syncs),
+            (3, 1, 1),
+            "one SYNC per batch"
+        );
+        assert_eq!(f.unmap_batch(d, &[(Iova(0), 0x1000)]), Ok(0));
+        assert_eq!(
+            f.counts().syncs,
+            1,
+            "nothing removed, nothing to invalidate"
+        );
     }
 
     #[test]

@@ -7,14 +7,25 @@
 //!   *unclaimed* domain (VMID 0), an empty table with STE.S2R = 1, so each access it makes faults
 //!   as F_TRANSLATION and is recorded. `Config = abort` would block silently (IHI 0070 §5.2 says
 //!   no event is recorded for it), and an unrecorded attack is one nobody can investigate.
-//! * **Invalidation before return**: an unmap issues the fewest TLBI commands for the range that
-//!   went away (range form when IDR3.RIL) and one CMD_SYNC, then frees the tables the unmap
-//!   emptied (after the SYNC: the SMMU's walk caches may hold them until then).
+//! * **Invalidation before return** (IHI 0070 §4.4.13 CMD_TLBI_S2_IPA, §4.7.3 CMD_SYNC): an
+//!   unmap, or a whole [`IommuBackend::unmap_batch`], ends with exactly one CMD_SYNC, then frees
+//!   the tables it emptied (after the SYNC: the SMMU's walk caches may hold them until then).
+//!   Before the SYNC: with IDR3.RIL, **one** range-form CMD_TLBI_S2_IPA per contiguous IPA span
+//!   that lost its translation (spans that touch are joined; [`MAX_FLUSH_RANGES`] separate
+//!   spans at most, else one over their hull), starting at the span's first page and covering
+//!   less than 1/16 more pages than the span ([`crate::TlbiRange::covering`]), with TG = 4 KiB
+//!   and TTL = the level of the removed leaves when they were all at one level and no table
+//!   went (else TTL = 0). Without RIL: one single-address CMD_TLBI_S2_IPA per removed block
+//!   or page (a 2 MiB block is one command) up to [`TLBI_PER_LEAF_LIMIT`] in the whole batch,
+//!   else one CMD_TLBI_S12_VMALL.
 //! * **A failed invalidation stays owed**: when the TLBI or its CMD_SYNC fails, the entries are
 //!   already gone from memory but maybe not from the SMMU's caches. The domain keeps that
-//!   invalidation (merged with any later one) and the tables it retired; every later `map`,
-//!   `unmap` and `attach` of the domain sends it first and frees those tables only after its
-//!   CMD_SYNC completed; `destroy_domain` frees nothing unless its CMD_TLBI_S12_VMALL completed.
+//!   invalidation (merged with any later one: the hull of the ranges, the union of the removed
+//!   leaves, so it is still one range command, or per-leaf commands / VMALL without RIL) and
+//!   the tables it retired; every later `map`, `unmap` and `attach` of the domain sends it
+//!   first (in the same batch as the unmap's own commands) and frees those tables only after
+//!   its CMD_SYNC completed; `destroy_domain` frees nothing unless its CMD_TLBI_S12_VMALL
+//!   completed.
 //! * **An unconfirmed STE keeps its domains**: when an STE update was written but its
 //!   CMD_CFGI_STE + CMD_SYNC failed, the SMMU may use the old entry or the new one, so both
 //!   domains are refused to `destroy_domain` ([`BackendError::SteUnconfirmed`]) until a later
@@ -22,19 +33,21 @@
 //! * **Never map the manager's memory**: ranges given to [`Smmuv3Backend::reserve`] (the image,
 //!   stacks, the pool holding tables and queues) are refused by `map`.
 
+use crate::cmd::{tlbi_s2_covering, Command, S2Span, TLBI_PER_LEAF_LIMIT};
 use crate::coherency::Dma;
 use crate::driver::Smmu;
 use crate::error::SmmuError;
 use crate::event::{Direction as EvDirection, Event, EventType};
-use crate::features::pa_code_from_bits;
+use crate::features::{pa_code_from_bits, Features};
 use crate::gerror::GerrorFlags;
 use crate::mmio::{Mmio, RegisterAccess};
 use crate::ste::{S2Context, Ste};
 use core::fmt;
 use iommu_core::{
     Access, Direction, DmaMemory, DomainId, Fault, FaultDrain, FaultReason, IommuBackend, Iova,
-    PhysAddr, StreamId, Vmid,
+    MapOp, OutOfMemory, PhysAddr, StreamId, Vmid,
 };
+use stage2::geometry::TABLE_BYTES;
 use stage2::{Invalidation, MapError, Stage2Config, Stage2Table};
 
 /// Most domains one backend serves at once (besides the unclaimed one).
@@ -43,6 +56,9 @@ pub const MAX_DOMAINS: usize = 64;
 pub const MAX_STREAMS: usize = 256;
 /// Most reserved (never mappable) physical ranges.
 pub const MAX_RESERVED: usize = 16;
+/// Most separate IPA ranges one invalidation (one CMD_SYNC) sends a range command each for, on
+/// an SMMU with IDR3.RIL; a batch that leaves more gets one range command over their hull.
+pub const MAX_FLUSH_RANGES: usize = 32;
 
 /// Everything [`Smmuv3Backend`] can refuse.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -193,6 +209,207 @@ const fn ste_may_have_changed(e: &SmmuError) -> bool {
     )
 }
 
+/// The span of `inv`, with its Leaf and TTL hints.
+fn span_of(inv: &Invalidation) -> Option<S2Span> {
+    inv.range().map(|(iova, len)| S2Span {
+        iova,
+        len,
+        leaf: inv.leaf_only(),
+        ttl: inv.ttl().unwrap_or(0),
+    })
+}
+
+/// Commands one flush may send: a range command per separate span, or per-leaf commands.
+const FLUSH_COMMANDS: usize = if MAX_FLUSH_RANGES > TLBI_PER_LEAF_LIMIT {
+    MAX_FLUSH_RANGES
+} else {
+    TLBI_PER_LEAF_LIMIT
+};
+
+/// The invalidation one CMD_SYNC completes for a domain: what a (batch of) unmap(s) removed,
+/// plus whatever the domain still owed.
+#[derive(Debug)]
+struct Flush {
+    /// Everything, merged: what stays owed if the flush fails, and (without RIL) the list of
+    /// removed leaves.
+    total: Invalidation,
+    /// The separate spans, those that touch joined, for one range command each (RIL).
+    spans: heapless::Vec<S2Span, MAX_FLUSH_RANGES>,
+    /// More separate spans than `spans` holds: one range command over `total`'s hull instead.
+    hull_only: bool,
+}
+
+impl Flush {
+    fn new() -> Self {
+        Self {
+            total: Invalidation::none(),
+            spans: heapless::Vec::new(),
+            hull_only: false,
+        }
+    }
+
+    fn add(&mut self, inv: Invalidation) {
+        let Some(mut span) = span_of(&inv) else {
+            return;
+        };
+        self.total = self.total.merge(inv);
+        if self.hull_only {
+            return;
+        }
+        // Join with every span it touches (a join may make it touch another).
+        let mut i = 0;
+        while i < self.spans.len() {
+            match self.spans[i].join(span) {
+                Some(joined) => {
+                    span = joined;
+                    self.spans.swap_remove(i);
+                    i = 0;
+                }
+                None => i += 1,
+            }
+        }
+        if self.spans.push(span).is_err() {
+            self.hull_only = true;
+        }
+    }
+
+    /// The commands, without the CMD_SYNC (see the module docs for the rule).
+    fn commands(&self, features: &Features, vmid: Vmid) -> heapless::Vec<Command, FLUSH_COMMANDS> {
+        let mut out = heapless::Vec::new();
+        let Some(hull) = span_of(&self.total) else {
+            return out;
+        };
+        let vmall = |out: &mut heapless::Vec<Command, FLUSH_COMMANDS>| {
+            out.clear();
+            // Cannot fail: the vector was just emptied.
+            let _ = out.push(Command::TlbiS12Vmall { vmid });
+        };
+        if features.ril {
+            let mut spans = self.spans.clone();
+            if self.hull_only {
+                spans.clear();
+                // Cannot fail: the vector was just emptied.
+                let _ = spans.push(hull);
+            }
+            spans.sort_unstable_by_key(|s| s.iova.get());
+            for cmd in spans.iter().filter_map(|&s| tlbi_s2_covering(vmid, s)) {
+                if out.push(cmd).is_err() {
+                    vmall(&mut out);
+                    break;
+                }
+            }
+        } else {
+            match self.total.leaves() {
+                Some(leaves) => {
+                    for (ipa, _size) in leaves {
+                        let cmd = Command::TlbiS2Ipa {
+                            vmid,
+                            ipa,
+                            leaf: self.total.leaf_only(),
+                            range: None,
+                        };
+                        if out.len() == TLBI_PER_LEAF_LIMIT || out.push(cmd).is_err() {
+                            vmall(&mut out);
+                            break;
+                        }
+                    }
+                    if out.is_empty() {
+                        // A range with no leaf named: never made by stage2, but never skip it.
+                        vmall(&mut out);
+                    }
+                }
+                None => vmall(&mut out),
+            }
+        }
+        out
+    }
+}
+
+/// Table pages allocated before a batch writes anything and handed to the table code as it
+/// asks, so that a batch found valid cannot run out of memory half way; what is left goes back
+/// with [`Reserve::release`]. The pages are chained through their first word.
+struct Reserve<'m, M: DmaMemory + ?Sized> {
+    mem: &'m mut M,
+    head: PhysAddr,
+    len: usize,
+}
+
+impl<'m, M: DmaMemory + ?Sized> Reserve<'m, M> {
+    fn new(mem: &'m mut M, pages: usize) -> Result<Self, OutOfMemory> {
+        let mut r = Self {
+            mem,
+            head: PhysAddr(0),
+            len: 0,
+        };
+        for _ in 0..pages {
+            match r.mem.alloc_zeroed(TABLE_BYTES, TABLE_BYTES) {
+                Ok(page) => {
+                    r.mem.write_u64(page, r.head.get());
+                    r.head = page;
+                    r.len += 1;
+                }
+                Err(e) => {
+                    r.release();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    fn pop(&mut self) -> Option<PhysAddr> {
+        if self.len == 0 {
+            return None;
+        }
+        let page = self.head;
+        self.head = PhysAddr(self.mem.read_u64(page));
+        self.mem.write_u64(page, 0);
+        self.len -= 1;
+        Some(page)
+    }
+
+    fn release(&mut self) {
+        while let Some(page) = self.pop() {
+            self.mem.free(page, TABLE_BYTES);
+        }
+    }
+}
+
+impl<M: DmaMemory + ?Sized> DmaMemory for Reserve<'_, M> {
+    fn alloc_zeroed(&mut self, size: usize, align: usize) -> Result<PhysAddr, OutOfMemory> {
+        if size == TABLE_BYTES && align != 0 && TABLE_BYTES.is_multiple_of(align) {
+            if let Some(page) = self.pop() {
+                return Ok(page);
+            }
+        }
+        self.mem.alloc_zeroed(size, align)
+    }
+    fn free(&mut self, pa: PhysAddr, size: usize) {
+        self.mem.free(pa, size);
+    }
+    fn read_u64(&self, pa: PhysAddr) -> u64 {
+        self.mem.read_u64(pa)
+    }
+    fn write_u64(&mut self, pa: PhysAddr, value: u64) {
+        self.mem.write_u64(pa, value);
+    }
+    fn publish(&mut self) {
+        self.mem.publish();
+    }
+    fn sync_for_device(&mut self, pa: PhysAddr, len: u64) {
+        self.mem.sync_for_device(pa, len);
+    }
+    fn sync_for_cpu(&mut self, pa: PhysAddr, len: u64) {
+        self.mem.sync_for_cpu(pa, len);
+    }
+}
+
+/// Whether two windows share an IOVA; the first shared one if so.
+fn overlap(a: (Iova, u64), b: (Iova, u64)) -> Option<Iova> {
+    let (a_end, b_end) = (a.0.get().saturating_add(a.1), b.0.get().saturating_add(b.1));
+    (a.0.get() < b_end && b.0.get() < a_end).then(|| Iova(a.0.get().max(b.0.get())))
+}
+
 /// An [`IommuBackend`] over one SMMUv3 (see the module docs for the rules it keeps).
 #[derive(Debug)]
 pub struct Smmuv3Backend<M: DmaMemory, R: RegisterAccess = Mmio> {
@@ -325,6 +542,19 @@ impl<M: DmaMemory, R: RegisterAccess> Smmuv3Backend<M, R> {
     /// # Errors
     /// The driver's; the invalidation then stays owed and the tables stay allocated.
     fn settle(&mut self, domain: DomainId) -> Result<(), BackendError> {
+        let mut flush = Flush::new();
+        flush.add(self.domain(domain)?.pending);
+        self.flush(domain, &flush)
+    }
+
+    /// Sends `flush` (which must include what `domain` owed) followed by exactly one CMD_SYNC
+    /// (IHI 0070 §4.7.3) and waits for it; then nothing is owed and the retired tables are
+    /// freed. Sends nothing when there is nothing to invalidate.
+    ///
+    /// # Errors
+    /// The driver's; `flush` then stays owed (merged into [`Domain::pending`]) and the tables
+    /// stay allocated.
+    fn flush(&mut self, domain: DomainId, flush: &Flush) -> Result<(), BackendError> {
         let Self {
             smmu, mem, domains, ..
         } = self;
@@ -332,8 +562,11 @@ impl<M: DmaMemory, R: RegisterAccess> Smmuv3Backend<M, R> {
             .get_mut(usize::from(domain.0))
             .and_then(Option::as_mut)
             .ok_or(BackendError::UnknownDomain(domain))?;
-        if let Some((start, span)) = d.pending.range() {
-            smmu.invalidate_s2(mem, d.vmid, start, span, d.pending.leaf_only())?;
+        let cmds = flush.commands(smmu.features(), d.vmid);
+        if !cmds.is_empty() {
+            // Owed until the CMD_SYNC completes (`flush.total` includes what was owed).
+            d.pending = flush.total;
+            smmu.submit(mem, &cmds)?;
             d.pending = Invalidation::none();
         }
         // The CMD_SYNC has completed: no walk cache can still hold the tables the unmaps
@@ -498,35 +731,131 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for Smmuv3Backend<M, R> {
         len: u64,
         access: Access,
     ) -> Result<(), BackendError> {
-        if self.is_reserved(pa, len) {
-            return Err(BackendError::ReservedMemory { pa, len });
+        self.map_batch(
+            domain,
+            &[MapOp {
+                iova,
+                pa,
+                len,
+                access,
+            }],
+        )
+    }
+
+    fn unmap(&mut self, domain: DomainId, iova: Iova, len: u64) -> Result<u64, BackendError> {
+        self.unmap_batch(domain, &[(iova, len)])
+    }
+
+    /// Checks every window before writing any: reserved memory, then the domain, then each
+    /// window as [`Stage2Table::map`] would (length, alignment, access, range, overlap with
+    /// existing mappings), then overlaps between windows of the batch. Then it completes an
+    /// invalidation the domain still owed, allocates every table the batch may need (the sum
+    /// of each window's count, an upper bound) and only then writes. A map fills invalid
+    /// entries only, which the SMMU never caches (IHI 0070 §3.21.1), so no command is sent.
+    ///
+    /// # Errors
+    /// Refusals, nothing changed: [`BackendError::ReservedMemory`],
+    /// [`BackendError::UnknownDomain`], [`BackendError::Map`] (for an overlap inside the batch,
+    /// [`MapError::Overlap`] names the first IOVA both windows hold; out of memory for the
+    /// tables). Hardware failure of the owed invalidation: nothing mapped, still owed.
+    fn map_batch(&mut self, domain: DomainId, batch: &[MapOp]) -> Result<(), BackendError> {
+        if let Some(op) = batch.iter().find(|op| self.is_reserved(op.pa, op.len)) {
+            return Err(BackendError::ReservedMemory {
+                pa: op.pa,
+                len: op.len,
+            });
         }
         self.domain(domain)?;
+        let coherent = self.smmu.is_coherent();
+        let mut tables = 0usize;
+        {
+            let Self { mem, domains, .. } = &mut *self;
+            let d = domains
+                .get_mut(usize::from(domain.0))
+                .and_then(Option::as_mut)
+                .ok_or(BackendError::UnknownDomain(domain))?;
+            let mem = &mut Dma::new(mem, coherent);
+            for op in batch {
+                tables = tables
+                    .saturating_add(d.table.map_tables(mem, op.iova, op.pa, op.len, op.access)?);
+            }
+        }
+        for (i, a) in batch.iter().enumerate() {
+            for b in &batch[..i] {
+                if let Some(iova) = overlap((a.iova, a.len), (b.iova, b.len)) {
+                    return Err(MapError::Overlap { iova }.into());
+                }
+            }
+        }
         // An invalidation still owed means the TLB may translate these IOVAs to their old
         // memory: complete it before they can be given new memory.
         self.settle(domain)?;
-        let coherent = self.smmu.is_coherent();
         let Self { mem, domains, .. } = self;
         let d = domains
             .get_mut(usize::from(domain.0))
             .and_then(Option::as_mut)
             .ok_or(BackendError::UnknownDomain(domain))?;
-        // Only invalid entries are filled; the SMMU caches none, so nothing to invalidate.
-        d.table
-            .map(&mut Dma::new(mem, coherent), iova, pa, len, access)?;
-        Ok(())
+        let mut reserve = Reserve::new(&mut *mem, tables).map_err(MapError::from)?;
+        let mut written = 0;
+        let mut failed = None;
+        for op in batch {
+            let mut dma = Dma::new(&mut reserve, coherent);
+            match d.table.map(&mut dma, op.iova, op.pa, op.len, op.access) {
+                Ok(_none) => written += 1,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        reserve.release();
+        let Some(e) = failed else {
+            return Ok(());
+        };
+        // Not reached: every window was checked and its tables reserved. Should it happen,
+        // undo the windows already written; devices may have used them, so this is an unmap
+        // with its invalidation (owed if it fails).
+        log::error!("smmuv3 backend: map_batch failed after its checks ({e}); undoing it");
+        let mut flush = Flush::new();
+        flush.add(d.pending);
+        let mem = &mut Dma::new(mem, coherent);
+        for op in &batch[..written] {
+            if let Ok(u) = d.table.unmap(mem, op.iova, op.len) {
+                flush.add(u.invalidation);
+                d.pending = flush.total;
+            }
+        }
+        self.flush(domain, &flush)?;
+        Err(e.into())
     }
 
-    fn unmap(&mut self, domain: DomainId, iova: Iova, len: u64) -> Result<u64, BackendError> {
+    /// Checks every span first (input range, then length and alignment, then, below IDR3.BBML
+    /// = 2, whether it would split a block), allocates every table its block splits need,
+    /// clears every span, then invalidates them all with one CMD_SYNC (see the module docs for
+    /// the commands) and only then frees the emptied tables.
+    ///
+    /// # Errors
+    /// Refusals, nothing touched: [`BackendError::UnknownDomain`], [`BackendError::OutOfRange`],
+    /// [`BackendError::Map`] (length, alignment, out of memory for splits),
+    /// [`BackendError::SplitNeedsBbml2`]. Hardware failure (a TLBI or the CMD_SYNC): every span
+    /// is cleared from the tables but maybe not from the SMMU's caches; the whole batch's
+    /// invalidation stays owed (merged with earlier debts, see the module docs) and the emptied
+    /// tables stay allocated until a later `map`, `unmap`, `unmap_batch` or `attach` of the
+    /// domain completes it.
+    fn unmap_batch(
+        &mut self,
+        domain: DomainId,
+        batch: &[(Iova, u64)],
+    ) -> Result<u64, BackendError> {
         let bbml = self.smmu.features().bbml;
         let ias_bits = self.s2.ias_bits;
         self.domain(domain)?;
         // Checked before anything else, hardware included: a caller's mistake, its own error.
-        if iova
-            .get()
-            .checked_add(len)
-            .is_none_or(|end| end > 1u64 << ias_bits)
-        {
+        if let Some(&(iova, len)) = batch.iter().find(|&&(iova, len)| {
+            iova.get()
+                .checked_add(len)
+                .is_none_or(|end| end > 1u64 << ias_bits)
+        }) {
             return Err(BackendError::OutOfRange {
                 iova,
                 len,
@@ -534,23 +863,53 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for Smmuv3Backend<M, R> {
             });
         }
         let coherent = self.smmu.is_coherent();
-        let Self { mem, domains, .. } = self;
-        let mem = &mut Dma::new(mem, coherent);
+        let Self { mem, domains, .. } = &mut *self;
         let d = domains
             .get_mut(usize::from(domain.0))
             .and_then(Option::as_mut)
             .ok_or(BackendError::UnknownDomain(domain))?;
-        // Splitting a live block in place is only safe with IHI 0070 §3.21.1.3 level 2.
-        if bbml < 2 && d.table.split_tables(mem, iova, len)? > 0 {
-            return Err(BackendError::SplitNeedsBbml2 { iova, len, bbml });
+        let mut splits = 0usize;
+        for &(iova, len) in batch {
+            let tables = d
+                .table
+                .split_tables(&mut Dma::new(mem, coherent), iova, len)?;
+            // Splitting a live block in place is only safe with IHI 0070 §3.21.1.3 level 2.
+            if bbml < 2 && tables > 0 {
+                return Err(BackendError::SplitNeedsBbml2 { iova, len, bbml });
+            }
+            splits = splits.saturating_add(tables);
         }
-        // All or nothing: on error the table is unchanged and nothing new is owed.
-        let unmapped = d.table.unmap(mem, iova, len)?;
-        // From here the entries are gone from memory but maybe not from the SMMU's caches: the
-        // invalidation is owed (together with any earlier one) until its CMD_SYNC completes.
-        d.pending = d.pending.merge(unmapped.invalidation);
-        self.settle(domain)?;
-        Ok(unmapped.bytes)
+        let mut reserve = Reserve::new(&mut *mem, splits).map_err(MapError::from)?;
+        let mut flush = Flush::new();
+        flush.add(d.pending);
+        let mut bytes = 0u64;
+        let mut failed = None;
+        for &(iova, len) in batch {
+            match d
+                .table
+                .unmap(&mut Dma::new(&mut reserve, coherent), iova, len)
+            {
+                Ok(u) => {
+                    bytes = bytes.saturating_add(u.bytes);
+                    flush.add(u.invalidation);
+                    // From here the entries are gone from memory but maybe not from the
+                    // SMMU's caches: owed until the CMD_SYNC completes.
+                    d.pending = flush.total;
+                }
+                // Not reached (checked, tables reserved); the spans cleared so far are still
+                // invalidated below, and the error returned.
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        reserve.release();
+        self.flush(domain, &flush)?;
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(bytes),
+        }
     }
 
     fn drain_faults(&mut self, sink: &mut dyn FnMut(Fault)) -> Result<FaultDrain, BackendError> {

@@ -263,76 +263,153 @@ impl fmt::Display for Command {
     }
 }
 
-/// Without range invalidation, ranges up to this many pages get one CMD_TLBI_S2_IPA per page;
-/// larger ones invalidate the whole VMID.
-pub const TLBI_PER_PAGE_LIMIT: u64 = 16;
-
-/// With range invalidation, a range that needs more commands than this (a huge or oddly sized
-/// range) invalidates the whole VMID instead.
-pub const TLBI_RANGE_COMMAND_LIMIT: usize = 8;
+/// Without range invalidation (IDR3.RIL = 0), most single-address CMD_TLBI_S2_IPA commands
+/// one invalidation sends: one per removed block or page (the backend knows them), or one per
+/// page for a bare range ([`tlbi_s2_range`]). Past it, one CMD_TLBI_S12_VMALL is cheaper.
+pub const TLBI_PER_LEAF_LIMIT: usize = 16;
 
 /// Upper bound on the commands one [`tlbi_s2_range`] plan yields.
-pub const TLBI_PLAN_MAX: usize = if TLBI_PER_PAGE_LIMIT as usize > TLBI_RANGE_COMMAND_LIMIT {
-    TLBI_PER_PAGE_LIMIT as usize
-} else {
-    TLBI_RANGE_COMMAND_LIMIT
-};
+pub const TLBI_PLAN_MAX: usize = TLBI_PER_LEAF_LIMIT;
+
+/// Most 4 KiB pages one range-form command covers: (NUM + 1) * 2^SCALE with NUM = SCALE = 31
+/// (IHI 0070 §4.4.13), 2^36 pages = 2^48 bytes, the largest stage-2 input size we use.
+pub const TLBI_RANGE_MAX_PAGES: u64 = 32 << 31;
 
 /// IPAs the command's Address field can hold (bits [51:12]).
 const IPA_LIMIT: u64 = 1 << 52;
 
+impl TlbiRange {
+    /// The one range that covers `pages` 4 KiB pages from the command's address with the fewest
+    /// extra pages, with the level hint `ttl`.
+    ///
+    /// SCALE is the smallest value for which NUM + 1 = ceil(`pages` / 2^SCALE) fits in 1..=32;
+    /// the covered count C = (NUM + 1) * 2^SCALE is then the smallest the range encoding can
+    /// express at or above `pages` (a multiple of a larger 2^SCALE is never smaller). Among the
+    /// encodings of C the one with the largest SCALE is chosen (NUM + 1 odd, or SCALE = 31),
+    /// so a power of two is NUM = 0.
+    ///
+    /// **Bound**: C = `pages` when `pages` <= 32 or it is already expressible; otherwise
+    /// C - `pages` < 2^SCALE < `pages` / 16 (SCALE > 0 was needed, so `pages` > 32 * 2^(SCALE-1)),
+    /// that is, at most 6.25 % more pages than asked, all after the range's end.
+    ///
+    /// `None` for 0 or more than [`TLBI_RANGE_MAX_PAGES`] pages, and for the single page
+    /// without a level hint (the Reserved NUM = SCALE = TTL = 0 form, see [`TlbiRange::new`]):
+    /// use the single-address form for that one.
+    pub const fn covering(pages: u64, ttl: u8) -> Option<Self> {
+        if pages == 0 || pages > TLBI_RANGE_MAX_PAGES {
+            return None;
+        }
+        let mut scale = 0u32;
+        while pages.div_ceil(1 << scale) > 32 {
+            scale += 1;
+        }
+        let mut count = pages.div_ceil(1 << scale);
+        while count.is_multiple_of(2) && scale < 31 {
+            count /= 2;
+            scale += 1;
+        }
+        // count <= 32 and scale <= 31 by construction.
+        Self::new(count as u8, scale as u8, ttl)
+    }
+
+    /// The level hint (0: none).
+    pub const fn ttl(self) -> u8 {
+        self.ttl
+    }
+}
+
+/// One IPA span of a stage-2 invalidation and what is known of the entries it removed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct S2Span {
+    /// First IPA (rounded down to 4 KiB).
+    pub iova: Iova,
+    /// Length in bytes (the end is rounded up to 4 KiB); 0 is nothing.
+    pub len: u64,
+    /// Only leaf entries were removed (CMD_TLBI_S2_IPA Leaf = 1): walk caches may stay.
+    pub leaf: bool,
+    /// The level of every removed leaf (IHI 0070 §4.4.13 TTL with TG = 4 KiB: 1, 2 or 3),
+    /// or 0 when unknown, mixed or a table went too.
+    pub ttl: u8,
+}
+
+impl S2Span {
+    /// The one span covering `self` and `other` when they touch or overlap (Leaf only if both
+    /// are, the TTL hint only if both agree), else `None`.
+    pub fn join(self, other: Self) -> Option<Self> {
+        let (a_end, b_end) = (
+            self.iova.get().checked_add(self.len)?,
+            other.iova.get().checked_add(other.len)?,
+        );
+        if a_end < other.iova.get() || b_end < self.iova.get() {
+            return None;
+        }
+        let start = self.iova.get().min(other.iova.get());
+        Some(Self {
+            iova: Iova(start),
+            len: a_end.max(b_end) - start,
+            leaf: self.leaf && other.leaf,
+            ttl: if self.ttl == other.ttl { self.ttl } else { 0 },
+        })
+    }
+}
+
+/// The one command that invalidates the stage-2 entries of `vmid` in `span` on an SMMU with
+/// range invalidation (IDR3.RIL; IHI 0070 §4.4.13): CMD_TLBI_S2_IPA at the span's first page
+/// with the range [`TlbiRange::covering`] its page count (so it over-invalidates by less than
+/// 1/16 of the span, after its end), TG = 4 KiB and the span's TTL hint. A single page with
+/// no hint takes the single-address form (TG = 0), which is exact. A span past the 52-bit
+/// Address field or longer than [`TLBI_RANGE_MAX_PAGES`] (never one of a stage-2 table of at
+/// most 48 bits) gets CMD_TLBI_S12_VMALL. `None` for an empty span.
+pub fn tlbi_s2_covering(vmid: Vmid, span: S2Span) -> Option<Command> {
+    if span.len == 0 {
+        return None;
+    }
+    let start = span.iova.align_down(PAGE_SIZE).get();
+    let end = match span
+        .iova
+        .get()
+        .checked_add(span.len)
+        .and_then(|e| e.checked_next_multiple_of(PAGE_SIZE))
+    {
+        Some(end) if end <= IPA_LIMIT => end,
+        _ => return Some(Command::TlbiS12Vmall { vmid }),
+    };
+    let pages = (end - start) / PAGE_SIZE;
+    if pages > TLBI_RANGE_MAX_PAGES {
+        return Some(Command::TlbiS12Vmall { vmid });
+    }
+    Some(Command::TlbiS2Ipa {
+        vmid,
+        ipa: Iova(start),
+        leaf: span.leaf,
+        // None only for one page without a hint: the exact single-address form.
+        range: TlbiRange::covering(pages, span.ttl),
+    })
+}
+
 #[derive(Clone, Debug)]
 enum Plan {
     Done,
-    All {
-        vmid: Vmid,
-    },
+    One(Command),
     Pages {
         vmid: Vmid,
         next: u64,
         end: u64,
         leaf: bool,
     },
-    Ranges {
-        vmid: Vmid,
-        addr: u64,
-        pages: u64,
-        leaf: bool,
-    },
 }
 
-/// The stage-2 invalidation commands for one IPA range, fewest first (see [`tlbi_s2_range`]).
+/// The stage-2 invalidation commands for one IPA range (see [`tlbi_s2_range`]).
 #[derive(Clone, Debug)]
 pub struct TlbiS2Plan(Plan);
 
-/// One step of the range decomposition: the low-order 5 bits' worth of the remaining page count
-/// (the way Linux splits it), as `(count, scale)`.
-fn range_step(pages: u64) -> (u64, u32) {
-    let scale = pages.trailing_zeros();
-    let count = (pages >> scale) & 0x1f;
-    (count, scale)
-}
-
-fn range_commands(mut pages: u64) -> Option<usize> {
-    let mut n = 0;
-    while pages != 0 {
-        let (count, scale) = range_step(pages);
-        if scale > 31 {
-            return None;
-        }
-        pages -= count << scale;
-        n += 1;
-    }
-    Some(n)
-}
-
 /// Plans the invalidation of stage-2 entries of `vmid` for `[iova, iova + len)` (rounded out to
-/// 4 KiB pages), choosing the fewest commands:
+/// 4 KiB pages) when nothing is known of the entry sizes:
 ///
-/// * with range invalidation (IDR3.RIL), CMD_TLBI_S2_IPA range forms (TTL = 0, since the block
-///   sizes in the table are not known here), one command per 5-bit chunk of the page count (a
-///   lone page uses the single-address form);
-/// * without it, one single-address CMD_TLBI_S2_IPA per page up to [`TLBI_PER_PAGE_LIMIT`];
+/// * with range invalidation (IDR3.RIL), exactly one command, [`tlbi_s2_covering`] with no TTL
+///   hint;
+/// * without it, one single-address CMD_TLBI_S2_IPA per page up to [`TLBI_PER_LEAF_LIMIT`]
+///   pages;
 /// * otherwise (or for ranges beyond the 52-bit IPA space) one CMD_TLBI_S12_VMALL.
 ///
 /// `len == 0` plans nothing. The plan never yields a CMD_SYNC.
@@ -346,35 +423,32 @@ pub fn tlbi_s2_range(
     if len == 0 {
         return TlbiS2Plan(Plan::Done);
     }
+    if features.ril {
+        let span = S2Span {
+            iova,
+            len,
+            leaf,
+            ttl: 0,
+        };
+        return TlbiS2Plan(tlbi_s2_covering(vmid, span).map_or(Plan::Done, Plan::One));
+    }
     let start = iova.align_down(PAGE_SIZE).get();
-    let end = match iova
+    match iova
         .get()
         .checked_add(len)
         .and_then(|e| e.checked_next_multiple_of(PAGE_SIZE))
     {
-        Some(end) if end <= IPA_LIMIT => end,
-        _ => return TlbiS2Plan(Plan::All { vmid }),
-    };
-    let pages = (end - start) / PAGE_SIZE;
-    if features.ril {
-        match range_commands(pages) {
-            Some(n) if n <= TLBI_RANGE_COMMAND_LIMIT => TlbiS2Plan(Plan::Ranges {
+        Some(end)
+            if end <= IPA_LIMIT && (end - start) / PAGE_SIZE <= TLBI_PER_LEAF_LIMIT as u64 =>
+        {
+            TlbiS2Plan(Plan::Pages {
                 vmid,
-                addr: start,
-                pages,
+                next: start,
+                end,
                 leaf,
-            }),
-            _ => TlbiS2Plan(Plan::All { vmid }),
+            })
         }
-    } else if pages <= TLBI_PER_PAGE_LIMIT {
-        TlbiS2Plan(Plan::Pages {
-            vmid,
-            next: start,
-            end,
-            leaf,
-        })
-    } else {
-        TlbiS2Plan(Plan::All { vmid })
+        _ => TlbiS2Plan(Plan::One(Command::TlbiS12Vmall { vmid })),
     }
 }
 
@@ -384,9 +458,9 @@ impl Iterator for TlbiS2Plan {
     fn next(&mut self) -> Option<Command> {
         match self.0 {
             Plan::Done => None,
-            Plan::All { vmid } => {
+            Plan::One(c) => {
                 self.0 = Plan::Done;
-                Some(Command::TlbiS12Vmall { vmid })
+                Some(c)
             }
             Plan::Pages {
                 vmid,
@@ -409,38 +483,6 @@ impl Iterator for TlbiS2Plan {
                     ipa: Iova(next),
                     leaf,
                     range: None,
-                })
-            }
-            Plan::Ranges {
-                vmid,
-                addr,
-                pages,
-                leaf,
-            } => {
-                if pages == 0 {
-                    self.0 = Plan::Done;
-                    return None;
-                }
-                let (count, scale) = range_step(pages);
-                let covered = count << scale;
-                self.0 = Plan::Ranges {
-                    vmid,
-                    addr: addr + covered * PAGE_SIZE,
-                    pages: pages - covered,
-                    leaf,
-                };
-                // A lone page with no level hint takes the single-address form (the range form
-                // with NUM = SCALE = TTL = 0 is best avoided, as Linux does).
-                let range = if covered == 1 {
-                    None
-                } else {
-                    TlbiRange::new(count as u8, scale as u8, 0)
-                };
-                Some(Command::TlbiS2Ipa {
-                    vmid,
-                    ipa: Iova(addr),
-                    leaf,
-                    range,
                 })
             }
         }
@@ -586,11 +628,8 @@ mod tests {
         assert!(plan(true, 0x3000, 0x1000)
             .iter()
             .all(|c| matches!(c, Command::TlbiS2Ipa { range: None, .. })));
-        // 33 pages: one page, then 32.
-        assert_eq!(
-            coverage(&plan(true, 0, 33 * PAGE_SIZE)),
-            vec![(0, 1), (1, 32)]
-        );
+        // 33 pages: one command of 17 * 2^1 pages (the old planner sent 1 + 32).
+        assert_eq!(coverage(&plan(true, 0, 33 * PAGE_SIZE)), vec![(0, 34)]);
         // Beyond the 52-bit IPA space: everything.
         assert_eq!(
             plan(true, u64::MAX - 0xfff, 0x1000),
@@ -600,34 +639,193 @@ mod tests {
             plan(true, 1 << 52, 0x1000),
             vec![Command::TlbiS12Vmall { vmid: Vmid(1) }]
         );
-        // 2^32 + 1 pages: the second chunk would need SCALE = 32.
-        let huge = ((1u64 << 32) + 1) * PAGE_SIZE;
+        // 2^36 pages (2^48 bytes) is one command; one page more is past the encoding.
+        let all = TLBI_RANGE_MAX_PAGES * PAGE_SIZE;
         assert_eq!(
-            plan(true, 0, huge),
+            coverage(&plan(true, 0, all)),
+            vec![(0, TLBI_RANGE_MAX_PAGES)]
+        );
+        assert_eq!(
+            plan(true, 0, all + PAGE_SIZE),
             vec![Command::TlbiS12Vmall { vmid: Vmid(1) }]
         );
     }
 
+    /// The fields of an encoded CMD_TLBI_S2_IPA (IHI 0070 §4.4.13): (address, NUM, SCALE, TG,
+    /// TTL, Leaf).
+    fn fields(c: &Command) -> (u64, u64, u64, u64, u64, u64) {
+        let [dw0, dw1] = c.encode();
+        assert_eq!(dw0 & 0xff, u64::from(opcode::TLBI_S2_IPA), "{c}");
+        (
+            dw1 & 0x000f_ffff_ffff_f000,
+            (dw0 >> 12) & 0x1f,
+            (dw0 >> 20) & 0x1f,
+            (dw1 >> 10) & 3,
+            (dw1 >> 8) & 3,
+            dw1 & 1,
+        )
+    }
+
+    /// Checks the one command for `pages` pages at `base` with hint `ttl` and returns the pages
+    /// it covers: the Reserved form never appears, the command starts at `base`, covers the
+    /// span, and over-invalidates by less than 1/16 of it (0 up to 32 pages).
+    fn check_one(base: u64, pages: u64, ttl: u8, leaf: bool) -> u64 {
+        let span = S2Span {
+            iova: Iova(base),
+            len: pages * PAGE_SIZE,
+            leaf,
+            ttl,
+        };
+        let cmd = tlbi_s2_covering(Vmid(3), span).expect("a non-empty span");
+        let (addr, num, scale, tg, cttl, cleaf) = fields(&cmd);
+        assert_eq!(addr, base, "starts at the span's base");
+        assert_eq!(cleaf, u64::from(leaf));
+        assert_eq!(cmd.encode()[0] >> 32 & 0xffff, 3, "VMID");
+        if tg == 0 {
+            // Single-address form: only for one page without a hint; exact.
+            assert_eq!((pages, ttl, num, scale, cttl), (1, 0, 0, 0, 0));
+            return 1;
+        }
+        assert_eq!(tg, 1, "TG = 4 KiB");
+        assert_eq!(cttl, u64::from(ttl), "the TTL hint is passed on");
+        assert!(
+            num != 0 || scale != 0 || cttl != 0,
+            "Reserved NUM = SCALE = TTL = 0 form (IHI 0070 §4.4.13)"
+        );
+        let covered = (num + 1) << scale;
+        assert!(covered >= pages, "{pages} pages, {covered} covered");
+        let over = covered - pages;
+        if pages <= 32 {
+            assert_eq!(over, 0, "{pages} pages");
+        } else {
+            assert!(16 * over < pages, "{pages} pages, {covered} covered");
+        }
+        covered
+    }
+
+    /// Every span of 1..=65,536 pages (256 MiB) is exactly one command, for every hint and at
+    /// an unaligned base, within the documented bound.
+    #[test]
+    fn every_span_up_to_65536_pages_is_one_command_within_the_bound() {
+        let mut exact = 0;
+        for pages in 1..=65_536u64 {
+            for ttl in [0, 3] {
+                let covered = check_one(0x7_0000_3000, pages, ttl, ttl != 0);
+                if ttl == 0 && covered == pages {
+                    exact += 1;
+                }
+            }
+        }
+        // Exact for the 32 smallest and every count * 2^scale with count <= 32.
+        assert!(exact >= 208, "{exact}");
+    }
+
+    #[test]
+    fn single_page_without_a_hint_is_the_single_address_form() {
+        let span = S2Span {
+            iova: Iova(0x5000),
+            len: PAGE_SIZE,
+            leaf: false,
+            ttl: 0,
+        };
+        assert_eq!(
+            tlbi_s2_covering(Vmid(1), span),
+            Some(Command::TlbiS2Ipa {
+                vmid: Vmid(1),
+                ipa: Iova(0x5000),
+                leaf: false,
+                range: None
+            })
+        );
+        assert_eq!(TlbiRange::covering(1, 0), None);
+        assert_eq!(TlbiRange::covering(1, 2).map(TlbiRange::pages), Some(1));
+        assert_eq!(TlbiRange::covering(0, 2), None);
+        assert_eq!(
+            tlbi_s2_covering(Vmid(1), S2Span { len: 0, ..span }),
+            None,
+            "nothing for nothing"
+        );
+    }
+
+    #[test]
+    fn spans_join_when_they_touch() {
+        let a = S2Span {
+            iova: Iova(0x1000),
+            len: 0x1000,
+            leaf: true,
+            ttl: 3,
+        };
+        let b = S2Span {
+            iova: Iova(0x2000),
+            ..a
+        };
+        assert_eq!(a.join(b), Some(S2Span { len: 0x2000, ..a }));
+        assert_eq!(b.join(a), a.join(b));
+        let far = S2Span {
+            iova: Iova(0x4000),
+            ..a
+        };
+        assert_eq!(a.join(far), None);
+        let block = S2Span {
+            iova: Iova(0x20_0000),
+            len: 0x20_0000,
+            leaf: false,
+            ttl: 2,
+        };
+        let j = S2Span {
+            iova: Iova(0x1f_f000),
+            ..a
+        }
+        .join(block)
+        .unwrap();
+        assert_eq!((j.leaf, j.ttl), (false, 0), "mixed: no hint, non-leaf");
+    }
+
     proptest::proptest! {
-        /// Every plan covers exactly the pages touched by the range, in order, without gaps, or
-        /// falls back to a whole-VMID invalidation.
+        /// Every plan covers the pages touched by the range from its first page on: with RIL
+        /// as one command within the bound, without as one command per page; or falls back
+        /// to a whole-VMID invalidation.
         #[test]
-        fn plans_cover_exactly_the_range(ril: bool, iova in 0u64..(1 << 48), len in 1u64..(1 << 36)) {
+        fn plans_cover_the_range(ril: bool, iova in 0u64..(1 << 48), len in 1u64..(1 << 40)) {
             let cmds = plan(ril, iova, len);
             let first = iova / PAGE_SIZE;
             let last = (iova + len - 1) / PAGE_SIZE;
+            let pages = last - first + 1;
             if cmds == [Command::TlbiS12Vmall { vmid: Vmid(1) }] {
-                // With RIL, ranges this small always fit in a few range commands.
-                proptest::prop_assert!(!ril && last - first + 1 > TLBI_PER_PAGE_LIMIT);
+                proptest::prop_assert!(
+                    (!ril && pages > TLBI_PER_LEAF_LIMIT as u64)
+                        || (ril && pages > TLBI_RANGE_MAX_PAGES)
+                );
             } else {
-                let mut next = first;
-                for (page, count) in coverage(&cmds) {
-                    proptest::prop_assert_eq!(page, next);
-                    next += count;
+                let cov = coverage(&cmds);
+                if ril {
+                    proptest::prop_assert_eq!(cov.len(), 1);
+                    let (page, count) = cov[0];
+                    proptest::prop_assert_eq!(page, first);
+                    proptest::prop_assert!(count >= pages);
+                    proptest::prop_assert!(count == pages || 16 * (count - pages) < pages);
+                } else {
+                    let mut next = first;
+                    for (page, count) in cov {
+                        proptest::prop_assert_eq!((page, count), (next, 1));
+                        next += 1;
+                    }
+                    proptest::prop_assert_eq!(next, last + 1);
                 }
-                proptest::prop_assert_eq!(next, last + 1);
                 proptest::prop_assert!(cmds.len() <= TLBI_PLAN_MAX);
             }
+        }
+
+        /// Large spans at unaligned page bases, with and without a TTL hint: one command,
+        /// within the bound.
+        #[test]
+        fn large_spans_at_any_base_are_one_command(
+            base_page in 0u64..(1 << 36),
+            pages in 1u64..=TLBI_RANGE_MAX_PAGES,
+            ttl in 0u8..=3,
+            leaf: bool,
+        ) {
+            check_one(base_page * PAGE_SIZE, pages, ttl, leaf);
         }
     }
 }

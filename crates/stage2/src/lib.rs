@@ -78,5 +78,5 @@ pub mod table;
 
 pub use config::Stage2Config;
 pub use error::MapError;
-pub use invalidation::{Invalidation, Unmapped};
+pub use invalidation::{Invalidation, Unmapped, LEAF_LIST_CAPACITY};
 pub use table::{Stage2Table, Translation};

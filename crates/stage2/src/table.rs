@@ -135,6 +135,52 @@ impl Stage2Table {
         len: u64,
         access: Access,
     ) -> Result<Invalidation, MapError> {
+        let (end, needed) = self.count_map(mem, iova, pa, len, access)?;
+        let spare = PageChain::allocate(mem, needed)?;
+
+        let mut apply = MapWalk {
+            mem: &mut *mem,
+            pass: Pass::Apply(spare),
+            access,
+            linked: 0,
+        };
+        let applied = apply.walk(Some(self.root), self.start_level, iova.get(), end, pa.get());
+        self.linked += apply.linked;
+        let mut pass = apply.pass;
+        pass.release(mem);
+        mem.publish();
+        applied.map(|()| Invalidation::none())
+    }
+
+    /// How many new tables [`map`](Self::map) of the same arguments would allocate, after
+    /// every check `map` makes except memory; changes nothing. A caller mapping several windows
+    /// at once checks each with this first and makes sure the sum (an upper bound: windows
+    /// that share a new table count it once each) can be allocated.
+    ///
+    /// # Errors
+    /// As [`map`](Self::map), except [`MapError::OutOfMemory`].
+    pub fn map_tables(
+        &mut self,
+        mem: &mut impl DmaMemory,
+        iova: Iova,
+        pa: PhysAddr,
+        len: u64,
+        access: Access,
+    ) -> Result<usize, MapError> {
+        self.count_map(mem, iova, pa, len, access)
+            .map(|(_, tables)| tables)
+    }
+
+    /// The checking pass of a map: validates the arguments and counts the tables the mapping
+    /// needs, writing nothing. Returns the range's end and that count.
+    fn count_map(
+        &mut self,
+        mem: &mut impl DmaMemory,
+        iova: Iova,
+        pa: PhysAddr,
+        len: u64,
+        access: Access,
+    ) -> Result<(u64, usize), MapError> {
         check_length(len)?;
         if !iova.is_aligned(PAGE_SIZE) {
             return Err(MapError::UnalignedIova(iova));
@@ -150,7 +196,6 @@ impl Stage2Table {
         if pa.checked_add(len).is_none_or(|e| e.get() > pa_limit) {
             return Err(MapError::PaOutOfRange { pa, len });
         }
-
         let mut count = MapWalk {
             mem: &mut *mem,
             pass: Pass::Count(0),
@@ -158,21 +203,7 @@ impl Stage2Table {
             linked: 0,
         };
         count.walk(Some(self.root), self.start_level, iova.get(), end, pa.get())?;
-        let needed = count.pass.tables();
-        let spare = PageChain::allocate(mem, needed)?;
-
-        let mut apply = MapWalk {
-            mem: &mut *mem,
-            pass: Pass::Apply(spare),
-            access,
-            linked: 0,
-        };
-        let applied = apply.walk(Some(self.root), self.start_level, iova.get(), end, pa.get());
-        self.linked += apply.linked;
-        let mut pass = apply.pass;
-        pass.release(mem);
-        mem.publish();
-        applied.map(|()| Invalidation::none())
+        Ok((end, count.pass.tables()))
     }
 
     /// Removes every mapping in `[iova, iova + len)`; unmapped holes in the range are fine.
@@ -444,6 +475,8 @@ struct UnmapWalk<'m, M: DmaMemory> {
     leaf_levels: u8,
     /// A table descriptor was removed.
     table_removed: bool,
+    /// The removed leaves, one by one (only its leaf list is used).
+    listed: Invalidation,
 }
 
 impl<'m, M: DmaMemory> UnmapWalk<'m, M> {
@@ -459,6 +492,7 @@ impl<'m, M: DmaMemory> UnmapWalk<'m, M> {
             hi: 0,
             leaf_levels: 0,
             table_removed: false,
+            listed: Invalidation::none(),
         }
     }
 
@@ -470,6 +504,7 @@ impl<'m, M: DmaMemory> UnmapWalk<'m, M> {
                 !self.table_removed,
                 self.leaf_levels,
             )
+            .with_leaves_of(&self.listed)
         } else {
             Invalidation::none()
         };
@@ -487,6 +522,7 @@ impl<'m, M: DmaMemory> UnmapWalk<'m, M> {
     fn leaf_removed(&mut self, level: u8, start: u64, end: u64) {
         self.bytes += end - start;
         self.leaf_levels |= 1 << level;
+        self.listed.add_leaf(start, level);
         self.touch(start, end);
     }
 
@@ -498,6 +534,7 @@ impl<'m, M: DmaMemory> UnmapWalk<'m, M> {
         self.table_removed = true;
         if self.bytes == bytes_before {
             self.touch(at, at + PAGE_SIZE);
+            self.listed.add_leaf(at, LEAF_LEVEL);
         }
     }
 

@@ -737,3 +737,552 @@ fn coherent_smmu_needs_no_maintenance() {
         "the CPU caches hold the writes"
     );
 }
+
+// ---- Invalidation: one range TLBI per contiguous span, per-leaf without RIL ----
+
+/// The commands the SMMU consumed since the last clear, without the STE ones.
+fn consumed(fake: &FakeSmmu) -> Vec<[u64; 2]> {
+    fake.st.borrow().commands.clone()
+}
+
+/// A decoded CMD_TLBI_S2_IPA (IHI 0070 §4.4.13).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Tlbi {
+    vmid: u64,
+    addr: u64,
+    num: u64,
+    scale: u64,
+    tg: u64,
+    ttl: u64,
+    leaf: bool,
+}
+
+impl Tlbi {
+    fn decode(c: [u64; 2]) -> Self {
+        assert_eq!(c[0] as u8, opcode::TLBI_S2_IPA, "{c:x?}");
+        Self {
+            vmid: c[0] >> 32 & 0xffff,
+            addr: c[1] & 0x000f_ffff_ffff_f000,
+            num: c[0] >> 12 & 0x1f,
+            scale: c[0] >> 20 & 0x1f,
+            tg: c[1] >> 10 & 3,
+            ttl: c[1] >> 8 & 3,
+            leaf: c[1] & 1 == 1,
+        }
+    }
+
+    /// Pages covered: (NUM + 1) * 2^SCALE in the range form, 1 in the single-address form.
+    fn pages(self) -> u64 {
+        if self.tg == 0 {
+            1
+        } else {
+            (self.num + 1) << self.scale
+        }
+    }
+}
+
+/// The commands of one invalidation: the TLBIs, then exactly one CMD_SYNC, nothing else.
+fn tlbis_then_one_sync(fake: &FakeSmmu) -> Vec<[u64; 2]> {
+    let cmds = consumed(fake);
+    let (last, tlbis) = cmds.split_last().expect("commands were sent");
+    assert_eq!(*last, Command::Sync.encode(), "ends with CMD_SYNC");
+    assert!(
+        tlbis.iter().all(|c| {
+            let op = c[0] as u8;
+            op == opcode::TLBI_S2_IPA || op == opcode::TLBI_S12_VMALL
+        }),
+        "only TLBIs before the one CMD_SYNC: {cmds:x?}"
+    );
+    tlbis.to_vec()
+}
+
+fn no_ril() -> FakeSmmu {
+    let mut idr = crate::fake_smmu::QEMU_IDR;
+    idr[3] &= !(1 << 10); // IDR3.RIL = 0
+    FakeSmmu::new(idr)
+}
+
+/// Every contiguous unmap of 1..=1,024 pages (and a guard page that keeps the level-3 table
+/// alive for the small ones) costs one range TLBI + one CMD_SYNC, starting at the span, within
+/// the bound, with TTL = 3 where only pages were removed.
+#[test]
+fn any_contiguous_unmap_is_one_range_tlbi_and_one_sync() {
+    let (mut b, fake) = backend();
+    let d = b.create_domain().unwrap();
+    let base = 0x4000_0000 + 0x3000;
+    // Guard page right below: the level-3 table of the span's first page never empties.
+    b.map(
+        d,
+        Iova(base - 0x1000),
+        PhysAddr(0x9000_0000),
+        0x1000,
+        Access::RW,
+    )
+    .unwrap();
+    for pages in 1..=1024u64 {
+        let len = pages * 0x1000;
+        b.map(d, Iova(base), PhysAddr(0x8000_3000), len, Access::RW)
+            .unwrap();
+        fake.st.borrow_mut().commands.clear();
+        assert_eq!(b.unmap(d, Iova(base), len), Ok(len));
+        let tlbis = tlbis_then_one_sync(&fake);
+        assert_eq!(tlbis.len(), 1, "{pages} pages: {tlbis:x?}");
+        let t = Tlbi::decode(tlbis[0]);
+        assert_eq!((t.vmid, t.addr), (1, base), "{pages} pages");
+        assert!(t.tg == 1 || (pages == 1 && t.ttl == 0), "{t:?}");
+        assert!(
+            t.num != 0 || t.scale != 0 || t.ttl != 0 || t.tg == 0,
+            "Reserved form"
+        );
+        let covered = t.pages();
+        assert!(
+            covered >= pages && 16 * (covered - pages) < pages.max(17),
+            "{pages}: {t:?}"
+        );
+        // Pages only, and within the guard's table: a leaf-only TTL = 3 hint. Past it, a
+        // table emptied or a 2 MiB block (IOVA and PA agree modulo 2 MiB) went too: no hint.
+        let in_first_table = (base & 0x1f_ffff) + len <= 0x20_0000;
+        if in_first_table {
+            assert_eq!((t.leaf, t.ttl), (true, 3), "{pages} pages");
+        } else {
+            assert_eq!(t.ttl, 0, "{pages} pages: mixed levels or a table went");
+        }
+    }
+}
+
+#[test]
+fn a_2mib_block_unmap_is_one_tlbi_with_ttl_2_with_ril() {
+    let (mut b, fake) = backend();
+    let d = b.create_domain().unwrap();
+    b.map(d, Iova(0), PhysAddr(0x8000_0000), 4 * MIB, Access::RW)
+        .unwrap();
+    fake.st.borrow_mut().commands.clear();
+    assert_eq!(b.unmap(d, Iova(2 * MIB), 2 * MIB), Ok(2 * MIB));
+    let tlbis = tlbis_then_one_sync(&fake);
+    assert_eq!(tlbis.len(), 1);
+    let t = Tlbi::decode(tlbis[0]);
+    assert_eq!(
+        (t.addr, t.pages(), t.tg, t.ttl, t.leaf),
+        (2 * MIB, 512, 1, 2, true),
+        "{t:?}"
+    );
+    assert_eq!((t.num, t.scale), (0, 9), "2^9 pages: NUM = 0, SCALE = 9");
+}
+
+/// IDR3.RIL = 0: a 2 MiB block is one single-address TLBI at the block (not a whole-VMID
+/// invalidation, not 512 page commands).
+#[test]
+fn without_ril_a_2mib_block_unmap_is_one_tlbi_not_a_vmid_flush() {
+    let (mut b, fake) = backend_with(no_ril());
+    let d = b.create_domain().unwrap();
+    b.map(d, Iova(0), PhysAddr(0x8000_0000), 4 * MIB, Access::RW)
+        .unwrap();
+    fake.st.borrow_mut().commands.clear();
+    assert_eq!(b.unmap(d, Iova(2 * MIB), 2 * MIB), Ok(2 * MIB));
+    assert_eq!(
+        tlbis_then_one_sync(&fake),
+        vec![Command::TlbiS2Ipa {
+            vmid: Vmid(1),
+            ipa: Iova(2 * MIB),
+            leaf: true,
+            range: None
+        }
+        .encode()]
+    );
+}
+
+/// Without RIL: one single-address TLBI per removed leaf up to 16 in the whole unmap, then one
+/// CMD_TLBI_S12_VMALL.
+#[test]
+fn without_ril_leaves_are_invalidated_one_by_one_up_to_the_limit() {
+    use crate::cmd::TLBI_PER_LEAF_LIMIT;
+    let (mut b, fake) = backend_with(no_ril());
+    let d = b.create_domain().unwrap();
+    let guard = 0x30_0000;
+    b.map(d, Iova(guard), PhysAddr(0x9000_0000), 0x1000, Access::RW)
+        .unwrap();
+    // Three 2 MiB blocks and 13 pages: 16 leaves, 16 commands.
+    let (blocks, pages) = (Iova(4 * MIB), 0x40_0000 + 6 * MIB);
+    b.map(d, blocks, PhysAddr(0x8040_0000), 6 * MIB, Access::RW)
+        .unwrap();
+    b.map(
+        d,
+        Iova(pages),
+        PhysAddr(0x8100_0000),
+        13 * 0x1000,
+        Access::RW,
+    )
+    .unwrap();
+    fake.st.borrow_mut().commands.clear();
+    b.unmap(d, blocks, 6 * MIB + 13 * 0x1000).unwrap();
+    let tlbis = tlbis_then_one_sync(&fake);
+    assert_eq!(tlbis.len(), TLBI_PER_LEAF_LIMIT);
+    let addrs: Vec<u64> = tlbis.iter().map(|&c| Tlbi::decode(c).addr).collect();
+    let mut want = vec![4 * MIB, 6 * MIB, 8 * MIB];
+    want.extend((0..13).map(|i| pages + i * 0x1000));
+    assert_eq!(addrs, want, "one per block, one per page");
+    assert!(tlbis.iter().all(|&c| Tlbi::decode(c).tg == 0));
+    // 17 pages: past the limit, the whole VMID.
+    b.map(d, Iova(0), PhysAddr(0x8000_0000), 17 * 0x1000, Access::RW)
+        .unwrap();
+    fake.st.borrow_mut().commands.clear();
+    b.unmap(d, Iova(0), 17 * 0x1000).unwrap();
+    assert_eq!(
+        tlbis_then_one_sync(&fake),
+        vec![Command::TlbiS12Vmall { vmid: Vmid(1) }.encode()]
+    );
+}
+
+#[test]
+fn a_mixed_unmap_drops_the_ttl_hint() {
+    let (mut b, fake) = backend();
+    let d = b.create_domain().unwrap();
+    b.map(
+        d,
+        Iova(0),
+        PhysAddr(0x8000_0000),
+        2 * MIB + 0x3000,
+        Access::RW,
+    )
+    .unwrap();
+    b.map(d, Iova(6 * MIB), PhysAddr(0x9000_0000), 2 * MIB, Access::RW)
+        .unwrap();
+    fake.st.borrow_mut().commands.clear();
+    b.unmap(d, Iova(MIB), MIB + 0x2000).unwrap();
+    let tlbis = tlbis_then_one_sync(&fake);
+    assert_eq!(tlbis.len(), 1);
+    let t = Tlbi::decode(tlbis[0]);
+    assert_eq!(
+        (t.addr, t.ttl),
+        (MIB, 0),
+        "a split block and pages: no hint"
+    );
+    assert!(t.pages() >= 258);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+    /// Large spans at unaligned bases: one range TLBI + one CMD_SYNC, starting at the span,
+    /// covering it within the bound. With `blocks`, PA and IOVA agree modulo 1 GiB, so spans of
+    /// up to 16 GiB are mapped with 1 GiB and 2 MiB blocks where they fit; otherwise pages
+    /// only, up to 128 MiB (the host test's time budget).
+    #[test]
+    fn large_unaligned_unmaps_are_one_tlbi(
+        base_page in 0u64..(1 << 24),
+        small in 1u64..(1 << 15),
+        large in 1u64..(1 << 22),
+        offset_page in 1u64..512,
+        blocks: bool,
+    ) {
+        let (mut b, fake) = backend();
+        let d = b.create_domain().unwrap();
+        let (pages, offset_page) = if blocks { (large, 0) } else { (small, offset_page) };
+        let iova = base_page * 0x1000;
+        let pa = 0x100_0000_0000 + (base_page + offset_page) * 0x1000;
+        let len = pages * 0x1000;
+        b.map(d, Iova(iova), PhysAddr(pa), len, Access::RW).unwrap();
+        fake.st.borrow_mut().commands.clear();
+        proptest::prop_assert_eq!(b.unmap(d, Iova(iova), len), Ok(len));
+        let tlbis = tlbis_then_one_sync(&fake);
+        proptest::prop_assert_eq!(tlbis.len(), 1);
+        let t = Tlbi::decode(tlbis[0]);
+        proptest::prop_assert_eq!(t.addr, iova);
+        let covered = t.pages();
+        proptest::prop_assert!(covered >= pages);
+        proptest::prop_assert!(covered == pages || 16 * (covered - pages) < pages);
+    }
+}
+
+// ---- Batches: all or nothing, one CMD_SYNC ----
+
+fn mem_writes(fake: &FakeSmmu) -> u64 {
+    fake.mem.0.borrow().writes()
+}
+
+fn op(iova: u64, pa: u64, len: u64) -> MapOp {
+    MapOp {
+        iova: Iova(iova),
+        pa: PhysAddr(pa),
+        len,
+        access: Access::RW,
+    }
+}
+
+/// Whether `[iova, iova + len)` lies inside the pages one of `tlbis` covers.
+fn covered_by(tlbis: &[[u64; 2]], iova: u64, len: u64) -> bool {
+    tlbis.iter().any(|&c| {
+        if c[0] as u8 == opcode::TLBI_S12_VMALL {
+            return true;
+        }
+        let t = Tlbi::decode(c);
+        t.addr <= iova && iova + len <= t.addr + t.pages() * 0x1000
+    })
+}
+
+#[test]
+fn map_batch_maps_every_window_without_commands() {
+    let (mut b, fake) = backend();
+    let d = b.create_domain().unwrap();
+    fake.st.borrow_mut().commands.clear();
+    let batch = [
+        op(0x1000, 0x8000_1000, 0x2000),
+        op(4 * MIB, 0x8040_0000, 2 * MIB),
+        op(0x4000_0000, 0x9000_0000, 0x1000),
+    ];
+    b.map_batch(d, &batch).unwrap();
+    assert!(consumed(&fake).is_empty(), "a map needs no invalidation");
+    for w in batch {
+        let t = b.translate(d, w.iova).unwrap().unwrap();
+        assert_eq!(t.pa, w.pa);
+    }
+    assert_eq!(
+        b.translate(d, Iova(4 * MIB)).unwrap().unwrap().size,
+        2 * MIB
+    );
+}
+
+/// A window refused in the middle of a batch (overlap with a mapping, with another window,
+/// misaligned, reserved memory, past the input size) leaves every byte of memory as it was
+/// (no write at all, no allocation left) and sends no command.
+#[test]
+fn map_batch_refused_in_the_middle_changes_nothing() {
+    let (mut b, fake) = backend();
+    b.reserve(PhysAddr(0xa000_0000), 0x1000).unwrap();
+    let d = b.create_domain().unwrap();
+    b.map(
+        d,
+        Iova(0x10_0000),
+        PhysAddr(0x8010_0000),
+        0x1000,
+        Access::RW,
+    )
+    .unwrap();
+    let good_a = op(0x4000_0000, 0x9000_0000, 0x3000);
+    let good_b = op(0x8000_0000, 0x9100_0000, 2 * MIB);
+    let cases = [
+        (
+            op(0xf_f000, 0x7000_0000, 0x2000),
+            BackendError::Map(MapError::Overlap {
+                iova: Iova(0x10_0000),
+            }),
+        ),
+        (
+            op(0x4000_2000, 0x7000_0000, 0x1000),
+            BackendError::Map(MapError::Overlap {
+                iova: Iova(0x4000_2000),
+            }),
+        ),
+        (
+            op(0x20_0800, 0x7000_0000, 0x1000),
+            BackendError::Map(MapError::UnalignedIova(Iova(0x20_0800))),
+        ),
+        (
+            op(0x20_0000, 0xa000_0000, 0x1000),
+            BackendError::ReservedMemory {
+                pa: PhysAddr(0xa000_0000),
+                len: 0x1000,
+            },
+        ),
+        (
+            op(1 << 48, 0x7000_0000, 0x1000),
+            BackendError::Map(MapError::IovaOutOfRange {
+                iova: Iova(1 << 48),
+                len: 0x1000,
+            }),
+        ),
+    ];
+    for (bad, want) in cases {
+        fake.st.borrow_mut().commands.clear();
+        let (writes, allocations) = (mem_writes(&fake), live(&fake));
+        assert_eq!(b.map_batch(d, &[good_a, bad, good_b]), Err(want));
+        assert_eq!(mem_writes(&fake), writes, "{bad:?}: not one byte written");
+        assert_eq!(live(&fake), allocations, "{bad:?}: nothing allocated");
+        assert!(consumed(&fake).is_empty());
+        assert_eq!(b.translate(d, good_a.iova).unwrap(), None);
+        assert_eq!(b.translate(d, good_b.iova).unwrap(), None);
+    }
+    b.map_batch(d, &[good_a, good_b]).unwrap();
+}
+
+/// n separate spans: at most n TLBIs and one CMD_SYNC; spans that touch share one TLBI.
+#[test]
+fn unmap_batch_is_one_tlbi_per_separate_span_and_one_sync() {
+    let (mut b, fake) = backend();
+    let d = b.create_domain().unwrap();
+    let spans: Vec<(Iova, u64)> = (0..5u64)
+        .map(|i| (Iova(0x4000_0000 + i * 0x10_0000), 0x3000))
+        .collect();
+    let batch: Vec<MapOp> = spans
+        .iter()
+        .map(|&(iova, len)| op(iova.get(), 0x8000_0000 + iova.get(), len))
+        .collect();
+    b.map_batch(d, &batch).unwrap();
+    fake.st.borrow_mut().commands.clear();
+    assert_eq!(b.unmap_batch(d, &spans), Ok(5 * 0x3000));
+    let tlbis = tlbis_then_one_sync(&fake);
+    assert_eq!(tlbis.len(), 5);
+    for &(iova, len) in &spans {
+        assert!(covered_by(&tlbis, iova.get(), len), "{iova}");
+    }
+    // Adjacent spans, in any order: one TLBI for the lot.
+    b.map(d, Iova(0), PhysAddr(0x8000_0000), 0x8000, Access::RW)
+        .unwrap();
+    fake.st.borrow_mut().commands.clear();
+    let touching = [
+        (Iova(0x4000), 0x4000),
+        (Iova(0), 0x1000),
+        (Iova(0x1000), 0x3000),
+    ];
+    assert_eq!(b.unmap_batch(d, &touching), Ok(0x8000));
+    let tlbis = tlbis_then_one_sync(&fake);
+    assert_eq!(tlbis.len(), 1);
+    assert_eq!(Tlbi::decode(tlbis[0]).addr, 0);
+    assert_eq!(Tlbi::decode(tlbis[0]).pages(), 8);
+    // Nothing mapped, nothing owed: no command at all.
+    fake.st.borrow_mut().commands.clear();
+    assert_eq!(b.unmap_batch(d, &touching), Ok(0));
+    assert!(consumed(&fake).is_empty());
+}
+
+#[test]
+fn unmap_batch_without_ril_is_per_leaf_for_the_whole_batch() {
+    let (mut b, fake) = backend_with(no_ril());
+    let d = b.create_domain().unwrap();
+    b.map_batch(
+        d,
+        &[
+            op(0, 0x8000_0000, 0x2000),
+            op(4 * MIB, 0x8040_0000, 2 * MIB),
+        ],
+    )
+    .unwrap();
+    fake.st.borrow_mut().commands.clear();
+    b.unmap_batch(d, &[(Iova(4 * MIB), 2 * MIB), (Iova(0), 0x2000)])
+        .unwrap();
+    let addrs: Vec<u64> = tlbis_then_one_sync(&fake)
+        .iter()
+        .map(|&c| Tlbi::decode(c).addr)
+        .collect();
+    assert_eq!(addrs, vec![4 * MIB, 0, 0x1000], "one per leaf, one SYNC");
+}
+
+#[test]
+fn unmap_batch_refused_in_the_middle_touches_nothing() {
+    let (mut b, fake) = backend();
+    let d = b.create_domain().unwrap();
+    b.map(d, Iova(0), PhysAddr(0x8000_0000), 0x4000, Access::RW)
+        .unwrap();
+    let cases = [
+        (
+            (Iova(0xfff_ffff_f000), 0x2000),
+            BackendError::OutOfRange {
+                iova: Iova(0xfff_ffff_f000),
+                len: 0x2000,
+                ias_bits: 44,
+            },
+        ),
+        (
+            (Iova(0x2800), 0x1000),
+            BackendError::Map(MapError::UnalignedIova(Iova(0x2800))),
+        ),
+        ((Iova(0x2000), 0), BackendError::Map(MapError::Length(0))),
+    ];
+    for (bad, want) in cases {
+        fake.st.borrow_mut().commands.clear();
+        let (writes, allocations) = (mem_writes(&fake), live(&fake));
+        assert_eq!(
+            b.unmap_batch(d, &[(Iova(0), 0x1000), bad, (Iova(0x3000), 0x1000)]),
+            Err(want)
+        );
+        assert_eq!(mem_writes(&fake), writes, "{bad:?}: not one byte written");
+        assert_eq!(live(&fake), allocations);
+        assert!(consumed(&fake).is_empty(), "no hardware touched");
+        assert!(b.translate(d, Iova(0)).unwrap().is_some());
+    }
+}
+
+/// The batch's CMD_SYNC fails: every span is gone from the tables, nothing is freed, and the
+/// next call of the domain sends an invalidation covering every span, one CMD_SYNC, and only
+/// then frees the emptied tables.
+#[test]
+fn unmap_batch_whose_sync_fails_owes_every_span() {
+    let (mut b, fake) = backend();
+    let d = b.create_domain().unwrap();
+    b.attach(EDU_A, d).unwrap();
+    // Three windows in three level-3 tables, each emptied by the batch.
+    let spans = [
+        (Iova(0x4000_0000), 0x2000),
+        (Iova(0x4060_0000), 0x1000),
+        (Iova(0x40a0_0000), 0x3000),
+    ];
+    let batch: Vec<MapOp> = spans
+        .iter()
+        .map(|&(iova, len)| op(iova.get(), 0x8000_0000 + iova.get(), len))
+        .collect();
+    b.map_batch(d, &batch).unwrap();
+    let held = live(&fake);
+    fake.st.borrow_mut().commands.clear();
+    fake.mem.clear_timeline();
+    fake.inject(opcode::SYNC, CERROR_ILL, 1);
+    let err = b.unmap_batch(d, &spans).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BackendError::Smmu(SmmuError::Command {
+                opcode: opcode::SYNC,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    assert_eq!(live(&fake), held, "no table freed");
+    assert!(b.domain(d).unwrap().table.retired_pages() >= 3);
+    for &(iova, _) in &spans {
+        assert_eq!(
+            b.translate(d, iova).unwrap(),
+            None,
+            "cleared from the table"
+        );
+    }
+    // The retry finds nothing left to clear, sends what is owed, then frees.
+    fake.st.borrow_mut().commands.clear();
+    fake.mem.clear_timeline();
+    assert_eq!(b.unmap_batch(d, &spans), Ok(0));
+    let tlbis = tlbis_then_one_sync(&fake);
+    for &(iova, len) in &spans {
+        assert!(covered_by(&tlbis, iova.get(), len), "{iova} still owed");
+    }
+    let t = fake.mem.timeline();
+    let sync = t
+        .iter()
+        .position(|x| *x == Tick::Command(opcode::SYNC))
+        .unwrap();
+    assert!(t[..sync].iter().all(|x| !matches!(x, Tick::Free(_))));
+    assert!(t[sync..].iter().any(|x| matches!(x, Tick::Free(_))));
+    assert_eq!(b.domain(d).unwrap().table.retired_pages(), 0);
+    assert!(live(&fake) < held);
+}
+
+/// An owed invalidation goes out with the next unmap's own commands, under the same single
+/// CMD_SYNC.
+#[test]
+fn an_owed_invalidation_shares_the_next_unmaps_sync() {
+    let (mut b, fake) = backend();
+    let d = b.create_domain().unwrap();
+    b.map_batch(
+        d,
+        &[
+            op(0x1000, 0x8000_1000, 0x1000),
+            op(0x4000_0000, 0x9000_0000, 0x1000),
+        ],
+    )
+    .unwrap();
+    fake.inject(opcode::TLBI_S2_IPA, CERROR_ILL, 1);
+    b.unmap(d, Iova(0x1000), 0x1000).unwrap_err();
+    fake.st.borrow_mut().commands.clear();
+    b.unmap(d, Iova(0x4000_0000), 0x1000).unwrap();
+    let tlbis = tlbis_then_one_sync(&fake);
+    assert_eq!(tlbis.len(), 2, "the owed span and the new one");
+    assert!(covered_by(&tlbis, 0x1000, 0x1000));
+    assert!(covered_by(&tlbis, 0x4000_0000, 0x1000));
+}

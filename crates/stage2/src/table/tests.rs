@@ -807,3 +807,96 @@ fn new_tables_are_published_before_they_are_linked() {
     assert_tables_filled_before_linked(&mem.log);
     t.destroy(&mut mem);
 }
+
+// ---- The leaf list an unmap returns (per-leaf invalidation without IDR3.RIL) ----
+
+use crate::invalidation::LEAF_LIST_CAPACITY;
+
+#[test]
+fn unmap_names_each_removed_leaf_once_with_its_size() {
+    let (mut mem, mut t) = setup(CFG39);
+    // One 2 MiB block at 2 MiB, then three pages right after it.
+    t.map(
+        &mut mem,
+        Iova(M2),
+        PhysAddr(0x4020_0000),
+        M2 + 3 * K4,
+        Access::RW,
+    )
+    .unwrap();
+    let u = t.unmap(&mut mem, Iova(0), 4 * M2).unwrap();
+    let leaves: Vec<_> = u.invalidation.leaves().expect("4 leaves fit").collect();
+    assert_eq!(
+        leaves,
+        vec![
+            (Iova(M2), M2),
+            (Iova(2 * M2), K4),
+            (Iova(2 * M2 + K4), K4),
+            (Iova(2 * M2 + 2 * K4), K4)
+        ],
+        "one entry per block, not per page"
+    );
+}
+
+#[test]
+fn a_split_block_is_named_by_the_first_iova_of_its_hole() {
+    let (mut mem, mut t) = setup(CFG39);
+    t.map(&mut mem, Iova(M2), PhysAddr(0x4020_0000), M2, Access::RW)
+        .unwrap();
+    let u = t.unmap(&mut mem, Iova(M2 + 5 * K4), 2 * K4).unwrap();
+    let leaves: Vec<_> = u.invalidation.leaves().unwrap().collect();
+    assert_eq!(leaves, vec![(Iova(M2 + 5 * K4), M2)]);
+}
+
+#[test]
+fn more_leaves_than_the_list_holds_overflow_and_merge_accumulates() {
+    let (mut mem, mut t) = setup(CFG39);
+    let n = LEAF_LIST_CAPACITY as u64;
+    t.map(
+        &mut mem,
+        Iova(0),
+        PhysAddr(0x4000_0000),
+        (n + 1) * K4,
+        Access::RW,
+    )
+    .unwrap();
+    let a = t.unmap(&mut mem, Iova(0), n * K4).unwrap().invalidation;
+    assert_eq!(a.leaves().map(Iterator::count), Some(LEAF_LIST_CAPACITY));
+    let b = t.unmap(&mut mem, Iova(n * K4), K4).unwrap().invalidation;
+    assert_eq!(b.leaves().map(Iterator::count), Some(1));
+    assert!(a.merge(b).leaves().is_none(), "17 leaves: overflowed");
+    assert!(b.merge(Invalidation::none()).leaves().is_some());
+    let two = b.merge(b);
+    assert_eq!(two.leaves().map(Iterator::count), Some(2));
+    assert!(
+        a.merge(b).merge(Invalidation::none()).leaves().is_none(),
+        "an overflowed list stays overflowed"
+    );
+}
+
+#[test]
+fn map_tables_counts_without_writing_and_checks_like_map() {
+    let (mut mem, mut t) = setup(CFG39);
+    t.map(&mut mem, Iova(0), PhysAddr(0x4000_0000), K4, Access::RW)
+        .unwrap();
+    let before = snapshot(&mem, &t);
+    // A page in the existing level-3 table needs nothing new; one in a new 1 GiB region
+    // needs a level-2 and a level-3 table.
+    assert_eq!(
+        t.map_tables(&mut mem, Iova(K4), PhysAddr(0), K4, Access::RW),
+        Ok(0)
+    );
+    assert_eq!(
+        t.map_tables(&mut mem, Iova(G1), PhysAddr(0), K4, Access::RW),
+        Ok(2)
+    );
+    assert_eq!(
+        t.map_tables(&mut mem, Iova(0), PhysAddr(0), K4, Access::RW),
+        Err(MapError::Overlap { iova: Iova(0) })
+    );
+    assert_eq!(
+        t.map_tables(&mut mem, Iova(K4), PhysAddr(1), K4, Access::RW),
+        Err(MapError::UnalignedPa(PhysAddr(1)))
+    );
+    assert_eq!(snapshot(&mem, &t), before, "counting writes nothing");
+}
