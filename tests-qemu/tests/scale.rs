@@ -50,5 +50,8 @@ fn ten_thousand_windows_in_batches_cost_one_sync_per_unmap_batch_and_leak_no_tab
         (167..=167 + 8).contains(&syncs),
         "{syncs} CMD_SYNCs for 313 map batches and 167 unmap batches"
     );
-    assert_eq!(free1, free0, "every page-table page is back in the daemon pool");
+    assert_eq!(
+        free1, free0,
+        "every page-table page is back in the daemon pool"
+    );
 }

@@ -29,7 +29,10 @@ pub(crate) enum Tick {
 /// DMA memory shared between the driver (as its `mem` argument) and the emulated SMMU, and the
 /// timeline both append to.
 #[derive(Clone, Default)]
-pub(crate) struct SharedMem(pub Rc<RefCell<FakeMemory>>, pub Rc<RefCell<Vec<Tick>>>);
+pub struct SharedMem(
+    pub(crate) Rc<RefCell<FakeMemory>>,
+    pub(crate) Rc<RefCell<Vec<Tick>>>,
+);
 
 impl SharedMem {
     /// Everything that happened since the timeline was last cleared.
@@ -325,9 +328,9 @@ impl State {
 
 /// The emulated register frame; clones share the state.
 #[derive(Clone)]
-pub(crate) struct FakeSmmu {
-    pub st: Rc<RefCell<State>>,
-    pub mem: SharedMem,
+pub struct FakeSmmu {
+    pub(crate) st: Rc<RefCell<State>>,
+    pub(crate) mem: SharedMem,
 }
 
 impl FakeSmmu {
@@ -532,4 +535,24 @@ impl RegisterAccess for FakeSmmu {
             Reg64::EventqBase => st.evtq_base = value,
         }
     }
+}
+
+/// An [`crate::Smmuv3Backend`] over an emulated SMMU with QEMU 10.0's ID registers (2-level
+/// stream table, coherent), brought up and ready: for benchmarks and other crates' host tests
+/// (feature `fake`).
+///
+/// # Errors
+/// When bring-up or the backend refuses (a bug in the emulation).
+pub fn qemu_backend() -> Result<crate::Smmuv3Backend<SharedMem, FakeSmmu>, crate::BackendError> {
+    let fake = FakeSmmu::qemu();
+    let mut mem = fake.mem.clone();
+    let mut smmu = crate::Smmu::with_registers(fake);
+    let cfg = crate::BringUpConfig {
+        stream_table: crate::StreamTableFormat::TwoLevel,
+        poll_limit: 1000,
+        coherent: true,
+        ..crate::BringUpConfig::default()
+    };
+    smmu.bring_up(&mut mem, cfg)?;
+    crate::Smmuv3Backend::new(smmu, mem)
 }

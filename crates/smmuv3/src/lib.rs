@@ -30,7 +30,7 @@
 //!   in DMA memory, reached only through [`iommu_core::DmaMemory`];
 //! * [`Smmu`] ties them together.
 
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "fake")), no_std)]
 #![deny(
     unsafe_op_in_unsafe_fn,
     clippy::undocumented_unsafe_blocks,
@@ -54,8 +54,10 @@ mod regs;
 pub mod ste;
 mod stream_table;
 
-#[cfg(test)]
-mod fake_smmu;
+/// The emulated SMMU of the host tests, for other crates' benchmarks (feature `fake`).
+#[cfg(any(test, feature = "fake"))]
+#[cfg_attr(not(test), allow(dead_code))]
+pub mod fake_smmu;
 
 pub use backend::{BackendError, Smmuv3Backend};
 pub use cmd::{tlbi_s2_range, Command, TlbiRange, TlbiS2Plan};
