@@ -531,8 +531,8 @@ impl<B: IommuBackend> Manager<B> {
         client: ClientId,
         o: &Object,
         entry: &MapEntry,
-        accepted: &[Mapping],
-    ) -> Result<Mapping, Refusal> {
+        accepted: &[(Mapping, bool)],
+    ) -> Result<(Mapping, bool), Refusal> {
         let w = entry.window;
         let (iova, pa, len) = (w.iova(), w.pa(), w.len());
         if !iova.is_aligned(self.granule) {
@@ -567,20 +567,28 @@ impl<B: IommuBackend> Manager<B> {
         }
         if accepted
             .iter()
-            .any(|m| m.iova.0 <= end && iova.0 <= m.last())
+            .any(|(m, _)| m.iova.0 <= end && iova.0 <= m.last())
         {
             return refuse(DomainError::Overlap, iova.0);
         }
-        if let Some(at) = self.ownership.conflict(o.id, pa.0, last(pa.0, len), shared) {
-            return refuse(DomainError::Busy, at);
+        let pa_last = last(pa.0, len);
+        // Free host memory (the common case) needs no more than this one search.
+        let free = self.ownership.is_free(pa.0, pa_last);
+        if !free {
+            if let Some(at) = self.ownership.conflict(o.id, pa.0, pa_last, shared) {
+                return refuse(DomainError::Busy, at);
+            }
         }
-        Ok(Mapping {
-            iova,
-            pa,
-            len,
-            access: entry.access,
-            shared,
-        })
+        Ok((
+            Mapping {
+                iova,
+                pa,
+                len,
+                access: entry.access,
+                shared,
+            },
+            free,
+        ))
     }
 
     /// Maps `entries` into `client`'s object `id`, all or nothing, with one IOMMU call.
@@ -592,7 +600,8 @@ impl<B: IommuBackend> Manager<B> {
     ) -> Result<(), Refusal> {
         let i = self.mine(client, id)?;
         let o = self.object(i)?;
-        let mut accepted: heapless::Vec<Mapping, MAP_BATCH> = heapless::Vec::new();
+        // Each window with whether its host memory was free when checked.
+        let mut accepted: heapless::Vec<(Mapping, bool), MAP_BATCH> = heapless::Vec::new();
         for e in entries {
             let m = self.check_map(client, o, e, &accepted)?;
             if accepted.push(m).is_err() {
@@ -612,7 +621,7 @@ impl<B: IommuBackend> Manager<B> {
         let domain = o.domain;
         let ops: heapless::Vec<MapOp, MAP_BATCH> = accepted
             .iter()
-            .map(|m| MapOp {
+            .map(|(m, _)| MapOp {
                 iova: m.iova,
                 pa: m.pa,
                 len: m.len,
@@ -630,8 +639,18 @@ impl<B: IommuBackend> Manager<B> {
             let at = ops.first().map_or(0, |m| m.iova.0);
             return Err(self.iommu_failed("map", at, e));
         }
-        for m in &accepted {
-            self.ownership.add(id, m.pa.0, m.pa_last(), m.shared);
+        for (k, (m, free)) in accepted.iter().enumerate() {
+            // Free when checked, and no earlier window of the batch took part of it since.
+            let still_free = *free
+                && !accepted
+                    .iter()
+                    .take(k)
+                    .any(|(e, _)| e.pa.0 <= m.pa_last() && m.pa.0 <= e.pa_last());
+            if still_free {
+                self.ownership.add_free(id, m.pa.0, m.pa_last(), m.shared);
+            } else {
+                self.ownership.add(id, m.pa.0, m.pa_last(), m.shared);
+            }
             log::debug!(
                 "{client}: object {id} maps {}+{:#x} -> {} {:?}",
                 m.iova,
@@ -642,7 +661,7 @@ impl<B: IommuBackend> Manager<B> {
         }
         self.mapping_count += n;
         let o = self.object_mut(i)?;
-        for m in accepted {
+        for (m, _) in accepted {
             o.mappings.insert(m);
         }
         Ok(())
@@ -715,12 +734,20 @@ impl<B: IommuBackend> Manager<B> {
                 return Err(self.iommu_failed("unmap", at, e));
             }
         }
+        let Self {
+            objects,
+            ownership,
+            mapping_count,
+            ..
+        } = self;
+        let o = objects
+            .get_mut(i)
+            .ok_or(Refusal::new(DomainError::NotFound, 0))?;
         for (iova, len) in &todo {
-            let gone = self
-                .object_mut(i)?
-                .mappings
-                .take(iova.0, last(iova.0, *len));
-            self.release(id, &gone);
+            o.mappings.take(iova.0, last(iova.0, *len), |m| {
+                ownership.remove(id, m.pa.0, m.pa_last(), m.shared);
+                *mapping_count = mapping_count.saturating_sub(1);
+            });
             log::debug!("{client}: object {id} unmaps {iova}+{len:#x}");
         }
         Ok((bytes, count))

@@ -86,6 +86,14 @@ impl Mappings {
 
     /// The mappings inside `[start, last]`, or the one crossing its edge.
     pub fn span(&self, start: u64, last: u64) -> Span {
+        // The common case, one search: a mapping that is exactly the span (nothing else can
+        // then start inside it or reach into it).
+        if let Some(m) = self.by_iova.get(&start).filter(|m| m.last() == last) {
+            return Span::Whole {
+                count: 1,
+                bytes: m.len,
+            };
+        }
         if let Some(m) = self.overlapping(start, start) {
             if m.iova.0 < start {
                 return Span::Splits(m.iova);
@@ -102,21 +110,32 @@ impl Mappings {
         Span::Whole { count, bytes }
     }
 
-    /// Removes and returns the mappings that start inside `[start, last]`.
-    pub fn take(&mut self, start: u64, last: u64) -> Vec<Mapping> {
-        let keys: Vec<u64> = self.by_iova.range(start..=last).map(|(k, _)| *k).collect();
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
-            if let Some(m) = self.by_iova.remove(&k) {
-                self.bytes = self.bytes.saturating_sub(m.len);
-                out.push(m);
+    /// Removes the mappings that start inside `[start, last]`, handing each to `gone`.
+    pub fn take(&mut self, start: u64, last: u64, mut gone: impl FnMut(Mapping)) {
+        if let Some(m) = self
+            .by_iova
+            .get(&start)
+            .copied()
+            .filter(|m| m.last() >= last)
+        {
+            // One mapping from the span's start to (at least) its end: nothing else starts
+            // inside.
+            self.by_iova.remove(&start);
+            self.bytes = self.bytes.saturating_sub(m.len);
+            gone(m);
+        } else {
+            let keys: Vec<u64> = self.by_iova.range(start..=last).map(|(k, _)| *k).collect();
+            for k in keys {
+                if let Some(m) = self.by_iova.remove(&k) {
+                    self.bytes = self.bytes.saturating_sub(m.len);
+                    gone(m);
+                }
             }
         }
         if self.by_iova.is_empty() {
             // An emptied B-tree keeps its root node: give it back too.
             self.by_iova = BTreeMap::new();
         }
-        out
     }
 }
 
@@ -159,7 +178,8 @@ mod tests {
         assert_eq!(ms.span(0x2000, 0x6fff), Span::Splits(Iova(0x1000)));
         assert_eq!(ms.span(0x4000, 0x9fff), Span::Splits(Iova(0x8000)));
         assert_eq!(ms.bytes(), 0x7000);
-        let gone = ms.take(0x0, 0x6fff);
+        let mut gone = Vec::new();
+        ms.take(0x0, 0x6fff, |m| gone.push(m));
         assert_eq!(gone.len(), 2);
         assert_eq!((ms.len(), ms.bytes()), (1, 0x4000));
         assert_eq!(ms.iter().next().map(|m| m.iova.0), Some(0x8000));

@@ -24,18 +24,77 @@ struct Holder {
     exclusive: u32,
 }
 
+/// Who holds a region: almost always one object, kept inline (no allocation per mapping).
+#[derive(Clone, PartialEq, Eq, Debug)]
+enum Holders {
+    One(Holder),
+    /// None (a hole just filled) or several (shared memory).
+    Many(Vec<Holder>),
+}
+
+impl Holders {
+    const NONE: Holders = Holders::Many(Vec::new());
+
+    fn as_slice(&self) -> &[Holder] {
+        match self {
+            Self::One(h) => core::slice::from_ref(h),
+            Self::Many(v) => v,
+        }
+    }
+
+    fn find_mut(&mut self, object: ObjectId) -> Option<&mut Holder> {
+        match self {
+            Self::One(h) => Some(h).filter(|h| h.object == object),
+            Self::Many(v) => v.iter_mut().find(|h| h.object == object),
+        }
+    }
+
+    fn push(&mut self, h: Holder) {
+        match self {
+            Self::Many(v) if v.is_empty() => *self = Self::One(h),
+            Self::Many(v) => v.push(h),
+            Self::One(a) => {
+                let mut v = Vec::with_capacity(2);
+                v.push(*a);
+                v.push(h);
+                *self = Self::Many(v);
+            }
+        }
+    }
+
+    /// Drops holders with no mapping left.
+    fn prune(&mut self) {
+        let live = |h: &Holder| h.shared > 0 || h.exclusive > 0;
+        match self {
+            Self::One(h) if !live(h) => *self = Self::NONE,
+            Self::Many(v) => {
+                v.retain(live);
+                if let [one] = v.as_slice() {
+                    *self = Self::One(*one);
+                }
+            }
+            Self::One(_) => {}
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+}
+
 /// A stretch of host memory covered by the same mappings.
 #[derive(Clone, PartialEq, Eq, Debug)]
 struct Region {
     /// Last byte (inclusive).
     last: u64,
-    holders: Vec<Holder>,
+    holders: Holders,
 }
 
 impl Region {
     /// Whether `object` mapping this region (`shared` or not) would break the rule.
     fn refuses(&self, object: ObjectId, shared: bool) -> bool {
         self.holders
+            .as_slice()
             .iter()
             .any(|h| h.object != object && (h.exclusive > 0 || !shared))
     }
@@ -53,9 +112,21 @@ impl Ownership {
     /// because another object holds it: the first byte of the first such region (a region
     /// starts at the edge of a mapping).
     pub fn conflict(&self, object: ObjectId, start: u64, last: u64, shared: bool) -> Option<u64> {
+        if self.is_free(start, last) {
+            return None;
+        }
         self.touching(start, last)
             .find(|(_, r)| r.refuses(object, shared))
             .map(|(s, _)| s)
+    }
+
+    /// Whether no region shares a byte with `[start, last]`: the region that starts last at or
+    /// before `last` ends before `start` (one search; the common case of a new mapping).
+    pub fn is_free(&self, start: u64, last: u64) -> bool {
+        self.regions
+            .range(..=last)
+            .next_back()
+            .is_none_or(|(_, r)| r.last < start)
     }
 
     /// Regions that share a byte with `[start, last]`, lowest first.
@@ -73,9 +144,42 @@ impl Ownership {
             .map(|(s, r)| (*s, r))
     }
 
+    /// Records that `object` maps `[start, last]` (`shared` or not) where no region is: the
+    /// caller saw [`Ownership::is_free`] say so, with nothing added since.
+    pub fn add_free(&mut self, object: ObjectId, start: u64, last: u64, shared: bool) {
+        let holder = Holder {
+            object,
+            shared: u32::from(shared),
+            exclusive: u32::from(!shared),
+        };
+        self.regions.insert(
+            start,
+            Region {
+                last,
+                holders: Holders::One(holder),
+            },
+        );
+    }
+
     /// Records that `object` maps `[start, last]` (`shared` or not). The caller checked
     /// [`Ownership::conflict`].
     pub fn add(&mut self, object: ObjectId, start: u64, last: u64, shared: bool) {
+        let holder = Holder {
+            object,
+            shared: u32::from(shared),
+            exclusive: u32::from(!shared),
+        };
+        if self.is_free(start, last) {
+            // Nothing there yet: one new region, no split.
+            self.regions.insert(
+                start,
+                Region {
+                    last,
+                    holders: Holders::One(holder),
+                },
+            );
+            return;
+        }
         self.split_at(start);
         if let Some(after) = last.checked_add(1) {
             self.split_at(after);
@@ -103,18 +207,14 @@ impl Ownership {
                 s,
                 Region {
                     last: l,
-                    holders: Vec::new(),
+                    holders: Holders::NONE,
                 },
             );
         }
         for (_, r) in self.regions.range_mut(start..=last) {
-            match r.holders.iter_mut().find(|h| h.object == object) {
+            match r.holders.find_mut(object) {
                 Some(h) => bump(h, shared, true),
-                None => r.holders.push(Holder {
-                    object,
-                    shared: u32::from(shared),
-                    exclusive: u32::from(!shared),
-                }),
+                None => r.holders.push(holder),
             }
         }
     }
@@ -122,6 +222,24 @@ impl Ownership {
     /// Forgets one mapping of `object` over `[start, last]` made with `shared` (as
     /// [`Ownership::add`] recorded it).
     pub fn remove(&mut self, object: ObjectId, start: u64, last: u64, shared: bool) {
+        // The common case: the mapping is the only thing in its own region. Removing the
+        // region leaves gaps on both sides, so nothing can merge.
+        let only = Holder {
+            object,
+            shared: u32::from(shared),
+            exclusive: u32::from(!shared),
+        };
+        if self
+            .regions
+            .get(&start)
+            .is_some_and(|r| r.last == last && r.holders == Holders::One(only))
+        {
+            self.regions.remove(&start);
+            if self.regions.is_empty() {
+                self.regions = BTreeMap::new();
+            }
+            return;
+        }
         // An earlier merge may have joined this mapping's regions with a neighbour's: cut
         // them at its edges again, so the count changes exactly over its range.
         self.split_at(start);
@@ -130,10 +248,10 @@ impl Ownership {
         }
         let mut emptied: Vec<u64> = Vec::new();
         for (s, r) in self.regions.range_mut(start..=last) {
-            if let Some(h) = r.holders.iter_mut().find(|h| h.object == object) {
+            if let Some(h) = r.holders.find_mut(object) {
                 bump(h, shared, false);
             }
-            r.holders.retain(|h| h.shared > 0 || h.exclusive > 0);
+            r.holders.prune();
             if r.holders.is_empty() {
                 emptied.push(*s);
             }
@@ -167,7 +285,7 @@ impl Ownership {
             return;
         };
         let alike = match (self.regions.get(&prev_start), self.regions.get(&at)) {
-            (Some(a), Some(b)) => same_holders(&a.holders, &b.holders),
+            (Some(a), Some(b)) => same_holders(a.holders.as_slice(), b.holders.as_slice()),
             _ => false,
         };
         if alike {
