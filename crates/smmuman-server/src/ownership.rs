@@ -54,10 +54,7 @@ impl Holders {
             Self::Many(v) if v.is_empty() => *self = Self::One(h),
             Self::Many(v) => v.push(h),
             Self::One(a) => {
-                let mut v = Vec::with_capacity(2);
-                v.push(*a);
-                v.push(h);
-                *self = Self::Many(v);
+                *self = Self::Many(alloc::vec![*a, h]);
             }
         }
     }
