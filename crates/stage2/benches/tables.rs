@@ -12,7 +12,10 @@
 //!
 //! Benchmark ids end in `<unit>_<count>`: `cargo xtask bench` divides by the count.
 
-#![allow(missing_docs, reason = "iai-callgrind's macros generate undocumented modules")]
+#![allow(
+    missing_docs,
+    reason = "iai-callgrind's macros generate undocumented modules"
+)]
 
 #[path = "../tests/common/arena.rs"]
 mod arena;

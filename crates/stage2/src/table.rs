@@ -204,28 +204,39 @@ impl Stage2Table {
             return Err(MapError::PaOutOfRange { pa, len });
         }
 
-        let mut walk = Walk::new(
-            &mut *mem,
-            (&mut self.retired, &mut self.retired_sides),
-            access,
-        );
-        let mut meta = self.root_meta;
-        let result = walk.map_descend(
-            self.root,
-            &mut meta,
-            self.start_level,
-            iova.get(),
-            end,
-            pa.get(),
-        );
-        let (linked, sides) = (walk.linked, walk.sides_added);
-        if result.is_ok() {
-            self.root_meta = meta;
-            self.linked += linked;
-            self.side_pages += sides;
-            mem.publish();
+        let (start, out) = (iova.get(), pa.get());
+        // Down while the range lies inside one entry that is already a table (no writes).
+        let (mut table, mut level) = (self.root, self.start_level);
+        let (mut at, mut meta) = (None, self.root_meta);
+        while !leaf_run(level, start, end, out) {
+            let size = level_size(level);
+            if end - (start & !(size - 1)) > size {
+                break;
+            }
+            let i = index(start, level);
+            let raw = mem.read_u64(entry_at(table, i));
+            let Descriptor::Table { next } = decode(level, raw) else {
+                break;
+            };
+            let word = meta.child_word(i);
+            meta = Meta::decode(mem.read_u64(word));
+            (table, level, at) = (next, level + 1, Some(word));
         }
-        result.map(|()| Invalidation::none())
+        let before = meta;
+        if leaf_run(level, start, end, out) {
+            // Leaves of this one table: check them, then write them.
+            meta.live += write_leaves(mem, table, level, start, end, out, access)?;
+        } else {
+            self.map_slow(mem, (table, level), &mut meta, (start, end, out), access)?;
+        }
+        if meta != before {
+            match at {
+                Some(word) => mem.write_u64(word, meta.encode()),
+                None => self.root_meta = meta,
+            }
+        }
+        mem.publish();
+        Ok(Invalidation::none())
     }
 
     /// Removes every mapping in `[iova, iova + len)`; unmapped holes in the range are fine.
@@ -253,23 +264,115 @@ impl Stage2Table {
         len: u64,
     ) -> Result<Unmapped, MapError> {
         let end = self.check_unmap(iova, len)?;
-        let mut walk = Walk::new(
-            &mut *mem,
-            (&mut self.retired, &mut self.retired_sides),
-            Access::READ,
-        );
-        let mut meta = self.root_meta;
-        let result = walk.unmap_descend(self.root, &mut meta, self.start_level, iova.get(), end);
-        let unmapped = walk.result();
-        let (linked, unlinked) = (walk.linked, walk.unlinked);
-        let (added, freed) = (walk.sides_added, walk.sides_freed);
-        if result.is_ok() {
-            self.root_meta = meta;
-            self.linked = self.linked + linked - unlinked;
-            self.side_pages = self.side_pages + added - freed;
-            mem.publish();
+        let start = iova.get();
+        // Down while the range lies inside one entry, not the whole of it, that is a table;
+        // `path` keeps each table passed (its entry, where its bookkeeping is) to unlink
+        // tables the unmap empties on the way back.
+        let (mut table, mut level) = (self.root, self.start_level);
+        let (mut at, mut meta) = (None, self.root_meta);
+        let mut path = [(PhysAddr(0), 0, None, Meta::EMPTY); 3];
+        let mut depth = 0;
+        while level < LEAF_LEVEL {
+            let size = level_size(level);
+            let entry_start = start & !(size - 1);
+            if end - entry_start > size || (start == entry_start && end == entry_start + size) {
+                break;
+            }
+            let i = index(start, level);
+            match decode(level, mem.read_u64(entry_at(table, i))) {
+                Descriptor::Invalid => {
+                    return Ok(Unmapped {
+                        bytes: 0,
+                        invalidation: Invalidation::none(),
+                    })
+                }
+                // A block partly inside the range: the walk below splits it.
+                Descriptor::Leaf { .. } => break,
+                Descriptor::Table { next } => {
+                    path[depth] = (table, i, at, meta);
+                    depth += 1;
+                    let word = meta.child_word(i);
+                    meta = Meta::decode(mem.read_u64(word));
+                    (table, level, at) = (next, level + 1, Some(word));
+                }
+            }
         }
-        result.map(|()| unmapped)
+        let before = meta;
+        let mut removed = Removed::default();
+        if level == LEAF_LEVEL {
+            let n = unmap_pages(mem, table, start, end, &mut removed);
+            meta.live -= n;
+        } else {
+            removed = self.unmap_slow(mem, (table, level), &mut meta, (start, end))?;
+        }
+        // Unlink the tables left empty, from the bottom up (never the root).
+        let mut changed = meta != before;
+        while meta.live == 0 && depth > 0 {
+            depth -= 1;
+            let (parent, i, parent_at, parent_meta) = path[depth];
+            mem.write_u64(entry_at(parent, i), 0);
+            if let Some(word) = at {
+                mem.write_u64(word, 0);
+            }
+            self.retired.push(mem, table);
+            self.linked -= 1;
+            removed.table_removed = true;
+            (table, at, meta) = (parent, parent_at, parent_meta);
+            meta.live -= 1;
+            meta.tables -= 1;
+            if meta.tables == 0 {
+                if let Some(side) = meta.side.take() {
+                    self.retired_sides.push(mem, side);
+                    self.side_pages -= 1;
+                }
+            }
+            changed = true;
+        }
+        if changed {
+            match at {
+                Some(word) => mem.write_u64(word, meta.encode()),
+                None => self.root_meta = meta,
+            }
+        }
+        mem.publish();
+        Ok(removed.result())
+    }
+
+    /// The rest of a map that needs new tables or spans several tables, from `at` = (table,
+    /// level) down. Kept out of line so the common path stays small.
+    #[inline(never)]
+    fn map_slow(
+        &mut self,
+        mem: &mut impl DmaMemory,
+        at: (PhysAddr, u8),
+        meta: &mut Meta,
+        (start, end, pa): (u64, u64, u64),
+        access: Access,
+    ) -> Result<(), MapError> {
+        let retired = (&mut self.retired, &mut self.retired_sides);
+        let mut walk = Walk::new(&mut *mem, retired, access);
+        walk.map_descend(at.0, meta, at.1, start, end, pa)?;
+        self.linked += walk.linked;
+        self.side_pages += walk.sides_added;
+        Ok(())
+    }
+
+    /// The rest of an unmap that spans several entries or splits a block, from `at` = (table,
+    /// level) down. Kept out of line so the common path stays small.
+    #[inline(never)]
+    fn unmap_slow(
+        &mut self,
+        mem: &mut impl DmaMemory,
+        at: (PhysAddr, u8),
+        meta: &mut Meta,
+        (start, end): (u64, u64),
+    ) -> Result<Removed, MapError> {
+        let retired = (&mut self.retired, &mut self.retired_sides);
+        let mut walk = Walk::new(&mut *mem, retired, Access::READ);
+        walk.unmap_descend(at.0, meta, at.1, start, end)?;
+        self.linked = self.linked + walk.linked - walk.unlinked;
+        self.side_pages = self.side_pages + walk.sides_added - walk.sides_freed;
+        Ok(walk.removed)
     }
 
     /// How many new tables [`unmap`](Self::unmap) of `[iova, iova + len)` would link, that is,
@@ -507,6 +610,8 @@ struct Walk<'m, M: DmaMemory> {
     pass: Pass,
     retired: &'m mut PageChain,
     retired_sides: &'m mut PageChain,
+    /// The access of a map.
+    access: Access,
     /// A page descriptor for output address 0 with the map's access (OR the address in).
     page_bits: u64,
     /// The same for a block descriptor.
@@ -518,15 +623,8 @@ struct Walk<'m, M: DmaMemory> {
     /// Side pages taken and freed.
     sides_added: usize,
     sides_freed: usize,
-    /// Bytes of IOVA whose leaf was removed.
-    bytes: u64,
-    /// Lowest and end of the IOVAs whose translation was removed.
-    lo: u64,
-    hi: u64,
-    /// Bit `n`: a leaf at level `n` was removed or replaced.
-    leaf_levels: u8,
-    /// A table descriptor was removed.
-    table_removed: bool,
+    /// What the unmap removed so far.
+    removed: Removed,
 }
 
 impl<'m, M: DmaMemory> Walk<'m, M> {
@@ -540,17 +638,14 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
             pass: Pass::Apply(PageChain::new()),
             retired: retired.0,
             retired_sides: retired.1,
+            access,
             page_bits: encode_page(PhysAddr(0), access),
             block_bits: encode_block(PhysAddr(0), access),
             linked: 0,
             unlinked: 0,
             sides_added: 0,
             sides_freed: 0,
-            bytes: 0,
-            lo: u64::MAX,
-            hi: 0,
-            leaf_levels: 0,
-            table_removed: false,
+            removed: Removed::default(),
         }
     }
 
@@ -633,63 +728,12 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
             }
         }
         if leaf_run(level, start, end, pa) {
-            return self.map_leaves(table, meta, level, start, end, pa);
+            meta.live += write_leaves(self.mem, table, level, start, end, pa, self.access)?;
+            return Ok(());
         }
         self.two_pass(meta, |w, m| {
             w.map_walk(Some(table), m, level, start, end, pa)
         })
-    }
-
-    /// Maps `[start, end)` → `pa..` as leaves of `table` itself (pages at level 3, else blocks
-    /// whose size divides the range and the PA): checks every target entry, then writes them.
-    fn map_leaves(
-        &mut self,
-        table: PhysAddr,
-        meta: &mut Meta,
-        level: u8,
-        start: u64,
-        end: u64,
-        pa: u64,
-    ) -> Result<(), MapError> {
-        let shift = level_shift(level);
-        let first = index(start, level);
-        let n = (end - start) >> shift;
-        for k in 0..n {
-            let raw = self.mem.read_u64(entry_at(table, first + k));
-            if raw & VALID != 0 {
-                let at = start + (k << shift);
-                return Err(MapError::Overlap {
-                    iova: Iova(self.first_mapped(level, raw, at)),
-                });
-            }
-        }
-        let bits = if level == LEAF_LEVEL {
-            self.page_bits
-        } else {
-            self.block_bits
-        };
-        for k in 0..n {
-            let out = pa + (k << shift);
-            self.mem.write_u64(entry_at(table, first + k), bits | out);
-        }
-        meta.live += n;
-        Ok(())
-    }
-
-    /// The lowest mapped IOVA under the valid descriptor `raw` of a table at `level`, whose
-    /// entry starts at `at`. Tables below the root are never empty, so one exists.
-    fn first_mapped(&self, level: u8, raw: u64, at: u64) -> u64 {
-        let Descriptor::Table { next } = decode(level, raw) else {
-            return at;
-        };
-        let shift = level_shift(level + 1);
-        for i in 0..ENTRIES {
-            let raw = self.mem.read_u64(entry_at(next, i));
-            if raw & VALID != 0 {
-                return self.first_mapped(level + 1, raw, at + (i << shift));
-            }
-        }
-        at
     }
 
     /// One pass of a map of `[start, end)` → `pa..`, which lies inside `table` (at `level`).
@@ -786,45 +830,6 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
 
     // -------------------------------------------------------------- unmap
 
-    fn result(&self) -> Unmapped {
-        let invalidation = if self.lo < self.hi {
-            Invalidation::new(
-                Iova(self.lo),
-                self.hi - self.lo,
-                !self.table_removed,
-                self.leaf_levels,
-            )
-        } else {
-            Invalidation::none()
-        };
-        Unmapped {
-            bytes: self.bytes,
-            invalidation,
-        }
-    }
-
-    fn touch(&mut self, start: u64, end: u64) {
-        self.lo = self.lo.min(start);
-        self.hi = self.hi.max(end);
-    }
-
-    fn leaf_removed(&mut self, level: u8, start: u64, end: u64) {
-        self.bytes += end - start;
-        self.leaf_levels |= 1 << level;
-        self.touch(start, end);
-    }
-
-    /// A table descriptor for the entry containing `at` was removed. `bytes_before` is
-    /// [`Self::bytes`] before the table's leaves were counted: if it had none (never the case
-    /// while every non-root table holds a mapping), the range still names one of its IOVAs so a
-    /// non-leaf invalidation reaches the walk-cache entry.
-    fn table_removed(&mut self, at: u64, bytes_before: u64) {
-        self.table_removed = true;
-        if self.bytes == bytes_before {
-            self.touch(at, at + PAGE_SIZE);
-        }
-    }
-
     fn retire(&mut self, table: PhysAddr) {
         self.retired.push(self.mem, table);
         self.unlinked += 1;
@@ -843,7 +848,7 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
         self.mem.write_u64(entry_at(table, i), 0);
         self.mem.write_u64(meta.child_word(i), 0);
         self.retire(next);
-        self.table_removed(at, bytes_before);
+        self.removed.table_removed(at, bytes_before);
         meta.live -= 1;
         meta.tables -= 1;
     }
@@ -870,7 +875,7 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
                     let word = meta.child_word(i);
                     let before = Meta::decode(self.mem.read_u64(word));
                     let mut child = before;
-                    let bytes_before = self.bytes;
+                    let bytes_before = self.removed.bytes;
                     self.unmap_descend(next, &mut child, level + 1, start, end)?;
                     if child.live == 0 {
                         self.unlink_empty(table, meta, i, next, start, bytes_before);
@@ -903,7 +908,7 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
         let apply = self.pass.is_apply();
         if level == LEAF_LEVEL {
             if apply {
-                self.unmap_pages(table, meta, start, end);
+                meta.live -= unmap_pages(self.mem, table, start, end, &mut self.removed);
             }
             return Ok(());
         }
@@ -921,7 +926,7 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
                     if apply {
                         self.mem.write_u64(slot, 0);
                         meta.live -= 1;
-                        self.leaf_removed(level, cur, chunk_end);
+                        self.removed.leaf_removed(level, cur, chunk_end);
                     }
                 }
                 Descriptor::Leaf { pa, access } => {
@@ -940,18 +945,18 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
                         self.mem.write_u64(slot, encode_table(new));
                         self.linked += 1;
                         meta.tables += 1;
-                        self.leaf_removed(level, cur, chunk_end);
+                        self.removed.leaf_removed(level, cur, chunk_end);
                     }
                 }
                 Descriptor::Table { next } if whole => {
                     if apply {
                         let word = meta.child_word(i);
                         let child = Meta::decode(self.mem.read_u64(word));
-                        let bytes_before = self.bytes;
+                        let bytes_before = self.removed.bytes;
                         self.mem.write_u64(slot, 0);
                         self.mem.write_u64(word, 0);
                         self.retire_tree(next, child, level + 1, entry_start);
-                        self.table_removed(cur, bytes_before);
+                        self.removed.table_removed(cur, bytes_before);
                         meta.live -= 1;
                         meta.tables -= 1;
                     }
@@ -960,7 +965,7 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
                     let word = meta.child_word(i);
                     let before = Meta::decode(self.mem.read_u64(word));
                     let mut child = before;
-                    let bytes_before = self.bytes;
+                    let bytes_before = self.removed.bytes;
                     self.unmap_walk(next, &mut child, level + 1, cur, chunk_end)?;
                     if apply {
                         if child.live == 0 {
@@ -977,28 +982,6 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
             self.drop_unused_side(meta);
         }
         Ok(())
-    }
-
-    /// Removes the pages `[start, end)` of the last-level `table`.
-    fn unmap_pages(&mut self, table: PhysAddr, meta: &mut Meta, start: u64, end: u64) {
-        let first = index(start, LEAF_LEVEL);
-        let (mut lo, mut hi, mut removed) = (u64::MAX, 0, 0);
-        for k in 0..(end - start) >> PAGE_SHIFT {
-            let slot = entry_at(table, first + k);
-            if self.mem.read_u64(slot) & VALID != 0 {
-                self.mem.write_u64(slot, 0);
-                let at = start + (k << PAGE_SHIFT);
-                lo = lo.min(at);
-                hi = at + PAGE_SIZE;
-                removed += 1;
-            }
-        }
-        if removed > 0 {
-            meta.live -= removed;
-            self.bytes += removed << PAGE_SHIFT;
-            self.leaf_levels |= 1 << LEAF_LEVEL;
-            self.touch(lo, hi);
-        }
     }
 
     /// Fills `table` (at `level`, covering `base..`) with the mapping of a split block, `base`
@@ -1065,9 +1048,9 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
             if let (Some(first), Some(last)) =
                 ((0..ENTRIES).find(valid), (0..ENTRIES).rev().find(valid))
             {
-                self.bytes += meta.live << PAGE_SHIFT;
-                self.leaf_levels |= 1 << LEAF_LEVEL;
-                self.touch(
+                self.removed.bytes += meta.live << PAGE_SHIFT;
+                self.removed.leaf_levels |= 1 << LEAF_LEVEL;
+                self.removed.touch(
                     base + (first << PAGE_SHIFT),
                     base + ((last + 1) << PAGE_SHIFT),
                 );
@@ -1088,7 +1071,7 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
                     }
                     Descriptor::Leaf { .. } => {
                         seen += 1;
-                        self.leaf_removed(level, start, start + size);
+                        self.removed.leaf_removed(level, start, start + size);
                     }
                     Descriptor::Invalid => {}
                 }
@@ -1100,6 +1083,153 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
         // After reading entry 0: retiring overwrites it with the chain link.
         self.retire(table);
     }
+}
+
+/// What an unmap removed: bytes, the IOVA span, leaf levels, and whether a table went.
+#[derive(Clone, Copy, Debug)]
+struct Removed {
+    /// Bytes of IOVA whose leaf was removed.
+    bytes: u64,
+    /// Lowest and end of the IOVAs whose translation was removed.
+    lo: u64,
+    hi: u64,
+    /// Bit `n`: a leaf at level `n` was removed or replaced.
+    leaf_levels: u8,
+    /// A table descriptor was removed.
+    table_removed: bool,
+}
+
+impl Default for Removed {
+    fn default() -> Self {
+        Self {
+            bytes: 0,
+            lo: u64::MAX,
+            hi: 0,
+            leaf_levels: 0,
+            table_removed: false,
+        }
+    }
+}
+
+impl Removed {
+    fn result(&self) -> Unmapped {
+        let invalidation = if self.lo < self.hi {
+            Invalidation::new(
+                Iova(self.lo),
+                self.hi - self.lo,
+                !self.table_removed,
+                self.leaf_levels,
+            )
+        } else {
+            Invalidation::none()
+        };
+        Unmapped {
+            bytes: self.bytes,
+            invalidation,
+        }
+    }
+
+    fn touch(&mut self, start: u64, end: u64) {
+        self.lo = self.lo.min(start);
+        self.hi = self.hi.max(end);
+    }
+
+    fn leaf_removed(&mut self, level: u8, start: u64, end: u64) {
+        self.bytes += end - start;
+        self.leaf_levels |= 1 << level;
+        self.touch(start, end);
+    }
+
+    /// A table descriptor for the entry containing `at` was removed. `bytes_before` is
+    /// [`Self::bytes`] before the table's leaves were counted: if it had none (never the case
+    /// while every non-root table holds a mapping), the range still names one of its IOVAs so a
+    /// non-leaf invalidation reaches the walk-cache entry.
+    fn table_removed(&mut self, at: u64, bytes_before: u64) {
+        self.table_removed = true;
+        if self.bytes == bytes_before {
+            self.touch(at, at + PAGE_SIZE);
+        }
+    }
+}
+
+/// Maps `[start, end)` → `pa..` as leaves of `table` itself (at `level`: pages at level 3, else
+/// blocks whose size divides the range and the PA): checks every target entry, then writes them.
+/// Returns how many it wrote.
+fn write_leaves(
+    mem: &mut impl DmaMemory,
+    table: PhysAddr,
+    level: u8,
+    start: u64,
+    end: u64,
+    pa: u64,
+    access: Access,
+) -> Result<u64, MapError> {
+    let shift = level_shift(level);
+    let first = index(start, level);
+    let n = (end - start) >> shift;
+    for k in 0..n {
+        let raw = mem.read_u64(entry_at(table, first + k));
+        if raw & VALID != 0 {
+            let at = start + (k << shift);
+            return Err(MapError::Overlap {
+                iova: Iova(first_mapped(mem, level, raw, at)),
+            });
+        }
+    }
+    let bits = if level == LEAF_LEVEL {
+        encode_page(PhysAddr(0), access)
+    } else {
+        encode_block(PhysAddr(0), access)
+    };
+    for k in 0..n {
+        mem.write_u64(entry_at(table, first + k), bits | (pa + (k << shift)));
+    }
+    Ok(n)
+}
+
+/// The lowest mapped IOVA under the valid descriptor `raw` of a table at `level`, whose entry
+/// starts at `at`. Tables below the root are never empty, so one exists.
+fn first_mapped(mem: &impl DmaMemory, level: u8, raw: u64, at: u64) -> u64 {
+    let Descriptor::Table { next } = decode(level, raw) else {
+        return at;
+    };
+    let shift = level_shift(level + 1);
+    for i in 0..ENTRIES {
+        let raw = mem.read_u64(entry_at(next, i));
+        if raw & VALID != 0 {
+            return first_mapped(mem, level + 1, raw, at + (i << shift));
+        }
+    }
+    at
+}
+
+/// Removes the pages `[start, end)` of the last-level `table`, recording them in `removed`.
+/// Returns how many were valid.
+fn unmap_pages(
+    mem: &mut impl DmaMemory,
+    table: PhysAddr,
+    start: u64,
+    end: u64,
+    removed: &mut Removed,
+) -> u64 {
+    let first = index(start, LEAF_LEVEL);
+    let (mut lo, mut hi, mut count) = (u64::MAX, 0, 0);
+    for k in 0..(end - start) >> PAGE_SHIFT {
+        let slot = entry_at(table, first + k);
+        if mem.read_u64(slot) & VALID != 0 {
+            mem.write_u64(slot, 0);
+            let at = start + (k << PAGE_SHIFT);
+            lo = lo.min(at);
+            hi = at + PAGE_SIZE;
+            count += 1;
+        }
+    }
+    if count > 0 {
+        removed.bytes += count << PAGE_SHIFT;
+        removed.leaf_levels |= 1 << LEAF_LEVEL;
+        removed.touch(lo, hi);
+    }
+    count
 }
 
 /// Whether `[start, end)` → `pa..` maps as leaves of one level-`level` table alone: pages at the
