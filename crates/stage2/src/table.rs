@@ -36,7 +36,7 @@ use crate::geometry::{
 };
 use crate::invalidation::{Invalidation, Unmapped};
 use crate::page_chain::PageChain;
-use bookkeeping::Meta;
+use bookkeeping::{child_word_of, live_of, Meta, ONE_LIVE};
 use iommu_core::{Access, DmaMemory, Iova, PhysAddr, PAGE_SIZE};
 
 /// Where one IOVA leads: the result of [`Stage2Table::translate`].
@@ -84,6 +84,35 @@ pub struct Stage2Table {
     /// never reads them, but freeing nothing before the invalidation completes keeps one rule
     /// for the caller: an unmap frees no memory, [`reclaim`](Self::reclaim) does.
     retired_sides: PageChain,
+    /// The last-level table the previous call ended in, so that the next call in the same
+    /// 2 MiB skips the descent. Cleared whenever any table is unlinked (the only way it can stop
+    /// being that table, or its bookkeeping word move).
+    hint: Option<LeafHint>,
+}
+
+/// A last-level table still linked where a walk found it.
+#[derive(Clone, Copy, Debug)]
+struct LeafHint {
+    /// The 2 MiB of IOVA it covers.
+    base: u64,
+    /// The table.
+    table: PhysAddr,
+    /// Its bookkeeping word (in its parent's side page).
+    at: PhysAddr,
+}
+
+impl LeafHint {
+    /// The hint's table, when `[start, end)` lies in it and maps there as pages (no 2 MiB block
+    /// fits: `pa` is `None` for an unmap, which then must not cover the whole 2 MiB).
+    fn covers(hint: Option<Self>, start: u64, end: u64, pa: Option<u64>) -> Option<Self> {
+        let hint = hint?;
+        let inside = start & !(level_size(2) - 1) == hint.base && end <= hint.base + level_size(2);
+        let block = match pa {
+            Some(pa) => leaf_run(2, start, end, pa),
+            None => start == hint.base && end == hint.base + level_size(2),
+        };
+        (inside && !block).then_some(hint)
+    }
 }
 
 impl Stage2Table {
@@ -104,6 +133,7 @@ impl Stage2Table {
             side_pages: 0,
             retired: PageChain::new(),
             retired_sides: PageChain::new(),
+            hint: None,
         })
     }
 
@@ -206,8 +236,14 @@ impl Stage2Table {
 
         let (start, out) = (iova.get(), pa.get());
         // Down while the range lies inside one entry that is already a table (no writes).
+        // `word` is the current table's bookkeeping, encoded; `at` is where it is stored (`None`:
+        // the root's, in `self`).
         let (mut table, mut level) = (self.root, self.start_level);
-        let (mut at, mut meta) = (None, self.root_meta);
+        let (mut at, mut word) = (None, self.root_meta.encode());
+        if let Some(hint) = LeafHint::covers(self.hint, start, end, Some(out)) {
+            (table, level, at) = (hint.table, LEAF_LEVEL, Some(hint.at));
+            word = mem.read_u64(hint.at);
+        }
         while !leaf_run(level, start, end, out) {
             let size = level_size(level);
             if end - (start & !(size - 1)) > size {
@@ -218,21 +254,27 @@ impl Stage2Table {
             let Descriptor::Table { next } = decode(level, raw) else {
                 break;
             };
-            let word = meta.child_word(i);
-            meta = Meta::decode(mem.read_u64(word));
-            (table, level, at) = (next, level + 1, Some(word));
+            let child = child_word_of(word, i);
+            word = mem.read_u64(child);
+            (table, level, at) = (next, level + 1, Some(child));
         }
-        let before = meta;
+        let before = word;
         if leaf_run(level, start, end, out) {
             // Leaves of this one table: check them, then write them.
-            meta.live += write_leaves(mem, table, level, start, end, out, access)?;
+            word += ONE_LIVE * write_leaves(mem, table, level, start, end, out, access)?;
+            if let (LEAF_LEVEL, Some(at)) = (level, at) {
+                let base = start & !(level_size(2) - 1);
+                self.hint = Some(LeafHint { base, table, at });
+            }
         } else {
+            let mut meta = Meta::decode(word);
             self.map_slow(mem, (table, level), &mut meta, (start, end, out), access)?;
+            word = meta.encode();
         }
-        if meta != before {
+        if word != before {
             match at {
-                Some(word) => mem.write_u64(word, meta.encode()),
-                None => self.root_meta = meta,
+                Some(at) => mem.write_u64(at, word),
+                None => self.root_meta = Meta::decode(word),
             }
         }
         mem.publish();
@@ -269,9 +311,16 @@ impl Stage2Table {
         // `path` keeps each table passed (its entry, where its bookkeeping is) to unlink
         // tables the unmap empties on the way back.
         let (mut table, mut level) = (self.root, self.start_level);
-        let (mut at, mut meta) = (None, self.root_meta);
-        let mut path = [(PhysAddr(0), 0, None, Meta::EMPTY); 3];
+        let (mut at, mut word) = (None, self.root_meta.encode());
+        let mut path = [(PhysAddr(0), 0, None, 0); 3];
         let mut depth = 0;
+        if let Some(hint) = LeafHint::covers(self.hint, start, end, None) {
+            // Only when the table cannot become empty: unlinking it needs the path.
+            let hinted = mem.read_u64(hint.at);
+            if live_of(hinted) > (end - start) >> PAGE_SHIFT {
+                (table, level, at, word) = (hint.table, LEAF_LEVEL, Some(hint.at), hinted);
+            }
+        }
         while level < LEAF_LEVEL {
             let size = level_size(level);
             let entry_start = start & !(size - 1);
@@ -289,27 +338,33 @@ impl Stage2Table {
                 // A block partly inside the range: the walk below splits it.
                 Descriptor::Leaf { .. } => break,
                 Descriptor::Table { next } => {
-                    path[depth] = (table, i, at, meta);
+                    path[depth] = (table, i, at, word);
                     depth += 1;
-                    let word = meta.child_word(i);
-                    meta = Meta::decode(mem.read_u64(word));
-                    (table, level, at) = (next, level + 1, Some(word));
+                    let child = child_word_of(word, i);
+                    word = mem.read_u64(child);
+                    (table, level, at) = (next, level + 1, Some(child));
                 }
             }
         }
-        let before = meta;
+        let before = word;
         let mut removed = Removed::default();
         if level == LEAF_LEVEL {
-            let n = unmap_pages(mem, table, start, end, &mut removed);
-            meta.live -= n;
+            word -= ONE_LIVE * unmap_pages(mem, table, start, end, &mut removed);
         } else {
+            let mut meta = Meta::decode(word);
             removed = self.unmap_slow(mem, (table, level), &mut meta, (start, end))?;
+            word = meta.encode();
+        }
+        if let (LEAF_LEVEL, Some(at)) = (level, at) {
+            let base = start & !(level_size(2) - 1);
+            self.hint = Some(LeafHint { base, table, at });
         }
         // Unlink the tables left empty, from the bottom up (never the root).
-        let mut changed = meta != before;
-        while meta.live == 0 && depth > 0 {
+        let mut changed = word != before;
+        while live_of(word) == 0 && depth > 0 {
             depth -= 1;
-            let (parent, i, parent_at, parent_meta) = path[depth];
+            self.hint = None;
+            let (parent, i, parent_at, parent_word) = path[depth];
             mem.write_u64(entry_at(parent, i), 0);
             if let Some(word) = at {
                 mem.write_u64(word, 0);
@@ -317,7 +372,7 @@ impl Stage2Table {
             self.retired.push(mem, table);
             self.linked -= 1;
             removed.table_removed = true;
-            (table, at, meta) = (parent, parent_at, parent_meta);
+            let mut meta = Meta::decode(parent_word);
             meta.live -= 1;
             meta.tables -= 1;
             if meta.tables == 0 {
@@ -326,12 +381,13 @@ impl Stage2Table {
                     self.side_pages -= 1;
                 }
             }
+            (table, at, word) = (parent, parent_at, meta.encode());
             changed = true;
         }
         if changed {
             match at {
-                Some(word) => mem.write_u64(word, meta.encode()),
-                None => self.root_meta = meta,
+                Some(at) => mem.write_u64(at, word),
+                None => self.root_meta = Meta::decode(word),
             }
         }
         mem.publish();
@@ -367,6 +423,7 @@ impl Stage2Table {
         meta: &mut Meta,
         (start, end): (u64, u64),
     ) -> Result<Removed, MapError> {
+        self.hint = None;
         let retired = (&mut self.retired, &mut self.retired_sides);
         let mut walk = Walk::new(&mut *mem, retired, Access::READ);
         walk.unmap_descend(at.0, meta, at.1, start, end)?;

@@ -99,6 +99,19 @@ impl Meta {
     }
 }
 
+/// One valid entry, as a difference of encoded words: the fast paths count in the word itself.
+pub(crate) const ONE_LIVE: u64 = 1 << LIVE_SHIFT;
+
+/// The valid-entry count of an encoded word.
+pub(crate) const fn live_of(word: u64) -> u64 {
+    (word >> LIVE_SHIFT) & COUNT_MASK
+}
+
+/// [`Meta::child_word`] of an encoded word.
+pub(crate) fn child_word_of(word: u64, index: u64) -> PhysAddr {
+    Meta::decode(word).child_word(index)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
