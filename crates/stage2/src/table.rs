@@ -72,8 +72,8 @@ pub struct Stage2Table {
     root: PhysAddr,
     cfg: Stage2Config,
     start_level: u8,
-    /// Bookkeeping of the root (the others' is in side pages).
-    root_meta: Meta,
+    /// Bookkeeping of the root, encoded as a side-page word (the others' is in side pages).
+    root_word: u64,
     /// Tables reachable from the root, the root included.
     linked: usize,
     /// Side pages held (see [`bookkeeping`]).
@@ -128,7 +128,7 @@ impl Stage2Table {
             root,
             cfg,
             start_level: cfg.start_level(),
-            root_meta: Meta::EMPTY,
+            root_word: Meta::EMPTY.encode(),
             linked: 1,
             side_pages: 0,
             retired: PageChain::new(),
@@ -239,7 +239,7 @@ impl Stage2Table {
         // `word` is the current table's bookkeeping, encoded; `at` is where it is stored (`None`:
         // the root's, in `self`).
         let (mut table, mut level) = (self.root, self.start_level);
-        let (mut at, mut word) = (None, self.root_meta.encode());
+        let (mut at, mut word) = (None, self.root_word);
         if let Some(hint) = LeafHint::covers(self.hint, start, end, Some(out)) {
             (table, level, at) = (hint.table, LEAF_LEVEL, Some(hint.at));
             word = mem.read_u64(hint.at);
@@ -274,7 +274,7 @@ impl Stage2Table {
         if word != before {
             match at {
                 Some(at) => mem.write_u64(at, word),
-                None => self.root_meta = Meta::decode(word),
+                None => self.root_word = word,
             }
         }
         mem.publish();
@@ -311,7 +311,7 @@ impl Stage2Table {
         // `path` keeps each table passed (its entry, where its bookkeeping is) to unlink
         // tables the unmap empties on the way back.
         let (mut table, mut level) = (self.root, self.start_level);
-        let (mut at, mut word) = (None, self.root_meta.encode());
+        let (mut at, mut word) = (None, self.root_word);
         let mut path = [(PhysAddr(0), 0, None, 0); 3];
         let mut depth = 0;
         if let Some(hint) = LeafHint::covers(self.hint, start, end, None) {
@@ -350,6 +350,13 @@ impl Stage2Table {
         let mut removed = Removed::default();
         if level == LEAF_LEVEL {
             word -= ONE_LIVE * unmap_pages(mem, table, start, end, &mut removed);
+        } else if let Some(slot) = single_block(mem, table, level, start, end) {
+            // Exactly one block (or nothing): remove it here.
+            if mem.read_u64(slot) & VALID != 0 {
+                mem.write_u64(slot, 0);
+                word -= ONE_LIVE;
+                removed.leaf_removed(level, start, end);
+            }
         } else {
             let mut meta = Meta::decode(word);
             removed = self.unmap_slow(mem, (table, level), &mut meta, (start, end))?;
@@ -387,7 +394,7 @@ impl Stage2Table {
         if changed {
             match at {
                 Some(at) => mem.write_u64(at, word),
-                None => self.root_meta = Meta::decode(word),
+                None => self.root_word = word,
             }
         }
         mem.publish();
@@ -454,7 +461,7 @@ impl Stage2Table {
             Access::READ,
         );
         walk.pass = Pass::Count(Needed::default());
-        let mut meta = self.root_meta;
+        let mut meta = Meta::decode(self.root_word);
         walk.unmap_walk(self.root, &mut meta, self.start_level, iova.get(), end)?;
         Ok(walk.pass.needed().tables)
     }
@@ -474,7 +481,12 @@ impl Stage2Table {
     /// # Errors
     /// The first table whose recorded counts differ from its entries.
     pub fn check_bookkeeping(&self, mem: &impl DmaMemory) -> Result<(), BookkeepingError> {
-        let sides = audit(mem, self.root, self.root_meta, self.start_level)?;
+        let sides = audit(
+            mem,
+            self.root,
+            Meta::decode(self.root_word),
+            self.start_level,
+        )?;
         if sides != self.side_pages {
             return Err(BookkeepingError {
                 table: self.root,
@@ -514,7 +526,12 @@ impl Stage2Table {
     /// The SMMU must no longer use the table: its STE has been changed and invalidated
     /// (CMD_CFGI_STE), and its TLB entries invalidated (CMD_TLBI_S12_VMALL), both completed.
     pub fn destroy(mut self, mem: &mut impl DmaMemory) {
-        free_tree(mem, self.root, self.root_meta, self.start_level);
+        free_tree(
+            mem,
+            self.root,
+            Meta::decode(self.root_word),
+            self.start_level,
+        );
         self.retired.free_all(mem);
         self.retired_sides.free_all(mem);
     }
@@ -1212,6 +1229,7 @@ impl Removed {
 /// Maps `[start, end)` → `pa..` as leaves of `table` itself (at `level`: pages at level 3, else
 /// blocks whose size divides the range and the PA): checks every target entry, then writes them.
 /// Returns how many it wrote.
+#[inline]
 fn write_leaves(
     mem: &mut impl DmaMemory,
     table: PhysAddr,
@@ -1262,6 +1280,7 @@ fn first_mapped(mem: &impl DmaMemory, level: u8, raw: u64, at: u64) -> u64 {
 
 /// Removes the pages `[start, end)` of the last-level `table`, recording them in `removed`.
 /// Returns how many were valid.
+#[inline]
 fn unmap_pages(
     mem: &mut impl DmaMemory,
     table: PhysAddr,
@@ -1287,6 +1306,27 @@ fn unmap_pages(
         removed.touch(lo, hi);
     }
     count
+}
+
+/// The entry of `table` (at `level`, 1 or 2) that `[start, end)` is exactly, when it holds a
+/// block or nothing (not a table). Kept out of line: only unmaps of whole blocks use it.
+#[inline(never)]
+fn single_block(
+    mem: &impl DmaMemory,
+    table: PhysAddr,
+    level: u8,
+    start: u64,
+    end: u64,
+) -> Option<PhysAddr> {
+    let size = level_size(level);
+    if level < MIN_BLOCK_LEVEL || start & (size - 1) != 0 || end - start != size {
+        return None;
+    }
+    let slot = entry_at(table, index(start, level));
+    match decode(level, mem.read_u64(slot)) {
+        Descriptor::Leaf { .. } | Descriptor::Invalid => Some(slot),
+        Descriptor::Table { .. } => None,
+    }
 }
 
 /// Whether `[start, end)` → `pa..` maps as leaves of one level-`level` table alone: pages at the
