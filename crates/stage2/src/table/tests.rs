@@ -814,3 +814,26 @@ fn new_tables_are_published_before_they_are_linked() {
     assert_tables_filled_before_linked(&mem.log);
     t.destroy(&mut mem);
 }
+
+#[test]
+fn a_page_mapped_where_an_emptied_table_was_lands_in_a_linked_table() {
+    let (mut mem, mut t) = setup(CFG39);
+    t.map(&mut mem, Iova(G1), PhysAddr(0x4000_0000), K4, Access::RW)
+        .unwrap();
+    // Empties and unlinks the level-3 (and level-2) table the previous call ended in.
+    let _ = t.unmap(&mut mem, Iova(G1), K4).unwrap();
+    t.map(
+        &mut mem,
+        Iova(G1 + K4),
+        PhysAddr(0x4000_1000),
+        K4,
+        Access::RW,
+    )
+    .unwrap();
+    assert_eq!(
+        t.translate(&mem, Iova(G1 + K4)),
+        tr(0x4000_1000, Access::RW, K4)
+    );
+    assert_eq!(t.check_bookkeeping(&mem), Ok(()));
+    assert_eq!(t.table_pages() - t.retired_pages(), 3);
+}
