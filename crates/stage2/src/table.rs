@@ -17,6 +17,11 @@
 //! entry, and an unmap whose ends are aligned to the table's entries cannot split and skips the
 //! first pass.
 //!
+//! A call inside the same 2 MiB as the previous call starts at the last-level table that call
+//! ended in (a one-entry hint, dropped whenever any table is unlinked), so runs of per-page
+//! calls skip the descent too; an unmap that could empty that table takes the full descent,
+//! which it needs to unlink the table.
+//!
 //! # Bookkeeping
 //! Each table's count of valid entries lives in a side page beside the tables (see
 //! [`bookkeeping`]), so an unmap knows that a table became empty without scanning it.
