@@ -5,6 +5,7 @@
 
 #![deny(unsafe_code, missing_docs)]
 
+pub mod bench;
 pub mod image;
 pub mod paths;
 pub mod qemu;

@@ -16,7 +16,7 @@
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use xtask::{image, paths, qemu, toolchain, Error, Result};
+use xtask::{bench, image, paths, qemu, toolchain, Error, Result};
 
 const USAGE: &str = "usage: cargo xtask <task>
 
@@ -28,7 +28,8 @@ tasks:
                                  daemon's smmuman.conf (default: the board's own, except for
                                  qemu-virt, whose config the image embeds)
   test                           fmt, clippy, host + QEMU tests, docs (what CI runs)
-  qemu                           check for QEMU 10; install it when root on Debian bookworm";
+  qemu                           check for QEMU 10; install it when root on Debian bookworm
+  bench                          every crate's benches (instruction counts), summary table";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         }),
         Some("run") => run(&args[1..]),
         Some("test") => test().map(|()| ExitCode::SUCCESS),
+        Some("bench") => bench::run().map(|()| ExitCode::SUCCESS),
         Some("qemu") => qemu::ensure().map(|v| {
             println!("QEMU {v} at {}", qemu::binary().display());
             ExitCode::SUCCESS

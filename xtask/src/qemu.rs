@@ -152,7 +152,7 @@ pub fn ensure() -> Result<Version> {
 }
 
 /// Runs `apt-get ARGS` non-interactively.
-fn apt_get(args: &[&str]) -> Result<()> {
+pub(crate) fn apt_get(args: &[&str]) -> Result<()> {
     let status = Command::new("apt-get")
         .args(args)
         .env("DEBIAN_FRONTEND", "noninteractive")

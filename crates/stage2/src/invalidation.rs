@@ -76,6 +76,11 @@ impl Invalidation {
         }
     }
 
+    /// Marks the leaf list overflowed (more leaves went than it holds).
+    pub(crate) fn overflow_leaves(&mut self) {
+        self.leaf_count = LEAVES_OVERFLOWED;
+    }
+
     /// `self` with the leaf list of `from`.
     pub(crate) const fn with_leaves_of(mut self, from: &Self) -> Self {
         self.leaves = from.leaves;

@@ -17,9 +17,14 @@
 //!   elsewhere.
 //!
 //! # Changing a live table
-//! * **All or nothing.** Every change walks the table once to check it and count the tables it
-//!   needs, allocates them, then applies it. Any error (including running out of memory) leaves
-//!   the table exactly as it was; nothing needs rolling back.
+//! * **All or nothing.** A change checks what it would overwrite and allocates every table it
+//!   needs before it writes anything: a page or block in an existing table is checked and
+//!   written in one walk; a range that needs new tables or spans several is checked and counted
+//!   first, then applied (see [`table`]). Any error (including running out of memory) leaves the
+//!   table exactly as it was; nothing needs rolling back.
+//! * **Bookkeeping.** Each table's count of valid entries is kept in side pages that no
+//!   descriptor points at (see [`table::bookkeeping`]), so an unmap learns that a table became
+//!   empty without scanning it. [`Stage2Table::bookkeeping_pages`] says how many it holds.
 //! * **Ordering.** A live descriptor is changed by one 64-bit store. A new table is filled first,
 //!   then [`DmaMemory::publish`](iommu_core::DmaMemory::publish), then linked. Every changing
 //!   call publishes before it returns.
@@ -79,4 +84,4 @@ pub mod table;
 pub use config::Stage2Config;
 pub use error::MapError;
 pub use invalidation::{Invalidation, Unmapped, LEAF_LIST_CAPACITY};
-pub use table::{Stage2Table, Translation};
+pub use table::{BookkeepingError, Stage2Table, Translation};

@@ -585,7 +585,10 @@ fn emptied_tables_are_retired_then_reclaimed() {
             Access::RW,
         )
         .unwrap();
-        assert_eq!(t.table_pages(), mem.live_allocations());
+        assert_eq!(
+            t.table_pages() + t.bookkeeping_pages(),
+            mem.live_allocations()
+        );
     }
     let mapped = t.table_pages();
     assert!(mapped > 8);
@@ -594,7 +597,7 @@ fn emptied_tables_are_retired_then_reclaimed() {
         let u = t.unmap(&mut mem, Iova(iova), 65 * M2).unwrap();
         bytes += u.bytes;
         assert_eq!(
-            t.table_pages(),
+            t.table_pages() + t.bookkeeping_pages(),
             mem.live_allocations(),
             "retired pages stay allocated"
         );
@@ -656,10 +659,12 @@ fn tight(pages: u64) -> (FakeMemory, Stage2Table) {
 
 #[test]
 fn map_out_of_memory_changes_nothing() {
-    // The page at 0 takes a level-2 and a level-3 table. The new range [1G - 4K, 1G + 2M + 4K)
-    // then needs 3 more: a level-3 table for its first page (under the existing level-2 table),
-    // a level-2 table for GiB 1 holding one 2 MiB block, and a level-3 table for its last page.
-    let (mut mem, mut t) = tight(2 + 3);
+    // The page at 0 takes a level-2 and a level-3 table, and side pages for the root and the
+    // level-2 table (each now links a table). The new range [1G - 4K, 1G + 2M + 4K) then needs
+    // 4 more pages: a level-3 table for its first page (under the existing level-2 table), a
+    // level-2 table for GiB 1 holding one 2 MiB block, a level-3 table for its last page, and
+    // the side page of that new level-2 table.
+    let (mut mem, mut t) = tight(4 + 4);
     t.map(&mut mem, Iova(0), PhysAddr(0x4000_0000), K4, Access::RW)
         .unwrap();
     let r = t.map(
@@ -674,10 +679,11 @@ fn map_out_of_memory_changes_nothing() {
         Ok(Invalidation::none()),
         "exactly enough memory succeeds"
     );
-    assert_eq!(mem.live_allocations(), 1 + 2 + 3);
+    assert_eq!(mem.live_allocations(), 1 + 4 + 4);
+    assert_eq!((t.table_pages(), t.bookkeeping_pages()), (1 + 2 + 3, 3));
 
     // One page short.
-    let (mut mem, mut t) = tight(2 + 2);
+    let (mut mem, mut t) = tight(4 + 3);
     t.map(&mut mem, Iova(0), PhysAddr(0x4000_0000), K4, Access::RW)
         .unwrap();
     let before = state(&mem, &t);
@@ -697,8 +703,8 @@ fn map_out_of_memory_changes_nothing() {
 #[test]
 fn split_unmap_out_of_memory_changes_nothing() {
     // A 1 GiB block needs no table at a level-1 root; splitting a page out of its middle needs a
-    // level-2 and a level-3 table.
-    let (mut mem, mut t) = tight(1);
+    // level-2 and a level-3 table, and side pages for the root and the level-2 table: 4 pages.
+    let (mut mem, mut t) = tight(3);
     t.map(&mut mem, Iova(G1), PhysAddr(G1), G1, Access::RW)
         .unwrap();
     let before = state(&mem, &t);
@@ -710,12 +716,13 @@ fn split_unmap_out_of_memory_changes_nothing() {
         tr(G1 + 5 * M2 + K4, Access::RW, G1)
     );
 
-    let (mut mem, mut t) = tight(2);
+    let (mut mem, mut t) = tight(4);
     t.map(&mut mem, Iova(G1), PhysAddr(G1), G1, Access::RW)
         .unwrap();
     let u = t.unmap(&mut mem, Iova(G1 + 5 * M2 + K4), K4).unwrap();
     assert_eq!(u.bytes, K4);
-    assert_eq!(mem.live_allocations(), 3);
+    assert_eq!(mem.live_allocations(), 5);
+    assert_eq!((t.table_pages(), t.bookkeeping_pages()), (3, 2));
 }
 
 /// A [`DmaMemory`] that logs writes and publishes, to check the order of table updates.
@@ -808,6 +815,29 @@ fn new_tables_are_published_before_they_are_linked() {
     t.destroy(&mut mem);
 }
 
+#[test]
+fn a_page_mapped_where_an_emptied_table_was_lands_in_a_linked_table() {
+    let (mut mem, mut t) = setup(CFG39);
+    t.map(&mut mem, Iova(G1), PhysAddr(0x4000_0000), K4, Access::RW)
+        .unwrap();
+    // Empties and unlinks the level-3 (and level-2) table the previous call ended in.
+    let _ = t.unmap(&mut mem, Iova(G1), K4).unwrap();
+    t.map(
+        &mut mem,
+        Iova(G1 + K4),
+        PhysAddr(0x4000_1000),
+        K4,
+        Access::RW,
+    )
+    .unwrap();
+    assert_eq!(
+        t.translate(&mem, Iova(G1 + K4)),
+        tr(0x4000_1000, Access::RW, K4)
+    );
+    assert_eq!(t.check_bookkeeping(&mem), Ok(()));
+    assert_eq!(t.table_pages() - t.retired_pages(), 3);
+}
+
 // ---- The leaf list an unmap returns (per-leaf invalidation without IDR3.RIL) ----
 
 use crate::invalidation::LEAF_LIST_CAPACITY;
@@ -881,14 +911,14 @@ fn map_tables_counts_without_writing_and_checks_like_map() {
         .unwrap();
     let before = snapshot(&mem, &t);
     // A page in the existing level-3 table needs nothing new; one in a new 1 GiB region
-    // needs a level-2 and a level-3 table.
+    // needs a level-2 and a level-3 table, and the new level-2 table a bookkeeping page.
     assert_eq!(
         t.map_tables(&mut mem, Iova(K4), PhysAddr(0), K4, Access::RW),
         Ok(0)
     );
     assert_eq!(
         t.map_tables(&mut mem, Iova(G1), PhysAddr(0), K4, Access::RW),
-        Ok(2)
+        Ok(3)
     );
     assert_eq!(
         t.map_tables(&mut mem, Iova(0), PhysAddr(0), K4, Access::RW),
