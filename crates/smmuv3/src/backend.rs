@@ -230,9 +230,11 @@ const FLUSH_COMMANDS: usize = if MAX_FLUSH_RANGES > TLBI_PER_LEAF_LIMIT {
 /// plus whatever the domain still owed.
 #[derive(Debug)]
 struct Flush {
-    /// Everything, merged: what stays owed if the flush fails, and (without RIL) the list of
-    /// removed leaves.
+    /// Everything, merged: what stays owed if the flush fails.
     total: Invalidation,
+    /// Each invalidation as added (without RIL: each names its own leaf addresses, so a batch
+    /// of a block here and pages there stays per-leaf); `None` once more came than it holds.
+    parts: Option<heapless::Vec<Invalidation, MAX_FLUSH_RANGES>>,
     /// The separate spans, those that touch joined, for one range command each (RIL).
     spans: heapless::Vec<S2Span, MAX_FLUSH_RANGES>,
     /// More separate spans than `spans` holds: one range command over `total`'s hull instead.
@@ -243,6 +245,7 @@ impl Flush {
     fn new() -> Self {
         Self {
             total: Invalidation::none(),
+            parts: Some(heapless::Vec::new()),
             spans: heapless::Vec::new(),
             hull_only: false,
         }
@@ -253,6 +256,11 @@ impl Flush {
             return;
         };
         self.total = self.total.merge(inv);
+        if let Some(parts) = self.parts.as_mut() {
+            if parts.push(inv).is_err() {
+                self.parts = None;
+            }
+        }
         if self.hull_only {
             return;
         }
@@ -299,26 +307,34 @@ impl Flush {
                 }
             }
         } else {
-            match self.total.leaves() {
-                Some(leaves) => {
-                    for (ipa, _size) in leaves {
-                        let cmd = Command::TlbiS2Ipa {
-                            vmid,
-                            ipa,
-                            leaf: self.total.leaf_only(),
-                            range: None,
-                        };
-                        if out.len() == TLBI_PER_LEAF_LIMIT || out.push(cmd).is_err() {
-                            vmall(&mut out);
-                            break;
-                        }
-                    }
-                    if out.is_empty() {
-                        // A range with no leaf named: never made by stage2, but never skip it.
+            // One address per leaf of each part (an address that hits it, at the part's
+            // smallest leaf size), up to the limit; past it, or when a part would need more,
+            // the whole VMID.
+            let Some(parts) = self.parts.as_ref() else {
+                vmall(&mut out);
+                return out;
+            };
+            'parts: for part in parts {
+                let Some(leaves) = part.leaves() else {
+                    vmall(&mut out);
+                    break;
+                };
+                for (ipa, _size) in leaves {
+                    let cmd = Command::TlbiS2Ipa {
+                        vmid,
+                        ipa,
+                        leaf: part.leaf_only(),
+                        range: None,
+                    };
+                    if out.len() == TLBI_PER_LEAF_LIMIT || out.push(cmd).is_err() {
                         vmall(&mut out);
+                        break 'parts;
                     }
                 }
-                None => vmall(&mut out),
+            }
+            if out.is_empty() {
+                // A range with no address named: never made by stage2, but never skip it.
+                vmall(&mut out);
             }
         }
         out

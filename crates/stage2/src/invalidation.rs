@@ -3,9 +3,9 @@
 use crate::geometry::level_size;
 use iommu_core::{Iova, PAGE_SIZE};
 
-/// Most removed leaves an [`Invalidation`] names one by one ([`Invalidation::leaves`]); past it
-/// only the range and the levels are kept. An SMMU without range invalidation (IDR3.RIL = 0)
-/// can then invalidate leaf by leaf, one CMD_TLBI_S2_IPA per block or page, up to this many.
+/// Most addresses [`Invalidation::leaves`] names one by one; past it, `None` (the caller
+/// invalidates more widely). An SMMU without range invalidation (IDR3.RIL = 0) can then
+/// invalidate leaf by leaf, one CMD_TLBI_S2_IPA per block or page, up to this many.
 pub const LEAF_LIST_CAPACITY: usize = 16;
 
 /// The TLB and walk-cache maintenance a table change needs, for the caller to turn into the
@@ -22,16 +22,7 @@ pub struct Invalidation {
     leaf_only: bool,
     /// Bit `n` set: a leaf at level `n` was removed or replaced.
     leaf_levels: u8,
-    /// The first [`LEAF_LIST_CAPACITY`] removed leaves, each as the first IOVA of its removed
-    /// part (4 KiB aligned) with its level in bits \[1:0\]; unused slots are 0.
-    leaves: [u64; LEAF_LIST_CAPACITY],
-    /// How many of `leaves` are used; `LEAF_LIST_CAPACITY + 1` once more leaves were removed
-    /// than the list holds.
-    leaf_count: u8,
 }
-
-/// `leaf_count` of a list that overflowed.
-const LEAVES_OVERFLOWED: u8 = LEAF_LIST_CAPACITY as u8 + 1;
 
 impl Default for Invalidation {
     fn default() -> Self {
@@ -46,8 +37,6 @@ impl Invalidation {
             range: None,
             leaf_only: true,
             leaf_levels: 0,
-            leaves: [0; LEAF_LIST_CAPACITY],
-            leaf_count: 0,
         }
     }
 
@@ -59,52 +48,29 @@ impl Invalidation {
             range: Some((iova, len)),
             leaf_only,
             leaf_levels,
-            leaves: [0; LEAF_LIST_CAPACITY],
-            leaf_count: 0,
         }
     }
 
-    /// Names one removed leaf at `level` by an IOVA it translated (`iova` is aligned down to
-    /// 4 KiB); past [`LEAF_LIST_CAPACITY`] the list is marked overflowed.
-    pub(crate) fn add_leaf(&mut self, iova: u64, level: u8) {
-        let n = usize::from(self.leaf_count);
-        if n < LEAF_LIST_CAPACITY {
-            self.leaves[n] = (iova & !(PAGE_SIZE - 1)) | u64::from(level & 3);
-            self.leaf_count += 1;
-        } else {
-            self.leaf_count = LEAVES_OVERFLOWED;
-        }
-    }
-
-    /// Marks the leaf list overflowed (more leaves went than it holds).
-    pub(crate) fn overflow_leaves(&mut self) {
-        self.leaf_count = LEAVES_OVERFLOWED;
-    }
-
-    /// `self` with the leaf list of `from`.
-    pub(crate) const fn with_leaves_of(mut self, from: &Self) -> Self {
-        self.leaves = from.leaves;
-        self.leaf_count = from.leaf_count;
-        self
-    }
-
-    /// Every removed leaf, as `(an IOVA it translated, its size)`, or `None` when more than
-    /// [`LEAF_LIST_CAPACITY`] were removed. One address-based invalidation (CMD_TLBI_S2_IPA
-    /// without range, IHI 0070 §4.4.13) per item reaches every stale TLB entry: an entry
-    /// is hit by any address it translates, whatever its size. The IOVA is the first one of
-    /// the leaf that was removed: for a block split by a partial unmap, the first IOVA of the
-    /// hole. Where a table descriptor was removed ([`leaf_only`](Self::leaf_only) is
-    /// `false`), a non-leaf invalidation at these addresses also reaches the walk-cache
-    /// entries of that table (an emptied table with no leaf removed is named by one of its
-    /// IOVAs, at level 3).
-    pub fn leaves(&self) -> Option<impl Iterator<Item = (Iova, u64)> + '_> {
-        let n = usize::from(self.leaf_count);
-        (n <= LEAF_LIST_CAPACITY).then(|| {
-            self.leaves[..n].iter().map(|&w| {
-                let level = (w & 3) as u8;
-                (Iova(w & !(PAGE_SIZE - 1)), level_size(level))
-            })
-        })
+    /// Addresses that together hit every removed leaf, as `(IOVA, step)`: the range stepped
+    /// through by the smallest removed leaf size, from the range's start aligned down to it;
+    /// `None` when that takes more than [`LEAF_LIST_CAPACITY`] addresses. One address-based
+    /// invalidation (CMD_TLBI_S2_IPA without range, IHI 0070 §4.4.13) per item reaches every
+    /// stale TLB entry: an entry is hit by any address it translates, and every removed leaf is
+    /// at least `step` long and aligned to its size, so one of the addresses lies in it. (Holes
+    /// in the range are invalidated too: harmless.) Where a table descriptor was removed
+    /// ([`leaf_only`](Self::leaf_only) is `false`), a non-leaf invalidation at these addresses
+    /// also reaches the walk-cache entries of that table. Computed, not recorded: unmapping
+    /// costs nothing per page for it.
+    pub fn leaves(&self) -> Option<impl Iterator<Item = (Iova, u64)>> {
+        let (iova, len) = self.range.unwrap_or((Iova(0), 0));
+        // A table removed with no leaf under it is named at page granularity.
+        let size = self.min_leaf_size().unwrap_or(PAGE_SIZE);
+        // Every removed leaf is at least `size` and aligned to its own size, so the
+        // `size`-aligned addresses from the range's start (aligned down) to its end hit each.
+        let first = iova.0 & !(size - 1);
+        let n = (iova.0 + len - first).div_ceil(size);
+        (len == 0 || n <= LEAF_LIST_CAPACITY as u64)
+            .then(|| (0..if len == 0 { 0 } else { n }).map(move |k| (Iova(first + k * size), size)))
     }
 
     /// Whether there is nothing to invalidate.
@@ -162,26 +128,11 @@ impl Invalidation {
                 Some((Iova(start), end - start))
             }
         };
-        let mut merged = Self {
+        Self {
             range,
             leaf_only: self.leaf_only && other.leaf_only,
             leaf_levels: self.leaf_levels | other.leaf_levels,
-            leaves: self.leaves,
-            leaf_count: self.leaf_count,
-        };
-        let (a, b) = (self.leaf_count as usize, other.leaf_count as usize);
-        if a > LEAF_LIST_CAPACITY || b > LEAF_LIST_CAPACITY || a + b > LEAF_LIST_CAPACITY {
-            merged.leaves = [0; LEAF_LIST_CAPACITY];
-            merged.leaf_count = LEAVES_OVERFLOWED;
-        } else {
-            let mut i = 0;
-            while i < b {
-                merged.leaves[a + i] = other.leaves[i];
-                i += 1;
-            }
-            merged.leaf_count = (a + b) as u8;
         }
-        merged
     }
 }
 

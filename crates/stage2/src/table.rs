@@ -39,7 +39,7 @@ use crate::geometry::{
     entry_addr, entry_at, level_shift, level_size, ENTRIES, MIN_BLOCK_LEVEL, PAGE_SHIFT,
     TABLE_BYTES,
 };
-use crate::invalidation::{Invalidation, Unmapped, LEAF_LIST_CAPACITY};
+use crate::invalidation::{Invalidation, Unmapped};
 use crate::page_chain::PageChain;
 use bookkeeping::{child_word_of, live_of, Meta, ONE_LIVE};
 use iommu_core::{Access, DmaMemory, Iova, PhysAddr, PAGE_SIZE};
@@ -1183,19 +1183,6 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
                     base + (first << PAGE_SHIFT),
                     base + ((last + 1) << PAGE_SHIFT),
                 );
-                // Name each page for per-leaf invalidation when the list can hold them all;
-                // more than that and the list is of no use (the caller flushes more widely).
-                if meta.live as usize <= LEAF_LIST_CAPACITY {
-                    for i in first..=last {
-                        if valid(&i) {
-                            self.removed
-                                .listed
-                                .add_leaf(base + (i << PAGE_SHIFT), LEAF_LEVEL);
-                        }
-                    }
-                } else {
-                    self.removed.listed.overflow_leaves();
-                }
             }
         } else {
             let size = level_size(level);
@@ -1239,9 +1226,6 @@ struct Removed {
     leaf_levels: u8,
     /// A table descriptor was removed.
     table_removed: bool,
-    /// The removed leaves, one by one (only its leaf list is used): the per-leaf TLBIs of an
-    /// SMMU without range invalidation (IHI 0070 §4.4.13).
-    listed: Invalidation,
 }
 
 impl Default for Removed {
@@ -1252,7 +1236,6 @@ impl Default for Removed {
             hi: 0,
             leaf_levels: 0,
             table_removed: false,
-            listed: Invalidation::none(),
         }
     }
 }
@@ -1266,7 +1249,6 @@ impl Removed {
                 !self.table_removed,
                 self.leaf_levels,
             )
-            .with_leaves_of(&self.listed)
         } else {
             Invalidation::none()
         };
@@ -1284,7 +1266,6 @@ impl Removed {
     fn leaf_removed(&mut self, level: u8, start: u64, end: u64) {
         self.bytes += end - start;
         self.leaf_levels |= 1 << level;
-        self.listed.add_leaf(start, level);
         self.touch(start, end);
     }
 
@@ -1296,7 +1277,6 @@ impl Removed {
         self.table_removed = true;
         if self.bytes == bytes_before {
             self.touch(at, at + PAGE_SIZE);
-            self.listed.add_leaf(at, LEAF_LEVEL);
         }
     }
 }
@@ -1373,7 +1353,6 @@ fn unmap_pages(
             lo = lo.min(at);
             hi = at + PAGE_SIZE;
             count += 1;
-            removed.listed.add_leaf(at, LEAF_LEVEL);
         }
     }
     if count > 0 {

@@ -901,7 +901,8 @@ fn without_ril_leaves_are_invalidated_one_by_one_up_to_the_limit() {
     let guard = 0x30_0000;
     b.map(d, Iova(guard), PhysAddr(0x9000_0000), 0x1000, Access::RW)
         .unwrap();
-    // Three 2 MiB blocks and 13 pages: 16 leaves, 16 commands.
+    // Three 2 MiB blocks: one command each; then 13 pages: one each (with the three blocks'
+    // 16 in all, the limit).
     let (blocks, pages) = (Iova(4 * MIB), 0x40_0000 + 6 * MIB);
     b.map(d, blocks, PhysAddr(0x8040_0000), 6 * MIB, Access::RW)
         .unwrap();
@@ -914,7 +915,8 @@ fn without_ril_leaves_are_invalidated_one_by_one_up_to_the_limit() {
     )
     .unwrap();
     fake.st.borrow_mut().commands.clear();
-    b.unmap(d, blocks, 6 * MIB + 13 * 0x1000).unwrap();
+    b.unmap_batch(d, &[(blocks, 6 * MIB), (Iova(pages), 13 * 0x1000)])
+        .unwrap();
     let tlbis = tlbis_then_one_sync(&fake);
     assert_eq!(tlbis.len(), TLBI_PER_LEAF_LIMIT);
     let addrs: Vec<u64> = tlbis.iter().map(|&c| Tlbi::decode(c).addr).collect();
@@ -922,6 +924,19 @@ fn without_ril_leaves_are_invalidated_one_by_one_up_to_the_limit() {
     want.extend((0..13).map(|i| pages + i * 0x1000));
     assert_eq!(addrs, want, "one per block, one per page");
     assert!(tlbis.iter().all(|&c| Tlbi::decode(c).tg == 0));
+    // Blocks and pages removed by one unmap are named at the smallest size (pages): 6 MiB of
+    // page addresses is past the limit, so the whole VMID (the cost of naming leaves without
+    // recording each one as it goes).
+    b.map(d, blocks, PhysAddr(0x8040_0000), 2 * MIB, Access::RW)
+        .unwrap();
+    b.map(d, Iova(pages), PhysAddr(0x8100_0000), 0x1000, Access::RW)
+        .unwrap();
+    fake.st.borrow_mut().commands.clear();
+    b.unmap(d, blocks, 6 * MIB + 0x1000).unwrap();
+    assert_eq!(
+        tlbis_then_one_sync(&fake),
+        vec![Command::TlbiS12Vmall { vmid: Vmid(1) }.encode()]
+    );
     // 17 pages: past the limit, the whole VMID.
     b.map(d, Iova(0), PhysAddr(0x8000_0000), 17 * 0x1000, Access::RW)
         .unwrap();
