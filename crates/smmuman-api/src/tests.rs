@@ -316,6 +316,7 @@ fn refusals_carry_their_code_and_value_to_the_client() {
         },
         id: ClientId(1),
         next_request: 1,
+        buffers: crate::client::Buffers::new(),
     };
     let e = c
         .attach(ObjectId(1), DeviceSel::Sid(StreamId(8)))
@@ -486,6 +487,7 @@ fn the_client_refuses_replies_it_cannot_trust() {
             },
             id: ClientId(1),
             next_request: 1,
+            buffers: crate::client::Buffers::new(),
         };
         let e = c.create_object(ObjectFlags::empty()).unwrap_err();
         assert!(expect(&e), "case {i}: {e:?}");

@@ -71,11 +71,13 @@ impl Mappings {
 
     /// A mapping that shares an I/O byte with `[iova, last]`, if any.
     pub fn overlapping(&self, iova: u64, last: u64) -> Option<&Mapping> {
-        self.by_iova
-            .range(..=last)
-            .next_back()
-            .map(|(_, m)| m)
-            .filter(|m| m.last() >= iova)
+        // The last mapping of all is the candidate when it starts at or before `last` (a VMM
+        // that maps at rising addresses): one descent to the right edge instead of a range.
+        let candidate = match self.by_iova.last_key_value() {
+            Some((&k, m)) if k <= last => Some(m),
+            _ => self.by_iova.range(..=last).next_back().map(|(_, m)| m),
+        };
+        candidate.filter(|m| m.last() >= iova)
     }
 
     /// Adds `m` (the caller checked it overlaps nothing).

@@ -120,10 +120,12 @@ impl Ownership {
     /// Whether no region shares a byte with `[start, last]`: the region that starts last at or
     /// before `last` ends before `start` (one search; the common case of a new mapping).
     pub fn is_free(&self, start: u64, last: u64) -> bool {
-        self.regions
-            .range(..=last)
-            .next_back()
-            .is_none_or(|(_, r)| r.last < start)
+        // As for mappings: the last region is the candidate when it starts at or before `last`.
+        let candidate = match self.regions.last_key_value() {
+            Some((&k, r)) if k <= last => Some(r),
+            _ => self.regions.range(..=last).next_back().map(|(_, r)| r),
+        };
+        candidate.is_none_or(|r| r.last < start)
     }
 
     /// Regions that share a byte with `[start, last]`, lowest first.
