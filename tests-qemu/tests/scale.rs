@@ -55,3 +55,36 @@ fn ten_thousand_windows_in_batches_cost_one_sync_per_unmap_batch_and_leak_no_tab
         "every page-table page is back in the daemon pool"
     );
 }
+
+/// The quota comes from the config (`mappings`), and the heap is sized for it: with 5,000 the
+/// 157th batch of 32 (windows 4,992 to 5,023) is refused whole, and the heap is 4 MiB.
+#[test]
+fn the_configs_mappings_set_the_quota_and_the_heap() {
+    let config = tests_qemu::repo_file("tests-qemu/fixtures/qemu-mappings-small.conf");
+    let boot = tests_qemu::Boot {
+        initrd: Some(&config),
+        ..tests_qemu::Boot::default()
+    };
+    let run = tests_qemu::run_on(&boot, "vmm-many", &[]).unwrap_or_else(|e| panic!("{e}"));
+    let heap = run
+        .record("HEAP")
+        .unwrap_or_else(|| panic!("{}", run.describe()));
+    assert_eq!(heap.get("mappings"), Some("5000"), "{}", heap.line);
+    assert_eq!(heap.get("bytes"), Some("0x400000"), "{}", heap.line);
+    let refused = run
+        .records("CHECK")
+        .find(|r| r.get("step") == Some("map-batches"))
+        .unwrap_or_else(|| panic!("{}", run.describe()));
+    assert_eq!(refused.get("ok"), Some("0"), "{}", refused.line);
+    assert_eq!(refused.get("window"), Some("5024"), "{}", refused.line);
+    // Control: the default config's quota (131,072) takes all 10,000.
+    let run = run_default();
+    let heap = run.record("HEAP").unwrap();
+    assert_eq!(heap.get("mappings"), Some("131072"), "{}", heap.line);
+}
+
+fn run_default() -> Run {
+    let run = run("vmm-many", &[]).unwrap_or_else(|e| panic!("{e}"));
+    run.assert_pass();
+    run
+}

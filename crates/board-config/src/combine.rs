@@ -341,6 +341,8 @@ pub fn combine(firmware: &Topology, user: Option<&Topology>) -> Result<Topology,
         out.push_vm(vm.clone()).map_err(CombineError::TooMany)?;
     }
     out.set_fault_log(user.fault_log());
+    let (total, per_vm) = user.mappings_stated();
+    out.set_mappings(total, per_vm);
     out.set_mode(user.mode());
     if out.unit_count() == 0 {
         return Err(CombineError::NoUnits);

@@ -60,8 +60,9 @@ pub use irq::{Irq, IrqName, SmmuIrqs, Trigger};
 pub use load::{load, ConfigFile, LoadError};
 pub use topology::{
     CapacityExceeded, LookupError, Mode, Origin, ReservedSids, SidGroup, SidRangeError,
-    StaticWindow, StreamBinding, Topology, DEFAULT_FAULT_LOG, MAX_BINDINGS, MAX_FAULT_LOG,
-    MAX_RESERVED, MAX_UNITS, MAX_WINDOWS,
+    StaticWindow, StreamBinding, Topology, DEFAULT_FAULT_LOG, DEFAULT_MAPPINGS,
+    DEFAULT_MAPPINGS_PER_VM, MAX_BINDINGS, MAX_FAULT_LOG, MAX_MAPPINGS, MAX_RESERVED, MAX_UNITS,
+    MAX_WINDOWS,
 };
 pub use unit::{IommuKind, IommuUnit, Stated, Unclaimed, UnitId, UnitName, SMMUV3_FRAME_SIZE};
 pub use vm::{

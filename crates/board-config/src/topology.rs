@@ -20,6 +20,13 @@ pub const MAX_WINDOWS: usize = 16;
 pub const DEFAULT_FAULT_LOG: u32 = 32;
 /// Largest fault-log size a config may ask for.
 pub const MAX_FAULT_LOG: u32 = 0x10_0000;
+/// Mappings the manager holds in all VMs when the config does not say (`mappings`): the
+/// daemon's heap is sized from it (512 bytes a mapping, 64 MiB for this default).
+pub const DEFAULT_MAPPINGS: u32 = 131_072;
+/// Mappings one VM object may hold when the config does not say (`mappings-per-vm`).
+pub const DEFAULT_MAPPINGS_PER_VM: u32 = 65_536;
+/// Largest `mappings` / `mappings-per-vm` a config may ask for.
+pub const MAX_MAPPINGS: u32 = 0x100_0000;
 
 /// Where a statement came from.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -213,6 +220,8 @@ pub struct Topology {
     windows: heapless::Vec<StaticWindow, MAX_WINDOWS>,
     vms: heapless::Vec<VmAssignment, MAX_VMS>,
     fault_log: Option<u32>,
+    mappings: Option<u32>,
+    mappings_per_vm: Option<u32>,
     mode: Mode,
 }
 
@@ -261,6 +270,31 @@ impl Topology {
             what: "[vm] sections",
             max: MAX_VMS,
         })
+    }
+
+    pub(crate) fn set_mappings(&mut self, total: Option<u32>, per_vm: Option<u32>) {
+        self.mappings = total;
+        self.mappings_per_vm = per_vm;
+    }
+
+    /// The config's `mappings` and `mappings-per-vm`, where it set them.
+    pub fn mappings_stated(&self) -> (Option<u32>, Option<u32>) {
+        (self.mappings, self.mappings_per_vm)
+    }
+
+    /// Most mappings the manager holds in all VM objects: the config's `mappings`, else
+    /// [`DEFAULT_MAPPINGS`]. The daemon sizes its heap from it, so the worst case is known at
+    /// boot.
+    pub fn mappings(&self) -> u32 {
+        self.mappings.unwrap_or(DEFAULT_MAPPINGS)
+    }
+
+    /// Most mappings one VM object holds: the config's `mappings-per-vm`, else
+    /// [`DEFAULT_MAPPINGS_PER_VM`] (never more than [`Topology::mappings`]).
+    pub fn mappings_per_vm(&self) -> u32 {
+        self.mappings_per_vm
+            .unwrap_or(DEFAULT_MAPPINGS_PER_VM)
+            .min(self.mappings())
     }
 
     pub(crate) fn set_fault_log(&mut self, records: Option<u32>) {

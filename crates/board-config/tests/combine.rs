@@ -310,8 +310,9 @@ fn reserved_stream_ids_follow_their_unit_into_the_result() {
 
 #[test]
 fn fault_log_and_mode_come_from_the_config() {
-    let t = both(QEMU, "mode merge\nfault-log 0x1000\n").unwrap();
+    let t = both(QEMU, "mode merge\nfault-log 0x1000\nmappings 0x8000\n").unwrap();
     assert_eq!((t.mode(), t.fault_log_size()), (Mode::Merge, 0x1000));
+    assert_eq!(t.mappings(), 0x8000);
 }
 
 #[test]

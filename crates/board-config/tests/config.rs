@@ -772,6 +772,8 @@ const WORDS: &[&str] = &[
     "mode",
     "merge",
     "fault-log",
+    "mappings",
+    "mappings-per-vm",
     "0x0905_0000",
     "0x8",
     "0x0-0x7",
@@ -1159,5 +1161,40 @@ fn vm_capacities() {
             what: "peer lines in one [vm] section",
             max: board_config::MAX_PEERS_PER_VM,
         }),
+    );
+}
+
+#[test]
+fn mapping_limits_come_from_the_config_or_the_defaults() {
+    let t = config::parse("c", "mappings 0x4_0000\nmappings-per-vm 0x1000\n").unwrap();
+    assert_eq!((t.mappings(), t.mappings_per_vm()), (0x4_0000, 0x1000));
+    let t = config::parse("c", "# nothing\n").unwrap();
+    assert_eq!(
+        (t.mappings(), t.mappings_per_vm()),
+        (
+            board_config::DEFAULT_MAPPINGS,
+            board_config::DEFAULT_MAPPINGS_PER_VM
+        )
+    );
+    // A per-VM quota above the total is held to the total.
+    let t = config::parse("c", "mappings 0x100\nmappings-per-vm 0x1000\n").unwrap();
+    assert_eq!((t.mappings(), t.mappings_per_vm()), (0x100, 0x100));
+    let e = config::parse("c", "mappings 0x10\nmappings 0x20\n").unwrap_err();
+    assert_eq!((e.line, e.column), (2, 1), "{e}");
+    let e = config::parse("c", "mappings-per-vm 0x200_0000\n").unwrap_err();
+    assert_eq!((e.line, e.column), (1, 17), "{e}");
+}
+
+#[test]
+fn mappings_of_zero() {
+    check(
+        "mappings-zero.conf",
+        2,
+        10,
+        ConfigErrorKind::OutOfRange {
+            what: "mappings",
+            value: 0,
+            allowed: "1 to 0x100_0000 mappings",
+        },
     );
 }

@@ -16,7 +16,7 @@ use crate::irq::{Irq, IrqName, Trigger};
 use crate::number::{parse_number, NumberError};
 use crate::topology::{
     CapacityExceeded, Mode, Origin, ReservedSids, StaticWindow, StreamBinding, Topology,
-    MAX_BINDINGS, MAX_FAULT_LOG, MAX_UNITS,
+    MAX_BINDINGS, MAX_FAULT_LOG, MAX_MAPPINGS, MAX_UNITS,
 };
 use crate::unit::{unit_name, IommuUnit, Stated, Unclaimed, UnitId};
 use crate::vm::{
@@ -31,7 +31,7 @@ use lexer::{Line, Token};
 /// multiples of it.
 const SMMU_PAGE: u64 = 0x1_0000;
 
-const TOP_KEYS: [&str; 2] = ["mode", "fault-log"];
+const TOP_KEYS: [&str; 4] = ["mode", "fault-log", "mappings", "mappings-per-vm"];
 const UNIT_KEYS: [&str; 7] = [
     "base",
     "size",
@@ -132,6 +132,8 @@ struct Parser<'a> {
     section: Section,
     mode: Option<u32>,
     fault_log: Option<u32>,
+    mappings: Option<u32>,
+    mappings_per_vm: Option<u32>,
     units: Vec<UnitDraft<'a>, MAX_UNITS>,
     devices: Vec<DeviceDraft<'a>, MAX_BINDINGS>,
     vms: Vec<VmDraft<'a>, MAX_VMS>,
@@ -147,6 +149,8 @@ impl<'a> Parser<'a> {
             section: Section::Top,
             mode: None,
             fault_log: None,
+            mappings: None,
+            mappings_per_vm: None,
             units: Vec::new(),
             devices: Vec::new(),
             vms: Vec::new(),
@@ -509,11 +513,48 @@ impl<'a> Parser<'a> {
                 }
                 self.topology.set_fault_log(Some(n as u32));
             }
+            "mappings" | "mappings-per-vm" => {
+                let per_vm = key.text == "mappings-per-vm";
+                let mut seen = if per_vm {
+                    self.mappings_per_vm
+                } else {
+                    self.mappings
+                };
+                self.once(&mut seen, key.text, key.pos)?;
+                let t = self.value(line, "a number of mappings")?;
+                let n = self.number(t, "a number of mappings", u64::from(MAX_MAPPINGS))?;
+                if n == 0 {
+                    return Err(self.err(
+                        t.pos,
+                        ConfigErrorKind::OutOfRange {
+                            what: if per_vm {
+                                "mappings-per-vm"
+                            } else {
+                                "mappings"
+                            },
+                            value: n,
+                            allowed: "1 to 0x100_0000 mappings",
+                        },
+                    ));
+                }
+                if per_vm {
+                    self.mappings_per_vm = seen;
+                } else {
+                    self.mappings = seen;
+                }
+                let (mut total, mut each) = self.topology.mappings_stated();
+                if per_vm {
+                    each = Some(n as u32);
+                } else {
+                    total = Some(n as u32);
+                }
+                self.topology.set_mappings(total, each);
+            }
             _ => {
                 return Err(self.stray_key(
                     key,
                     "the top of the file",
-                    "mode, fault-log, or a [section]",
+                    "mode, fault-log, mappings, mappings-per-vm, or a [section]",
                 ))
             }
         }

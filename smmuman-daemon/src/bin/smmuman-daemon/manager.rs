@@ -131,10 +131,9 @@ pub fn over(p: &Platform, backend: Backend) -> Result<Mgr, Outcome> {
         iova_ranges: &iova_ranges,
         page_sizes: PAGE_SIZES,
         fault_log_depth,
-        max_mappings_per_object: smmuman_server::config::MAPPINGS_PER_OBJECT,
-        // The heap holds the mappings: its size bounds their number (`crate::heap`).
-        max_mappings: (crate::heap::HEAP_BYTES as usize / smmuman_server::config::MAPPING_BYTES)
-            .min(smmuman_server::config::MAX_MAPPINGS),
+        // The config's quotas; the heap was sized for them (`crate::heap`).
+        max_mappings_per_object: p.topology.mappings_per_vm() as usize,
+        max_mappings: p.topology.mappings() as usize,
         clock: now,
     };
     let manager = Manager::new(backend, &config).map_err(|e| {
