@@ -1,0 +1,183 @@
+//! The manager at its default capacity: 16 VM objects of 65,536 mappings each, 1,048,576 in
+//! all, made through the client library in batches (a backend that does nothing, so only the
+//! manager is measured), with the heap they take counted and given back on unmapping.
+//!
+//! ```text
+//! cargo run --release -p smmuman-server --example capacity
+//! ```
+
+use core::time::Duration;
+use iommu_core::{
+    Access, Bdf, DomainId, Fault, FaultDrain, IommuBackend, Iova, PhysAddr, StreamId,
+};
+use smmuman_api::{
+    Client, ClientId, DmaWindow, IovaRange, IovaSpan, MapBatch, MapEntry, MapFlags, ObjectFlags,
+    Transport, TransportError, UnmapBatch, MAP_BATCH, MAX_MESSAGE, UNMAP_BATCH,
+};
+use smmuman_server::config::{MAPPINGS_PER_OBJECT, MAPPING_BYTES, MAX_MAPPINGS};
+use smmuman_server::{DeviceEntry, DeviceId, Grant, GrantKind, Manager, ManagerConfig, PhysRange};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Instant;
+
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator and only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+struct Null;
+
+impl IommuBackend for Null {
+    type Error = &'static str;
+    fn create_domain(&mut self) -> Result<DomainId, Self::Error> {
+        Ok(DomainId(1))
+    }
+    fn destroy_domain(&mut self, _: DomainId) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    fn attach(&mut self, _: StreamId, _: DomainId) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    fn detach(&mut self, _: StreamId) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    fn map(
+        &mut self,
+        _: DomainId,
+        _: Iova,
+        _: PhysAddr,
+        _: u64,
+        _: Access,
+    ) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    fn unmap(&mut self, _: DomainId, _: Iova, len: u64) -> Result<u64, Self::Error> {
+        Ok(len)
+    }
+    fn drain_faults(&mut self, _: &mut dyn FnMut(Fault)) -> Result<FaultDrain, Self::Error> {
+        Ok(FaultDrain::default())
+    }
+}
+
+struct Direct<'a>(&'a mut Manager<Null>, ClientId);
+
+impl Transport for Direct<'_> {
+    fn call(&mut self, request: &[u8], reply: &mut [u8]) -> Result<usize, TransportError> {
+        if reply.len() < MAX_MESSAGE {
+            return Err(TransportError::ReplyTooLong { len: MAX_MESSAGE });
+        }
+        Ok(self.0.handle(self.1, request, reply))
+    }
+}
+
+fn now() -> Duration {
+    Duration::ZERO
+}
+
+const OBJECTS: u64 = 16;
+
+fn main() {
+    let per_object = MAPPINGS_PER_OBJECT as u64;
+    let devices = [DeviceEntry {
+        id: DeviceId::Pci(Bdf::new(0, 1, 0).unwrap()),
+        sid: StreamId(8),
+        raw_sid_allowed: false,
+    }];
+    let config = ManagerConfig {
+        devices: &devices,
+        reserved: &[],
+        iova_ranges: &[IovaRange {
+            first: Iova(0),
+            last: Iova((1 << 48) - 1),
+        }],
+        page_sizes: 1 << 12,
+        fault_log_depth: 32,
+        max_mappings_per_object: MAPPINGS_PER_OBJECT,
+        max_mappings: MAX_MAPPINGS,
+        clock: now,
+    };
+    let mut m = Manager::new(Null, &config).unwrap();
+    let everything = Grant {
+        range: PhysRange {
+            start: PhysAddr(0),
+            len: 1 << 48,
+        },
+        kind: GrantKind::Ram,
+    };
+    let clients: Vec<ClientId> = (1..=2).map(ClientId).collect();
+    for &c in &clients {
+        m.assign(c, &[everything]).unwrap();
+    }
+    let before = LIVE.load(Ordering::Relaxed);
+    let start = Instant::now();
+    let mut objects = Vec::new();
+    for o in 0..OBJECTS {
+        let c = clients[(o % 2) as usize];
+        let mut client = Client::connect(Direct(&mut m, c)).unwrap();
+        let obj = client.create_object(ObjectFlags::empty()).unwrap().object;
+        let mut i = 0;
+        while i < per_object {
+            let mut b = MapBatch::default();
+            while i < per_object && b.len() < MAP_BATCH {
+                // Every object its own host pages, every other page (no two touch).
+                let pa = ((o * per_object + i) * 2) << 12;
+                b.push(MapEntry {
+                    window: DmaWindow::new(Iova(i << 12), PhysAddr(pa), 0x1000).unwrap(),
+                    access: Access::RW,
+                    flags: MapFlags::empty(),
+                });
+                i += 1;
+            }
+            client.map_batch(obj, b).unwrap();
+        }
+        // One more is past the object's quota.
+        let over = DmaWindow::new(Iova(per_object << 12), PhysAddr(1 << 47), 0x1000).unwrap();
+        assert!(client
+            .map(obj, over, Access::RW, MapFlags::empty())
+            .is_err());
+        objects.push((c, obj));
+    }
+    let mapped = start.elapsed();
+    let used = LIVE.load(Ordering::Relaxed) - before;
+    let total = OBJECTS * per_object;
+    let unmap_start = Instant::now();
+    for &(c, obj) in &objects {
+        let mut client = Client::connect(Direct(&mut m, c)).unwrap();
+        let mut i = 0;
+        while i < per_object {
+            let mut b = UnmapBatch::default();
+            while i < per_object && b.len() < UNMAP_BATCH {
+                b.push(IovaSpan::new(Iova(i << 12), 0x1000).unwrap());
+                i += 1;
+            }
+            client.unmap_batch(obj, b).unwrap();
+        }
+    }
+    let unmapped = unmap_start.elapsed();
+    let left = LIVE.load(Ordering::Relaxed) - before;
+    println!(
+        "{total} mappings in {OBJECTS} objects ({per_object} each): mapped in {:.2} s, \
+         {used} bytes of heap ({} per mapping, budget {MAPPING_BYTES}); unmapped in {:.2} s, \
+         {left} bytes left",
+        mapped.as_secs_f64(),
+        used as u64 / total,
+        unmapped.as_secs_f64()
+    );
+    assert_eq!(total, MAX_MAPPINGS as u64);
+    assert!(used as u64 / total <= MAPPING_BYTES as u64);
+}
