@@ -6,84 +6,23 @@
 //! cargo run --release -p smmuman-server --example capacity
 //! ```
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{Counting, Direct, Null, LIVE};
 use core::time::Duration;
-use iommu_core::{
-    Access, Bdf, DomainId, Fault, FaultDrain, IommuBackend, Iova, PhysAddr, StreamId,
-};
+use iommu_core::{Access, Bdf, Iova, PhysAddr, StreamId};
 use smmuman_api::{
     Client, ClientId, DmaWindow, IovaRange, IovaSpan, MapBatch, MapEntry, MapFlags, ObjectFlags,
-    Transport, TransportError, UnmapBatch, MAP_BATCH, MAX_MESSAGE, UNMAP_BATCH,
+    UnmapBatch, MAP_BATCH, UNMAP_BATCH,
 };
 use smmuman_server::config::{MAPPINGS_PER_OBJECT, MAPPING_BYTES, MAX_MAPPINGS};
 use smmuman_server::{DeviceEntry, DeviceId, Grant, GrantKind, Manager, ManagerConfig, PhysRange};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
-
-struct Counting;
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator and only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static A: Counting = Counting;
-
-struct Null;
-
-impl IommuBackend for Null {
-    type Error = &'static str;
-    fn create_domain(&mut self) -> Result<DomainId, Self::Error> {
-        Ok(DomainId(1))
-    }
-    fn destroy_domain(&mut self, _: DomainId) -> Result<(), Self::Error> {
-        Ok(())
-    }
-    fn attach(&mut self, _: StreamId, _: DomainId) -> Result<(), Self::Error> {
-        Ok(())
-    }
-    fn detach(&mut self, _: StreamId) -> Result<(), Self::Error> {
-        Ok(())
-    }
-    fn map(
-        &mut self,
-        _: DomainId,
-        _: Iova,
-        _: PhysAddr,
-        _: u64,
-        _: Access,
-    ) -> Result<(), Self::Error> {
-        Ok(())
-    }
-    fn unmap(&mut self, _: DomainId, _: Iova, len: u64) -> Result<u64, Self::Error> {
-        Ok(len)
-    }
-    fn drain_faults(&mut self, _: &mut dyn FnMut(Fault)) -> Result<FaultDrain, Self::Error> {
-        Ok(FaultDrain::default())
-    }
-}
-
-struct Direct<'a>(&'a mut Manager<Null>, ClientId);
-
-impl Transport for Direct<'_> {
-    fn call(&mut self, request: &[u8], reply: &mut [u8]) -> Result<usize, TransportError> {
-        if reply.len() < MAX_MESSAGE {
-            return Err(TransportError::ReplyTooLong { len: MAX_MESSAGE });
-        }
-        Ok(self.0.handle(self.1, request, reply))
-    }
-}
 
 fn now() -> Duration {
     Duration::ZERO
@@ -111,7 +50,7 @@ fn main() {
         max_mappings: MAX_MAPPINGS,
         clock: now,
     };
-    let mut m = Manager::new(Null, &config).unwrap();
+    let mut m = Manager::new(Null::default(), &config).unwrap();
     let everything = Grant {
         range: PhysRange {
             start: PhysAddr(0),

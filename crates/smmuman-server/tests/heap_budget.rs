@@ -5,85 +5,18 @@
 //! so every byte counted is the manager's. It runs without the test harness (`harness =
 //! false`): the harness's own threads allocate while a test runs, and would be counted.
 
+mod common;
+
+use common::{Counting, Direct, Null, LIVE};
 use core::time::Duration;
-use iommu_core::{
-    Access, Bdf, DomainId, Fault, FaultDrain, IommuBackend, Iova, PhysAddr, StreamId,
-};
-use smmuman_api::{
-    Client, ClientId, DmaWindow, IovaRange, IovaSpan, MapFlags, ObjectFlags, Transport,
-    TransportError, MAX_MESSAGE,
-};
+use iommu_core::{Access, Bdf, Iova, PhysAddr, StreamId};
+use smmuman_api::{Client, ClientId, DmaWindow, IovaRange, IovaSpan, MapFlags, ObjectFlags};
 use smmuman_server::config::MAPPING_BYTES;
 use smmuman_server::{DeviceEntry, DeviceId, Grant, GrantKind, Manager, ManagerConfig, PhysRange};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
-
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator and only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::SeqCst);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::SeqCst);
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use std::sync::atomic::Ordering;
 
 #[global_allocator]
 static A: Counting = Counting;
-
-/// An IOMMU that accepts everything and stores nothing.
-struct Null;
-
-impl IommuBackend for Null {
-    type Error = &'static str;
-    fn create_domain(&mut self) -> Result<DomainId, Self::Error> {
-        Ok(DomainId(1))
-    }
-    fn destroy_domain(&mut self, _: DomainId) -> Result<(), Self::Error> {
-        Ok(())
-    }
-    fn attach(&mut self, _: StreamId, _: DomainId) -> Result<(), Self::Error> {
-        Ok(())
-    }
-    fn detach(&mut self, _: StreamId) -> Result<(), Self::Error> {
-        Ok(())
-    }
-    fn map(
-        &mut self,
-        _: DomainId,
-        _: Iova,
-        _: PhysAddr,
-        _: u64,
-        _: Access,
-    ) -> Result<(), Self::Error> {
-        Ok(())
-    }
-    fn unmap(&mut self, _: DomainId, _: Iova, len: u64) -> Result<u64, Self::Error> {
-        Ok(len)
-    }
-    fn drain_faults(&mut self, _: &mut dyn FnMut(Fault)) -> Result<FaultDrain, Self::Error> {
-        Ok(FaultDrain::default())
-    }
-}
-
-struct Direct<'a>(&'a mut Manager<Null>, ClientId);
-
-impl Transport for Direct<'_> {
-    fn call(&mut self, request: &[u8], reply: &mut [u8]) -> Result<usize, TransportError> {
-        let mut out = [0u8; MAX_MESSAGE];
-        let n = self.0.handle(self.1, request, &mut out);
-        reply[..n].copy_from_slice(&out[..n]);
-        Ok(n)
-    }
-}
 
 fn now() -> Duration {
     Duration::ZERO
@@ -114,7 +47,7 @@ fn a_mapping_costs_at_most_mapping_bytes_of_heap_and_unmapping_gives_it_all_back
         max_mappings: 1 << 20,
         clock: now,
     };
-    let mut m = Manager::new(Null, &config).unwrap();
+    let mut m = Manager::new(Null::default(), &config).unwrap();
     let everything = Grant {
         range: PhysRange {
             start: PhysAddr(0),

@@ -223,21 +223,7 @@ impl Stage2Table {
         len: u64,
         access: Access,
     ) -> Result<Invalidation, MapError> {
-        check_length(len)?;
-        if !iova.is_aligned(PAGE_SIZE) {
-            return Err(MapError::UnalignedIova(iova));
-        }
-        if !pa.is_aligned(PAGE_SIZE) {
-            return Err(MapError::UnalignedPa(pa));
-        }
-        if access.is_empty() || !Access::all().contains(access) {
-            return Err(MapError::InvalidAccess(access));
-        }
-        let end = self.iova_end(iova, len)?;
-        let pa_limit = 1u64 << self.cfg.pa_bits();
-        if pa.checked_add(len).is_none_or(|e| e.get() > pa_limit) {
-            return Err(MapError::PaOutOfRange { pa, len });
-        }
+        let end = self.check_map(iova, pa, len, access)?;
 
         let (start, out) = (iova.get(), pa.get());
         // Down while the range lies inside one entry that is already a table (no writes).
@@ -460,21 +446,7 @@ impl Stage2Table {
         len: u64,
         access: Access,
     ) -> Result<usize, MapError> {
-        check_length(len)?;
-        if !iova.is_aligned(PAGE_SIZE) {
-            return Err(MapError::UnalignedIova(iova));
-        }
-        if !pa.is_aligned(PAGE_SIZE) {
-            return Err(MapError::UnalignedPa(pa));
-        }
-        if access.is_empty() || !Access::all().contains(access) {
-            return Err(MapError::InvalidAccess(access));
-        }
-        let end = self.iova_end(iova, len)?;
-        let pa_limit = 1u64 << self.cfg.pa_bits();
-        if pa.checked_add(len).is_none_or(|e| e.get() > pa_limit) {
-            return Err(MapError::PaOutOfRange { pa, len });
-        }
+        let end = self.check_map(iova, pa, len, access)?;
         let mut walk = Walk::new(
             &mut *mem,
             (&mut self.retired, &mut self.retired_sides),
@@ -519,6 +491,32 @@ impl Stage2Table {
         let mut meta = Meta::decode(self.root_word);
         walk.unmap_walk(self.root, &mut meta, self.start_level, iova.get(), end)?;
         Ok(walk.pass.needed().tables)
+    }
+
+    /// Validates a map's arguments, in `map`'s documented order; returns the range's end.
+    fn check_map(
+        &self,
+        iova: Iova,
+        pa: PhysAddr,
+        len: u64,
+        access: Access,
+    ) -> Result<u64, MapError> {
+        check_length(len)?;
+        if !iova.is_aligned(PAGE_SIZE) {
+            return Err(MapError::UnalignedIova(iova));
+        }
+        if !pa.is_aligned(PAGE_SIZE) {
+            return Err(MapError::UnalignedPa(pa));
+        }
+        if access.is_empty() || !Access::all().contains(access) {
+            return Err(MapError::InvalidAccess(access));
+        }
+        let end = self.iova_end(iova, len)?;
+        let pa_limit = 1u64 << self.cfg.pa_bits();
+        if pa.checked_add(len).is_none_or(|e| e.get() > pa_limit) {
+            return Err(MapError::PaOutOfRange { pa, len });
+        }
+        Ok(end)
     }
 
     /// Validates an unmap's range; returns its end.
