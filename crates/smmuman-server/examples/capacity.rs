@@ -10,58 +10,24 @@
 mod common;
 
 use common::{Counting, Direct, Null, LIVE};
-use core::time::Duration;
-use iommu_core::{Access, Bdf, Iova, PhysAddr, StreamId};
+use iommu_core::{Access, Iova, PhysAddr};
 use smmuman_api::{
-    Client, ClientId, DmaWindow, IovaRange, IovaSpan, MapBatch, MapEntry, MapFlags, ObjectFlags,
-    UnmapBatch, MAP_BATCH, UNMAP_BATCH,
+    Client, ClientId, DmaWindow, IovaSpan, MapBatch, MapEntry, MapFlags, ObjectFlags, UnmapBatch,
+    MAP_BATCH, UNMAP_BATCH,
 };
 use smmuman_server::config::{MAPPINGS_PER_OBJECT, MAPPING_BYTES, MAX_MAPPINGS};
-use smmuman_server::{DeviceEntry, DeviceId, Grant, GrantKind, Manager, ManagerConfig, PhysRange};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 #[global_allocator]
 static A: Counting = Counting;
 
-fn now() -> Duration {
-    Duration::ZERO
-}
-
 const OBJECTS: u64 = 16;
 
 fn main() {
     let per_object = MAPPINGS_PER_OBJECT as u64;
-    let devices = [DeviceEntry {
-        id: DeviceId::Pci(Bdf::new(0, 1, 0).unwrap()),
-        sid: StreamId(8),
-        raw_sid_allowed: false,
-    }];
-    let config = ManagerConfig {
-        devices: &devices,
-        reserved: &[],
-        iova_ranges: &[IovaRange {
-            first: Iova(0),
-            last: Iova((1 << 48) - 1),
-        }],
-        page_sizes: 1 << 12,
-        fault_log_depth: 32,
-        max_mappings_per_object: MAPPINGS_PER_OBJECT,
-        max_mappings: MAX_MAPPINGS,
-        clock: now,
-    };
-    let mut m = Manager::new(Null::default(), &config).unwrap();
-    let everything = Grant {
-        range: PhysRange {
-            start: PhysAddr(0),
-            len: 1 << 48,
-        },
-        kind: GrantKind::Ram,
-    };
+    let mut m = common::manager(Null::default(), MAPPINGS_PER_OBJECT, MAX_MAPPINGS);
     let clients: Vec<ClientId> = (1..=2).map(ClientId).collect();
-    for &c in &clients {
-        m.assign(c, &[everything]).unwrap();
-    }
     let before = LIVE.load(Ordering::Relaxed);
     let start = Instant::now();
     let mut objects = Vec::new();

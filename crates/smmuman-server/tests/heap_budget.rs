@@ -8,19 +8,13 @@
 mod common;
 
 use common::{Counting, Direct, Null, LIVE};
-use core::time::Duration;
-use iommu_core::{Access, Bdf, Iova, PhysAddr, StreamId};
-use smmuman_api::{Client, ClientId, DmaWindow, IovaRange, IovaSpan, MapFlags, ObjectFlags};
+use iommu_core::{Access, Iova, PhysAddr};
+use smmuman_api::{Client, ClientId, DmaWindow, IovaSpan, MapFlags, ObjectFlags};
 use smmuman_server::config::MAPPING_BYTES;
-use smmuman_server::{DeviceEntry, DeviceId, Grant, GrantKind, Manager, ManagerConfig, PhysRange};
 use std::sync::atomic::Ordering;
 
 #[global_allocator]
 static A: Counting = Counting;
-
-fn now() -> Duration {
-    Duration::ZERO
-}
 
 const N: u64 = 20_000;
 
@@ -29,35 +23,7 @@ fn main() {
 }
 
 fn a_mapping_costs_at_most_mapping_bytes_of_heap_and_unmapping_gives_it_all_back() {
-    let devices = [DeviceEntry {
-        id: DeviceId::Pci(Bdf::new(0, 1, 0).unwrap()),
-        sid: StreamId(8),
-        raw_sid_allowed: false,
-    }];
-    let config = ManagerConfig {
-        devices: &devices,
-        reserved: &[],
-        iova_ranges: &[IovaRange {
-            first: Iova(0),
-            last: Iova((1 << 48) - 1),
-        }],
-        page_sizes: 1 << 12,
-        fault_log_depth: 32,
-        max_mappings_per_object: 1 << 20,
-        max_mappings: 1 << 20,
-        clock: now,
-    };
-    let mut m = Manager::new(Null::default(), &config).unwrap();
-    let everything = Grant {
-        range: PhysRange {
-            start: PhysAddr(0),
-            len: 1 << 48,
-        },
-        kind: GrantKind::Ram,
-    };
-    for c in [ClientId(1), ClientId(2)] {
-        m.assign(c, &[everything]).unwrap();
-    }
+    let mut m = common::manager(Null::default(), 1 << 20, 1 << 20);
     let win = |i: u64, pa: u64| DmaWindow::new(Iova(i << 13), PhysAddr(pa), 0x1000).unwrap();
     let (oa, ob) = {
         let mut a = Client::connect(Direct(&mut m, ClientId(1))).unwrap();

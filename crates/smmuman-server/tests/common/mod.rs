@@ -5,9 +5,13 @@
 
 #![allow(dead_code, reason = "each user takes a subset")]
 
-use iommu_core::{Access, DomainId, Fault, FaultDrain, IommuBackend, Iova, PhysAddr, StreamId};
+use core::time::Duration;
+use iommu_core::{
+    Access, Bdf, DomainId, Fault, FaultDrain, IommuBackend, Iova, PhysAddr, StreamId,
+};
+use smmuman_api::IovaRange;
 use smmuman_api::{ClientId, Transport, TransportError, MAX_MESSAGE};
-use smmuman_server::Manager;
+use smmuman_server::{DeviceEntry, DeviceId, Grant, GrantKind, Manager, ManagerConfig, PhysRange};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
@@ -139,4 +143,52 @@ pub fn translation_faults(n: u64) -> Vec<[u64; 4]> {
 pub fn log_at_info() {
     let _ = log::set_logger(&SINK);
     log::set_max_level(log::LevelFilter::Info);
+}
+
+/// One device, 00:01.0 with StreamID 0x8.
+static EDU: [DeviceEntry; 1] = [DeviceEntry {
+    id: DeviceId::Pci(Bdf {
+        bus: 0,
+        dev: 1,
+        func: 0,
+    }),
+    sid: StreamId(8),
+    raw_sid_allowed: false,
+}];
+
+/// A 48-bit I/O space.
+static IOVA_48: [IovaRange; 1] = [IovaRange {
+    first: Iova(0),
+    last: Iova((1 << 48) - 1),
+}];
+
+fn zero() -> Duration {
+    Duration::ZERO
+}
+
+/// A manager of [`EDU`] over `backend` with these mapping limits (per object, in all), and
+/// clients 1 and 2 assigned every host address below 2^48.
+pub fn manager<B: IommuBackend>(backend: B, per_object: usize, total: usize) -> Manager<B> {
+    let config = ManagerConfig {
+        devices: &EDU,
+        reserved: &[],
+        iova_ranges: &IOVA_48,
+        page_sizes: 1 << 12,
+        fault_log_depth: 32,
+        max_mappings_per_object: per_object,
+        max_mappings: total,
+        clock: zero,
+    };
+    let mut m = Manager::new(backend, &config).unwrap_or_else(|_| panic!("config"));
+    let everything = Grant {
+        range: PhysRange {
+            start: PhysAddr(0),
+            len: 1 << 48,
+        },
+        kind: GrantKind::Ram,
+    };
+    for c in [ClientId(1), ClientId(2)] {
+        m.assign(c, &[everything]).unwrap();
+    }
+    m
 }
