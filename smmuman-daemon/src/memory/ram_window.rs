@@ -144,31 +144,15 @@ impl RamWindow {
     /// # Panics
     /// When the range is not inside the window (a bug in the caller).
     pub fn sync_for_device(&self, pa: PhysAddr, len: u64) {
-        if len == 0 {
-            return;
-        }
-        let start = self.checked(pa, len, 1);
-        #[cfg(target_arch = "aarch64")]
-        {
-            let line = dcache_line_bytes();
-            let end = start.wrapping_add(len as usize);
-            let mut va = start & !(line - 1);
-            while va < end {
-                // SAFETY: DC CVAC writes the line holding `va` back to memory if it is dirty and
-                // changes no value a program can observe; `checked` proved the range lies in
-                // RAM this window owns.
-                unsafe {
-                    core::arch::asm!("dc cvac, {va}", va = in(reg) va, options(nostack, preserves_flags));
-                }
-                va += line;
+        self.each_line(pa, len, |_va| {
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: DC CVAC writes the line holding `va` back to memory if it is dirty and
+            // changes no value a program can observe; `each_line` proved the range lies in RAM
+            // this window owns.
+            unsafe {
+                core::arch::asm!("dc cvac, {va}", va = in(reg) _va, options(nostack, preserves_flags));
             }
-            aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::SY);
-        }
-        #[cfg(not(target_arch = "aarch64"))]
-        {
-            let _ = start;
-            core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
-        }
+        });
     }
 
     /// Makes what a device that does not snoop the CPU caches (a non-coherent SMMU's event
@@ -190,6 +174,23 @@ impl RamWindow {
     /// # Panics
     /// When the range is not inside the window (a bug in the caller).
     pub fn sync_for_cpu(&mut self, pa: PhysAddr, len: u64) {
+        self.each_line(pa, len, |_va| {
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: DC CIVAC writes the line holding `va` back to memory if it is dirty and
+            // then drops the CPU's copy, so the next read fetches memory's; it loses no CPU
+            // write and changes no value other than what a device wrote there. The asm is not
+            // `nomem`, so the compiler keeps the (volatile) reads of the range after it.
+            // `each_line` proved the range lies in RAM this window owns.
+            unsafe {
+                core::arch::asm!("dc civac, {va}", va = in(reg) _va, options(nostack, preserves_flags));
+            }
+        });
+    }
+
+    /// Runs `maintain` on the address of every data-cache line `[pa, pa + len)` touches
+    /// (stepping by CTR_EL0.DminLine), then `DSB SY` so that it has completed; on the host a
+    /// fence. Panics when the range is not inside the window (a bug in the caller).
+    fn each_line(&self, pa: PhysAddr, len: u64, maintain: impl Fn(usize)) {
         if len == 0 {
             return;
         }
@@ -200,21 +201,14 @@ impl RamWindow {
             let end = start.wrapping_add(len as usize);
             let mut va = start & !(line - 1);
             while va < end {
-                // SAFETY: DC CIVAC writes the line holding `va` back to memory if it is dirty
-                // and then drops the CPU's copy, so the next read fetches memory's; it loses no
-                // CPU write and changes no value other than what a device wrote there. The asm
-                // is not `nomem`, so the compiler keeps the (volatile) reads of the range after
-                // it. `checked` proved the range lies in RAM this window owns.
-                unsafe {
-                    core::arch::asm!("dc civac, {va}", va = in(reg) va, options(nostack, preserves_flags));
-                }
+                maintain(va);
                 va += line;
             }
             aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::SY);
         }
         #[cfg(not(target_arch = "aarch64"))]
         {
-            let _ = start;
+            let _ = (start, &maintain);
             core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         }
     }
