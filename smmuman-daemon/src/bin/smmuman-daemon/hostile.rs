@@ -9,11 +9,11 @@
 //! (scenario) has assigned it the SMMU frame: the same map is granted and the same DMA reads
 //! SMMU_IDR0, which shows the check is what stops it.
 
-use crate::vmm::{create, map_guest_ram, refused_with, window, Ctx, Res, Step, Vmm};
+use crate::vmm::{create_with, map_guest_ram, refused_with, window, Ctx, Res, Step, Vmm};
 use crate::vmm::{GUEST_RAM_BASE, NOTIFY_PATIENCE};
 use core::sync::atomic::{AtomicBool, Ordering};
 use iommu_core::{Access, Iova, PhysAddr};
-use smmuman_api::{Client, DeviceSel, DomainError, MapFlags, Transport};
+use smmuman_api::{Client, DomainError, MapFlags, Transport};
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
@@ -78,9 +78,7 @@ pub fn hostile<T: Transport>(
         return Err("no-device-or-ram");
     };
     let ram = *ram;
-    let obj = create(c)?;
-    let r = c.attach(obj, DeviceSel::pci(dev.bdf));
-    ctx.check("attach-own-device", r.is_ok(), Res(&r))?;
+    let obj = create_with(ctx, c, dev.bdf)?;
     // Control: its own RAM is granted.
     map_guest_ram(ctx, c, obj, ram)?;
 
@@ -164,9 +162,7 @@ pub fn victim<T: Transport>(
         return Err("no-device-or-ram");
     };
     let ram = *ram;
-    let obj = create(c)?;
-    let r = c.attach(obj, DeviceSel::pci(dev.bdf));
-    ctx.check("attach-own-device", r.is_ok(), Res(&r))?;
+    let obj = create_with(ctx, c, dev.bdf)?;
     ctx.check("hostile-tried-first", wait_for(ctx, &TRIED_BEFORE), "")?;
     map_guest_ram(ctx, c, obj, ram)?;
     VICTIM_MAPPED.store(true, Ordering::SeqCst);

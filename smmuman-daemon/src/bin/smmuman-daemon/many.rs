@@ -3,11 +3,11 @@
 //! the SMMU's command and CMD_SYNC counts and the daemon pool's free bytes around the run, so a
 //! test sees one CMD_SYNC per unmap batch and every page-table page given back.
 
-use crate::vmm::{create, Ctx, Res, Step, Vmm};
+use crate::vmm::{create_with, Ctx, Res, Step, Vmm};
 use iommu_core::{Access, Iova, PhysAddr};
 use smmuman_api::{
-    Client, DeviceSel, DmaWindow, IovaSpan, MapBatch, MapEntry, MapFlags, Transport, UnmapBatch,
-    MAP_BATCH, UNMAP_BATCH,
+    Client, DmaWindow, IovaSpan, MapBatch, MapEntry, MapFlags, Transport, UnmapBatch, MAP_BATCH,
+    UNMAP_BATCH,
 };
 
 /// Windows the VMM maps.
@@ -32,9 +32,7 @@ pub fn many<T: Transport>(ctx: &Ctx<'_>, c: &mut Client<T>, vmm: &mut Vmm) -> St
         return Err("no-device-or-ram");
     };
     let ram_pa = ram.start();
-    let obj = create(c)?;
-    let r = c.attach(obj, DeviceSel::pci(dev.bdf));
-    ctx.check("attach-own-device", r.is_ok(), Res(&r))?;
+    let obj = create_with(ctx, c, dev.bdf)?;
 
     let mut batches = 0u32;
     let mut i = 0;

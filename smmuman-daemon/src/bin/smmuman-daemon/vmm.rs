@@ -358,6 +358,18 @@ pub(crate) fn create<T: Transport>(c: &mut Client<T>) -> Step<ObjectId> {
         .map_err(|_| "create-object")
 }
 
+/// A new VM object for this VMM with its own device attached (`CHECK attach-own-device`).
+pub(crate) fn create_with<T: Transport>(
+    ctx: &Ctx<'_>,
+    c: &mut Client<T>,
+    bdf: Bdf,
+) -> Step<ObjectId> {
+    let obj = create(c)?;
+    let r = c.attach(obj, DeviceSel::pci(bdf));
+    ctx.check("attach-own-device", r.is_ok(), Res(&r))?;
+    Ok(obj)
+}
+
 /// Maps the first [`WINDOW`] bytes of the VM's RAM at [`GUEST_RAM_BASE`], read/write.
 pub(crate) fn map_guest_ram<T: Transport>(
     ctx: &Ctx<'_>,
