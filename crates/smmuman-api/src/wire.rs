@@ -290,8 +290,9 @@ impl Wire for iommu_core::Access {
     fn get(r: &mut Reader<'_>) -> Result<Self, FieldError> {
         let at = r.offset();
         let v = r.u8()?;
+        let on_wire = iommu_core::Access::READ | iommu_core::Access::WRITE | iommu_core::Access::EXEC;
         match iommu_core::Access::from_bits(v) {
-            Some(a) if !a.is_empty() => Ok(a),
+            Some(a) if !a.is_empty() && on_wire.contains(a) => Ok(a),
             _ => Err(Reader::reject(at, v.into())),
         }
     }
@@ -321,6 +322,16 @@ pub fn decode_exact<T: Wire>(bytes: &[u8]) -> Result<T, FieldError> {
 mod tests {
     use super::*;
     use iommu_core::{Access, Iova};
+
+    #[test]
+    fn access_on_the_wire_is_read_write_exec_only() {
+        let decode_byte = |b: u8| Access::get(&mut Reader::new(&[b]));
+        assert_eq!(decode_byte(0b011), Ok(Access::RW));
+        assert!(decode_byte(0b111).is_ok());
+        // DEVICE (bit 3) is the VMM's CPU stage-2 attribute, not a client's to ask for.
+        assert!(decode_byte(0b1011).is_err());
+        assert!(decode_byte(0).is_err());
+    }
 
     #[test]
     fn integers_are_little_endian() {

@@ -40,6 +40,9 @@ pub const MEMATTR_MASK: u64 = 0b1111 << MEMATTR_SHIFT;
 /// MemAttr = 0b1111 with HCR_EL2.FWB / STE FWB = 0: Normal memory, MemAttr\[3:2\] = 0b11 Outer
 /// Write-Back Cacheable, MemAttr\[1:0\] = 0b11 Inner Write-Back Cacheable (Arm ARM D8.5).
 pub const MEMATTR_NORMAL_WB: u64 = 0b1111;
+/// MemAttr = 0b0001 with FWB = 0: Device-nGnRE memory (Arm ARM D8.5), for
+/// [`Access::DEVICE`] leaves (a pass-through device's registers in a guest's CPU stage 2).
+pub const MEMATTR_DEVICE_NGNRE: u64 = 0b0001;
 
 /// S2AP\[0\], descriptor bit 6: the stage-2 mapping grants read access (Arm ARM D8.3; the access
 /// permission model is in D8.4).
@@ -99,8 +102,16 @@ pub const fn encode_table(next: PhysAddr) -> u64 {
 
 /// The attribute bits every leaf we write carries for `access`: Normal Write-Back memory, Inner
 /// Shareable, AF = 1, S2AP from READ/WRITE, and XN = 0b10 unless EXEC is granted.
+///
+/// [`Access::DEVICE`] leaves are Device-nGnRE instead (Arm ARM D8.5; SH is ignored for Device
+/// memory and written as Inner Shareable all the same).
 pub const fn leaf_attributes(access: Access) -> u64 {
-    let mut bits = (MEMATTR_NORMAL_WB << MEMATTR_SHIFT) | (SH_INNER << SH_SHIFT) | AF;
+    let memattr = if access.contains(Access::DEVICE) {
+        MEMATTR_DEVICE_NGNRE
+    } else {
+        MEMATTR_NORMAL_WB
+    };
+    let mut bits = (memattr << MEMATTR_SHIFT) | (SH_INNER << SH_SHIFT) | AF;
     if access.contains(Access::READ) {
         bits |= S2AP_READ;
     }
@@ -135,7 +146,7 @@ pub const fn encode_leaf(level: u8, pa: PhysAddr, access: Access) -> u64 {
 }
 
 /// The permissions a leaf word grants: READ from S2AP\[0\], WRITE from S2AP\[1\], EXEC when XN is
-/// 0b00.
+/// 0b00, DEVICE when MemAttr is Device-nGnRE.
 pub const fn decode_access(raw: u64) -> Access {
     let mut access = Access::empty();
     if raw & S2AP_READ != 0 {
@@ -146,6 +157,9 @@ pub const fn decode_access(raw: u64) -> Access {
     }
     if (raw & XN_MASK) >> XN_SHIFT == XN_EXECUTE {
         access = access.union(Access::EXEC);
+    }
+    if (raw & MEMATTR_MASK) >> MEMATTR_SHIFT == MEMATTR_DEVICE_NGNRE {
+        access = access.union(Access::DEVICE);
     }
     access
 }
@@ -226,6 +240,14 @@ mod tests {
     }
 
     #[test]
+    fn device_leaves_are_device_ngnre_and_normal_leaves_write_back() {
+        let dev = encode_page(PhysAddr(0x1000), Access::RW | Access::DEVICE);
+        assert_eq!((dev & MEMATTR_MASK) >> MEMATTR_SHIFT, 0b0001);
+        let ram = encode_page(PhysAddr(0x1000), Access::RW);
+        assert_eq!((ram & MEMATTR_MASK) >> MEMATTR_SHIFT, 0b1111);
+    }
+
+    #[test]
     fn table_word_is_address_and_type() {
         assert_eq!(encode_table(PhysAddr(0x8_0000_3000)), 0x0000_0008_0000_3003);
         assert_eq!(
@@ -238,7 +260,7 @@ mod tests {
 
     #[test]
     fn decode_round_trips_every_access() {
-        for bits in 1..8u8 {
+        for bits in 1..16u8 {
             let access = Access::from_bits_truncate(bits);
             let pa = PhysAddr(0xfff_ffe0_0000);
             assert_eq!(

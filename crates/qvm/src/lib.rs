@@ -1,0 +1,21 @@
+//! qvm: a VMM library in the spirit of QNX's `qvm`. The host links it and runs one [`Vm`] per
+//! VM its host plan names; each VM is an ordinary smmuman client.
+//!
+//! Layers (docs/architecture.md, "Host, VMM and guest"):
+//! * the **host** (smmuman-daemon) boots at EL2, brings the IOMMU up, starts the manager, reads
+//!   the host plan ([`plan`]) and gives each VM its RAM (the memory authority of the board
+//!   config) and a vCPU ([`vcpu::Vcpu`], implemented by the host's world switch);
+//! * the **VMM** (this crate) loads the guest image ([`elf`]), writes the guest's device tree
+//!   ([`guest_dt`]), builds the CPU's stage 2 and sends the *same* GPA→HPA list to the manager
+//!   through `smmuman-api`, emulates what the guest touches outside its RAM (the console and
+//!   the PCI configuration space, [`vpci`]), answers hypercalls ([`abi`]) and, when the guest
+//!   stops, reads its device's faults back and logs them;
+//! * the **guest** runs at EL1 with its MMU off and programs its pass-through device with
+//!   guest-physical addresses.
+//!
+//! Everything here is safe Rust over small traits, tested on the host with a scripted vCPU.
+
+#![cfg_attr(not(test), no_std)]
+
+pub mod abi;
+pub mod vcpu;
