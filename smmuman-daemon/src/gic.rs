@@ -74,6 +74,8 @@ pub enum GicError {
     NotGicV3(u32),
     /// The INTID is not an SPI this distributor implements (GICD_TYPER.ITLinesNumber).
     NotAnSpi(u32),
+    /// The INTID is not a PPI (16..=31).
+    NotAPpi(u32),
     /// A register did not settle within the poll limit.
     Timeout(&'static str),
     /// No redistributor in the region has this PE's affinity.
@@ -85,6 +87,7 @@ impl fmt::Display for GicError {
         match self {
             Self::NotGicV3(rev) => write!(f, "GICD_PIDR2.ArchRev {rev} is not a GICv3/v4"),
             Self::NotAnSpi(i) => write!(f, "INTID {i} is not an SPI of this distributor"),
+            Self::NotAPpi(i) => write!(f, "INTID {i} is not a PPI (16..=31)"),
             Self::Timeout(r) => write!(f, "{r} did not settle"),
             Self::NoRedistributor(a) => write!(f, "no redistributor has affinity {a:#x}"),
         }
@@ -301,6 +304,46 @@ pub fn wake_redistributor<M: Mmio>(
     Err(GicError::Timeout("GICR_WAKER.ChildrenAsleep"))
 }
 
+/// Offset of SGI_base, the redistributor's second 64 KiB frame (§12.10).
+pub const SGI_FRAME: usize = 0x1_0000;
+/// GICR_IGROUPR0 in SGI_base (§12.11.3): bit n puts SGI/PPI n in Group 1.
+pub const GICR_IGROUPR0: usize = SGI_FRAME + 0x0080;
+/// GICR_ISENABLER0 in SGI_base (§12.11.8): writing bit n enables SGI/PPI n.
+pub const GICR_ISENABLER0: usize = SGI_FRAME + 0x0100;
+/// GICR_IPRIORITYR<n> in SGI_base (§12.11.15): one priority byte per SGI/PPI.
+pub const GICR_IPRIORITYR: usize = SGI_FRAME + 0x0400;
+/// INTID of the EL2 physical timer's PPI (Arm's Server Base System Architecture and the
+/// `arm,armv8-timer` binding: the fourth `interrupts` entry, PPI 10 = INTID 26).
+pub const INTID_HYP_TIMER: u32 = 26;
+
+/// Puts PPI `intid` (16..=31) of the redistributor at `rd` (an offset from
+/// [`wake_redistributor`]) in Group 1 at `priority` and enables it. Level-sensitive PPIs like
+/// the timers need no GICR_ICFGR1 change.
+///
+/// # Errors
+/// [`GicError::NotAPpi`] for an INTID outside 16..=31.
+pub fn enable_ppi<M: Mmio>(
+    region: &mut M,
+    rd: usize,
+    intid: u32,
+    priority: u8,
+) -> Result<(), GicError> {
+    if !(16..=31).contains(&intid) {
+        return Err(GicError::NotAPpi(intid));
+    }
+    let bit = 1u32 << intid;
+    let group = region.read32(rd + GICR_IGROUPR0);
+    region.write32(rd + GICR_IGROUPR0, group | bit);
+    // IPRIORITYR is byte-accessible, but the Mmio trait has 32-bit accesses: read-modify-write
+    // the word that holds this INTID's byte.
+    let word = rd + GICR_IPRIORITYR + (intid as usize & !3);
+    let shift = (intid % 4) * 8;
+    let old = region.read32(word) & !(0xff << shift);
+    region.write32(word, old | (u32::from(priority) << shift));
+    region.write32(rd + GICR_ISENABLER0, bit);
+    Ok(())
+}
+
 /// ICC_SRE_EL2 value (IHI 0069 §12.7.8): SRE (bit 0) system-register interface at EL2,
 /// Enable (bit 3) lets EL1 use it too; DFB/DIB (bits 1, 2) keep FIQ/IRQ bypass disabled.
 pub const ICC_SRE_EL2_VALUE: u64 = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3);
@@ -425,6 +468,23 @@ mod tests {
             }
         }));
         assert_eq!(d.enable(), Err(GicError::Timeout("GICD_CTLR.RWP")));
+    }
+
+    #[test]
+    fn a_ppi_is_put_in_group_1_with_its_priority_and_enabled() {
+        let rd = REDIST_STRIDE;
+        let mut r = FakeRegs::with(&[
+            (rd + GICR_IGROUPR0, 0x1),
+            (rd + GICR_IPRIORITYR + 24, 0x1122_3344),
+            (rd + GICR_ISENABLER0, 0),
+        ]);
+        assert_eq!(enable_ppi(&mut r, rd, INTID_HYP_TIMER, 0x80), Ok(()));
+        let regs = r.regs.borrow();
+        assert_eq!(regs[&(rd + GICR_IGROUPR0)], 0x1 | (1 << 26));
+        assert_eq!(regs[&(rd + GICR_IPRIORITYR + 24)], 0x1180_3344);
+        assert_eq!(regs[&(rd + GICR_ISENABLER0)], 1 << 26);
+        drop(regs);
+        assert_eq!(enable_ppi(&mut r, rd, 40, 0x80), Err(GicError::NotAPpi(40)));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! * [`mailbox`]: the message channel between a client (VMM) and the manager.
 //! * [`gic`]: the GICv3 distributor and redistributor the SMMU's wired interrupts go through.
 //! * [`esr`]: decoding of exception syndromes for the crash report.
+//! * [`guest_exit`]: the EL2 register values for running a guest and the decoding of its exits.
 //! * [`report`], [`scenario`]: machine-readable result lines and the scenario registry.
 //! * [`clock`]: the time source bounded waits use.
 //!
@@ -37,6 +38,7 @@ pub mod edu;
 pub mod esr;
 pub mod exit_code;
 pub mod gic;
+pub mod guest_exit;
 pub mod mailbox;
 pub mod memory;
 pub mod mmio;

@@ -2,7 +2,8 @@
 //!
 //! The two IRQ entries of the current EL (SP_EL0 and SP_ELx) save the caller-saved state and
 //! call `irq::handle_irq`, then return: the manager loop takes the SMMU's interrupts there
-//! (`irq.rs`). The daemon expects no other exception: every other vector saves the general
+//! (`irq.rs`). The four lower-EL AArch64 entries are a guest's exits: they hand the CPU back to
+//! the guest's VMM (`vcpu.rs`). The daemon expects no other exception: every other vector saves the general
 //! registers, and [`handle_exception`] prints one `EXCEPTION` record (vector, decoded ESR_EL2,
 //! ELR_EL2, FAR_EL2, SPSR_EL2), leaves every SMMU aborting ([`crate::failsafe`]) and exits with
 //! [`exit_code::EXCEPTION`]. The daemon runs on SP_EL0,
@@ -31,6 +32,14 @@ global_asm!(
     b       irq_common
     .endm
 
+    // An exception from the guest (EL1, AArch64): back to its VMM (`vcpu.rs`).
+    .macro GUEST_VECTOR index
+    .balign 0x80
+    stp     x0, x1, [sp, #-16]!
+    mov     x1, #\index
+    b       qvm_guest_exit
+    .endm
+
     .section .text.vectors, "ax"
     .balign 0x800
     .global exception_vectors
@@ -43,10 +52,10 @@ exception_vectors:
     IRQ_VECTOR
     VECTOR 6
     VECTOR 7
-    VECTOR 8
-    VECTOR 9
-    VECTOR 10
-    VECTOR 11
+    GUEST_VECTOR 8
+    GUEST_VECTOR 9
+    GUEST_VECTOR 10
+    GUEST_VECTOR 11
     VECTOR 12
     VECTOR 13
     VECTOR 14

@@ -6,6 +6,8 @@
 //!   IRQs are taken to EL2 (Arm ARM D1.3.4; with IMO = 0 they would target EL1 and stay
 //!   masked at EL2), ICC_SRE_EL2.SRE (IHI 0069 §12.7.8), ICC_PMR_EL1 = 0xff (§12.2.19),
 //!   ICC_BPR1_EL1 = 0 (§12.2.2), ICC_IGRPEN1_EL1 = 1 (§12.2.13). PSTATE.I stays set.
+//! * The EL2 physical timer's PPI (INTID 26) is enabled in Group 1: it ends a guest's time
+//!   slice (`vcpu.rs`).
 //! * [`route_smmu`] (at SMMU bring-up): each line's SPI as the device tree describes it (edge
 //!   or level), Group 1, priority [`PRIORITY`], routed to this PE, enabled.
 //! * The IRQ vector calls [`handle_irq`]: acknowledge (ICC_IAR1_EL1, §12.2.10), count, set
@@ -138,6 +140,8 @@ fn bring_up(dist: PhysRange, redist: PhysRange) -> Result<(u32, usize), GicError
     // SAFETY: the device tree's redistributor region, device memory; only `init` touches it.
     let mut rd_regs = unsafe { MmioRegion::new(redist.start(), redist.size()) };
     let rd = gic::wake_redistributor(&mut rd_regs, redist.size(), mpidr(), POLLS)?;
+    // The EL2 physical timer ends a guest's time slice (`vcpu.rs`): its PPI must reach EL2.
+    gic::enable_ppi(&mut rd_regs, rd, gic::INTID_HYP_TIMER, PRIORITY)?;
     // SAFETY: HCR_EL2.IMO (bit 4) routes physical IRQs to EL2 (Arm ARM D19.2.49); nothing
     // runs at EL1. ICC_SRE_EL2 enables the system-register CPU interface at EL2, then the
     // priority mask, binary point and Group 1 enable (IHI 0069 §12.7.8, §12.2.19, §12.2.2,
@@ -271,6 +275,12 @@ extern "C" fn handle_irq() {
         } else if intid == gerror && gerror != 0 {
             GERROR_COUNT.fetch_add(1, Ordering::SeqCst);
             SMMU_PENDING.store(true, Ordering::SeqCst);
+        } else if intid == gic::INTID_HYP_TIMER {
+            // A guest's time slice ended while the host had interrupts open (the vCPU exit
+            // normally stops the timer first): stop it, or the level-sensitive PPI would fire
+            // again at once.
+            crate::vcpu::stop_slice_timer();
+            OTHER_COUNT.fetch_add(1, Ordering::SeqCst);
         } else {
             OTHER_COUNT.fetch_add(1, Ordering::SeqCst);
         }

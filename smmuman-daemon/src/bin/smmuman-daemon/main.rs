@@ -66,6 +66,8 @@ mod semihosting;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod tasks;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod vcpu;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod vm_scenarios;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod vmm;

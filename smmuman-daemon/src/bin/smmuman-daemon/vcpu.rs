@@ -1,0 +1,446 @@
+//! The EL2 world switch: one [`El2Vcpu`] per guest CPU, implementing `qvm::vcpu::Vcpu`.
+//!
+//! `run` loads the guest's EL1 system registers, its stage 2 (VTTBR_EL2, VTCR_EL2) and
+//! HCR_EL2 ([`guest_exit::HCR_GUEST`]), arms the EL2 physical timer for one time slice, and
+//! calls `qvm_vcpu_enter`, which saves the host's callee-saved registers in the [`Frame`],
+//! loads every guest register and ERETs to EL1. Any exception from the guest comes through one
+//! of the four lower-EL AArch64 vectors (`exceptions.rs`), which jump to `qvm_guest_exit`: it
+//! saves every guest register and the syndrome registers in the frame (found through
+//! TPIDR_EL2), restores the host's registers and SP_EL0, and ERETs back to EL2t right after
+//! the call, as if `qvm_vcpu_enter` had returned. `run` then stops the timer, saves the EL1
+//! registers, restores the host's HCR_EL2 and decodes the exit
+//! ([`smmuman_daemon::guest_exit::decode`]).
+//!
+//! The host runs on SP_EL0 (EL2t); while a guest runs, SP_EL0 is the guest's, so the switch
+//! happens on SP_EL2 (the exception stack, empty at that point).
+
+use core::arch::global_asm;
+use core::mem::offset_of;
+use smmuman_daemon::guest_exit::{self, SavedExit};
+
+/// Everything of the guest the exit path saves, and the host registers it restores.
+#[repr(C, align(16))]
+struct Frame {
+    /// x0..x30 of the guest.
+    x: [u64; 31],
+    /// The guest's SP_EL0.
+    sp_el0: u64,
+    /// Where the guest resumes (ELR_EL2) and its PSTATE (SPSR_EL2).
+    pc: u64,
+    spsr: u64,
+    fpsr: u64,
+    fpcr: u64,
+    /// q0..q31 of the guest.
+    q: [u128; 32],
+    /// The host's x19..x30, SP and d8..d15 (AAPCS64 callee-saved).
+    host_x: [u64; 12],
+    host_sp: u64,
+    host_d: [u64; 8],
+    /// What the exit path saved.
+    vector: u64,
+    esr: u64,
+    far: u64,
+    hpfar: u64,
+}
+
+// The assembly below uses these offsets.
+const _: () = {
+    assert!(offset_of!(Frame, sp_el0) == 248);
+    assert!(offset_of!(Frame, pc) == 256);
+    assert!(offset_of!(Frame, fpsr) == 272);
+    assert!(offset_of!(Frame, q) == 288);
+    assert!(offset_of!(Frame, host_x) == 800);
+    assert!(offset_of!(Frame, host_sp) == 896);
+    assert!(offset_of!(Frame, host_d) == 904);
+    assert!(offset_of!(Frame, vector) == 968);
+    assert!(offset_of!(Frame, esr) == 976);
+    assert!(offset_of!(Frame, hpfar) == 992);
+};
+
+global_asm!(
+    r#"
+    .section .text.vcpu, "ax"
+    .global qvm_vcpu_enter
+qvm_vcpu_enter:
+    // x0 = the frame, x10 = its host part (LDP/STP reach only 504 bytes).
+    // Save the host's callee-saved registers and stack pointer.
+    add     x10, x0, #800
+    stp     x19, x20, [x10, #0]
+    stp     x21, x22, [x10, #16]
+    stp     x23, x24, [x10, #32]
+    stp     x25, x26, [x10, #48]
+    stp     x27, x28, [x10, #64]
+    stp     x29, x30, [x10, #80]
+    mov     x9, sp
+    str     x9, [x0, #896]
+    stp     d8, d9, [x10, #104]
+    stp     d10, d11, [x10, #120]
+    stp     d12, d13, [x10, #136]
+    stp     d14, d15, [x10, #152]
+    msr     tpidr_el2, x0
+    // From here SP_EL0 is the guest's: run on SP_EL2.
+    msr     spsel, #1
+    ldr     x9, [x0, #248]
+    msr     sp_el0, x9
+    ldp     x9, x10, [x0, #256]
+    msr     elr_el2, x9
+    msr     spsr_el2, x10
+    ldp     x9, x10, [x0, #272]
+    msr     fpsr, x9
+    msr     fpcr, x10
+    ldp     q0, q1, [x0, #288]
+    ldp     q2, q3, [x0, #320]
+    ldp     q4, q5, [x0, #352]
+    ldp     q6, q7, [x0, #384]
+    ldp     q8, q9, [x0, #416]
+    ldp     q10, q11, [x0, #448]
+    ldp     q12, q13, [x0, #480]
+    ldp     q14, q15, [x0, #512]
+    ldp     q16, q17, [x0, #544]
+    ldp     q18, q19, [x0, #576]
+    ldp     q20, q21, [x0, #608]
+    ldp     q22, q23, [x0, #640]
+    ldp     q24, q25, [x0, #672]
+    ldp     q26, q27, [x0, #704]
+    ldp     q28, q29, [x0, #736]
+    ldp     q30, q31, [x0, #768]
+    ldp     x2, x3, [x0, #16]
+    ldp     x4, x5, [x0, #32]
+    ldp     x6, x7, [x0, #48]
+    ldp     x8, x9, [x0, #64]
+    ldp     x10, x11, [x0, #80]
+    ldp     x12, x13, [x0, #96]
+    ldp     x14, x15, [x0, #112]
+    ldp     x16, x17, [x0, #128]
+    ldp     x18, x19, [x0, #144]
+    ldp     x20, x21, [x0, #160]
+    ldp     x22, x23, [x0, #176]
+    ldp     x24, x25, [x0, #192]
+    ldp     x26, x27, [x0, #208]
+    ldp     x28, x29, [x0, #224]
+    ldr     x30, [x0, #240]
+    ldp     x0, x1, [x0, #0]
+    eret
+
+    // Entered from a lower-EL vector on SP_EL2 with the guest's x0/x1 pushed and x1 = the
+    // vector's index.
+    .global qvm_guest_exit
+qvm_guest_exit:
+    mrs     x0, tpidr_el2
+    str     x1, [x0, #968]
+    stp     x2, x3, [x0, #16]
+    stp     x4, x5, [x0, #32]
+    stp     x6, x7, [x0, #48]
+    stp     x8, x9, [x0, #64]
+    stp     x10, x11, [x0, #80]
+    stp     x12, x13, [x0, #96]
+    stp     x14, x15, [x0, #112]
+    stp     x16, x17, [x0, #128]
+    stp     x18, x19, [x0, #144]
+    stp     x20, x21, [x0, #160]
+    stp     x22, x23, [x0, #176]
+    stp     x24, x25, [x0, #192]
+    stp     x26, x27, [x0, #208]
+    stp     x28, x29, [x0, #224]
+    str     x30, [x0, #240]
+    ldp     x2, x3, [sp], #16
+    stp     x2, x3, [x0, #0]
+    mrs     x9, sp_el0
+    str     x9, [x0, #248]
+    mrs     x9, elr_el2
+    mrs     x10, spsr_el2
+    stp     x9, x10, [x0, #256]
+    mrs     x9, fpsr
+    mrs     x10, fpcr
+    stp     x9, x10, [x0, #272]
+    stp     q0, q1, [x0, #288]
+    stp     q2, q3, [x0, #320]
+    stp     q4, q5, [x0, #352]
+    stp     q6, q7, [x0, #384]
+    stp     q8, q9, [x0, #416]
+    stp     q10, q11, [x0, #448]
+    stp     q12, q13, [x0, #480]
+    stp     q14, q15, [x0, #512]
+    stp     q16, q17, [x0, #544]
+    stp     q18, q19, [x0, #576]
+    stp     q20, q21, [x0, #608]
+    stp     q22, q23, [x0, #640]
+    stp     q24, q25, [x0, #672]
+    stp     q26, q27, [x0, #704]
+    stp     q28, q29, [x0, #736]
+    stp     q30, q31, [x0, #768]
+    mrs     x9, esr_el2
+    mrs     x10, far_el2
+    str     x9, [x0, #976]
+    str     x10, [x0, #984]
+    mrs     x9, hpfar_el2
+    str     x9, [x0, #992]
+    // The host again: its stack pointer (SP_EL0), callee-saved registers, default FPCR.
+    add     x10, x0, #800
+    ldr     x9, [x0, #896]
+    msr     sp_el0, x9
+    ldp     x19, x20, [x10, #0]
+    ldp     x21, x22, [x10, #16]
+    ldp     x23, x24, [x10, #32]
+    ldp     x25, x26, [x10, #48]
+    ldp     x27, x28, [x10, #64]
+    ldp     x29, x30, [x10, #80]
+    ldp     d8, d9, [x10, #104]
+    ldp     d10, d11, [x10, #120]
+    ldp     d12, d13, [x10, #136]
+    ldp     d14, d15, [x10, #152]
+    msr     fpcr, xzr
+    // Return to the caller of qvm_vcpu_enter at EL2t (SP_EL0), DAIF masked (SPSR.M = 0b1000).
+    msr     elr_el2, x30
+    mov     x9, #0x3c8
+    msr     spsr_el2, x9
+    eret
+"#
+);
+
+unsafe extern "C" {
+    fn qvm_vcpu_enter(frame: *mut Frame);
+}
+
+/// Reads system register `$name`.
+macro_rules! mrs {
+    ($name:literal) => {{
+        let v: u64;
+        // SAFETY: reading an EL1 or EL2 system register at EL2 has no side effect.
+        unsafe {
+            core::arch::asm!(concat!("mrs {v}, ", $name), v = out(reg) v, options(nomem, nostack))
+        };
+        v
+    }};
+}
+
+/// Writes system register `$name`.
+macro_rules! msr {
+    ($name:literal, $v:expr) => {{
+        let v: u64 = $v;
+        // SAFETY: the callers write EL1 registers (which only the guest uses) or the EL2
+        // registers that configure the guest's world, with values from `guest_exit`.
+        unsafe {
+            core::arch::asm!(concat!("msr ", $name, ", {v}"), v = in(reg) v, options(nostack))
+        };
+    }};
+}
+
+/// Saves (`save`) or loads the guest's EL1 registers, one field per register.
+macro_rules! el1_registers {
+    ($($field:ident = $reg:literal),* $(,)?) => {
+        /// The guest's EL1 system registers, swapped at every entry and exit (only guests run
+        /// at EL1; two guests time-share the CPU).
+        #[derive(Clone, Copy, Default)]
+        struct El1Regs {
+            $($field: u64,)*
+        }
+
+        impl El1Regs {
+            fn save(&mut self) {
+                $(self.$field = mrs!($reg);)*
+            }
+
+            fn load(&self) {
+                $(msr!($reg, self.$field);)*
+            }
+        }
+    };
+}
+
+el1_registers! {
+    sctlr = "sctlr_el1",
+    cpacr = "cpacr_el1",
+    ttbr0 = "ttbr0_el1",
+    ttbr1 = "ttbr1_el1",
+    tcr = "tcr_el1",
+    mair = "mair_el1",
+    amair = "amair_el1",
+    vbar = "vbar_el1",
+    contextidr = "contextidr_el1",
+    tpidr = "tpidr_el1",
+    tpidr_el0 = "tpidr_el0",
+    tpidrro = "tpidrro_el0",
+    sp_el1 = "sp_el1",
+    elr = "elr_el1",
+    spsr = "spsr_el1",
+    esr = "esr_el1",
+    far = "far_el1",
+    afsr0 = "afsr0_el1",
+    afsr1 = "afsr1_el1",
+    par = "par_el1",
+    cntkctl = "cntkctl_el1",
+    csselr = "csselr_el1",
+}
+
+/// CNTHP_CTL_EL2 (Arm ARM D19.11.12): ENABLE (bit 0), IMASK (bit 1), ISTATUS (bit 2).
+const CNTHP_ENABLE: u64 = 1 << 0;
+const CNTHP_ISTATUS: u64 = 1 << 2;
+
+/// Stops the EL2 physical timer (also called by the IRQ handler).
+pub fn stop_slice_timer() {
+    msr!("cnthp_ctl_el2", 0);
+}
+
+/// A guest CPU: its registers, its stage 2 and its time slice.
+pub struct El2Vcpu {
+    frame: Frame,
+    el1: El1Regs,
+    vttbr: u64,
+    vtcr: u64,
+    slice_ticks: u64,
+}
+
+impl El2Vcpu {
+    /// A vCPU that starts at `entry` (EL1h, DAIF masked, MMU off) with x0 = `x0`, translated by
+    /// the stage 2 rooted at `root` (built for `cfg`) under `vmid`, preempted every
+    /// `slice_ticks` counter ticks.
+    pub fn new(
+        entry: u64,
+        x0: u64,
+        root: u64,
+        cfg: stage2::Stage2Config,
+        vmid: u8,
+        slice_ticks: u64,
+    ) -> Self {
+        let mut frame = Frame {
+            x: [0; 31],
+            sp_el0: 0,
+            pc: entry,
+            spsr: guest_exit::SPSR_EL1H_MASKED,
+            fpsr: 0,
+            fpcr: 0,
+            q: [0; 32],
+            host_x: [0; 12],
+            host_sp: 0,
+            host_d: [0; 8],
+            vector: 0,
+            esr: 0,
+            far: 0,
+            hpfar: 0,
+        };
+        frame.x[0] = x0;
+        let el1 = El1Regs {
+            sctlr: guest_exit::SCTLR_EL1_RESET,
+            cpacr: guest_exit::CPACR_EL1_FP,
+            ..El1Regs::default()
+        };
+        let v = Self {
+            frame,
+            el1,
+            vttbr: guest_exit::vttbr(root, vmid),
+            vtcr: guest_exit::vtcr(cfg),
+            slice_ticks,
+        };
+        // A VMID may have served an earlier VM: forget whatever the TLBs hold for it.
+        v.select_stage2();
+        // SAFETY: TLB maintenance for the VMID just selected (Arm ARM D8.16, TLBI
+        // VMALLS12E1IS: stage 1 and 2 entries of the current VMID, Inner Shareable).
+        unsafe { core::arch::asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb") };
+        v
+    }
+
+    /// Makes this VM's stage 2 the current one (for TLB maintenance and entry).
+    fn select_stage2(&self) {
+        msr!("vtcr_el2", self.vtcr);
+        msr!("vttbr_el2", self.vttbr);
+        // SAFETY: a barrier only.
+        unsafe { core::arch::asm!("isb") };
+    }
+
+    /// The CPU's own view of where guest-physical `ipa` leads: `AT S12E1R` (Arm ARM C5.5,
+    /// stage 1 off in the guest, so its VA is the IPA) with this VM's stage 2, as PAR_EL1
+    /// reports it (`None`: the translation faults).
+    pub fn translate(&mut self, ipa: u64) -> Option<u64> {
+        self.select_stage2();
+        let host_hcr = mrs!("hcr_el2");
+        let host_par = mrs!("par_el1");
+        // The guest's SCTLR_EL1 (MMU off) governs the stage-1 part of the walk.
+        let host_sctlr = mrs!("sctlr_el1");
+        msr!("sctlr_el1", self.el1.sctlr);
+        msr!("hcr_el2", guest_exit::HCR_GUEST);
+        // SAFETY: an address-translation instruction; it writes only PAR_EL1, saved above.
+        unsafe { core::arch::asm!("isb", "at s12e1r, {a}", "isb", a = in(reg) ipa) };
+        let par = mrs!("par_el1");
+        msr!("hcr_el2", host_hcr);
+        msr!("sctlr_el1", host_sctlr);
+        msr!("par_el1", host_par);
+        // PAR_EL1.F (bit 0) set: the walk faulted; else PA in bits 47:12 (Arm ARM D19.2.112).
+        (par & 1 == 0).then_some((par & 0x0000_ffff_ffff_f000) | (ipa & 0xfff))
+    }
+}
+
+impl qvm::vcpu::Vcpu for El2Vcpu {
+    fn run(&mut self) -> qvm::vcpu::Exit {
+        let host_hcr = mrs!("hcr_el2");
+        self.el1.load();
+        self.select_stage2();
+        msr!("cnthctl_el2", guest_exit::CNTHCTL_GUEST);
+        msr!("cntvoff_el2", 0);
+        msr!("hcr_el2", guest_exit::HCR_GUEST);
+        msr!("cnthp_tval_el2", self.slice_ticks);
+        msr!("cnthp_ctl_el2", CNTHP_ENABLE);
+        // SAFETY: the frame holds a complete guest context (from `new` or the last exit) and
+        // lives on this task's stack for the whole call; the lower-EL vectors bring the CPU
+        // back here with the host's callee-saved registers and stack restored from it.
+        unsafe {
+            core::arch::asm!("isb");
+            qvm_vcpu_enter(&raw mut self.frame);
+        }
+        let ctl = mrs!("cnthp_ctl_el2");
+        stop_slice_timer();
+        self.el1.save();
+        msr!("hcr_el2", host_hcr);
+        // SAFETY: a barrier only.
+        unsafe { core::arch::asm!("isb") };
+        guest_exit::decode(SavedExit {
+            vector: self.frame.vector,
+            esr: self.frame.esr,
+            far: self.frame.far,
+            hpfar: self.frame.hpfar,
+            timer_fired: ctl & (CNTHP_ENABLE | CNTHP_ISTATUS) == CNTHP_ENABLE | CNTHP_ISTATUS,
+        })
+    }
+
+    fn reg(&self, n: u8) -> u64 {
+        self.frame.x.get(usize::from(n)).copied().unwrap_or(0)
+    }
+
+    fn set_reg(&mut self, n: u8, value: u64) {
+        if let Some(r) = self.frame.x.get_mut(usize::from(n)) {
+            *r = value;
+        }
+    }
+
+    fn pc(&self) -> u64 {
+        self.frame.pc
+    }
+
+    fn set_pc(&mut self, pc: u64) {
+        self.frame.pc = pc;
+    }
+
+    fn invalidate_ipa(&mut self, ipa: u64, len: u64) {
+        /// Past this many pages one VMID-wide invalidation is cheaper.
+        const MAX_PAGES: u64 = 64;
+        self.select_stage2();
+        let pages = len.div_ceil(4096);
+        if pages > MAX_PAGES {
+            // SAFETY: TLB maintenance for the current VMID only (Arm ARM D8.16).
+            unsafe { core::arch::asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb") };
+            return;
+        }
+        // SAFETY: stage-2 TLB maintenance by IPA (TLBI IPAS2E1IS takes IPA[47:12] in bits
+        // 35:0) and then of stage-1 entries that may have cached combined results (TLBI
+        // VMALLE1IS), both for the current VMID (Arm ARM D8.16.2 "TLB maintenance
+        // requirements when changing stage 2 entries").
+        unsafe {
+            core::arch::asm!("dsb ishst");
+            for page in 0..pages {
+                let arg = (ipa >> 12).wrapping_add(page) & ((1 << 36) - 1);
+                core::arch::asm!("tlbi ipas2e1is, {a}", a = in(reg) arg);
+            }
+            core::arch::asm!("dsb ish", "tlbi vmalle1is", "dsb ish", "isb");
+        }
+    }
+}
