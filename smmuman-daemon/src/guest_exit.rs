@@ -245,7 +245,10 @@ mod tests {
 
     #[test]
     fn unknown_classes_and_serrors_stop_the_guest() {
-        assert!(matches!(decode(sync(0x18 << 26)), Exit::Other { ec: 0x18, .. }));
+        assert!(matches!(
+            decode(sync(0x18 << 26)),
+            Exit::Other { ec: 0x18, .. }
+        ));
         let serror = SavedExit {
             vector: VECTOR_SERROR_LOWER,
             ..SavedExit::default()

@@ -290,7 +290,8 @@ impl Wire for iommu_core::Access {
     fn get(r: &mut Reader<'_>) -> Result<Self, FieldError> {
         let at = r.offset();
         let v = r.u8()?;
-        let on_wire = iommu_core::Access::READ | iommu_core::Access::WRITE | iommu_core::Access::EXEC;
+        let on_wire =
+            iommu_core::Access::READ | iommu_core::Access::WRITE | iommu_core::Access::EXEC;
         match iommu_core::Access::from_bits(v) {
             Some(a) if !a.is_empty() && on_wire.contains(a) => Ok(a),
             _ => Err(Reader::reject(at, v.into())),

@@ -68,6 +68,8 @@ mod tasks;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod vcpu;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod vcpu_scenarios;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod vm_scenarios;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod vmm;

@@ -96,6 +96,11 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         run: vm_scenarios::vms_group,
     },
     Scenario {
+        name: "vcpu",
+        about: "the EL2 world switch: a hand-encoded guest's HVC, data abort, WFI and time-slice exits; AT S12E1R against the stage-2 table",
+        run: crate::vcpu_scenarios::vcpu,
+    },
+    Scenario {
         name: "cmdq-error",
         about: "an illegal command is reported and recovered; invalidation still works",
         run: dma_scenarios::cmdq_error,
