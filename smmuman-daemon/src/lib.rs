@@ -39,6 +39,7 @@ pub mod esr;
 pub mod exit_code;
 pub mod gic;
 pub mod guest_exit;
+pub mod initrd;
 pub mod mailbox;
 pub mod memory;
 pub mod mmio;
