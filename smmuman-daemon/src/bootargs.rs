@@ -2,7 +2,8 @@
 //!
 //! Space-separated `key=value` words:
 //!
-//! * `scenario=<name>`: what to run (default [`DEFAULT_SCENARIO`]);
+//! * `scenario=<name>`: a test scenario to run instead of the host plan (only in an image built
+//!   with the `scenarios` feature);
 //! * `st=linear|2level`: stream table format (default linear; IHI 0070 §3.3);
 //! * `log=error|warn|info|debug|trace`: console log level (default info);
 //! * any other `key=value`: kept for scenarios, read with [`BootArgs::get`].
@@ -12,9 +13,6 @@
 
 use core::fmt;
 use heapless::Vec;
-
-/// The scenario run when `scenario=` is absent.
-pub const DEFAULT_SCENARIO: &str = "demo";
 
 /// Most `key=value` words.
 pub const MAX_ARGS: usize = 16;
@@ -78,8 +76,8 @@ impl fmt::Display for BootArgsError<'_> {
 /// Parsed boot arguments, borrowing the device tree's string.
 #[derive(Clone, Debug)]
 pub struct BootArgs<'a> {
-    /// The scenario to run.
-    pub scenario: &'a str,
+    /// The test scenario to run (`None`: run the host plan).
+    pub scenario: Option<&'a str>,
     /// The stream table format the SMMU should use.
     pub stream_table: StreamTableFormat,
     /// The console log level.
@@ -107,7 +105,7 @@ impl<'a> BootArgs<'a> {
         }
         let get = |key: &str| args.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
         let scenario = match get("scenario") {
-            None => DEFAULT_SCENARIO,
+            None => None,
             Some("") => {
                 return Err(BootArgsError::BadValue {
                     key: "scenario",
@@ -115,7 +113,7 @@ impl<'a> BootArgs<'a> {
                     expected: "a scenario name",
                 })
             }
-            Some(name) => name,
+            Some(name) => Some(name),
         };
         let stream_table = match get("st") {
             None | Some("linear") => StreamTableFormat::Linear,
@@ -162,7 +160,7 @@ mod tests {
     #[test]
     fn defaults_when_empty() {
         let a = BootArgs::parse("").unwrap();
-        assert_eq!(a.scenario, "demo");
+        assert_eq!(a.scenario, None);
         assert_eq!(a.stream_table, StreamTableFormat::Linear);
         assert_eq!(a.log_level, log::LevelFilter::Info);
     }
@@ -170,7 +168,7 @@ mod tests {
     #[test]
     fn known_and_extra_keys() {
         let a = BootArgs::parse("  scenario=boot st=2level log=debug len=4096 ").unwrap();
-        assert_eq!(a.scenario, "boot");
+        assert_eq!(a.scenario, Some("boot"));
         assert_eq!(a.stream_table, StreamTableFormat::TwoLevel);
         assert_eq!(a.log_level, log::LevelFilter::Debug);
         assert_eq!(a.get("len"), Some("4096"));

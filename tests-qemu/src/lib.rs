@@ -97,7 +97,11 @@ pub fn image() -> Result<PathBuf, String> {
                     Err(format!("SMMUMAN_IMAGE={} is not a file", path.display()))
                 }
             }
-            _ => image::build(&paths::target_dir().join("qemu-image")).map_err(|e| e.to_string()),
+            _ => image::build_with(
+                &paths::target_dir().join("qemu-image"),
+                image::Flavour::Scenarios,
+            )
+            .map_err(|e| e.to_string()),
         })
         .clone()
 }

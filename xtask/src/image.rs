@@ -141,6 +141,41 @@ pub fn elf_to_image(elf: &[u8]) -> std::result::Result<Vec<u8>, ImageError> {
 /// # Errors
 /// When cargo fails or the ELF cannot be converted.
 pub fn build(target_dir: &Path) -> Result<PathBuf> {
+    build_with(target_dir, Flavour::Product)
+}
+
+/// Which image: the product (runs its host plan) or the test build with the scenarios.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavour {
+    /// `--features bare`: what a user boots; `target/smmuman-daemon.bin`.
+    Product,
+    /// `--features scenarios`: the product plus the test scenarios (`scenario=<name>`);
+    /// `target/smmuman-daemon-scenarios.bin`, what tests-qemu boots.
+    Scenarios,
+}
+
+impl Flavour {
+    fn features(self) -> &'static str {
+        match self {
+            Self::Product => "bare",
+            Self::Scenarios => "scenarios",
+        }
+    }
+
+    fn file_name(self) -> String {
+        match self {
+            Self::Product => format!("{PACKAGE}.bin"),
+            Self::Scenarios => format!("{PACKAGE}-scenarios.bin"),
+        }
+    }
+}
+
+/// Builds the `flavour` image under `target_dir` (both flavours share the dependencies; a
+/// switch rebuilds the daemon crate only).
+///
+/// # Errors
+/// When cargo fails or the ELF cannot become an Image.
+pub fn build_with(target_dir: &Path, flavour: Flavour) -> Result<PathBuf> {
     let status = Command::new(paths::cargo())
         .current_dir(paths::workspace_root())
         .args([
@@ -150,7 +185,7 @@ pub fn build(target_dir: &Path) -> Result<PathBuf> {
             "--bin",
             PACKAGE,
             "--features",
-            "bare",
+            flavour.features(),
             "--release",
         ])
         .args(["--target", TARGET])
@@ -167,7 +202,7 @@ pub fn build(target_dir: &Path) -> Result<PathBuf> {
     let elf = fs::read(&elf_path)
         .map_err(|e| Error(format!("cannot read {}: {e}", elf_path.display())))?;
     let image = elf_to_image(&elf).map_err(|e| Error(format!("{}: {e}", elf_path.display())))?;
-    let out = target_dir.join(format!("{PACKAGE}.bin"));
+    let out = target_dir.join(flavour.file_name());
     fs::write(&out, image).map_err(|e| Error(format!("cannot write {}: {e}", out.display())))?;
     Ok(out)
 }

@@ -249,21 +249,22 @@ fn test() -> Result<()> {
         "--package",
         image::PACKAGE,
         "--features",
-        "smmuman-daemon/bare",
+        "smmuman-daemon/scenarios",
         "--",
         "-D",
         "warnings",
     ]);
     step(
         &format!(
-            "cargo clippy (no_std crates + {} --features bare) --target {}",
+            "cargo clippy (no_std crates + {} --features scenarios) --target {}",
             image::PACKAGE,
             image::TARGET
         ),
         &mut bare,
     )?;
-    eprintln!("\nxtask test: ==> cargo xtask build");
-    let image = build()?;
+    eprintln!("\nxtask test: ==> cargo xtask build --scenarios");
+    toolchain::ensure()?;
+    let image = image::build_with(&paths::target_dir(), image::Flavour::Scenarios)?;
     step(
         "cargo test --workspace",
         Command::new(&cargo)

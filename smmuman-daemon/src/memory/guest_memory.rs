@@ -99,6 +99,27 @@ impl GuestMemory {
         self.fill_with(pa, bytes.len() as u64, |i| bytes[i as usize]);
     }
 
+    /// Makes the CPU's writes to `[pa, pa + len)` visible to non-cacheable readers: a device
+    /// that does not snoop, or a guest running with its MMU off
+    /// ([`RamWindow::sync_for_device`]).
+    ///
+    /// # Panics
+    /// When the range is not inside the pool (a bug in the caller).
+    pub fn sync_for_device(&self, pa: PhysAddr, len: u64) {
+        self.assert_covers(pa, len);
+        self.window.sync_for_device(pa, len);
+    }
+
+    /// Makes what non-cacheable writers (a guest with its MMU off, a non-snooping device)
+    /// wrote to `[pa, pa + len)` visible to the CPU's next reads ([`RamWindow::sync_for_cpu`]).
+    ///
+    /// # Panics
+    /// When the range is not inside the pool (a bug in the caller).
+    pub fn sync_for_cpu(&mut self, pa: PhysAddr, len: u64) {
+        self.assert_covers(pa, len);
+        self.window.sync_for_cpu(pa, len);
+    }
+
     /// Copies `buf.len()` bytes from `pa` into `buf`.
     ///
     /// # Panics

@@ -445,6 +445,17 @@ fn driver(regs: &MmioRegion) -> smmuv3::Smmu {
     unsafe { smmuv3::Smmu::new(regs.base().0 as usize) }
 }
 
+/// Leaves the platform's SMMU terminating all traffic (`GBPA.ABORT`, `SMMUEN = 0`) when no
+/// manager will run, printing one `SMMU_ABORT` record.
+pub fn abort_all(p: &mut Platform) {
+    if let Some(mut regs) = p.take_smmu_registers() {
+        let base = regs.base();
+        let state = abort_all_traffic(&mut regs);
+        print_abort(base, &state);
+        p.give_back_smmu_registers(regs);
+    }
+}
+
 /// Makes the SMMU behind `regs` terminate all traffic without bringing it up, for a daemon
 /// that refuses to start ([`smmuv3::Smmu::abort_all_traffic`]: GBPA.ABORT, then CR0 = 0; no
 /// memory touched).

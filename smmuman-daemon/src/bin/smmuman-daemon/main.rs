@@ -27,29 +27,31 @@ mod boot;
 mod clock;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod console;
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "scenarios"))]
 mod discovery_scenarios;
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "scenarios"))]
 mod dma_scenarios;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod exceptions;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod failsafe;
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "scenarios"))]
 mod failsafe_scenarios;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod heap;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod host;
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "scenarios"))]
 mod hostile;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod iommu;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod irq;
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "scenarios"))]
 mod irq_scenarios;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod manager;
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "scenarios"))]
 mod many;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod mmu;
@@ -59,7 +61,7 @@ mod panic;
 mod platform;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod refusal;
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "scenarios"))]
 mod scenarios;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod semihosting;
@@ -67,11 +69,11 @@ mod semihosting;
 mod tasks;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod vcpu;
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "scenarios"))]
 mod vcpu_scenarios;
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "scenarios"))]
 mod vm_scenarios;
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "scenarios"))]
 mod vmm;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
@@ -79,7 +81,7 @@ pub use bare::exit;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod bare {
-    use crate::{boot, console, mmu, refusal, scenarios, semihosting};
+    use crate::{boot, console, mmu, refusal, semihosting};
     use iommu_core::PhysAddr;
     use smmuman_daemon::address_map::{AddressMap, MemKind};
     use smmuman_daemon::board::{self, BoardInfo};
@@ -87,7 +89,6 @@ mod bare {
     use smmuman_daemon::exit_code;
     use smmuman_daemon::memory::PhysRange;
     use smmuman_daemon::report::write_value;
-    use smmuman_daemon::scenario::{self, Names};
 
     /// Largest device tree accepted (QEMU's is 1 MiB).
     const MAX_DTB_SIZE: u64 = 16 << 20;
@@ -252,21 +253,43 @@ mod bare {
         };
         platform.print_summary();
 
-        let Some(entry) = scenario::find(scenarios::REGISTRY, scenario_name) else {
-            let mut name: heapless::String<128> = heapless::String::new();
-            let _ = write_value(&mut name, &scenario_name);
+        match scenario_name {
+            Some(name) => run_scenario(&mut platform, name),
+            None => crate::host::run(&mut platform),
+        }
+    }
+
+    /// Runs the test scenario `name` (`scenario=<name>`) and prints its `RESULT` record.
+    #[cfg(feature = "scenarios")]
+    fn run_scenario(platform: &mut crate::platform::Platform, name: &str) -> u32 {
+        use crate::scenarios;
+        use smmuman_daemon::scenario::{self, Names};
+        let Some(entry) = scenario::find(scenarios::REGISTRY, name) else {
+            let mut text: heapless::String<128> = heapless::String::new();
+            let _ = write_value(&mut text, &name);
             console::line(format_args!(
-                "FATAL reason=unknown-scenario scenario={name} known={}",
+                "FATAL reason=unknown-scenario scenario={text} known={}",
                 Names(scenarios::REGISTRY)
             ));
             return exit_code::BAD_BOOTARGS;
         };
         log::info!("running scenario {}: {}", entry.name, entry.about);
-        let outcome = (entry.run)(&mut platform);
+        let outcome = (entry.run)(platform);
         let mut line: heapless::String<640> = heapless::String::new();
         let _ = outcome.write_result(entry.name, &mut line);
         console::line(format_args!("{line}"));
         outcome.status().exit_code()
+    }
+
+    /// The product image has no test scenarios: `scenario=` is refused.
+    #[cfg(not(feature = "scenarios"))]
+    fn run_scenario(_platform: &mut crate::platform::Platform, name: &str) -> u32 {
+        let mut text: heapless::String<128> = heapless::String::new();
+        let _ = write_value(&mut text, &name);
+        console::line(format_args!(
+            "FATAL reason=no-scenarios scenario={text} detail=\"this image runs its host plan; test scenarios are in the image built with --features scenarios (cargo xtask build --scenarios)\""
+        ));
+        exit_code::BAD_BOOTARGS
     }
 }
 

@@ -17,7 +17,6 @@ use crate::console;
 use crate::iommu::{self, Backend, IommuOptions};
 use crate::platform::Platform;
 use crate::tasks::Task;
-use crate::vmm::{self, Verdict, Vmm};
 use iommu_core::{Bdf, Iova, PhysAddr, StreamId};
 use smmuman_api::{ClientId, IovaRange};
 use smmuman_daemon::clock::Clock;
@@ -29,7 +28,7 @@ use smmuman_server::{DeviceEntry, DeviceId, Manager, ManagerConfig, PhysRange};
 /// Clients (mailboxes) the daemon serves at once.
 pub const MAX_CLIENTS: usize = 4;
 /// Rounds of the loop after which clients that still have not finished are abandoned.
-const MAX_ROUNDS: u32 = 100_000;
+pub const MAX_ROUNDS: u32 = 100_000;
 /// Page sizes the stage-2 tables map: 4 KiB pages, 2 MiB and 1 GiB blocks.
 const PAGE_SIZES: u64 = (1 << 12) | (1 << 21) | (1 << 30);
 
@@ -164,32 +163,61 @@ pub fn open_mailboxes() {
 
 /// Runs the `vmms` as client tasks until all have finished, serving them with `manager` when
 /// there is one (`None`: no manager runs; the mailboxes stay closed). Returns each VMM's verdict.
+#[cfg(feature = "scenarios")]
 pub fn run(
     p: &Platform,
     mut manager: Option<&mut Mgr>,
-    vmms: heapless::Vec<Vmm, MAX_CLIENTS>,
-) -> heapless::Vec<Verdict, MAX_CLIENTS> {
+    vmms: heapless::Vec<crate::vmm::Vmm, MAX_CLIENTS>,
+) -> heapless::Vec<crate::vmm::Verdict, MAX_CLIENTS> {
+    use crate::vmm;
     let n = vmms.len();
     let mut tasks: heapless::Vec<Option<Task>, MAX_CLIENTS> = heapless::Vec::new();
     for (i, v) in vmms.into_iter().enumerate() {
         // The host's word on what this VMM may grant its devices, before it can ask anything.
         if let Some(m) = manager.as_deref_mut() {
-            let client = client_id(i);
-            match m.assign(client, &v.assignment) {
-                Ok(()) => console::line(format_args!(
-                    "ASSIGN vm={} client={client} grants={}",
-                    v.name,
-                    v.assignment.len()
-                )),
-                Err(e) => console::line(format_args!(
-                    "FATAL reason=assignment vm={} detail=\"{e}\"",
-                    v.name
-                )),
-            }
+            assign(m, i, v.name, &v.assignment);
         }
         vmm::hand_over(i, v);
         let _ = tasks.push(Task::spawn(vmm::main, i));
     }
+    serve_tasks(p, manager, &mut tasks, MAX_ROUNDS, &mut |_| {});
+    vmm::verdicts(n)
+}
+
+/// Hands the manager the host's grants for client `index` (the VM `name`) and prints one
+/// `ASSIGN` record, or a `FATAL reason=assignment` one. Returns whether it was accepted.
+pub fn assign(m: &mut Mgr, index: usize, name: &str, grants: &[smmuman_server::Grant]) -> bool {
+    let client = client_id(index);
+    match m.assign(client, grants) {
+        Ok(()) => {
+            console::line(format_args!(
+                "ASSIGN vm={name} client={client} grants={}",
+                grants.len()
+            ));
+            true
+        }
+        Err(e) => {
+            console::line(format_args!(
+                "FATAL reason=assignment vm={name} detail=\"{e}\""
+            ));
+            false
+        }
+    }
+}
+
+/// Resumes the client `tasks` in turn (task `i` talks through mailbox `i`) and serves their
+/// mailboxes and the SMMU's events with `manager` between rounds, until every task has
+/// finished or `max_rounds` rounds have passed (the rest are then abandoned, and the manager
+/// cleans up after them as after a VMM that died). `each_round` runs after every round with
+/// the manager (the host's own checks).
+pub fn serve_tasks(
+    p: &Platform,
+    mut manager: Option<&mut Mgr>,
+    tasks: &mut [Option<Task>],
+    max_rounds: u32,
+    each_round: &mut dyn FnMut(&mut Mgr),
+) {
+    let n = tasks.len();
     let mut rounds = 0;
     loop {
         let mut running = 0;
@@ -207,9 +235,13 @@ pub fn run(
         }
         if let Some(m) = manager.as_deref_mut() {
             serve_once(p, m, n);
+            each_round(m);
+        } else {
+            // No manager: still let the host's interrupts (a guest's time slice) be taken.
+            crate::irq::window();
         }
         rounds += 1;
-        if running == 0 || rounds >= MAX_ROUNDS {
+        if running == 0 || rounds >= max_rounds {
             if running != 0 {
                 console::line(format_args!(
                     "FATAL reason=clients-stuck running={running} rounds={rounds}"
@@ -225,7 +257,6 @@ pub fn run(
     if let Some(m) = manager {
         serve_once(p, m, n);
     }
-    vmm::verdicts(n)
 }
 
 /// One pass of the manager over the first `n` mailboxes and the SMMU's event queue.

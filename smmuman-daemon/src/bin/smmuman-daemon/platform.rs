@@ -88,6 +88,9 @@ impl fmt::Display for PeerProblem {
     }
 }
 
+/// Most grants the host hands one VMM.
+pub const MAX_GRANTS: usize = 8;
+
 /// What the host gives one VM: its RAM (the VMM's view of it) and the grants it hands the
 /// manager for the VMM.
 pub struct VmMemory {
@@ -96,7 +99,7 @@ pub struct VmMemory {
     /// The VMM's view of all of its RAM.
     pub view: GuestMemory,
     /// The host's grants: its RAM (shared where the config says so) and peer BARs.
-    pub grants: heapless::Vec<Grant, { crate::vmm::MAX_GRANTS }>,
+    pub grants: heapless::Vec<Grant, MAX_GRANTS>,
 }
 
 impl fmt::Display for BringUpError {
@@ -166,6 +169,8 @@ pub struct Platform {
     pub pci: PciBus<Ecam>,
     /// Time.
     pub clock: GenericTimer,
+    /// The initrd, when the boot loader passed an archive: the host plan and guest images.
+    pub archive: Option<smmuman_daemon::initrd::Archive<'static>>,
     smmu_taken: bool,
     taken: heapless::Vec<Bdf, MAX_TAKEN>,
 }
@@ -294,6 +299,7 @@ impl Platform {
             vm_ranges,
             pci,
             clock: GenericTimer::new(),
+            archive: None,
             smmu_taken: false,
             taken: heapless::Vec::new(),
         })

@@ -44,12 +44,15 @@ use iommu_core::{Iova, PhysAddr};
 use smmuman_daemon::board::BoardInfo;
 use smmuman_daemon::bootargs::BootArgs;
 use smmuman_daemon::exit_code;
+use smmuman_daemon::initrd::{self, Archive};
 use smmuman_daemon::memory::PhysRange;
 use smmuman_daemon::mmio::MmioRegion;
 use smmuman_daemon::report::write_value;
 
 /// Largest initrd read as a config.
 const MAX_CONFIG_SIZE: u64 = 1 << 20;
+/// Largest initrd read as an archive (config, host plan, guest images).
+const MAX_ARCHIVE_SIZE: u64 = 32 << 20;
 /// Name of the embedded config in messages.
 const EMBEDDED_NAME: &str = concat!("boards/", env!("SMMUMAN_BOARD_NAME"), "/smmuman.conf");
 /// The board's config, embedded at build time (`build.rs` picks it from `SMMUMAN_BOARD`).
@@ -117,9 +120,14 @@ impl Refused {
 struct ConfigSource {
     file: ConfigFile<'static>,
     initrd: Option<PhysRange>,
+    /// The initrd, when it is an archive (`smmuman_daemon::initrd`): the host plan and the
+    /// guest images come from it too.
+    archive: Option<Archive<'static>>,
 }
 
-/// The initrd as the config, else the embedded board config.
+/// The config: the initrd's `smmuman.conf` when the initrd is an archive (the embedded board
+/// config when the archive has none), the initrd itself when it is a bare config file, else
+/// the embedded board config.
 fn config_source(fdt: &Fdt<'static>, board: &BoardInfo<'static>) -> Result<ConfigSource, Refused> {
     let initrd = board_config::dt::initrd(fdt)
         .map_err(|e| Refused::config("initrd", &e).in_file("initrd"))?;
@@ -130,6 +138,7 @@ fn config_source(fdt: &Fdt<'static>, board: &BoardInfo<'static>) -> Result<Confi
                 bytes: EMBEDDED.as_bytes(),
             },
             initrd: None,
+            archive: None,
         });
     };
     let range = PhysRange::from_bounds(initrd.start, initrd.end);
@@ -138,11 +147,11 @@ fn config_source(fdt: &Fdt<'static>, board: &BoardInfo<'static>) -> Result<Confi
             .ram_containing(r.start())
             .is_some_and(|ram| ram.contains(*r))
     });
-    let Some(range) = in_ram.filter(|r| r.size() <= MAX_CONFIG_SIZE) else {
+    let Some(range) = in_ram.filter(|r| r.size() <= MAX_ARCHIVE_SIZE) else {
         return Err(Refused::config(
             "initrd",
             &format_args!(
-                "/chosen: linux,initrd-start..end {}..{} is not a RAM range of at most {MAX_CONFIG_SIZE:#x} bytes",
+                "/chosen: linux,initrd-start..end {}..{} is not a RAM range of at most {MAX_ARCHIVE_SIZE:#x} bytes",
                 initrd.start, initrd.end
             ),
         )
@@ -153,12 +162,42 @@ fn config_source(fdt: &Fdt<'static>, board: &BoardInfo<'static>) -> Result<Confi
     // (`ReservedKind::Initrd`), so nothing writes it while the daemon runs.
     let bytes =
         unsafe { core::slice::from_raw_parts(range.start().0 as *const u8, range.size() as usize) };
+    if initrd::is_archive(bytes) {
+        let archive = Archive::parse(bytes)
+            .map_err(|e| Refused::config("initrd", &e).in_file("initrd"))?;
+        let file = match archive.file(initrd::CONFIG_FILE) {
+            Some(bytes) => ConfigFile {
+                name: "initrd:smmuman.conf",
+                bytes,
+            },
+            None => ConfigFile {
+                name: EMBEDDED_NAME,
+                bytes: EMBEDDED.as_bytes(),
+            },
+        };
+        return Ok(ConfigSource {
+            file,
+            initrd: Some(range),
+            archive: Some(archive),
+        });
+    }
+    if range.size() > MAX_CONFIG_SIZE {
+        return Err(Refused::config(
+            "initrd",
+            &format_args!(
+                "the initrd is not an archive and, at {:#x} bytes, too large for a config (at most {MAX_CONFIG_SIZE:#x})",
+                range.size()
+            ),
+        )
+        .in_file("initrd"));
+    }
     Ok(ConfigSource {
         file: ConfigFile {
             name: "initrd",
             bytes,
         },
         initrd: Some(range),
+        archive: None,
     })
 }
 
@@ -208,8 +247,9 @@ pub fn discover(
     let _ = write_value(&mut text, &name);
     match source.initrd {
         Some(r) => console::line(format_args!(
-            "CONFIG source=initrd file={text} bytes={} range={r}",
-            source.file.bytes.len()
+            "CONFIG source=initrd file={text} bytes={} range={r} archive={}",
+            source.file.bytes.len(),
+            u8::from(source.archive.is_some())
         )),
         None => console::line(format_args!(
             "CONFIG source=embedded file={text} bytes={}",
@@ -253,6 +293,7 @@ pub fn discover(
                 .in_file(name)
                 .with_boot(boot)
         })?;
+    platform.archive = source.archive;
     Ok(platform)
 }
 

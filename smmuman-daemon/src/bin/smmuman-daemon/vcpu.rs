@@ -348,26 +348,73 @@ impl El2Vcpu {
         unsafe { core::arch::asm!("isb") };
     }
 
-    /// The CPU's own view of where guest-physical `ipa` leads: `AT S12E1R` (Arm ARM C5.5,
-    /// stage 1 off in the guest, so its VA is the IPA) with this VM's stage 2, as PAR_EL1
-    /// reports it (`None`: the translation faults).
-    pub fn translate(&mut self, ipa: u64) -> Option<u64> {
-        self.select_stage2();
-        let host_hcr = mrs!("hcr_el2");
-        let host_par = mrs!("par_el1");
-        // The guest's SCTLR_EL1 (MMU off) governs the stage-1 part of the walk.
-        let host_sctlr = mrs!("sctlr_el1");
-        msr!("sctlr_el1", self.el1.sctlr);
-        msr!("hcr_el2", guest_exit::HCR_GUEST);
-        // SAFETY: an address-translation instruction; it writes only PAR_EL1, saved above.
-        unsafe { core::arch::asm!("isb", "at s12e1r, {a}", "isb", a = in(reg) ipa) };
-        let par = mrs!("par_el1");
-        msr!("hcr_el2", host_hcr);
-        msr!("sctlr_el1", host_sctlr);
-        msr!("par_el1", host_par);
-        // PAR_EL1.F (bit 0) set: the walk faulted; else PA in bits 47:12 (Arm ARM D19.2.112).
-        (par & 1 == 0).then_some((par & 0x0000_ffff_ffff_f000) | (ipa & 0xfff))
+    /// VTTBR_EL2 of this VM.
+    pub fn vttbr(&self) -> u64 {
+        self.vttbr
     }
+
+    /// VTCR_EL2 of this VM.
+    pub fn vtcr(&self) -> u64 {
+        self.vtcr
+    }
+}
+
+/// The CPU's own view of where guest-physical `ipa` leads in the VM whose stage 2 is
+/// `vttbr`/`vtcr`: `AT S12E1R` (Arm ARM C5.5; with the guest's MMU off, as at reset, its VA is
+/// the IPA) as PAR_EL1 reports it. `None`: the walk faults.
+pub fn cpu_translate(vttbr: u64, vtcr: u64, ipa: u64) -> Option<u64> {
+    let host = (
+        mrs!("vttbr_el2"),
+        mrs!("vtcr_el2"),
+        mrs!("hcr_el2"),
+        mrs!("par_el1"),
+        mrs!("sctlr_el1"),
+    );
+    msr!("vtcr_el2", vtcr);
+    msr!("vttbr_el2", vttbr);
+    msr!("sctlr_el1", guest_exit::SCTLR_EL1_RESET);
+    msr!("hcr_el2", guest_exit::HCR_GUEST);
+    // SAFETY: an address-translation instruction; it writes only PAR_EL1, restored below.
+    unsafe { core::arch::asm!("isb", "at s12e1r, {a}", "isb", a = in(reg) ipa) };
+    let par = mrs!("par_el1");
+    msr!("hcr_el2", host.2);
+    msr!("sctlr_el1", host.4);
+    msr!("par_el1", host.3);
+    msr!("vtcr_el2", host.1);
+    msr!("vttbr_el2", host.0);
+    // SAFETY: a barrier only.
+    unsafe { core::arch::asm!("isb") };
+    // PAR_EL1.F (bit 0) set: the walk faulted; else PA in bits 47:12 (Arm ARM D19.2.112).
+    (par & 1 == 0).then_some((par & 0x0000_ffff_ffff_f000) | (ipa & 0xfff))
+}
+
+/// ID_AA64MMFR0_EL1.PARange (Arm ARM D19.2.64).
+pub fn pa_range() -> u8 {
+    (mrs!("id_aa64mmfr0_el1") & 0xf) as u8
+}
+
+/// Makes instructions the host just wrote (and cleaned to the point of coherency) visible to
+/// the guest's fetches: invalidate the instruction caches (Arm ARM D7.5.2).
+pub fn sync_icache() {
+    // SAFETY: barriers and instruction-cache invalidation only.
+    unsafe { core::arch::asm!("dsb ish", "ic ialluis", "dsb ish", "isb") };
+}
+
+/// Makes what a guest with its MMU off (non-cacheable stores) wrote to `[pa, pa + len)`
+/// visible to the host's cached reads: `DC CIVAC` by line (Arm ARM C5.3), then `DSB`.
+pub fn invalidate_dcache(pa: u64, len: u64) {
+    /// Smallest data-cache line assumed (CTR_EL0.DminLine is at least this on every Armv8 core).
+    const LINE: u64 = 64;
+    let mut line = pa & !(LINE - 1);
+    let end = pa.saturating_add(len);
+    while line < end {
+        // SAFETY: clean and invalidate by address of RAM the EL2 identity map covers; it
+        // changes no value a program can observe.
+        unsafe { core::arch::asm!("dc civac, {a}", a = in(reg) line, options(nostack)) };
+        line += LINE;
+    }
+    // SAFETY: a barrier only.
+    unsafe { core::arch::asm!("dsb sy") };
 }
 
 impl qvm::vcpu::Vcpu for El2Vcpu {

@@ -45,7 +45,7 @@ pub fn vcpu(p: &mut Platform) -> Outcome {
     let Ok(mut mem) = DaemonMemory::new(window) else {
         return Outcome::fail().with("reason", "stage-2 pool");
     };
-    let cfg = guest_exit::cpu_stage2_config(pa_range());
+    let cfg = guest_exit::cpu_stage2_config(crate::vcpu::pa_range());
     let ram = vm.first;
     let mut view = vm.view;
     let result = (|| -> Result<(u64, u64), &'static str> {
@@ -107,14 +107,14 @@ pub fn vcpu(p: &mut Platform) -> Outcome {
         let mut pages = 0;
         let mut mismatches = 0;
         for off in (0..ram.size()).step_by(4096) {
-            let cpu_pa = cpu.translate(GPA + off);
+            let cpu_pa = crate::vcpu::cpu_translate(cpu.vttbr(), cpu.vtcr(), GPA + off);
             let table_pa = table.translate(&mem, Iova(GPA + off)).map(|t| t.pa.0);
             pages += 1;
             if cpu_pa != table_pa || cpu_pa != Some(ram.start().0 + off) {
                 mismatches += 1;
             }
         }
-        let hole_unmapped = cpu.translate(HOLE).is_none();
+        let hole_unmapped = crate::vcpu::cpu_translate(cpu.vttbr(), cpu.vtcr(), HOLE).is_none();
         console::line(format_args!(
             "VCPU translate pages={pages} mismatches={mismatches} hole_unmapped={}",
             u8::from(hole_unmapped)
@@ -132,16 +132,6 @@ pub fn vcpu(p: &mut Platform) -> Outcome {
             .with("slice_us", ticks),
         Err(e) => Outcome::fail().with("reason", e),
     }
-}
-
-/// ID_AA64MMFR0_EL1.PARange.
-pub fn pa_range() -> u8 {
-    let v: u64;
-    // SAFETY: reading an ID register has no side effect.
-    unsafe {
-        core::arch::asm!("mrs {v}, id_aa64mmfr0_el1", v = out(reg) v, options(nomem, nostack))
-    };
-    (v & 0xf) as u8
 }
 
 /// Makes code just written to `range` visible to instruction fetches (Arm ARM D7.5.2: clean

@@ -109,8 +109,7 @@ pub struct Vmm {
     pub plan: Plan,
 }
 
-/// Most grants the host hands one VMM.
-pub const MAX_GRANTS: usize = 8;
+pub use crate::platform::MAX_GRANTS;
 
 /// How a VMM ended.
 #[derive(Clone, Debug)]
