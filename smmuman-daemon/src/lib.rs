@@ -37,6 +37,7 @@ pub mod edu;
 pub mod esr;
 pub mod exit_code;
 pub mod gic;
+pub mod initrd;
 pub mod mailbox;
 pub mod memory;
 pub mod mmio;
