@@ -29,7 +29,10 @@ pub enum CpioError {
 impl fmt::Display for CpioError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::BadName(n) => write!(f, "cpio: {n:?} cannot be an entry name (empty, NUL, {TRAILER} or repeated)"),
+            Self::BadName(n) => write!(
+                f,
+                "cpio: {n:?} cannot be an entry name (empty, NUL, {TRAILER} or repeated)"
+            ),
             Self::TooLarge(n) => write!(f, "cpio: {n:?} is larger than the format's 4 GiB"),
         }
     }
@@ -53,10 +56,15 @@ impl Writer {
     /// # Errors
     /// [`CpioError`] for a bad or repeated name or a file over 4 GiB.
     pub fn file(&mut self, name: &str, data: &[u8]) -> Result<&mut Self, CpioError> {
-        if name.is_empty() || name.contains('\0') || name == TRAILER || self.names.iter().any(|n| n == name) {
+        if name.is_empty()
+            || name.contains('\0')
+            || name == TRAILER
+            || self.names.iter().any(|n| n == name)
+        {
             return Err(CpioError::BadName(name.to_string()));
         }
-        let ino = u32::try_from(self.names.len() + 1).map_err(|_| CpioError::TooLarge(name.to_string()))?;
+        let ino = u32::try_from(self.names.len() + 1)
+            .map_err(|_| CpioError::TooLarge(name.to_string()))?;
         self.entry(name, FILE_MODE, ino, data)?;
         self.names.push(name.to_string());
         Ok(self)
@@ -77,7 +85,8 @@ impl Writer {
         let fields = [ino, mode, 0, 0, nlink, 0, size, 0, 0, 0, 0, name_size, 0];
         self.bytes.extend_from_slice(MAGIC.as_bytes());
         for field in fields {
-            self.bytes.extend_from_slice(format!("{field:08x}").as_bytes());
+            self.bytes
+                .extend_from_slice(format!("{field:08x}").as_bytes());
         }
         self.bytes.extend_from_slice(name.as_bytes());
         self.bytes.push(0);
@@ -109,7 +118,10 @@ mod tests {
         let a = Archive::parse(&bytes).unwrap();
         assert_eq!(a.file("smmuman.conf"), Some(&b"smmu auto\n"[..]));
         assert_eq!(a.file("host.plan"), Some(&b""[..]));
-        assert_eq!(a.guests().collect::<Vec<_>>(), [("driver", &[1u8, 2, 3, 4, 5][..])]);
+        assert_eq!(
+            a.guests().collect::<Vec<_>>(),
+            [("driver", &[1u8, 2, 3, 4, 5][..])]
+        );
         assert!(a.entries().all(|e| e.is_file() && e.mode == FILE_MODE));
     }
 
@@ -146,7 +158,10 @@ mod tests {
         let mut w = Writer::new();
         w.file("a", b"").unwrap();
         for bad in ["a", "", "x\0y", TRAILER] {
-            assert_eq!(w.file(bad, b"").unwrap_err(), CpioError::BadName(bad.to_string()));
+            assert_eq!(
+                w.file(bad, b"").unwrap_err(),
+                CpioError::BadName(bad.to_string())
+            );
         }
     }
 }

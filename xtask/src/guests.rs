@@ -51,7 +51,10 @@ pub fn build(target_dir: &Path) -> Result<Vec<Guest>> {
         .status()
         .map_err(|e| Error(format!("cannot run cargo: {e}")))?;
     if !status.success() {
-        return Err(Error(format!("building {PACKAGE} for {} failed ({status})", image::TARGET)));
+        return Err(Error(format!(
+            "building {PACKAGE} for {} failed ({status})",
+            image::TARGET
+        )));
     }
     let out = target_dir.join("guests");
     fs::create_dir_all(&out).map_err(|e| Error(format!("cannot create {}: {e}", out.display())))?;
@@ -60,8 +63,10 @@ pub fn build(target_dir: &Path) -> Result<Vec<Guest>> {
         .iter()
         .map(|name| {
             let from = built.join(name);
-            let elf = fs::read(&from).map_err(|e| Error(format!("cannot read {}: {e}", from.display())))?;
-            let raw = image::elf_to_image(&elf).map_err(|e| Error(format!("{}: {e}", from.display())))?;
+            let elf = fs::read(&from)
+                .map_err(|e| Error(format!("cannot read {}: {e}", from.display())))?;
+            let raw =
+                image::elf_to_image(&elf).map_err(|e| Error(format!("{}: {e}", from.display())))?;
             let guest = Guest {
                 name: name.to_string(),
                 elf: out.join(format!("{name}.elf")),
@@ -92,7 +97,8 @@ pub fn pack(config: &[u8], plan: &[u8], guests: &[(String, Vec<u8>)]) -> Result<
         if name.contains('/') {
             return Err(Error(format!("guest name {name:?} has a '/'")));
         }
-        w.file(&format!("{GUESTS_ENTRY}{name}"), elf).map_err(cpio)?;
+        w.file(&format!("{GUESTS_ENTRY}{name}"), elf)
+            .map_err(cpio)?;
     }
     Ok(w.finish())
 }
@@ -105,7 +111,8 @@ pub fn pack(config: &[u8], plan: &[u8], guests: &[(String, Vec<u8>)]) -> Result<
 /// # Errors
 /// When the board, the plan or a guest cannot be read, or the archive cannot be written.
 pub fn initrd_for(board: &str, plan_path: &Path, guests: &[PathBuf]) -> Result<PathBuf> {
-    let read = |p: &Path| fs::read(p).map_err(|e| Error(format!("cannot read {}: {e}", p.display())));
+    let read =
+        |p: &Path| fs::read(p).map_err(|e| Error(format!("cannot read {}: {e}", p.display())));
     let config = read(&qemu::board_dir_of(board)?.join(CONFIG_ENTRY))?;
     let plan = read(plan_path)?;
     let mut images = Vec::new();
@@ -117,7 +124,10 @@ pub fn initrd_for(board: &str, plan_path: &Path, guests: &[PathBuf]) -> Result<P
         images.push((name.to_string(), read(path)?));
     }
     let archive = pack(&config, &plan, &images)?;
-    let stem = plan_path.file_stem().and_then(|s| s.to_str()).unwrap_or("plan");
+    let stem = plan_path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plan");
     let dir = paths::target_dir().join("initrd");
     fs::create_dir_all(&dir).map_err(|e| Error(format!("cannot create {}: {e}", dir.display())))?;
     let out = dir.join(format!("{board}-{stem}.cpio"));
@@ -131,11 +141,24 @@ pub fn initrd_for(board: &str, plan_path: &Path, guests: &[PathBuf]) -> Result<P
 /// `EXIT status=` line.
 pub fn plain_qemu_command(image: &Path, bootargs: &str) -> Command {
     let mut cmd = Command::new(qemu::binary());
-    cmd.args(["-machine", "virt,gic-version=3", "-cpu", "max", "-m", "512M"])
-        .args(["-nographic", "-nic", "none", "-icount", "shift=10,sleep=off"])
-        .args(["-device", "edu,dma_mask=0xffffffffffffffff", "-kernel"])
-        .arg(image)
-        .args(["-append", bootargs]);
+    cmd.args([
+        "-machine",
+        "virt,gic-version=3",
+        "-cpu",
+        "max",
+        "-m",
+        "512M",
+    ])
+    .args([
+        "-nographic",
+        "-nic",
+        "none",
+        "-icount",
+        "shift=10,sleep=off",
+    ])
+    .args(["-device", "edu,dma_mask=0xffffffffffffffff", "-kernel"])
+    .arg(image)
+    .args(["-append", bootargs]);
     cmd
 }
 
@@ -146,15 +169,26 @@ mod tests {
 
     #[test]
     fn a_packed_initrd_reads_back_in_the_daemon() {
-        let guests = vec![("driver".to_string(), vec![0x7f, b'E', b'L', b'F']), ("rogue".to_string(), vec![9; 1001])];
+        let guests = vec![
+            ("driver".to_string(), vec![0x7f, b'E', b'L', b'F']),
+            ("rogue".to_string(), vec![9; 1001]),
+        ];
         let bytes = pack(b"smmu auto\n", b"vm a\n", &guests).unwrap();
         let a = Archive::parse(&bytes).unwrap();
         assert_eq!(a.file(CONFIG_ENTRY), Some(&b"smmu auto\n"[..]));
         assert_eq!(a.file(PLAN_ENTRY), Some(&b"vm a\n"[..]));
-        let read: Vec<_> = a.guests().map(|(n, d)| (n.to_string(), d.to_vec())).collect();
+        let read: Vec<_> = a
+            .guests()
+            .map(|(n, d)| (n.to_string(), d.to_vec()))
+            .collect();
         assert_eq!(read, guests);
         assert!(pack(b"", b"", &[("a/b".to_string(), vec![])]).is_err());
-        assert!(pack(b"", b"", &[("a".to_string(), vec![]), ("a".to_string(), vec![])]).is_err());
+        assert!(pack(
+            b"",
+            b"",
+            &[("a".to_string(), vec![]), ("a".to_string(), vec![])]
+        )
+        .is_err());
     }
 
     #[test]
@@ -166,7 +200,11 @@ mod tests {
         let elf = dir.join("driver.elf");
         fs::write(&elf, [1, 2, 3]).unwrap();
         let out = initrd_for(paths::DEFAULT_BOARD, &plan, &[elf]).unwrap();
-        assert!(out.ends_with("initrd/qemu-virt-two-vms.cpio"), "{}", out.display());
+        assert!(
+            out.ends_with("initrd/qemu-virt-two-vms.cpio"),
+            "{}",
+            out.display()
+        );
         let bytes = fs::read(&out).unwrap();
         let a = Archive::parse(&bytes).unwrap();
         let config = fs::read(paths::board_dir().join(CONFIG_ENTRY)).unwrap();

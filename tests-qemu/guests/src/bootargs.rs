@@ -24,7 +24,8 @@ pub fn hex<'a>(args: &'a str, key: &'a str) -> Result<Option<u64>, BadHex<'a>> {
         .strip_prefix("0x")
         .or_else(|| value.strip_prefix("0X"))
         .unwrap_or(value);
-    let ok = !digits.is_empty() && digits.len() <= 16;
+    let ok =
+        !digits.is_empty() && digits.len() <= 16 && digits.bytes().all(|b| b.is_ascii_hexdigit());
     match u64::from_str_radix(digits, 16) {
         Ok(v) if ok => Ok(Some(v)),
         _ => Err(BadHex { key, value }),
@@ -41,7 +42,13 @@ mod tests {
         assert_eq!(hex(args, "rogue.outside"), Ok(Some(0x8000_0000)));
         assert_eq!(hex(args, "rogue.host"), Ok(Some(0x5180_0000)));
         assert_eq!(hex(args, "rogue.smmu"), Ok(None));
-        for bad in ["rogue.smmu=", "rogue.smmu=0x", "rogue.smmu=+1", "rogue.smmu=0x1_0000_0000_0000_0000", "rogue.smmu=zz"] {
+        for bad in [
+            "rogue.smmu=",
+            "rogue.smmu=0x",
+            "rogue.smmu=+1",
+            "rogue.smmu=0x1_0000_0000_0000_0000",
+            "rogue.smmu=zz",
+        ] {
             assert!(hex(bad, "rogue.smmu").is_err(), "{bad}");
         }
     }

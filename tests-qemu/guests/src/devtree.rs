@@ -73,7 +73,10 @@ impl fmt::Display for DtError {
             Self::Header => write!(f, "device tree header is not valid"),
             Self::NoNode(n) => write!(f, "device tree has no {n} node"),
             Self::Property { node, property } => {
-                write!(f, "device tree node {node}: property {property} is missing or malformed")
+                write!(
+                    f,
+                    "device tree node {node}: property {property} is missing or malformed"
+                )
             }
         }
     }
@@ -224,7 +227,10 @@ mod tests {
     #[test]
     fn cells_are_one_or_two_and_never_read_past_the_end() {
         assert_eq!(cells(&[0, 0, 1, 0, 9], 1), Some((0x100, &[9u8][..])));
-        assert_eq!(cells(&[0, 0, 0, 1, 0, 0, 0, 2], 2), Some((0x1_0000_0002, &[][..])));
+        assert_eq!(
+            cells(&[0, 0, 0, 1, 0, 0, 0, 2], 2),
+            Some((0x1_0000_0002, &[][..]))
+        );
         assert_eq!(cells(&[0, 0, 1], 1), None);
         assert_eq!(cells(&[0; 12], 3), None);
         assert_eq!(cells(&[0; 12], usize::MAX), None);

@@ -26,10 +26,34 @@ struct Case {
 /// The round trips: aligned and small, both buffers across a 4 KiB page boundary, the whole
 /// device buffer, and a destination in the next 2 MiB block.
 const CASES: [Case; 4] = [
-    Case { name: "small", src: -0x8000, dst: -0x7000, offset: 0, len: 64 },
-    Case { name: "page-cross", src: -0x9100, dst: -0x5180, offset: 0x100, len: 0x400 },
-    Case { name: "full-buffer", src: -0x4000, dst: -0x2000, offset: 0, len: edu::BUFFER_SIZE },
-    Case { name: "other-2mib", src: -0xc00, dst: 0x8080, offset: 0x800, len: 0x800 },
+    Case {
+        name: "small",
+        src: -0x8000,
+        dst: -0x7000,
+        offset: 0,
+        len: 64,
+    },
+    Case {
+        name: "page-cross",
+        src: -0x9100,
+        dst: -0x5180,
+        offset: 0x100,
+        len: 0x400,
+    },
+    Case {
+        name: "full-buffer",
+        src: -0x4000,
+        dst: -0x2000,
+        offset: 0,
+        len: edu::BUFFER_SIZE,
+    },
+    Case {
+        name: "other-2mib",
+        src: -0xc00,
+        dst: 0x8080,
+        offset: 0x800,
+        len: 0x800,
+    },
 ];
 
 /// Bytes checked on each side of a destination: the DMA must not spill.
@@ -40,7 +64,12 @@ const FILL: u8 = 0xa5;
 /// Finds `edu` and enables its BAR 0, reporting `pci-scan`, `bar0` and `edu-ident`.
 pub fn open_edu<'g>(g: &mut Guest<'g>, checks: &mut Checks) -> Option<Edu<'g>> {
     let Some(host) = g.dt.pci else {
-        checks.check(g.out, "pci-scan", false, format_args!("reason=\"no pci-host-ecam-generic node\""));
+        checks.check(
+            g.out,
+            "pci-scan",
+            false,
+            format_args!("reason=\"no pci-host-ecam-generic node\""),
+        );
         return None;
     };
     let found = pci::find(g.phys, host.ecam, edu::VENDOR, edu::DEVICE);
@@ -48,7 +77,13 @@ pub fn open_edu<'g>(g: &mut Guest<'g>, checks: &mut Checks) -> Option<Edu<'g>> {
         g.out,
         "pci-scan",
         found.is_some(),
-        format_args!("ecam={} vendor={:#06x} device={:#06x} at={}", host.ecam, edu::VENDOR, edu::DEVICE, Found(found)),
+        format_args!(
+            "ecam={} vendor={:#06x} device={:#06x} at={}",
+            host.ecam,
+            edu::VENDOR,
+            edu::DEVICE,
+            Found(found)
+        ),
     );
     let f = found?;
     let bar = match pci::enable_bar0(g.phys, f, host.mem32) {
@@ -57,7 +92,13 @@ pub fn open_edu<'g>(g: &mut Guest<'g>, checks: &mut Checks) -> Option<Edu<'g>> {
                 g.out,
                 "bar0",
                 true,
-                format_args!("base={:#x} size={:#x} assigned={} window={}", bar.base, bar.size, u8::from(bar.assigned), host.mem32),
+                format_args!(
+                    "base={:#x} size={:#x} assigned={} window={}",
+                    bar.base,
+                    bar.size,
+                    u8::from(bar.assigned),
+                    host.mem32
+                ),
             );
             bar
         }
@@ -68,7 +109,12 @@ pub fn open_edu<'g>(g: &mut Guest<'g>, checks: &mut Checks) -> Option<Edu<'g>> {
     };
     let edu = Edu::new(g.phys, g.clock, bar.base);
     let ident = edu.ident();
-    checks.check(g.out, "edu-ident", ident == edu::IDENT_VALUE, format_args!("value={ident:#010x}"));
+    checks.check(
+        g.out,
+        "edu-ident",
+        ident == edu::IDENT_VALUE,
+        format_args!("value={ident:#010x}"),
+    );
     Some(edu)
 }
 
@@ -102,7 +148,12 @@ pub fn dma_area(g: &mut Guest<'_>, checks: &mut Checks) -> Option<u64> {
         area.unwrap_or(0)
     );
     if area.is_none() {
-        checks.check(g.out, "dma-area", false, format_args!("reason=\"no free 2 MiB boundary with 64 KiB either side in RAM\""));
+        checks.check(
+            g.out,
+            "dma-area",
+            false,
+            format_args!("reason=\"no free 2 MiB boundary with 64 KiB either side in RAM\""),
+        );
     }
     area
 }
@@ -110,7 +161,11 @@ pub fn dma_area(g: &mut Guest<'_>, checks: &mut Checks) -> Option<u64> {
 /// The byte at `i` of pattern `seed`: never [`FILL`] for a run, so a missed DMA shows.
 pub fn pattern(seed: u8, i: u64) -> u8 {
     let b = (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8;
-    if b == FILL { !FILL } else { b }
+    if b == FILL {
+        !FILL
+    } else {
+        b
+    }
 }
 
 /// Writes pattern `seed` over `len` bytes at `pa`.
@@ -134,7 +189,15 @@ pub fn mismatches(g: &Guest<'_>, pa: u64, len: u64, seed: u8) -> (u64, Option<u6
 }
 
 /// RAM (`src`) → edu → RAM (`dst`), then compares; `Ok(mismatched bytes)` or the DMA error.
-pub fn round_trip(g: &Guest<'_>, edu: &Edu<'_>, src: u64, dst: u64, offset: u64, len: u64, seed: u8) -> Result<(u64, Option<u64>, bool), edu::DmaError> {
+pub fn round_trip(
+    g: &Guest<'_>,
+    edu: &Edu<'_>,
+    src: u64,
+    dst: u64,
+    offset: u64,
+    len: u64,
+    seed: u8,
+) -> Result<(u64, Option<u64>, bool), edu::DmaError> {
     fill_pattern(g, src, len, seed);
     for i in 0..len + 2 * GUARD {
         g.phys.write8(dst - GUARD + i, FILL);
@@ -142,14 +205,19 @@ pub fn round_trip(g: &Guest<'_>, edu: &Edu<'_>, src: u64, dst: u64, offset: u64,
     edu.read_from(src, offset, len)?;
     edu.write_to(offset, dst, len)?;
     let (count, first) = mismatches(g, dst, len, seed);
-    let guards_intact = (0..GUARD).all(|i| g.phys.read8(dst - GUARD + i) == FILL && g.phys.read8(dst + len + i) == FILL);
+    let guards_intact = (0..GUARD)
+        .all(|i| g.phys.read8(dst - GUARD + i) == FILL && g.phys.read8(dst + len + i) == FILL);
     Ok((count, first, guards_intact))
 }
 
 /// The guest.
 pub fn run(g: &mut Guest<'_>) -> u32 {
     let mut checks = Checks::default();
-    let _ = writeln!(g.out, "DRIVER ram={} bootargs=\"{}\"", g.dt.ram, g.dt.bootargs);
+    let _ = writeln!(
+        g.out,
+        "DRIVER ram={} bootargs=\"{}\"",
+        g.dt.ram, g.dt.bootargs
+    );
     let edu = open_edu(g, &mut checks);
     let area = dma_area(g, &mut checks);
     if let (Some(edu), Some(x)) = (edu, area) {
@@ -205,11 +273,19 @@ mod tests {
         for c in &CASES {
             for (start, len) in [(c.src, c.len), (c.dst, c.len)] {
                 let a = x.wrapping_add_signed(start);
-                assert!(a - GUARD >= x - HALF_AREA && a + len + GUARD <= x + HALF_AREA, "{}", c.name);
+                assert!(
+                    a - GUARD >= x - HALF_AREA && a + len + GUARD <= x + HALF_AREA,
+                    "{}",
+                    c.name
+                );
             }
             assert!(c.offset + c.len <= edu::BUFFER_SIZE);
             let (s, d) = (x.wrapping_add_signed(c.src), x.wrapping_add_signed(c.dst));
-            assert!(s + c.len <= d || d + c.len + GUARD <= s, "{}: buffers overlap", c.name);
+            assert!(
+                s + c.len <= d || d + c.len + GUARD <= s,
+                "{}: buffers overlap",
+                c.name
+            );
         }
         let pc = &CASES[1];
         let s = x.wrapping_add_signed(pc.src);
@@ -217,7 +293,10 @@ mod tests {
         assert_ne!(s / PAGE, (s + pc.len - 1) / PAGE);
         assert_ne!(d / PAGE, (d + pc.len - 1) / PAGE);
         let far = &CASES[3];
-        assert_ne!(x.wrapping_add_signed(far.src) / BLOCK, x.wrapping_add_signed(far.dst) / BLOCK);
+        assert_ne!(
+            x.wrapping_add_signed(far.src) / BLOCK,
+            x.wrapping_add_signed(far.dst) / BLOCK
+        );
         assert!((0..0x1000).all(|i| pattern(0x22, i) != FILL));
     }
 }

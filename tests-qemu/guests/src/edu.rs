@@ -51,7 +51,10 @@ impl fmt::Display for DmaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::OutsideBuffer { offset, len } => {
-                write!(f, "edu buffer offset {offset:#x} + {len:#x} is outside its 4 KiB")
+                write!(
+                    f,
+                    "edu buffer offset {offset:#x} + {len:#x} is outside its 4 KiB"
+                )
             }
             Self::Timeout => write!(f, "edu DMA did not finish in {TIMEOUT_MS} ms"),
         }

@@ -80,10 +80,16 @@ mod tests {
         assert_eq!(dma_area(ram, &[image, dtb]), Some(0x4020_0000));
         // An image across the first boundary pushes the area to the next one.
         let big = Range::new(0x4008_0000, 0x19_0000);
-        assert_eq!(dma_area(Range::new(0x4000_0000, 8 << 20), &[big]), Some(0x4040_0000));
+        assert_eq!(
+            dma_area(Range::new(0x4000_0000, 8 << 20), &[big]),
+            Some(0x4040_0000)
+        );
         // The unity VM: 4 MiB at 0x5180_0000; 0x5180_0000 itself has no room below.
         let unity = Range::new(0x5180_0000, 4 << 20);
-        assert_eq!(dma_area(unity, &[Range::new(0x5188_0000, 0x2_0000)]), Some(0x51a0_0000));
+        assert_eq!(
+            dma_area(unity, &[Range::new(0x5188_0000, 0x2_0000)]),
+            Some(0x51a0_0000)
+        );
     }
 
     #[test]

@@ -37,8 +37,6 @@ pub mod report;
 pub mod rogue;
 pub mod unity;
 
-#[cfg(test)]
-mod fake;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod rt;
 

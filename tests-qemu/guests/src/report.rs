@@ -15,12 +15,22 @@ pub struct Checks {
 
 impl Checks {
     /// Prints one `CHECK` line and counts it.
-    pub fn check(&mut self, out: &mut dyn fmt::Write, name: &str, ok: bool, details: fmt::Arguments<'_>) {
+    pub fn check(
+        &mut self,
+        out: &mut dyn fmt::Write,
+        name: &str,
+        ok: bool,
+        details: fmt::Arguments<'_>,
+    ) {
         self.total += 1;
         if !ok {
             self.failed += 1;
         }
-        let _ = writeln!(out, "{CHECK_PREFIX}name={name} ok={} {details}", u8::from(ok));
+        let _ = writeln!(
+            out,
+            "{CHECK_PREFIX}name={name} ok={} {details}",
+            u8::from(ok)
+        );
     }
 
     /// The exit status: 0 when every check passed (and there was at least one), else 1.

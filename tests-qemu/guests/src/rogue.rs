@@ -32,29 +32,50 @@ pub const TARGETS: [(&str, &str); 3] = [
 /// The guest.
 pub fn run(g: &mut Guest<'_>) -> u32 {
     let mut checks = Checks::default();
-    let _ = writeln!(g.out, "ROGUE_START ram={} bootargs=\"{}\"", g.dt.ram, g.dt.bootargs);
+    let _ = writeln!(
+        g.out,
+        "ROGUE_START ram={} bootargs=\"{}\"",
+        g.dt.ram, g.dt.bootargs
+    );
     let mut targets = [None; TARGETS.len()];
     let mut args_ok = true;
     for ((key, name), slot) in TARGETS.iter().zip(targets.iter_mut()) {
         match bootargs::hex(g.dt.bootargs, key) {
             Ok(Some(addr)) => *slot = Some(addr),
             Ok(None) => {
-                let _ = writeln!(g.out, "ROGUE target={name} skipped=1 reason=\"no {key}= in bootargs\"");
+                let _ = writeln!(
+                    g.out,
+                    "ROGUE target={name} skipped=1 reason=\"no {key}= in bootargs\""
+                );
             }
             Err(e) => {
                 args_ok = false;
-                let _ = writeln!(g.out, "ROGUE target={name} skipped=1 reason=\"{}={} is not hexadecimal\"", e.key, e.value);
+                let _ = writeln!(
+                    g.out,
+                    "ROGUE target={name} skipped=1 reason=\"{}={} is not hexadecimal\"",
+                    e.key, e.value
+                );
             }
         }
     }
-    checks.check(g.out, "bootargs", args_ok, format_args!("targets={}", targets.iter().flatten().count()));
+    checks.check(
+        g.out,
+        "bootargs",
+        args_ok,
+        format_args!("targets={}", targets.iter().flatten().count()),
+    );
     let (Some(edu), Some(x)) = (open_edu(g, &mut checks), dma_area(g, &mut checks)) else {
         return checks.status();
     };
     let own = x - 0x8000;
     let back = x + 0x1000;
     match round_trip(g, &edu, own, back, 0, LEN, 0x33) {
-        Ok((bad, _, guards)) => checks.check(g.out, "control", bad == 0 && guards, format_args!("src={own:#x} dst={back:#x} len={LEN:#x} mismatched={bad}")),
+        Ok((bad, _, guards)) => checks.check(
+            g.out,
+            "control",
+            bad == 0 && guards,
+            format_args!("src={own:#x} dst={back:#x} len={LEN:#x} mismatched={bad}"),
+        ),
         Err(e) => checks.check(g.out, "control", false, format_args!("reason=\"{e}\"")),
     }
     // The write pattern, staged in edu's buffer by a legal read of the guest's own RAM.
@@ -64,12 +85,28 @@ pub fn run(g: &mut Guest<'_>) -> u32 {
     for ((_, name), addr) in TARGETS.iter().zip(targets) {
         let Some(addr) = addr else { continue };
         let staged = edu.read_from(own, 0, LEN);
-        let _ = writeln!(g.out, "ROGUE target={name} addr={addr:#x} dir=write len={LEN} pattern={PATTERN:#04x}");
+        let _ = writeln!(
+            g.out,
+            "ROGUE target={name} addr={addr:#x} dir=write len={LEN} pattern={PATTERN:#04x}"
+        );
         let wrote = staged.and_then(|()| edu.write_to(0, addr, LEN));
-        let _ = writeln!(g.out, "ROGUE_DONE target={name} dir=write dma={}", Outcome(wrote));
-        let _ = writeln!(g.out, "ROGUE target={name} addr={addr:#x} dir=read len={LEN}");
-        let read = edu.read_from(addr, 0x800, LEN).and_then(|()| edu.write_to(0x800, back, LEN));
-        let _ = writeln!(g.out, "ROGUE_DONE target={name} dir=read dma={}", Outcome(read));
+        let _ = writeln!(
+            g.out,
+            "ROGUE_DONE target={name} dir=write dma={}",
+            Outcome(wrote)
+        );
+        let _ = writeln!(
+            g.out,
+            "ROGUE target={name} addr={addr:#x} dir=read len={LEN}"
+        );
+        let read = edu
+            .read_from(addr, 0x800, LEN)
+            .and_then(|()| edu.write_to(0x800, back, LEN));
+        let _ = writeln!(
+            g.out,
+            "ROGUE_DONE target={name} dir=read dma={}",
+            Outcome(read)
+        );
         let _ = write!(g.out, "ROGUE_READ target={name} first=");
         for i in 0..16 {
             let _ = write!(g.out, "{:02x}", g.phys.read8(back + i));

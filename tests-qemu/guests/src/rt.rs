@@ -245,7 +245,10 @@ fn device_tree(dtb: u64) -> Result<&'static [u8], &'static str> {
 /// Runs `guest` with the machine described by the device tree at `dtb`, then exits with its
 /// status; a device tree that cannot be read prints `GUEST_FATAL` and exits 1.
 pub fn start(dtb: u64, guest: impl FnOnce(&mut Guest<'_>) -> u32) -> ! {
-    let info = match device_tree(dtb).map_err(Fatal::Str).and_then(|b| devtree::read(b, dtb).map_err(Fatal::Dt)) {
+    let info = match device_tree(dtb)
+        .map_err(Fatal::Str)
+        .and_then(|b| devtree::read(b, dtb).map_err(Fatal::Dt))
+    {
         Ok(info) => info,
         Err(e) => {
             let _ = writeln!(Console, "GUEST_FATAL dtb={dtb:#x} reason=\"{e}\"");
@@ -271,7 +274,7 @@ pub fn start(dtb: u64, guest: impl FnOnce(&mut Guest<'_>) -> u32) -> ! {
 
 /// The address of the guest's own code (for `unity`).
 pub fn code_address() -> u64 {
-    code_address as fn() -> u64 as u64
+    code_address as fn() -> u64 as usize as u64
 }
 
 /// Why the device tree could not be read.

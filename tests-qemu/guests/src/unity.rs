@@ -13,7 +13,11 @@ use crate::Guest;
 /// The guest; `code` is the address of its own code.
 pub fn run(g: &mut Guest<'_>, code: u64) -> u32 {
     let mut checks = Checks::default();
-    let _ = writeln!(g.out, "UNITY ram={} code={code:#x} image={}", g.dt.ram, g.image);
+    let _ = writeln!(
+        g.out,
+        "UNITY ram={} code={code:#x} image={}",
+        g.dt.ram, g.image
+    );
     checks.check(
         g.out,
         "unity-layout",
@@ -27,7 +31,11 @@ pub fn run(g: &mut Guest<'_>, code: u64) -> u32 {
             let (src, dst) = (x - 0x8000, x + 0x1000);
             match round_trip(g, &edu, src, dst, 0, 64, 0x44) {
                 Ok((bad, _, _)) => {
-                    let _ = writeln!(g.out, "UNITY_DMA landed={} src={src:#x} dst={dst:#x} mismatched={bad}", u8::from(bad == 0));
+                    let _ = writeln!(
+                        g.out,
+                        "UNITY_DMA landed={} src={src:#x} dst={dst:#x} mismatched={bad}",
+                        u8::from(bad == 0)
+                    );
                 }
                 Err(e) => {
                     let _ = writeln!(g.out, "UNITY_DMA landed=0 reason=\"{e}\"");

@@ -8,7 +8,8 @@
 #[unsafe(no_mangle)]
 extern "C" fn guest_main(dtb: u64) -> ! {
     qvm_guests::rt::start(dtb, |g| {
-        let _ = core::fmt::Write::write_fmt(g.out, format_args!("LOOPER spinning ram={}\n", g.dt.ram));
+        let _ =
+            core::fmt::Write::write_fmt(g.out, format_args!("LOOPER spinning ram={}\n", g.dt.ram));
         loop {
             core::hint::spin_loop();
         }
