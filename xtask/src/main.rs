@@ -259,6 +259,8 @@ fn test() -> Result<()> {
     for name in no_std_crates(&root)? {
         bare.args(["--package", &name]);
     }
+    // The qvm test guests are bare-metal binaries too (their host build is a stub).
+    bare.args(["--package", guests::PACKAGE]);
     bare.args([
         "--package",
         image::PACKAGE,
@@ -270,7 +272,8 @@ fn test() -> Result<()> {
     ]);
     step(
         &format!(
-            "cargo clippy (no_std crates + {} --features bare) --target {}",
+            "cargo clippy (no_std crates + {} + {} --features bare) --target {}",
+            guests::PACKAGE,
             image::PACKAGE,
             image::TARGET
         ),

@@ -158,7 +158,7 @@ pub fn dma_area(g: &mut Guest<'_>, checks: &mut Checks) -> Option<u64> {
     area
 }
 
-/// The byte at `i` of pattern `seed`: never [`FILL`] for a run, so a missed DMA shows.
+/// The byte at `i` of pattern `seed`: never the fill byte (0xa5) of the destination, so a missed DMA shows.
 pub fn pattern(seed: u8, i: u64) -> u8 {
     let b = (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8;
     if b == FILL {

@@ -1,9 +1,9 @@
 //! qvm test guests: small bare-metal programs that run at EL1 with their MMU off, as a kernel
 //! would, under qvm (`crates/qvm`, ABI in [`qvm::abi`]) or directly under QEMU `virt`.
 //!
-//! Each guest is one binary (`src/bin/`), a few lines that hand [`rt::start`] its `run`
-//! function; the logic is here, safe, and tested on the host against a fake PCI bus and `edu`
-//! ([`fake`]):
+//! Each guest is one binary (`src/bin/`), a few lines that hand `rt::start` its `run`
+//! function; the logic is here, safe, tested on the host (device tree, PCI, layout, bootargs)
+//! and, whole, on plain QEMU `virt` by `tests-qemu/tests/guests.rs`:
 //!
 //! * [`driver`]: finds the `edu` by scanning PCI, DMAs both ways between its own RAM and the
 //!   device with guest-physical addresses, checks the bytes;
@@ -15,7 +15,7 @@
 //! Pieces: [`devtree`] (what the device tree says), [`pci`] (ECAM scan, BAR 0), [`edu`] (its
 //! DMA engine), [`layout`] (where DMA buffers go), [`report`] (`CHECK` lines), [`bootargs`],
 //! and the two seams [`phys::Phys`] (memory and registers by physical address) and
-//! [`clock::Clock`]. [`rt`] (bare metal only) is the runtime: entry, exception vectors,
+//! [`clock::Clock`]. `rt` (bare metal only) is the runtime: entry, exception vectors,
 //! console, hypercalls, exit, panic handler; the one place with `unsafe`.
 
 #![cfg_attr(not(test), no_std)]
