@@ -160,3 +160,125 @@ pub fn enable_bar0(phys: &dyn Phys, f: Function, window: Range) -> Result<Bar, B
         assigned,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    const ECAM: u64 = 0x3000_0000;
+
+    /// Configuration space of bus 0 with one type 0 function at 00:01.0 whose BAR 0 decodes
+    /// `size` bytes (its low bits read back as zeros after all ones are written).
+    struct FakeBus {
+        words: RefCell<HashMap<u64, u32>>,
+        size: u32,
+    }
+
+    impl FakeBus {
+        fn new(bar0: u32, size: u32) -> Self {
+            let f = ECAM + (1 << 15);
+            let words = HashMap::from([(f, 0x11e8_1234), (f + BAR0, bar0), (f + COMMAND, 0)]);
+            Self {
+                words: RefCell::new(words),
+                size,
+            }
+        }
+
+        fn word(&self, pa: u64) -> u32 {
+            self.words.borrow().get(&pa).copied().unwrap_or(0)
+        }
+    }
+
+    impl Phys for FakeBus {
+        fn read8(&self, _: u64) -> u8 {
+            0
+        }
+        fn write8(&self, _: u64, _: u8) {}
+        fn read32(&self, pa: u64) -> u32 {
+            // Absent functions read all ones (PCIe Base 5.0 §2.3.2, Unsupported Request).
+            self.words
+                .borrow()
+                .get(&pa)
+                .copied()
+                .unwrap_or(if pa & 0xfff == 0 { u32::MAX } else { 0 })
+        }
+        fn write32(&self, pa: u64, value: u32) {
+            let value = if pa & 0xfff == BAR0 {
+                (value & !(self.size - 1)) | (self.word(pa) & BAR_FLAGS)
+            } else {
+                value
+            };
+            self.words.borrow_mut().insert(pa, value);
+        }
+        fn read64(&self, _: u64) -> u64 {
+            0
+        }
+        fn write64(&self, _: u64, _: u64) {}
+    }
+
+    const WINDOW: Range = Range::new(0x1000_0000, 0x1000_0000);
+
+    #[test]
+    fn the_scan_finds_the_function_and_stops_at_the_ecam_end() {
+        let bus = FakeBus::new(0, 1 << 20);
+        let ecam = Range::new(ECAM, 1 << 20);
+        let f = find(&bus, ecam, 0x1234, 0x11e8).unwrap();
+        assert_eq!((f.dev, f.func, f.config), (1, 0, ECAM + 0x8000));
+        assert_eq!(f.to_string(), "00:01.0");
+        assert_eq!(find(&bus, ecam, 0x1234, 0x0001), None);
+        assert_eq!(find(&bus, Range::new(ECAM, 0x8000), 0x1234, 0x11e8), None);
+    }
+
+    #[test]
+    fn an_unassigned_bar_gets_the_first_aligned_window_address_and_decoding_is_on() {
+        let bus = FakeBus::new(0, 1 << 20);
+        let f = find(&bus, Range::new(ECAM, 1 << 20), 0x1234, 0x11e8).unwrap();
+        let window = Range::new(0x1008_0000, 0x40_0000);
+        let bar = enable_bar0(&bus, f, window).unwrap();
+        assert_eq!(
+            bar,
+            Bar {
+                base: 0x1010_0000,
+                size: 1 << 20,
+                assigned: true
+            }
+        );
+        assert_eq!(bus.word(f.config + BAR0), 0x1010_0000);
+        assert_eq!(
+            bus.word(f.config + COMMAND),
+            COMMAND_MEMORY | COMMAND_BUS_MASTER
+        );
+    }
+
+    #[test]
+    fn an_assigned_bar_is_kept_only_inside_the_window() {
+        let bus = FakeBus::new(0x1020_0000, 1 << 20);
+        let f = find(&bus, Range::new(ECAM, 1 << 20), 0x1234, 0x11e8).unwrap();
+        assert_eq!(
+            enable_bar0(&bus, f, WINDOW).unwrap(),
+            Bar {
+                base: 0x1020_0000,
+                size: 1 << 20,
+                assigned: false
+            }
+        );
+        assert_eq!(bus.word(f.config + BAR0), 0x1020_0000);
+        let outside = Range::new(0x2000_0000, 0x100_0000);
+        assert_eq!(
+            enable_bar0(&bus, f, outside),
+            Err(BarError::OutsideWindow(0x1020_0000))
+        );
+        let small = FakeBus::new(0, 1 << 20);
+        assert_eq!(
+            enable_bar0(&small, f, Range::new(0x1000_0000, 0x8_0000)),
+            Err(BarError::NoRoom { size: 1 << 20 })
+        );
+        let bar64 = FakeBus::new(0b100, 1 << 20);
+        assert_eq!(
+            enable_bar0(&bar64, f, WINDOW),
+            Err(BarError::NotMem32(0b100))
+        );
+    }
+}
