@@ -10,6 +10,7 @@
 
 #![deny(unsafe_code, missing_docs)]
 
+pub mod plain;
 pub mod records;
 
 pub use records::{parse_records, Record};
@@ -219,9 +220,9 @@ pub fn run_on(boot: &Boot<'_>, scenario: &str, extra: &[&str]) -> Result<Run, St
     })
 }
 
-type Captured = (Arc<Mutex<Vec<u8>>>, thread::JoinHandle<()>);
+pub(crate) type Captured = (Arc<Mutex<Vec<u8>>>, thread::JoinHandle<()>);
 
-fn capture(pipe: Option<impl Read + Send + 'static>) -> Option<Captured> {
+pub(crate) fn capture(pipe: Option<impl Read + Send + 'static>) -> Option<Captured> {
     let mut pipe = pipe?;
     let buf = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&buf);
@@ -239,7 +240,7 @@ fn capture(pipe: Option<impl Read + Send + 'static>) -> Option<Captured> {
     Some((buf, handle))
 }
 
-fn collect(stdout: Option<Captured>, stderr: Option<Captured>) -> String {
+pub(crate) fn collect(stdout: Option<Captured>, stderr: Option<Captured>) -> String {
     let mut text = String::new();
     for (buf, handle) in [stdout, stderr].into_iter().flatten() {
         let _ = handle.join();
@@ -251,7 +252,7 @@ fn collect(stdout: Option<Captured>, stderr: Option<Captured>) -> String {
 }
 
 /// The exit code, or `Err` after killing the child at the deadline.
-fn wait(child: &mut Child, limit: Duration) -> Result<Option<i32>, ()> {
+pub(crate) fn wait(child: &mut Child, limit: Duration) -> Result<Option<i32>, ()> {
     let deadline = Instant::now() + limit;
     loop {
         match child.try_wait() {

@@ -1,11 +1,14 @@
 //! Tasks around the bare-metal daemon that run on the host: building its boot image
-//! ([`image`]), finding and driving QEMU ([`qemu`]) and completing the pinned toolchain
-//! ([`toolchain`]). Used by the `xtask` binary and by the
+//! ([`image`]), finding and driving QEMU ([`qemu`]), completing the pinned toolchain
+//! ([`toolchain`]), and building the qvm test guests and the initrd archive that carries them
+//! ([`guests`], [`cpio`]). Used by the `xtask` binary and by the
 //! `tests-qemu` harness, so that both boot exactly the same thing.
 
 #![deny(unsafe_code, missing_docs)]
 
 pub mod bench;
+pub mod cpio;
+pub mod guests;
 pub mod image;
 pub mod paths;
 pub mod qemu;

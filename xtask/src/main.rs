@@ -8,6 +8,8 @@
 //!   terminal; exits with QEMU's exit code. `--initrd FILE` hands the daemon FILE as its
 //!   `smmuman.conf`; without it, a board other than `qemu-virt` gets its own `smmuman.conf`
 //!   (the image embeds `qemu-virt`'s).
+//! * `guests`: the qvm test guests (`tests-qemu/guests`) for `aarch64-unknown-none`, copied to
+//!   `target/guests/<name>.elf` (for qvm) and `<name>.bin` (raw Image for plain QEMU).
 //! * `test`: format check, clippy (host and bare-metal), host tests (QEMU boots included), docs.
 //! * `qemu`: check for QEMU 10, installing it from bookworm-backports when root.
 
@@ -16,7 +18,7 @@
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use xtask::{bench, image, paths, qemu, toolchain, Error, Result};
+use xtask::{bench, guests, image, paths, qemu, toolchain, Error, Result};
 
 const USAGE: &str = "usage: cargo xtask <task>
 
@@ -27,6 +29,7 @@ tasks:
                                  default scenario: demo); --initrd FILE passes FILE as the
                                  daemon's smmuman.conf (default: the board's own, except for
                                  qemu-virt, whose config the image embeds)
+  guests                         build the qvm test guests into target/guests/
   test                           fmt, clippy, host + QEMU tests, docs (what CI runs)
   qemu                           check for QEMU 10; install it when root on Debian bookworm
   bench                          every crate's benches (instruction counts), summary table";
@@ -39,6 +42,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }),
         Some("run") => run(&args[1..]),
+        Some("guests") => build_guests().map(|guests| {
+            for g in guests {
+                println!("{} {}", g.elf.display(), g.image.display());
+            }
+            ExitCode::SUCCESS
+        }),
         Some("test") => test().map(|()| ExitCode::SUCCESS),
         Some("bench") => bench::run().map(|()| ExitCode::SUCCESS),
         Some("qemu") => qemu::ensure().map(|v| {
@@ -63,6 +72,11 @@ fn main() -> ExitCode {
 fn build() -> Result<std::path::PathBuf> {
     toolchain::ensure()?;
     image::build(&paths::target_dir())
+}
+
+fn build_guests() -> Result<Vec<guests::Guest>> {
+    toolchain::ensure()?;
+    guests::build(&paths::target_dir())
 }
 
 /// What `cargo xtask run` was asked for.
@@ -245,6 +259,8 @@ fn test() -> Result<()> {
     for name in no_std_crates(&root)? {
         bare.args(["--package", &name]);
     }
+    // The qvm test guests are bare-metal binaries too (their host build is a stub).
+    bare.args(["--package", guests::PACKAGE]);
     bare.args([
         "--package",
         image::PACKAGE,
@@ -256,7 +272,8 @@ fn test() -> Result<()> {
     ]);
     step(
         &format!(
-            "cargo clippy (no_std crates + {} --features scenarios) --target {}",
+            "cargo clippy (no_std crates + {} + {} --features scenarios) --target {}",
+            guests::PACKAGE,
             image::PACKAGE,
             image::TARGET
         ),

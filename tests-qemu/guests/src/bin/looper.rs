@@ -1,0 +1,21 @@
+//! The `looper` guest: prints one line, then spins forever without WFI, so that only its
+//! VMM's time limit can stop it.
+
+#![cfg_attr(all(target_arch = "aarch64", target_os = "none"), no_std, no_main)]
+
+/// Called by the entry code with x0 = the device tree's address.
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[unsafe(no_mangle)]
+extern "C" fn guest_main(dtb: u64) -> ! {
+    qvm_guests::rt::start(dtb, |g| {
+        let _ =
+            core::fmt::Write::write_fmt(g.out, format_args!("LOOPER spinning ram={}\n", g.dt.ram));
+        loop {
+            core::hint::spin_loop();
+        }
+    })
+}
+
+/// On the host the guest is an empty stub, so that workspace builds succeed.
+#[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+fn main() {}
