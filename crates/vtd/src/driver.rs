@@ -88,7 +88,9 @@ pub struct Unit<R: RegisterAccess> {
     stats: Stats,
 }
 
-const fn bit32(f: tock_registers::fields::Field<u32, impl tock_registers::RegisterLongName>) -> u32 {
+const fn bit32(
+    f: tock_registers::fields::Field<u32, impl tock_registers::RegisterLongName>,
+) -> u32 {
     f.mask << f.shift
 }
 
@@ -138,13 +140,7 @@ impl<R: RegisterAccess> Unit<R> {
         self.tables.as_ref().map(|t| t.root)
     }
 
-    fn wait32(
-        &self,
-        reg: Reg32,
-        bit: &'static str,
-        mask: u32,
-        set: bool,
-    ) -> Result<(), VtdError> {
+    fn wait32(&self, reg: Reg32, bit: &'static str, mask: u32, set: bool) -> Result<(), VtdError> {
         for _ in 0..POLL_LIMIT {
             if (self.regs.read32(reg) & mask != 0) == set {
                 return Ok(());
@@ -190,7 +186,11 @@ impl<R: RegisterAccess> Unit<R> {
         bit: &'static str,
         on: bool,
     ) -> Result<(), VtdError> {
-        let value = if on { self.gcmd | cmd } else { self.gcmd & !cmd };
+        let value = if on {
+            self.gcmd | cmd
+        } else {
+            self.gcmd & !cmd
+        };
         self.regs.write32(Reg32::Gcmd, value);
         self.wait32(Reg32::Gsts, bit, status, on)?;
         self.gcmd = value;
@@ -261,16 +261,12 @@ impl<R: RegisterAccess> Unit<R> {
             bus: [None; ENTRIES],
         });
         // Step 5.
-        self.regs.write64(
-            Reg64::Rtaddr,
-            (root.0 & !0xfff) | RTADDR::TTM::Legacy.value,
-        );
+        self.regs
+            .write64(Reg64::Rtaddr, (root.0 & !0xfff) | RTADDR::TTM::Legacy.value);
         self.command(bit32(GCMD::SRTP), bit32(GSTS::RTPS), "RTPS", true)?;
         // Step 6.
-        self.regs.write64(
-            Reg64::Ccmd,
-            (CCMD::ICC::SET + CCMD::CIRG::Global).value,
-        );
+        self.regs
+            .write64(Reg64::Ccmd, (CCMD::ICC::SET + CCMD::CIRG::Global).value);
         self.wait64_clear(Reg64::Ccmd, "ICC", CCMD::ICC::SET.mask())?;
         let mut iotlb = (IOTLB::IVT::SET + IOTLB::IIRG::Global).value;
         if self.features.drain_read {

@@ -60,3 +60,6 @@ pub use fault::{FaultDrainReport, FaultReasonCode, FaultRecord};
 pub use features::{AddressWidth, FeatureError, Features};
 pub use mmio::{FrameError, Mmio, Reg32, Reg64, RegisterAccess};
 pub use qi::InvDescriptor;
+
+#[cfg(test)]
+mod tests;

@@ -355,7 +355,11 @@ mod tests {
             // accessed while `mmio` is in use.
             let mut mmio = unsafe { Mmio::new(base, 0x1000) }.unwrap();
             assert_eq!(mmio.read64(Reg64::FrcdHi(0)), 0x8000_0000_0000_0008);
-            assert_eq!(mmio.read64(Reg64::FrcdHi(1)), 0, "only NFR + 1 records exist");
+            assert_eq!(
+                mmio.read64(Reg64::FrcdHi(1)),
+                0,
+                "only NFR + 1 records exist"
+            );
             mmio.write64(Reg64::Iva, 0x1234_5041);
             mmio.write64(Reg64::Cap, 0); // ignored: read-only
             assert_eq!(mmio.read64(Reg64::Cap), 0x00d2_008c_222f_0686);

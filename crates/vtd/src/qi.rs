@@ -123,9 +123,7 @@ impl InvDescriptor {
             ],
             Self::IotlbPages { did, addr, am, ih } => [
                 TYPE_IOTLB | (3 << G_SHIFT) | IOTLB_DR | IOTLB_DW | ((did.0 as u64) << DID_SHIFT),
-                (addr.0 & !0xfff)
-                    | if ih { IOTLB_IH } else { 0 }
-                    | (am as u64 & IOTLB_AM_MASK),
+                (addr.0 & !0xfff) | if ih { IOTLB_IH } else { 0 } | (am as u64 & IOTLB_AM_MASK),
             ],
             Self::Wait {
                 status,

@@ -117,15 +117,28 @@ mod tests {
 
     #[test]
     fn bit_positions_match_the_spec() {
-        assert_eq!(encode_leaf(3, PhysAddr(0x1234_5000), Access::RW), 0x1234_5003);
-        assert_eq!(encode_leaf(2, PhysAddr(0x4020_0000), Access::READ), 0x4020_0081);
-        assert_eq!(encode_leaf(1, PhysAddr(0x4000_0000), Access::WRITE), 0x4000_0082);
+        assert_eq!(
+            encode_leaf(3, PhysAddr(0x1234_5000), Access::RW),
+            0x1234_5003
+        );
+        assert_eq!(
+            encode_leaf(2, PhysAddr(0x4020_0000), Access::READ),
+            0x4020_0081
+        );
+        assert_eq!(
+            encode_leaf(1, PhysAddr(0x4000_0000), Access::WRITE),
+            0x4000_0082
+        );
         assert_eq!(encode_table(PhysAddr(0x8_0000_1000)), 0x8_0000_1003);
         assert_eq!(SL_SNP, 0x800);
         assert_eq!(SL_TM, 0x4000_0000_0000_0000);
         // EXEC and DEVICE have no encoding here.
         assert_eq!(
-            encode_leaf(3, PhysAddr(0x1000), Access::RW | Access::EXEC | Access::DEVICE),
+            encode_leaf(
+                3,
+                PhysAddr(0x1000),
+                Access::RW | Access::EXEC | Access::DEVICE
+            ),
             0x1003
         );
     }
@@ -148,7 +161,10 @@ mod tests {
             }
         );
         // PS in a PML4E is not a leaf (it is reserved there; the walk treats it as a table).
-        assert!(matches!(decode(0, 0x5000 | SL_PS | SL_R), SlEntry::Table { .. }));
+        assert!(matches!(
+            decode(0, 0x5000 | SL_PS | SL_R),
+            SlEntry::Table { .. }
+        ));
         // PS is ignored in a PTE.
         assert_eq!(
             decode(3, 0x5000 | SL_PS | SL_W),
