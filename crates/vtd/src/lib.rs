@@ -44,6 +44,7 @@ mod driver;
 mod error;
 pub mod fault;
 pub mod features;
+pub mod format;
 pub mod mmio;
 pub mod qi;
 mod regs;
