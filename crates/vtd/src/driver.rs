@@ -536,6 +536,62 @@ impl<R: RegisterAccess> Unit<R> {
         })
     }
 
+    /// Invalidates the IOTLB entries of `did` for `[iova, iova + len)` and waits: one
+    /// page-selective descriptor per aligned power-of-two block (VT-d §6.5.2.3, AM ≤ CAP.MAMV)
+    /// when CAP.PSI and at most 16 blocks do, else one domain-selective descriptor. `leaf_only`
+    /// sets the invalidation hint IH: only leaves were removed, no table was unlinked, so the
+    /// unit may keep its paging-structure caches.
+    ///
+    /// # Errors
+    /// As [`Unit::submit`]; the range must then be treated as still cached.
+    pub fn invalidate_range(
+        &mut self,
+        mem: &mut impl DmaMemory,
+        did: DomainTag,
+        iova: iommu_core::Iova,
+        len: u64,
+        leaf_only: bool,
+    ) -> Result<(), VtdError> {
+        let mut plan = heapless::Vec::new();
+        let mut descs: heapless::Vec<InvDescriptor, 16> = heapless::Vec::new();
+        let planned = self.features.psi
+            && crate::qi::page_selective_plan(iova, len, self.features.mamv, 16, &mut plan)
+                .is_some();
+        if planned {
+            for &(addr, am) in &plan {
+                let _ = descs.push(InvDescriptor::IotlbPages {
+                    did,
+                    addr,
+                    am,
+                    ih: leaf_only,
+                });
+            }
+        } else {
+            let _ = descs.push(InvDescriptor::IotlbDomain { did });
+        }
+        self.submit(mem, &descs)
+    }
+
+    /// Call after new mappings `[iova, iova + len)` of `did` were written (and flushed with
+    /// [`Unit::table_written`]). With CAP.CM = 1 the unit may have cached the not-present
+    /// entries they replaced (VT-d §6.1), so they are invalidated like an unmap; with CM = 0
+    /// not-present entries are never cached and nothing is sent.
+    ///
+    /// # Errors
+    /// As [`Unit::invalidate_range`].
+    pub fn mapped(
+        &mut self,
+        mem: &mut impl DmaMemory,
+        did: DomainTag,
+        iova: iommu_core::Iova,
+        len: u64,
+    ) -> Result<(), VtdError> {
+        if !self.features.caching_mode {
+            return Ok(());
+        }
+        self.invalidate_range(mem, did, iova, len, true)
+    }
+
     /// Unmasks (`true`) or masks fault events (FECTL.IM). Unmask after programming
     /// FEDATA/FEADDR with [`Unit::set_fault_msi`].
     pub fn set_fault_events(&mut self, enabled: bool) {

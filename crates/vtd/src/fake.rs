@@ -432,7 +432,7 @@ impl FakeUnit {
                 return;
             }
             self.processed.push([lo, hi]);
-            self.iqh = (((index + 1) % entries) << 4) as u64;
+            self.iqh = ((index + 1) % entries) << 4;
             if lo & 0xf == 5 && self.fsts & (1 << 6) != 0 {
                 return; // ITE: stop after the discarded wait descriptor.
             }

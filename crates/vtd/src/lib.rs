@@ -29,8 +29,8 @@
 //! * [`context`], [`second_level`], [`qi`], [`fault`]: pure encoders/decoders of root and
 //!   context entries, second-level entries, invalidation descriptors and fault records;
 //! * [`Unit`] ties them together over [`iommu_core::DmaMemory`];
-//! * [`backend`]: the [`iommu_core::IommuBackend`] the manager programs;
-//! * [`fake`] (feature `fake`): an emulated unit that behaves as QEMU 10's `intel-iommu`.
+//! * [`format`]: the descriptor-format seam of the shared page-table walker;
+//! * `fake` (feature `fake`): an emulated unit that behaves as QEMU 10's `intel-iommu`.
 
 #![cfg_attr(not(any(test, feature = "fake")), no_std)]
 #![deny(

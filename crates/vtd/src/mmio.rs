@@ -4,7 +4,7 @@
 //! real implementation, [`Mmio`], maps each name to a field of the `register_structs!` blocks
 //! in `regs` (plain volatile accesses of the register's size, as VT-d §11.2 asks: 64-bit
 //! registers are read and written as one 64-bit access); host tests plug in the emulated unit
-//! of [`crate::fake`] instead.
+//! of the `fake` module (feature `fake`) instead.
 
 use crate::regs::{FixedRegs, FrcdRegs, IotlbRegs};
 use crate::RegisterName;

@@ -368,3 +368,99 @@ fn domain_ids_are_checked_against_cap_nd() {
         Err(VtdError::DomainIdOutOfRange { domains: 16, .. })
     ));
 }
+
+/// The leaf-level table of `root` for `iova` (a 4-level table built by `one_page_table`).
+fn leaf_table_of(mem: &SharedMem, root: PhysAddr, iova: u64) -> u64 {
+    let m = mem.0.borrow();
+    let mut t = root.0;
+    for level in 0..3u32 {
+        let shift = 12 + 9 * (3 - level);
+        t = m.read_u64(PhysAddr(t + ((iova >> shift) & 511) * 8)) & !0xfff;
+    }
+    t
+}
+
+#[test]
+fn with_caching_mode_a_new_map_faults_until_it_is_invalidated() {
+    let (mut mem, unit, mut drv) = up();
+    assert!(drv.features().caching_mode);
+    let root = one_page_table(&mut mem, 0x10_0000, 0x4000_0000, Access::RW);
+    drv.set_context(&mut mem, EDU, Some(entry(1, root)))
+        .unwrap();
+    // The page next door is not mapped: the fault is cached (CM = 1).
+    assert!(matches!(
+        unit.get().dma(EDU, Iova(0x10_1000), 4, true),
+        DmaOutcome::Blocked { reason: 0x5, .. }
+    ));
+    let t = leaf_table_of(&mem, root, 0x10_1000);
+    mem.write_u64(
+        PhysAddr(t + 257 * 8),
+        encode_leaf(3, PhysAddr(0x5000_0000), Access::RW),
+    );
+    drv.table_written(&mut mem, PhysAddr(t + 257 * 8), 8)
+        .unwrap();
+    // Control: without the invalidation the new map still faults.
+    assert!(matches!(
+        unit.get().dma(EDU, Iova(0x10_1000), 4, true),
+        DmaOutcome::Blocked { .. }
+    ));
+    drv.mapped(&mut mem, DomainTag(1), Iova(0x10_1000), 0x1000)
+        .unwrap();
+    assert_eq!(
+        unit.get().dma(EDU, Iova(0x10_1000), 4, true),
+        DmaOutcome::Landed(PhysAddr(0x5000_0000))
+    );
+    // The descriptor sent was page-selective with IH.
+    let last_iotlb = unit
+        .get()
+        .processed
+        .iter()
+        .rev()
+        .find(|d| d[0] & 0xf == 2)
+        .copied()
+        .unwrap();
+    assert_eq!(last_iotlb[0] & 0x30, 0x30, "page-selective");
+    assert_eq!(last_iotlb[1], 0x10_1000 | 1 << 6, "address, IH, AM = 0");
+}
+
+#[test]
+fn an_unmap_blocks_at_once_only_with_the_range_invalidated() {
+    let (mut mem, unit, mut drv) = up();
+    let root = one_page_table(&mut mem, 0x10_0000, 0x4000_0000, Access::RW);
+    drv.set_context(&mut mem, EDU, Some(entry(1, root)))
+        .unwrap();
+    // Cache the translation.
+    assert!(matches!(
+        unit.get().dma(EDU, Iova(0x10_0000), 4, true),
+        DmaOutcome::Landed(_)
+    ));
+    let t = leaf_table_of(&mem, root, 0x10_0000);
+    mem.write_u64(PhysAddr(t + 256 * 8), 0);
+    drv.table_written(&mut mem, PhysAddr(t + 256 * 8), 8)
+        .unwrap();
+    // Control: the IOTLB still holds it, the DMA still lands.
+    assert!(matches!(
+        unit.get().dma(EDU, Iova(0x10_0000), 4, true),
+        DmaOutcome::Landed(_)
+    ));
+    drv.invalidate_range(&mut mem, DomainTag(1), Iova(0x10_0000), 0x1000, true)
+        .unwrap();
+    assert!(matches!(
+        unit.get().dma(EDU, Iova(0x10_0000), 4, true),
+        DmaOutcome::Blocked { reason: 0x5, .. }
+    ));
+}
+
+#[test]
+fn without_psi_a_range_is_invalidated_domain_wide() {
+    let (mut mem, unit) = rig(QEMU_CAP & !(1 << 39), QEMU_ECAP);
+    let mut drv = Unit::new(unit.clone()).unwrap();
+    drv.bring_up(&mut mem).unwrap();
+    drv.invalidate_range(&mut mem, DomainTag(3), Iova(0x1000), 0x1000, false)
+        .unwrap();
+    let d = unit.get().processed.iter().rev().nth(1).copied().unwrap();
+    assert_eq!(
+        d[0],
+        InvDescriptor::IotlbDomain { did: DomainTag(3) }.encode()[0]
+    );
+}
