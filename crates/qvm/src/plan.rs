@@ -653,4 +653,4 @@ fn parse_duration_ms(s: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
