@@ -18,7 +18,7 @@ use smmuman_api::{DmaWindow, MapBatch, MapEntry, MapFlags, MAP_BATCH};
 use stage2::{MapError, Stage2Config, Stage2Table};
 
 /// Regions one VM's list holds at most.
-pub const MAX_REGIONS: usize = 16;
+pub const MAX_REGIONS: usize = 40;
 
 /// What a region is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -126,15 +126,26 @@ pub struct Mismatch {
 
 impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let show = |v: Option<u64>| v.map_or(-1i128, i128::from);
         write!(
             f,
-            "GPA {}: CPU -> {:#x}, SMMU -> {:#x}, list says {:#x} (-1: unmapped)",
+            "GPA {}: CPU -> {}, SMMU -> {}, the list says {}",
             self.gpa,
-            show(self.cpu),
-            show(self.smmu),
-            show(self.expected)
+            Target(self.cpu),
+            Target(self.smmu),
+            Target(self.expected)
         )
+    }
+}
+
+/// Prints a translation's result: the host address, or `unmapped`.
+struct Target(Option<u64>);
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a:#018x}"),
+            None => f.write_str("unmapped"),
+        }
     }
 }
 
