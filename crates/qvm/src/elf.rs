@@ -362,4 +362,4 @@ fn check(image: &[u8], ram: GpaRange) -> Result<Checked, ElfError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

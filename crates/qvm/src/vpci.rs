@@ -553,4 +553,4 @@ impl<H: HostFunction> Function<H> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -6,17 +6,17 @@ const RAM_LEN: usize = 1 << 20;
 
 /// A program header for the builder.
 #[derive(Clone, Copy)]
-struct Ph {
-    kind: u32,
-    flags: u32,
-    offset: u64,
-    paddr: u64,
-    filesz: u64,
-    memsz: u64,
+pub(crate) struct Ph {
+    pub(crate) kind: u32,
+    pub(crate) flags: u32,
+    pub(crate) offset: u64,
+    pub(crate) paddr: u64,
+    pub(crate) filesz: u64,
+    pub(crate) memsz: u64,
 }
 
 /// An ELF64 AArch64 executable: header, program headers at 64, then `payload` at 0x100.
-fn image(entry: u64, phs: &[Ph], payload: &[u8]) -> std::vec::Vec<u8> {
+pub(crate) fn image(entry: u64, phs: &[Ph], payload: &[u8]) -> std::vec::Vec<u8> {
     let mut b = vec![0u8; 0x100];
     b[..4].copy_from_slice(&ELFMAG);
     b[4] = ELFCLASS64;
@@ -54,9 +54,30 @@ fn good() -> std::vec::Vec<u8> {
     image(
         RAM + 0x1000,
         &[
-            Ph { kind: PT_LOAD, flags: 5, offset: 0x100, paddr: RAM + 0x1000, filesz: 0x20, memsz: 0x20 },
-            Ph { kind: 4, flags: 4, offset: 0, paddr: 0, filesz: 0, memsz: 0 },
-            Ph { kind: PT_LOAD, flags: 6, offset: 0x120, paddr: RAM + 0x3000, filesz: 0x20, memsz: 0x1000 },
+            Ph {
+                kind: PT_LOAD,
+                flags: 5,
+                offset: 0x100,
+                paddr: RAM + 0x1000,
+                filesz: 0x20,
+                memsz: 0x20,
+            },
+            Ph {
+                kind: 4,
+                flags: 4,
+                offset: 0,
+                paddr: 0,
+                filesz: 0,
+                memsz: 0,
+            },
+            Ph {
+                kind: PT_LOAD,
+                flags: 6,
+                offset: 0x120,
+                paddr: RAM + 0x3000,
+                filesz: 0x20,
+                memsz: 0x1000,
+            },
         ],
         &code,
     )
@@ -75,7 +96,10 @@ fn a_good_image_loads_its_segments_and_zeroes_bss() {
     assert_eq!(l.segments, 2);
     assert_eq!(l.end, Gpa(RAM + 0x4000));
     assert!(ram[0x1000..0x1020].iter().all(|&b| b == 0xaa));
-    assert!(ram[0x1020..0x1040].iter().all(|&b| b == 0x55), "past p_memsz untouched");
+    assert!(
+        ram[0x1020..0x1040].iter().all(|&b| b == 0x55),
+        "past p_memsz untouched"
+    );
     assert!(ram[0x3000..0x3020].iter().all(|&b| b == 0xaa));
     assert!(ram[0x3020..0x4000].iter().all(|&b| b == 0), "bss zeroed");
     assert_eq!(ram[0x4000], 0x55);
@@ -99,14 +123,38 @@ fn every_wrong_field_is_named() {
         assert_eq!(e.to_string(), want);
         assert!(ram.iter().all(|&b| b == 0x55), "nothing written for {want}");
     };
-    check(&|i| i.truncate(10), "ELF image of 10 bytes is shorter than its 64-byte header");
-    check(&|i| i[0] = 0, "ELF header: e_ident[EI_MAG0..3] is 0x464c4500, expected 0x464c457f (\"\\x7fELF\")");
-    check(&|i| i[4] = 1, "ELF header: e_ident[EI_CLASS] is 0x1, expected 2 (ELFCLASS64)");
-    check(&|i| i[5] = 2, "ELF header: e_ident[EI_DATA] is 0x2, expected 1 (ELFDATA2LSB)");
-    check(&|i| set(i, 16, &3u16.to_le_bytes()), "ELF header: e_type is 0x3, expected 2 (ET_EXEC)");
-    check(&|i| set(i, 18, &62u16.to_le_bytes()), "ELF header: e_machine is 0x3e, expected 183 (EM_AARCH64)");
-    check(&|i| set(i, 54, &32u16.to_le_bytes()), "ELF header: e_phentsize is 0x20, expected 56 (Elf64_Phdr)");
-    check(&|i| set(i, 56, &0u16.to_le_bytes()), "ELF header: e_phnum is 0x0, expected 1 to 32");
+    check(
+        &|i| i.truncate(10),
+        "ELF image of 10 bytes is shorter than its 64-byte header",
+    );
+    check(
+        &|i| i[0] = 0,
+        "ELF header: e_ident[EI_MAG0..3] is 0x464c4500, expected 0x464c457f (\"\\x7fELF\")",
+    );
+    check(
+        &|i| i[4] = 1,
+        "ELF header: e_ident[EI_CLASS] is 0x1, expected 2 (ELFCLASS64)",
+    );
+    check(
+        &|i| i[5] = 2,
+        "ELF header: e_ident[EI_DATA] is 0x2, expected 1 (ELFDATA2LSB)",
+    );
+    check(
+        &|i| set(i, 16, &3u16.to_le_bytes()),
+        "ELF header: e_type is 0x3, expected 2 (ET_EXEC)",
+    );
+    check(
+        &|i| set(i, 18, &62u16.to_le_bytes()),
+        "ELF header: e_machine is 0x3e, expected 183 (EM_AARCH64)",
+    );
+    check(
+        &|i| set(i, 54, &32u16.to_le_bytes()),
+        "ELF header: e_phentsize is 0x20, expected 56 (Elf64_Phdr)",
+    );
+    check(
+        &|i| set(i, 56, &0u16.to_le_bytes()),
+        "ELF header: e_phnum is 0x0, expected 1 to 32",
+    );
     check(
         &|i| set(i, 32, &u64::MAX.to_le_bytes()),
         "ELF header: 3 program headers at offset 0xffffffffffffffff do not fit in the 320-byte image",
@@ -166,7 +214,10 @@ fn random_and_mutated_images_never_panic_nor_write_outside_ram() {
             }
             m
         };
-        let mut ram = Watched { range: GpaRange::new(Gpa(RAM), RAM_LEN as u64).unwrap(), writes: 0 };
+        let mut ram = Watched {
+            range: GpaRange::new(Gpa(RAM), RAM_LEN as u64).unwrap(),
+            writes: 0,
+        };
         if let Err(e) = load(&img, &mut ram) {
             let _ = e.to_string();
             assert_eq!(ram.writes, 0, "a refused image wrote nothing");
@@ -191,7 +242,10 @@ impl GuestRam for Watched {
         Ok(())
     }
     fn zero(&mut self, gpa: Gpa, len: u64) -> Result<(), OutsideRam> {
-        assert!(loadable(self.range).unwrap().contains(gpa.get(), len), "write at {gpa} len {len:#x}");
+        assert!(
+            loadable(self.range).unwrap().contains(gpa.get(), len),
+            "write at {gpa} len {len:#x}"
+        );
         self.writes += 1;
         Ok(())
     }

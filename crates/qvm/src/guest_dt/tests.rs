@@ -44,7 +44,10 @@ fn the_tree_parses_back_with_every_value() {
     let root = fdt.find_node("/").unwrap();
     assert_eq!(cells(prop(root, "#address-cells")), [2]);
     assert_eq!(cells(prop(root, "#size-cells")), [2]);
-    assert_eq!(strs(prop(root, "compatible")), ["qvm,guest", "linux,dummy-virt"]);
+    assert_eq!(
+        strs(prop(root, "compatible")),
+        ["qvm,guest", "linux,dummy-virt"]
+    );
 
     assert_eq!(fdt.chosen().bootargs(), Some("rogue.outside=0x48000000"));
     assert_eq!(fdt.chosen().stdout().unwrap().name, "pl011@9000000");
@@ -54,7 +57,10 @@ fn the_tree_parses_back_with_every_value() {
     assert_eq!(cells(prop(mem, "reg")), [0, 0x4000_0000, 0, 2 << 20]);
 
     let uart = fdt.find_node("/pl011@9000000").unwrap();
-    assert_eq!(strs(prop(uart, "compatible")), ["arm,pl011", "arm,primecell"]);
+    assert_eq!(
+        strs(prop(uart, "compatible")),
+        ["arm,pl011", "arm,primecell"]
+    );
     assert_eq!(cells(prop(uart, "reg")), [0, 0x0900_0000, 0, 0x1000]);
 
     let pci = fdt.find_node("/pcie@30000000").unwrap();
@@ -72,7 +78,13 @@ fn the_tree_parses_back_with_every_value() {
     let names: std::vec::Vec<_> = fdt.all_nodes().map(|n| n.name).collect();
     assert_eq!(
         names,
-        ["/", "chosen", "memory@40000000", "pl011@9000000", "pcie@30000000"]
+        [
+            "/",
+            "chosen",
+            "memory@40000000",
+            "pl011@9000000",
+            "pcie@30000000"
+        ]
     );
 }
 

@@ -14,9 +14,15 @@ fn cfg() -> Stage2Config {
 
 fn list() -> GuestMap {
     let mut m = GuestMap::new();
-    m.add(Gpa(RAM_GPA), PhysAddr(RAM_HPA), RAM_LEN, RegionKind::Ram).unwrap();
-    m.add(Gpa(BAR_GPA), PhysAddr(BAR_HPA), BAR_LEN, RegionKind::Bar { device: 1, bar: 0 })
+    m.add(Gpa(RAM_GPA), PhysAddr(RAM_HPA), RAM_LEN, RegionKind::Ram)
         .unwrap();
+    m.add(
+        Gpa(BAR_GPA),
+        PhysAddr(BAR_HPA),
+        BAR_LEN,
+        RegionKind::Bar { device: 1, bar: 0 },
+    )
+    .unwrap();
     m
 }
 
@@ -62,8 +68,13 @@ fn the_smmu_gets_the_ram_only() {
 fn windows_are_batched_by_32() {
     let mut m = GuestMap::new();
     for i in 0..MAX_REGIONS as u64 {
-        m.add(Gpa(RAM_GPA + i * 0x2000), PhysAddr(RAM_HPA + i * 0x2000), 0x1000, RegionKind::Ram)
-            .unwrap();
+        m.add(
+            Gpa(RAM_GPA + i * 0x2000),
+            PhysAddr(RAM_HPA + i * 0x2000),
+            0x1000,
+            RegionKind::Ram,
+        )
+        .unwrap();
     }
     let sizes: std::vec::Vec<_> = m.smmu_batches().map(|b| b.len()).collect();
     assert_eq!(sizes, [32, MAX_REGIONS - 32]);
@@ -92,7 +103,10 @@ fn the_comparison_catches_each_kind_of_disagreement() {
     // An SMMU that also maps the BAR (peer-to-peer nobody granted).
     let leaky = |gpa: u64| smmu_of(&batches)(gpa).or(m.find(gpa).and_then(|r| r.hpa_of(gpa)));
     let e = m.compare(&t, &mem, leaky).unwrap_err();
-    assert_eq!((e.gpa, e.smmu, e.expected), (Gpa(BAR_GPA), Some(BAR_HPA), Some(BAR_HPA)));
+    assert_eq!(
+        (e.gpa, e.smmu, e.expected),
+        (Gpa(BAR_GPA), Some(BAR_HPA), Some(BAR_HPA))
+    );
     // An SMMU whose RAM window is one page off.
     let shifted = |gpa: u64| smmu_of(&batches)(gpa).map(|h| h + 0x1000);
     let e = m.compare(&t, &mem, shifted).unwrap_err();
@@ -100,12 +114,23 @@ fn the_comparison_catches_each_kind_of_disagreement() {
     assert_eq!(e.smmu, Some(RAM_HPA + 0x1000));
     assert_eq!(e.cpu, Some(RAM_HPA));
     // An SMMU that reaches the page past RAM.
-    let long = |gpa: u64| (RAM_GPA..=RAM_GPA + RAM_LEN).contains(&gpa).then(|| gpa - RAM_GPA + RAM_HPA);
-    assert_eq!(m.compare(&t, &mem, long).unwrap_err().gpa, Gpa(RAM_GPA + RAM_LEN));
+    let long = |gpa: u64| {
+        (RAM_GPA..=RAM_GPA + RAM_LEN)
+            .contains(&gpa)
+            .then(|| gpa - RAM_GPA + RAM_HPA)
+    };
+    assert_eq!(
+        m.compare(&t, &mem, long).unwrap_err().gpa,
+        Gpa(RAM_GPA + RAM_LEN)
+    );
     // A CPU table missing a page.
-    t.unmap(&mut mem, Iova(RAM_GPA + 0x10_0000), 0x1000).unwrap();
+    t.unmap(&mut mem, Iova(RAM_GPA + 0x10_0000), 0x1000)
+        .unwrap();
     let e = m.compare(&t, &mem, smmu_of(&batches)).unwrap_err();
-    assert_eq!((e.gpa, e.cpu, e.smmu), (Gpa(RAM_GPA + 0x10_0000), None, Some(RAM_HPA + 0x10_0000)));
+    assert_eq!(
+        (e.gpa, e.cpu, e.smmu),
+        (Gpa(RAM_GPA + 0x10_0000), None, Some(RAM_HPA + 0x10_0000))
+    );
     assert_eq!(
         e.to_string(),
         "GPA 0x0000000040100000: CPU -> unmapped, SMMU -> 0x0000000048100000, the list says 0x0000000048100000"
@@ -115,7 +140,8 @@ fn the_comparison_catches_each_kind_of_disagreement() {
 #[test]
 fn a_unity_list_maps_gpa_to_the_same_hpa() {
     let mut m = GuestMap::new();
-    m.add(Gpa(RAM_HPA), PhysAddr(RAM_HPA), RAM_LEN, RegionKind::Ram).unwrap();
+    m.add(Gpa(RAM_HPA), PhysAddr(RAM_HPA), RAM_LEN, RegionKind::Ram)
+        .unwrap();
     let mut mem = FakeMemory::default();
     let t = m.cpu_stage2(&mut mem, cfg()).unwrap();
     let batches: std::vec::Vec<_> = m.smmu_batches().collect();
@@ -129,12 +155,27 @@ fn bad_regions_are_refused() {
     let mut m = list();
     assert_eq!(
         m.add(Gpa(RAM_GPA + 0x1000), PhysAddr(0), 0x1000, RegionKind::Ram),
-        Err(MapListError::Overlap { gpa: Gpa(RAM_GPA + 0x1000), other: Gpa(RAM_GPA) })
+        Err(MapListError::Overlap {
+            gpa: Gpa(RAM_GPA + 0x1000),
+            other: Gpa(RAM_GPA)
+        })
     );
-    assert!(matches!(m.add(Gpa(0x10), PhysAddr(0), 0x1000, RegionKind::Ram), Err(MapListError::Shape { .. })));
-    assert!(matches!(m.add(Gpa(0), PhysAddr(0x10), 0x1000, RegionKind::Ram), Err(MapListError::Shape { .. })));
-    assert!(matches!(m.add(Gpa(0), PhysAddr(0), 0x10, RegionKind::Ram), Err(MapListError::Shape { .. })));
-    assert!(matches!(m.add(Gpa(0), PhysAddr(0), 0, RegionKind::Ram), Err(MapListError::Shape { .. })));
+    assert!(matches!(
+        m.add(Gpa(0x10), PhysAddr(0), 0x1000, RegionKind::Ram),
+        Err(MapListError::Shape { .. })
+    ));
+    assert!(matches!(
+        m.add(Gpa(0), PhysAddr(0x10), 0x1000, RegionKind::Ram),
+        Err(MapListError::Shape { .. })
+    ));
+    assert!(matches!(
+        m.add(Gpa(0), PhysAddr(0), 0x10, RegionKind::Ram),
+        Err(MapListError::Shape { .. })
+    ));
+    assert!(matches!(
+        m.add(Gpa(0), PhysAddr(0), 0, RegionKind::Ram),
+        Err(MapListError::Shape { .. })
+    ));
     assert!(matches!(
         m.add(Gpa(u64::MAX & !0xfff), PhysAddr(0), 0x2000, RegionKind::Ram),
         Err(MapListError::Shape { .. })
@@ -143,5 +184,6 @@ fn bad_regions_are_refused() {
     let bar = RegionKind::Bar { device: 1, bar: 0 };
     assert!(m.remove(bar).is_some());
     assert!(m.remove(bar).is_none());
-    m.add(Gpa(BAR_GPA), PhysAddr(BAR_HPA), BAR_LEN, bar).unwrap();
+    m.add(Gpa(BAR_GPA), PhysAddr(BAR_HPA), BAR_LEN, bar)
+        .unwrap();
 }

@@ -14,7 +14,10 @@ fn iss(sas: u32, srt: u32, write: bool, sse: bool, sf: bool) -> u32 {
 fn the_syndrome_decodes_into_an_access() {
     // STR W3, [x]: 4 bytes, register 3, write.
     let a = Access::decode(iss(2, 3, true, false, false)).unwrap();
-    assert_eq!((a.size, a.reg, a.write, a.sign_extend, a.sf), (4, 3, true, false, false));
+    assert_eq!(
+        (a.size, a.reg, a.write, a.sign_extend, a.sf),
+        (4, 3, true, false, false)
+    );
     assert_eq!(a.store_value(0x1122_3344_5566_7788), 0x5566_7788);
     // LDRB W0: 1 byte, zero-extended.
     let a = Access::decode(iss(0, 0, false, false, false)).unwrap();
@@ -31,7 +34,11 @@ fn the_syndrome_decodes_into_an_access() {
     assert_eq!((a.size, a.reg), (8, 30));
     assert_eq!(a.load_value(u64::MAX), u64::MAX);
     // Acquire/release is reported.
-    assert!(Access::decode(iss(2, 1, false, false, false) | AR).unwrap().acquire_release);
+    assert!(
+        Access::decode(iss(2, 1, false, false, false) | AR)
+            .unwrap()
+            .acquire_release
+    );
 }
 
 #[test]
@@ -58,9 +65,19 @@ fn what_cannot_be_emulated_says_why() {
 fn addresses_reach_the_console_the_ecam_or_nothing() {
     assert_eq!(target(Gpa(abi::UART_BASE), 4), Target::Uart(0));
     assert_eq!(target(Gpa(abi::UART_BASE + 0x18), 4), Target::Uart(0x18));
-    assert_eq!(target(Gpa(abi::UART_BASE + 0xffc), 8), Target::Nothing, "crosses the page");
-    assert_eq!(target(Gpa(abi::ECAM_BASE + 0x8000), 4), Target::Ecam(0x8000));
-    assert_eq!(target(Gpa(abi::ECAM_BASE + abi::ECAM_SIZE), 4), Target::Nothing);
+    assert_eq!(
+        target(Gpa(abi::UART_BASE + 0xffc), 8),
+        Target::Nothing,
+        "crosses the page"
+    );
+    assert_eq!(
+        target(Gpa(abi::ECAM_BASE + 0x8000), 4),
+        Target::Ecam(0x8000)
+    );
+    assert_eq!(
+        target(Gpa(abi::ECAM_BASE + abi::ECAM_SIZE), 4),
+        Target::Nothing
+    );
     assert_eq!(target(Gpa(abi::PCI_MMIO_BASE), 4), Target::Nothing);
     assert_eq!(target(Gpa(u64::MAX), 8), Target::Nothing);
     assert_eq!(uart_read(abi::UART_FR), u64::from(abi::UART_FR_IDLE));

@@ -83,7 +83,10 @@ fn mistakes_name_line_column_and_what() {
         err("[vm a]\npass pci 00:01.0\nguest g\n"),
         "line 1:1: VM \"a\" has no \"ram\""
     );
-    assert_eq!(err("[vm a]\nram 2M\nguest g\n"), "line 1:1: VM \"a\" has no \"pass\"");
+    assert_eq!(
+        err("[vm a]\nram 2M\nguest g\n"),
+        "line 1:1: VM \"a\" has no \"pass\""
+    );
     assert_eq!(
         err("[vm a]\nram 2M\npass pci 00:20.0\nguest g\n"),
         "line 3:10: expected a PCI address bb:dd.f (hex bus and device), found \"00:20.0\""
@@ -148,8 +151,14 @@ fn mistakes_name_line_column_and_what() {
         err("[host h]\n"),
         "line 1:1: expected \"[vm NAME]\", found \"[host\""
     );
-    assert_eq!(err("manager maybe\n"), "line 1:9: expected \"on\" or \"off\", found \"maybe\"");
-    assert_eq!(err("# nothing\n\n"), "line 3:1: the plan names no VM ([vm NAME] section)");
+    assert_eq!(
+        err("manager maybe\n"),
+        "line 1:9: expected \"on\" or \"off\", found \"maybe\""
+    );
+    assert_eq!(
+        err("# nothing\n\n"),
+        "line 3:1: the plan names no VM ([vm NAME] section)"
+    );
     assert_eq!(
         err("[vm a]\nram 2M\npass pci 00:01.0\npass pci 00:02.0\npass pci 00:03.0\n"),
         "line 5:1: more than 2 pass-through functions in one VM"

@@ -19,7 +19,17 @@ impl HostFunction for FakeFunction {
         match offset {
             0x00 => 0x11e8_1234,
             // Status: capabilities list (bit 4) and a 66 MHz bit (5); command as written.
-            0x04 => (0x0030 << 16) | u32::from(self.writes.borrow().iter().rev().find(|w| w.0 == 4).map_or(0, |w| w.1)),
+            0x04 => {
+                (0x0030 << 16)
+                    | u32::from(
+                        self.writes
+                            .borrow()
+                            .iter()
+                            .rev()
+                            .find(|w| w.0 == 4)
+                            .map_or(0, |w| w.1),
+                    )
+            }
             0x08 => 0x00ff_0010,
             // Header type (multi-function bit set), latency 0x40, cache line 0x10.
             0x0c => (u32::from(self.header_type | 0x80) << 16) | 0x4010,
@@ -34,9 +44,24 @@ impl HostFunction for FakeFunction {
     }
     fn bar(&self, index: u8) -> Option<HostBar> {
         match index {
-            0 => Some(HostBar { kind: BarKind::Mem32, hpa: PhysAddr(BAR0_HPA), size: 1 << 20, prefetchable: false }),
-            1 => Some(HostBar { kind: BarKind::Io, hpa: PhysAddr(0x1000), size: 0x100, prefetchable: false }),
-            2 => Some(HostBar { kind: BarKind::Mem64, hpa: PhysAddr(BAR2_HPA), size: 16 << 10, prefetchable: true }),
+            0 => Some(HostBar {
+                kind: BarKind::Mem32,
+                hpa: PhysAddr(BAR0_HPA),
+                size: 1 << 20,
+                prefetchable: false,
+            }),
+            1 => Some(HostBar {
+                kind: BarKind::Io,
+                hpa: PhysAddr(0x1000),
+                size: 0x100,
+                prefetchable: false,
+            }),
+            2 => Some(HostBar {
+                kind: BarKind::Mem64,
+                hpa: PhysAddr(BAR2_HPA),
+                size: 16 << 10,
+                prefetchable: true,
+            }),
             _ => None,
         }
     }
@@ -60,7 +85,10 @@ fn a_scan_finds_exactly_the_pass_through_function() {
     let f = FakeFunction::default();
     let mut v = Vpci::new();
     // Host 00:03.0 appears as guest 00:01.0: the guest address is not the host's.
-    assert_eq!(v.add(Bdf::new(0, 3, 0).unwrap(), f).unwrap(), Bdf::new(0, 1, 0).unwrap());
+    assert_eq!(
+        v.add(Bdf::new(0, 3, 0).unwrap(), f).unwrap(),
+        Bdf::new(0, 1, 0).unwrap()
+    );
     assert_eq!(v.host_bdf(1), Some(Bdf::new(0, 3, 0).unwrap()));
     let mut found = vec![];
     for dev in 0..32 {
@@ -107,7 +135,10 @@ fn bars_size_and_move_32_and_64_bit() {
     // Pre-assigned: BAR0 at the window's start, BAR2 after it (16 KiB-aligned).
     assert_eq!(v.read(ecam(1, 0, 0x10), 4), abi::PCI_MMIO_BASE);
     assert_eq!(v.read(ecam(1, 0, 0x14), 4), 0, "I/O BAR hidden");
-    assert_eq!(v.read(ecam(1, 0, 0x18), 4), (abi::PCI_MMIO_BASE + (1 << 20)) | 0b1100);
+    assert_eq!(
+        v.read(ecam(1, 0, 0x18), 4),
+        (abi::PCI_MMIO_BASE + (1 << 20)) | 0b1100
+    );
     assert_eq!(v.read(ecam(1, 0, 0x1c), 4), 0);
     // 32-bit sizing.
     assert_eq!(v.write(ecam(1, 0, 0x10), 4, 0xffff_ffff), None);
@@ -124,7 +155,12 @@ fn bars_size_and_move_32_and_64_bit() {
     let new = abi::PCI_MMIO_BASE + 0x0100_0000;
     assert_eq!(
         v.write(ecam(1, 0, 0x10), 4, new),
-        Some(BarEvent::Moved { device: 1, bar: 0, old: Gpa(abi::PCI_MMIO_BASE), new: Gpa(new) })
+        Some(BarEvent::Moved {
+            device: 1,
+            bar: 0,
+            old: Gpa(abi::PCI_MMIO_BASE),
+            new: Gpa(new)
+        })
     );
     assert_eq!(v.read(ecam(1, 0, 0x10), 4), new);
     let new64 = abi::PCI_MMIO_BASE + 0x0200_4000;
@@ -132,13 +168,23 @@ fn bars_size_and_move_32_and_64_bit() {
         v.write(ecam(1, 0, 0x18), 4, new64),
         Some(BarEvent::Moved { bar: 2, .. })
     ));
-    assert_eq!(v.write(ecam(1, 0, 0x1c), 4, 0), None, "high half unchanged: no move");
+    assert_eq!(
+        v.write(ecam(1, 0, 0x1c), 4, 0),
+        None,
+        "high half unchanged: no move"
+    );
     assert_eq!(v.read(ecam(1, 0, 0x18), 4), new64 | 0b1100);
     assert_eq!(v.read(ecam(1, 0, 0x1c), 4), 0);
-    let bars: std::vec::Vec<_> = v.bars().map(|(b, on)| (b.bar, b.gpa, b.host.hpa, on)).collect();
+    let bars: std::vec::Vec<_> = v
+        .bars()
+        .map(|(b, on)| (b.bar, b.gpa, b.host.hpa, on))
+        .collect();
     assert_eq!(
         bars,
-        [(0, Gpa(new), PhysAddr(BAR0_HPA), false), (2, Gpa(new64), PhysAddr(BAR2_HPA), false)]
+        [
+            (0, Gpa(new), PhysAddr(BAR0_HPA), false),
+            (2, Gpa(new64), PhysAddr(BAR2_HPA), false)
+        ]
     );
 }
 
@@ -147,24 +193,34 @@ fn out_of_window_and_unaligned_bar_writes_are_refused() {
     let (mut v, _) = bus();
     let at = abi::PCI_MMIO_BASE;
     for bad in [
-        at + 0x1000,                                // not 1 MiB-aligned
-        abi::PCI_MMIO_BASE - (1 << 20),             // below the window
-        abi::PCI_MMIO_BASE + abi::PCI_MMIO_SIZE,    // past it
+        at + 0x1000,                                        // not 1 MiB-aligned
+        abi::PCI_MMIO_BASE - (1 << 20),                     // below the window
+        abi::PCI_MMIO_BASE + abi::PCI_MMIO_SIZE,            // past it
         abi::PCI_MMIO_BASE + abi::PCI_MMIO_SIZE - 0x8_0000, // straddles its end (and unaligned)
-        0x4000_0000,                                // guest RAM
+        0x4000_0000,                                        // guest RAM
     ] {
         assert_eq!(
             v.write(ecam(1, 0, 0x10), 4, bad),
-            Some(BarEvent::Refused { device: 1, bar: 0, value: bad as u32 }),
+            Some(BarEvent::Refused {
+                device: 1,
+                bar: 0,
+                value: bad as u32
+            }),
             "{bad:#x}"
         );
         assert_eq!(v.read(ecam(1, 0, 0x10), 4), at, "unchanged after {bad:#x}");
     }
     // 64-bit: an upper half that leaves the window is refused.
-    assert!(matches!(v.write(ecam(1, 0, 0x1c), 4, 1), Some(BarEvent::Refused { bar: 3, .. })));
+    assert!(matches!(
+        v.write(ecam(1, 0, 0x1c), 4, 1),
+        Some(BarEvent::Refused { bar: 3, .. })
+    ));
     assert_eq!(v.read(ecam(1, 0, 0x1c), 4), 0);
     // The control: an aligned address inside the window is taken.
-    assert!(matches!(v.write(ecam(1, 0, 0x10), 4, at + (3 << 20)), Some(BarEvent::Moved { .. })));
+    assert!(matches!(
+        v.write(ecam(1, 0, 0x10), 4, at + (3 << 20)),
+        Some(BarEvent::Moved { .. })
+    ));
 }
 
 #[test]
@@ -178,20 +234,35 @@ fn io_enable_never_reaches_the_device_memory_does() {
     let all = command::IO | command::MEMORY | command::BUS_MASTER | (1 << 8) | (1 << 6);
     assert_eq!(
         v.write(ecam(1, 0, 4), 2, u64::from(all)),
-        Some(BarEvent::Memory { device: 1, on: true })
+        Some(BarEvent::Memory {
+            device: 1,
+            on: true
+        })
     );
-    assert_eq!(f.writes.borrow().last(), Some(&(4, command::MEMORY | command::BUS_MASTER)));
-    assert_eq!(v.read(ecam(1, 0, 4), 2), u64::from(command::MEMORY | command::BUS_MASTER));
+    assert_eq!(
+        f.writes.borrow().last(),
+        Some(&(4, command::MEMORY | command::BUS_MASTER))
+    );
+    assert_eq!(
+        v.read(ecam(1, 0, 4), 2),
+        u64::from(command::MEMORY | command::BUS_MASTER)
+    );
     // A byte write of the high half sets INTx disable.
     assert_eq!(v.write(ecam(1, 0, 5), 1, 0x04), None);
     assert_eq!(
         f.writes.borrow().last(),
-        Some(&(4, command::MEMORY | command::BUS_MASTER | command::INTX_DISABLE))
+        Some(&(
+            4,
+            command::MEMORY | command::BUS_MASTER | command::INTX_DISABLE
+        ))
     );
     // Memory off is an event too.
     assert_eq!(
         v.write(ecam(1, 0, 4), 4, 0xffff_0000),
-        Some(BarEvent::Memory { device: 1, on: false })
+        Some(BarEvent::Memory {
+            device: 1,
+            on: false
+        })
     );
     assert!(f.writes.borrow().iter().all(|&(_, w)| w & command::IO == 0));
     // Other writes are ignored: nothing reaches the device.
@@ -205,13 +276,25 @@ fn io_enable_never_reaches_the_device_memory_does() {
 #[test]
 fn functions_that_cannot_be_passed_are_refused() {
     let mut v = Vpci::new();
-    let bridge = FakeFunction { header_type: 1, ..Default::default() };
+    let bridge = FakeFunction {
+        header_type: 1,
+        ..Default::default()
+    };
     assert_eq!(
         v.add(Bdf::new(0, 1, 0).unwrap(), bridge),
-        Err(VpciError::NotEndpoint { bdf: Bdf::new(0, 1, 0).unwrap(), header_type: 1 })
+        Err(VpciError::NotEndpoint {
+            bdf: Bdf::new(0, 1, 0).unwrap(),
+            header_type: 1
+        })
     );
-    v.add(Bdf::new(0, 1, 0).unwrap(), FakeFunction::default()).unwrap();
-    assert_eq!(v.add(Bdf::new(0, 2, 0).unwrap(), FakeFunction::default()).unwrap().dev, 2);
+    v.add(Bdf::new(0, 1, 0).unwrap(), FakeFunction::default())
+        .unwrap();
+    assert_eq!(
+        v.add(Bdf::new(0, 2, 0).unwrap(), FakeFunction::default())
+            .unwrap()
+            .dev,
+        2
+    );
     assert_eq!(
         v.add(Bdf::new(0, 3, 0).unwrap(), FakeFunction::default()),
         Err(VpciError::TooManyFunctions)
