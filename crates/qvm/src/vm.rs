@@ -479,7 +479,11 @@ where
             "VMM vm={name} started entry={entry} dtb={dtb} ram={ram} isolated={iso}"
         ));
         for d in vm.devices.clone() {
-            let sid = d.sid.map_or(-1i64, |s| i64::from(s.0));
+            let mut sid: heapless::String<12> = heapless::String::new();
+            let _ = match d.sid {
+                Some(s) => write!(sid, "{s}"),
+                None => write!(sid, "none"),
+            };
             vm.host.line(format_args!(
                 "VMM vm={name} device host={} guest={} sid={sid}",
                 d.host, d.guest

@@ -348,7 +348,7 @@ fn a_driver_like_guest_lives_its_whole_life() {
     );
     assert!(s
         .host
-        .has("VMM vm=vm1 device host=00:01.0 guest=00:01.0 sid=8"));
+        .has("VMM vm=vm1 device host=00:01.0 guest=00:01.0 sid=0x8"));
     assert_eq!(vm.devices()[0].sid, Some(EDU));
 
     // The image and the tree are in RAM.
@@ -464,4 +464,393 @@ fn a_driver_like_guest_lives_its_whole_life() {
     assert_eq!(fake.lock().translate(EDU, Iova(abi::RAM_BASE)), None);
     assert_eq!(m.borrow().object_count(), 0);
     assert_eq!(s.edu.writes.borrow().last(), Some(&(4, 0)));
+}
+
+fn fault(sid: StreamId, addr: u64, dir: Direction) -> Fault {
+    Fault {
+        sid,
+        addr: Iova(addr),
+        dir: Some(dir),
+        reason: FaultReason::Translation,
+        code: 0x10,
+    }
+}
+
+#[test]
+fn a_rogue_guests_faults_are_read_back_and_logged_per_vm() {
+    let (m, fake) = manager();
+    let text = format!(
+        "{}{}",
+        plan_text("rogue", "", "00:01.0"),
+        plan_text("victim", "", "00:02.0")
+    );
+    let p = plan::parse(&text).unwrap();
+    let r = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let v = start(&p.vms[1], OTHER_RAM_HPA, Some(client(&m, 2)));
+    let mut rogue = r.vm.unwrap();
+    let victim = v.vm.unwrap();
+
+    // The rogue's device reaches outside its RAM: at a GPA past it, at the other VM's RAM's
+    // host address, at an SMMU-like frame. The IOMMU refuses each; its records land in the
+    // rogue's ledger (and one from the victim's device in the victim's).
+    let fake2 = fake.clone();
+    let mut cpu = ScriptVcpu::default();
+    rogue.prepare(&mut cpu);
+    cpu.then(move |_| {
+        let mut f = fake2.lock();
+        f.inject_fault(fault(EDU, abi::RAM_BASE + RAM_LEN, Direction::Write));
+        f.inject_fault(fault(EDU, OTHER_RAM_HPA, Direction::Read));
+        f.inject_fault(fault(EDU, 0x0905_0000, Direction::Write));
+        f.inject_fault(fault(NIC, 0x1234_5000, Direction::Read));
+        Exit::Wfx { wfe: false }
+    })
+    .hvc(abi::QVM_EXIT, 3, 0);
+    assert_eq!(rogue.run(&mut cpu), StopReason::Exited { status: 3 });
+    // The SMMU never translated any of those addresses for the rogue's device.
+    for a in [abi::RAM_BASE + RAM_LEN, OTHER_RAM_HPA, 0x0905_0000] {
+        assert_eq!(fake.lock().translate(EDU, Iova(a)), None);
+    }
+    let report = rogue.finish();
+    assert_eq!((report.faults, report.dropped), (3, 0), "{}", r.host.dump());
+    assert_eq!(report.exit_status, Some(3));
+    let lines = r.host.lines.borrow();
+    let faults: Vec<_> = lines
+        .iter()
+        .filter(|l| l.starts_with("DMA_FAULT"))
+        .collect();
+    assert_eq!(
+        faults,
+        [
+            "DMA_FAULT vm=rogue device=00:01.0 sid=0x8 addr=0x0000000040200000 dir=write reason=translation time=1.500250s seq=1",
+            "DMA_FAULT vm=rogue device=00:01.0 sid=0x8 addr=0x000000004a000000 dir=read reason=translation time=1.500250s seq=2",
+            "DMA_FAULT vm=rogue device=00:01.0 sid=0x8 addr=0x0000000009050000 dir=write reason=translation time=1.500250s seq=3",
+        ]
+    );
+    drop(lines);
+    assert!(r
+        .host
+        .has("VMM vm=rogue finished stop=exit status=3 faults=3 dropped=0 isolated=1"));
+    // The control: the victim's own record is in the victim's ledger, not lost.
+    let report = victim.finish();
+    assert_eq!(report.faults, 1);
+    assert!(v
+        .host
+        .has("DMA_FAULT vm=victim device=00:02.0 sid=0x10 addr=0x0000000012345000 dir=read"));
+}
+
+#[test]
+fn a_full_ledger_is_reported_with_its_dropped_count() {
+    let (m, fake) = manager();
+    let text = plan_text("vm1", "", "00:01.0");
+    let p = plan::parse(&text).unwrap();
+    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let vm = s.vm.unwrap();
+    for i in 0..40 {
+        fake.lock()
+            .inject_fault(fault(EDU, 0x1000 * i, Direction::Write));
+    }
+    let report = vm.finish();
+    assert_eq!((report.faults, report.dropped), (32, 8));
+    assert!(s.host.has("faults=32 dropped=8"));
+}
+
+#[test]
+fn without_a_manager_a_non_unity_vm_is_refused() {
+    let text = plan_text("vm1", "", "00:01.0");
+    let p = plan::parse(&text).unwrap();
+    let s = start(&p.vms[0], RAM_HPA, None);
+    let e = s.vm.unwrap_err();
+    assert_eq!(
+        e,
+        StartError::Refused {
+            device: DeviceSel::pci(Bdf {
+                bus: 0,
+                dev: 1,
+                func: 0
+            }),
+            problem: RuleProblem::NoManager,
+            problems: 1
+        }
+    );
+    assert!(s.host.has("VMM vm=vm1 refusing to start VM 'vm1': pass-through DMA device '00:01.0' (pci 00:01.0) needs the smmuman manager, which is not running"), "{}", s.host.dump());
+    assert!(!s.host.has("started"));
+    // Nothing of the guest was loaded.
+    assert!(s.ram.bytes.borrow().iter().all(|&b| b == 0xa5));
+}
+
+#[test]
+fn without_a_manager_a_unity_vm_starts_with_a_loud_warning() {
+    let text = plan_text("u", "unity\n", "00:01.0");
+    let p = plan::parse(&text).unwrap();
+    let s = start(&p.vms[0], RAM_HPA, None);
+    let mut vm = s.vm.unwrap_or_else(|e| panic!("{e}\n{}", s.host.dump()));
+    assert!(
+        s.host
+            .has("VMM vm=u WARNING: VM 'u' is unity-mapped and starts WITHOUT DMA ISOLATION"),
+        "{}",
+        s.host.dump()
+    );
+    assert!(s.host.has("isolated=0"));
+    assert_eq!(vm.object(), None);
+    // GPA == HPA on the CPU side.
+    assert_eq!(
+        translate_cpu(&vm, RAM_HPA + 0x5000).map(|t| t.0),
+        Some(RAM_HPA + 0x5000)
+    );
+    assert_eq!(vm.entry().0, Gpa(RAM_HPA + 0x1000));
+    let mut cpu = ScriptVcpu::default();
+    vm.prepare(&mut cpu);
+    cpu.hvc(abi::PSCI_SYSTEM_OFF, 0, 0);
+    assert_eq!(vm.run(&mut cpu), StopReason::SystemOff);
+    let report = vm.finish();
+    assert_eq!((report.exit_status, report.isolated), (Some(0), false));
+}
+
+#[test]
+fn with_a_manager_a_unity_vm_is_isolated_with_iova_equal_to_pa() {
+    let (m, fake) = manager();
+    let text = plan_text("u", "unity\n", "00:01.0");
+    let p = plan::parse(&text).unwrap();
+    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let vm = s.vm.unwrap();
+    assert!(!s.host.has("WARNING"));
+    assert_eq!(
+        fake.lock().translate(EDU, Iova(RAM_HPA + 0x2000)),
+        Some((PhysAddr(RAM_HPA + 0x2000), Access::RW))
+    );
+    let smmu = |gpa: u64| {
+        fake.lock()
+            .translate(EDU, Iova(gpa))
+            .map(|(pa, _)| pa.get())
+    };
+    let (t, mem) = vm.cpu_stage2().unwrap();
+    assert_eq!(vm.guest_map().compare(t, mem, smmu), Ok(514));
+    vm.finish();
+}
+
+#[test]
+fn a_device_the_manager_does_not_know_is_refused() {
+    let (m, _) = manager();
+    let text = plan_text("vm1", "", "00:05.0");
+    let p = plan::parse(&text).unwrap();
+    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    assert!(matches!(
+        s.vm,
+        Err(StartError::Refused {
+            problem: RuleProblem::UnknownDevice,
+            ..
+        })
+    ));
+    assert!(
+        s.host
+            .has("smmuman does not know pass-through DMA device '00:05.0'"),
+        "{}",
+        s.host.dump()
+    );
+    assert_eq!(m.borrow().object_count(), 0);
+    // A unity VM with the same device reports it and starts anyway, unisolated.
+    let text = plan_text("vm1", "unity\n", "00:05.0");
+    let p = plan::parse(&text).unwrap();
+    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    assert!(s.vm.is_ok());
+    assert!(s.host.has("WARNING: VM 'vm1' is unity-mapped"));
+    assert_eq!(m.borrow().object_count(), 0);
+}
+
+#[test]
+fn ram_outside_the_assignment_is_refused_by_the_manager_and_undone() {
+    let (m, _) = manager();
+    let text = plan_text("vm1", "", "00:01.0");
+    let p = plan::parse(&text).unwrap();
+    // Client 1 is assigned RAM_HPA; the host hands it the other VM's RAM by mistake.
+    let s = start(&p.vms[0], OTHER_RAM_HPA, Some(client(&m, 1)));
+    let e = s.vm.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StartError::Manager {
+                step: "map_batch",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(m.borrow().object_count(), 0, "the object was destroyed");
+    assert!(s.host.has("VMM vm=vm1 refused: smmuman refused map_batch"));
+}
+
+#[test]
+fn a_unity_vm_may_not_overlap_the_device_windows() {
+    let text = plan_text("u", "unity\n", "00:01.0");
+    let p = plan::parse(&text).unwrap();
+    let s = start(&p.vms[0], abi::ECAM_BASE, None);
+    assert!(matches!(s.vm, Err(StartError::UnityOverlap { .. })));
+}
+
+#[test]
+fn the_time_limit_stops_a_looping_guest() {
+    let (m, _) = manager();
+    let text = plan_text("loop", "", "00:01.0");
+    let p = plan::parse(&text).unwrap();
+    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let mut vm = s.vm.unwrap();
+    let mut cpu = ScriptVcpu::default();
+    vm.prepare(&mut cpu);
+    // The control: before the limit a timer exit only yields.
+    assert_eq!(vm.handle(Exit::Timer, &mut cpu), Action::Yield);
+    // The script is empty: the guest loops and only the timer gets the CPU back.
+    assert_eq!(vm.run(&mut cpu), StopReason::TimeLimit { ms: 50 });
+    let elapsed = s.host.now.get();
+    assert!((50_000_000..=51_000_000).contains(&elapsed), "{elapsed}");
+    assert!(s.host.has("VMM vm=loop stopped reason=time-limit detail=\"the guest ran past its time limit of 50 ms\""));
+    let report = vm.finish();
+    assert_eq!(report.exit_status, None);
+    assert_eq!(report.stop, Some(StopReason::TimeLimit { ms: 50 }));
+}
+
+#[test]
+fn an_access_outside_ram_and_devices_stops_the_guest_naming_its_gpa() {
+    let (m, _) = manager();
+    let text = plan_text("vm1", "", "00:01.0");
+    let p = plan::parse(&text).unwrap();
+    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let mut vm = s.vm.unwrap();
+    let mut cpu = ScriptVcpu::default();
+    vm.prepare(&mut cpu);
+    // The control: the same store to the console page is emulated.
+    cpu.store(abi::UART_BASE, 4, u64::from(b'x'))
+        .store(0x5000_0000, 4, 0xdead)
+        .hvc(abi::QVM_EXIT, 0, 0);
+    let r = vm.run(&mut cpu);
+    assert_eq!(
+        r,
+        StopReason::OutsideDevices {
+            gpa: Gpa(0x5000_0000),
+            size: 4,
+            write: true
+        }
+    );
+    assert_eq!(
+        r.to_string(),
+        "guest wrote 4 bytes at GPA 0x0000000050000000 outside its RAM and devices"
+    );
+    // The partial console line is flushed when the guest stops.
+    assert!(s.host.has("GUEST [vm1] x"));
+    assert!(s.host.has(
+        "VMM vm=vm1 stopped reason=outside detail=\"guest wrote 4 bytes at GPA 0x0000000050000000"
+    ));
+    // A stopped guest stays stopped.
+    assert_eq!(vm.handle(Exit::Timer, &mut cpu), Action::Stop(r));
+    // A BAR whose memory decoding is off is not mapped either: touching it stops the guest.
+    assert_eq!(translate_cpu(&vm, abi::PCI_MMIO_BASE), None);
+    vm.finish();
+}
+
+#[test]
+fn other_stops_and_refusals() {
+    let (m, _) = manager();
+    let text = plan_text("vm1", "", "00:01.0");
+    let p = plan::parse(&text).unwrap();
+    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let mut vm = s.vm.unwrap();
+    let mut cpu = ScriptVcpu::default();
+    vm.prepare(&mut cpu);
+    let pc = cpu.pc;
+    // SMC: NOT_SUPPORTED, pc past it.
+    assert_eq!(vm.handle(Exit::Smc { imm: 0 }, &mut cpu), Action::Resume);
+    assert_eq!((cpu.regs[0], cpu.pc), (abi::RET_NOT_SUPPORTED, pc + 4));
+    // Unknown hypercalls, and HVC with another immediate.
+    cpu.regs[0] = 0xc600_00ff;
+    assert_eq!(vm.handle(Exit::Hvc { imm: 0 }, &mut cpu), Action::Resume);
+    assert_eq!(cpu.regs[0], abi::RET_NOT_SUPPORTED);
+    cpu.regs[0] = u64::from(abi::PSCI_VERSION);
+    assert_eq!(vm.handle(Exit::Hvc { imm: 7 }, &mut cpu), Action::Resume);
+    assert_eq!(cpu.regs[0], abi::RET_NOT_SUPPORTED);
+    // Console writes: outside RAM, straddling its end, too long are refused; the control
+    // inside RAM is written.
+    let end = abi::RAM_BASE + RAM_LEN;
+    for (gpa, len) in [
+        (0x1000, 4),
+        (end - 2, 4),
+        (abi::RAM_BASE, 257),
+        (u64::MAX, 2),
+    ] {
+        cpu.regs[..3].copy_from_slice(&[u64::from(abi::QVM_CONSOLE_WRITE), gpa, len]);
+        assert_eq!(vm.handle(Exit::Hvc { imm: 0 }, &mut cpu), Action::Resume);
+        assert_eq!(cpu.regs[0], abi::RET_INVALID_PARAMETER, "{gpa:#x}+{len}");
+    }
+    cpu.regs[..3].copy_from_slice(&[u64::from(abi::QVM_CONSOLE_WRITE), abi::RAM_BASE + 0x3000, 5]);
+    vm.handle(Exit::Hvc { imm: 0 }, &mut cpu);
+    assert_eq!(cpu.regs[0], 5);
+    // ISV = 0: stop, saying why.
+    let a = vm.handle(
+        Exit::DataAbort {
+            ipa: abi::UART_BASE,
+            iss: 0b000111,
+            il32: true,
+        },
+        &mut cpu,
+    );
+    assert_eq!(
+        a,
+        Action::Stop(StopReason::Unemulatable {
+            gpa: Gpa(abi::UART_BASE),
+            why: DecodeError::NoSyndrome
+        })
+    );
+    vm.finish();
+    assert!(s.host.has("GUEST [vm1] hello"));
+
+    // An instruction abort and an unexpected exception stop the guest.
+    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let mut vm = s.vm.unwrap();
+    assert_eq!(
+        vm.handle(Exit::InstructionAbort { ipa: 0x10, iss: 0 }, &mut cpu),
+        Action::Stop(StopReason::InstructionAbort { gpa: Gpa(0x10) })
+    );
+    vm.finish();
+    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let mut vm = s.vm.unwrap();
+    let a = vm.handle(
+        Exit::Other {
+            ec: 0x18,
+            iss: 0x1234,
+            far: 0,
+        },
+        &mut cpu,
+    );
+    assert_eq!(
+        a,
+        Action::Stop(StopReason::Exception {
+            ec: 0x18,
+            iss: 0x1234,
+            far: 0
+        })
+    );
+    vm.finish();
+    assert!(s
+        .host
+        .has("reason=exception detail=\"unexpected guest exception: EC 0x18 ISS 0x0001234"));
+}
+
+#[test]
+fn a_bad_image_is_refused_and_the_object_undone() {
+    let (m, _) = manager();
+    let text = plan_text("vm1", "", "00:01.0");
+    let p = plan::parse(&text).unwrap();
+    let host = TestHost::default();
+    let res = Resources {
+        ram_hpa: PhysAddr(RAM_HPA),
+        ram: VecRam::new(abi::RAM_BASE),
+        functions: heapless::Vec::from_slice(&[FakeFunction::default()])
+            .ok()
+            .unwrap(),
+        client: Some(client(&m, 1)),
+        stage2_mem: FakeMemory::default(),
+        stage2_cfg: Stage2Config::widest_for_oas(44),
+    };
+    let e = TestVm::start(&p.vms[0], b"not an elf", res, host.clone()).unwrap_err();
+    assert!(matches!(e, StartError::Elf(ElfError::TooShort { len: 10 })));
+    assert!(host.has("VMM vm=vm1 refused: guest image: ELF image of 10 bytes"));
+    assert_eq!(m.borrow().object_count(), 0);
 }

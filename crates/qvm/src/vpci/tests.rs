@@ -308,7 +308,7 @@ fn random_config_accesses_never_panic_nor_enable_io() {
     for _ in 0..50_000 {
         let off = rng.next() % (abi::ECAM_SIZE + 0x100);
         let size = 1 << (rng.next() % 4);
-        if rng.next() % 2 == 0 {
+        if rng.next().is_multiple_of(2) {
             let _ = v.write(off, size, rng.next());
         } else {
             let _ = v.read(off, size);
