@@ -34,19 +34,14 @@ impl LineBuffer {
                 }
             }
             _ => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                let esc = [
-                    b'\\',
-                    b'x',
-                    HEX[usize::from(byte >> 4)],
-                    HEX[usize::from(byte & 0xf)],
-                ];
+                let hex = |n: u8| char::from_digit(u32::from(n), 16).unwrap_or('?');
+                let esc = ['\\', 'x', hex(byte >> 4), hex(byte & 0xf)];
                 if self.text.len() + esc.len() > LINE_MAX {
                     emit(&self.text);
                     self.text.clear();
                 }
-                for b in esc {
-                    let _ = self.text.push(char::from(b));
+                for c in esc {
+                    let _ = self.text.push(c);
                 }
             }
         }

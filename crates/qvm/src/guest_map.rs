@@ -233,10 +233,9 @@ impl GuestMap {
         Ok(table)
     }
 
-    /// The SMMU windows (the RAM regions), in batches of up to [`MAP_BATCH`] for
-    /// `Client::map_batch`.
-    pub fn smmu_batches(&self) -> impl Iterator<Item = MapBatch> + '_ {
-        let mut windows = self.regions.iter().filter_map(|r| {
+    /// The SMMU windows: the RAM regions, read/write, GPA as the I/O address; never a BAR.
+    pub fn smmu_windows(&self) -> impl Iterator<Item = MapEntry> + '_ {
+        self.regions.iter().filter_map(|r| {
             let access = r.smmu_access()?;
             let window = DmaWindow::new(Iova(r.gpa.start().get()), r.hpa, r.gpa.len()).ok()?;
             Some(MapEntry {
@@ -244,7 +243,13 @@ impl GuestMap {
                 access,
                 flags: MapFlags::empty(),
             })
-        });
+        })
+    }
+
+    /// [`Self::smmu_windows`] in batches of up to [`MAP_BATCH`] for
+    /// `Client::map_batch`.
+    pub fn smmu_batches(&self) -> impl Iterator<Item = MapBatch> + '_ {
+        let mut windows = self.smmu_windows();
         core::iter::from_fn(move || {
             let mut batch = MapBatch::default();
             for _ in 0..MAP_BATCH {

@@ -854,3 +854,82 @@ fn a_bad_image_is_refused_and_the_object_undone() {
     assert!(host.has("VMM vm=vm1 refused: guest image: ELF image of 10 bytes"));
     assert_eq!(m.borrow().object_count(), 0);
 }
+
+#[test]
+fn random_exits_never_panic_and_end_in_a_typed_stop() {
+    let (m, _) = manager();
+    let text = plan_text("fuzz", "", "00:01.0");
+    let p = plan::parse(&text).unwrap();
+    let mut rng = crate::plan::tests::Rng(0x5eed);
+    let interesting = [
+        abi::UART_BASE,
+        abi::UART_BASE + abi::UART_FR,
+        abi::ECAM_BASE,
+        abi::ECAM_BASE + (1 << 15),
+        abi::ECAM_BASE + (1 << 15) + 4,
+        abi::ECAM_BASE + (1 << 15) + 0x10,
+        abi::ECAM_BASE + (1 << 15) + 0x18,
+        abi::ECAM_BASE + (1 << 15) + 0x1c,
+        abi::PCI_MMIO_BASE,
+        abi::RAM_BASE,
+        u64::MAX,
+    ];
+    let fids = [
+        abi::PSCI_VERSION,
+        abi::QVM_CONSOLE_WRITE,
+        abi::QVM_CONSOLE_WRITE,
+        0x1234,
+        abi::PSCI_SYSTEM_OFF,
+        abi::QVM_EXIT,
+    ];
+    for round in 0..200 {
+        let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+        let mut vm = s.vm.unwrap();
+        let mut cpu = ScriptVcpu::default();
+        vm.prepare(&mut cpu);
+        let mut stopped = None;
+        for _ in 0..500 {
+            for r in cpu.regs.iter_mut() {
+                *r = rng.next();
+            }
+            let pick =
+                |rng: &mut crate::plan::tests::Rng, n: usize| (rng.next() % n as u64) as usize;
+            let exit = match rng.next() % 8 {
+                0 => {
+                    cpu.regs[0] = u64::from(fids[pick(&mut rng, fids.len())]);
+                    cpu.regs[2] %= 300;
+                    Exit::Hvc {
+                        imm: (rng.next() % 2) as u16,
+                    }
+                }
+                1 => Exit::Smc { imm: 0 },
+                2..=5 => Exit::DataAbort {
+                    ipa: interesting[pick(&mut rng, interesting.len())]
+                        .wrapping_add(rng.next() % 16),
+                    iss: (rng.next() as u32) | (1 << 24),
+                    il32: true,
+                },
+                6 => Exit::Wfx { wfe: false },
+                _ => Exit::Timer,
+            };
+            if let Action::Stop(r) = vm.handle(exit, &mut cpu) {
+                let _ = r.to_string();
+                stopped = Some(r);
+                break;
+            }
+        }
+        // Memory decoding on or off, the CPU stage 2 still agrees with the list.
+        let (t, mem) = vm.cpu_stage2().unwrap();
+        for region in vm.guest_map().regions() {
+            let g = region.gpa.start().get();
+            assert_eq!(
+                t.translate(mem, Iova(g)).map(|x| x.pa),
+                Some(region.hpa),
+                "round {round}"
+            );
+        }
+        let report = vm.finish();
+        assert_eq!(report.stop, stopped);
+        assert_eq!(m.borrow().object_count(), 0);
+    }
+}
