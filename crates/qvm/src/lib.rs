@@ -28,6 +28,7 @@ pub mod guest_dt;
 pub mod guest_map;
 pub mod guest_ram;
 pub mod mmio;
+pub mod outcome;
 pub mod plan;
 pub mod vcpu;
 pub mod vm;

@@ -3,10 +3,14 @@
 
 use super::*;
 use crate::elf::tests::{image, Ph};
+use crate::elf::ElfError;
+use crate::guest_ram::OutsideRam;
+use crate::mmio::DecodeError;
 use crate::plan;
 use crate::vpci::tests::{FakeFunction, BAR0_HPA};
 use core::time::Duration;
 use iommu_core::fake::FakeMemory;
+use iommu_core::StreamId;
 use iommu_core::{Access, Fault, FaultReason, Iova};
 use smmuman_api::{ClientId, TransportError, MAX_MESSAGE};
 use smmuman_server::fake::SharedFake;
