@@ -395,7 +395,8 @@ const fn ones(size: u8) -> u64 {
     match size {
         1 => 0xff,
         2 => 0xffff,
-        _ => 0xffff_ffff,
+        4 => 0xffff_ffff,
+        _ => u64::MAX,
     }
 }
 

@@ -112,6 +112,8 @@ fn a_scan_finds_exactly_the_pass_through_function() {
     assert_eq!(v.read(ecam(0, 0, 0), 1), 0xff);
     // A misaligned access reads all-ones too.
     assert_eq!(v.read(ecam(1, 0, 1), 2), 0xffff);
+    // So does an 8-byte access (ECAM takes 1, 2 and 4).
+    assert_eq!(v.read(ecam(1, 0, 0), 8), u64::MAX);
 }
 
 #[test]
