@@ -10,6 +10,7 @@
 
 #![deny(unsafe_code, missing_docs)]
 
+pub mod host;
 pub mod plain;
 pub mod records;
 
@@ -184,9 +185,14 @@ pub fn run_on(boot: &Boot<'_>, scenario: &str, extra: &[&str]) -> Result<Run, St
         .chain(extra.iter().map(|s| s.to_string()))
         .collect::<Vec<_>>()
         .join(" ");
+    boot_image(&image, boot, bootargs)
+}
+
+/// Boots `image` as `boot` says with `bootargs` and waits for it to exit.
+pub(crate) fn boot_image(image: &Path, boot: &Boot<'_>, bootargs: String) -> Result<Run, String> {
     let mut cmd = qemu::boot_command(&qemu::Boot {
         board: boot.board.unwrap_or(paths::DEFAULT_BOARD),
-        image: &image,
+        image,
         bootargs: &bootargs,
         initrd: boot.initrd,
     })

@@ -56,6 +56,15 @@ impl GuestRun {
 /// # Errors
 /// When the build fails or there is no such guest.
 pub fn guest_image(name: &str) -> Result<PathBuf, String> {
+    guest(name).map(|g| g.image)
+}
+
+/// Guest `name` as built (its ELF for qvm, its raw Image for plain QEMU), building every guest
+/// at most once per process.
+///
+/// # Errors
+/// When the build fails or there is no such guest.
+pub fn guest(name: &str) -> Result<guests::Guest, String> {
     static BUILT: OnceLock<Result<Vec<guests::Guest>, String>> = OnceLock::new();
     let built = BUILT
         .get_or_init(|| {
@@ -65,7 +74,6 @@ pub fn guest_image(name: &str) -> Result<PathBuf, String> {
     built
         .into_iter()
         .find(|g| g.name == name)
-        .map(|g| g.image)
         .ok_or_else(|| format!("no guest named {name}"))
 }
 

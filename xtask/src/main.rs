@@ -2,12 +2,14 @@
 //!
 //! * `build`: the daemon for `aarch64-unknown-none` (release, `--features bare`), flattened into
 //!   the raw arm64 Image `target/smmuman-daemon.bin`.
-//! * `run [--board NAME] [--initrd FILE] [scenario] [key=value ...]`: build, then boot under
-//!   QEMU with `boards/NAME/qemu.args` (default `qemu-virt`) and
-//!   `-append "scenario=<scenario> key=value ..."` (default scenario `demo`), console on the
-//!   terminal; exits with QEMU's exit code. `--initrd FILE` hands the daemon FILE as its
-//!   `smmuman.conf`; without it, a board other than `qemu-virt` gets its own `smmuman.conf`
-//!   (the image embeds `qemu-virt`'s).
+//! * `run [--board NAME] [--plan FILE] [key=value ...]`: build the product image and the qvm
+//!   guests, pack `boards/NAME/smmuman.conf`, the host plan (`boards/NAME/host.plan` or FILE)
+//!   and the guests into an initrd archive, and boot under QEMU with `boards/NAME/qemu.args`
+//!   (default `qemu-virt`), console on the terminal; exits with QEMU's exit code.
+//! * `run [--board NAME] [--initrd FILE] scenario [key=value ...]`: the test image with
+//!   `-append "scenario=<scenario> key=value ..."`. `--initrd FILE` hands the daemon FILE as
+//!   its `smmuman.conf`; without it, a board other than `qemu-virt` gets its own
+//!   `smmuman.conf` (the image embeds `qemu-virt`'s).
 //! * `guests`: the qvm test guests (`tests-qemu/guests`) for `aarch64-unknown-none`, copied to
 //!   `target/guests/<name>.elf` (for qvm) and `<name>.bin` (raw Image for plain QEMU).
 //! * `test`: format check, clippy (host and bare-metal), host tests (QEMU boots included), docs.
@@ -23,12 +25,18 @@ use xtask::{bench, guests, image, paths, qemu, toolchain, Error, Result};
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  build                          build target/smmuman-daemon.bin
-  run [--board NAME] [--initrd FILE] [scenario] [key=value...]
-                                 build and boot it under QEMU (default board: qemu-virt,
-                                 default scenario: demo); --initrd FILE passes FILE as the
-                                 daemon's smmuman.conf (default: the board's own, except for
-                                 qemu-virt, whose config the image embeds)
+  build [--scenarios]            build target/smmuman-daemon.bin (the product image), or
+                                 target/smmuman-daemon-scenarios.bin (with the test scenarios)
+  run [--board NAME] [--plan FILE] [key=value...]
+                                 build the product image and the guests, and boot the host
+                                 under QEMU (default board: qemu-virt) with an initrd holding
+                                 the board's smmuman.conf, its host.plan (or FILE) and the
+                                 guests: the VMs the plan names start and run
+  run [--board NAME] [--initrd FILE] scenario [key=value...]
+                                 build the test image and boot one test scenario; --initrd
+                                 FILE passes FILE as the daemon's smmuman.conf (default: the
+                                 board's own, except for qemu-virt, whose config the image
+                                 embeds)
   guests                         build the qvm test guests into target/guests/
   test                           fmt, clippy, host + QEMU tests, docs (what CI runs)
   qemu                           check for QEMU 10; install it when root on Debian bookworm
@@ -37,10 +45,19 @@ tasks:
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("build") => build().map(|image| {
-            println!("{}", image.display());
-            ExitCode::SUCCESS
-        }),
+        Some("build") => {
+            let built = if args.get(1).map(String::as_str) == Some("--scenarios") {
+                toolchain::ensure().and_then(|()| {
+                    image::build_with(&paths::target_dir(), image::Flavour::Scenarios)
+                })
+            } else {
+                build()
+            };
+            built.map(|image| {
+                println!("{}", image.display());
+                ExitCode::SUCCESS
+            })
+        }
         Some("run") => run(&args[1..]),
         Some("guests") => build_guests().map(|guests| {
             for g in guests {
@@ -84,13 +101,19 @@ fn build_guests() -> Result<Vec<guests::Guest>> {
 struct RunArgs {
     board: String,
     initrd: Option<PathBuf>,
+    /// A host plan other than the board's `host.plan`.
+    plan: Option<PathBuf>,
+    /// A test scenario (then the scenario image boots instead of the product).
+    scenario: Option<String>,
     bootargs: String,
 }
 
-/// Parses `[--board NAME] [--initrd FILE] [scenario] [key=value...]` (options first).
+/// Parses `[--board NAME] [--initrd FILE] [--plan FILE] [scenario] [key=value...]` (options
+/// first).
 fn parse_run_args(args: &[String]) -> Result<RunArgs> {
     let mut board = paths::DEFAULT_BOARD.to_string();
     let mut initrd = None;
+    let mut plan = None;
     let mut rest = args;
     loop {
         match rest {
@@ -102,6 +125,10 @@ fn parse_run_args(args: &[String]) -> Result<RunArgs> {
                 initrd = Some(PathBuf::from(value));
                 rest = tail;
             }
+            [flag, value, tail @ ..] if flag == "--plan" => {
+                plan = Some(PathBuf::from(value));
+                rest = tail;
+            }
             [flag, ..] if flag.starts_with("--") => {
                 return Err(Error(format!(
                     "run: unknown or incomplete option {flag}\n{USAGE}"
@@ -111,16 +138,25 @@ fn parse_run_args(args: &[String]) -> Result<RunArgs> {
         }
     }
     let (scenario, extra) = match rest.split_first() {
-        Some((first, tail)) if !first.contains('=') => (first.as_str(), tail),
-        _ => ("demo", rest),
+        Some((first, tail)) if !first.contains('=') => (Some(first.clone()), tail),
+        _ => (None, rest),
     };
-    let bootargs = std::iter::once(format!("scenario={scenario}"))
+    if scenario.is_some() && plan.is_some() {
+        return Err(Error(format!(
+            "run: --plan runs the product image's host plan; a scenario runs the test image: give one\n{USAGE}"
+        )));
+    }
+    let bootargs = scenario
+        .iter()
+        .map(|s| format!("scenario={s}"))
         .chain(extra.iter().cloned())
         .collect::<Vec<_>>()
         .join(" ");
     Ok(RunArgs {
         board,
         initrd,
+        plan,
+        scenario,
         bootargs,
     })
 }
@@ -129,16 +165,34 @@ fn run(args: &[String]) -> Result<ExitCode> {
     let RunArgs {
         board,
         initrd,
+        plan,
+        scenario,
         bootargs,
     } = parse_run_args(args)?;
-    let initrd = match initrd {
-        Some(file) => Some(
+    let initrd = match (initrd, &scenario) {
+        (Some(file), _) => Some(
             std::path::absolute(&file)
                 .map_err(|e| Error(format!("--initrd {}: {e}", file.display())))?,
         ),
-        None => qemu::default_initrd(&board)?,
+        // A test scenario: the board's config as before.
+        (None, Some(_)) => qemu::default_initrd(&board)?,
+        // The product: the board's config, the host plan and the guests in one archive.
+        (None, None) => {
+            let plan = match plan {
+                Some(p) => std::path::absolute(&p)
+                    .map_err(|e| Error(format!("--plan {}: {e}", p.display())))?,
+                None => qemu::board_dir_of(&board)?.join("host.plan"),
+            };
+            let elfs: Vec<PathBuf> = build_guests()?.into_iter().map(|g| g.elf).collect();
+            Some(guests::initrd_for(&board, &plan, &elfs)?)
+        }
     };
-    let image = build()?;
+    let image = if scenario.is_some() {
+        toolchain::ensure()?;
+        image::build_with(&paths::target_dir(), image::Flavour::Scenarios)?
+    } else {
+        build()?
+    };
     qemu::ensure()?;
     let mut cmd = qemu::boot_command(&qemu::Boot {
         board: &board,
@@ -279,14 +333,16 @@ fn test() -> Result<()> {
         ),
         &mut bare,
     )?;
-    eprintln!("\nxtask test: ==> cargo xtask build --scenarios");
-    toolchain::ensure()?;
+    eprintln!("\nxtask test: ==> cargo xtask build (the product image)");
+    let product = build()?;
+    eprintln!("\nxtask test: ==> cargo xtask build --scenarios (the test image)");
     let image = image::build_with(&paths::target_dir(), image::Flavour::Scenarios)?;
     step(
         "cargo test --workspace",
         Command::new(&cargo)
             .args(["test", "--workspace"])
-            .env("SMMUMAN_IMAGE", &image),
+            .env("SMMUMAN_IMAGE", &image)
+            .env("SMMUMAN_PRODUCT_IMAGE", &product),
     )?;
     step(
         "cargo doc --workspace --no-deps",
@@ -320,9 +376,13 @@ mod tests {
         assert_eq!(r.board, "qemu-virt-bridge");
         assert_eq!(r.initrd, Some(PathBuf::from("x.conf")));
         assert_eq!(r.bootargs, "scenario=window st=2level");
+        assert_eq!(r.scenario.as_deref(), Some("window"));
         let d = parse_run_args(&strings(&["st=2level"])).unwrap();
         assert_eq!((d.board.as_str(), d.initrd), ("qemu-virt", None));
-        assert_eq!(d.bootargs, "scenario=demo st=2level");
+        assert_eq!((d.scenario, d.bootargs.as_str()), (None, "st=2level"));
+        let p = parse_run_args(&strings(&["--plan", "x.plan"])).unwrap();
+        assert_eq!(p.plan, Some(PathBuf::from("x.plan")));
+        assert!(parse_run_args(&strings(&["--plan", "x.plan", "window"])).is_err());
         assert!(parse_run_args(&strings(&["--board"])).is_err());
         assert!(parse_run_args(&strings(&["--bord", "x"])).is_err());
     }

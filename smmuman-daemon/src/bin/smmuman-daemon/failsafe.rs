@@ -77,6 +77,7 @@ pub struct ProbePlan {
     pub skip_abort: bool,
 }
 
+#[cfg(feature = "scenarios")]
 /// Registers the probe a test scenario wants run on its deliberate failure (once).
 pub fn plan_probe(plan: ProbePlan) {
     PLAN.call_once(|| plan);

@@ -91,15 +91,25 @@ static SETUPS: Mutex<[Option<VmSetup>; MAX_CLIENTS]> = Mutex::new([const { None 
 static CHECKS: Mutex<[Check; MAX_CLIENTS]> = Mutex::new([Check::Idle; MAX_CLIENTS]);
 static ENDED: Mutex<[Option<Ended>; MAX_CLIENTS]> = Mutex::new([None; MAX_CLIENTS]);
 
-/// Runs the host plan; returns the exit code.
+/// Runs the host plan: prints its `RESULT scenario=host-plan` record, leaves every SMMU
+/// aborting, returns the exit code.
 pub fn run(p: &mut Platform) -> u32 {
-    let plan = match read_plan(p) {
-        Ok(plan) => plan,
+    match run_vms(p) {
+        Ok(outcome) => finish(outcome),
         Err(code) => {
             crate::failsafe::leave_safe("host-plan");
-            return code;
+            code
         }
-    };
+    }
+}
+
+/// Runs every VM of the host plan until all are gone; the outcome says whether each guest
+/// exited with status 0.
+///
+/// # Errors
+/// The exit code, after a `FATAL reason=host-plan` record: nothing started.
+pub fn run_vms(p: &mut Platform) -> Result<Outcome, u32> {
+    let plan = read_plan(p)?;
     console::line(format_args!(
         "HOST plan=initrd:{} vms={} manager={}",
         initrd::PLAN_FILE,
@@ -124,15 +134,14 @@ pub fn run(p: &mut Platform) -> u32 {
                     "FATAL reason=host-plan vm={} detail={text}",
                     vm.name
                 ));
-                crate::failsafe::leave_safe("host-plan");
-                return exit_code::BAD_BOARD;
+                return Err(exit_code::BAD_BOARD);
             }
         }
     }
     let mut manager = if plan.manager {
         match manager::start(p) {
             Ok(m) => Some(m),
-            Err(outcome) => return finish(outcome),
+            Err(outcome) => return Ok(outcome),
         }
     } else {
         console::line(format_args!(
@@ -144,7 +153,7 @@ pub fn run(p: &mut Platform) -> u32 {
     if let Some(m) = manager.as_mut() {
         for (i, (vm, g)) in plan.vms.iter().zip(grants.iter()).enumerate() {
             if !manager::assign(m, i, vm.name, g) {
-                return finish(Outcome::fail().with("reason", "assignment refused"));
+                return Ok(Outcome::fail().with("reason", "assignment refused"));
             }
         }
         manager::open_mailboxes();
@@ -163,7 +172,7 @@ pub fn run(p: &mut Platform) -> u32 {
     } else {
         Outcome::fail()
     };
-    finish(outcome.with("vms", count).with("exited_ok", ok))
+    Ok(outcome.with("vms", count).with("exited_ok", ok))
 }
 
 /// Prints the host's `RESULT` record and leaves every SMMU aborting.

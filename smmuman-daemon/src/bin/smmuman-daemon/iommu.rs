@@ -6,8 +6,11 @@ use crate::console;
 use crate::platform::{source_name, AccessName, DeviceName, Platform};
 use board_config::{StaticWindow, Topology, UnitId};
 use core::fmt;
-use iommu_core::{Bdf, DomainId, Fault, FaultDrain, IommuBackend, PhysAddr, StreamId};
+use iommu_core::{Bdf, DomainId, IommuBackend, PhysAddr, StreamId};
+#[cfg(feature = "scenarios")]
+use iommu_core::{Fault, FaultDrain};
 use smmuman_daemon::bootargs::StreamTableFormat as StFormat;
+#[cfg(feature = "scenarios")]
 use smmuman_daemon::clock::Clock;
 use smmuman_daemon::memory::DaemonMemory;
 use smmuman_daemon::mmio::MmioRegion;
@@ -26,6 +29,7 @@ pub const DEFAULT_EVTQ_LOG2: u8 = 11;
 const EVENT_RECORD_BYTES: u64 = 32;
 /// Default log2 of the command-queue entries (256 commands, 4 KiB).
 pub const DEFAULT_CMDQ_LOG2: u8 = 8;
+#[cfg(feature = "scenarios")]
 /// Fault records printed one by one per drain; the rest are summarised.
 const FAULT_LINES_PER_DRAIN: usize = 8;
 /// Most distinct streams the daemon configures.
@@ -501,6 +505,7 @@ pub fn probe_sid_bits(regs: &MmioRegion) -> u8 {
     driver(regs).features().sid_bits
 }
 
+#[cfg(feature = "scenarios")]
 /// The PCI function that issues DMA with `sid` (the first one, for a shared StreamID).
 pub fn device_of(p: &Platform, sid: StreamId) -> Option<Bdf> {
     p.pci
@@ -510,6 +515,7 @@ pub fn device_of(p: &Platform, sid: StreamId) -> Option<Bdf> {
         .map(|f| f.bdf)
 }
 
+#[cfg(feature = "scenarios")]
 /// What one [`drain`] saw.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Drained {
@@ -525,6 +531,7 @@ pub struct Drained {
     pub bad_config: u64,
 }
 
+#[cfg(feature = "scenarios")]
 /// Drains every fault record, printing the first few as `FAULT` records and a `FAULTS`
 /// summary.
 ///
@@ -571,6 +578,7 @@ pub fn drain(p: &Platform, backend: &mut Backend) -> Result<Drained, BackendErro
     Ok(d)
 }
 
+#[cfg(feature = "scenarios")]
 /// Prints the driver's counters as one `SMMU_STATS` record.
 pub fn print_stats(backend: &Backend) {
     let s = backend.smmu().stats();

@@ -42,6 +42,8 @@ mod heap;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod host;
 #[cfg(all(target_arch = "aarch64", target_os = "none", feature = "scenarios"))]
+mod host_scenarios;
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "scenarios"))]
 mod hostile;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod iommu;

@@ -17,7 +17,9 @@ use crate::console;
 use crate::iommu::{self, Backend, IommuOptions};
 use crate::platform::Platform;
 use crate::tasks::Task;
-use iommu_core::{Bdf, Iova, PhysAddr, StreamId};
+use iommu_core::Iova;
+#[cfg(feature = "scenarios")]
+use iommu_core::{Bdf, PhysAddr, StreamId};
 use smmuman_api::{ClientId, IovaRange};
 use smmuman_daemon::clock::Clock;
 use smmuman_daemon::mailbox::{Mailbox, Served};
@@ -27,6 +29,7 @@ use smmuman_server::{DeviceEntry, DeviceId, Manager, ManagerConfig, PhysRange};
 
 /// Clients (mailboxes) the daemon serves at once.
 pub const MAX_CLIENTS: usize = 4;
+#[cfg(feature = "scenarios")]
 /// Rounds of the loop after which clients that still have not finished are abandoned.
 pub const MAX_ROUNDS: u32 = 100_000;
 /// Page sizes the stage-2 tables map: 4 KiB pages, 2 MiB and 1 GiB blocks.
@@ -306,11 +309,13 @@ fn serve_once(p: &Platform, m: &mut Mgr, n: usize) {
     }
 }
 
+#[cfg(feature = "scenarios")]
 /// Whether `sid` is back in default deny (attached to no domain) in the SMMU.
 pub fn is_denied(m: &Mgr, sid: StreamId) -> bool {
     m.backend().stream_domain(sid) == Some(None)
 }
 
+#[cfg(feature = "scenarios")]
 /// The first `edu` behind the SMMU, and its StreamID.
 pub fn edus(p: &Platform) -> heapless::Vec<(Bdf, StreamId), 4> {
     p.edus()
@@ -319,6 +324,7 @@ pub fn edus(p: &Platform) -> heapless::Vec<(Bdf, StreamId), 4> {
         .collect()
 }
 
+#[cfg(feature = "scenarios")]
 /// The start of the daemon's image: memory no client may ever map.
 pub fn manager_memory() -> PhysAddr {
     PhysAddr(crate::boot::image_bounds().0)

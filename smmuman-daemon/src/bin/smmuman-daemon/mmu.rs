@@ -267,6 +267,7 @@ pub fn enable(map: &AddressMap) -> Result<MmuOn, MmuError> {
 /// Input address bits of the map (64 - T0SZ).
 const T0SZ_BITS: u32 = 64 - T0SZ as u32;
 
+#[cfg(feature = "scenarios")]
 /// An address the identity map leaves unmapped (a load from it takes a translation fault), or
 /// `None` while the MMU is off.
 pub fn unmapped_address() -> Option<u64> {

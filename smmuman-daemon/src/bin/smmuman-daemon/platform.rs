@@ -318,12 +318,14 @@ impl Platform {
         self.daemon_memory.take()
     }
 
+    #[cfg(feature = "scenarios")]
     /// Whether any byte of `[pa, pa + len)` is the daemon's (image, stacks, device tree, daemon
     /// pool): never map such memory for a device.
     pub fn is_daemon_memory(&self, pa: PhysAddr, len: u64) -> bool {
         self.memory_plan.is_daemon_memory(pa, len)
     }
 
+    #[cfg(feature = "scenarios")]
     /// Whether all of `[pa, pa + len)` is in the guest pool.
     pub fn is_guest_memory(&self, pa: PhysAddr, len: u64) -> bool {
         self.memory_plan.is_guest_memory(pa, len)

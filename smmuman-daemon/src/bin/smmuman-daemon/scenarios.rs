@@ -101,6 +101,11 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         run: crate::vcpu_scenarios::vcpu,
     },
     Scenario {
+        name: "host-audit",
+        about: "the product's host plan (initrd), then the host reads the 64 bytes at audit=<hpa> for the rogue guest's pattern",
+        run: crate::host_scenarios::host_audit,
+    },
+    Scenario {
         name: "cmdq-error",
         about: "an illegal command is reported and recovered; invalidation still works",
         run: dma_scenarios::cmdq_error,

@@ -1,0 +1,59 @@
+//! Test scenario around the product's host plan: the host runs the plan's VMs exactly as the
+//! product does ([`crate::host::run_vms`]), then checks host memory for what a rogue guest
+//! tried to write there.
+
+use crate::console;
+use crate::platform::Platform;
+use iommu_core::PhysAddr;
+use smmuman_daemon::memory::{GuestMemory, PhysRange, RamWindow};
+use smmuman_daemon::report::Outcome;
+
+/// Bytes the audit reads: one rogue DMA (`tests-qemu/guests/src/rogue.rs`, 64 bytes).
+const AUDIT_LEN: u64 = 64;
+/// The byte the rogue guest writes everywhere ('R').
+const ROGUE_BYTE: u8 = 0x52;
+
+/// `host-audit audit=<hpa>`: the host plan's VMs, then `AUDIT hpa=<hpa> rogue_bytes=<n>`: how
+/// many of the 64 bytes at host-physical `hpa` (RAM some VM was given) hold the rogue's
+/// pattern. The scenario passes when the plan did (the test reads the count: 0 when the SMMU
+/// contained the rogue, 64 in the control, where the rogue aims inside its own RAM).
+pub fn host_audit(p: &mut Platform) -> Outcome {
+    let Some(hpa) = p
+        .args
+        .get("audit")
+        .and_then(|v| board_config::number::parse_number(v).ok())
+    else {
+        return Outcome::fail().with("reason", "audit=<host-physical address> is required");
+    };
+    let Some(range) = PhysRange::new(PhysAddr(hpa), AUDIT_LEN) else {
+        return Outcome::fail().with("reason", "audit range wraps");
+    };
+    let in_a_vm = p
+        .topology
+        .vms()
+        .iter()
+        .flat_map(|vm| vm.ram.iter())
+        .any(|r| PhysRange::new(r.start, r.len).is_some_and(|ram| ram.contains(range)));
+    if !in_a_vm {
+        return Outcome::fail().with("reason", "audit range is not in any [vm] RAM of the config");
+    }
+    let outcome = match crate::host::run_vms(p) {
+        Ok(o) => o,
+        Err(_) => return Outcome::fail().with("reason", "the host plan was refused"),
+    };
+    // SAFETY: the range lies in RAM the config set aside for a VM; every VM has stopped, so
+    // nothing else reads or writes it now; the read goes through the identity map.
+    let window = unsafe { RamWindow::identity(&[range]) };
+    let Ok(mut view) = GuestMemory::new(window) else {
+        return Outcome::fail().with("reason", "audit view");
+    };
+    view.sync_for_cpu(range.start(), AUDIT_LEN);
+    let mut bytes = [0u8; AUDIT_LEN as usize];
+    view.read_bytes(range.start(), &mut bytes);
+    let rogue = bytes.iter().filter(|b| **b == ROGUE_BYTE).count();
+    console::line(format_args!(
+        "AUDIT hpa={:#x} len={AUDIT_LEN} rogue_bytes={rogue}",
+        hpa
+    ));
+    outcome.with("rogue_bytes", rogue)
+}
