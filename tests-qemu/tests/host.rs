@@ -132,7 +132,12 @@ fn the_rogue_leaves_the_other_vms_ram_untouched_and_the_control_shows_the_audit_
         (run, rogue)
     };
     let (run, rogue) = audit(BOARD_PLAN, "audit", "0x50300000");
-    assert_eq!(rogue, 0, "the rogue's write reached vm1's RAM; {}", run.describe());
+    assert_eq!(
+        rogue,
+        0,
+        "the rogue's write reached vm1's RAM; {}",
+        run.describe()
+    );
     // Control: the rogue aims inside its own RAM (GPA 0x4030_0000 = HPA 0x5070_0000): the
     // same audit finds all 64 bytes, so a landed rogue write would have been seen above.
     let (control, rogue) = audit(ROGUE_CONTROL, "audit-control", "0x50700000");
@@ -166,13 +171,21 @@ fn without_a_manager_a_unity_guest_starts_warned_and_a_dma_guest_refuses() {
         .console
         .lines()
         .any(|l| l.contains("vm=unity") && l.contains("WARNING"));
-    assert!(warned, "no loud warning for the unity VM; {}", run.describe());
+    assert!(
+        warned,
+        "no loud warning for the unity VM; {}",
+        run.describe()
+    );
     let unity = stop(&run, "unity");
     assert_eq!(unity.get("reason"), Some("exit"), "{}", run.describe());
     assert!(!run.guest("unity").is_empty(), "{}", run.describe());
     let vm1 = stop(&run, "vm1");
     assert_eq!(vm1.get("reason"), Some("refused"), "{}", run.describe());
-    assert!(run.guest("vm1").is_empty(), "vm1's guest ran; {}", run.describe());
+    assert!(
+        run.guest("vm1").is_empty(),
+        "vm1's guest ran; {}",
+        run.describe()
+    );
 }
 
 #[test]
@@ -210,7 +223,7 @@ fn a_wrong_plan_is_refused_with_file_and_line_and_nothing_starts() {
     assert_eq!(fatal.get("reason"), Some("host-plan"));
     let detail = fatal.get("detail").unwrap_or("");
     assert!(
-        detail.starts_with("initrd:host.plan:line 5:"),
+        detail.starts_with("initrd:host.plan:5:"),
         "{detail}; {}",
         run.describe()
     );

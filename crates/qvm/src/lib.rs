@@ -23,6 +23,7 @@
 pub mod abi;
 pub mod console;
 pub mod elf;
+pub mod fault_log;
 pub mod gpa;
 pub mod guest_dt;
 pub mod guest_map;

@@ -10,6 +10,7 @@
 use crate::abi;
 use crate::console::LineBuffer;
 use crate::elf;
+use crate::fault_log::{self, Burst, FaultLog};
 use crate::gpa::{Gpa, GpaRange};
 use crate::guest_dt::GuestDt;
 use crate::guest_map::{self, GuestMap, MapListError, RegionKind};
@@ -20,10 +21,10 @@ use crate::plan::{VmPlan, MAX_PASS};
 use crate::vcpu::{Exit, Vcpu};
 use crate::vpci::{self, HostFunction, Vpci};
 use core::fmt::{self, Write as _};
-use iommu_core::{Bdf, Direction, DmaMemory, PhysAddr};
+use iommu_core::{Bdf, DmaMemory, PhysAddr};
 use smmuman_api::{
-    Client, Decision, DeviceSel, FaultBatch, ObjectFlags, ObjectId, PassThrough, Problem,
-    Transport, VmDescription, VmmDmaPolicy,
+    CallError, Client, Decision, DeviceSel, FaultBatch, ObjectFlags, ObjectId, PassThrough,
+    Problem, Transport, VmDescription, VmmDmaPolicy,
 };
 use stage2::{Stage2Config, Stage2Table};
 
@@ -88,6 +89,7 @@ pub struct Vm<'p, T: Transport, R, H, M, O> {
     exit_status: Option<u64>,
     stop: Option<StopReason>,
     isolated: bool,
+    faults: FaultLog,
 }
 
 impl<T: Transport, R, H, M, O> fmt::Debug for Vm<'_, T, R, H, M, O> {
@@ -222,6 +224,7 @@ where
             exit_status: None,
             stop: None,
             isolated,
+            faults: FaultLog::default(),
         };
         if let Err(e) = vm.assemble(plan, image, functions, ram_hpa, stage2_cfg) {
             vm.undo();
@@ -430,7 +433,12 @@ where
                 vcpu.set_pc(vcpu.pc().wrapping_add(4));
                 self.check_time()
             }
-            Exit::Timer | Exit::HostIrq => self.check_time(),
+            Exit::Timer | Exit::HostIrq => {
+                // Like a system logger: what the IOMMU refused so far is read back and logged
+                // while the guest runs, before the VM object's ledger can fill.
+                self.read_faults();
+                self.check_time()
+            }
             Exit::Other { ec, iss, far } => Action::Stop(StopReason::Exception { ec, iss, far }),
         };
         if let Action::Stop(r) = action {
@@ -445,6 +453,56 @@ where
             ));
         }
         action
+    }
+
+    /// Reads every fault record the manager holds for the VM object (a fault barrier: the
+    /// IOMMU is drained first) and logs them, one `DMA_FAULT` line per burst
+    /// ([`crate::fault_log`]). Returns the manager's error, if it refused.
+    fn read_faults(&mut self) -> Option<CallError> {
+        let (Some(c), Some(object)) = (self.client.as_mut(), self.object) else {
+            return None;
+        };
+        let name = self.name;
+        let devices = &self.devices;
+        let host = &mut self.host;
+        let log = &mut self.faults;
+        let emit = |host: &mut O, b: Burst| {
+            let device = devices
+                .iter()
+                .find(|d| d.sid == Some(b.sid))
+                .map(|d| d.host);
+            host.line(format_args!(
+                "{}",
+                fault_log::Line {
+                    vm: name,
+                    device,
+                    burst: b
+                }
+            ));
+        };
+        let mut error = None;
+        for _ in 0..MAX_FAULT_PAGES {
+            let page = match c.read_faults(object, FaultBatch::PAGE) {
+                Ok(r) => r.page,
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            };
+            log.dropped = page.dropped();
+            for r in page.records() {
+                if let Some(b) = log.push(r) {
+                    emit(host, b);
+                }
+            }
+            if page.is_empty() || page.remaining() == 0 {
+                break;
+            }
+        }
+        if let Some(b) = log.flush() {
+            emit(host, b);
+        }
+        error
     }
 
     fn check_time(&mut self) -> Action {
@@ -627,47 +685,10 @@ where
         for h in self.vpci.hosts_mut() {
             h.config_write16(vpci::reg::COMMAND, 0);
         }
+        report.cleanup_error = self.read_faults();
+        report.faults = self.faults.records;
+        report.dropped = self.faults.dropped;
         if let (Some(c), Some(object)) = (self.client.as_mut(), self.object) {
-            for _ in 0..MAX_FAULT_PAGES {
-                let page = match c.read_faults(object, FaultBatch::PAGE) {
-                    Ok(r) => r.page,
-                    Err(e) => {
-                        report.cleanup_error = Some(e);
-                        break;
-                    }
-                };
-                report.dropped = page.dropped();
-                for r in page.records() {
-                    report.faults += 1;
-                    let device = self
-                        .devices
-                        .iter()
-                        .find(|d| d.sid == Some(r.sid))
-                        .map(|d| d.host);
-                    let mut dev: heapless::String<16> = heapless::String::new();
-                    let _ = match device {
-                        Some(b) => write!(dev, "{b}"),
-                        None => write!(dev, "unknown"),
-                    };
-                    let dir = match r.dir {
-                        Some(Direction::Read) => "read",
-                        Some(Direction::Write) => "write",
-                        None => "unknown",
-                    };
-                    self.host.line(format_args!(
-                        "DMA_FAULT vm={name} device={dev} sid={} addr={} dir={dir} reason={} time={}.{:06}s seq={}",
-                        r.sid,
-                        r.addr,
-                        r.reason,
-                        r.time_ns / 1_000_000_000,
-                        (r.time_ns % 1_000_000_000) / 1000,
-                        r.seq
-                    ));
-                }
-                if page.is_empty() && page.remaining() == 0 {
-                    break;
-                }
-            }
             if let Err(e) = c.destroy_object(object) {
                 report.cleanup_error.get_or_insert(e);
             }

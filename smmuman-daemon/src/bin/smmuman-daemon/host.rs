@@ -117,8 +117,10 @@ pub fn run_vms(p: &mut Platform) -> Result<Outcome, u32> {
         if plan.manager { "on" } else { "off" }
     ));
     // Everything each VM needs from the platform, before the IOMMU takes the daemon pool.
-    let mut grants: heapless::Vec<heapless::Vec<Grant, { crate::platform::MAX_GRANTS }>, MAX_CLIENTS> =
-        heapless::Vec::new();
+    let mut grants: heapless::Vec<
+        heapless::Vec<Grant, { crate::platform::MAX_GRANTS }>,
+        MAX_CLIENTS,
+    > = heapless::Vec::new();
     let mut count = 0;
     for (i, vm) in plan.vms.iter().enumerate() {
         match setup(p, vm, i, plan.manager) {
@@ -166,7 +168,11 @@ pub fn run_vms(p: &mut Platform) -> Result<Outcome, u32> {
         answer_checks(m)
     });
     let ended = ENDED.lock();
-    let ok = ended.iter().take(count).filter(|e| e.is_some_and(|e| e.ok)).count();
+    let ok = ended
+        .iter()
+        .take(count)
+        .filter(|e| e.is_some_and(|e| e.ok))
+        .count();
     let outcome = if ok == count {
         Outcome::pass()
     } else {
@@ -204,7 +210,15 @@ fn read_plan(p: &Platform) -> Result<HostPlan<'static>, u32> {
             e.valid_up_to()
         ))
     })?;
-    qvm::plan::parse(text).map_err(|e| fatal(&format_args!("initrd:host.plan:{e}")))
+    qvm::plan::parse(text).map_err(|e| {
+        fatal(&format_args!(
+            "initrd:{}:{}:{}: {}",
+            initrd::PLAN_FILE,
+            e.line,
+            e.col,
+            e.kind
+        ))
+    })
 }
 
 /// What the host gives the VM `vm` (client `index`), and its grants for the manager.
@@ -213,7 +227,13 @@ fn setup(
     vm: &VmPlan<'static>,
     index: usize,
     manager: bool,
-) -> Result<(VmSetup, heapless::Vec<Grant, { crate::platform::MAX_GRANTS }>), SetupError> {
+) -> Result<
+    (
+        VmSetup,
+        heapless::Vec<Grant, { crate::platform::MAX_GRANTS }>,
+    ),
+    SetupError,
+> {
     let archive: Archive<'static> = p.archive.ok_or(SetupError::NoArchive)?;
     let image = archive
         .guests()
@@ -363,7 +383,13 @@ fn vm_main(y: &Yielder, index: usize) {
         Ok(vm) => vm,
         Err(_) => {
             // `Vm::start` printed why.
-            end(index, name, false, "refused", &"the VMM did not start the VM");
+            end(
+                index,
+                name,
+                false,
+                "refused",
+                &"the VMM did not start the VM",
+            );
             return;
         }
     };
@@ -565,15 +591,21 @@ impl EcamFunction {
         let f = p.pci.function(bdf)?;
         let host = &p.board.pcie;
         let bus = bdf.bus.checked_sub(host.bus_start)?;
-        let offset = (u64::from(bus) << 20) | (u64::from(bdf.dev & 0x1f) << 15) | (u64::from(bdf.func & 7) << 12);
+        let offset = (u64::from(bus) << 20)
+            | (u64::from(bdf.dev & 0x1f) << 15)
+            | (u64::from(bdf.func & 7) << 12);
         if offset + 4096 > host.ecam.size() {
             return None;
         }
         let mut bars = [None; 6];
         for bar in f.bars.iter().flatten() {
             let (kind, prefetchable) = match bar.kind {
-                smmuman_daemon::pci::BarKind::Mem32 { prefetchable } => (BarKind::Mem32, prefetchable),
-                smmuman_daemon::pci::BarKind::Mem64 { prefetchable } => (BarKind::Mem64, prefetchable),
+                smmuman_daemon::pci::BarKind::Mem32 { prefetchable } => {
+                    (BarKind::Mem32, prefetchable)
+                }
+                smmuman_daemon::pci::BarKind::Mem64 { prefetchable } => {
+                    (BarKind::Mem64, prefetchable)
+                }
                 _ => continue,
             };
             let Some(hpa) = bar.cpu_address else { continue };

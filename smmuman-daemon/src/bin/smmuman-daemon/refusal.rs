@@ -163,8 +163,8 @@ fn config_source(fdt: &Fdt<'static>, board: &BoardInfo<'static>) -> Result<Confi
     let bytes =
         unsafe { core::slice::from_raw_parts(range.start().0 as *const u8, range.size() as usize) };
     if initrd::is_archive(bytes) {
-        let archive = Archive::parse(bytes)
-            .map_err(|e| Refused::config("initrd", &e).in_file("initrd"))?;
+        let archive =
+            Archive::parse(bytes).map_err(|e| Refused::config("initrd", &e).in_file("initrd"))?;
         let file = match archive.file(initrd::CONFIG_FILE) {
             Some(bytes) => ConfigFile {
                 name: "initrd:smmuman.conf",
