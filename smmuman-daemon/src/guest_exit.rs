@@ -56,7 +56,7 @@ pub const fn fault_ipa(hpfar: u64, far: u64) -> u64 {
 /// Decodes a guest exit.
 pub fn decode(saved: SavedExit) -> Exit {
     let esr = Syndrome(saved.esr);
-    let iss = (esr.iss() & 0x01ff_ffff) as u32;
+    let iss = esr.iss();
     match saved.vector {
         VECTOR_SYNC_LOWER => match esr.ec() {
             ec::HVC64 => Exit::Hvc {
@@ -188,7 +188,7 @@ mod tests {
             vector: VECTOR_SYNC_LOWER,
             esr,
             far: 0x3000_0ffc,
-            hpfar: 0x3000_0 << 4,
+            hpfar: 0x0003_0000 << 4,
             timer_fired: false,
         }
     }

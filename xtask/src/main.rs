@@ -333,6 +333,25 @@ fn test() -> Result<()> {
         ),
         &mut bare,
     )?;
+    step(
+        &format!(
+            "cargo clippy {} --features bare (the product image) --target {}",
+            image::PACKAGE,
+            image::TARGET
+        ),
+        Command::new(&cargo).args([
+            "clippy",
+            "--target",
+            image::TARGET,
+            "--package",
+            image::PACKAGE,
+            "--features",
+            "smmuman-daemon/bare",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
     eprintln!("\nxtask test: ==> cargo xtask build (the product image)");
     let product = build()?;
     eprintln!("\nxtask test: ==> cargo xtask build --scenarios (the test image)");

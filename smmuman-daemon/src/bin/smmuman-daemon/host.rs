@@ -629,14 +629,14 @@ impl EcamFunction {
 
 impl HostFunction for EcamFunction {
     fn config_read32(&mut self, offset: u16) -> u32 {
-        if offset % 4 != 0 || offset >= 4096 {
+        if !offset.is_multiple_of(4) || offset >= 4096 {
             return u32::MAX;
         }
         self.config.read32(usize::from(offset))
     }
 
     fn config_write16(&mut self, offset: u16, value: u16) {
-        if offset % 2 == 0 && offset < 4096 {
+        if offset.is_multiple_of(2) && offset < 4096 {
             self.config.write16(usize::from(offset), value);
         }
     }
