@@ -310,7 +310,7 @@ pub const SGI_FRAME: usize = 0x1_0000;
 pub const GICR_IGROUPR0: usize = SGI_FRAME + 0x0080;
 /// GICR_ISENABLER0 in SGI_base (§12.11.8): writing bit n enables SGI/PPI n.
 pub const GICR_ISENABLER0: usize = SGI_FRAME + 0x0100;
-/// GICR_IPRIORITYR<n> in SGI_base (§12.11.15): one priority byte per SGI/PPI.
+/// GICR_IPRIORITYR\<n\> in SGI_base (§12.11.15): one priority byte per SGI/PPI.
 pub const GICR_IPRIORITYR: usize = SGI_FRAME + 0x0400;
 /// INTID of the EL2 physical timer's PPI (Arm's Server Base System Architecture and the
 /// `arm,armv8-timer` binding: the fourth `interrupts` entry, PPI 10 = INTID 26).
