@@ -16,8 +16,10 @@ fn no_bridges(_: Bdf) -> Option<BridgeBuses> {
     None
 }
 
-/// `(type, start bus, path)` of each scope.
-fn scope_list(scopes: DeviceScopes<'_>) -> Vec<(ScopeType, u8, u8, Vec<(u8, u8)>)> {
+/// A scope as `(type, enumeration id, start bus, path)`.
+type ScopeRow = (ScopeType, u8, u8, Vec<(u8, u8)>);
+
+fn scope_list(scopes: DeviceScopes<'_>) -> Vec<ScopeRow> {
     scopes
         .iter()
         .map(|s| {
