@@ -34,7 +34,7 @@ mod scope;
 mod structure;
 
 pub use error::{DmarError, DmarErrorKind, LengthRule, PathProblem, RangeProblem, ResolveError};
-pub use scope::{DeviceScope, DeviceScopes, PathEntry, ScopePath, ScopeType};
+pub use scope::{DeviceScope, DeviceScopes, PathEntry, ScopeIter, ScopePath, ScopeType};
 pub use structure::{
     Andd, Atsr, Drhd, PciSegment, RemappingStructure, Rhsa, Rmrr, Satc, StructureType,
 };

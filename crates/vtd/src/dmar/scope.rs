@@ -186,9 +186,8 @@ impl<'a> DeviceScopes<'a> {
     }
 
     /// The scopes in table order.
-    pub fn iter(&self) -> impl Iterator<Item = DeviceScope<'a>> + 'a {
-        // A table that parsed has been walked by `checked` already: no entry fails here.
-        self.checked().map_while(Result::ok)
+    pub fn iter(&self) -> ScopeIter<'a> {
+        ScopeIter(self.checked())
     }
 
     /// Whether the structure lists no scope.
@@ -199,19 +198,30 @@ impl<'a> DeviceScopes<'a> {
 
 impl<'a> IntoIterator for DeviceScopes<'a> {
     type Item = DeviceScope<'a>;
-    type IntoIter = core::iter::MapWhile<
-        CheckedScopes<'a>,
-        fn(Result<DeviceScope<'a>, DmarError>) -> Option<DeviceScope<'a>>,
-    >;
+    type IntoIter = ScopeIter<'a>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.checked().map_while(Result::ok)
+        self.iter()
+    }
+}
+
+/// The device scopes of one structure, in table order ([`DeviceScopes::iter`]).
+#[derive(Clone, Debug)]
+pub struct ScopeIter<'a>(CheckedScopes<'a>);
+
+impl<'a> Iterator for ScopeIter<'a> {
+    type Item = DeviceScope<'a>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // A table that parsed has been walked by `checked` already: no entry fails here (and
+        // the walk stops at the first that would).
+        self.0.next()?.ok()
     }
 }
 
 /// The scope walk that checks every length and path entry; stops after the first error.
 #[derive(Clone, Debug)]
-pub struct CheckedScopes<'a> {
+pub(crate) struct CheckedScopes<'a> {
     scopes: DeviceScopes<'a>,
     at: usize,
     failed: bool,

@@ -219,8 +219,8 @@ pub struct Andd<'a> {
     pub object_name: &'a [u8],
 }
 
-/// A SoC Integrated Address Translation Cache reporting structure (SATC, VT-d §8.8 in rev 3.x
-/// and later): SoC devices with an ATC.
+/// A SoC Integrated Address Translation Cache reporting structure (SATC, VT-d §8.8, added in
+/// spec rev 3.x): SoC-integrated devices that carry an address translation cache.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Satc<'a> {
     /// Byte offset of the structure from the start of the table.
