@@ -40,6 +40,7 @@
 )]
 
 pub mod context;
+pub mod dmar;
 mod driver;
 mod error;
 pub mod fault;
