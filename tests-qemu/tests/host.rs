@@ -10,6 +10,7 @@ use tests_qemu::{Record, Run};
 const BOARD_PLAN: &str = include_str!("../../boards/qemu-virt/host.plan");
 const ROGUE_CONTROL: &str = include_str!("../plans/rogue-control.plan");
 const LOOPER: &str = include_str!("../plans/looper.plan");
+const CRASHER: &str = include_str!("../plans/crasher.plan");
 const NO_MANAGER: &str = include_str!("../plans/no-manager.plan");
 const UNKNOWN_DEVICE: &str = include_str!("../plans/unknown-device.plan");
 const BAD: &str = include_str!("../plans/bad.plan");
@@ -157,6 +158,36 @@ fn a_guest_that_never_stops_is_stopped_at_its_time_limit_and_its_vm_object_destr
     assert!(run.record("FATAL").is_none(), "{}", run.describe());
     // The looper printed its line first: it really ran.
     assert!(!run.guest("vm1").is_empty(), "{}", run.describe());
+}
+
+#[test]
+fn a_guest_that_touches_what_its_vm_does_not_have_is_stopped_with_the_address_named() {
+    let run = host(CRASHER, "crasher");
+    let vm1 = stop(&run, "vm1");
+    assert_eq!(vm1.get("reason"), Some("outside"), "{}", run.describe());
+    let detail = vm1.get("detail").unwrap_or("");
+    assert!(
+        detail.contains("wrote 4 bytes") && detail.contains("0x0000000020001230"),
+        "{detail}; {}",
+        run.describe()
+    );
+    // It ran up to the store, and not past it.
+    let lines = run.guest("vm1");
+    assert!(
+        lines.iter().any(|r| r.kind == "CRASHER"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        !run.console.contains("CRASHER survived"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        run.console.contains("client1: object 1 destroyed"),
+        "{}",
+        run.describe()
+    );
 }
 
 #[test]
