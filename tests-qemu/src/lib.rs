@@ -83,6 +83,22 @@ impl Run {
     }
 }
 
+/// Panics (fails the test) unless every name in `expected` is among `checks` (a guest's
+/// `(name, ok)` CHECK lines) with ok, and no check failed; `context` (the console) goes into the
+/// message.
+pub fn assert_checks(checks: &[(String, bool)], expected: &[&str], context: &str) {
+    for name in expected {
+        assert!(
+            checks.iter().any(|(n, ok)| n == name && *ok),
+            "CHECK {name} missing or failed; {context}"
+        );
+    }
+    assert!(
+        checks.iter().all(|(_, ok)| *ok),
+        "a CHECK failed; {context}"
+    );
+}
+
 /// The boot image, built at most once per process.
 ///
 /// # Errors

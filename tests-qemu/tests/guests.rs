@@ -8,20 +8,9 @@ use tests_qemu::plain::{run_guest, GuestRun};
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn assert_all_pass(run: &GuestRun, expected: &[&str]) {
-    let checks = run.checks();
-    for name in expected {
-        assert!(
-            checks.iter().any(|(n, ok)| n == name && *ok),
-            "CHECK {name} missing or failed; console:\n{}",
-            run.console
-        );
-    }
-    assert!(
-        checks.iter().all(|(_, ok)| *ok),
-        "a CHECK failed; console:\n{}",
-        run.console
-    );
-    assert_eq!(run.status(), Some(0), "console:\n{}", run.console);
+    let context = format!("console:\n{}", run.console);
+    tests_qemu::assert_checks(&run.checks(), expected, &context);
+    assert_eq!(run.status(), Some(0), "{context}");
     assert!(!run.timed_out);
 }
 

@@ -36,19 +36,8 @@ fn host(plan: &str, name: &str) -> Run {
 }
 
 fn assert_checks_pass(run: &Run, vm: &str, names: &[&str]) {
-    let checks = run.guest_checks(vm);
-    for name in names {
-        assert!(
-            checks.iter().any(|(n, ok)| n == name && *ok),
-            "vm {vm}: CHECK {name} missing or failed; {}",
-            run.describe()
-        );
-    }
-    assert!(
-        checks.iter().all(|(_, ok)| *ok),
-        "vm {vm}: a CHECK failed; {}",
-        run.describe()
-    );
+    let context = format!("vm {vm}; {}", run.describe());
+    tests_qemu::assert_checks(&run.guest_checks(vm), names, &context);
 }
 
 /// `DMA_FAULT` records the VMM of `vm` logged, as (first address, last address, direction).
