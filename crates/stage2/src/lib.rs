@@ -76,6 +76,7 @@
 pub mod config;
 pub mod descriptor;
 pub mod error;
+pub mod format;
 pub mod geometry;
 pub mod invalidation;
 mod page_chain;
