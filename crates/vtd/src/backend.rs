@@ -718,3 +718,6 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for VtdBackend<M, R> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
