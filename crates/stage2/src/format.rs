@@ -9,14 +9,14 @@
 //!
 //! * [`Vmsav8`]: VMSAv8-64 stage 2 (Arm ARM D8.3), for the SMMUv3; the default format of
 //!   [`Stage2Table`](crate::Stage2Table), a zero-sized type whose methods inline to the
-//!   constants of [`descriptor`](crate::descriptor);
+//!   constants of [`descriptor`] (no more code than before);
 //! * [`VtdSecondLevel`]: Intel VT-d second-level paging entries (VT-d spec §9.8), for a VT-d
 //!   remapping unit in legacy mode, with superpages as CAP.SLLPS allows and SNP as ECAP.SC
 //!   allows (a run-time value, hence `&self` rather than associated constants).
 //!
 //! What the walker may rely on, for every format:
 //! * a word of 0 is not present, and so is any 4 KiB-aligned address with the low 12 bits clear
-//!   (the link word [`PageChain`](crate::page_chain) writes into retired tables must never read
+//!   (the link word the table threads through retired tables must never read
 //!   as a present entry);
 //! * [`PtFormat::decode`] of [`PtFormat::encode_table`] is that table at levels 0..=2, and of
 //!   `leaf_bits(level, access) | pa` is that leaf with the same access, at every level from
