@@ -66,7 +66,8 @@ pub struct BookkeepingError {
     pub found: (u64, u64, bool),
 }
 
-/// A stage-2 translation table hierarchy for one translation domain (one STE.S2TTB).
+/// A translation table hierarchy for one translation domain (one STE.S2TTB, or one VT-d
+/// context entry's SLPTPTR), in the descriptor format `F` (VMSAv8-64 stage 2 by default).
 ///
 /// All memory is reached through the [`DmaMemory`] passed to each call, which must be the same
 /// one every time. Dropping the value leaks its tables: call [`destroy`](Self::destroy).

@@ -21,6 +21,11 @@
 //!   only leaves went, VT-d §6.5.2.3) followed by a wait descriptor (§6.5.2.8); only once it
 //!   completed are the tables the unmap emptied freed ([`Stage2Table::reclaim`]): until then
 //!   the unit's paging-structure caches may still point into them.
+//! * **Partial unmap of a superpage**: the walker replaces the 2 MiB / 1 GiB leaf, in one
+//!   64-bit store, with a table mapping the rest of it as before, then the hole is invalidated
+//!   (a page-selective invalidation evicts every IOTLB entry overlapping its range, superpages
+//!   included, VT-d §6.5.2.3). VT-d has no break-before-make rule for this change: both the old
+//!   and the new entry translate every address outside the hole the same way.
 //! * **A failed invalidation stays owed** (merged with later ones) and the tables stay
 //!   allocated; every later `map`, `unmap` and `attach` of the domain sends it first.
 //! * **An unconfirmed context entry keeps its domains**: when [`Unit::set_context`] wrote the
