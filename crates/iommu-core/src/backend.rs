@@ -125,6 +125,15 @@ pub trait IommuBackend {
     /// The backend's error type; its `Display` names what was refused and why.
     type Error: fmt::Display + fmt::Debug;
 
+    /// Whether the IOMMU can tell platform (MMIO) devices apart from each other and from PCI
+    /// functions. An SMMUv3 can (each platform device has its own StreamID from the firmware,
+    /// IHI 0070 §3.2); a VT-d unit cannot (it identifies requests by PCI requester id only,
+    /// VT-d §3.4.1), so its backend says `false` and the manager refuses to give a platform
+    /// device to a client on it.
+    fn distinguishes_platform_devices(&self) -> bool {
+        true
+    }
+
     /// Creates an empty domain (no mapping: every access through it faults and is recorded).
     ///
     /// # Errors

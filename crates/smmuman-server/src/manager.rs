@@ -203,6 +203,30 @@ impl<B: IommuBackend> Manager<B> {
         })
     }
 
+    /// Refuses a selection holding a platform (MMIO) device when the backend cannot tell
+    /// platform devices apart ([`IommuBackend::distinguishes_platform_devices`], false on
+    /// VT-d): its windows would be a guess at which requester id the device's DMA carries.
+    /// The refusal is [`DomainError::Unsupported`] with the device's register base as value.
+    fn check_platform_devices(&self, devices: Bits) -> Result<(), Refusal> {
+        if self.backend.distinguishes_platform_devices() {
+            return Ok(());
+        }
+        for i in indices(devices) {
+            if let Some(crate::config::DeviceEntry {
+                id: crate::config::DeviceId::Mmio(base),
+                ..
+            }) = self.table.device(i)
+            {
+                log::warn!(
+                    "platform device mmio@{base} refused: this IOMMU cannot tell platform \
+                     devices apart"
+                );
+                return refuse(DomainError::Unsupported, base.0);
+            }
+        }
+        Ok(())
+    }
+
     /// The host hands `client` its assignment: the host-physical ranges its devices may be
     /// granted (its VM's RAM, RAM shared with other VMs, peer-to-peer BARs), replacing any
     /// earlier one. Call it before the client's VMM starts: a `map` outside the assignment is
@@ -959,8 +983,10 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
             (o.id, o.domain)
         };
         let sel = self.table.resolve(request.device)?;
-        // Refusals in the documented order: NotFound and Unsupported (resolve), then Busy for
-        // any group, then GroupSplit for any group.
+        self.check_platform_devices(sel.devices)?;
+        // Refusals in the documented order: NotFound and Unsupported (resolve, then a platform
+        // device on an IOMMU that cannot tell them apart), then Busy for any group, then
+        // GroupSplit for any group.
         for g in indices(sel.groups) {
             let group = self.group(g)?;
             if group.owner.is_some_and(|o| o != id) {

@@ -6,6 +6,15 @@
 //! read or written one 64-bit word at a time, so the same code runs on bare metal and, against
 //! `iommu_core::fake::FakeMemory`, in host tests.
 //!
+//! # Formats
+//! One walker, several descriptor formats ([`format`], after Linux's `generic_pt`):
+//! [`Stage2Table`] is generic over [`format::PtFormat`], with the VMSAv8-64 stage-2 format
+//! ([`format::Vmsav8`], a zero-sized type) as the default, and the Intel VT-d second-level
+//! format ([`format::VtdSecondLevel`], VT-d §9.8) as the second, built with
+//! [`Stage2Table::with_format`]. Everything below (all-or-nothing changes, bookkeeping,
+//! ordering, the returned [`Invalidation`], deferred free) holds for both; what this section
+//! says of descriptors and STE fields is the VMSAv8 format's.
+//!
 //! # Layout
 //! * One 4 KiB root table, no concatenation: level 0 for 40..=48 input bits, level 1 for
 //!   31..=39, level 2 for 25..=30 ([`Stage2Config::start_level`]); [`Stage2Table::t0sz`] and
@@ -76,6 +85,7 @@
 pub mod config;
 pub mod descriptor;
 pub mod error;
+pub mod format;
 pub mod geometry;
 pub mod invalidation;
 mod page_chain;

@@ -31,13 +31,11 @@ pub mod bookkeeping;
 mod tests;
 
 use crate::config::Stage2Config;
-use crate::descriptor::{
-    decode, encode_block, encode_page, encode_table, Descriptor, LEAF_LEVEL, VALID,
-};
+use crate::descriptor::{Descriptor, LEAF_LEVEL};
 use crate::error::MapError;
+use crate::format::{PtFormat, Vmsav8};
 use crate::geometry::{
-    entry_addr, entry_at, level_shift, level_size, ENTRIES, MIN_BLOCK_LEVEL, PAGE_SHIFT,
-    TABLE_BYTES,
+    entry_addr, entry_at, level_shift, level_size, ENTRIES, PAGE_SHIFT, TABLE_BYTES,
 };
 use crate::invalidation::{Invalidation, Unmapped};
 use crate::page_chain::PageChain;
@@ -68,12 +66,15 @@ pub struct BookkeepingError {
     pub found: (u64, u64, bool),
 }
 
-/// A stage-2 translation table hierarchy for one translation domain (one STE.S2TTB).
+/// A translation table hierarchy for one translation domain (one STE.S2TTB, or one VT-d
+/// context entry's SLPTPTR), in the descriptor format `F` (VMSAv8-64 stage 2 by default).
 ///
 /// All memory is reached through the [`DmaMemory`] passed to each call, which must be the same
 /// one every time. Dropping the value leaks its tables: call [`destroy`](Self::destroy).
 #[derive(Debug)]
-pub struct Stage2Table {
+pub struct Stage2Table<F: PtFormat = Vmsav8> {
+    /// The descriptor format (a ZST for [`Vmsav8`]).
+    fmt: F,
     root: PhysAddr,
     cfg: Stage2Config,
     start_level: u8,
@@ -109,27 +110,66 @@ struct LeafHint {
 impl LeafHint {
     /// The hint's table, when `[start, end)` lies in it and maps there as pages (no 2 MiB block
     /// fits: `pa` is `None` for an unmap, which then must not cover the whole 2 MiB).
-    fn covers(hint: Option<Self>, start: u64, end: u64, pa: Option<u64>) -> Option<Self> {
+    fn covers(
+        hint: Option<Self>,
+        start: u64,
+        end: u64,
+        pa: Option<u64>,
+        min_block: u8,
+    ) -> Option<Self> {
         let hint = hint?;
         let inside = start & !(level_size(2) - 1) == hint.base && end <= hint.base + level_size(2);
         let block = match pa {
-            Some(pa) => leaf_run(2, start, end, pa),
+            Some(pa) => leaf_run(2, start, end, pa, min_block),
             None => start == hint.base && end == hint.base + level_size(2),
         };
         (inside && !block).then_some(hint)
     }
 }
 
-impl Stage2Table {
-    /// Allocates an empty root table for `cfg`.
+impl Stage2Table<Vmsav8> {
+    /// Allocates an empty root table for `cfg`, in the VMSAv8-64 stage-2 format of the SMMUv3.
     ///
     /// # Errors
     /// [`MapError::IasBits`] / [`MapError::OasBits`] for a size out of range,
     /// [`MapError::OutOfMemory`] when the root page cannot be allocated.
     pub fn new(mem: &mut impl DmaMemory, cfg: Stage2Config) -> Result<Self, MapError> {
+        Self::with_format(mem, cfg, Vmsav8)
+    }
+
+    /// STE.S2T0SZ (IHI 0070 §5.2): `64 - ias_bits`.
+    pub const fn t0sz(&self) -> u8 {
+        self.cfg.t0sz()
+    }
+
+    /// STE.S2SL0 for the 4 KiB granule (IHI 0070 §5.2): 0 = start at level 2, 1 = level 1,
+    /// 2 = level 0. See [`Stage2Config::start_level`] for how the level is chosen.
+    pub const fn sl0(&self) -> u8 {
+        self.cfg.sl0()
+    }
+}
+
+impl<F: PtFormat> Stage2Table<F> {
+    /// Allocates an empty root table for `cfg` in the descriptor format `fmt` (for a VT-d
+    /// unit, [`VtdSecondLevel`](crate::format::VtdSecondLevel) with `ias_bits` 39 or 48, its
+    /// AGAW; smaller sizes that still start at level 0 or 1 just limit the IOVAs).
+    ///
+    /// # Errors
+    /// [`MapError::IasBits`] / [`MapError::OasBits`] for a size out of range, or an input size
+    /// whose root level the format cannot walk ([`PtFormat::root_level_ok`]);
+    /// [`MapError::OutOfMemory`] when the root page cannot be allocated.
+    pub fn with_format(
+        mem: &mut impl DmaMemory,
+        cfg: Stage2Config,
+        fmt: F,
+    ) -> Result<Self, MapError> {
         cfg.validate()?;
+        if !fmt.root_level_ok(cfg.start_level()) {
+            return Err(MapError::IasBits(cfg.ias_bits));
+        }
         let root = mem.alloc_zeroed(TABLE_BYTES, TABLE_BYTES)?;
         Ok(Self {
+            fmt,
             root,
             cfg,
             start_level: cfg.start_level(),
@@ -142,25 +182,20 @@ impl Stage2Table {
         })
     }
 
+    /// The descriptor format.
+    pub const fn format(&self) -> F {
+        self.fmt
+    }
+
     /// The sizes this table was created with.
     pub const fn config(&self) -> Stage2Config {
         self.cfg
     }
 
-    /// Physical address of the root table, for STE.S2TTB (IHI 0070 §5.2).
+    /// Physical address of the root table, for STE.S2TTB (IHI 0070 §5.2) or a VT-d context
+    /// entry's SLPTPTR (VT-d §9.3).
     pub const fn root(&self) -> PhysAddr {
         self.root
-    }
-
-    /// STE.S2T0SZ (IHI 0070 §5.2): `64 - ias_bits`.
-    pub const fn t0sz(&self) -> u8 {
-        self.cfg.t0sz()
-    }
-
-    /// STE.S2SL0 for the 4 KiB granule (IHI 0070 §5.2): 0 = start at level 2, 1 = level 1,
-    /// 2 = level 0. See [`Stage2Config::start_level`] for how the level is chosen.
-    pub const fn sl0(&self) -> u8 {
-        self.cfg.sl0()
     }
 
     /// Level of the root table (0, 1 or 2).
@@ -231,18 +266,20 @@ impl Stage2Table {
         // the root's, in `self`).
         let (mut table, mut level) = (self.root, self.start_level);
         let (mut at, mut word) = (None, self.root_word);
-        if let Some(hint) = LeafHint::covers(self.hint, start, end, Some(out)) {
+        if let Some(hint) =
+            LeafHint::covers(self.hint, start, end, Some(out), self.fmt.min_block_level())
+        {
             (table, level, at) = (hint.table, LEAF_LEVEL, Some(hint.at));
             word = mem.read_u64(hint.at);
         }
-        while !leaf_run(level, start, end, out) {
+        while !leaf_run(level, start, end, out, self.fmt.min_block_level()) {
             let size = level_size(level);
             if end - (start & !(size - 1)) > size {
                 break;
             }
             let i = index(start, level);
             let raw = mem.read_u64(entry_at(table, i));
-            let Descriptor::Table { next } = decode(level, raw) else {
+            let Descriptor::Table { next } = self.fmt.decode(level, raw) else {
                 break;
             };
             let child = child_word_of(word, i);
@@ -250,9 +287,9 @@ impl Stage2Table {
             (table, level, at) = (next, level + 1, Some(child));
         }
         let before = word;
-        if leaf_run(level, start, end, out) {
+        if leaf_run(level, start, end, out, self.fmt.min_block_level()) {
             // Leaves of this one table: check them, then write them.
-            word += ONE_LIVE * write_leaves(mem, table, level, start, end, out, access)?;
+            word += ONE_LIVE * write_leaves(self.fmt, mem, table, level, start, end, out, access)?;
             if let (LEAF_LEVEL, Some(at)) = (level, at) {
                 let base = start & !(level_size(2) - 1);
                 self.hint = Some(LeafHint { base, table, at });
@@ -305,7 +342,9 @@ impl Stage2Table {
         let (mut at, mut word) = (None, self.root_word);
         let mut path = [(PhysAddr(0), 0, None, 0); 3];
         let mut depth = 0;
-        if let Some(hint) = LeafHint::covers(self.hint, start, end, None) {
+        if let Some(hint) =
+            LeafHint::covers(self.hint, start, end, None, self.fmt.min_block_level())
+        {
             // Only when the table cannot become empty: unlinking it needs the path.
             let hinted = mem.read_u64(hint.at);
             if live_of(hinted) > (end - start) >> PAGE_SHIFT {
@@ -319,7 +358,7 @@ impl Stage2Table {
                 break;
             }
             let i = index(start, level);
-            match decode(level, mem.read_u64(entry_at(table, i))) {
+            match self.fmt.decode(level, mem.read_u64(entry_at(table, i))) {
                 Descriptor::Invalid => {
                     return Ok(Unmapped {
                         bytes: 0,
@@ -340,10 +379,10 @@ impl Stage2Table {
         let before = word;
         let mut removed = Removed::default();
         if level == LEAF_LEVEL {
-            word -= ONE_LIVE * unmap_pages(mem, table, start, end, &mut removed);
-        } else if let Some(slot) = single_block(mem, table, level, start, end) {
+            word -= ONE_LIVE * unmap_pages(self.fmt, mem, table, start, end, &mut removed);
+        } else if let Some(slot) = single_block(self.fmt, mem, table, level, start, end) {
             // Exactly one block (or nothing): remove it here.
-            if mem.read_u64(slot) & VALID != 0 {
+            if self.fmt.is_present(mem.read_u64(slot)) {
                 mem.write_u64(slot, 0);
                 word -= ONE_LIVE;
                 removed.leaf_removed(level, start, end);
@@ -404,7 +443,7 @@ impl Stage2Table {
         access: Access,
     ) -> Result<(), MapError> {
         let retired = (&mut self.retired, &mut self.retired_sides);
-        let mut walk = Walk::new(&mut *mem, retired, access);
+        let mut walk = Walk::new(self.fmt, &mut *mem, retired, access);
         walk.map_descend(at.0, meta, at.1, start, end, pa)?;
         self.linked += walk.linked;
         self.side_pages += walk.sides_added;
@@ -423,7 +462,7 @@ impl Stage2Table {
     ) -> Result<Removed, MapError> {
         self.hint = None;
         let retired = (&mut self.retired, &mut self.retired_sides);
-        let mut walk = Walk::new(&mut *mem, retired, Access::READ);
+        let mut walk = Walk::new(self.fmt, &mut *mem, retired, Access::READ);
         walk.unmap_descend(at.0, meta, at.1, start, end)?;
         self.linked = self.linked + walk.linked - walk.unlinked;
         self.side_pages = self.side_pages + walk.sides_added - walk.sides_freed;
@@ -448,6 +487,7 @@ impl Stage2Table {
     ) -> Result<usize, MapError> {
         let end = self.check_map(iova, pa, len, access)?;
         let mut walk = Walk::new(
+            self.fmt,
             &mut *mem,
             (&mut self.retired, &mut self.retired_sides),
             access,
@@ -483,6 +523,7 @@ impl Stage2Table {
     ) -> Result<usize, MapError> {
         let end = self.check_unmap(iova, len)?;
         let mut walk = Walk::new(
+            self.fmt,
             &mut *mem,
             (&mut self.retired, &mut self.retired_sides),
             Access::READ,
@@ -512,7 +553,7 @@ impl Stage2Table {
             return Err(MapError::InvalidAccess(access));
         }
         let end = self.iova_end(iova, len)?;
-        let pa_limit = 1u64 << self.cfg.pa_bits();
+        let pa_limit = 1u64 << self.cfg.oas_bits.min(self.fmt.oa_bits());
         if pa.checked_add(len).is_none_or(|e| e.get() > pa_limit) {
             return Err(MapError::PaOutOfRange { pa, len });
         }
@@ -535,6 +576,7 @@ impl Stage2Table {
     /// The first table whose recorded counts differ from its entries.
     pub fn check_bookkeeping(&self, mem: &impl DmaMemory) -> Result<(), BookkeepingError> {
         let sides = audit(
+            self.fmt,
             mem,
             self.root,
             Meta::decode(self.root_word),
@@ -559,7 +601,10 @@ impl Stage2Table {
         let mut table = self.root;
         let mut level = self.start_level;
         loop {
-            match decode(level, mem.read_u64(entry_addr(table, level, iova.get()))) {
+            match self
+                .fmt
+                .decode(level, mem.read_u64(entry_addr(table, level, iova.get())))
+            {
                 Descriptor::Table { next } if level < LEAF_LEVEL => {
                     table = next;
                     level += 1;
@@ -580,6 +625,7 @@ impl Stage2Table {
     /// (CMD_CFGI_STE), and its TLB entries invalidated (CMD_TLBI_S12_VMALL), both completed.
     pub fn destroy(mut self, mem: &mut impl DmaMemory) {
         free_tree(
+            self.fmt,
             mem,
             self.root,
             Meta::decode(self.root_word),
@@ -612,12 +658,13 @@ const fn index(iova: u64, level: u8) -> u64 {
 }
 
 /// Frees `table` (at `level`, with bookkeeping `meta`), every table below it and their side pages.
-fn free_tree(mem: &mut impl DmaMemory, table: PhysAddr, meta: Meta, level: u8) {
+fn free_tree(fmt: impl PtFormat, mem: &mut impl DmaMemory, table: PhysAddr, meta: Meta, level: u8) {
     if let Some(side) = meta.side {
         for i in 0..ENTRIES {
-            if let Descriptor::Table { next } = decode(level, mem.read_u64(entry_at(table, i))) {
+            if let Descriptor::Table { next } = fmt.decode(level, mem.read_u64(entry_at(table, i)))
+            {
                 let child = Meta::decode(mem.read_u64(meta.child_word(i)));
-                free_tree(mem, next, child, level + 1);
+                free_tree(fmt, mem, next, child, level + 1);
             }
         }
         mem.free(side, TABLE_BYTES);
@@ -628,6 +675,7 @@ fn free_tree(mem: &mut impl DmaMemory, table: PhysAddr, meta: Meta, level: u8) {
 /// Compares the bookkeeping of `table` and everything below it with their entries; returns the
 /// number of side pages found.
 fn audit(
+    fmt: impl PtFormat,
     mem: &impl DmaMemory,
     table: PhysAddr,
     meta: Meta,
@@ -635,7 +683,7 @@ fn audit(
 ) -> Result<usize, BookkeepingError> {
     let (mut live, mut tables, mut sides) = (0, 0, usize::from(meta.side.is_some()));
     for i in 0..ENTRIES {
-        match decode(level, mem.read_u64(entry_at(table, i))) {
+        match fmt.decode(level, mem.read_u64(entry_at(table, i))) {
             Descriptor::Invalid => {}
             Descriptor::Leaf { .. } => live += 1,
             Descriptor::Table { next } => {
@@ -643,7 +691,7 @@ fn audit(
                 tables += 1;
                 if meta.side.is_some() {
                     let child = Meta::decode(mem.read_u64(meta.child_word(i)));
-                    sides += audit(mem, next, child, level + 1)?;
+                    sides += audit(fmt, mem, next, child, level + 1)?;
                 }
             }
         }
@@ -732,7 +780,8 @@ impl Pass {
 }
 
 /// One change in progress: the memory, the pass, and what the change did so far.
-struct Walk<'m, M: DmaMemory> {
+struct Walk<'m, M: DmaMemory, F: PtFormat> {
+    fmt: F,
     mem: &'m mut M,
     pass: Pass,
     retired: &'m mut PageChain,
@@ -741,8 +790,6 @@ struct Walk<'m, M: DmaMemory> {
     access: Access,
     /// A page descriptor for output address 0 with the map's access (OR the address in).
     page_bits: u64,
-    /// The same for a block descriptor.
-    block_bits: u64,
     /// New tables linked into the tree (by maps and splits).
     linked: usize,
     /// Tables unlinked from the tree (and retired).
@@ -754,20 +801,21 @@ struct Walk<'m, M: DmaMemory> {
     removed: Removed,
 }
 
-impl<'m, M: DmaMemory> Walk<'m, M> {
+impl<'m, M: DmaMemory, F: PtFormat> Walk<'m, M, F> {
     fn new(
+        fmt: F,
         mem: &'m mut M,
         retired: (&'m mut PageChain, &'m mut PageChain),
         access: Access,
     ) -> Self {
         Self {
+            fmt,
             mem,
             pass: Pass::Apply(PageChain::new()),
             retired: retired.0,
             retired_sides: retired.1,
             access,
-            page_bits: encode_page(PhysAddr(0), access),
-            block_bits: encode_block(PhysAddr(0), access),
+            page_bits: fmt.leaf_bits(LEAF_LEVEL, access),
             linked: 0,
             unlinked: 0,
             sides_added: 0,
@@ -837,9 +885,15 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
     ) -> Result<(), MapError> {
         let size = level_size(level);
         let entry_start = start & !(size - 1);
-        if level < LEAF_LEVEL && end - entry_start <= size && !leaf_run(level, start, end, pa) {
+        if level < LEAF_LEVEL
+            && end - entry_start <= size
+            && !leaf_run(level, start, end, pa, self.fmt.min_block_level())
+        {
             let i = index(start, level);
-            match decode(level, self.mem.read_u64(entry_at(table, i))) {
+            match self
+                .fmt
+                .decode(level, self.mem.read_u64(entry_at(table, i)))
+            {
                 Descriptor::Leaf { .. } => return Err(MapError::Overlap { iova: Iova(start) }),
                 Descriptor::Table { next } => {
                     let word = meta.child_word(i);
@@ -854,8 +908,17 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
                 Descriptor::Invalid => {}
             }
         }
-        if leaf_run(level, start, end, pa) {
-            meta.live += write_leaves(self.mem, table, level, start, end, pa, self.access)?;
+        if leaf_run(level, start, end, pa, self.fmt.min_block_level()) {
+            meta.live += write_leaves(
+                self.fmt,
+                self.mem,
+                table,
+                level,
+                start,
+                end,
+                pa,
+                self.access,
+            )?;
             return Ok(());
         }
         self.two_pass(meta, |w, m| {
@@ -900,7 +963,7 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
             let out = pa + (cur - start);
             let i = index(cur, level);
             let raw = table.map_or(0, |t| self.mem.read_u64(entry_at(t, i)));
-            match decode(level, raw) {
+            match self.fmt.decode(level, raw) {
                 Descriptor::Leaf { .. } => return Err(MapError::Overlap { iova: Iova(cur) }),
                 Descriptor::Table { next } => {
                     let word = meta.child_word(i);
@@ -914,10 +977,13 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
                     let whole_block = cur == entry_start
                         && chunk_end - cur == size
                         && out & (size - 1) == 0
-                        && level >= MIN_BLOCK_LEVEL;
+                        && level >= self.fmt.min_block_level();
                     if whole_block {
                         if let (true, Some(t)) = (apply, table) {
-                            self.mem.write_u64(entry_at(t, i), self.block_bits | out);
+                            self.mem.write_u64(
+                                entry_at(t, i),
+                                self.fmt.leaf_bits(level, self.access) | out,
+                            );
                         }
                         meta.live += 1;
                     } else {
@@ -930,7 +996,8 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
                             // The filled table must be visible before the descriptor linking it
                             // (Linux io-pgtable-arm puts a dma_wmb() at the same place).
                             self.mem.publish();
-                            self.mem.write_u64(entry_at(t, i), encode_table(new));
+                            self.mem
+                                .write_u64(entry_at(t, i), self.fmt.encode_table(new));
                             self.linked += 1;
                         }
                         meta.live += 1;
@@ -947,7 +1014,10 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
     fn map_leaves_check(&self, table: PhysAddr, start: u64, end: u64) -> Result<(), MapError> {
         let first = index(start, LEAF_LEVEL);
         for k in 0..(end - start) >> PAGE_SHIFT {
-            if self.mem.read_u64(entry_at(table, first + k)) & VALID != 0 {
+            if self
+                .fmt
+                .is_present(self.mem.read_u64(entry_at(table, first + k)))
+            {
                 let iova = start + (k << PAGE_SHIFT);
                 return Err(MapError::Overlap { iova: Iova(iova) });
             }
@@ -996,7 +1066,10 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
         let whole = start == entry_start && end == entry_start + size;
         if level < LEAF_LEVEL && single && !whole {
             let i = index(start, level);
-            match decode(level, self.mem.read_u64(entry_at(table, i))) {
+            match self
+                .fmt
+                .decode(level, self.mem.read_u64(entry_at(table, i)))
+            {
                 Descriptor::Invalid => return Ok(()),
                 Descriptor::Table { next } => {
                     let word = meta.child_word(i);
@@ -1035,7 +1108,7 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
         let apply = self.pass.is_apply();
         if level == LEAF_LEVEL {
             if apply {
-                meta.live -= unmap_pages(self.mem, table, start, end, &mut self.removed);
+                meta.live -= unmap_pages(self.fmt, self.mem, table, start, end, &mut self.removed);
             }
             return Ok(());
         }
@@ -1047,7 +1120,7 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
             let whole = cur == entry_start && chunk_end == entry_start + size;
             let i = index(cur, level);
             let slot = entry_at(table, i);
-            match decode(level, self.mem.read_u64(slot)) {
+            match self.fmt.decode(level, self.mem.read_u64(slot)) {
                 Descriptor::Invalid => {}
                 Descriptor::Leaf { .. } if whole => {
                     if apply {
@@ -1063,13 +1136,12 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
                     let new = self.pass.new_page(self.mem, false)?;
                     let mut child = Meta::EMPTY;
                     let hole = (cur, chunk_end);
-                    let bits = encode_block(PhysAddr(0), access);
-                    let leaf = (pa.get(), bits);
+                    let leaf = (pa.get(), access);
                     self.split(new, &mut child, level + 1, entry_start, leaf, hole)?;
                     if let Some(new) = new {
                         self.mem.write_u64(meta.child_word(i), child.encode());
                         self.mem.publish();
-                        self.mem.write_u64(slot, encode_table(new));
+                        self.mem.write_u64(slot, self.fmt.encode_table(new));
                         self.linked += 1;
                         meta.tables += 1;
                         self.removed.leaf_removed(level, cur, chunk_end);
@@ -1112,28 +1184,26 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
     }
 
     /// Fills `table` (at `level`, covering `base..`) with the mapping of a split block, `base`
-    /// → `pa..` with the leaf attribute bits of `leaf` = (pa, bits), except for the IOVAs in
-    /// `hole`. `table` is `None` while counting.
+    /// → `pa..` with the access of `leaf` = (pa, access), except for the IOVAs in `hole`.
+    /// `table` is `None` while counting.
     fn split(
         &mut self,
         table: Option<PhysAddr>,
         meta: &mut Meta,
         level: u8,
         base: u64,
-        leaf: (u64, u64),
+        leaf: (u64, Access),
         hole: (u64, u64),
     ) -> Result<(), MapError> {
         if table.is_none() && level == LEAF_LEVEL {
             return Ok(());
         }
-        let (pa, bits) = leaf;
+        let (pa, access) = leaf;
         let size = level_size(level);
-        // Block descriptors carry the type bit clear; pages need it set (Arm ARM D8.3).
-        let leaf_bits = if level == LEAF_LEVEL {
-            bits | crate::descriptor::TYPE_TABLE_OR_PAGE
-        } else {
-            bits
-        };
+        // The leaves of a split block keep its access, with this level's leaf encoding (a
+        // VMSAv8 page sets the type bit a block clears, Arm ARM D8.3; a VT-d PTE has no PS,
+        // VT-d §9.8).
+        let leaf_bits = self.fmt.leaf_bits(level, access);
         for i in 0..ENTRIES {
             let (start, end) = (base + i * size, base + (i + 1) * size);
             let out = pa + i * size;
@@ -1152,11 +1222,12 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
                 let new = self.pass.new_page(self.mem, false)?;
                 let mut child = Meta::EMPTY;
                 let sub_hole = (hole.0.max(start), hole.1.min(end));
-                self.split(new, &mut child, level + 1, start, (out, bits), sub_hole)?;
+                self.split(new, &mut child, level + 1, start, (out, access), sub_hole)?;
                 if let (Some(table), Some(new)) = (table, new) {
                     self.mem.write_u64(meta.child_word(i), child.encode());
                     self.mem.publish();
-                    self.mem.write_u64(entry_at(table, i), encode_table(new));
+                    self.mem
+                        .write_u64(entry_at(table, i), self.fmt.encode_table(new));
                     self.linked += 1;
                 }
                 meta.live += 1;
@@ -1171,7 +1242,7 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
     fn retire_tree(&mut self, table: PhysAddr, meta: Meta, level: u8, base: u64) {
         if level == LEAF_LEVEL {
             // All pages: the count gives the bytes; only the ends are read, for the range.
-            let valid = |i: &u64| self.mem.read_u64(entry_at(table, *i)) & VALID != 0;
+            let valid = |i: &u64| self.fmt.is_present(self.mem.read_u64(entry_at(table, *i)));
             if let (Some(first), Some(last)) =
                 ((0..ENTRIES).find(valid), (0..ENTRIES).rev().find(valid))
             {
@@ -1190,7 +1261,10 @@ impl<'m, M: DmaMemory> Walk<'m, M> {
                     break;
                 }
                 let start = base + i * size;
-                match decode(level, self.mem.read_u64(entry_at(table, i))) {
+                match self
+                    .fmt
+                    .decode(level, self.mem.read_u64(entry_at(table, i)))
+                {
                     Descriptor::Table { next } => {
                         seen += 1;
                         let child = Meta::decode(self.mem.read_u64(meta.child_word(i)));
@@ -1283,7 +1357,9 @@ impl Removed {
 /// blocks whose size divides the range and the PA): checks every target entry, then writes them.
 /// Returns how many it wrote.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn write_leaves(
+    fmt: impl PtFormat,
     mem: &mut impl DmaMemory,
     table: PhysAddr,
     level: u8,
@@ -1297,18 +1373,14 @@ fn write_leaves(
     let n = (end - start) >> shift;
     for k in 0..n {
         let raw = mem.read_u64(entry_at(table, first + k));
-        if raw & VALID != 0 {
+        if fmt.is_present(raw) {
             let at = start + (k << shift);
             return Err(MapError::Overlap {
-                iova: Iova(first_mapped(mem, level, raw, at)),
+                iova: Iova(first_mapped(fmt, mem, level, raw, at)),
             });
         }
     }
-    let bits = if level == LEAF_LEVEL {
-        encode_page(PhysAddr(0), access)
-    } else {
-        encode_block(PhysAddr(0), access)
-    };
+    let bits = fmt.leaf_bits(level, access);
     for k in 0..n {
         mem.write_u64(entry_at(table, first + k), bits | (pa + (k << shift)));
     }
@@ -1317,15 +1389,15 @@ fn write_leaves(
 
 /// The lowest mapped IOVA under the valid descriptor `raw` of a table at `level`, whose entry
 /// starts at `at`. Tables below the root are never empty, so one exists.
-fn first_mapped(mem: &impl DmaMemory, level: u8, raw: u64, at: u64) -> u64 {
-    let Descriptor::Table { next } = decode(level, raw) else {
+fn first_mapped(fmt: impl PtFormat, mem: &impl DmaMemory, level: u8, raw: u64, at: u64) -> u64 {
+    let Descriptor::Table { next } = fmt.decode(level, raw) else {
         return at;
     };
     let shift = level_shift(level + 1);
     for i in 0..ENTRIES {
         let raw = mem.read_u64(entry_at(next, i));
-        if raw & VALID != 0 {
-            return first_mapped(mem, level + 1, raw, at + (i << shift));
+        if fmt.is_present(raw) {
+            return first_mapped(fmt, mem, level + 1, raw, at + (i << shift));
         }
     }
     at
@@ -1335,6 +1407,7 @@ fn first_mapped(mem: &impl DmaMemory, level: u8, raw: u64, at: u64) -> u64 {
 /// Returns how many were valid.
 #[inline]
 fn unmap_pages(
+    fmt: impl PtFormat,
     mem: &mut impl DmaMemory,
     table: PhysAddr,
     start: u64,
@@ -1345,7 +1418,7 @@ fn unmap_pages(
     let (mut lo, mut hi, mut count) = (u64::MAX, 0, 0);
     for k in 0..(end - start) >> PAGE_SHIFT {
         let slot = entry_at(table, first + k);
-        if mem.read_u64(slot) & VALID != 0 {
+        if fmt.is_present(mem.read_u64(slot)) {
             mem.write_u64(slot, 0);
             let at = start + (k << PAGE_SHIFT);
             lo = lo.min(at);
@@ -1365,6 +1438,7 @@ fn unmap_pages(
 /// block or nothing (not a table). Kept out of line: only unmaps of whole blocks use it.
 #[inline(never)]
 fn single_block(
+    fmt: impl PtFormat,
     mem: &impl DmaMemory,
     table: PhysAddr,
     level: u8,
@@ -1372,11 +1446,11 @@ fn single_block(
     end: u64,
 ) -> Option<PhysAddr> {
     let size = level_size(level);
-    if level < MIN_BLOCK_LEVEL || start & (size - 1) != 0 || end - start != size {
+    if level < fmt.min_block_level() || start & (size - 1) != 0 || end - start != size {
         return None;
     }
     let slot = entry_at(table, index(start, level));
-    match decode(level, mem.read_u64(slot)) {
+    match fmt.decode(level, mem.read_u64(slot)) {
         Descriptor::Leaf { .. } | Descriptor::Invalid => Some(slot),
         Descriptor::Table { .. } => None,
     }
@@ -1385,9 +1459,10 @@ fn single_block(
 /// Whether `[start, end)` → `pa..` maps as leaves of one level-`level` table alone: pages at the
 /// last level, else blocks whose size divides the range's ends and the PA (the largest leaves
 /// that fit, as [`Stage2Table::map`] promises, because the descent stopped above any larger one).
-const fn leaf_run(level: u8, start: u64, end: u64, pa: u64) -> bool {
+/// `min_block` is the format's [`PtFormat::min_block_level`].
+const fn leaf_run(level: u8, start: u64, end: u64, pa: u64, min_block: u8) -> bool {
     let mask = level_size(level) - 1;
-    level == LEAF_LEVEL || (level >= MIN_BLOCK_LEVEL && (start | end | pa) & mask == 0)
+    level == LEAF_LEVEL || (level >= min_block && (start | end | pa) & mask == 0)
 }
 
 // The walk arithmetic above relies on whole tables covering aligned, non-overflowing ranges.

@@ -63,5 +63,6 @@ pub use features::{AddressWidth, FeatureError, Features};
 pub use mmio::{FrameError, Mmio, Reg32, Reg64, RegisterAccess};
 pub use qi::InvDescriptor;
 
+pub mod backend;
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::format::VtdSecondLevel;
 use iommu_core::fake::FakeMemory;
 
 const K4: u64 = 0x1000;
@@ -10,54 +11,133 @@ const CFG39: Stage2Config = Stage2Config {
     oas_bits: 44,
 };
 
-fn setup(cfg: Stage2Config) -> (FakeMemory, Stage2Table) {
+fn setup<F: Fx>(cfg: Stage2Config) -> (FakeMemory, Stage2Table<F>) {
     let mut mem = FakeMemory::default();
-    let table = Stage2Table::new(&mut mem, cfg).unwrap();
+    let table = F::table(&mut mem, cfg).unwrap();
     (mem, table)
 }
 
-/// Every valid leaf as `(iova, level, raw word)`, found by walking the memory the SMMU would read
-/// (an independent decoder: bit 0 valid, bit 1 table/page, bits [47:12] address).
-fn leaves(mem: &FakeMemory, table: &Stage2Table) -> Vec<(u64, u8, u64)> {
-    fn walk(mem: &FakeMemory, t: u64, level: u8, base: u64, out: &mut Vec<(u64, u8, u64)>) {
+/// A format under test, with an independent reading of its words (written from the spec here,
+/// not taken from the format's own decoder), so the suite checks what the IOMMU would walk.
+trait Fx: PtFormat {
+    /// The instance the suite runs against (for VT-d: QEMU's, 2 MiB and 1 GiB superpages).
+    const FMT: Self;
+    /// `None`: not present; `Some(Some(next))`: a table; `Some(None)`: a leaf.
+    fn read(level: u8, raw: u64) -> Option<Option<u64>>;
+    /// The word of a leaf at `level` mapping `pa` with `access`.
+    fn leaf(level: u8, pa: u64, access: Access) -> u64;
+    /// What of `access` the format can express.
+    fn kept(access: Access) -> Access;
+    fn table(mem: &mut impl DmaMemory, cfg: Stage2Config) -> Result<Stage2Table<Self>, MapError> {
+        Stage2Table::with_format(mem, cfg, Self::FMT)
+    }
+}
+
+impl Fx for Vmsav8 {
+    const FMT: Self = Vmsav8;
+    /// Arm ARM D8.3: bit 0 valid, bit 1 table at levels 0..=2, bits [47:12] address.
+    fn read(level: u8, raw: u64) -> Option<Option<u64>> {
+        match (raw & 1, raw & 2 != 0, level) {
+            (0, _, _) => None,
+            (_, true, 0..=2) => Some(Some(raw & 0xffff_ffff_f000)),
+            _ => Some(None),
+        }
+    }
+    fn leaf(level: u8, pa: u64, access: Access) -> u64 {
+        crate::descriptor::encode_leaf(level, PhysAddr(pa), access)
+    }
+    fn kept(access: Access) -> Access {
+        access
+    }
+}
+
+impl Fx for VtdSecondLevel {
+    const FMT: Self = VtdSecondLevel {
+        superpage_2m: true,
+        superpage_1g: true,
+        snoop: false,
+    };
+    /// VT-d §9.8: R (bit 0) or W (bit 1) present, PS (bit 7) a leaf at levels 1 and 2, bits
+    /// [51:12] address.
+    fn read(level: u8, raw: u64) -> Option<Option<u64>> {
+        if raw & 3 == 0 {
+            None
+        } else if level == 0 || (level < 3 && raw & 0x80 == 0) {
+            Some(Some(raw & 0x000f_ffff_ffff_f000))
+        } else {
+            Some(None)
+        }
+    }
+    fn leaf(level: u8, pa: u64, access: Access) -> u64 {
+        let r = u64::from(access.contains(Access::READ));
+        let w = u64::from(access.contains(Access::WRITE));
+        pa | r | (w << 1) | (u64::from(level < 3) << 7)
+    }
+    fn kept(access: Access) -> Access {
+        access & Access::RW
+    }
+}
+
+/// Runs each generic test against both formats, as `vmsav8::name` and `vtd_second_level::name`.
+macro_rules! every_format {
+    ($($name:ident),* $(,)?) => {
+        mod vmsav8 {
+            $(#[test]
+            fn $name() {
+                super::$name::<crate::format::Vmsav8>();
+            })*
+        }
+        mod vtd_second_level {
+            $(#[test]
+            fn $name() {
+                super::$name::<crate::format::VtdSecondLevel>();
+            })*
+        }
+    };
+}
+
+/// Every present leaf as `(iova, level, raw word)`, found by walking the memory the IOMMU would
+/// read with the format's independent reading ([`Fx::read`]).
+fn leaves<F: Fx>(mem: &FakeMemory, table: &Stage2Table<F>) -> Vec<(u64, u8, u64)> {
+    fn walk<F: Fx>(mem: &FakeMemory, t: u64, level: u8, base: u64, out: &mut Vec<(u64, u8, u64)>) {
         let shift = 12 + 9 * (3 - u32::from(level));
         for i in 0..512u64 {
             let raw = mem.read_u64(PhysAddr(t + 8 * i));
             let iova = base + (i << shift);
-            match (raw & 1, raw & 2 != 0, level) {
-                (0, _, _) => {}
-                (_, true, 0..=2) => walk(mem, raw & 0xffff_ffff_f000, level + 1, iova, out),
-                _ => out.push((iova, level, raw)),
+            match F::read(level, raw) {
+                None => {}
+                Some(Some(next)) => walk::<F>(mem, next, level + 1, iova, out),
+                Some(None) => out.push((iova, level, raw)),
             }
         }
     }
     let mut out = Vec::new();
-    walk(mem, table.root().get(), table.start_level(), 0, &mut out);
+    walk::<F>(mem, table.root().get(), table.start_level(), 0, &mut out);
     out
 }
 
 /// Every non-zero word of every table reachable from the root, as `(address, value)`.
-fn dump(mem: &FakeMemory, table: &Stage2Table) -> Vec<(u64, u64)> {
-    fn walk(mem: &FakeMemory, t: u64, level: u8, out: &mut Vec<(u64, u64)>) {
+fn dump<F: Fx>(mem: &FakeMemory, table: &Stage2Table<F>) -> Vec<(u64, u64)> {
+    fn walk<F: Fx>(mem: &FakeMemory, t: u64, level: u8, out: &mut Vec<(u64, u64)>) {
         for i in 0..512u64 {
             let raw = mem.read_u64(PhysAddr(t + 8 * i));
             if raw != 0 {
                 out.push((t + 8 * i, raw));
             }
-            if raw & 3 == 3 && level < 3 {
-                walk(mem, raw & 0xffff_ffff_f000, level + 1, out);
+            if let Some(Some(next)) = F::read(level, raw) {
+                walk::<F>(mem, next, level + 1, out);
             }
         }
     }
     let mut out = Vec::new();
-    walk(mem, table.root().get(), table.start_level(), &mut out);
+    walk::<F>(mem, table.root().get(), table.start_level(), &mut out);
     out
 }
 
 type State = (usize, usize, Vec<(u64, u64)>);
 
 /// What a failed operation must leave alone: allocations, table pages, and every table word.
-fn state(mem: &FakeMemory, table: &Stage2Table) -> State {
+fn state<F: Fx>(mem: &FakeMemory, table: &Stage2Table<F>) -> State {
     (
         mem.live_allocations(),
         table.table_pages(),
@@ -67,7 +147,7 @@ fn state(mem: &FakeMemory, table: &Stage2Table) -> State {
 
 /// [`state`] plus the count of words ever written: a refusal found before any allocation writes
 /// nothing at all.
-fn snapshot(mem: &FakeMemory, table: &Stage2Table) -> (u64, State) {
+fn snapshot<F: Fx>(mem: &FakeMemory, table: &Stage2Table<F>) -> (u64, State) {
     (mem.writes(), state(mem, table))
 }
 
@@ -81,7 +161,7 @@ fn tr(pa: u64, access: Access, size: u64) -> Option<Translation> {
 
 #[test]
 fn new_table_reports_its_ste_fields() {
-    let (mem, t) = setup(Stage2Config {
+    let (mem, t) = setup::<Vmsav8>(Stage2Config {
         ias_bits: 32,
         oas_bits: 44,
     });
@@ -89,43 +169,35 @@ fn new_table_reports_its_ste_fields() {
     assert_eq!(t.table_pages(), 1);
     assert_eq!(mem.live_allocations(), 1);
     assert!(t.root().is_aligned(4096));
-    let (_, t48) = setup(Stage2Config {
+    let (_, t48) = setup::<Vmsav8>(Stage2Config {
         ias_bits: 48,
         oas_bits: 48,
     });
     assert_eq!((t48.t0sz(), t48.sl0(), t48.start_level()), (16, 2, 0));
 }
 
-#[test]
-fn new_refuses_bad_sizes_and_reports_oom() {
+fn new_refuses_bad_sizes_and_reports_oom<F: Fx>() {
     let mut mem = FakeMemory::default();
     let bad = Stage2Config {
         ias_bits: 50,
         oas_bits: 44,
     };
-    assert_eq!(
-        Stage2Table::new(&mut mem, bad).unwrap_err(),
-        MapError::IasBits(50)
-    );
+    assert_eq!(F::table(&mut mem, bad).unwrap_err(), MapError::IasBits(50));
     let bad = Stage2Config {
         ias_bits: 40,
         oas_bits: 30,
     };
-    assert_eq!(
-        Stage2Table::new(&mut mem, bad).unwrap_err(),
-        MapError::OasBits(30)
-    );
+    assert_eq!(F::table(&mut mem, bad).unwrap_err(), MapError::OasBits(30));
     assert_eq!(mem.live_allocations(), 0);
     let mut empty = FakeMemory::new(PhysAddr(0x1000_0000), 0);
     assert!(matches!(
-        Stage2Table::new(&mut empty, CFG39),
+        F::table(&mut empty, CFG39),
         Err(MapError::OutOfMemory(_))
     ));
 }
 
-#[test]
-fn aligned_2mib_map_uses_exactly_one_block() {
-    let (mut mem, mut t) = setup(CFG39);
+fn aligned_2mib_map_uses_exactly_one_block<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(CFG39);
     let inv = t.map(
         &mut mem,
         Iova(G1 + M2),
@@ -134,7 +206,7 @@ fn aligned_2mib_map_uses_exactly_one_block() {
         Access::RW,
     );
     assert_eq!(inv, Ok(Invalidation::none()));
-    let raw = crate::descriptor::encode_block(PhysAddr(0x8000_0000 + 4 * M2), Access::RW);
+    let raw = F::leaf(2, 0x8000_0000 + 4 * M2, Access::RW);
     assert_eq!(leaves(&mem, &t), vec![(G1 + M2, 2, raw)]);
     assert_eq!(t.table_pages(), 2, "root + one level-2 table");
     assert_eq!(
@@ -143,12 +215,11 @@ fn aligned_2mib_map_uses_exactly_one_block() {
     );
 }
 
-#[test]
-fn aligned_1gib_map_uses_a_level_1_block() {
-    let (mut mem, mut t) = setup(CFG39);
+fn aligned_1gib_map_uses_a_level_1_block<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(CFG39);
     t.map(&mut mem, Iova(3 * G1), PhysAddr(G1), G1, Access::READ)
         .unwrap();
-    let raw = crate::descriptor::encode_block(PhysAddr(G1), Access::READ);
+    let raw = F::leaf(1, G1, Access::READ);
     assert_eq!(leaves(&mem, &t), vec![(3 * G1, 1, raw)]);
     assert_eq!(t.table_pages(), 1, "the block sits in the root");
     assert_eq!(
@@ -157,9 +228,8 @@ fn aligned_1gib_map_uses_a_level_1_block() {
     );
 }
 
-#[test]
-fn misaligned_pa_falls_back_to_pages() {
-    let (mut mem, mut t) = setup(CFG39);
+fn misaligned_pa_falls_back_to_pages<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(CFG39);
     t.map(&mut mem, Iova(M2), PhysAddr(0x4000_1000), M2, Access::RW)
         .unwrap();
     let l = leaves(&mem, &t);
@@ -172,9 +242,8 @@ fn misaligned_pa_falls_back_to_pages() {
     );
 }
 
-#[test]
-fn a_long_range_takes_the_largest_leaf_at_each_step() {
-    let (mut mem, mut t) = setup(CFG39);
+fn a_long_range_takes_the_largest_leaf_at_each_step<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(CFG39);
     // One page, one 2 MiB block, one 1 GiB block, one 2 MiB block, one page.
     let start = G1 - M2 - K4;
     let len = K4 + M2 + G1 + M2 + K4;
@@ -208,7 +277,7 @@ fn a_long_range_takes_the_largest_leaf_at_each_step() {
 #[test]
 fn level_2_and_level_0_roots_work() {
     for ias_bits in [25, 30, 40, 48] {
-        let (mut mem, mut t) = setup(Stage2Config {
+        let (mut mem, mut t) = setup::<Vmsav8>(Stage2Config {
             ias_bits,
             oas_bits: 48,
         });
@@ -232,9 +301,8 @@ fn level_2_and_level_0_roots_work() {
     }
 }
 
-#[test]
-fn each_map_refusal_names_its_value_and_changes_nothing() {
-    let (mut mem, mut t) = setup(CFG39);
+fn each_map_refusal_names_its_value_and_changes_nothing<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(CFG39);
     t.map(
         &mut mem,
         Iova(0x10_0000 + 2 * K4),
@@ -346,7 +414,7 @@ fn each_map_refusal_names_its_value_and_changes_nothing() {
 
 #[test]
 fn pa_limit_stops_at_48_bits_even_with_a_52_bit_oas() {
-    let (mut mem, mut t) = setup(Stage2Config {
+    let (mut mem, mut t) = setup::<Vmsav8>(Stage2Config {
         ias_bits: 48,
         oas_bits: 52,
     });
@@ -361,9 +429,8 @@ fn pa_limit_stops_at_48_bits_even_with_a_52_bit_oas() {
     );
 }
 
-#[test]
-fn each_unmap_refusal_names_its_value_and_changes_nothing() {
-    let (mut mem, mut t) = setup(CFG39);
+fn each_unmap_refusal_names_its_value_and_changes_nothing<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(CFG39);
     t.map(&mut mem, Iova(0), PhysAddr(0x4000_0000), M2, Access::RW)
         .unwrap();
     let before = snapshot(&mem, &t);
@@ -385,15 +452,14 @@ fn each_unmap_refusal_names_its_value_and_changes_nothing() {
     }
 }
 
-#[test]
-fn translate_reports_access_and_refuses_beyond_ias() {
-    let (mut mem, mut t) = setup(CFG39);
+fn translate_reports_access_and_refuses_beyond_ias<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(CFG39);
     let rx = Access::READ | Access::EXEC;
     t.map(&mut mem, Iova(0x3000), PhysAddr(0x9000), K4, rx)
         .unwrap();
     t.map(&mut mem, Iova(0x4000), PhysAddr(0xa000), K4, Access::WRITE)
         .unwrap();
-    assert_eq!(t.translate(&mem, Iova(0x3abc)), tr(0x9abc, rx, K4));
+    assert_eq!(t.translate(&mem, Iova(0x3abc)), tr(0x9abc, F::kept(rx), K4));
     assert_eq!(
         t.translate(&mem, Iova(0x4000)),
         tr(0xa000, Access::WRITE, K4)
@@ -402,9 +468,8 @@ fn translate_reports_access_and_refuses_beyond_ias() {
     assert_eq!(t.translate(&mem, Iova(u64::MAX)), None);
 }
 
-#[test]
-fn split_tables_counts_the_splits_an_unmap_would_make_and_changes_nothing() {
-    let (mut mem, mut t) = setup(CFG39);
+fn split_tables_counts_the_splits_an_unmap_would_make_and_changes_nothing<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(CFG39);
     t.map(&mut mem, Iova(0), PhysAddr(0x4000_0000), M2, Access::RW)
         .unwrap();
     t.map(&mut mem, Iova(G1), PhysAddr(0x8000_0000), G1, Access::RW)
@@ -425,9 +490,8 @@ fn split_tables_counts_the_splits_an_unmap_would_make_and_changes_nothing() {
     assert_eq!(snapshot(&mem, &t), before, "counting writes nothing");
 }
 
-#[test]
-fn split_unmap_of_a_2mib_block_keeps_the_rest_exact() {
-    let (mut mem, mut t) = setup(CFG39);
+fn split_unmap_of_a_2mib_block_keeps_the_rest_exact<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(CFG39);
     let (iova, pa) = (G1 + 3 * M2, 0x7_4000_0000 + 5 * M2);
     t.map(&mut mem, Iova(iova), PhysAddr(pa), M2, Access::RW)
         .unwrap();
@@ -454,9 +518,8 @@ fn split_unmap_of_a_2mib_block_keeps_the_rest_exact() {
     }
 }
 
-#[test]
-fn split_unmap_of_a_1gib_block_uses_the_largest_leaves_left() {
-    let (mut mem, mut t) = setup(CFG39);
+fn split_unmap_of_a_1gib_block_uses_the_largest_leaves_left<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(CFG39);
     let pa = 5 * G1;
     t.map(&mut mem, Iova(G1), PhysAddr(pa), G1, Access::READ)
         .unwrap();
@@ -487,9 +550,8 @@ fn split_unmap_of_a_1gib_block_uses_the_largest_leaves_left() {
     );
 }
 
-#[test]
-fn unmap_of_holes_needs_no_invalidation() {
-    let (mut mem, mut t) = setup(CFG39);
+fn unmap_of_holes_needs_no_invalidation<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(CFG39);
     t.map(
         &mut mem,
         Iova(0x10_0000),
@@ -510,9 +572,8 @@ fn unmap_of_holes_needs_no_invalidation() {
     assert_eq!(state(&mem, &t), before);
 }
 
-#[test]
-fn invalidation_spans_exactly_what_was_removed() {
-    let (mut mem, mut t) = setup(CFG39);
+fn invalidation_spans_exactly_what_was_removed<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(CFG39);
     let a = 0x40_0000;
     t.map(
         &mut mem,
@@ -555,9 +616,8 @@ fn invalidation_spans_exactly_what_was_removed() {
     assert_eq!(u.invalidation.range(), Some((Iova(a + 100 * K4), K4)));
 }
 
-#[test]
-fn emptied_tables_are_retired_then_reclaimed() {
-    let (mut mem, mut t) = setup(Stage2Config {
+fn emptied_tables_are_retired_then_reclaimed<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(Stage2Config {
         ias_bits: 48,
         oas_bits: 44,
     });
@@ -615,9 +675,8 @@ fn emptied_tables_are_retired_then_reclaimed() {
     assert_eq!(mem.live_allocations(), 0);
 }
 
-#[test]
-fn unmapping_a_whole_range_of_pages_unlinks_its_subtree() {
-    let (mut mem, mut t) = setup(CFG39);
+fn unmapping_a_whole_range_of_pages_unlinks_its_subtree<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(CFG39);
     t.map(&mut mem, Iova(G1), PhysAddr(0x4000_1000), G1, Access::RW)
         .unwrap();
     assert_eq!(t.table_pages(), 1 + 1 + 512);
@@ -631,9 +690,8 @@ fn unmapping_a_whole_range_of_pages_unlinks_its_subtree() {
     assert_eq!(mem.live_allocations(), 1);
 }
 
-#[test]
-fn destroy_frees_tree_and_retired_tables() {
-    let (mut mem, mut t) = setup(CFG39);
+fn destroy_frees_tree_and_retired_tables<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(CFG39);
     t.map(&mut mem, Iova(0), PhysAddr(0x4000_1000), 4 * M2, Access::RW)
         .unwrap();
     t.map(
@@ -651,20 +709,19 @@ fn destroy_frees_tree_and_retired_tables() {
 }
 
 /// Memory with room for the root plus `pages` more tables.
-fn tight(pages: u64) -> (FakeMemory, Stage2Table) {
+fn tight<F: Fx>(pages: u64) -> (FakeMemory, Stage2Table<F>) {
     let mut mem = FakeMemory::new(PhysAddr(0x10_0000_0000), (1 + pages) * 4096);
-    let t = Stage2Table::new(&mut mem, CFG39).unwrap();
+    let t = F::table(&mut mem, CFG39).unwrap();
     (mem, t)
 }
 
-#[test]
-fn map_out_of_memory_changes_nothing() {
+fn map_out_of_memory_changes_nothing<F: Fx>() {
     // The page at 0 takes a level-2 and a level-3 table, and side pages for the root and the
     // level-2 table (each now links a table). The new range [1G - 4K, 1G + 2M + 4K) then needs
     // 4 more pages: a level-3 table for its first page (under the existing level-2 table), a
     // level-2 table for GiB 1 holding one 2 MiB block, a level-3 table for its last page, and
     // the side page of that new level-2 table.
-    let (mut mem, mut t) = tight(4 + 4);
+    let (mut mem, mut t) = tight::<F>(4 + 4);
     t.map(&mut mem, Iova(0), PhysAddr(0x4000_0000), K4, Access::RW)
         .unwrap();
     let r = t.map(
@@ -683,7 +740,7 @@ fn map_out_of_memory_changes_nothing() {
     assert_eq!((t.table_pages(), t.bookkeeping_pages()), (1 + 2 + 3, 3));
 
     // One page short.
-    let (mut mem, mut t) = tight(4 + 3);
+    let (mut mem, mut t) = tight::<F>(4 + 3);
     t.map(&mut mem, Iova(0), PhysAddr(0x4000_0000), K4, Access::RW)
         .unwrap();
     let before = state(&mem, &t);
@@ -700,11 +757,10 @@ fn map_out_of_memory_changes_nothing() {
     assert_eq!(t.translate(&mem, Iova(0)), tr(0x4000_0000, Access::RW, K4));
 }
 
-#[test]
-fn split_unmap_out_of_memory_changes_nothing() {
+fn split_unmap_out_of_memory_changes_nothing<F: Fx>() {
     // A 1 GiB block needs no table at a level-1 root; splitting a page out of its middle needs a
     // level-2 and a level-3 table, and side pages for the root and the level-2 table: 4 pages.
-    let (mut mem, mut t) = tight(3);
+    let (mut mem, mut t) = tight::<F>(3);
     t.map(&mut mem, Iova(G1), PhysAddr(G1), G1, Access::RW)
         .unwrap();
     let before = state(&mem, &t);
@@ -716,7 +772,7 @@ fn split_unmap_out_of_memory_changes_nothing() {
         tr(G1 + 5 * M2 + K4, Access::RW, G1)
     );
 
-    let (mut mem, mut t) = tight(4);
+    let (mut mem, mut t) = tight::<F>(4);
     t.map(&mut mem, Iova(G1), PhysAddr(G1), G1, Access::RW)
         .unwrap();
     let u = t.unmap(&mut mem, Iova(G1 + 5 * M2 + K4), K4).unwrap();
@@ -794,10 +850,9 @@ fn assert_tables_filled_before_linked(log: &[Event]) {
     }
 }
 
-#[test]
-fn new_tables_are_published_before_they_are_linked() {
+fn new_tables_are_published_before_they_are_linked<F: Fx>() {
     let mut mem = Recording::default();
-    let mut t = Stage2Table::new(&mut mem, CFG39).unwrap();
+    let mut t = F::table(&mut mem, CFG39).unwrap();
     t.map(
         &mut mem,
         Iova(G1 - K4),
@@ -815,9 +870,8 @@ fn new_tables_are_published_before_they_are_linked() {
     t.destroy(&mut mem);
 }
 
-#[test]
-fn a_page_mapped_where_an_emptied_table_was_lands_in_a_linked_table() {
-    let (mut mem, mut t) = setup(CFG39);
+fn a_page_mapped_where_an_emptied_table_was_lands_in_a_linked_table<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(CFG39);
     t.map(&mut mem, Iova(G1), PhysAddr(0x4000_0000), K4, Access::RW)
         .unwrap();
     // Empties and unlinks the level-3 (and level-2) table the previous call ended in.
@@ -842,9 +896,8 @@ fn a_page_mapped_where_an_emptied_table_was_lands_in_a_linked_table() {
 
 use crate::invalidation::LEAF_LIST_CAPACITY;
 
-#[test]
-fn unmap_names_one_address_per_removed_leaf_of_the_smallest_size() {
-    let (mut mem, mut t) = setup(CFG39);
+fn unmap_names_one_address_per_removed_leaf_of_the_smallest_size<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(CFG39);
     // One 2 MiB block at 2 MiB, then three pages right after it.
     t.map(
         &mut mem,
@@ -875,9 +928,8 @@ fn unmap_names_one_address_per_removed_leaf_of_the_smallest_size() {
     );
 }
 
-#[test]
-fn a_split_block_is_named_by_an_address_in_the_block() {
-    let (mut mem, mut t) = setup(CFG39);
+fn a_split_block_is_named_by_an_address_in_the_block<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(CFG39);
     t.map(&mut mem, Iova(M2), PhysAddr(0x4020_0000), M2, Access::RW)
         .unwrap();
     let u = t.unmap(&mut mem, Iova(M2 + 5 * K4), 2 * K4).unwrap();
@@ -885,9 +937,8 @@ fn a_split_block_is_named_by_an_address_in_the_block() {
     assert_eq!(leaves, vec![(Iova(M2), M2)]);
 }
 
-#[test]
-fn more_addresses_than_the_limit_are_none_and_merges_accumulate() {
-    let (mut mem, mut t) = setup(CFG39);
+fn more_addresses_than_the_limit_are_none_and_merges_accumulate<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(CFG39);
     let n = LEAF_LIST_CAPACITY as u64;
     t.map(
         &mut mem,
@@ -911,9 +962,8 @@ fn more_addresses_than_the_limit_are_none_and_merges_accumulate() {
     );
 }
 
-#[test]
-fn map_tables_counts_without_writing_and_checks_like_map() {
-    let (mut mem, mut t) = setup(CFG39);
+fn map_tables_counts_without_writing_and_checks_like_map<F: Fx>() {
+    let (mut mem, mut t) = setup::<F>(CFG39);
     t.map(&mut mem, Iova(0), PhysAddr(0x4000_0000), K4, Access::RW)
         .unwrap();
     let before = snapshot(&mem, &t);
@@ -936,4 +986,152 @@ fn map_tables_counts_without_writing_and_checks_like_map() {
         Err(MapError::UnalignedPa(PhysAddr(1)))
     );
     assert_eq!(snapshot(&mem, &t), before, "counting writes nothing");
+}
+
+every_format!(
+    new_refuses_bad_sizes_and_reports_oom,
+    aligned_2mib_map_uses_exactly_one_block,
+    aligned_1gib_map_uses_a_level_1_block,
+    misaligned_pa_falls_back_to_pages,
+    a_long_range_takes_the_largest_leaf_at_each_step,
+    each_map_refusal_names_its_value_and_changes_nothing,
+    each_unmap_refusal_names_its_value_and_changes_nothing,
+    translate_reports_access_and_refuses_beyond_ias,
+    split_tables_counts_the_splits_an_unmap_would_make_and_changes_nothing,
+    split_unmap_of_a_2mib_block_keeps_the_rest_exact,
+    split_unmap_of_a_1gib_block_uses_the_largest_leaves_left,
+    unmap_of_holes_needs_no_invalidation,
+    invalidation_spans_exactly_what_was_removed,
+    emptied_tables_are_retired_then_reclaimed,
+    unmapping_a_whole_range_of_pages_unlinks_its_subtree,
+    destroy_frees_tree_and_retired_tables,
+    map_out_of_memory_changes_nothing,
+    split_unmap_out_of_memory_changes_nothing,
+    new_tables_are_published_before_they_are_linked,
+    a_page_mapped_where_an_emptied_table_was_lands_in_a_linked_table,
+    unmap_names_one_address_per_removed_leaf_of_the_smallest_size,
+    a_split_block_is_named_by_an_address_in_the_block,
+    more_addresses_than_the_limit_are_none_and_merges_accumulate,
+    map_tables_counts_without_writing_and_checks_like_map,
+);
+
+// ---- VT-d second level only ----
+
+fn vtd(superpage_2m: bool, superpage_1g: bool) -> VtdSecondLevel {
+    VtdSecondLevel {
+        superpage_2m,
+        superpage_1g,
+        snoop: false,
+    }
+}
+
+#[test]
+fn vtd_tables_have_3_or_4_levels_only() {
+    let mut mem = FakeMemory::default();
+    for (ias_bits, level) in [(39, 1), (48, 0), (32, 1)] {
+        let cfg = Stage2Config {
+            ias_bits,
+            oas_bits: 48,
+        };
+        let t = Stage2Table::with_format(&mut mem, cfg, vtd(true, true)).unwrap();
+        assert_eq!(t.start_level(), level);
+        t.destroy(&mut mem);
+    }
+    // A level-2 root would be a 2-level table, which no VT-d unit walks (SAGAW has no 30 bits).
+    let cfg = Stage2Config {
+        ias_bits: 30,
+        oas_bits: 48,
+    };
+    assert_eq!(
+        Stage2Table::with_format(&mut mem, cfg, vtd(true, true)).unwrap_err(),
+        MapError::IasBits(30)
+    );
+    // Control: the VMSAv8 format takes the same size.
+    assert!(Stage2Table::new(&mut mem, cfg).is_ok());
+}
+
+#[test]
+fn vtd_output_addresses_reach_52_bits_where_vmsav8_stops_at_48() {
+    let cfg = Stage2Config {
+        ias_bits: 48,
+        oas_bits: 52,
+    };
+    let mut mem = FakeMemory::default();
+    let mut t = Stage2Table::with_format(&mut mem, cfg, vtd(true, true)).unwrap();
+    let high = PhysAddr(1 << 50);
+    t.map(&mut mem, Iova(0), high, K4, Access::RW).unwrap();
+    assert_eq!(t.translate(&mem, Iova(0)), tr(1 << 50, Access::RW, K4));
+    let top = PhysAddr((1 << 52) - K4);
+    assert!(matches!(
+        t.map(&mut mem, Iova(K4), top, 2 * K4, Access::RW),
+        Err(MapError::PaOutOfRange { .. })
+    ));
+    let mut v8 = Stage2Table::new(&mut mem, cfg).unwrap();
+    assert!(matches!(
+        v8.map(&mut mem, Iova(0), high, K4, Access::RW),
+        Err(MapError::PaOutOfRange { .. })
+    ));
+}
+
+#[test]
+fn vtd_superpages_follow_sllps() {
+    // (2 MiB, 1 GiB) superpages allowed -> the levels an aligned 1 GiB + 2 MiB map uses.
+    for (m2, g1, want) in [
+        (true, true, vec![(1u8, 1usize), (2, 1)]),
+        (true, false, vec![(2, 512 + 1)]),
+        (false, false, vec![(3, 512 * 512 + 512)]),
+    ] {
+        let mut mem = FakeMemory::default();
+        let mut t = Stage2Table::with_format(&mut mem, CFG39, vtd(m2, g1)).unwrap();
+        t.map(&mut mem, Iova(G1), PhysAddr(2 * G1), G1 + M2, Access::RW)
+            .unwrap();
+        let l = leaves(&mem, &t);
+        let mut levels: Vec<(u8, usize)> = Vec::new();
+        for &(_, level, raw) in &l {
+            // PS exactly on superpages (VT-d §9.8).
+            assert_eq!(raw & 0x80 != 0, level < 3, "{raw:#x}");
+            match levels.iter_mut().find(|(lv, _)| *lv == level) {
+                Some((_, n)) => *n += 1,
+                None => levels.push((level, 1)),
+            }
+        }
+        assert_eq!(levels, want, "2M {m2} 1G {g1}");
+        for off in [0, K4, M2, G1 - K4, G1 + M2 - K4] {
+            assert_eq!(
+                t.translate(&mem, Iova(G1 + off)).map(|x| x.pa),
+                Some(PhysAddr(2 * G1 + off))
+            );
+        }
+        // Splitting a page out of whatever leaf holds it, and unmapping it all, work alike.
+        let u = t.unmap(&mut mem, Iova(G1 + 3 * K4), K4).unwrap();
+        assert_eq!(u.bytes, K4);
+        assert_eq!(t.translate(&mem, Iova(G1 + 3 * K4)), None);
+        assert_eq!(t.check_bookkeeping(&mem), Ok(()));
+        let all = t.unmap(&mut mem, Iova(0), 1 << 39).unwrap();
+        assert_eq!(all.bytes, G1 + M2 - K4);
+        t.reclaim(&mut mem);
+        assert_eq!(mem.live_allocations(), 1);
+    }
+}
+
+#[test]
+fn a_vtd_write_only_page_is_present_though_bit_0_is_clear() {
+    let (mut mem, mut t) = setup::<VtdSecondLevel>(CFG39);
+    t.map(&mut mem, Iova(M2), PhysAddr(0x5000), K4, Access::WRITE)
+        .unwrap();
+    let l = leaves(&mem, &t);
+    assert_eq!(l, vec![(M2, 3, 0x5002)], "W only: bit 0 (R) clear");
+    // Present to the walker: an overlapping map is refused, the unmap removes it and the
+    // bookkeeping counted it.
+    assert_eq!(
+        t.map(&mut mem, Iova(M2), PhysAddr(0x6000), K4, Access::READ),
+        Err(MapError::Overlap { iova: Iova(M2) })
+    );
+    assert_eq!(t.check_bookkeeping(&mem), Ok(()));
+    let u = t.unmap(&mut mem, Iova(M2), K4).unwrap();
+    assert_eq!(u.bytes, K4);
+    assert!(leaves(&mem, &t).is_empty());
+    // Control: read as a VMSAv8 word (bit 0 = valid), the same page would look invalid, so a
+    // walker testing bit 0 would have overwritten it and never unmapped it.
+    assert!(!Vmsav8.is_present(0x5002));
 }
