@@ -14,5 +14,9 @@ fn main() {
         && env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64")
     {
         println!("cargo:rustc-link-arg-bins=-T{}", script.display());
+        // The target links static PIE by default; the 32-bit trampoline uses absolute 32-bit
+        // addresses (R_X86_64_32) and QEMU's PVH loader places segments at their link
+        // addresses without relocating, so the image is a fixed-address executable.
+        println!("cargo:rustc-link-arg-bins=--no-pie");
     }
 }
