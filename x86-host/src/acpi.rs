@@ -36,7 +36,11 @@ pub struct Signature(pub [u8; 4]);
 impl fmt::Display for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for b in self.0 {
-            let c = if b.is_ascii_graphic() { char::from(b) } else { '?' };
+            let c = if b.is_ascii_graphic() {
+                char::from(b)
+            } else {
+                '?'
+            };
             write!(f, "{c}")?;
         }
         Ok(())
@@ -132,7 +136,10 @@ impl fmt::Display for AcpiError {
             }
             Self::Missing(s) => write!(f, "no {s} table in the RSDT/XSDT"),
             Self::Mcfg { offset } => {
-                write!(f, "MCFG: no usable ECAM region for segment 0 (offset {offset:#x})")
+                write!(
+                    f,
+                    "MCFG: no usable ECAM region for segment 0 (offset {offset:#x})"
+                )
             }
             Self::Hpet { space } => {
                 write!(f, "HPET: base address in address space {space}, not memory")
@@ -157,7 +164,11 @@ pub struct Table {
 
 impl Table {
     /// Reads `N` little-endian bytes at `offset`, which must lie inside the table.
-    fn field<const N: usize>(&self, mem: &impl PhysRead, offset: u32) -> Result<[u8; N], Unreachable> {
+    fn field<const N: usize>(
+        &self,
+        mem: &impl PhysRead,
+        offset: u32,
+    ) -> Result<[u8; N], Unreachable> {
         let err = Unreachable {
             pa: self.paddr.saturating_add(u64::from(offset)),
             len: N as u64,
@@ -251,9 +262,7 @@ pub fn table_at(
             });
         }
     }
-    let length = mem
-        .u32(paddr.saturating_add(4))
-        .map_err(unreachable)?;
+    let length = mem.u32(paddr.saturating_add(4)).map_err(unreachable)?;
     if !(HEADER_BYTES..=MAX_TABLE).contains(&length) {
         return Err(AcpiError::Length {
             table: signature,
@@ -620,7 +629,12 @@ pub(crate) mod tests {
             m.bytes[(at - 0xf0000) as usize] ^= 0x5a;
             assert!(discover(&m, 0xf5250).is_err(), "rsdp byte {at:#x}");
         }
-        for (base, len) in [(0xf6000u64, 48usize), (0xf6100, 60), (0xf6200, 56), (0xf6300, 120)] {
+        for (base, len) in [
+            (0xf6000u64, 48usize),
+            (0xf6100, 60),
+            (0xf6200, 56),
+            (0xf6300, 120),
+        ] {
             for i in 0..len {
                 for flip in [0x01u8, 0x80, 0xff] {
                     let mut m = q35();

@@ -204,12 +204,18 @@ pub fn parse(mem: &impl PhysRead, table: &Table) -> Result<Dmar, DmarError> {
         let length = table.u16(mem, off + 2)?;
         let end = off + u32::from(length);
         if length < 4 || end > table.length {
-            return Err(DmarError::StructureLength { offset: off, length });
+            return Err(DmarError::StructureLength {
+                offset: off,
+                length,
+            });
         }
         match kind {
             TYPE_DRHD => {
                 if length < 16 {
-                    return Err(DmarError::StructureLength { offset: off, length });
+                    return Err(DmarError::StructureLength {
+                        offset: off,
+                        length,
+                    });
                 }
                 let drhd = drhd(mem, table, off, end)?;
                 dmar.units
@@ -246,7 +252,10 @@ fn drhd(mem: &impl PhysRead, table: &Table, off: u32, end: u32) -> Result<Drhd, 
     let mut s = off + 16;
     while s < end {
         if s + 2 > end {
-            return Err(DmarError::ScopeLength { offset: s, length: 0 });
+            return Err(DmarError::ScopeLength {
+                offset: s,
+                length: 0,
+            });
         }
         let kind = table.u8(mem, s)?;
         let length = table.u8(mem, s + 1)?;
@@ -342,18 +351,27 @@ pub(crate) mod tests {
         short[15] = 0;
         assert_eq!(
             load(&short),
-            Err(DmarError::StructureLength { offset: 48, length: 2 })
+            Err(DmarError::StructureLength {
+                offset: 48,
+                length: 2
+            })
         );
         let mut scope = q35_body();
         scope[12 + 16 + 1] = 3; // first scope length 3
         assert_eq!(
             load(&scope),
-            Err(DmarError::ScopeLength { offset: 64, length: 3 })
+            Err(DmarError::ScopeLength {
+                offset: 64,
+                length: 3
+            })
         );
         let mut base = q35_body();
         base[12 + 8] = 0x10;
         assert!(matches!(load(&base), Err(DmarError::RegisterBase { .. })));
-        assert_eq!(load(&[47, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Err(DmarError::NoUnit));
+        assert_eq!(
+            load(&[47, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(DmarError::NoUnit)
+        );
         let mut t = table(b"DMAR", 1, &q35_body());
         fix(&mut t, 9);
     }

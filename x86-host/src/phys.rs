@@ -90,10 +90,7 @@ impl PhysRead for Image {
         let err = Unreachable { pa, len };
         let start = pa.checked_sub(self.base).ok_or(err)?;
         let end = start.checked_add(len).ok_or(err)?;
-        let src = self
-            .bytes
-            .get(start as usize..end as usize)
-            .ok_or(err)?;
+        let src = self.bytes.get(start as usize..end as usize).ok_or(err)?;
         buf.copy_from_slice(src);
         Ok(())
     }

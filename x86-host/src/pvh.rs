@@ -149,9 +149,11 @@ pub fn parse(mem: &impl PhysRead, paddr: u64) -> Result<StartInfo, StartInfoErro
     if cmdline_paddr != 0 {
         let mut terminated = false;
         for i in 0..=MAX_CMDLINE as u64 {
-            let b = mem.u8(cmdline_paddr.checked_add(i).ok_or(StartInfoError::Cmdline {
-                paddr: cmdline_paddr,
-            })?)?;
+            let b = mem.u8(cmdline_paddr
+                .checked_add(i)
+                .ok_or(StartInfoError::Cmdline {
+                    paddr: cmdline_paddr,
+                })?)?;
             if b == 0 {
                 terminated = true;
                 break;

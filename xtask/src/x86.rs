@@ -96,7 +96,9 @@ pub fn ensure_qemu() -> Result<qemu::Version> {
                 "{e}\n(not installing: needs root on Debian bookworm)"
             )))
         }
-        Err(e) => eprintln!("xtask: {e}\nxtask: installing qemu-system-x86 from bookworm-backports"),
+        Err(e) => {
+            eprintln!("xtask: {e}\nxtask: installing qemu-system-x86 from bookworm-backports")
+        }
     }
     std::fs::write(
         "/etc/apt/sources.list.d/backports.list",
@@ -124,8 +126,16 @@ pub fn build(target_dir: &Path) -> Result<PathBuf> {
     let status = Command::new(paths::cargo())
         .current_dir(paths::workspace_root())
         .args([
-            "build", "--package", PACKAGE, "--bin", BIN, "--features", "bare", "--release",
-            "--target", TARGET,
+            "build",
+            "--package",
+            PACKAGE,
+            "--bin",
+            BIN,
+            "--features",
+            "bare",
+            "--release",
+            "--target",
+            TARGET,
         ])
         .arg("--target-dir")
         .arg(target_dir)
@@ -175,7 +185,9 @@ mod tests {
         assert!(args
             .iter()
             .any(|a| a.starts_with("intel-iommu,") && a.contains("caching-mode=on")));
-        assert!(args.iter().any(|a| a.starts_with("isa-debug-exit,iobase=0xf4")));
+        assert!(args
+            .iter()
+            .any(|a| a.starts_with("isa-debug-exit,iobase=0xf4")));
         assert!(args.iter().any(|a| a.starts_with("edu")));
         let cmd = boot_command(Path::new("/tmp/x.elf"), "scenario=deny").unwrap();
         let tail: Vec<_> = cmd.get_args().rev().take(4).collect();

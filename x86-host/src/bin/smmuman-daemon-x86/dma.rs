@@ -108,13 +108,19 @@ impl DmaMemory for Pool {
     fn free(&mut self, _pa: PhysAddr, _size: usize) {}
 
     fn read_u64(&self, pa: PhysAddr) -> u64 {
-        assert!(self.owns(pa.0, 8) && pa.0 % 8 == 0, "DMA read outside the pool");
+        assert!(
+            self.owns(pa.0, 8) && pa.0 % 8 == 0,
+            "DMA read outside the pool"
+        );
         // SAFETY: an aligned word in the pool (checked).
         unsafe { core::ptr::read_volatile(pa.0 as *const u64) }
     }
 
     fn write_u64(&mut self, pa: PhysAddr, value: u64) {
-        assert!(self.owns(pa.0, 8) && pa.0 % 8 == 0, "DMA write outside the pool");
+        assert!(
+            self.owns(pa.0, 8) && pa.0 % 8 == 0,
+            "DMA write outside the pool"
+        );
         // SAFETY: an aligned word in the pool (checked); an aligned 64-bit store is atomic
         // (SDM Vol. 3A §10.1.1), so the unit never sees half an entry.
         unsafe { core::ptr::write_volatile(pa.0 as *mut u64, value) }
@@ -142,7 +148,9 @@ impl Pool {
         while at < end {
             // SAFETY: CLFLUSH of an address in the identity map writes back and invalidates its
             // line; it changes no memory contents.
-            unsafe { core::arch::asm!("clflush [{}]", in(reg) at, options(nostack, preserves_flags)) }
+            unsafe {
+                core::arch::asm!("clflush [{}]", in(reg) at, options(nostack, preserves_flags))
+            }
             at += self.line;
         }
         // SAFETY: a fence has no memory-safety effect.

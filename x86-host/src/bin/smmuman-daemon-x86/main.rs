@@ -137,11 +137,11 @@ extern "C" fn rust_entry(start_info: u32) -> ! {
     console::init(args.log_level);
     let (wb, uc) = boot::refine_memory_types(|base, len| {
         start.memmap.iter().any(|r| {
-            (r.kind == MEMMAP_RAM || r.kind == MEMMAP_ACPI)
-                && r.addr < base + len
-                && base < r.end()
+            (r.kind == MEMMAP_RAM || r.kind == MEMMAP_ACPI) && r.addr < base + len && base < r.end()
         })
     });
+    // SeaBIOS's "Booting from ROM.." has no newline: start the records on a line of their own.
+    console::line(format_args!(""));
     console::line(format_args!(
         "BOOT arch=x86_64 entry=pvh start_info={:#010x} version={} rsdp={:#018x} ram={:#x} memmap={} cmdline=\"{}\" map_wb_2m={wb} map_uc_2m={uc}",
         start_info,
@@ -232,7 +232,10 @@ fn discover(start: StartInfo) -> Machine {
         ));
     }
     let edu = bus
-        .find(smmuman_daemon::edu::VENDOR_ID, smmuman_daemon::edu::DEVICE_ID)
+        .find(
+            smmuman_daemon::edu::VENDOR_ID,
+            smmuman_daemon::edu::DEVICE_ID,
+        )
         .next()
         .and_then(|f| {
             f.memory_bars()

@@ -80,18 +80,20 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
     };
     let pool = Pool::take().unwrap_or_else(|| fatal("dma", "DMA pool already taken"));
     // SAFETY: edu's BAR0 (1 MiB of registers) in the uncached PCI window, owned by this driver.
-    let edu = Edu::new(unsafe { MmioRegion::new(bar0, 1 << 20) })
-        .unwrap_or_else(|e| fatal("edu", e));
+    let edu =
+        Edu::new(unsafe { MmioRegion::new(bar0, 1 << 20) }).unwrap_or_else(|e| fatal("edu", e));
     let mut edu = edu;
     edu.set_timeout(EDU_TIMEOUT);
     let base = drhd.register_base;
     if base >= 1 << 32 {
-        fatal("dmar", "remapping unit above 4 GiB is outside the identity map");
+        fatal(
+            "dmar",
+            "remapping unit above 4 GiB is outside the identity map",
+        );
     }
     // SAFETY: the DRHD's register page (below 4 GiB, uncached in the identity map), used by
     // this `Unit` alone.
-    let regs = unsafe { vtd::Mmio::new(base as usize, 0x1000) }
-        .unwrap_or_else(|e| fatal("vtd", e));
+    let regs = unsafe { vtd::Mmio::new(base as usize, 0x1000) }.unwrap_or_else(|e| fatal("vtd", e));
     let mut unit = Unit::new(regs).unwrap_or_else(|e| fatal("vtd", e));
     let f = *unit.features();
     console::line(format_args!(
@@ -170,7 +172,10 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
 
 /// A `CHECK` record; `Err` when `ok` is false.
 fn check(step: &str, ok: bool, detail: impl fmt::Display) -> Step {
-    console::line(format_args!("CHECK step={step} ok={} {detail}", u8::from(ok)));
+    console::line(format_args!(
+        "CHECK step={step} ok={} {detail}",
+        u8::from(ok)
+    ));
     if ok {
         Ok(())
     } else {
@@ -279,7 +284,11 @@ fn deny(r: &mut Rig<'_>, vtd_on: bool) -> Step {
         return check(
             "control-dma-lands",
             landed,
-            format_args!("bdf={} src={src:#018x} dst={dst:#018x} landed={}", r.edu_bdf, u8::from(landed)),
+            format_args!(
+                "bdf={} src={src:#018x} dst={dst:#018x} landed={}",
+                r.edu_bdf,
+                u8::from(landed)
+            ),
         );
     }
     // The read and the write are two faults of one source: the unit compresses a second fault
@@ -323,7 +332,11 @@ fn entry(table: PhysAddr, level: u8, iova: u64) -> PhysAddr {
 }
 
 fn build_window(r: &mut Rig<'_>, base: u64, count: u64) -> Step<Window> {
-    let aw = r.unit().features().address_width().map_err(|e| vtd_error("address width", e))?;
+    let aw = r
+        .unit()
+        .features()
+        .address_width()
+        .map_err(|e| vtd_error("address width", e))?;
     if !r.unit().features().superpage_2m {
         return Err(vtd_error("superpage", "CAP.SLLPS has no 2 MiB pages"));
     }
@@ -332,15 +345,18 @@ fn build_window(r: &mut Rig<'_>, base: u64, count: u64) -> Step<Window> {
     let mut table = root;
     for level in root_level..2 {
         let next = PhysAddr(r.alloc(4096, 4096)?);
-        r.pool.write_u64(entry(table, level, base), encode_table(next));
+        r.pool
+            .write_u64(entry(table, level, base), encode_table(next));
         let t = table;
         r.table_written(t)?;
         table = next;
     }
     for i in 0..count {
         let iova = base + i * SUPERPAGE;
-        r.pool
-            .write_u64(entry(table, 2, iova), encode_leaf(2, PhysAddr(iova), Access::RW));
+        r.pool.write_u64(
+            entry(table, 2, iova),
+            encode_leaf(2, PhysAddr(iova), Access::RW),
+        );
     }
     let t = table;
     r.table_written(t)?;
@@ -425,7 +441,10 @@ fn remap(r: &mut Rig<'_>, skip_invalidation: bool) -> Step {
     check(
         "remap-mapped-lands",
         lands,
-        format_args!("iova={first:#018x} landed={} (the IOTLB now caches it)", u8::from(lands)),
+        format_args!(
+            "iova={first:#018x} landed={} (the IOTLB now caches it)",
+            u8::from(lands)
+        ),
     )?;
     // Unmap: clear the superpage leaf, make it visible to the walker (ECAP.C = 0: CLFLUSH).
     let leaf = entry(w.leaves, 2, base);
