@@ -134,7 +134,7 @@ pub fn parse(mem: &impl PhysRead, paddr: u64) -> Result<StartInfo, StartInfoErro
     if paddr == 0 {
         return Err(StartInfoError::Missing);
     }
-    let at = |off: u64| paddr.checked_add(off).unwrap_or(u64::MAX);
+    let at = |off: u64| paddr.saturating_add(off);
     let magic = mem.u32(paddr)?;
     if magic != MAGIC {
         return Err(StartInfoError::BadMagic(magic));

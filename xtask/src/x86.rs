@@ -190,7 +190,13 @@ mod tests {
             .any(|a| a.starts_with("isa-debug-exit,iobase=0xf4")));
         assert!(args.iter().any(|a| a.starts_with("edu")));
         let cmd = boot_command(Path::new("/tmp/x.elf"), "scenario=deny").unwrap();
-        let tail: Vec<_> = cmd.get_args().rev().take(4).collect();
+        let args: Vec<_> = cmd.get_args().collect();
+        let tail: Vec<_> = args
+            .iter()
+            .rev()
+            .take(4)
+            .map(|a| a.to_string_lossy())
+            .collect();
         assert_eq!(tail[0], "scenario=deny");
         assert_eq!(tail[3], "-kernel");
     }

@@ -109,7 +109,7 @@ impl DmaMemory for Pool {
 
     fn read_u64(&self, pa: PhysAddr) -> u64 {
         assert!(
-            self.owns(pa.0, 8) && pa.0 % 8 == 0,
+            self.owns(pa.0, 8) && pa.0.is_multiple_of(8),
             "DMA read outside the pool"
         );
         // SAFETY: an aligned word in the pool (checked).
@@ -118,7 +118,7 @@ impl DmaMemory for Pool {
 
     fn write_u64(&mut self, pa: PhysAddr, value: u64) {
         assert!(
-            self.owns(pa.0, 8) && pa.0 % 8 == 0,
+            self.owns(pa.0, 8) && pa.0.is_multiple_of(8),
             "DMA write outside the pool"
         );
         // SAFETY: an aligned word in the pool (checked); an aligned 64-bit store is atomic
