@@ -182,3 +182,28 @@ fn an_unknown_scenario_is_refused_before_any_dma() {
         "edu was never made a bus master"
     );
 }
+
+#[test]
+fn an_exception_or_a_panic_after_bring_up_is_reported_and_stops_edu() {
+    let run = boot("scenario=fault-after-bringup");
+    assert_eq!(run.exit_code, Some(3), "{}", run.describe());
+    let e = run.record("EXCEPTION").expect("EXCEPTION");
+    assert_eq!((e.get("vector"), e.get("name")), (Some("6"), Some("#UD")));
+    let f = run.record("FAILSAFE").expect("FAILSAFE");
+    assert_eq!(f.get("reason"), Some("exception"));
+    assert_eq!(
+        f.get("bus_masters_stopped"),
+        Some("1"),
+        "edu was a bus master"
+    );
+
+    let run = boot("scenario=panic-after-bringup");
+    assert_eq!(run.exit_code, Some(101), "{}", run.describe());
+    assert!(run.record("PANIC").is_some(), "{}", run.describe());
+    assert_eq!(
+        run.record("FAILSAFE")
+            .and_then(|f| f.get("bus_masters_stopped")),
+        Some("1")
+    );
+    assert!(run.record("RESULT").is_none());
+}

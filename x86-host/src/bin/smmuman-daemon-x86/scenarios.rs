@@ -14,6 +14,10 @@
 //!   the same page is refused and recorded. Control `control=no-invalidate` skips the
 //!   invalidation: the stale translation still lands (QEMU's IOTLB caches like hardware).
 //!
+//! * `fault-after-bringup`, `panic-after-bringup`: an exception (`ud2`) or a panic with `edu`
+//!   a bus master: the handlers print one `EXCEPTION` / `PANIC` record and leave the safe state
+//!   ([`crate::failsafe`]: edu's bus mastering off) before exiting.
+//!
 //! Every step prints `CHECK step=<name> ok=0|1 ...`; the run ends with one
 //! `RESULT scenario=<name> status=pass|fail`.
 
@@ -65,9 +69,12 @@ struct Rig<'m> {
 /// Runs the scenario `args` name and returns the exit code.
 pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
     let name = args.scenario.unwrap_or("boot");
-    if !matches!(name, "boot" | "deny" | "window" | "remap") {
+    if !matches!(
+        name,
+        "boot" | "deny" | "window" | "remap" | "fault-after-bringup" | "panic-after-bringup"
+    ) {
         console::line(format_args!(
-            "FATAL reason=unknown-scenario scenario={name} known=\"boot deny window remap\""
+            "FATAL reason=unknown-scenario scenario={name} known=\"boot deny window remap fault-after-bringup panic-after-bringup\""
         ));
         return exit_code::BAD_BOOTARGS;
     }
@@ -147,6 +154,16 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
         rig.edu.version().1,
         u8::from(edu_ok)
     ));
+    match name {
+        "fault-after-bringup" => {
+            console::line(format_args!("SAY executing ud2 with edu a bus master"));
+            // SAFETY: UD2 raises #UD (SDM Vol. 2B "UD"), which the IDT turns into an
+            // EXCEPTION record, the safe state and an exit; no memory is touched.
+            unsafe { core::arch::asm!("ud2", options(nomem, nostack)) }
+        }
+        "panic-after-bringup" => panic!("deliberate panic after bring-up (scenario)"),
+        _ => {}
+    }
     let control = args.get("control");
     let outcome = match name {
         "deny" => deny(&mut rig, vtd_on),
