@@ -14,8 +14,8 @@ use crate::dmar::{self, Dmar, DmarError};
 use crate::phys::{PhysRead, Unreachable};
 use core::fmt;
 
-/// Size of the common table header (§5.2.6 Table 5.4): Signature[4], Length u32, Revision u8,
-/// Checksum u8, OEMID[6], OEM Table ID[8], OEM Revision u32, Creator ID u32, Creator Revision
+/// Size of the common table header (§5.2.6 Table 5.4): Signature (4 bytes), Length u32, Revision u8,
+/// Checksum u8, OEMID (6 bytes), OEM Table ID (8 bytes), OEM Revision u32, Creator ID u32, Creator Revision
 /// u32.
 pub const HEADER_BYTES: u32 = 36;
 /// Longest table accepted (QEMU's are a few hundred bytes; a larger length means corruption).

@@ -312,9 +312,10 @@ fn deny(r: &mut Rig<'_>, vtd_on: bool) -> Step {
             ),
         );
     }
-    // The read and the write are two faults of one source: the unit compresses a second fault
-    // of a source whose earlier record is still pending, so drain between them would be
-    // needed to see both; here the write's record is looked for after the read's was drained.
+    // The read and the write come from one source: while the read's record is pending (F set),
+    // QEMU compresses the write's fault into it (VT-d §7.2.1 allows a unit to record one fault
+    // per source until software clears it). So the write is checked by memory here, and
+    // recorded by a second write once the read's record is drained.
     let (read_fault, _) = r.faulted("deny-read", src, iommu_core::Direction::Read);
     check(
         "deny-read-recorded",
