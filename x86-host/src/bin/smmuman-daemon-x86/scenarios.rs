@@ -313,9 +313,9 @@ fn deny(r: &mut Rig<'_>, vtd_on: bool) -> Step {
         );
     }
     // The read and the write come from one source: while the read's record is pending (F set),
-    // QEMU compresses the write's fault into it (VT-d §7.2.1 allows a unit to record one fault
-    // per source until software clears it). So the write is checked by memory here, and
-    // recorded by a second write once the read's record is drained.
+    // QEMU's model compresses the write's fault into it (measured: qemu-q35-vtd-facts.md,
+    // "Faults": a fault of a source with a pending record is not recorded). So the write is
+    // checked by memory here, and recorded by a second write once the read's record is drained.
     let (read_fault, _) = r.faulted("deny-read", src, iommu_core::Direction::Read);
     check(
         "deny-read-recorded",
