@@ -24,8 +24,11 @@
 //!    page of the first GiB that the memory map does not call RAM uncacheable too.
 //! 3. CR4.PAE (bit 5), CR3 = PML4, IA32_EFER.LME (MSR 0xC0000080 bit 8), CR0.PG (bit 31) and
 //!    CR0.WP (bit 16): the CPU is now in compatibility mode.
-//! 4. Load a GDT (SDM Vol. 3A §3.4.5 segment descriptors, §5.2.1 code-segment descriptors in
-//!    64-bit mode: L = 1, D = 0) and far-return into the 64-bit code segment.
+//! 4. Load a GDT (SDM Vol. 3A §3.4.5 "Segment Descriptors"; "Code-Segment Descriptor in 64-bit
+//!    Mode": L = 1, D = 0) and far-return into the 64-bit code segment.
+//!
+//! SDM section numbers are those of the 2024+ editions (Vol. 3A chapters moved by one against
+//! older editions: "4-Level Paging" was §4.5); the titles are quoted where that matters.
 //! 5. 64-bit: data segments, the stack, `rust_entry(start_info)`.
 
 use core::arch::global_asm;

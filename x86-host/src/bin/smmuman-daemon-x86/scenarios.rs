@@ -52,7 +52,7 @@ const SUPERPAGE: u64 = 2 << 20;
 const DMA_LEN: u32 = 256;
 /// The byte pattern DMAs carry.
 const PATTERN: u8 = 0xa5;
-/// The domain the window scenarios use (0 is reserved when CAP.CM = 1, VT-d §6.2.3.1).
+/// The domain the window scenarios use (VT-d §9.3, context-entry DID: 0 is reserved when CAP.CM = 1).
 const DID: DomainTag = DomainTag(1);
 /// How long an edu transfer may take: 100 ms of virtual time in the model.
 const EDU_TIMEOUT: Duration = Duration::from_secs(2);
