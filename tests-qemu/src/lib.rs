@@ -12,6 +12,7 @@
 
 pub mod host;
 pub mod plain;
+pub mod q35;
 pub mod records;
 
 pub use records::{parse_records, Record};
@@ -135,7 +136,7 @@ pub fn qemu_ready() -> Result<(), String> {
         .clone()
 }
 
-fn timeout() -> Duration {
+pub(crate) fn timeout() -> Duration {
     env::var("SMMUMAN_QEMU_TIMEOUT")
         .ok()
         .and_then(|s| s.parse().ok())

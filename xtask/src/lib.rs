@@ -1,7 +1,7 @@
 //! Tasks around the bare-metal daemon that run on the host: building its boot image
 //! ([`image`]), finding and driving QEMU ([`qemu`]), completing the pinned toolchain
 //! ([`toolchain`]), and building the qvm test guests and the initrd archive that carries them
-//! ([`guests`], [`cpio`]). Used by the `xtask` binary and by the
+//! ([`guests`], [`cpio`]), and the x86-64 image on board `qemu-q35` ([`x86`]). Used by the `xtask` binary and by the
 //! `tests-qemu` harness, so that both boot exactly the same thing.
 
 #![deny(unsafe_code, missing_docs)]
@@ -13,6 +13,7 @@ pub mod image;
 pub mod paths;
 pub mod qemu;
 pub mod toolchain;
+pub mod x86;
 
 use std::fmt;
 

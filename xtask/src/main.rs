@@ -10,6 +10,11 @@
 //!   `-append "scenario=<scenario> key=value ..."`. `--initrd FILE` hands the daemon FILE as
 //!   its `smmuman.conf`; without it, a board other than `qemu-virt` gets its own
 //!   `smmuman.conf` (the image embeds `qemu-virt`'s).
+//! * `run --board qemu-q35 [scenario] [key=value ...]`: the x86-64 image (`x86-host/`,
+//!   `x86_64-unknown-none`, PVH ELF) on QEMU `q35` with `intel-iommu` and `edu`
+//!   (`boards/qemu-q35/qemu.args`), `-append "scenario=<scenario> key=value ..."` (default
+//!   scenario `boot`); installs `qemu-system-x86` and the target when missing; exits with the
+//!   image's exit code.
 //! * `guests`: the qvm test guests (`tests-qemu/guests`) for `aarch64-unknown-none`, copied to
 //!   `target/guests/<name>.elf` (for qvm) and `<name>.bin` (raw Image for plain QEMU).
 //! * `test`: format check, clippy (host and bare-metal), host tests (QEMU boots included), docs.
@@ -20,7 +25,7 @@
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use xtask::{bench, guests, image, paths, qemu, toolchain, Error, Result};
+use xtask::{bench, guests, image, paths, qemu, toolchain, x86, Error, Result};
 
 const USAGE: &str = "usage: cargo xtask <task>
 
@@ -37,6 +42,9 @@ tasks:
                                  FILE passes FILE as the daemon's smmuman.conf (default: the
                                  board's own, except for qemu-virt, whose config the image
                                  embeds)
+  run --board qemu-q35 [scenario] [key=value...]
+                                 build the x86-64 image and boot it on QEMU q35 with VT-d
+                                 and edu: scenario boot (default), deny, window or remap
   guests                         build the qvm test guests into target/guests/
   test                           fmt, clippy, host + QEMU tests, docs (what CI runs)
   qemu                           check for QEMU 10; install it when root on Debian bookworm
@@ -169,6 +177,14 @@ fn run(args: &[String]) -> Result<ExitCode> {
         scenario,
         bootargs,
     } = parse_run_args(args)?;
+    if x86::is_x86_board(&board) {
+        if initrd.is_some() || plan.is_some() {
+            return Err(Error(format!(
+                "run: board {board} takes no --initrd or --plan (its image has no manager yet)"
+            )));
+        }
+        return run_x86(&bootargs, scenario.is_none());
+    }
     let initrd = match (initrd, &scenario) {
         (Some(file), _) => Some(
             std::path::absolute(&file)
@@ -215,6 +231,29 @@ fn run(args: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::from(
         status.code().map_or(1, |c| c.clamp(0, 255) as u8),
     ))
+}
+
+/// Boots the x86-64 image on `qemu-q35` with `bootargs` (`scenario=boot` when none named).
+fn run_x86(bootargs: &str, no_scenario: bool) -> Result<ExitCode> {
+    let bootargs = if no_scenario {
+        format!("scenario=boot {bootargs}").trim_end().to_string()
+    } else {
+        bootargs.to_string()
+    };
+    let elf = x86::build(&paths::target_dir())?;
+    x86::ensure_qemu()?;
+    let mut cmd = x86::boot_command(&elf, &bootargs)?;
+    eprintln!(
+        "xtask: booting {} on board {} with \"{bootargs}\" (QEMU: Ctrl-A X quits)",
+        elf.display(),
+        x86::BOARD
+    );
+    let status = cmd
+        .status()
+        .map_err(|e| Error(format!("cannot run {}: {e}", x86::binary().display())))?;
+    // isa-debug-exit: 33 is a pass, 2c+1 is the image's exit code c.
+    let code = x86::daemon_code(status.code()).unwrap_or(1);
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
 /// Runs one step of `test`, stopping everything at the first failure.
@@ -290,6 +329,7 @@ fn test() -> Result<()> {
     // clear stop with the commands to run, before any long step.
     toolchain::ensure()?;
     qemu::ensure()?;
+    x86::ensure_qemu()?;
     qemu::ensure_dtc()?;
     let cargo = paths::cargo();
     let root = paths::workspace_root();
@@ -352,16 +392,39 @@ fn test() -> Result<()> {
             "warnings",
         ]),
     )?;
+    toolchain::ensure_target(x86::TARGET)?;
+    step(
+        &format!(
+            "cargo clippy {} --features bare (the x86-64 image) --target {}",
+            x86::PACKAGE,
+            x86::TARGET
+        ),
+        Command::new(&cargo).args([
+            "clippy",
+            "--target",
+            x86::TARGET,
+            "--package",
+            x86::PACKAGE,
+            "--features",
+            "bare",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
     eprintln!("\nxtask test: ==> cargo xtask build (the product image)");
     let product = build()?;
     eprintln!("\nxtask test: ==> cargo xtask build --scenarios (the test image)");
     let image = image::build_with(&paths::target_dir(), image::Flavour::Scenarios)?;
+    eprintln!("\nxtask test: ==> the x86-64 image (board {})", x86::BOARD);
+    let x86_image = x86::build(&paths::target_dir())?;
     step(
         "cargo test --workspace",
         Command::new(&cargo)
             .args(["test", "--workspace"])
             .env("SMMUMAN_IMAGE", &image)
-            .env("SMMUMAN_PRODUCT_IMAGE", &product),
+            .env("SMMUMAN_PRODUCT_IMAGE", &product)
+            .env("SMMUMAN_X86_IMAGE", &x86_image),
     )?;
     step(
         "cargo doc --workspace --no-deps",

@@ -54,6 +54,20 @@ fn has_component(listing: &str, name: &str) -> bool {
     })
 }
 
+/// Makes sure the pinned toolchain has target `name` (e.g. `x86_64-unknown-none` for the
+/// q35 image, which `rust-toolchain.toml` does not list), adding it when missing.
+///
+/// # Errors
+/// When rustup is missing or refuses.
+pub fn ensure_target(name: &str) -> Result<()> {
+    let targets = rustup(&["target", "list", "--installed"])?;
+    if !has_target(&targets, name) {
+        eprintln!("xtask: adding the {name} target to the pinned toolchain");
+        rustup(&["target", "add", name])?;
+    }
+    Ok(())
+}
+
 /// Makes sure the pinned toolchain has [`TARGET`] and [`COMPONENTS`], adding what is missing.
 ///
 /// # Errors

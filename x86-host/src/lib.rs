@@ -1,0 +1,29 @@
+//! The host-testable half of smmuman's x86-64 image (QEMU `q35` + `intel-iommu`): what the
+//! firmware hands over, parsed and checked before anything trusts it.
+//!
+//! * [`phys`]: the [`phys::PhysRead`] seam every parser reads physical memory through (the
+//!   identity map on the board, a byte vector in tests), with bounds checked by the reader.
+//! * [`pvh`]: the Xen PVH `hvm_start_info` (magic, version, command line, RSDP, memory map).
+//! * [`acpi`]: RSDP (both checksums), RSDT/XSDT, and the tables the image needs: MCFG (PCI
+//!   ECAM), HPET (its clock) and the DMAR table's remapping-unit list ([`dmar`]).
+//! * [`dmar`]: a minimal DMAR walker (DRHD register bases, flags, device scopes), kept apart so
+//!   that it can be swapped for `vtd::dmar` once that lands.
+//!
+//! Every parser returns typed errors naming the table and byte offset; none panics on input
+//! (the tests feed them corrupt tables).
+//!
+//! The bare-metal binary (`src/bin/smmuman-daemon-x86`, feature `bare`) adds the PVH entry,
+//! the 32→64-bit trampoline, the 16550 console, the IDT, the HPET clock, the DMA pool and the
+//! VT-d scenarios.
+
+#![cfg_attr(not(test), no_std)]
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    missing_docs
+)]
+
+pub mod acpi;
+pub mod dmar;
+pub mod phys;
+pub mod pvh;
