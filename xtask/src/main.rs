@@ -10,7 +10,7 @@
 //!   `-append "scenario=<scenario> key=value ..."`. `--initrd FILE` hands the daemon FILE as
 //!   its `smmuman.conf`; without it, a board other than `qemu-virt` gets its own
 //!   `smmuman.conf` (the image embeds `qemu-virt`'s).
-//! * `run --board qemu-q35 [scenario] [key=value ...]`: the x86-64 image (`x86-host/`,
+//! * `run --board qemu-q35 [scenario] [key=value ...]`: the x86-64 image (`smmuman-daemon/x86/`,
 //!   `x86_64-unknown-none`, PVH ELF) on QEMU `q35` with `intel-iommu` and `edu`
 //!   (`boards/qemu-q35/qemu.args`), `-append "scenario=<scenario> key=value ..."` (default
 //!   scenario `boot`); installs `qemu-system-x86` and the target when missing; exits with the

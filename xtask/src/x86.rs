@@ -1,4 +1,4 @@
-//! The x86-64 image (`x86-host/`, package `smmuman-x86`) on board `qemu-q35`: building the
+//! The x86-64 image (`smmuman-daemon/x86/`, package `smmuman-x86`) on board `qemu-q35`: building the
 //! PVH ELF, finding or installing `qemu-system-x86_64`, the command line that boots it, and
 //! decoding its exit status.
 //!
