@@ -110,6 +110,13 @@ pub fn run(p: &mut Platform) -> u32 {
 /// The exit code, after a `FATAL reason=host-plan` record: nothing started.
 pub fn run_vms(p: &mut Platform) -> Result<Outcome, u32> {
     let plan = read_plan(p)?;
+    if plan.vms.len() > MAX_CLIENTS {
+        console::line(format_args!(
+            "FATAL reason=host-plan detail=\"the plan names {} VMs; this host serves {MAX_CLIENTS}\"",
+            plan.vms.len()
+        ));
+        return Err(exit_code::BAD_BOARD);
+    }
     console::line(format_args!(
         "HOST plan=initrd:{} vms={} manager={}",
         initrd::PLAN_FILE,
@@ -125,7 +132,9 @@ pub fn run_vms(p: &mut Platform) -> Result<Outcome, u32> {
     for (i, vm) in plan.vms.iter().enumerate() {
         match setup(p, vm, i, plan.manager) {
             Ok((s, g)) => {
-                SETUPS.lock()[i] = Some(s);
+                if let Some(slot) = SETUPS.lock().get_mut(i) {
+                    *slot = Some(s);
+                }
                 let _ = grants.push(g);
                 count += 1;
             }
@@ -403,14 +412,17 @@ fn vm_main(y: &Yielder, index: usize) {
     // The host's check of the two translations, when smmuman maps the VM's RAM.
     if let Some(sid) = vm.devices().iter().find_map(|d| d.sid) {
         if vm.object().is_some() {
-            CHECKS.lock()[index] = Check::Asked(CheckRequest {
-                vttbr: cpu.vttbr(),
-                vtcr: cpu.vtcr(),
-                sid,
-                ram: vm.ram().range(),
-            });
+            set_check(
+                index,
+                Check::Asked(CheckRequest {
+                    vttbr: cpu.vttbr(),
+                    vtcr: cpu.vtcr(),
+                    sid,
+                    ram: vm.ram().range(),
+                }),
+            );
             let agreed = loop {
-                if let Check::Answered(ok) = CHECKS.lock()[index] {
+                if let Some(Check::Answered(ok)) = CHECKS.lock().get(index).copied() {
                     break ok;
                 }
                 y.yield_now();
@@ -447,7 +459,16 @@ fn vm_main(y: &Yielder, index: usize) {
         report.dropped,
         u8::from(report.isolated)
     ));
-    ENDED.lock()[index] = Some(Ended { ok });
+    if let Some(slot) = ENDED.lock().get_mut(index) {
+        *slot = Some(Ended { ok });
+    }
+}
+
+/// Sets VMM `index`'s stage-2 check state.
+fn set_check(index: usize, check: Check) {
+    if let Some(slot) = CHECKS.lock().get_mut(index) {
+        *slot = check;
+    }
 }
 
 /// Records that VM `index` ended without running (`VM ... stop` record).
@@ -457,7 +478,9 @@ fn end(index: usize, name: &str, ok: bool, reason: &str, detail: &dyn fmt::Displ
     console::line(format_args!(
         "VM vm={name} stop reason={reason} status=-1 detail={text}"
     ));
-    ENDED.lock()[index] = Some(Ended { ok });
+    if let Some(slot) = ENDED.lock().get_mut(index) {
+        *slot = Some(Ended { ok });
+    }
 }
 
 /// The host's side of the stage-2 check: for each VMM that asked, compare the CPU's
