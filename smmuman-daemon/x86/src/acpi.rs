@@ -507,7 +507,8 @@ impl DmarCopy {
         bytes
             .resize(len, 0)
             .map_err(|_| AcpiError::DmarTooLong { length: t.length })?;
-        mem.read(t.paddr, &mut bytes).map_err(|e| t.unreachable(e))?;
+        mem.read(t.paddr, &mut bytes)
+            .map_err(|e| t.unreachable(e))?;
         Dmar::parse(&bytes)?;
         Ok(Self {
             paddr: t.paddr,
@@ -602,12 +603,21 @@ pub(crate) mod tests {
     /// reserved, enumeration id, start bus, device, function): the IOAPIC and the root-bus
     /// endpoints.
     pub fn q35_dmar_body() -> std::vec::Vec<u8> {
-        let scope = |kind: u8, id: u8, bus: u8, dev: u8, func: u8| [kind, 8, 0, 0, id, bus, dev, func];
+        let scope =
+            |kind: u8, id: u8, bus: u8, dev: u8, func: u8| [kind, 8, 0, 0, id, bus, dev, func];
         let mut b = std::vec![47u8, 0x1];
         b.resize(12, 0);
         let mut scopes = std::vec::Vec::new();
         scopes.extend_from_slice(&scope(3, 0, 0xff, 0, 0));
-        for (dev, func) in [(0, 0), (1, 0), (2, 0), (3, 0), (0x1f, 0), (0x1f, 2), (0x1f, 3)] {
+        for (dev, func) in [
+            (0, 0),
+            (1, 0),
+            (2, 0),
+            (3, 0),
+            (0x1f, 0),
+            (0x1f, 2),
+            (0x1f, 3),
+        ] {
             scopes.extend_from_slice(&scope(1, 0, 0, dev, func));
         }
         let len = 16 + scopes.len() as u16;

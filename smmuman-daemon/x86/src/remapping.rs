@@ -96,17 +96,20 @@ impl fmt::Display for PlanError {
 
 /// The bus numbers of the bridge `bdf`, from enumeration (None: not a bridge).
 fn bridge_of(functions: &[PciFunction], bdf: Bdf) -> Option<BridgeBuses> {
-    functions.iter().find(|f| f.bdf == bdf).and_then(|f| match f.kind {
-        FunctionKind::Bridge {
-            secondary,
-            subordinate,
-            ..
-        } => Some(BridgeBuses {
-            secondary,
-            subordinate,
-        }),
-        _ => None,
-    })
+    functions
+        .iter()
+        .find(|f| f.bdf == bdf)
+        .and_then(|f| match f.kind {
+            FunctionKind::Bridge {
+                secondary,
+                subordinate,
+                ..
+            } => Some(BridgeBuses {
+                secondary,
+                subordinate,
+            }),
+            _ => None,
+        })
 }
 
 /// The unit that translates `bdf` (segment 0: the image enumerates segment 0 only).

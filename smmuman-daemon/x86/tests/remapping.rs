@@ -111,7 +111,10 @@ fn a_misaligned_rmrr_is_a_typed_error() {
     }
 }
 
-fn manager_over(fake: FakeIommu, table: &[u8]) -> (Manager<FakeIommu>, smmuman_x86::remapping::UnitPlan) {
+fn manager_over(
+    fake: FakeIommu,
+    table: &[u8],
+) -> (Manager<FakeIommu>, smmuman_x86::remapping::UnitPlan) {
     let copy = DmarCopy::from_bytes(table).unwrap();
     let dmar = copy.dmar().unwrap();
     let p = plan(&dmar, UnitIndex(0), &functions()).unwrap();
@@ -157,21 +160,43 @@ fn rmrr_is_identity_mapped_for_its_device_and_refused_to_every_client() {
         len: 0x1_0000,
     };
     assert!(m
-        .assign(c1, &[Grant { range: rmrr, kind: GrantKind::Ram }])
+        .assign(
+            c1,
+            &[Grant {
+                range: rmrr,
+                kind: GrantKind::Ram
+            }]
+        )
         .is_err());
     let ram = PhysRange {
         start: PhysAddr(RAM),
         len: 2 << 20,
     };
-    m.assign(c1, &[Grant { range: ram, kind: GrantKind::Ram }]).unwrap();
+    m.assign(
+        c1,
+        &[Grant {
+            range: ram,
+            kind: GrantKind::Ram,
+        }],
+    )
+    .unwrap();
     let m = RefCell::new(m);
     let mut c = Client::connect(Direct::new(&m, c1, now)).unwrap();
-    assert!(refused(c.lookup_device(DeviceSel::pci(bdf(3))), DomainError::NotFound));
+    assert!(refused(
+        c.lookup_device(DeviceSel::pci(bdf(3))),
+        DomainError::NotFound
+    ));
     let obj = c.create_object(ObjectFlags::empty()).unwrap().object;
-    assert!(refused(c.attach(obj, DeviceSel::pci(bdf(3))), DomainError::NotFound));
+    assert!(refused(
+        c.attach(obj, DeviceSel::pci(bdf(3))),
+        DomainError::NotFound
+    ));
     c.attach(obj, DeviceSel::pci(bdf(2))).unwrap();
     let w = DmaWindow::new(Iova(0), PhysAddr(RMRR_BASE), 0x1_0000).unwrap();
-    assert!(refused(c.map(obj, w, Access::RW, MapFlags::empty()), DomainError::NotOwned));
+    assert!(refused(
+        c.map(obj, w, Access::RW, MapFlags::empty()),
+        DomainError::NotOwned
+    ));
     // Control: the same map of assigned RAM is granted.
     let w = DmaWindow::new(Iova(0), PhysAddr(RAM), 0x1_0000).unwrap();
     c.map(obj, w, Access::RW, MapFlags::empty()).unwrap();
@@ -185,7 +210,11 @@ fn rmrr_is_identity_mapped_for_its_device_and_refused_to_every_client() {
     drop(c);
     assert_eq!(m.borrow().backend().translate(edu, Iova(0x1000)), None);
     assert_eq!(m.borrow().object_count(), 0);
-    assert!(m.borrow().backend().translate(held, Iova(RMRR_BASE)).is_some());
+    assert!(m
+        .borrow()
+        .backend()
+        .translate(held, Iova(RMRR_BASE))
+        .is_some());
 }
 
 #[test]
@@ -214,7 +243,9 @@ fn a_reentrant_call_is_an_error_not_a_panic() {
     let r = Client::connect(Direct::new(&m, smmuman_api::ClientId(1), now));
     assert!(matches!(
         r,
-        Err(CallError::Transport(smmuman_api::TransportError::Other { .. }))
+        Err(CallError::Transport(
+            smmuman_api::TransportError::Other { .. }
+        ))
     ));
     drop(_held);
 }

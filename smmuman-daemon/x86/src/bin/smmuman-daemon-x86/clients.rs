@@ -104,11 +104,7 @@ fn refused_with<T>(r: &Result<T, CallError>, e: DomainError) -> bool {
 }
 
 fn call<T>(step: &str, r: Result<T, CallError>) -> Step<T> {
-    r.map_err(|e| {
-        Outcome::fail()
-            .with("failed_step", step)
-            .with("detail", e)
-    })
+    r.map_err(|e| Outcome::fail().with("failed_step", step).with("detail", e))
 }
 
 fn window(iova: u64, pa: PhysAddr, len: u64) -> Step<DmaWindow> {
@@ -116,7 +112,10 @@ fn window(iova: u64, pa: PhysAddr, len: u64) -> Step<DmaWindow> {
 }
 
 /// Every fault record of `object` the client can read (at most 32).
-fn read_all(c: &mut Conn<'_>, object: ObjectId) -> Result<heapless::Vec<FaultRecord, 32>, CallError> {
+fn read_all(
+    c: &mut Conn<'_>,
+    object: ObjectId,
+) -> Result<heapless::Vec<FaultRecord, 32>, CallError> {
     let mut all = heapless::Vec::new();
     for _ in 0..8 {
         let page = c.read_faults(object, FaultBatch::PAGE)?.page;
@@ -172,7 +171,15 @@ fn start_vm<'m>(
         .take(1)
         .ok_or_else(|| Outcome::fail().with("reason", "no host RAM"))?;
     let client_id = ClientId(index as u32 + 1);
-    assign(m, client_id, name, &[Grant { range: ram, kind: GrantKind::Ram }])?;
+    assign(
+        m,
+        client_id,
+        name,
+        &[Grant {
+            range: ram,
+            kind: GrantKind::Ram,
+        }],
+    )?;
     let (bdf, sid) = r
         .edus
         .get(index)
@@ -229,7 +236,9 @@ fn own_dma(r: &mut Rig<'_>, vm: &Vm<'_>, other: PhysRange) -> Step {
     r.dev_reads(vm.edu, WINDOW_IOVA)?;
     r.dev_writes(vm.edu, WINDOW_IOVA + 0x1000)?;
     let mine = r.landed_ram(PhysAddr(vm.ram.start.0 + 0x1000), vm.pattern);
-    let theirs = r.ram.count(PhysAddr(other.start.0 + 0x1000), DMA_LEN.into(), vm.pattern);
+    let theirs = r
+        .ram
+        .count(PhysAddr(other.start.0 + 0x1000), DMA_LEN.into(), vm.pattern);
     check(
         &step(vm.name, "dma-own-ram"),
         mine && theirs == 0,
@@ -251,13 +260,16 @@ fn rogue(r: &mut Rig<'_>, vm: &mut Vm<'_>, other: &mut Vm<'_>) -> Step {
         || r.landed_ram(PhysAddr(other.ram.start.0), vm.pattern);
     let mine = call("read-faults", read_all(&mut vm.client, vm.object))?;
     print_faults(vm.name, &mine);
-    let theirs = call("read-faults-other", read_all(&mut other.client, other.object))?;
+    let theirs = call(
+        "read-faults-other",
+        read_all(&mut other.client, other.object),
+    )?;
     print_faults(other.name, &theirs);
     let ok = !escaped
         && mine.len() == 1
-        && mine.iter().all(|f| {
-            f.sid == vm.sid && f.addr == Iova(past) && f.dir == Some(Direction::Write)
-        })
+        && mine
+            .iter()
+            .all(|f| f.sid == vm.sid && f.addr == Iova(past) && f.dir == Some(Direction::Write))
         && theirs.is_empty();
     check(
         &step(vm.name, "rogue-refused-and-recorded"),
@@ -276,7 +288,12 @@ fn rogue(r: &mut Rig<'_>, vm: &mut Vm<'_>, other: &mut Vm<'_>) -> Step {
     check(
         &step(vm.name, "ledger-not-readable-by-other"),
         refused_with(&peek, DomainError::NotFound),
-        format_args!("reader={} object={} {}", other.name, vm.object.0, Res(&peek)),
+        format_args!(
+            "reader={} object={} {}",
+            other.name,
+            vm.object.0,
+            Res(&peek)
+        ),
     )
 }
 
@@ -383,7 +400,11 @@ pub fn rules(r: &mut Rig<'_>) -> Step {
         if none.is_ok() { "ok" } else { "error" }
     ));
     let k = decide("dma-vm", false, edu, None, false);
-    check("no-manager-dma-vm-refused", k == "refuse", format_args!("decision={k}"))?;
+    check(
+        "no-manager-dma-vm-refused",
+        k == "refuse",
+        format_args!("decision={k}"),
+    )?;
     let k = decide("unity-vm", true, edu, None, false);
     check(
         "no-manager-unity-vm-warned",
@@ -393,7 +414,11 @@ pub fn rules(r: &mut Rig<'_>) -> Step {
     let m = manager(r, &[])?;
     let mut c = connect(&m, ClientId(1), "rules")?;
     let k = decide("dma-vm", false, unknown, Some(&mut c), true);
-    check("unknown-device-refused", k == "refuse", format_args!("decision={k}"))?;
+    check(
+        "unknown-device-refused",
+        k == "refuse",
+        format_args!("decision={k}"),
+    )?;
     let k = decide("unity-vm", true, unknown, Some(&mut c), true);
     check(
         "unknown-device-unity-warned",
@@ -402,7 +427,11 @@ pub fn rules(r: &mut Rig<'_>) -> Step {
     )?;
     // Control: a device the manager knows starts isolated.
     let k = decide("dma-vm", false, edu, Some(&mut c), true);
-    check("control-known-device-starts", k == "start", format_args!("decision={k}"))
+    check(
+        "control-known-device-starts",
+        k == "start",
+        format_args!("decision={k}"),
+    )
 }
 
 fn hostile_map(
@@ -425,19 +454,42 @@ fn hostile_map(
 /// `vmm-hostile`: see the module docs.
 pub fn hostile(r: &mut Rig<'_>) -> Step {
     let m = manager(r, &[])?;
-    let own = r.ram.take(1).ok_or_else(|| Outcome::fail().with("reason", "no RAM"))?;
-    let shared = r.ram.take(1).ok_or_else(|| Outcome::fail().with("reason", "no RAM"))?;
-    let victim = r.ram.take(1).ok_or_else(|| Outcome::fail().with("reason", "no RAM"))?;
+    let own = r
+        .ram
+        .take(1)
+        .ok_or_else(|| Outcome::fail().with("reason", "no RAM"))?;
+    let shared = r
+        .ram
+        .take(1)
+        .ok_or_else(|| Outcome::fail().with("reason", "no RAM"))?;
+    let victim = r
+        .ram
+        .take(1)
+        .ok_or_else(|| Outcome::fail().with("reason", "no RAM"))?;
     assign(
         &m,
         ClientId(1),
         "hostile",
         &[
-            Grant { range: own, kind: GrantKind::Ram },
-            Grant { range: shared, kind: GrantKind::SharedRam },
+            Grant {
+                range: own,
+                kind: GrantKind::Ram,
+            },
+            Grant {
+                range: shared,
+                kind: GrantKind::SharedRam,
+            },
         ],
     )?;
-    assign(&m, ClientId(2), "victim", &[Grant { range: victim, kind: GrantKind::Ram }])?;
+    assign(
+        &m,
+        ClientId(2),
+        "victim",
+        &[Grant {
+            range: victim,
+            kind: GrantKind::Ram,
+        }],
+    )?;
     let (bdf, sid) = r
         .edus
         .first()
@@ -450,13 +502,50 @@ pub fn hostile(r: &mut Rig<'_>) -> Step {
     let vobj = call("victim-create", v.create_object(ObjectFlags::empty()))?.object;
     call(
         "victim-map",
-        v.map(vobj, window(WINDOW_IOVA, victim.start, SUPERPAGE)?, Access::RW, MapFlags::empty()),
+        v.map(
+            vobj,
+            window(WINDOW_IOVA, victim.start, SUPERPAGE)?,
+            Access::RW,
+            MapFlags::empty(),
+        ),
     )?;
     let frame = vtd_frame(r);
-    hostile_map(&mut c, obj, "vtd-registers-refused", WINDOW_IOVA, frame, MapFlags::empty(), DomainError::NotAssigned)?;
-    hostile_map(&mut c, obj, "image-memory-refused", WINDOW_IOVA, ram::image().start, MapFlags::empty(), DomainError::NotOwned)?;
-    hostile_map(&mut c, obj, "other-vms-ram-refused", WINDOW_IOVA, victim.start, MapFlags::empty(), DomainError::NotAssigned)?;
-    hostile_map(&mut c, obj, "shared-without-flag-refused", WINDOW_IOVA, shared.start, MapFlags::empty(), DomainError::NeedsShared)?;
+    hostile_map(
+        &mut c,
+        obj,
+        "vtd-registers-refused",
+        WINDOW_IOVA,
+        frame,
+        MapFlags::empty(),
+        DomainError::NotAssigned,
+    )?;
+    hostile_map(
+        &mut c,
+        obj,
+        "image-memory-refused",
+        WINDOW_IOVA,
+        ram::image().start,
+        MapFlags::empty(),
+        DomainError::NotOwned,
+    )?;
+    hostile_map(
+        &mut c,
+        obj,
+        "other-vms-ram-refused",
+        WINDOW_IOVA,
+        victim.start,
+        MapFlags::empty(),
+        DomainError::NotAssigned,
+    )?;
+    hostile_map(
+        &mut c,
+        obj,
+        "shared-without-flag-refused",
+        WINDOW_IOVA,
+        shared.start,
+        MapFlags::empty(),
+        DomainError::NeedsShared,
+    )?;
     // Its edu DMAs at the IOVA it wanted the VT-d registers at: nothing is mapped there.
     r.dev_reads(0, WINDOW_IOVA)?;
     let faults = call("read-faults", read_all(&mut c, obj))?;
@@ -467,7 +556,11 @@ pub fn hostile(r: &mut Rig<'_>) -> Step {
     check(
         "hostile-dma-refused-and-recorded",
         recorded,
-        format_args!("sid={:#06x} iova={WINDOW_IOVA:#018x} dir=read records={}", sid.0, faults.len()),
+        format_args!(
+            "sid={:#06x} iova={WINDOW_IOVA:#018x} dir=read records={}",
+            sid.0,
+            faults.len()
+        ),
     )?;
     // The victim's RAM is untouched by all of this and still its own.
     let vm = v.object_status(vobj);
@@ -483,22 +576,33 @@ pub fn hostile(r: &mut Rig<'_>) -> Step {
         &m,
         ClientId(3),
         "control",
-        &[
-            Grant {
-                range: PhysRange { start: frame, len: 0x1000 },
-                kind: GrantKind::Peer,
+        &[Grant {
+            range: PhysRange {
+                start: frame,
+                len: 0x1000,
             },
-        ],
+            kind: GrantKind::Peer,
+        }],
     )?;
     let mut k = connect(&m, ClientId(3), "control")?;
     let kobj = call("control-create", k.create_object(ObjectFlags::empty()))?.object;
-    let g = k.map(kobj, window(WINDOW_IOVA, frame, 0x1000)?, Access::READ, MapFlags::empty());
+    let g = k.map(
+        kobj,
+        window(WINDOW_IOVA, frame, 0x1000)?,
+        Access::READ,
+        MapFlags::empty(),
+    );
     check(
         "control-assigned-frame-granted",
         g.is_ok(),
         format_args!("pa={frame} {}", Res(&g)),
     )?;
-    let s = c.map(obj, window(WINDOW_IOVA, shared.start, 0x1000)?, Access::RW, MapFlags::SHARED);
+    let s = c.map(
+        obj,
+        window(WINDOW_IOVA, shared.start, 0x1000)?,
+        Access::RW,
+        MapFlags::SHARED,
+    );
     check(
         "control-shared-with-flag-granted",
         s.is_ok(),

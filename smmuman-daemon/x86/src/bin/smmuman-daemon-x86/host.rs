@@ -44,8 +44,8 @@ pub fn now() -> Duration {
 /// # Errors
 /// The `RESULT` record of the failure.
 pub fn start(backend: Backend, plan: &UnitPlan, extra: &[DeviceEntry]) -> Result<Mgr, Outcome> {
-    let (at, bytes) = heap::init()
-        .map_err(|e| Outcome::fail().with("reason", "heap").with("detail", e))?;
+    let (at, bytes) =
+        heap::init().map_err(|e| Outcome::fail().with("reason", "heap").with("detail", e))?;
     console::line(format_args!(
         "HEAP mappings={} bytes={bytes:#x} at={at:#018x} given=1",
         heap::MAPPINGS

@@ -180,10 +180,7 @@ fn discover(start: StartInfo) -> Machine {
         "ECAM base={:#018x} segment={} buses={}-{}",
         ecam.base, ecam.segment, ecam.start_bus, ecam.end_bus
     ));
-    let d = platform
-        .dmar
-        .dmar()
-        .unwrap_or_else(|e| fatal("dmar", e));
+    let d = platform.dmar.dmar().unwrap_or_else(|e| fatal("dmar", e));
     console::line(format_args!(
         "DMAR at={:#018x} haw={} flags={:#x} units={} rmrr={} atsr={}",
         platform.dmar.paddr,

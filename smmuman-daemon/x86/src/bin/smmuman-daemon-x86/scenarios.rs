@@ -134,8 +134,8 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
     for &(bdf, bar0) in &m.edus {
         // SAFETY: edu's BAR0 (1 MiB of registers) in the uncached PCI window, owned by this
         // driver.
-        let mut edu = Edu::new(unsafe { MmioRegion::new(bar0, 1 << 20) })
-            .unwrap_or_else(|e| fatal("edu", e));
+        let mut edu =
+            Edu::new(unsafe { MmioRegion::new(bar0, 1 << 20) }).unwrap_or_else(|e| fatal("edu", e));
         edu.set_timeout(EDU_TIMEOUT);
         let sid = plan
             .devices
@@ -193,8 +193,7 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
         if !translating {
             fatal("vtd", "GSTS.TES = 0 after bring-up");
         }
-        let mut backend =
-            VtdBackend::new(unit, pool, haw).unwrap_or_else(|e| fatal("vtd", e));
+        let mut backend = VtdBackend::new(unit, pool, haw).unwrap_or_else(|e| fatal("vtd", e));
         // The image's own memory (tables, queues, stack, heap) is never mapped for anyone.
         let image = crate::ram::image();
         if let Err(e) = backend.reserve(image.start, image.len) {
@@ -332,7 +331,9 @@ impl Rig<'_> {
     /// edu `i` reads `DMA_LEN` bytes at `iova` into its buffer.
     pub fn dev_reads(&mut self, i: usize, iova: u64) -> Step {
         let Some(d) = self.edus.get_mut(i) else {
-            return Err(Outcome::fail().with("reason", "no such edu").with("index", i));
+            return Err(Outcome::fail()
+                .with("reason", "no such edu")
+                .with("index", i));
         };
         let r = d.edu.dma_to_device(Iova(iova), 0, DMA_LEN, self.clock);
         edu_result("dma_to_device", r)
@@ -341,7 +342,9 @@ impl Rig<'_> {
     /// edu `i` writes `DMA_LEN` bytes of its buffer to `iova`.
     pub fn dev_writes(&mut self, i: usize, iova: u64) -> Step {
         let Some(d) = self.edus.get_mut(i) else {
-            return Err(Outcome::fail().with("reason", "no such edu").with("index", i));
+            return Err(Outcome::fail()
+                .with("reason", "no such edu")
+                .with("index", i));
         };
         let r = d.edu.dma_from_device(0, Iova(iova), DMA_LEN, self.clock);
         edu_result("dma_from_device", r)
@@ -465,7 +468,9 @@ fn deny(r: &mut Rig<'_>, vtd_on: bool) -> Step {
 fn backend_window(r: &mut Rig<'_>, pa: PhysAddr, len: u64) -> Step<DomainId> {
     let (edu, sid) = r.edu0()?;
     let b = r.backend()?;
-    let domain = b.create_domain().map_err(|e| vtd_error("create_domain", e))?;
+    let domain = b
+        .create_domain()
+        .map_err(|e| vtd_error("create_domain", e))?;
     b.map(domain, Iova(WINDOW_IOVA), pa, len, Access::RW)
         .map_err(|e| vtd_error("map", e))?;
     b.attach(sid, domain).map_err(|e| vtd_error("attach", e))?;
