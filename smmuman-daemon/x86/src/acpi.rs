@@ -10,9 +10,9 @@
 //! size and [`MAX_TABLE`], and its checksum (all bytes sum to 0 mod 256, §5.2.6). Errors name
 //! the table and the offset.
 
-use crate::dmar::{self, Dmar, DmarError};
 use crate::phys::{PhysRead, Unreachable};
 use core::fmt;
+use vtd::dmar::{Dmar, DmarError};
 
 /// Size of the common table header (§5.2.6 Table 5.4): Signature (4 bytes), Length u32, Revision u8,
 /// Checksum u8, OEMID (6 bytes), OEM Table ID (8 bytes), OEM Revision u32, Creator ID u32, Creator Revision
@@ -105,8 +105,13 @@ pub enum AcpiError {
         /// The address-space id found.
         space: u8,
     },
-    /// The DMAR table is corrupt.
+    /// The DMAR table is corrupt (`vtd::dmar`'s checks: VT-d chapter 8).
     Dmar(DmarError),
+    /// The DMAR table is longer than [`MAX_DMAR`], the copy the image keeps.
+    DmarTooLong {
+        /// Its Length field.
+        length: u32,
+    },
 }
 
 impl From<DmarError> for AcpiError {
@@ -145,6 +150,10 @@ impl fmt::Display for AcpiError {
                 write!(f, "HPET: base address in address space {space}, not memory")
             }
             Self::Dmar(e) => write!(f, "DMAR: {e}"),
+            Self::DmarTooLong { length } => write!(
+                f,
+                "DMAR: length {length:#x} is more than the {MAX_DMAR:#x} bytes the image keeps"
+            ),
         }
     }
 }
@@ -470,6 +479,64 @@ pub fn hpet_base(mem: &impl PhysRead, hpet: &Table) -> Result<u64, AcpiError> {
     hpet.u64(mem, 44).map_err(r)
 }
 
+/// Longest DMAR table the image keeps a copy of (QEMU's is 120 bytes with six scopes; a
+/// server's with a few units, RMRRs and ATSRs stays well under this).
+pub const MAX_DMAR: usize = 4096;
+
+/// The DMAR table, copied out of firmware memory and checked by [`Dmar::parse`] (VT-d chapter
+/// 8): a copy, so that the checked bytes are the bytes read later (firmware memory could change
+/// under a borrowed view, and a copy needs no `unsafe` slice over physical memory).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct DmarCopy {
+    /// Where the table is in physical memory.
+    pub paddr: u64,
+    bytes: heapless::Vec<u8, MAX_DMAR>,
+}
+
+impl DmarCopy {
+    /// Copies the table `t` and checks it.
+    ///
+    /// # Errors
+    /// [`AcpiError::DmarTooLong`], [`AcpiError::Unreachable`], [`AcpiError::Dmar`].
+    pub fn read(mem: &impl PhysRead, t: &Table) -> Result<Self, AcpiError> {
+        let len = usize::try_from(t.length).unwrap_or(usize::MAX);
+        if len > MAX_DMAR {
+            return Err(AcpiError::DmarTooLong { length: t.length });
+        }
+        let mut bytes = heapless::Vec::new();
+        bytes
+            .resize(len, 0)
+            .map_err(|_| AcpiError::DmarTooLong { length: t.length })?;
+        mem.read(t.paddr, &mut bytes)
+            .map_err(|e| t.unreachable(e))?;
+        Dmar::parse(&bytes)?;
+        Ok(Self {
+            paddr: t.paddr,
+            bytes,
+        })
+    }
+
+    /// Copies and checks a table held in memory (tests, fixtures).
+    ///
+    /// # Errors
+    /// [`AcpiError::DmarTooLong`], [`AcpiError::Dmar`].
+    pub fn from_bytes(table: &[u8]) -> Result<Self, AcpiError> {
+        let bytes = heapless::Vec::from_slice(table).map_err(|_| AcpiError::DmarTooLong {
+            length: u32::try_from(table.len()).unwrap_or(u32::MAX),
+        })?;
+        Dmar::parse(&bytes)?;
+        Ok(Self { paddr: 0, bytes })
+    }
+
+    /// The checked table.
+    ///
+    /// # Errors
+    /// None in practice (the same bytes parsed when the copy was made); typed all the same.
+    pub fn dmar(&self) -> Result<Dmar<'_>, DmarError> {
+        Dmar::parse(&self.bytes)
+    }
+}
+
 /// What the x86-64 image needs from ACPI.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Platform {
@@ -479,8 +546,8 @@ pub struct Platform {
     pub ecam: Ecam,
     /// The HPET's registers.
     pub hpet: u64,
-    /// The DMA-remapping units.
-    pub dmar: Dmar,
+    /// The DMA-remapping reporting table: units, device scopes, reserved regions.
+    pub dmar: DmarCopy,
 }
 
 /// Walks RSDP → RSDT/XSDT → MCFG, HPET, DMAR.
@@ -494,7 +561,7 @@ pub fn discover(mem: &impl PhysRead, rsdp: u64) -> Result<Platform, AcpiError> {
     let hpet_table = root.find(mem, Signature(*b"HPET"))?;
     let hpet = hpet_base(mem, &hpet_table)?;
     let dmar_table = root.find(mem, Signature(*b"DMAR"))?;
-    let dmar = dmar::parse(mem, &dmar_table)?;
+    let dmar = DmarCopy::read(mem, &dmar_table)?;
     Ok(Platform {
         root,
         ecam,
@@ -530,6 +597,38 @@ pub(crate) mod tests {
         t[at] = 0u8.wrapping_sub(s);
     }
 
+    /// The DMAR body (after the ACPI header) QEMU 10 builds for q35 + intel-iommu with two
+    /// `edu`s (00:02.0, 00:03.0): Host Address Width 47 (48 bits), flags INTR_REMAP, one DRHD
+    /// (VT-d §8.3) at 0xfed90000, flags 0, scopes (§8.3.1, 8 bytes each: type, length, flags,
+    /// reserved, enumeration id, start bus, device, function): the IOAPIC and the root-bus
+    /// endpoints.
+    pub fn q35_dmar_body() -> std::vec::Vec<u8> {
+        let scope =
+            |kind: u8, id: u8, bus: u8, dev: u8, func: u8| [kind, 8, 0, 0, id, bus, dev, func];
+        let mut b = std::vec![47u8, 0x1];
+        b.resize(12, 0);
+        let mut scopes = std::vec::Vec::new();
+        scopes.extend_from_slice(&scope(3, 0, 0xff, 0, 0));
+        for (dev, func) in [
+            (0, 0),
+            (1, 0),
+            (2, 0),
+            (3, 0),
+            (0x1f, 0),
+            (0x1f, 2),
+            (0x1f, 3),
+        ] {
+            scopes.extend_from_slice(&scope(1, 0, 0, dev, func));
+        }
+        let len = 16 + scopes.len() as u16;
+        b.extend_from_slice(&0u16.to_le_bytes());
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(&[0, 0, 0, 0]);
+        b.extend_from_slice(&0xfed9_0000u64.to_le_bytes());
+        b.extend_from_slice(&scopes);
+        b
+    }
+
     /// QEMU q35's layout: RSDP (rev 0) at 0xf5250 → RSDT listing MCFG, HPET, DMAR.
     pub fn q35() -> Image {
         let mut m = Image::new(0xf0000, 0x10000);
@@ -555,7 +654,7 @@ pub(crate) mod tests {
         hpet.extend_from_slice(&0xfed0_0000u64.to_le_bytes());
         hpet.extend_from_slice(&[0, 0, 0, 0]);
         m.put(0xf6200, &table(b"HPET", 1, &hpet));
-        m.put(0xf6300, &table(b"DMAR", 1, &crate::dmar::tests::q35_body()));
+        m.put(0xf6300, &table(b"DMAR", 1, &q35_dmar_body()));
         m
     }
 
@@ -575,7 +674,11 @@ pub(crate) mod tests {
         );
         assert_eq!(p.ecam.size(), 256 << 20);
         assert_eq!(p.hpet, 0xfed0_0000);
-        assert_eq!(p.dmar.units[0].register_base, 0xfed9_0000);
+        let dmar = p.dmar.dmar().unwrap();
+        let (_, unit) = dmar.units().next().unwrap();
+        assert_eq!(unit.register_base, iommu_core::PhysAddr(0xfed9_0000));
+        assert!(!unit.include_pci_all);
+        assert_eq!(unit.scopes.iter().count(), 8);
         assert_eq!(p.root.signatures(&m).len(), 3);
     }
 
@@ -633,7 +736,7 @@ pub(crate) mod tests {
             (0xf6000u64, 48usize),
             (0xf6100, 60),
             (0xf6200, 56),
-            (0xf6300, 120),
+            (0xf6300, 128),
         ] {
             for i in 0..len {
                 for flip in [0x01u8, 0x80, 0xff] {

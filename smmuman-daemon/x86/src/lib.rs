@@ -5,9 +5,10 @@
 //!   identity map on the board, a byte vector in tests), with bounds checked by the reader.
 //! * [`pvh`]: the Xen PVH `hvm_start_info` (magic, version, command line, RSDP, memory map).
 //! * [`acpi`]: RSDP (both checksums), RSDT/XSDT, and the tables the image needs: MCFG (PCI
-//!   ECAM), HPET (its clock) and the DMAR table's remapping-unit list ([`dmar`]).
-//! * [`dmar`]: a minimal DMAR walker (DRHD register bases, flags, device scopes), kept apart so
-//!   that it can be swapped for `vtd::dmar` once that lands.
+//!   ECAM), HPET (its clock) and the DMAR table, copied and checked by `vtd::dmar`.
+//! * [`remapping`]: what a remapping unit looks after: the PCI functions `Dmar::unit_for` puts
+//!   behind it, its RMRRs (identity-mapped for the devices they name, reserved for the manager).
+//! * [`direct`]: the synchronous transport the image's clients reach the manager through.
 //!
 //! Every parser returns typed errors naming the table and byte offset; none panics on input
 //! (the tests feed them corrupt tables).
@@ -24,6 +25,7 @@
 )]
 
 pub mod acpi;
-pub mod dmar;
+pub mod direct;
 pub mod phys;
 pub mod pvh;
+pub mod remapping;

@@ -24,13 +24,19 @@
     missing_docs
 )]
 
+extern crate alloc;
+
 mod boot;
+mod clients;
 mod console;
 mod dma;
 mod failsafe;
+mod heap;
+mod host;
 mod hpet;
 mod idt;
 mod port;
+mod ram;
 mod scenarios;
 mod uart;
 
@@ -108,8 +114,8 @@ pub struct Machine {
     pub acpi: Platform,
     /// The PCI hierarchy.
     pub pci: pci::PciBus<pci::Ecam>,
-    /// `edu`'s address and BAR0.
-    pub edu: (Bdf, PhysAddr),
+    /// Every `edu`'s address and BAR0, in bus order (at most two are used).
+    pub edus: heapless::Vec<(Bdf, PhysAddr), 2>,
     /// The clock.
     pub clock: hpet::Hpet,
 }
@@ -174,36 +180,47 @@ fn discover(start: StartInfo) -> Machine {
         "ECAM base={:#018x} segment={} buses={}-{}",
         ecam.base, ecam.segment, ecam.start_bus, ecam.end_bus
     ));
-    let d = &platform.dmar;
+    let d = platform.dmar.dmar().unwrap_or_else(|e| fatal("dmar", e));
     console::line(format_args!(
-        "DMAR haw={} flags={:#x} units={} rmrr={} other={}",
-        d.host_address_width,
-        d.flags,
-        d.units.len(),
-        d.rmrrs,
-        d.skipped
+        "DMAR at={:#018x} haw={} flags={:#x} units={} rmrr={} atsr={}",
+        platform.dmar.paddr,
+        d.host_address_width(),
+        d.flags().0,
+        d.units().count(),
+        d.reserved_regions().count(),
+        d.atsr().count()
     ));
-    for u in &d.units {
+    for (index, u) in d.units() {
         console::line(format_args!(
-            "DRHD base={:#018x} size={:#x} segment={} include_pci_all={} scopes={}",
+            "DRHD index={index} base={} size={:#x} segment={} include_pci_all={} scopes={}",
             u.register_base,
-            u.register_bytes,
-            u.segment,
+            u.register_set_size(),
+            u.segment.0,
             u8::from(u.include_pci_all),
-            u.scopes.len()
+            u.scopes.iter().count()
         ));
-        for s in &u.scopes {
+        for s in u.scopes.iter() {
+            let first = s.path.entries().next();
             console::line(format_args!(
-                "DRHD_SCOPE base={:#018x} kind={} bdf={} path_len={} id={}",
-                u.register_base, s.kind, s.bdf, s.path_len, s.enumeration_id
+                "DRHD_SCOPE base={} type={:?} start_bus={:#04x} path_len={} dev={} fn={} id={}",
+                u.register_base,
+                s.scope_type,
+                s.path.start_bus(),
+                s.path.len(),
+                first.map_or(0, |e| e.device),
+                first.map_or(0, |e| e.function),
+                s.enumeration_id
             ));
         }
     }
-    if d.rmrrs != 0 {
-        fatal(
-            "dmar",
-            "RMRR present: identity-mapping reserved regions is not implemented in this image",
-        );
+    for r in d.reserved_regions() {
+        console::line(format_args!(
+            "RMRR segment={} base={} limit={} scopes={}",
+            r.segment.0,
+            r.base,
+            r.limit,
+            r.scopes.iter().count()
+        ));
     }
     if ecam.base >= 1 << 32 || ecam.base + ecam.size() > 1 << 32 {
         fatal("acpi", "ECAM above 4 GiB is outside the identity map");
@@ -231,24 +248,27 @@ fn discover(start: StartInfo) -> Machine {
             f.bdf, f.vendor_id, f.device_id, f.class
         ));
     }
-    let edu = bus
+    let edus: heapless::Vec<(Bdf, PhysAddr), 2> = bus
         .find(
             smmuman_daemon::edu::VENDOR_ID,
             smmuman_daemon::edu::DEVICE_ID,
         )
-        .next()
-        .and_then(|f| {
+        .filter_map(|f| {
             f.memory_bars()
                 .find(|b| b.index == 0)
                 .and_then(|b| b.cpu_address)
                 .map(|a| (f.bdf, a))
         })
-        .unwrap_or_else(|| fatal("pci", "no edu (1234:11e8) with a memory BAR0"));
+        .take(2)
+        .collect();
+    if edus.is_empty() {
+        fatal("pci", "no edu (1234:11e8) with a memory BAR0");
+    }
     Machine {
         start,
         acpi: platform,
         pci: bus,
-        edu,
+        edus,
         clock,
     }
 }

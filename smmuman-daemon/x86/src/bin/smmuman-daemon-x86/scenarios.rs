@@ -5,14 +5,19 @@
 //! * `deny`: `edu` (bus mastering on, no context entry) reads and writes memory: both refused,
 //!   one `FAULT` each with `edu`'s requester id as source, the page address and the direction.
 //!   Control `vtd=off` (the unit never enabled): the same DMAs land.
-//! * `window`: `edu` gets domain 1 with a second-level table mapping one 2 MiB window (a 2 MiB
-//!   superpage, IOVA = PA): a DMA inside lands; one just past the window is refused and
-//!   recorded, and the memory behind that IOVA is unchanged. Control `control=wide` maps 4 MiB:
-//!   the same DMA past the first 2 MiB lands.
-//! * `remap`: a DMA through the window lands (the unit caches the translation in its IOTLB);
-//!   the leaf is cleared, the table flushed, the IOTLB range invalidated: the next DMA through
-//!   the same page is refused and recorded. Control `control=no-invalidate` skips the
-//!   invalidation: the stale translation still lands (QEMU's IOTLB caches like hardware).
+//! * `window`, through [`vtd::backend::VtdBackend`] (the manager's seam): `edu` gets a domain
+//!   whose second-level table maps one 2 MiB window at [`WINDOW_IOVA`] onto host RAM outside the
+//!   image: a DMA inside lands; one just past the window is refused and recorded, and the RAM
+//!   right after the window's is unchanged. Control `control=wide` maps 4 MiB: the same DMA
+//!   past the first 2 MiB lands there.
+//! * `remap`: a DMA through the backend's window lands (the unit caches the translation in its
+//!   IOTLB); `IommuBackend::unmap` clears the leaf and invalidates the IOTLB range: the next DMA
+//!   through the same page is refused and recorded. Control `control=no-invalidate` (by hand,
+//!   the backend always invalidates: a table built here, DID [`HAND_DID`], IOVA = PA in the DMA
+//!   pool) clears the leaf without the invalidation: the stale translation still lands
+//!   (QEMU's IOTLB caches like hardware).
+//! * `vms`, `vmm-rules`, `vmm-hostile`, `mmio-refused`: the manager over the backend and its
+//!   clients ([`crate::clients`]).
 //!
 //! * `fault-after-bringup`, `panic-after-bringup`: an exception (`ud2`) or a panic with `edu`
 //!   a bus master: the handlers print one `EXCEPTION` / `PANIC` record and leave the safe state
@@ -26,76 +31,120 @@
 #![allow(clippy::result_large_err)]
 
 use crate::dma::Pool;
+use crate::host::Backend;
+use crate::ram::HostRam;
 use crate::{console, failsafe, fatal, Machine};
 use core::fmt;
 use core::time::Duration;
 use heapless::Vec;
-use iommu_core::{Access, Bdf, DmaMemory, Iova, PhysAddr};
+use iommu_core::{Access, Bdf, DmaMemory, DomainId, IommuBackend, Iova, PhysAddr, StreamId};
 use smmuman_daemon::bootargs::BootArgs;
 use smmuman_daemon::edu::{Edu, EduError};
 use smmuman_daemon::exit_code;
 use smmuman_daemon::mmio::MmioRegion;
 use smmuman_daemon::report::Outcome;
+use smmuman_x86::remapping::{self, UnitPlan};
+use vtd::backend::VtdBackend;
 use vtd::second_level::{encode_leaf, encode_table};
 use vtd::{AddressWidth, ContextEntry, DomainTag, FaultRecord, Unit};
 
-/// The register frame of one remapping unit (VT-d §10.4: one 4 KiB page here; QEMU's DRHD
-/// Size field says 0).
-type VtdUnit = Unit<vtd::Mmio>;
-
 /// A step's failure: the `RESULT` it becomes.
-type Step<T = ()> = Result<T, Outcome>;
+pub type Step<T = ()> = Result<T, Outcome>;
 
 /// 2 MiB: one second-level superpage (VT-d §9.8, PS = 1 at the page-directory level).
-const SUPERPAGE: u64 = 2 << 20;
+pub const SUPERPAGE: u64 = 2 << 20;
 /// Bytes each DMA moves.
-const DMA_LEN: u32 = 256;
+pub const DMA_LEN: u32 = 256;
 /// The byte pattern DMAs carry.
 const PATTERN: u8 = 0xa5;
-/// The domain the window scenarios use (VT-d §9.3, context-entry DID: 0 is reserved when CAP.CM = 1).
-const DID: DomainTag = DomainTag(1);
+/// The domain the hand-built control table of `remap` uses (VT-d §9.3, context-entry DID):
+/// above every DID the backend hands out (`vtd::backend::MAX_DOMAINS` slots, DIDs 1..=64), so
+/// the two never share IOTLB entries.
+const HAND_DID: DomainTag = DomainTag(0x100);
+/// Where the backend scenarios put their window: 1 GiB, not the host address (IOVA ≠ PA shows
+/// the translation), below edu's widened DMA mask.
+pub const WINDOW_IOVA: u64 = 0x4000_0000;
 /// How long an edu transfer may take: 100 ms of virtual time in the model.
 const EDU_TIMEOUT: Duration = Duration::from_secs(2);
 
-struct Rig<'m> {
-    clock: &'m crate::hpet::Hpet,
-    pool: Pool,
-    unit: Option<VtdUnit>,
-    edu: Edu<MmioRegion>,
-    edu_bdf: Bdf,
+/// Every scenario this image runs.
+const KNOWN: &str = "boot deny window remap vms vmm-rules vmm-hostile mmio-refused fault-after-bringup panic-after-bringup";
+
+/// One `edu`: its address, the requester id its DMA carries and its driver.
+pub struct EduDev {
+    /// PCI address.
+    pub bdf: Bdf,
+    /// Requester id = the manager's StreamId on VT-d.
+    pub sid: StreamId,
+    /// The driver.
+    pub edu: Edu<MmioRegion>,
+}
+
+/// What the scenarios work with.
+pub struct Rig<'m> {
+    /// The clock.
+    pub clock: &'m crate::hpet::Hpet,
+    /// The backend over the unit (`None` with `vtd=off`, or once the manager holds it).
+    pub backend: Option<Backend>,
+    /// The DMA pool while no backend holds it (`vtd=off`).
+    spare: Option<Pool>,
+    /// RAM outside the image for windows and VMs.
+    pub ram: HostRam,
+    /// The edus (the first is the one `deny`, `window`, `remap` use).
+    pub edus: Vec<EduDev, 2>,
+    /// What the unit looks after.
+    pub plan: UnitPlan,
     faults: Vec<FaultRecord, 32>,
 }
 
 /// Runs the scenario `args` name and returns the exit code.
 pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
     let name = args.scenario.unwrap_or("boot");
-    if !matches!(
-        name,
-        "boot" | "deny" | "window" | "remap" | "fault-after-bringup" | "panic-after-bringup"
-    ) {
+    if !KNOWN.split(' ').any(|k| k == name) {
         console::line(format_args!(
-            "FATAL reason=unknown-scenario scenario={name} known=\"boot deny window remap fault-after-bringup panic-after-bringup\""
+            "FATAL reason=unknown-scenario scenario={name} known=\"{KNOWN}\""
         ));
         return exit_code::BAD_BOOTARGS;
     }
-    let (edu_bdf, bar0) = m.edu;
-    let Some(drhd) = m
-        .acpi
-        .dmar
-        .units
-        .iter()
-        .find(|u| u.segment == 0 && u.covers(edu_bdf))
-        .cloned()
-    else {
+    let dmar = m.acpi.dmar.dmar().unwrap_or_else(|e| fatal("dmar", e));
+    let functions = m.pci.functions();
+    let (edu_bdf, _) = m.edus[0];
+    // VT-d §8.3: the DRHD whose scope names edu (QEMU's is not INCLUDE_PCI_ALL).
+    let Some(index) = remapping::unit_for(&dmar, functions, edu_bdf) else {
         fatal("dmar", "no DRHD covers edu: it could DMA untranslated")
     };
+    let plan = remapping::plan(&dmar, index, functions).unwrap_or_else(|e| fatal("dmar", e));
+    console::line(format_args!(
+        "UNIT index={} base={} devices={} rmrr={}",
+        plan.unit,
+        plan.register_base,
+        plan.devices.len(),
+        plan.regions.len()
+    ));
+    for (bdf, sid) in &plan.devices {
+        console::line(format_args!(
+            "UNIT_DEVICE bdf={bdf} sid={:#06x} held={}",
+            sid.0,
+            u8::from(plan.held(*bdf))
+        ));
+    }
+    let haw = dmar.host_address_width();
     let pool = Pool::take().unwrap_or_else(|| fatal("dma", "DMA pool already taken"));
-    // SAFETY: edu's BAR0 (1 MiB of registers) in the uncached PCI window, owned by this driver.
-    let edu =
-        Edu::new(unsafe { MmioRegion::new(bar0, 1 << 20) }).unwrap_or_else(|e| fatal("edu", e));
-    let mut edu = edu;
-    edu.set_timeout(EDU_TIMEOUT);
-    let base = drhd.register_base;
+    let mut edus: Vec<EduDev, 2> = Vec::new();
+    for &(bdf, bar0) in &m.edus {
+        // SAFETY: edu's BAR0 (1 MiB of registers) in the uncached PCI window, owned by this
+        // driver.
+        let mut edu =
+            Edu::new(unsafe { MmioRegion::new(bar0, 1 << 20) }).unwrap_or_else(|e| fatal("edu", e));
+        edu.set_timeout(EDU_TIMEOUT);
+        let sid = plan
+            .devices
+            .iter()
+            .find(|d| d.0 == bdf)
+            .map_or(StreamId(u32::from(bdf.rid())), |d| d.1);
+        let _ = edus.push(EduDev { bdf, sid, edu });
+    }
+    let base = plan.register_base.0;
     if base >= 1 << 32 {
         fatal(
             "dmar",
@@ -113,17 +162,25 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
         u8::from(f.coherent), u8::from(f.qi), u8::from(f.superpage_2m), u8::from(f.superpage_1g),
         u8::from(f.psi), f.nfr, f.mamv
     ));
+    let ram = HostRam::find(&m.start).unwrap_or_else(|| fatal("memory", "no RAM above the image"));
+    console::line(format_args!(
+        "HOST_RAM range={} image={}",
+        ram.range(),
+        crate::ram::image()
+    ));
     let vtd_on = args.get("vtd") != Some("off");
     let mut rig = Rig {
         clock: &m.clock,
-        pool,
-        unit: None,
-        edu,
-        edu_bdf,
+        backend: None,
+        spare: None,
+        ram,
+        edus,
+        plan,
         faults: Vec::new(),
     };
     if vtd_on {
-        if let Err(e) = unit.bring_up(&mut rig.pool) {
+        let mut pool = pool;
+        if let Err(e) = unit.bring_up(&mut pool) {
             fatal("vtd", e);
         }
         let translating = unit.translating();
@@ -136,24 +193,50 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
         if !translating {
             fatal("vtd", "GSTS.TES = 0 after bring-up");
         }
-        rig.unit = Some(unit);
+        let mut backend = VtdBackend::new(unit, pool, haw).unwrap_or_else(|e| fatal("vtd", e));
+        // The image's own memory (tables, queues, stack, heap) is never mapped for anyone.
+        let image = crate::ram::image();
+        if let Err(e) = backend.reserve(image.start, image.len) {
+            fatal("vtd", e);
+        }
+        // VT-d §8.4: RMRR regions stay reachable, identity-mapped, for the devices they name.
+        match remapping::identity_map(&mut backend, &rig.plan) {
+            Ok(Some(d)) => {
+                for r in &rig.plan.regions {
+                    console::line(format_args!(
+                        "RMRR_MAP domain={} range={} devices={} identity=1",
+                        d.0,
+                        r.range,
+                        r.devices.len()
+                    ));
+                }
+            }
+            Ok(None) => console::line(format_args!("RMRR_MAP none=1")),
+            Err(e) => fatal("rmrr", e),
+        }
+        rig.backend = Some(backend);
         rig.drain("after-bring-up");
     } else {
+        rig.spare = Some(pool);
         console::line(format_args!(
             "SAY control vtd=off: the remapping unit is never enabled, DMA is untranslated"
         ));
     }
-    let edu_ok = rig.edu.is_alive(0x1234_5678);
-    failsafe::add_master(edu_bdf);
-    if let Err(e) = m.pci.enable_bus_master(edu_bdf) {
-        fatal("pci", e);
+    for d in &mut rig.edus {
+        let alive = d.edu.is_alive(0x1234_5678);
+        failsafe::add_master(d.bdf);
+        if let Err(e) = m.pci.enable_bus_master(d.bdf) {
+            fatal("pci", e);
+        }
+        console::line(format_args!(
+            "EDU bdf={} sid={:#06x} version={}.{} alive={} bus_master=1",
+            d.bdf,
+            d.sid.0,
+            d.edu.version().0,
+            d.edu.version().1,
+            u8::from(alive)
+        ));
     }
-    console::line(format_args!(
-        "EDU bdf={edu_bdf} bar0={bar0} version={}.{} alive={} bus_master=1",
-        rig.edu.version().0,
-        rig.edu.version().1,
-        u8::from(edu_ok)
-    ));
     match name {
         "fault-after-bringup" => {
             console::line(format_args!("SAY executing ud2 with edu a bus master"));
@@ -165,17 +248,26 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
         _ => {}
     }
     let control = args.get("control");
+    if !vtd_on && name != "deny" && name != "boot" {
+        fatal("bootargs", "vtd=off is the control of `deny` only");
+    }
     let outcome = match name {
         "deny" => deny(&mut rig, vtd_on),
         "window" => window(&mut rig, control == Some("wide")),
         "remap" => remap(&mut rig, control == Some("no-invalidate")),
+        "vms" => crate::clients::vms(&mut rig),
+        "vmm-rules" => crate::clients::rules(&mut rig),
+        "vmm-hostile" => crate::clients::hostile(&mut rig),
+        "mmio-refused" => crate::clients::mmio_refused(&mut rig, &dmar),
         _ => Ok(()),
     }
     .map(|()| Outcome::pass())
     .unwrap_or_else(|o| o);
-    let _ = m.pci.disable_bus_master(edu_bdf);
-    if let Some(u) = rig.unit.as_ref() {
-        let s = u.stats();
+    for d in &rig.edus {
+        let _ = m.pci.disable_bus_master(d.bdf);
+    }
+    if let Some(b) = rig.backend.as_ref() {
+        let s = b.unit().stats();
         console::line(format_args!(
             "VTD_STATS submissions={} descriptors={} queue_errors={} faults={} overflows={}",
             s.submissions, s.descriptors, s.queue_errors, s.faults, s.fault_overflows
@@ -192,7 +284,7 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
 }
 
 /// A `CHECK` record; `Err` when `ok` is false.
-fn check(step: &str, ok: bool, detail: impl fmt::Display) -> Step {
+pub fn check(step: &str, ok: bool, detail: impl fmt::Display) -> Step {
     console::line(format_args!(
         "CHECK step={step} ok={} {detail}",
         u8::from(ok)
@@ -205,11 +297,21 @@ fn check(step: &str, ok: bool, detail: impl fmt::Display) -> Step {
 }
 
 impl Rig<'_> {
+    /// The DMA pool (the backend's, or the spare one with `vtd=off`).
+    fn pool(&mut self) -> Step<&mut Pool> {
+        match (self.backend.as_mut(), self.spare.as_mut()) {
+            (Some(b), _) => Ok(b.parts().1),
+            (None, Some(p)) => Ok(p),
+            (None, None) => Err(vtd_error("pool", "held by the manager")),
+        }
+    }
+
     /// Drains the unit's fault records: one `FAULT` record each, kept for checks.
     fn drain(&mut self, when: &str) -> usize {
-        let Some(unit) = self.unit.as_mut() else {
+        let Some(backend) = self.backend.as_mut() else {
             return 0;
         };
+        let (unit, _) = backend.parts();
         let mut n = 0;
         let faults = &mut self.faults;
         let report = unit.drain_faults(|f| {
@@ -226,67 +328,89 @@ impl Rig<'_> {
         n
     }
 
-    fn edu_result(&self, what: &str, r: Result<Duration, EduError>) -> Step {
-        r.map(drop).map_err(|e| {
-            Outcome::fail()
-                .with("reason", "edu DMA error")
-                .with("step", what)
-                .with("detail", e)
-        })
+    /// edu `i` reads `DMA_LEN` bytes at `iova` into its buffer.
+    pub fn dev_reads(&mut self, i: usize, iova: u64) -> Step {
+        let Some(d) = self.edus.get_mut(i) else {
+            return Err(Outcome::fail()
+                .with("reason", "no such edu")
+                .with("index", i));
+        };
+        let r = d.edu.dma_to_device(Iova(iova), 0, DMA_LEN, self.clock);
+        edu_result("dma_to_device", r)
     }
 
-    /// edu reads `DMA_LEN` bytes at `iova` into its buffer.
-    fn dev_reads(&mut self, iova: u64) -> Step {
-        let r = self.edu.dma_to_device(Iova(iova), 0, DMA_LEN, self.clock);
-        self.edu_result("dma_to_device", r)
+    /// edu `i` writes `DMA_LEN` bytes of its buffer to `iova`.
+    pub fn dev_writes(&mut self, i: usize, iova: u64) -> Step {
+        let Some(d) = self.edus.get_mut(i) else {
+            return Err(Outcome::fail()
+                .with("reason", "no such edu")
+                .with("index", i));
+        };
+        let r = d.edu.dma_from_device(0, Iova(iova), DMA_LEN, self.clock);
+        edu_result("dma_from_device", r)
     }
 
-    /// edu writes `DMA_LEN` bytes of its buffer to `iova`.
-    fn dev_writes(&mut self, iova: u64) -> Step {
-        let r = self.edu.dma_from_device(0, Iova(iova), DMA_LEN, self.clock);
-        self.edu_result("dma_from_device", r)
+    /// Whether the `DMA_LEN` bytes at `pa` in the DMA pool carry the pattern (the DMA landed).
+    fn landed(&mut self, pa: u64) -> bool {
+        self.pool()
+            .is_ok_and(|p| p.count(PhysAddr(pa), DMA_LEN.into(), PATTERN) == u64::from(DMA_LEN))
     }
 
-    /// Whether the `DMA_LEN` bytes at `pa` carry the pattern (the DMA landed).
-    fn landed(&self, pa: u64) -> bool {
-        self.pool.count(PhysAddr(pa), DMA_LEN.into(), PATTERN) == u64::from(DMA_LEN)
+    /// Whether the `DMA_LEN` bytes at `pa` in host RAM carry `byte`.
+    pub fn landed_ram(&self, pa: PhysAddr, byte: u8) -> bool {
+        self.ram.count(pa, DMA_LEN.into(), byte) == u64::from(DMA_LEN)
     }
 
-    /// Whether exactly one new fault was recorded for edu at the page of `iova` in `dir`.
+    /// Whether exactly one new fault was recorded for edu 0 at the page of `iova` in `dir`.
     fn faulted(&mut self, when: &str, iova: u64, dir: iommu_core::Direction) -> (bool, usize) {
         let before = self.faults.len();
         let n = self.drain(when);
-        let edu = self.edu_bdf;
+        let edu = self.edus.first().map(|d| d.bdf);
         let hit = self.faults[before..]
             .iter()
-            .any(|f| f.source == edu && f.addr == Iova(iova & !0xfff) && f.dir == dir);
+            .any(|f| Some(f.source) == edu && f.addr == Iova(iova & !0xfff) && f.dir == dir);
         (hit, n)
     }
 
     fn alloc(&mut self, size: u64, align: u64) -> Step<u64> {
-        self.pool
+        self.pool()?
             .alloc_zeroed(size as usize, align as usize)
             .map(|p| p.0)
             .map_err(|e| Outcome::fail().with("reason", "dma pool").with("detail", e))
     }
 
+    fn backend(&mut self) -> Step<&mut Backend> {
+        self.backend
+            .as_mut()
+            .ok_or_else(|| vtd_error("unit", "not up (drop vtd=off)"))
+    }
+
     /// Makes a changed table page visible to the unit's walker ([`Unit::table_written`]).
     fn table_written(&mut self, table: PhysAddr) -> Step {
-        let Self { unit, pool, .. } = self;
-        let unit = unit.as_mut().ok_or_else(|| vtd_error("unit", "not up"))?;
+        let (unit, pool) = self.backend()?.parts();
         unit.table_written(pool, table, 4096)
             .map_err(|e| vtd_error("table_written", e))
     }
 
-    fn unit(&mut self) -> &mut VtdUnit {
-        match self.unit.as_mut() {
-            Some(u) => u,
-            None => fatal("vtd", "scenario needs the unit up (drop vtd=off)"),
-        }
+    fn edu0(&self) -> Step<(Bdf, StreamId)> {
+        self.edus
+            .first()
+            .map(|d| (d.bdf, d.sid))
+            .ok_or_else(|| Outcome::fail().with("reason", "no edu"))
     }
 }
 
-fn vtd_error(what: &str, e: impl fmt::Display) -> Outcome {
+fn edu_result(what: &str, r: Result<Duration, EduError>) -> Step {
+    r.map(drop).map_err(|e| {
+        Outcome::fail()
+            .with("reason", "edu DMA error")
+            .with("step", what)
+            .with("detail", e)
+    })
+}
+
+/// A refusal of the backend or the driver, as a `RESULT`.
+pub fn vtd_error(what: &str, e: impl fmt::Display) -> Outcome {
     Outcome::fail()
         .with("reason", "vtd refused")
         .with("step", what)
@@ -296,18 +420,19 @@ fn vtd_error(what: &str, e: impl fmt::Display) -> Outcome {
 fn deny(r: &mut Rig<'_>, vtd_on: bool) -> Step {
     let src = r.alloc(4096, 4096)?;
     let dst = r.alloc(4096, 4096)?;
-    r.pool.fill(PhysAddr(src), 4096, PATTERN);
-    r.pool.sync_for_device(PhysAddr(src), 4096);
-    r.dev_reads(src)?;
-    r.dev_writes(dst)?;
+    let (edu, _) = r.edu0()?;
+    let pool = r.pool()?;
+    pool.fill(PhysAddr(src), 4096, PATTERN);
+    pool.sync_for_device(PhysAddr(src), 4096);
+    r.dev_reads(0, src)?;
+    r.dev_writes(0, dst)?;
     let landed = r.landed(dst);
     if !vtd_on {
         return check(
             "control-dma-lands",
             landed,
             format_args!(
-                "bdf={} src={src:#018x} dst={dst:#018x} landed={}",
-                r.edu_bdf,
+                "bdf={edu} src={src:#018x} dst={dst:#018x} landed={}",
                 u8::from(landed)
             ),
         );
@@ -320,7 +445,7 @@ fn deny(r: &mut Rig<'_>, vtd_on: bool) -> Step {
     check(
         "deny-read-recorded",
         read_fault,
-        format_args!("bdf={} addr={src:#018x} dir=read", r.edu_bdf),
+        format_args!("bdf={edu} addr={src:#018x} dir=read"),
     )?;
     check(
         "deny-write-blocked",
@@ -328,21 +453,122 @@ fn deny(r: &mut Rig<'_>, vtd_on: bool) -> Step {
         format_args!("dst={dst:#018x} landed={}", u8::from(landed)),
     )?;
     // Another write, now that the read's record is drained: recorded with dir=write.
-    r.dev_writes(dst)?;
+    r.dev_writes(0, dst)?;
     let (write_fault, _) = r.faulted("deny-write", dst, iommu_core::Direction::Write);
+    let landed = r.landed(dst);
     check(
         "deny-write-recorded",
-        write_fault && !r.landed(dst),
-        format_args!("bdf={} addr={dst:#018x} dir=write", r.edu_bdf),
+        write_fault && !landed,
+        format_args!("bdf={edu} addr={dst:#018x} dir=write"),
     )
 }
 
-/// A second-level table mapping `count` 2 MiB superpages at IOVA = PA = `base`.
-struct Window {
-    root: PhysAddr,
-    /// The page-directory-level table holding the superpage leaves.
-    leaves: PhysAddr,
-    aw: AddressWidth,
+/// A window of `len` bytes at [`WINDOW_IOVA`] onto `pa`, through the backend, with edu 0
+/// attached: what the manager does for a client's `create_object` + `map` + `attach`.
+fn backend_window(r: &mut Rig<'_>, pa: PhysAddr, len: u64) -> Step<DomainId> {
+    let (edu, sid) = r.edu0()?;
+    let b = r.backend()?;
+    let domain = b
+        .create_domain()
+        .map_err(|e| vtd_error("create_domain", e))?;
+    b.map(domain, Iova(WINDOW_IOVA), pa, len, Access::RW)
+        .map_err(|e| vtd_error("map", e))?;
+    b.attach(sid, domain).map_err(|e| vtd_error("attach", e))?;
+    console::line(format_args!(
+        "WINDOW bdf={edu} domain={} iova={WINDOW_IOVA:#018x} size={len:#x} pa={pa} access=rw via=backend",
+        domain.0
+    ));
+    Ok(domain)
+}
+
+fn window(r: &mut Rig<'_>, wide: bool) -> Step {
+    // 4 MiB of host RAM: the window is the first 2 MiB, the second is the canary behind the
+    // IOVA just past it (a DMA that escaped a 2 MiB window would land there).
+    let ram = r
+        .ram
+        .take(2)
+        .ok_or_else(|| Outcome::fail().with("reason", "no host RAM"))?;
+    r.ram.fill(ram.start, 4096, PATTERN);
+    backend_window(r, ram.start, if wide { 2 * SUPERPAGE } else { SUPERPAGE })?;
+    r.dev_reads(0, WINDOW_IOVA)?;
+    let inside = WINDOW_IOVA + 0x1000;
+    r.dev_writes(0, inside)?;
+    let lands = r.landed_ram(PhysAddr(ram.start.0 + 0x1000), PATTERN);
+    let (f, n) = r.faulted("window-inside", inside, iommu_core::Direction::Write);
+    check(
+        "window-dma-lands",
+        lands && n == 0 && !f,
+        format_args!("iova={inside:#018x} landed={} faults={n}", u8::from(lands)),
+    )?;
+    let past = WINDOW_IOVA + SUPERPAGE;
+    r.dev_writes(0, past)?;
+    let escaped = r.landed_ram(PhysAddr(ram.start.0 + SUPERPAGE), PATTERN);
+    let (recorded, n) = r.faulted("window-past", past, iommu_core::Direction::Write);
+    if wide {
+        return check(
+            "control-past-window-lands",
+            escaped && n == 0,
+            format_args!("iova={past:#018x} landed={} faults={n}", u8::from(escaped)),
+        );
+    }
+    let (edu, _) = r.edu0()?;
+    check(
+        "past-window-refused",
+        !escaped && recorded,
+        format_args!(
+            "bdf={edu} iova={past:#018x} dir=write landed={} recorded={}",
+            u8::from(escaped),
+            u8::from(recorded)
+        ),
+    )
+}
+
+fn remap(r: &mut Rig<'_>, skip_invalidation: bool) -> Step {
+    if skip_invalidation {
+        return remap_by_hand_without_invalidation(r);
+    }
+    let ram = r
+        .ram
+        .take(1)
+        .ok_or_else(|| Outcome::fail().with("reason", "no host RAM"))?;
+    r.ram.fill(ram.start, 4096, PATTERN);
+    let domain = backend_window(r, ram.start, SUPERPAGE)?;
+    r.dev_reads(0, WINDOW_IOVA)?;
+    let first = WINDOW_IOVA + 0x1000;
+    r.dev_writes(0, first)?;
+    let lands = r.landed_ram(PhysAddr(ram.start.0 + 0x1000), PATTERN);
+    check(
+        "remap-mapped-lands",
+        lands,
+        format_args!(
+            "iova={first:#018x} landed={} (the IOTLB now caches it)",
+            u8::from(lands)
+        ),
+    )?;
+    // The backend clears the leaf, flushes it (ECAP.C = 0) and sends page-selective IOTLB
+    // invalidations and a wait (VT-d §6.5.2.3, §6.5.2.8) before it returns.
+    let bytes = r
+        .backend()?
+        .unmap(domain, Iova(WINDOW_IOVA), SUPERPAGE)
+        .map_err(|e| vtd_error("unmap", e))?;
+    console::line(format_args!(
+        "UNMAP domain={} iova={WINDOW_IOVA:#018x} size={SUPERPAGE:#x} bytes={bytes:#x} invalidated=1 via=backend",
+        domain.0
+    ));
+    let second = WINDOW_IOVA + 0x2000;
+    r.dev_writes(0, second)?;
+    let landed = r.landed_ram(PhysAddr(ram.start.0 + 0x2000), PATTERN);
+    let (recorded, _) = r.faulted("remap-after-unmap", second, iommu_core::Direction::Write);
+    let (edu, _) = r.edu0()?;
+    check(
+        "remap-blocked-after-invalidation",
+        !landed && recorded,
+        format_args!(
+            "bdf={edu} iova={second:#018x} dir=write landed={} recorded={}",
+            u8::from(landed),
+            u8::from(recorded)
+        ),
+    )
 }
 
 /// The byte address of the entry for `iova` in the table at `level` (VT-d §9.8: 9 bits per
@@ -353,112 +579,54 @@ fn entry(table: PhysAddr, level: u8, iova: u64) -> PhysAddr {
     PhysAddr(table.0 + ((iova >> shift) & 0x1ff) * 8)
 }
 
-fn build_window(r: &mut Rig<'_>, base: u64, count: u64) -> Step<Window> {
-    let aw = r
+/// The control of `remap`, by hand (the backend always invalidates): a second-level table
+/// mapping one 2 MiB superpage at IOVA = PA in the DMA pool, DID [`HAND_DID`]; a DMA lands and
+/// the IOTLB caches it; the leaf is cleared and flushed but not invalidated; the next DMA
+/// through the same page still lands.
+fn remap_by_hand_without_invalidation(r: &mut Rig<'_>) -> Step {
+    let base = r.alloc(SUPERPAGE, SUPERPAGE)?;
+    r.pool()?.fill(PhysAddr(base), 4096, PATTERN);
+    let aw: AddressWidth = r
+        .backend()?
         .unit()
         .features()
         .address_width()
         .map_err(|e| vtd_error("address width", e))?;
-    if !r.unit().features().superpage_2m {
-        return Err(vtd_error("superpage", "CAP.SLLPS has no 2 MiB pages"));
-    }
     let root_level = 4 - aw.levels();
     let root = PhysAddr(r.alloc(4096, 4096)?);
     let mut table = root;
     for level in root_level..2 {
         let next = PhysAddr(r.alloc(4096, 4096)?);
-        r.pool
+        r.pool()?
             .write_u64(entry(table, level, base), encode_table(next));
-        let t = table;
-        r.table_written(t)?;
+        r.table_written(table)?;
         table = next;
     }
-    for i in 0..count {
-        let iova = base + i * SUPERPAGE;
-        r.pool.write_u64(
-            entry(table, 2, iova),
-            encode_leaf(2, PhysAddr(iova), Access::RW),
-        );
-    }
-    let t = table;
-    r.table_written(t)?;
+    let leaf = entry(table, 2, base);
+    r.pool()?
+        .write_u64(leaf, encode_leaf(2, PhysAddr(base), Access::RW));
+    r.table_written(table)?;
     let ctx = ContextEntry {
-        did: DID,
+        did: HAND_DID,
         aw,
         slptptr: root,
     };
-    let edu = r.edu_bdf;
-    let Rig { unit, pool, .. } = r;
-    let unit = unit.as_mut().ok_or_else(|| vtd_error("unit", "not up"))?;
-    unit.set_context(pool, edu, Some(ctx))
-        .map_err(|e| vtd_error("set_context", e))?;
-    unit.mapped(pool, DID, Iova(base), count * SUPERPAGE)
-        .map_err(|e| vtd_error("mapped", e))?;
-    console::line(format_args!(
-        "WINDOW bdf={edu} did={} aw={} root={root} iova={base:#018x} size={:#x} access=rw",
-        DID.0,
-        aw.bits(),
-        count * SUPERPAGE
-    ));
-    Ok(Window {
-        root,
-        leaves: table,
-        aw,
-    })
-}
-
-fn window(r: &mut Rig<'_>, wide: bool) -> Step {
-    // 4 MiB of our own memory: the window is the first 2 MiB, the second is the canary behind
-    // the IOVA just past it (IOVA = PA, so a DMA that escaped would land there).
-    let base = r.alloc(2 * SUPERPAGE, SUPERPAGE)?;
-    r.pool.fill(PhysAddr(base), 4096, PATTERN);
-    let w = build_window(r, base, if wide { 2 } else { 1 })?;
-    r.dev_reads(base)?;
-    let inside = base + 0x1000;
-    r.dev_writes(inside)?;
-    let lands = r.landed(inside);
-    let (f, n) = r.faulted("window-inside", inside, iommu_core::Direction::Write);
-    check(
-        "window-dma-lands",
-        lands && n == 0 && !f,
-        format_args!("iova={inside:#018x} landed={} faults={n}", u8::from(lands)),
-    )?;
-    let past = base + SUPERPAGE;
-    r.dev_writes(past)?;
-    let escaped = r.landed(past);
-    let (recorded, n) = r.faulted("window-past", past, iommu_core::Direction::Write);
-    console::line(format_args!(
-        "SAY window root={} aw={} leaves={}",
-        w.root,
-        w.aw.bits(),
-        w.leaves
-    ));
-    if wide {
-        return check(
-            "control-past-window-lands",
-            escaped && n == 0,
-            format_args!("iova={past:#018x} landed={} faults={n}", u8::from(escaped)),
-        );
+    let (edu, _) = r.edu0()?;
+    {
+        let (unit, pool) = r.backend()?.parts();
+        unit.set_context(pool, edu, Some(ctx))
+            .map_err(|e| vtd_error("set_context", e))?;
+        unit.mapped(pool, HAND_DID, Iova(base), SUPERPAGE)
+            .map_err(|e| vtd_error("mapped", e))?;
     }
-    check(
-        "past-window-refused",
-        !escaped && recorded,
-        format_args!(
-            "bdf={} iova={past:#018x} dir=write landed={} recorded={}",
-            r.edu_bdf,
-            u8::from(escaped),
-            u8::from(recorded)
-        ),
-    )
-}
-
-fn remap(r: &mut Rig<'_>, skip_invalidation: bool) -> Step {
-    let base = r.alloc(SUPERPAGE, SUPERPAGE)?;
-    r.pool.fill(PhysAddr(base), 4096, PATTERN);
-    let w = build_window(r, base, 1)?;
-    r.dev_reads(base)?;
+    console::line(format_args!(
+        "WINDOW bdf={edu} did={} aw={} root={root} iova={base:#018x} size={SUPERPAGE:#x} access=rw via=hand",
+        HAND_DID.0,
+        aw.bits()
+    ));
+    r.dev_reads(0, base)?;
     let first = base + 0x1000;
-    r.dev_writes(first)?;
+    r.dev_writes(0, first)?;
     let lands = r.landed(first);
     check(
         "remap-mapped-lands",
@@ -468,44 +636,18 @@ fn remap(r: &mut Rig<'_>, skip_invalidation: bool) -> Step {
             u8::from(lands)
         ),
     )?;
-    // Unmap: clear the superpage leaf, make it visible to the walker (ECAP.C = 0: CLFLUSH).
-    let leaf = entry(w.leaves, 2, base);
-    r.pool.write_u64(leaf, 0);
-    let leaves = w.leaves;
-    r.table_written(leaves)?;
-    if skip_invalidation {
-        console::line(format_args!(
-            "SAY control no-invalidate: leaf cleared, IOTLB not invalidated"
-        ));
-    } else {
-        let Rig { unit, pool, .. } = r;
-        let unit = unit.as_mut().ok_or_else(|| vtd_error("unit", "not up"))?;
-        unit.invalidate_range(pool, DID, Iova(base), SUPERPAGE, true)
-            .map_err(|e| vtd_error("invalidate_range", e))?;
-        console::line(format_args!(
-            "UNMAP did={} iova={base:#018x} size={SUPERPAGE:#x} invalidated=1",
-            DID.0
-        ));
-    }
+    r.pool()?.write_u64(leaf, 0);
+    r.table_written(table)?;
+    console::line(format_args!(
+        "SAY control no-invalidate: leaf cleared, IOTLB not invalidated"
+    ));
     let second = base + 0x2000;
-    r.dev_writes(second)?;
+    r.dev_writes(0, second)?;
     let landed = r.landed(second);
-    let (recorded, n) = r.faulted("remap-after-unmap", second, iommu_core::Direction::Write);
-    if skip_invalidation {
-        return check(
-            "control-stale-translation-lands",
-            landed && n == 0,
-            format_args!("iova={second:#018x} landed={} faults={n}", u8::from(landed)),
-        );
-    }
+    let (_, n) = r.faulted("remap-after-unmap", second, iommu_core::Direction::Write);
     check(
-        "remap-blocked-after-invalidation",
-        !landed && recorded,
-        format_args!(
-            "bdf={} iova={second:#018x} dir=write landed={} recorded={}",
-            r.edu_bdf,
-            u8::from(landed),
-            u8::from(recorded)
-        ),
+        "control-stale-translation-lands",
+        landed && n == 0,
+        format_args!("iova={second:#018x} landed={} faults={n}", u8::from(landed)),
     )
 }
