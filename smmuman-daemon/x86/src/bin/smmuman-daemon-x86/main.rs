@@ -66,8 +66,47 @@ const PCI_WINDOW: PciWindow = PciWindow {
     size: 0x1000_0000,
 };
 
-/// Exits QEMU with daemon exit code `code`.
+/// Bytes at the bottom of the stack filled with [`CANARY`] at entry and checked at exit.
+const CANARY_BYTES: usize = 4096;
+/// The pattern a stack overflow overwrites.
+const CANARY: u64 = 0x5a5a_c0de_57ac_4b1d;
+
+unsafe extern "C" {
+    /// The lowest address of the boot stack (`boards/qemu-q35/image.ld`).
+    static __stack_bottom: u8;
+}
+
+/// The canary words at the bottom of the stack.
+fn canary_words() -> *mut u64 {
+    // Only the symbol's address is taken: the linker script places 2 MiB of stack above it,
+    // of which the lowest `CANARY_BYTES` hold the canary.
+    (&raw const __stack_bottom).cast_mut().cast::<u64>()
+}
+
+/// Fills the canary region (at entry, while the stack is still shallow).
+fn arm_stack_canary() {
+    for i in 0..CANARY_BYTES / 8 {
+        // SAFETY: the lowest 4 KiB of the 2 MiB boot stack, far below the frames in use at
+        // entry; nothing else lives there.
+        unsafe { canary_words().add(i).write_volatile(CANARY) };
+    }
+}
+
+/// Whether every canary word is intact (false: the stack overflowed into it).
+fn stack_intact() -> bool {
+    // SAFETY: as in `arm_stack_canary`; reads only.
+    (0..CANARY_BYTES / 8).all(|i| unsafe { canary_words().add(i).read_volatile() } == CANARY)
+}
+
+/// Exits QEMU with daemon exit code `code`, after checking that the stack did not overflow
+/// (an overflow fails the run whatever it printed before).
 pub fn exit(code: u32) -> ! {
+    let code = if stack_intact() {
+        code
+    } else {
+        console::emergency(format_args!("FATAL reason=stack-overflow stack=boot"));
+        exit_code::EXCEPTION
+    };
     if code == exit_code::PASS {
         EXIT.exit_success()
     }
@@ -123,6 +162,7 @@ pub struct Machine {
 /// Called by the trampoline with EBX's value.
 #[no_mangle]
 extern "C" fn rust_entry(start_info: u32) -> ! {
+    arm_stack_canary();
     idt::init();
     let start = match pvh::parse(&IdentityMap, start_info.into()) {
         Ok(s) => s,
