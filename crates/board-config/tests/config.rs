@@ -712,7 +712,7 @@ fn more_units_than_smmuman_keeps() {
         18,
         1,
         ConfigErrorKind::TooMany(CapacityExceeded {
-            what: "[smmu] sections",
+            what: "[smmu] and [vtd] sections",
             max: 8,
         }),
     );
