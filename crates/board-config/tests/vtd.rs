@@ -14,6 +14,7 @@ use board_config::{
 };
 use common::config_text;
 use iommu_core::{Bdf, PhysAddr, StreamId};
+use proptest::prelude::*;
 
 fn bdf(bus: u8, dev: u8, func: u8) -> Bdf {
     Bdf::new(bus, dev, func).unwrap()
@@ -877,4 +878,143 @@ fn a_function_must_be_of_the_segment_firmware_gives_the_unit() {
         bdf: bdf(0, 4, 0),
     };
     assert_eq!(t.sid_for(f), Ok(Some((UnitId(0), StreamId(0x20)))));
+}
+
+// ---- random DMAR views --------------------------------------------------------------------
+
+fn any_bdf() -> impl Strategy<Value = Bdf> {
+    (0u8..4, 0u8..32, 0u8..8).prop_map(|(b, d, f)| bdf(b, d, f))
+}
+
+/// Values near the edges: aligned and not, zero, the top of the address space.
+fn any_addr() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        (0u64..8).prop_map(|i| 0xfed9_0000 + i * 0x800),
+        Just(0),
+        Just(u64::MAX),
+        Just(u64::MAX & !0xfff),
+        any::<u64>(),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct Unit {
+    base: u64,
+    size: u64,
+    segment: u16,
+    all: bool,
+    endpoints: Vec<Bdf>,
+    bridges: Vec<FirmwareBridge>,
+}
+
+#[derive(Debug, Clone)]
+struct Region {
+    base: u64,
+    limit: u64,
+    segment: u16,
+    devices: Vec<Bdf>,
+}
+
+fn any_unit() -> impl Strategy<Value = Unit> {
+    (
+        any_addr(),
+        prop_oneof![
+            Just(0x1000u64),
+            Just(0),
+            Just(0x1800),
+            Just(0x2000),
+            any::<u64>()
+        ],
+        0u16..2,
+        any::<bool>(),
+        proptest::collection::vec(any_bdf(), 0..6),
+        proptest::collection::vec(
+            (any_bdf(), any::<u8>(), any::<u8>()).prop_map(|(bridge, secondary, subordinate)| {
+                FirmwareBridge {
+                    bridge,
+                    secondary,
+                    subordinate,
+                }
+            }),
+            0..3,
+        ),
+    )
+        .prop_map(|(base, size, segment, all, endpoints, bridges)| Unit {
+            base,
+            size,
+            segment,
+            all,
+            endpoints,
+            bridges,
+        })
+}
+
+fn any_region() -> impl Strategy<Value = Region> {
+    (
+        any_addr(),
+        prop_oneof![Just(0xfffu64), Just(0xf_ffff), Just(0), any::<u64>()],
+        0u16..2,
+        proptest::collection::vec(any_bdf(), 0..10),
+    )
+        .prop_map(|(base, extra, segment, devices)| Region {
+            base,
+            limit: base.wrapping_add(extra),
+            segment,
+            devices,
+        })
+}
+
+const CONFIGS: &[&str] = &[
+    "",
+    "[vtd d]\nbase 0xfed9_0000\ninclude-pci-all yes\n[device pci 00:02.0]\nunit d\n",
+    "mode merge\n[vtd d]\nbase 0xfed9_0000\nreserved 0x7f00_0000 1M pci 00:02.0\n[device pci 00:03.0]\nunit d\nwindow iova 0x0 pa 0x5000_0000 len 4K access rw\n",
+    "[vtd d]\nbase 0xfed9_1000\nsegment 1\n[device pci 0001:00:02.0]\nunit d\n[vm v]\nram 0x7000_0000 256M\n",
+    "mode merge\n[smmu s]\nbase 0xfed9_0000\n",
+];
+
+proptest! {
+    /// Whatever DRHDs and RMRRs the daemon hands over (bad frames, duplicate and overlapping
+    /// units, a device in two units, inverted bridges, regions of any shape, more than fits),
+    /// the conversion and combining with a config return a result, never a panic; a
+    /// conversion that succeeds binds each listed function by its requester ID.
+    #[test]
+    fn any_dmar_view_gives_a_topology_or_an_error(
+        units in proptest::collection::vec(any_unit(), 0..10),
+        regions in proptest::collection::vec(any_region(), 0..10),
+        config in proptest::sample::select(CONFIGS),
+    ) {
+        let fu: Vec<FirmwareUnit<'_>> = units
+            .iter()
+            .map(|u| FirmwareUnit {
+                base: PhysAddr(u.base),
+                size: u.size,
+                segment: u.segment,
+                include_pci_all: u.all,
+                endpoints: &u.endpoints,
+                bridges: &u.bridges,
+            })
+            .collect();
+        let fr: Vec<FirmwareRegion<'_>> = regions
+            .iter()
+            .map(|r| FirmwareRegion {
+                base: PhysAddr(r.base),
+                limit: PhysAddr(r.limit),
+                segment: r.segment,
+                devices: &r.devices,
+            })
+            .collect();
+        match from_dmar(&FirmwareVtd { units: &fu, reserved: &fr }) {
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+            Ok(t) => {
+                for (i, u) in units.iter().enumerate() {
+                    for b in &u.endpoints {
+                        let d = Device::Pci { segment: u.segment, bdf: *b };
+                        prop_assert_eq!(t.sid_for(d), Ok(Some((UnitId(i as u8), requester_id(*b)))));
+                    }
+                }
+                let user = config::parse("fuzz", config).unwrap();
+                let _ = combine(&t, Some(&user));
+            }
+        }
+    }
 }
