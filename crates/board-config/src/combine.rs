@@ -28,6 +28,34 @@ use crate::vtd::{add_devices, is_include_all, whole_segment};
 use core::fmt;
 use iommu_core::{PhysAddr, StreamId};
 
+/// Which firmware made a statement, for conflict messages.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FirmwareSource {
+    /// The flattened device tree.
+    DeviceTree,
+    /// The ACPI DMAR table.
+    Dmar,
+}
+
+impl FirmwareSource {
+    /// The firmware behind `origin` (the device tree for anything but [`Origin::Dmar`]).
+    pub const fn of(origin: Origin) -> Self {
+        match origin {
+            Origin::Dmar => Self::Dmar,
+            Origin::DeviceTree | Origin::Config { .. } => Self::DeviceTree,
+        }
+    }
+}
+
+impl fmt::Display for FirmwareSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::DeviceTree => "the device tree",
+            Self::Dmar => "the DMAR",
+        })
+    }
+}
+
 /// A unit property's value, for conflict messages.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum UnitValue {
@@ -69,8 +97,8 @@ pub enum CombineError {
         config: UnitValue,
         /// The config line of the unit's section.
         line: u32,
-        /// Which firmware stated it (the device tree or the DMAR).
-        source: Origin,
+        /// Which firmware stated it.
+        source: FirmwareSource,
     },
     /// The config describes a unit at a firmware unit's base as another kind of IOMMU.
     KindConflict {
@@ -83,7 +111,7 @@ pub enum CombineError {
         /// The config line of the unit's section.
         line: u32,
         /// Which firmware described it.
-        source: Origin,
+        source: FirmwareSource,
     },
     /// The config states another PCI segment for a VT-d unit than firmware (in either mode:
     /// every device firmware lists for the unit is of firmware's segment).
@@ -97,7 +125,7 @@ pub enum CombineError {
         /// The config line of the unit's section.
         line: u32,
         /// Which firmware described it.
-        source: Origin,
+        source: FirmwareSource,
     },
     /// Two VT-d units of one segment both include every PCI function (VT-d §8.3: one per
     /// segment).
@@ -167,8 +195,8 @@ pub enum CombineError {
         config: (UnitName, StreamId),
         /// The config line.
         line: u32,
-        /// Which firmware stated it (the device tree or the DMAR).
-        source: Origin,
+        /// Which firmware stated it.
+        source: FirmwareSource,
     },
     /// A unit of the config overlaps another unit's register frame.
     UnitsOverlap {
@@ -477,7 +505,9 @@ pub fn combine(firmware: &Topology, user: Option<&Topology>) -> Result<Topology,
             match (agrees, differs) {
                 (true, _) => continue, // Firmware already says so.
                 (false, Some((unit, sid))) => {
-                    let source = firmware.unit(unit).map_or(Origin::DeviceTree, |u| u.origin);
+                    let source = FirmwareSource::of(
+                        firmware.unit(unit).map_or(Origin::DeviceTree, |u| u.origin),
+                    );
                     return Err(CombineError::StreamConflict {
                         device,
                         firmware: (name(&out, unit), sid),
@@ -597,7 +627,7 @@ fn frame_overlaps(u: &IommuUnit, g: &RamGrant) -> bool {
 
 /// The config's statements about one unit applied to firmware's.
 fn apply(fw: &mut IommuUnit, user: &IommuUnit, merge: bool, line: u32) -> Result<(), CombineError> {
-    let source = fw.origin;
+    let source = FirmwareSource::of(fw.origin);
     let conflict = |property, firmware, config| CombineError::UnitConflict {
         unit: user.name.clone(),
         property,

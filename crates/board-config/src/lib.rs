@@ -57,7 +57,7 @@ pub mod unit;
 pub mod vm;
 pub mod vtd;
 
-pub use combine::{combine, CombineError};
+pub use combine::{combine, CombineError, FirmwareSource};
 pub use device::{Device, PciRange, StreamSource};
 pub use irq::{Irq, IrqName, SmmuIrqs, Trigger};
 pub use load::{load, ConfigFile, LoadError};

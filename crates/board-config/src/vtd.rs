@@ -3,7 +3,7 @@
 //! the same [`Topology`] the device tree gives, so that [`crate::combine()`] applies a
 //! config to it by the same rules.
 //!
-//! * Each DRHD (VT-d §8.3) becomes a [`IommuKind::Vtd`] unit named `drhd@BASE`, with
+//! * Each DRHD (VT-d §8.3) becomes a [`crate::IommuKind::Vtd`] unit named `drhd@BASE`, with
 //!   `size`, `segment` and `include-pci-all` stated.
 //! * Each PCI endpoint scope (§8.3.1, type 1) becomes a binding of that function, whose
 //!   StreamID is its requester ID ([`requester_id`]): VT-d tells functions apart by source-id.

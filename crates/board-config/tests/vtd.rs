@@ -200,7 +200,7 @@ fn rmrrs_become_reserved_regions_and_one_range_listed_twice_is_one_region() {
         reserved: &[region(&usb), region(&gpu)],
     })
     .unwrap();
-    let r = &t.reserved_regions()[..];
+    let r = t.reserved_regions();
     assert_eq!(r.len(), 1);
     assert_eq!((r[0].start, r[0].len), (PhysAddr(0x7f00_0000), 0x10_0000));
     assert_eq!(r[0].devices.as_slice(), &[bdf(0, 0x1d, 0), bdf(0, 2, 0)]);
@@ -279,7 +279,7 @@ fn dmar_contradictions_name_the_structure() {
         (0xfed9_0800, 0x1000),
         (0xfed9_0000, 0),
         (0xfed9_0000, 0x1800),
-        (u64::MAX & !0xfff, 0x2000),
+        (!0xfffu64, 0x2000),
     ] {
         let (_, kind, _) = dmar_error(
             &[FirmwareUnit {
@@ -892,7 +892,7 @@ fn any_addr() -> impl Strategy<Value = u64> {
         (0u64..8).prop_map(|i| 0xfed9_0000 + i * 0x800),
         Just(0),
         Just(u64::MAX),
-        Just(u64::MAX & !0xfff),
+        Just(!0xfffu64),
         any::<u64>(),
     ]
 }
