@@ -1018,3 +1018,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_q35_board_file_names_the_dmar_unit_and_binds_edu() {
+    let path = common::board_file("qemu-q35", "smmuman.conf");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let t = combine(&q35(), Some(&user(&text))).unwrap();
+    assert_eq!(t.unit_count(), 1);
+    assert_eq!(t.unit(UnitId(0)).unwrap().name.as_str(), "dmar0");
+    assert_eq!(
+        t.sid_for(pci(0, 2, 0)),
+        Ok(Some((UnitId(0), StreamId(0x10))))
+    );
+    assert_eq!(
+        t.sid_for(pci(0, 0x1f, 2)),
+        Ok(Some((UnitId(0), StreamId(0xfa))))
+    );
+}
