@@ -3,6 +3,8 @@
 //!
 //! * [`dt::from_fdt`] reads firmware's view from the flattened device tree: `arm,smmu-v3`
 //!   nodes, PCI hosts' `iommu-map`/`iommu-map-mask`, platform devices' `iommus`.
+//! * [`vtd::from_dmar`] converts firmware's VT-d view (the daemon fills a
+//!   [`vtd::FirmwareVtd`] from the ACPI DMAR table) into the same kind of topology.
 //! * [`config::parse`] reads the user's `smmuman.conf` (format: `docs/config.md`).
 //! * [`combine()`] applies the user's statements to firmware's, in `override` (default) or
 //!   `merge` mode.
@@ -53,18 +55,21 @@ pub mod number;
 pub mod topology;
 pub mod unit;
 pub mod vm;
+pub mod vtd;
 
-pub use combine::{combine, CombineError};
+pub use combine::{combine, CombineError, FirmwareSource};
 pub use device::{Device, PciRange, StreamSource};
 pub use irq::{Irq, IrqName, SmmuIrqs, Trigger};
 pub use load::{load, ConfigFile, LoadError};
 pub use topology::{
-    CapacityExceeded, LookupError, Mode, Origin, ReservedSids, SidGroup, SidRangeError,
-    StaticWindow, StreamBinding, Topology, DEFAULT_FAULT_LOG, DEFAULT_MAPPINGS,
-    DEFAULT_MAPPINGS_PER_VM, MAX_BINDINGS, MAX_FAULT_LOG, MAX_MAPPINGS, MAX_RESERVED, MAX_UNITS,
-    MAX_WINDOWS,
+    CapacityExceeded, LookupError, Mode, Origin, ReservedRegion, ReservedSids, SidGroup,
+    SidRangeError, StaticWindow, StreamBinding, Topology, DEFAULT_FAULT_LOG, DEFAULT_MAPPINGS,
+    DEFAULT_MAPPINGS_PER_VM, MAX_BINDINGS, MAX_FAULT_LOG, MAX_MAPPINGS, MAX_REGIONS,
+    MAX_REGION_DEVICES, MAX_RESERVED, MAX_UNITS, MAX_WINDOWS,
 };
-pub use unit::{IommuKind, IommuUnit, Stated, Unclaimed, UnitId, UnitName, SMMUV3_FRAME_SIZE};
+pub use unit::{
+    IommuKind, IommuUnit, Stated, Unclaimed, UnitId, UnitName, SMMUV3_FRAME_SIZE, VTD_FRAME_SIZE,
+};
 pub use vm::{
     PeerBar, RamGrant, VmAssignment, VmName, MAX_PEERS_PER_VM, MAX_RAM_PER_VM, MAX_VMS, VM_NAME_LEN,
 };

@@ -5,7 +5,7 @@ use crate::device::{Device, StreamSource};
 use crate::unit::{IommuUnit, UnitId};
 use crate::vm::{VmAssignment, MAX_VMS};
 use core::fmt;
-use iommu_core::{Access, Iova, PhysAddr, StreamId};
+use iommu_core::{Access, Bdf, Iova, PhysAddr, StreamId};
 
 /// Most units a topology holds.
 pub const MAX_UNITS: usize = 8;
@@ -15,6 +15,10 @@ pub const MAX_BINDINGS: usize = 64;
 pub const MAX_RESERVED: usize = 16;
 /// Most static windows a topology holds.
 pub const MAX_WINDOWS: usize = 16;
+/// Most reserved memory regions (DMAR RMRRs, config `reserved` lines) a topology holds.
+pub const MAX_REGIONS: usize = 8;
+/// Most devices one reserved memory region names.
+pub const MAX_REGION_DEVICES: usize = 8;
 /// Fault-log size (records per ledger) when the config does not set one: what the manager's
 /// storage holds (`smmuman_server::config::FAULT_LOG_DEPTH`).
 pub const DEFAULT_FAULT_LOG: u32 = 32;
@@ -33,6 +37,8 @@ pub const MAX_MAPPINGS: u32 = 0x100_0000;
 pub enum Origin {
     /// Firmware: the flattened device tree.
     DeviceTree,
+    /// Firmware: the ACPI DMAR table (VT-d chapter 8), converted by [`crate::vtd`].
+    Dmar,
     /// The user configuration, at this line (1-based).
     Config {
         /// Line of the statement.
@@ -40,10 +46,26 @@ pub enum Origin {
     },
 }
 
+impl Origin {
+    /// Whether firmware (device tree or DMAR) made the statement.
+    pub const fn is_firmware(self) -> bool {
+        matches!(self, Self::DeviceTree | Self::Dmar)
+    }
+
+    /// The config line of the statement, or 0 for firmware's.
+    pub const fn line(self) -> u32 {
+        match self {
+            Self::Config { line } => line,
+            Self::DeviceTree | Self::Dmar => 0,
+        }
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::DeviceTree => f.write_str("the device tree"),
+            Self::Dmar => f.write_str("the DMAR"),
             Self::Config { line } => write!(f, "config line {line}"),
         }
     }
@@ -115,6 +137,42 @@ pub struct StaticWindow {
     pub access: Access,
     /// Where it was stated.
     pub origin: Origin,
+}
+
+/// Host-physical memory that some PCI functions must keep reaching by DMA (a DMAR RMRR,
+/// VT-d §8.4, or a config `reserved` line): the daemon maps it identity (IOVA = PA) for each
+/// of them, and no client may map it (a VM's `ram` must not overlap it).
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct ReservedRegion {
+    /// First byte (4 KiB aligned).
+    pub start: PhysAddr,
+    /// Length in bytes (a non-zero multiple of 4 KiB; `start + len - 1` does not wrap).
+    pub len: u64,
+    /// PCI segment of the devices.
+    pub segment: u16,
+    /// The functions that use it (at least one, each once).
+    pub devices: heapless::Vec<Bdf, MAX_REGION_DEVICES>,
+    /// Where it was stated.
+    pub origin: Origin,
+}
+
+impl ReservedRegion {
+    /// The last byte, `start + len - 1`.
+    pub fn last(&self) -> u64 {
+        self.start.0.saturating_add(self.len.saturating_sub(1))
+    }
+
+    /// Whether `start .. start + len` shares a byte with the region (`len` 0: never).
+    pub fn overlaps(&self, start: PhysAddr, len: u64) -> bool {
+        len != 0
+            && u128::from(self.start.0) < u128::from(start.0) + u128::from(len)
+            && u128::from(start.0) < u128::from(self.start.0) + u128::from(self.len)
+    }
+
+    /// Whether `device` is one of the functions that use the region.
+    pub fn serves(&self, device: Device) -> bool {
+        matches!(device, Device::Pci { segment, bdf } if segment == self.segment && self.devices.contains(&bdf))
+    }
 }
 
 /// A bounded list was full.
@@ -218,6 +276,7 @@ pub struct Topology {
     streams: heapless::Vec<StreamBinding, MAX_BINDINGS>,
     reserved: heapless::Vec<ReservedSids, MAX_RESERVED>,
     windows: heapless::Vec<StaticWindow, MAX_WINDOWS>,
+    regions: heapless::Vec<ReservedRegion, MAX_REGIONS>,
     vms: heapless::Vec<VmAssignment, MAX_VMS>,
     fault_log: Option<u32>,
     mappings: Option<u32>,
@@ -263,6 +322,17 @@ impl Topology {
             what: "static windows",
             max: MAX_WINDOWS,
         })
+    }
+
+    pub(crate) fn push_region(&mut self, r: ReservedRegion) -> Result<(), CapacityExceeded> {
+        self.regions.push(r).map_err(|_| CapacityExceeded {
+            what: "reserved memory regions",
+            max: MAX_REGIONS,
+        })
+    }
+
+    pub(crate) fn regions_mut(&mut self) -> &mut [ReservedRegion] {
+        &mut self.regions
     }
 
     pub(crate) fn push_vm(&mut self, vm: VmAssignment) -> Result<(), CapacityExceeded> {
@@ -353,6 +423,22 @@ impl Topology {
     /// The static windows of `device`.
     pub fn windows_of(&self, device: Device) -> impl Iterator<Item = &StaticWindow> + '_ {
         self.windows.iter().filter(move |w| w.device == device)
+    }
+
+    /// Every reserved memory region (DMAR RMRRs and config `reserved` lines): memory the named
+    /// functions keep reaching, identity-mapped, that no client may map.
+    pub fn reserved_regions(&self) -> &[ReservedRegion] {
+        &self.regions
+    }
+
+    /// The reserved memory regions `device` must keep reaching.
+    pub fn regions_of(&self, device: Device) -> impl Iterator<Item = &ReservedRegion> + '_ {
+        self.regions.iter().filter(move |r| r.serves(device))
+    }
+
+    /// The first reserved memory region that shares a byte with `start .. start + len`.
+    pub fn region_overlapping(&self, start: PhysAddr, len: u64) -> Option<&ReservedRegion> {
+        self.regions.iter().find(|r| r.overlaps(start, len))
     }
 
     /// The VMs the host assigns memory to (`[vm NAME]` sections; config only), in file order.
@@ -547,6 +633,17 @@ impl fmt::Display for Topology {
                 "window: {} iova {} -> pa {} len {:#x} {:?} [{}]",
                 w.device, w.iova, w.pa, w.len, w.access, w.origin
             )?;
+        }
+        for r in &self.regions {
+            write!(
+                f,
+                "reserved memory: {} len {:#x} pci {:04x}:",
+                r.start, r.len, r.segment
+            )?;
+            for (i, bdf) in r.devices.iter().enumerate() {
+                write!(f, "{}{bdf}", if i == 0 { "" } else { "," })?;
+            }
+            writeln!(f, " [{}]", r.origin)?;
         }
         for v in &self.vms {
             writeln!(f, "{v} [config line {}]", v.line)?;

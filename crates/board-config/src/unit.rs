@@ -16,6 +16,10 @@ pub type UnitName = heapless::String<UNIT_NAME_LEN>;
 /// (IHI 0070 §6.1).
 pub const SMMUV3_FRAME_SIZE: u64 = 0x2_0000;
 
+/// Size of a VT-d remapping unit's register set when nothing says otherwise: one 4 KiB page
+/// (VT-d §8.3 DRHD "Size": 2^N pages, N = 0 in tables older than the field).
+pub const VTD_FRAME_SIZE: u64 = 0x1000;
+
 /// Index of a unit in its [`crate::Topology`].
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct UnitId(pub u8);
@@ -38,6 +42,19 @@ impl fmt::Display for UnitId {
 pub enum IommuKind {
     /// Arm SMMUv3 (IHI 0070), device-tree `compatible = "arm,smmu-v3"`.
     SmmuV3,
+    /// Intel VT-d DMA-remapping unit (VT-d §8.3, an ACPI DMAR DRHD; config `[vtd NAME]`). It
+    /// tells PCI functions apart by their requester ID (source-id) and cannot tell platform
+    /// (MMIO) devices apart; its bindings' StreamID is the function's requester ID.
+    Vtd,
+}
+
+impl fmt::Display for IommuKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::SmmuV3 => "SMMUv3",
+            Self::Vtd => "VT-d",
+        })
+    }
 }
 
 /// What a unit does with DMA from a stream no client has claimed.
@@ -83,6 +100,10 @@ bitflags::bitflags! {
         const GERROR = 1 << 6;
         /// The `combined` line.
         const COMBINED = 1 << 7;
+        /// `segment` of a VT-d unit (a DMAR always states it).
+        const SEGMENT = 1 << 8;
+        /// `include-pci-all` of a VT-d unit (a DMAR always states it: DRHD flag bit 0).
+        const INCLUDE_PCI_ALL = 1 << 9;
     }
 }
 
@@ -116,6 +137,12 @@ pub struct IommuUnit {
     pub coherent: bool,
     /// What unclaimed streams get.
     pub unclaimed: Unclaimed,
+    /// VT-d: the PCI segment whose functions it translates (0 for an SMMU: its PCI hosts carry
+    /// their own segments).
+    pub segment: u16,
+    /// VT-d: it translates every function of its segment that no other unit lists (DRHD
+    /// INCLUDE_PCI_ALL, VT-d §8.3). Always `false` for an SMMU.
+    pub include_pci_all: bool,
     /// Which of the above its source stated.
     pub stated: Stated,
     /// Where it was described.
@@ -134,8 +161,21 @@ impl IommuUnit {
             irqs: SmmuIrqs::default(),
             coherent: false,
             unclaimed: Unclaimed::DenyAndRecord,
+            segment: 0,
+            include_pci_all: false,
             stated: Stated::empty(),
             origin,
+        }
+    }
+
+    /// A VT-d unit at `base` with nothing stated: one 4 KiB register page, segment 0, not
+    /// INCLUDE_PCI_ALL, unclaimed requesters denied and recorded. Interrupts and coherence do
+    /// not apply (its fault event is an MSI the driver programs, its coherence is ECAP.C).
+    pub fn vtd(name: UnitName, base: PhysAddr, origin: Origin) -> Self {
+        Self {
+            kind: IommuKind::Vtd,
+            size: VTD_FRAME_SIZE,
+            ..Self::smmu_v3(name, base, origin)
         }
     }
 
@@ -154,6 +194,22 @@ impl IommuUnit {
 
 impl fmt::Display for IommuUnit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kind == IommuKind::Vtd {
+            return write!(
+                f,
+                "{} (VT-d at {} size {:#x}, segment {:04x}{}, unclaimed {})",
+                self.name,
+                self.base,
+                self.size,
+                self.segment,
+                if self.include_pci_all {
+                    ", include-pci-all"
+                } else {
+                    ""
+                },
+                self.unclaimed
+            );
+        }
         write!(
             f,
             "{} (SMMUv3 at {} size {:#x}, irqs {}, {}, unclaimed {})",

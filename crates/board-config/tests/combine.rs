@@ -219,6 +219,7 @@ fn merge_refuses_a_different_unit_property() {
             firmware: UnitValue::Irq(edge(106)),
             config: UnitValue::Irq(edge(110)),
             line: 2,
+            source: board_config::FirmwareSource::DeviceTree,
         }
     );
 }

@@ -712,7 +712,7 @@ fn more_units_than_smmuman_keeps() {
         18,
         1,
         ConfigErrorKind::TooMany(CapacityExceeded {
-            what: "[smmu] sections",
+            what: "[smmu] and [vtd] sections",
             max: 8,
         }),
     );
@@ -735,6 +735,17 @@ fn initrd_padding_is_ignored() {
 /// Words the generator below strings together.
 const WORDS: &[&str] = &[
     "[smmu",
+    "[vtd",
+    "dmar0",
+    "segment",
+    "include-pci-all",
+    "reserve-rid",
+    "reserved",
+    "0xfed9_0000",
+    "00:1f.0-00:1f.7",
+    "00:02.0",
+    "0001:00:02.0",
+    "1M",
     "[device",
     "[vm",
     "vm1",
@@ -819,8 +830,32 @@ proptest! {
         let bytes: Vec<u8> = chunks.join(&b' ');
         if let Ok(user) = config::parse_bytes("fuzz", &bytes) {
             let _ = board_config::combine(&firmware(), Some(&user));
+            let _ = board_config::combine(&q35_dmar(), Some(&user));
         }
     }
+}
+
+/// QEMU q35's DMAR as the daemon converts it: one VT-d unit listing edu, plus an RMRR.
+fn q35_dmar() -> board_config::Topology {
+    use board_config::vtd::{from_dmar, FirmwareRegion, FirmwareUnit, FirmwareVtd};
+    let endpoints = [Bdf::new(0, 2, 0).unwrap(), Bdf::new(0, 0x1f, 0).unwrap()];
+    from_dmar(&FirmwareVtd {
+        units: &[FirmwareUnit {
+            base: PhysAddr(0xfed9_0000),
+            size: 0x1000,
+            segment: 0,
+            include_pci_all: false,
+            endpoints: &endpoints,
+            bridges: &[],
+        }],
+        reserved: &[FirmwareRegion {
+            base: PhysAddr(0x7f00_0000),
+            limit: PhysAddr(0x7f0f_ffff),
+            segment: 0,
+            devices: &endpoints[..1],
+        }],
+    })
+    .unwrap()
 }
 
 /// The QEMU virt device tree's topology, parsed once.

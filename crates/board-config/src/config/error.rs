@@ -3,7 +3,7 @@
 use crate::device::Device;
 use crate::topology::CapacityExceeded;
 use core::fmt;
-use iommu_core::{PhysAddr, StreamId};
+use iommu_core::{Bdf, PhysAddr, StreamId};
 
 /// What the parser found where it expected something else.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -258,6 +258,40 @@ pub enum ConfigErrorKind<'a> {
         /// Line of the first `peer`.
         first_line: u32,
     },
+    /// `sid`, `shared` or `raw-sid` for a device behind a VT-d unit, which identifies a PCI
+    /// function by its requester ID.
+    SidForVtd {
+        /// The key.
+        key: &'static str,
+        /// The `[vtd]` unit.
+        unit: &'a str,
+    },
+    /// A `[device mmio ...]` bound to a VT-d unit.
+    MmioOnVtd {
+        /// The `[vtd]` unit.
+        unit: &'a str,
+    },
+    /// A PCI function bound to a VT-d unit of another segment.
+    WrongSegment {
+        /// The function.
+        device: Device,
+        /// The `[vtd]` unit.
+        unit: &'a str,
+        /// The unit's segment.
+        segment: u16,
+    },
+    /// Two `[vtd]` sections of one segment both say `include-pci-all yes`.
+    TwoIncludeAll {
+        /// The other unit.
+        other: &'a str,
+        /// Line of its `include-pci-all`.
+        other_line: u32,
+    },
+    /// A function listed twice on one `reserved` line.
+    RegionDeviceTwice {
+        /// The function.
+        bdf: Bdf,
+    },
     /// A list is full.
     TooMany(CapacityExceeded),
 }
@@ -277,7 +311,7 @@ impl fmt::Display for ConfigErrorKind<'_> {
             }
             Self::UnknownSection { found } => write!(
                 f,
-                "unknown section kind \"{found}\" (expected [smmu NAME], [device pci|mmio ADDRESS] or [vm NAME])"
+                "unknown section kind \"{found}\" (expected [smmu NAME], [vtd NAME], [device pci|mmio ADDRESS] or [vm NAME])"
             ),
             Self::DuplicateKey { key, first_line } => {
                 write!(f, "\"{key}\" given twice in one section (first on line {first_line})")
@@ -327,7 +361,7 @@ impl fmt::Display for ConfigErrorKind<'_> {
                 write!(f, "{device} described twice (first on line {first_line})")
             }
             Self::UnknownUnit { name } => {
-                write!(f, "no [smmu {name}] section in this file")
+                write!(f, "no [smmu {name}] or [vtd {name}] section in this file")
             }
             Self::MissingKey { key } => write!(f, "this section needs \"{key}\""),
             Self::EmptySection => f.write_str(
@@ -390,6 +424,29 @@ impl fmt::Display for ConfigErrorKind<'_> {
                 f,
                 "peer {device} bar {bar} listed twice in this vm (first on line {first_line})"
             ),
+            Self::SidForVtd { key, unit } => write!(
+                f,
+                "\"{key}\" does not apply to a device behind VT-d unit \"{unit}\": \
+                 VT-d identifies a PCI function by its requester ID"
+            ),
+            Self::MmioOnVtd { unit } => write!(
+                f,
+                "\"{unit}\" is a VT-d unit, and a VT-d unit cannot tell platform devices apart: \
+                 bind MMIO devices to an SMMU"
+            ),
+            Self::WrongSegment {
+                device,
+                unit,
+                segment,
+            } => write!(
+                f,
+                "{device} is not in segment {segment:04x}, the one VT-d unit \"{unit}\" translates"
+            ),
+            Self::TwoIncludeAll { other, other_line } => write!(
+                f,
+                "unit \"{other}\" (line {other_line}) already includes every PCI function of this segment; only one may"
+            ),
+            Self::RegionDeviceTwice { bdf } => write!(f, "{bdf} listed twice on this line"),
             Self::TooMany(c) => write!(f, "{c}"),
         }
     }

@@ -15,16 +15,18 @@ use crate::device::{Device, StreamSource};
 use crate::irq::{Irq, IrqName, Trigger};
 use crate::number::{parse_number, NumberError};
 use crate::topology::{
-    CapacityExceeded, Mode, Origin, ReservedSids, StaticWindow, StreamBinding, Topology,
-    MAX_BINDINGS, MAX_FAULT_LOG, MAX_MAPPINGS, MAX_UNITS,
+    CapacityExceeded, Mode, Origin, ReservedRegion, ReservedSids, StaticWindow, StreamBinding,
+    Topology, MAX_BINDINGS, MAX_FAULT_LOG, MAX_MAPPINGS, MAX_REGIONS, MAX_REGION_DEVICES,
+    MAX_UNITS,
 };
-use crate::unit::{unit_name, IommuUnit, Stated, Unclaimed, UnitId};
+use crate::unit::{unit_name, IommuKind, IommuUnit, Stated, Unclaimed, UnitId};
 use crate::vm::{
     is_vm_name, PeerBar, RamGrant, VmAssignment, VmName, MAX_BAR, MAX_PEERS_PER_VM, MAX_RAM_PER_VM,
     MAX_VMS,
 };
+use crate::vtd::{requester_id, whole_segment};
 use heapless::Vec;
-use iommu_core::{Iova, PhysAddr, StreamId, PAGE_SIZE};
+use iommu_core::{Bdf, Iova, PhysAddr, StreamId, PAGE_SIZE};
 use lexer::{Line, Token};
 
 /// SMMUv3 register frames are made of 64 KiB pages (IHI 0070 §6.1), so base and size are
@@ -41,11 +43,22 @@ const UNIT_KEYS: [&str; 7] = [
     "allow-bypass",
     "reserve-sid",
 ];
+const VTD_KEYS: [&str; 8] = [
+    "base",
+    "size",
+    "segment",
+    "include-pci-all",
+    "unclaimed",
+    "allow-bypass",
+    "reserve-rid",
+    "reserved",
+];
 const DEVICE_KEYS: [&str; 5] = ["unit", "sid", "shared", "raw-sid", "window"];
 const VM_KEYS: [&str; 2] = ["ram", "peer"];
 
 const IN_TOP: &str = "at the top of the file, before any section";
 const IN_UNIT: &str = "in an [smmu NAME] section";
+const IN_VTD: &str = "in a [vtd NAME] section";
 const IN_DEVICE: &str = "in a [device pci|mmio ADDRESS] section";
 const IN_VM: &str = "in a [vm NAME] section";
 
@@ -94,7 +107,7 @@ enum Section {
     Vm(usize),
 }
 
-/// An `[smmu]` section as read so far.
+/// An `[smmu]` or `[vtd]` section as read so far (`unit.kind` says which).
 struct UnitDraft<'a> {
     name: &'a str,
     header: Pos,
@@ -107,6 +120,10 @@ struct UnitDraft<'a> {
     bypass: Option<Pos>,
     allow_bypass: Option<(u32, bool)>,
     irq: [Option<u32>; 5],
+    /// VT-d: where `segment` was given.
+    segment: Option<u32>,
+    /// VT-d: where `include-pci-all` was given.
+    include_all: Option<Pos>,
 }
 
 /// A `[device]` section as read so far.
@@ -115,8 +132,8 @@ struct DeviceDraft<'a> {
     header: Pos,
     unit: Option<Token<'a>>,
     sid: Option<(StreamId, Pos)>,
-    shared: Option<(bool, u32)>,
-    raw_sid: Option<(bool, u32)>,
+    shared: Option<(bool, Pos)>,
+    raw_sid: Option<(bool, Pos)>,
     windows: usize,
 }
 
@@ -137,6 +154,9 @@ struct Parser<'a> {
     units: Vec<UnitDraft<'a>, MAX_UNITS>,
     devices: Vec<DeviceDraft<'a>, MAX_BINDINGS>,
     vms: Vec<VmDraft<'a>, MAX_VMS>,
+    /// `reserved` lines: the `[vtd]` section's index and the region (its segment is set
+    /// from the section at the end of the file).
+    regions: Vec<(usize, ReservedRegion), MAX_REGIONS>,
 }
 
 type Res<'a, T> = Result<T, ConfigError<'a>>;
@@ -154,6 +174,7 @@ impl<'a> Parser<'a> {
             units: Vec::new(),
             devices: Vec::new(),
             vms: Vec::new(),
+            regions: Vec::new(),
         }
     }
 
@@ -298,6 +319,8 @@ impl<'a> Parser<'a> {
             Some(IN_TOP)
         } else if UNIT_KEYS.contains(&key.text) {
             Some(IN_UNIT)
+        } else if VTD_KEYS.contains(&key.text) {
+            Some(IN_VTD)
         } else if DEVICE_KEYS.contains(&key.text) {
             Some(IN_DEVICE)
         } else if VM_KEYS.contains(&key.text) {
@@ -336,17 +359,18 @@ impl<'a> Parser<'a> {
         let mut after = line.part(close + 1, content.len());
         self.end_of_line(&mut after)?;
         let mut inner = line.part(open + 1, close);
-        let kind = self.value(&mut inner, "a section kind (smmu, device or vm)")?;
+        let kind = self.value(&mut inner, "a section kind (smmu, vtd, device or vm)")?;
         let bracket = line.pos_of(open);
         match kind.text {
-            "smmu" => self.unit_header(&mut inner, bracket),
+            "smmu" => self.unit_header(&mut inner, bracket, IommuKind::SmmuV3),
+            "vtd" => self.unit_header(&mut inner, bracket, IommuKind::Vtd),
             "device" => self.device_header(&mut inner, bracket),
             "vm" => self.vm_header(&mut inner, bracket),
             other => Err(self.err(kind.pos, ConfigErrorKind::UnknownSection { found: other })),
         }
     }
 
-    fn unit_header(&mut self, inner: &mut Line<'a>, header: Pos) -> Res<'a, ()> {
+    fn unit_header(&mut self, inner: &mut Line<'a>, header: Pos, kind: IommuKind) -> Res<'a, ()> {
         let name = self.value(inner, "a unit name")?;
         if !values::is_name(name.text) {
             return Err(self.err(name.pos, ConfigErrorKind::BadName { found: name.text }));
@@ -361,14 +385,15 @@ impl<'a> Parser<'a> {
                 },
             ));
         }
+        let origin = Origin::Config { line: header.line };
+        let unit = match kind {
+            IommuKind::SmmuV3 => IommuUnit::smmu_v3(unit_name(name.text), PhysAddr(0), origin),
+            IommuKind::Vtd => IommuUnit::vtd(unit_name(name.text), PhysAddr(0), origin),
+        };
         let draft = UnitDraft {
             name: name.text,
             header,
-            unit: IommuUnit::smmu_v3(
-                unit_name(name.text),
-                PhysAddr(0),
-                Origin::Config { line: header.line },
-            ),
+            unit,
             base: None,
             size: None,
             coherent: None,
@@ -376,12 +401,14 @@ impl<'a> Parser<'a> {
             bypass: None,
             allow_bypass: None,
             irq: [None; 5],
+            segment: None,
+            include_all: None,
         };
         self.units.push(draft).map_err(|_| {
             self.full(
                 header,
                 CapacityExceeded {
-                    what: "[smmu] sections",
+                    what: "[smmu] and [vtd] sections",
                     max: MAX_UNITS,
                 },
             )
@@ -562,19 +589,44 @@ impl<'a> Parser<'a> {
     }
 
     fn unit_key(&mut self, i: usize, key: Token<'a>, line: &mut Line<'a>) -> Res<'a, ()> {
+        let vtd = self.units[i].unit.kind == IommuKind::Vtd;
+        // SMMUv3 frames are 64 KiB pages (IHI 0070 §6.1); a VT-d register set is 4 KiB pages
+        // (VT-d §8.3, DRHD Size).
+        let (page, base_what, size_what, allowed_size) = if vtd {
+            (
+                PAGE_SIZE,
+                "VT-d base",
+                "VT-d register set size",
+                "a non-zero multiple of 0x1000",
+            )
+        } else {
+            (
+                SMMU_PAGE,
+                "SMMU base",
+                "SMMU frame size",
+                "a non-zero multiple of 0x10000",
+            )
+        };
+        if vtd && !VTD_KEYS.contains(&key.text) {
+            return Err(self.stray_key(
+                key,
+                "a [vtd] section",
+                "base, size, segment, include-pci-all, unclaimed, allow-bypass, reserve-rid or reserved",
+            ));
+        }
         match key.text {
             "base" => {
                 let mut seen = self.units[i].base.map(|p| p.line);
                 self.once(&mut seen, key.text, key.pos)?;
                 let t = self.value(line, "an address")?;
                 let base = self.number(t, "an address", u64::MAX)?;
-                if base % SMMU_PAGE != 0 {
+                if base % page != 0 {
                     return Err(self.err(
                         t.pos,
                         ConfigErrorKind::Misaligned {
-                            what: "SMMU base",
+                            what: base_what,
                             value: base,
-                            align: SMMU_PAGE,
+                            align: page,
                         },
                     ));
                 }
@@ -588,13 +640,13 @@ impl<'a> Parser<'a> {
                 self.once(&mut seen, key.text, key.pos)?;
                 let t = self.value(line, "a length")?;
                 let size = self.number(t, "a length", u64::MAX)?;
-                if size == 0 || size % SMMU_PAGE != 0 {
+                if size == 0 || size % page != 0 {
                     return Err(self.err(
                         t.pos,
                         ConfigErrorKind::OutOfRange {
-                            what: "SMMU frame size",
+                            what: size_what,
                             value: size,
-                            allowed: "a non-zero multiple of 0x10000",
+                            allowed: allowed_size,
                         },
                     ));
                 }
@@ -644,6 +696,27 @@ impl<'a> Parser<'a> {
             }
             "irq" => self.irq(i, key, line)?,
             "reserve-sid" => self.reserve_sid(i, line)?,
+            "segment" if vtd => {
+                let mut seen = self.units[i].segment;
+                self.once(&mut seen, key.text, key.pos)?;
+                let t = self.value(line, "a PCI segment")?;
+                let segment = self.number(t, "a PCI segment", u64::from(u16::MAX))?;
+                let u = &mut self.units[i];
+                u.segment = seen;
+                u.unit.segment = segment as u16;
+                u.unit.stated |= Stated::SEGMENT;
+            }
+            "include-pci-all" if vtd => {
+                let mut seen = self.units[i].include_all.map(|p| p.line);
+                self.once(&mut seen, key.text, key.pos)?;
+                let yes = self.yes_no(line)?;
+                let u = &mut self.units[i];
+                u.include_all = Some(key.pos);
+                u.unit.include_pci_all = yes;
+                u.unit.stated |= Stated::INCLUDE_PCI_ALL;
+            }
+            "reserve-rid" if vtd => self.reserve_rid(i, line)?,
+            "reserved" if vtd => self.reserved_region(i, key, line)?,
             _ => {
                 return Err(self.stray_key(
                     key,
@@ -662,11 +735,130 @@ impl<'a> Parser<'a> {
             return Err(self.err(
                 at,
                 ConfigErrorKind::Wraps {
-                    what: "SMMU base + size",
+                    what: if u.kind == IommuKind::Vtd {
+                        "VT-d base + size"
+                    } else {
+                        "SMMU base + size"
+                    },
                 },
             ));
         }
         Ok(())
+    }
+
+    /// A PCI function of a `[vtd]` line, `BB:DD.F` (the section's segment applies).
+    fn vtd_function(&self, t: Token<'a>) -> Res<'a, Bdf> {
+        let bad = |reason| {
+            self.err(
+                t.pos,
+                ConfigErrorKind::BadPciAddress {
+                    found: t.text,
+                    reason,
+                },
+            )
+        };
+        if t.text.matches(':').count() > 1 {
+            return Err(bad("no segment here: the [vtd] section's segment applies"));
+        }
+        values::pci_address(t.text).map(|(_, bdf)| bdf).map_err(bad)
+    }
+
+    /// `reserve-rid BB:DD.F` or `BB:DD.F-BB:DD.F`: requester IDs no client may claim.
+    fn reserve_rid(&mut self, i: usize, line: &mut Line<'a>) -> Res<'a, ()> {
+        let t = self.value(
+            line,
+            "a PCI function or a range first-last (e.g. 00:1f.0-00:1f.7)",
+        )?;
+        let (first, last) = match t.text.split_once('-') {
+            None => {
+                let bdf = self.vtd_function(t)?;
+                (bdf, bdf)
+            }
+            Some((a, b)) => {
+                let first = self.vtd_function(Token {
+                    text: a,
+                    pos: t.pos,
+                })?;
+                let last = self.vtd_function(Token {
+                    text: b,
+                    pos: t.pos_at(a.len() + 1),
+                })?;
+                (first, last)
+            }
+        };
+        let (first, last) = (requester_id(first), requester_id(last));
+        if last < first {
+            return Err(self.err(
+                t.pos,
+                ConfigErrorKind::InvertedRange {
+                    first: u64::from(first.0),
+                    last: u64::from(last.0),
+                },
+            ));
+        }
+        self.push_reserved_ids(i, t, first, last)
+    }
+
+    /// `reserved ADDR LEN pci BB:DD.F [BB:DD.F ...]`: memory those functions keep reaching.
+    fn reserved_region(&mut self, i: usize, key: Token<'a>, line: &mut Line<'a>) -> Res<'a, ()> {
+        let start_tok = self.value(line, "an address")?;
+        let start = self.number(start_tok, "an address", u64::MAX)?;
+        let start = self.page_aligned(start_tok, "reserved address", start)?;
+        let (len_tok, len) = self.page_length(line, "reserved length")?;
+        if start.checked_add(len - 1).is_none() {
+            return Err(self.err(
+                len_tok.pos,
+                ConfigErrorKind::Wraps {
+                    what: "reserved address + length",
+                },
+            ));
+        }
+        self.literal(line, "pci", "\"pci\"")?;
+        let mut region = ReservedRegion {
+            start: PhysAddr(start),
+            len,
+            segment: 0,
+            devices: Vec::new(),
+            origin: Origin::Config { line: key.pos.line },
+        };
+        const FUNCTION: &str = "a PCI function (e.g. 00:14.0)";
+        let mut next = Some(self.value(line, FUNCTION)?);
+        while let Some(t) = next {
+            let bdf = self.vtd_function(t)?;
+            if region.devices.contains(&bdf) {
+                return Err(self.err(t.pos, ConfigErrorKind::RegionDeviceTwice { bdf }));
+            }
+            region.devices.push(bdf).map_err(|_| {
+                self.full(
+                    t.pos,
+                    CapacityExceeded {
+                        what: "devices of one reserved memory region",
+                        max: MAX_REGION_DEVICES,
+                    },
+                )
+            })?;
+            next = line.next_token();
+        }
+        if let Some((_, other)) = self
+            .regions
+            .iter()
+            .find(|(_, r)| r.overlaps(region.start, region.len))
+        {
+            let other_line = other.origin.line();
+            return Err(self.err(
+                start_tok.pos,
+                ConfigErrorKind::ReservedOverlap { other_line },
+            ));
+        }
+        self.regions.push((i, region)).map_err(|_| {
+            self.full(
+                key.pos,
+                CapacityExceeded {
+                    what: "reserved memory regions",
+                    max: MAX_REGIONS,
+                },
+            )
+        })
     }
 
     fn irq(&mut self, i: usize, key: Token<'a>, line: &mut Line<'a>) -> Res<'a, ()> {
@@ -751,18 +943,25 @@ impl<'a> Parser<'a> {
                 (first, last)
             }
         };
+        self.push_reserved_ids(i, t, StreamId(first as u32), StreamId(last as u32))
+    }
+
+    /// IDs `first..=last` of unit `i` reserved, unless they overlap a reservation before.
+    fn push_reserved_ids(
+        &mut self,
+        i: usize,
+        t: Token<'a>,
+        first: StreamId,
+        last: StreamId,
+    ) -> Res<'a, ()> {
         let unit = UnitId(i as u8);
-        let (first, last) = (StreamId(first as u32), StreamId(last as u32));
         if let Some(other) = self
             .topology
             .reserved()
             .iter()
             .find(|r| r.unit == unit && r.first <= last && first <= r.last)
         {
-            let other_line = match other.origin {
-                Origin::Config { line } => line,
-                Origin::DeviceTree => 0,
-            };
+            let other_line = other.origin.line();
             return Err(self.err(t.pos, ConfigErrorKind::ReservedOverlap { other_line }));
         }
         self.topology
@@ -807,16 +1006,16 @@ impl<'a> Parser<'a> {
                 self.devices[i].sid = Some((sid, t.pos));
             }
             "shared" => {
-                let mut seen = self.devices[i].shared.map(|(_, l)| l);
+                let mut seen = self.devices[i].shared.map(|(_, p)| p.line);
                 self.once(&mut seen, key.text, key.pos)?;
                 let yes = self.yes_no(line)?;
-                self.devices[i].shared = Some((yes, key.pos.line));
+                self.devices[i].shared = Some((yes, key.pos));
             }
             "raw-sid" => {
-                let mut seen = self.devices[i].raw_sid.map(|(_, l)| l);
+                let mut seen = self.devices[i].raw_sid.map(|(_, p)| p.line);
                 self.once(&mut seen, key.text, key.pos)?;
                 let yes = self.yes_no(line)?;
-                self.devices[i].raw_sid = Some((yes, key.pos.line));
+                self.devices[i].raw_sid = Some((yes, key.pos));
             }
             "window" => self.window(i, key, line)?,
             _ => {
@@ -1046,10 +1245,7 @@ impl<'a> Parser<'a> {
             let w_end = w.iova.0 + (w.len - 1);
             w.iova.0 <= end && iova <= w_end
         }) {
-            let other_line = match other.origin {
-                Origin::Config { line } => line,
-                Origin::DeviceTree => 0,
-            };
+            let other_line = other.origin.line();
             return Err(self.err(key.pos, ConfigErrorKind::WindowOverlap { other_line }));
         }
         self.topology
@@ -1067,6 +1263,54 @@ impl<'a> Parser<'a> {
     }
 
     // ---- whole-file checks ---------------------------------------------------------------
+
+    /// The binding of `d` to VT-d unit `target`: by requester ID, so no `sid` (nor `shared`,
+    /// `raw-sid`), a PCI function only, of the unit's segment.
+    fn vtd_binding(
+        &self,
+        d: &DeviceDraft<'a>,
+        unit: Token<'a>,
+        unit_id: UnitId,
+        target: &IommuUnit,
+    ) -> Res<'a, StreamBinding> {
+        let stray = [
+            d.sid.map(|(_, p)| ("sid", p)),
+            d.shared.map(|(_, p)| ("shared", p)),
+            d.raw_sid.map(|(_, p)| ("raw-sid", p)),
+        ];
+        if let Some((key, at)) = stray.into_iter().flatten().min_by_key(|(_, p)| p.line) {
+            return Err(self.err(
+                at,
+                ConfigErrorKind::SidForVtd {
+                    key,
+                    unit: unit.text,
+                },
+            ));
+        }
+        let Device::Pci { segment, bdf } = d.device else {
+            return Err(self.err(unit.pos, ConfigErrorKind::MmioOnVtd { unit: unit.text }));
+        };
+        if segment != target.segment {
+            return Err(self.err(
+                unit.pos,
+                ConfigErrorKind::WrongSegment {
+                    device: d.device,
+                    unit: unit.text,
+                    segment: target.segment,
+                },
+            ));
+        }
+        Ok(StreamBinding {
+            unit: unit_id,
+            source: StreamSource::Device(d.device),
+            sid: requester_id(bdf),
+            shared: false,
+            raw_sid: false,
+            origin: Origin::Config {
+                line: unit.pos.line,
+            },
+        })
+    }
 
     fn finish(mut self) -> Res<'a, Topology> {
         for (i, d) in self.units.iter().enumerate() {
@@ -1101,56 +1345,104 @@ impl<'a> Parser<'a> {
                 .push_unit(d.unit.clone())
                 .map_err(|c| self.full(d.header, c))?;
         }
-        for i in 0..self.devices.len() {
-            let d = &self.devices[i];
-            let (unit, (sid, sid_pos)) = match (d.unit, d.sid) {
-                (Some(u), Some(s)) => (u, s),
-                (Some(_), None) => {
-                    return Err(self.err(d.header, ConfigErrorKind::MissingKey { key: "sid" }))
-                }
-                (None, Some(_)) => {
-                    return Err(self.err(d.header, ConfigErrorKind::MissingKey { key: "unit" }))
-                }
-                (None, None) if d.shared.is_some() || d.raw_sid.is_some() => {
-                    return Err(self.err(d.header, ConfigErrorKind::MissingKey { key: "sid" }))
-                }
-                (None, None) if d.windows == 0 => {
-                    return Err(self.err(d.header, ConfigErrorKind::EmptySection))
-                }
-                (None, None) => continue,
-            };
-            let Some(unit_id) = units.iter().position(|u| u.name == unit.text) else {
-                return Err(self.err(unit.pos, ConfigErrorKind::UnknownUnit { name: unit.text }));
-            };
-            let unit_id = UnitId(unit_id as u8);
-            let shared = matches!(d.shared, Some((true, _)));
-            if let Some(other) = self.devices[..i].iter().find(|o| {
-                o.unit.is_some_and(|u| u.text == unit.text)
-                    && o.sid.is_some_and(|(s, _)| s == sid)
-                    && !(shared && matches!(o.shared, Some((true, _))))
-            }) {
+        for (i, d) in units.iter().enumerate() {
+            let Some(at) = d.include_all else { continue };
+            let clash = units[..i].iter().find(|o| {
+                o.unit.include_pci_all && d.unit.include_pci_all && o.unit.segment == d.unit.segment
+            });
+            if let Some(o) = clash {
                 return Err(self.err(
-                    sid_pos,
-                    ConfigErrorKind::UndeclaredSharing {
-                        sid,
-                        unit: unit.text,
-                        other: other.device,
-                        other_line: other.sid.map_or(other.header.line, |(_, p)| p.line),
+                    at,
+                    ConfigErrorKind::TwoIncludeAll {
+                        other: o.name,
+                        other_line: o.include_all.map_or(o.header.line, |p| p.line),
                     },
                 ));
             }
-            let binding = StreamBinding {
-                unit: unit_id,
-                source: StreamSource::Device(d.device),
-                sid,
-                shared,
-                raw_sid: matches!(d.raw_sid, Some((true, _))),
-                origin: Origin::Config { line: sid_pos.line },
+        }
+        for i in 0..self.devices.len() {
+            let d = &self.devices[i];
+            let Some(unit) = d.unit else {
+                match d.sid {
+                    Some(_) => {
+                        return Err(self.err(d.header, ConfigErrorKind::MissingKey { key: "unit" }))
+                    }
+                    None if d.shared.is_some() || d.raw_sid.is_some() => {
+                        return Err(self.err(d.header, ConfigErrorKind::MissingKey { key: "sid" }))
+                    }
+                    None if d.windows == 0 => {
+                        return Err(self.err(d.header, ConfigErrorKind::EmptySection))
+                    }
+                    None => continue,
+                }
+            };
+            let Some(unit_index) = units.iter().position(|u| u.name == unit.text) else {
+                return Err(self.err(unit.pos, ConfigErrorKind::UnknownUnit { name: unit.text }));
+            };
+            let unit_id = UnitId(unit_index as u8);
+            let target = &units[unit_index].unit;
+            let binding = if target.kind == IommuKind::Vtd {
+                self.vtd_binding(d, unit, unit_id, target)?
+            } else {
+                let Some((sid, sid_pos)) = d.sid else {
+                    return Err(self.err(d.header, ConfigErrorKind::MissingKey { key: "sid" }));
+                };
+                let shared = matches!(d.shared, Some((true, _)));
+                if let Some(other) = self.devices[..i].iter().find(|o| {
+                    o.unit.is_some_and(|u| u.text == unit.text)
+                        && o.sid.is_some_and(|(s, _)| s == sid)
+                        && !(shared && matches!(o.shared, Some((true, _))))
+                }) {
+                    return Err(self.err(
+                        sid_pos,
+                        ConfigErrorKind::UndeclaredSharing {
+                            sid,
+                            unit: unit.text,
+                            other: other.device,
+                            other_line: other.sid.map_or(other.header.line, |(_, p)| p.line),
+                        },
+                    ));
+                }
+                StreamBinding {
+                    unit: unit_id,
+                    source: StreamSource::Device(d.device),
+                    sid,
+                    shared,
+                    raw_sid: matches!(d.raw_sid, Some((true, _))),
+                    origin: Origin::Config { line: sid_pos.line },
+                }
             };
             let header = d.header;
             self.topology
                 .push_stream(binding)
                 .map_err(|c| self.full(header, c))?;
+        }
+        // INCLUDE_PCI_ALL after every other binding: the first range covering a function wins.
+        for (i, d) in units.iter().enumerate() {
+            let (Some(at), true) = (d.include_all, d.unit.include_pci_all) else {
+                continue;
+            };
+            let binding = StreamBinding {
+                unit: UnitId(i as u8),
+                source: StreamSource::PciRange(whole_segment(d.unit.segment)),
+                sid: StreamId(0),
+                shared: false,
+                raw_sid: false,
+                origin: Origin::Config { line: at.line },
+            };
+            self.topology
+                .push_stream(binding)
+                .map_err(|c| self.full(at, c))?;
+        }
+        for (i, mut region) in core::mem::take(&mut self.regions) {
+            region.segment = units.get(i).map_or(0, |u| u.unit.segment);
+            let at = Pos {
+                line: region.origin.line(),
+                column: 1,
+            };
+            self.topology
+                .push_region(region)
+                .map_err(|c| self.full(at, c))?;
         }
         for v in core::mem::take(&mut self.vms) {
             let line = v.vm.line;

@@ -611,7 +611,7 @@ fn peer_grant(pci: &PciBus<Ecam>, peer: &PeerBar) -> Result<Grant, &'static str>
 /// `firmware` or `config`: which source a statement came from.
 pub fn source_name(origin: Origin) -> &'static str {
     match origin {
-        Origin::DeviceTree => "firmware",
+        Origin::DeviceTree | Origin::Dmar => "firmware",
         Origin::Config { .. } => "config",
     }
 }
