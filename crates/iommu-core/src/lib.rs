@@ -29,4 +29,4 @@ pub use access::Access;
 pub use addr::{Iova, PhysAddr, PAGE_SIZE};
 pub use backend::{Direction, DomainId, Fault, FaultDrain, FaultReason, IommuBackend, MapOp};
 pub use ids::{Bdf, StreamId, Vmid};
-pub use mem::{DmaMemory, OutOfMemory};
+pub use mem::{Cleaned, DmaMemory, OutOfMemory};

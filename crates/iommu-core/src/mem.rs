@@ -105,3 +105,75 @@ impl<M: DmaMemory + ?Sized> DmaMemory for &mut M {
         (**self).sync_for_cpu(pa, len)
     }
 }
+
+/// `mem` as an IOMMU that may not snoop the CPU caches sees it: when it is not coherent
+/// (SMMUv3: SMMU_IDR0.COHACC = 0 or no `dma-coherent`, IHI 0070 §6.3.1; VT-d: ECAP.C = 0,
+/// VT-d spec §11.4.3), every word written is cleaned to memory right after the write
+/// ([`DmaMemory::sync_for_device`]), and so is every new allocation (its zeroes are CPU writes
+/// too: memory may still hold an old table). A coherent IOMMU gets no maintenance.
+///
+/// Every table and queue update of a driver goes through it, so no writer can forget; the order
+/// in which writers already publish (a table filled before it is linked, an entry's other words
+/// before the word that makes it valid) is then the order in which the IOMMU can see the
+/// writes.
+pub struct Cleaned<'m, M: DmaMemory + ?Sized> {
+    mem: &'m mut M,
+    non_coherent: bool,
+}
+
+impl<'m, M: DmaMemory + ?Sized> Cleaned<'m, M> {
+    /// `mem` as seen by an IOMMU that is `coherent` (no maintenance) or not.
+    pub fn new(mem: &'m mut M, coherent: bool) -> Self {
+        Self {
+            mem,
+            non_coherent: !coherent,
+        }
+    }
+
+    /// `[pa, pa + len)`, which the IOMMU wrote (e.g. an event record), is about to be read by
+    /// the CPU: when the IOMMU is not coherent, invalidate the CPU's cached copy first
+    /// ([`DmaMemory::sync_for_cpu`]). A coherent IOMMU's writes snoop the caches, so then
+    /// nothing is done.
+    pub fn invalidate_for_cpu(&mut self, pa: PhysAddr, len: u64) {
+        if self.non_coherent {
+            self.mem.sync_for_cpu(pa, len);
+        }
+    }
+}
+
+impl<M: DmaMemory + ?Sized> DmaMemory for Cleaned<'_, M> {
+    fn alloc_zeroed(&mut self, size: usize, align: usize) -> Result<PhysAddr, OutOfMemory> {
+        let pa = self.mem.alloc_zeroed(size, align)?;
+        if self.non_coherent {
+            self.mem.sync_for_device(pa, size as u64);
+        }
+        Ok(pa)
+    }
+
+    fn free(&mut self, pa: PhysAddr, size: usize) {
+        self.mem.free(pa, size);
+    }
+
+    fn read_u64(&self, pa: PhysAddr) -> u64 {
+        self.mem.read_u64(pa)
+    }
+
+    fn write_u64(&mut self, pa: PhysAddr, value: u64) {
+        self.mem.write_u64(pa, value);
+        if self.non_coherent {
+            self.mem.sync_for_device(pa, 8);
+        }
+    }
+
+    fn publish(&mut self) {
+        self.mem.publish();
+    }
+
+    fn sync_for_device(&mut self, pa: PhysAddr, len: u64) {
+        self.mem.sync_for_device(pa, len);
+    }
+
+    fn sync_for_cpu(&mut self, pa: PhysAddr, len: u64) {
+        self.mem.sync_for_cpu(pa, len);
+    }
+}

@@ -42,8 +42,8 @@ use crate::mmio::{Mmio, RegisterAccess};
 use crate::qi::InvDescriptor;
 use core::fmt;
 use iommu_core::{
-    Access, Bdf, DmaMemory, DomainId, Fault, FaultDrain, IommuBackend, Iova, MapOp, OutOfMemory,
-    PhysAddr, StreamId,
+    Access, Bdf, DmaMemory, DomainId, Fault, FaultDrain, IommuBackend, Iova, MapOp, PhysAddr,
+    StreamId,
 };
 use stage2::format::VtdSecondLevel;
 use stage2::{Invalidation, MapError, Stage2Config, Stage2Table};
@@ -175,50 +175,7 @@ const fn domain_bit(d: DomainId) -> u64 {
 
 /// `mem`, with each word written cleaned to memory when the unit does not snoop (ECAP.C = 0,
 /// VT-d §11.4.3): its page walks read memory, not the CPU caches.
-struct Flushed<'m, M: DmaMemory + ?Sized> {
-    mem: &'m mut M,
-    non_coherent: bool,
-}
-
-impl<'m, M: DmaMemory + ?Sized> Flushed<'m, M> {
-    fn new(mem: &'m mut M, coherent: bool) -> Self {
-        Self {
-            mem,
-            non_coherent: !coherent,
-        }
-    }
-}
-
-impl<M: DmaMemory + ?Sized> DmaMemory for Flushed<'_, M> {
-    fn alloc_zeroed(&mut self, size: usize, align: usize) -> Result<PhysAddr, OutOfMemory> {
-        let pa = self.mem.alloc_zeroed(size, align)?;
-        if self.non_coherent {
-            self.mem.sync_for_device(pa, size as u64);
-        }
-        Ok(pa)
-    }
-    fn free(&mut self, pa: PhysAddr, size: usize) {
-        self.mem.free(pa, size);
-    }
-    fn read_u64(&self, pa: PhysAddr) -> u64 {
-        self.mem.read_u64(pa)
-    }
-    fn write_u64(&mut self, pa: PhysAddr, value: u64) {
-        self.mem.write_u64(pa, value);
-        if self.non_coherent {
-            self.mem.sync_for_device(pa, 8);
-        }
-    }
-    fn publish(&mut self) {
-        self.mem.publish();
-    }
-    fn sync_for_device(&mut self, pa: PhysAddr, len: u64) {
-        self.mem.sync_for_device(pa, len);
-    }
-    fn sync_for_cpu(&mut self, pa: PhysAddr, len: u64) {
-        self.mem.sync_for_cpu(pa, len);
-    }
-}
+type Flushed<'m, M> = iommu_core::Cleaned<'m, M>;
 
 /// The manager's view of one VT-d remapping unit.
 #[derive(Debug)]
