@@ -7,8 +7,7 @@
 
 use crate::plain;
 use crate::records::parse_line;
-use crate::{boot_image, image, qemu_ready, Boot, Record, Run};
-use std::env;
+use crate::{boot_image, env_or_build, image, qemu_ready, Boot, Record, Run};
 use std::fs;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -21,23 +20,14 @@ use xtask::{guests, image as xtask_image, paths};
 pub fn product_image() -> Result<PathBuf, String> {
     static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     IMAGE
-        .get_or_init(|| match env::var_os("SMMUMAN_PRODUCT_IMAGE") {
-            Some(path) if !path.is_empty() => {
-                let path = PathBuf::from(path);
-                if path.is_file() {
-                    Ok(path)
-                } else {
-                    Err(format!(
-                        "SMMUMAN_PRODUCT_IMAGE={} is not a file",
-                        path.display()
-                    ))
-                }
-            }
-            _ => xtask_image::build_with(
-                &paths::target_dir().join("qemu-image"),
-                xtask_image::Flavour::Product,
-            )
-            .map_err(|e| e.to_string()),
+        .get_or_init(|| {
+            env_or_build("SMMUMAN_PRODUCT_IMAGE", || {
+                xtask_image::build_with(
+                    &paths::target_dir().join("qemu-image"),
+                    xtask_image::Flavour::Product,
+                )
+                .map_err(|e| e.to_string())
+            })
         })
         .clone()
 }

@@ -107,22 +107,38 @@ pub fn assert_checks(checks: &[(String, bool)], expected: &[&str], context: &str
 pub fn image() -> Result<PathBuf, String> {
     static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     IMAGE
-        .get_or_init(|| match env::var_os("SMMUMAN_IMAGE") {
-            Some(path) if !path.is_empty() => {
-                let path = PathBuf::from(path);
-                if path.is_file() {
-                    Ok(path)
-                } else {
-                    Err(format!("SMMUMAN_IMAGE={} is not a file", path.display()))
-                }
-            }
-            _ => image::build_with(
-                &paths::target_dir().join("qemu-image"),
-                image::Flavour::Scenarios,
-            )
-            .map_err(|e| e.to_string()),
+        .get_or_init(|| {
+            env_or_build("SMMUMAN_IMAGE", || {
+                image::build_with(
+                    &paths::target_dir().join("qemu-image"),
+                    image::Flavour::Scenarios,
+                )
+                .map_err(|e| e.to_string())
+            })
         })
         .clone()
+}
+
+/// The file the environment variable `var` names (as `cargo xtask test` sets them), or what
+/// `build` makes when it is unset or empty.
+///
+/// # Errors
+/// When `var` names no file, or the build fails.
+pub(crate) fn env_or_build(
+    var: &str,
+    build: impl FnOnce() -> Result<PathBuf, String>,
+) -> Result<PathBuf, String> {
+    match env::var_os(var) {
+        Some(path) if !path.is_empty() => {
+            let path = PathBuf::from(path);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(format!("{var}={} is not a file", path.display()))
+            }
+        }
+        _ => build(),
+    }
 }
 
 /// Checks QEMU once per process.

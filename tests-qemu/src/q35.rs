@@ -6,8 +6,7 @@
 //! `cargo test` running it. [`Run::exit_code`] is the image's own exit code (0 pass, 1 fail, 4
 //! bad board, 3 exception, 101 panic), decoded from QEMU's `isa-debug-exit` status.
 
-use crate::{capture, collect, parse_records, timeout, wait, Run};
-use std::env;
+use crate::{capture, collect, env_or_build, parse_records, timeout, wait, Run};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::OnceLock;
@@ -20,19 +19,10 @@ use xtask::{paths, x86};
 pub fn image() -> Result<PathBuf, String> {
     static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     IMAGE
-        .get_or_init(|| match env::var_os("SMMUMAN_X86_IMAGE") {
-            Some(path) if !path.is_empty() => {
-                let path = PathBuf::from(path);
-                if path.is_file() {
-                    Ok(path)
-                } else {
-                    Err(format!(
-                        "SMMUMAN_X86_IMAGE={} is not a file",
-                        path.display()
-                    ))
-                }
-            }
-            _ => x86::build(&paths::target_dir().join("qemu-image-x86")).map_err(|e| e.to_string()),
+        .get_or_init(|| {
+            env_or_build("SMMUMAN_X86_IMAGE", || {
+                x86::build(&paths::target_dir().join("qemu-image-x86")).map_err(|e| e.to_string())
+            })
         })
         .clone()
 }
