@@ -26,6 +26,7 @@
 
 extern crate alloc;
 
+mod board;
 mod boot;
 mod clients;
 mod console;
