@@ -4,7 +4,6 @@
 //! the image takes from the result (`remapping::plan_from_topology`).
 
 #[path = "../../../crates/vtd/tests/dmar_builder.rs"]
-#[allow(dead_code)]
 mod builder;
 
 use board_config::{ConfigFile, Device, Mode, StreamSource};
