@@ -491,3 +491,36 @@ fn a_wrong_config_is_refused_with_its_line_and_column_before_vtd_is_touched() {
         Some("1")
     );
 }
+
+#[test]
+fn a_refused_dmas_record_arrives_through_the_fault_interrupt_and_the_control_polls_it() {
+    let run = boot("scenario=irq-fault");
+    run.assert_pass();
+    let ev = run.record("VTD_FAULT_EVENT").expect("VTD_FAULT_EVENT");
+    assert_eq!(ev.get("masked"), Some("0"), "{}", run.describe());
+    // FEADDR/FEDATA read back: an MSI to the boot CPU's APIC (0xFEE, destination 0), vector
+    // 0x40, fixed and edge (SDM Vol. 3A §11.11).
+    assert_eq!(hex(ev, "feaddr"), 0xfee0_0000);
+    assert_eq!(hex(ev, "fedata"), 0x40);
+    let irq = run.record("IRQ").expect("IRQ");
+    assert!(irq.line.starts_with("IRQ vtd-fault "), "{}", irq.line);
+    assert_eq!(irq.get("count"), Some("1"), "{}", run.describe());
+    assert_eq!(irq.get("path"), Some("irq"));
+    let f = fault_at(&run, "00:02.0", 0x1000_0000, "write");
+    assert_eq!(f.len(), 1, "{}", run.describe());
+    assert_eq!(f[0].get("when"), Some("irq"));
+
+    // Control: FECTL left masked: no interrupt, FECTL.IP set, and the poll finds the record.
+    let control = boot("scenario=irq-fault vtd-irq=off");
+    control.assert_pass();
+    let ev = control.record("VTD_FAULT_EVENT").expect("VTD_FAULT_EVENT");
+    assert_eq!(ev.get("masked"), Some("1"));
+    assert_eq!(hex(ev, "feaddr"), 0);
+    let irq = control.record("IRQ").expect("IRQ");
+    assert_eq!(irq.get("count"), Some("0"), "{}", control.describe());
+    assert_eq!(irq.get("fectl_ip"), Some("1"));
+    assert_eq!(irq.get("path"), Some("poll"));
+    let f = fault_at(&control, "00:02.0", 0x1000_0000, "write");
+    assert_eq!(f.len(), 1, "{}", control.describe());
+    assert_eq!(f[0].get("when"), Some("poll"));
+}

@@ -36,6 +36,8 @@ mod heap;
 mod host;
 mod hpet;
 mod idt;
+mod irq;
+mod lapic;
 mod port;
 mod ram;
 mod scenarios;

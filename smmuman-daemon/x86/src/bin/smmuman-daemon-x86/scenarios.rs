@@ -21,6 +21,8 @@
 //!   line), the region is identity-mapped for it: both DMAs land; a write just past the region
 //!   is refused and recorded. Without such a region (the control: the board's config), the
 //!   same DMAs are refused and recorded.
+//! * `irq-fault`: the refused DMA's record arrives through the fault-event interrupt
+//!   ([`crate::irq`]); control `vtd-irq=off`: FECTL stays masked and the poll finds it.
 //! * `vms`, `vmm-rules`, `vmm-hostile`, `mmio-refused`: the manager over the backend and its
 //!   clients ([`crate::clients`]).
 //!
@@ -77,7 +79,7 @@ pub const RESERVED_AT: u64 = 0x0800_0000;
 const EDU_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Every scenario this image runs.
-const KNOWN: &str = "boot deny window remap reserved vms vmm-rules vmm-hostile mmio-refused fault-after-bringup panic-after-bringup";
+const KNOWN: &str = "boot deny window remap reserved irq-fault vms vmm-rules vmm-hostile mmio-refused fault-after-bringup panic-after-bringup";
 
 /// One `edu`: its address, the requester id its DMA carries and its driver.
 pub struct EduDev {
@@ -105,7 +107,7 @@ pub struct Rig<'m> {
     pub plan: UnitPlan,
     /// The manager's sizes and the initrd (from the combined topology).
     pub limits: crate::host::Limits,
-    faults: Vec<FaultRecord, 32>,
+    pub(crate) faults: Vec<FaultRecord, 32>,
 }
 
 /// Runs the scenario `args` name and returns the exit code.
@@ -287,6 +289,11 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
         "deny" => deny(&mut rig, vtd_on),
         "window" => window(&mut rig, control == Some("wide")),
         "remap" => remap(&mut rig, control == Some("no-invalidate")),
+        "irq-fault" => match args.get("vtd-irq") {
+            None | Some("on") => crate::irq::fault(&mut rig, true),
+            Some("off") => crate::irq::fault(&mut rig, false),
+            Some(_) => fatal("bootargs", "vtd-irq= is on or off"),
+        },
         "reserved" => {
             let at = args
                 .get("at")
@@ -362,7 +369,7 @@ impl Rig<'_> {
     }
 
     /// Drains the unit's fault records: one `FAULT` record each, kept for checks.
-    fn drain(&mut self, when: &str) -> usize {
+    pub(crate) fn drain(&mut self, when: &str) -> usize {
         let Some(backend) = self.backend.as_mut() else {
             return 0;
         };
@@ -434,7 +441,7 @@ impl Rig<'_> {
             .map_err(|e| Outcome::fail().with("reason", "dma pool").with("detail", e))
     }
 
-    fn backend(&mut self) -> Step<&mut Backend> {
+    pub(crate) fn backend(&mut self) -> Step<&mut Backend> {
         self.backend
             .as_mut()
             .ok_or_else(|| vtd_error("unit", "not up (drop vtd=off)"))
@@ -447,7 +454,7 @@ impl Rig<'_> {
             .map_err(|e| vtd_error("table_written", e))
     }
 
-    fn edu0(&self) -> Step<(Bdf, StreamId)> {
+    pub(crate) fn edu0(&self) -> Step<(Bdf, StreamId)> {
         self.edus
             .first()
             .map(|d| (d.bdf, d.sid))
