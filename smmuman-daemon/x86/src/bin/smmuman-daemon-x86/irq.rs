@@ -15,6 +15,9 @@
 //! record `when=irq`). Control `vtd-irq=off`: FECTL stays masked, no interrupt is taken
 //! (count=0, FECTL.IP = 1), and the loop's poll still finds the record (`path=poll`).
 
+// A failing step returns the `RESULT` record it becomes (as in `scenarios.rs`).
+#![allow(clippy::result_large_err)]
+
 use crate::scenarios::{check, Rig, Step};
 use crate::{console, lapic};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
