@@ -364,8 +364,8 @@ fn boot_with_config(name: &str, text: &str, bootargs: &str) -> Run {
 }
 
 /// A config that adds what q35's DMAR does not have: a reserved region (an RMRR) at 128 MiB
-/// for edu 00:02.0, in `merge` mode (the DMAR's unit and bindings stay), and a smaller
-/// fault log.
+/// for edu 00:02.0 and a binding of 00:04.0 (absent here, unlisted by the DMAR), in `merge`
+/// mode (the DMAR's unit and bindings stay), and a smaller fault log.
 const RESERVED_CONF: &str = "\
 # merge: the DMAR's unit and its bindings stay; this file adds to them
 mode merge
@@ -374,6 +374,9 @@ fault-log 0d8
 [vtd dmar0]
 base 0xfed9_0000
 reserved 0x0800_0000 2M pci 00:02.0
+
+[device pci 00:04.0]
+unit dmar0
 ";
 
 #[test]
@@ -392,6 +395,15 @@ fn a_config_in_the_initrd_reserves_memory_the_dmar_does_not_and_edu_reaches_only
         .any(|b| b.get("device") == Some("pci:0000:00:02.0")
             && b.get("sid") == Some("0x10")
             && b.get("source") == Some("firmware")));
+    assert!(
+        run.records("BINDING")
+            .any(|b| b.get("device") == Some("pci:0000:00:04.0")
+                && b.get("sid") == Some("0x20")
+                && b.get("source") == Some("config")
+                && b.get("line") == Some("10")),
+        "{}",
+        run.describe()
+    );
     let region = run.record("RESERVED_REGION").expect("RESERVED_REGION");
     assert_eq!(hex(region, "start"), 0x0800_0000);
     assert_eq!(hex(region, "len"), 0x20_0000);
@@ -424,6 +436,9 @@ fn a_config_in_the_initrd_reserves_memory_the_dmar_does_not_and_edu_reaches_only
     let t = control.record("TOPOLOGY").expect("TOPOLOGY");
     assert_eq!(t.get("config"), Some("boards/qemu-q35/smmuman.conf"));
     assert_eq!(t.get("reserved_regions"), Some("0"));
+    assert!(control
+        .records("BINDING")
+        .all(|b| b.get("device") != Some("pci:0000:00:04.0")));
     let dma = check(&control, "reserved-dma");
     assert_eq!(dma.get("held"), Some("0"));
     assert_eq!(dma.get("landed"), Some("0"), "{}", control.describe());
