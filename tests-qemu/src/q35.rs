@@ -7,7 +7,7 @@
 //! bad board, 3 exception, 101 panic), decoded from QEMU's `isa-debug-exit` status.
 
 use crate::{capture, collect, env_or_build, parse_records, timeout, wait, Run};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
 use xtask::{paths, x86};
@@ -44,9 +44,18 @@ pub fn qemu_ready() -> Result<(), String> {
 /// When QEMU is missing, the image cannot be built or started, or the run exceeds the time
 /// limit (the message then has the console so far).
 pub fn run(bootargs: &str) -> Result<Run, String> {
+    run_with_initrd(bootargs, None)
+}
+
+/// [`run`] with `-initrd FILE` (the image's config) when `initrd` is given.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with_initrd(bootargs: &str, initrd: Option<&Path>) -> Result<Run, String> {
     qemu_ready()?;
     let elf = image()?;
-    let mut cmd = x86::boot_command(&elf, bootargs).map_err(|e| e.to_string())?;
+    let mut cmd =
+        x86::boot_command_with_initrd(&elf, bootargs, initrd).map_err(|e| e.to_string())?;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -353,3 +353,189 @@ fn a_platform_device_is_refused_on_vtd_and_a_pci_device_attaches() {
         Some("ok")
     );
 }
+
+/// Boots with `text` as the config, passed as `-initrd` (a file under the target directory).
+fn boot_with_config(name: &str, text: &str, bootargs: &str) -> Run {
+    let dir = std::env::temp_dir().join(format!("smmuman-q35-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(name);
+    std::fs::write(&file, text).unwrap();
+    q35::run_with_initrd(bootargs, Some(&file)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A config that adds what q35's DMAR does not have: a reserved region (an RMRR) at 128 MiB
+/// for edu 00:02.0 and a binding of 00:04.0 (absent here, unlisted by the DMAR), in `merge`
+/// mode (the DMAR's unit and bindings stay), and a smaller fault log.
+const RESERVED_CONF: &str = "\
+# merge: the DMAR's unit and its bindings stay; this file adds to them
+mode merge
+fault-log 0d8
+
+[vtd dmar0]
+base 0xfed9_0000
+reserved 0x0800_0000 2M pci 00:02.0
+
+[device pci 00:04.0]
+unit dmar0
+";
+
+#[test]
+fn a_config_in_the_initrd_reserves_memory_the_dmar_does_not_and_edu_reaches_only_it() {
+    let run = boot_with_config("reserved.conf", RESERVED_CONF, "scenario=reserved");
+    run.assert_pass();
+    let t = run.record("TOPOLOGY").expect("TOPOLOGY");
+    assert_eq!(t.get("config"), Some("initrd"), "{}", run.describe());
+    assert_eq!(t.get("mode"), Some("merge"));
+    assert_eq!(t.get("fault_log"), Some("8"));
+    assert_eq!(t.get("reserved_regions"), Some("1"));
+    assert!(run.record("INITRD").is_some(), "{}", run.describe());
+    // The DMAR's bindings stay (merge), the region is the config's.
+    assert!(run
+        .records("BINDING")
+        .any(|b| b.get("device") == Some("pci:0000:00:02.0")
+            && b.get("sid") == Some("0x10")
+            && b.get("source") == Some("firmware")));
+    assert!(
+        run.records("BINDING")
+            .any(|b| b.get("device") == Some("pci:0000:00:04.0")
+                && b.get("sid") == Some("0x20")
+                && b.get("source") == Some("config")
+                && b.get("line") == Some("10")),
+        "{}",
+        run.describe()
+    );
+    let region = run.record("RESERVED_REGION").expect("RESERVED_REGION");
+    assert_eq!(hex(region, "start"), 0x0800_0000);
+    assert_eq!(hex(region, "len"), 0x20_0000);
+    assert_eq!(region.get("devices"), Some("00:02.0"));
+    assert_eq!(region.get("source"), Some("config"));
+    assert_eq!(region.get("line"), Some("7"));
+    assert!(run
+        .records("UNIT_DEVICE")
+        .any(|d| d.get("bdf") == Some("00:02.0") && d.get("held") == Some("1")));
+    let map = run.record("RMRR_MAP").expect("RMRR_MAP");
+    assert_eq!(map.get("identity"), Some("1"), "{}", run.describe());
+    // By DMA: edu reaches the region identity-mapped, and nothing past it.
+    let dma = check(&run, "reserved-dma");
+    assert_eq!(dma.get("held"), Some("1"));
+    assert_eq!(dma.get("landed"), Some("1"), "{}", run.describe());
+    let past = check(&run, "reserved-past-refused");
+    assert_eq!(past.get("landed"), Some("0"));
+    assert_eq!(
+        fault_at(&run, "00:02.0", 0x0820_0000, "write").len(),
+        1,
+        "{}",
+        run.describe()
+    );
+    assert!(fault_at(&run, "00:02.0", 0x0800_0000, "read").is_empty());
+
+    // Control: the board's embedded config reserves nothing there: the same DMAs are refused
+    // and recorded.
+    let control = boot("scenario=reserved");
+    control.assert_pass();
+    let t = control.record("TOPOLOGY").expect("TOPOLOGY");
+    assert_eq!(t.get("config"), Some("boards/qemu-q35/smmuman.conf"));
+    assert_eq!(t.get("reserved_regions"), Some("0"));
+    assert!(control
+        .records("BINDING")
+        .all(|b| b.get("device") != Some("pci:0000:00:04.0")));
+    let dma = check(&control, "reserved-dma");
+    assert_eq!(dma.get("held"), Some("0"));
+    assert_eq!(dma.get("landed"), Some("0"), "{}", control.describe());
+    assert_eq!(fault_at(&control, "00:02.0", 0x0800_0000, "read").len(), 1);
+    assert_eq!(fault_at(&control, "00:02.0", 0x0800_1000, "write").len(), 1);
+}
+
+#[test]
+fn a_config_in_the_initrd_sets_the_managers_fault_log_and_quota() {
+    let conf = "mode merge\nfault-log 0d4\nmappings-per-vm 0d16\n";
+    let run = boot_with_config("quota.conf", conf, "scenario=vms");
+    run.assert_pass();
+    let log = run.record("FAULT_LOG").expect("FAULT_LOG");
+    assert_eq!(log.get("depth"), Some("4"), "{}", run.describe());
+    let quota = run.record("QUOTA").expect("QUOTA");
+    assert_eq!(quota.get("mappings_per_vm"), Some("16"));
+    // Control: the board's config keeps the defaults.
+    let control = boot("scenario=vms");
+    control.assert_pass();
+    assert_eq!(
+        control.record("FAULT_LOG").and_then(|f| f.get("depth")),
+        Some("32")
+    );
+}
+
+#[test]
+fn a_wrong_config_is_refused_with_its_line_and_column_before_vtd_is_touched() {
+    // Line 7, column 5: `sid` in a device behind a VT-d unit.
+    let conf = "mode merge\n\n[vtd dmar0]\nbase 0xfed9_0000\n\n[device pci 00:02.0]\nsid 0x10\nunit dmar0\n";
+    let run = boot_with_config("bad.conf", conf, "scenario=deny");
+    assert_eq!(run.exit_code, Some(4), "{}", run.describe());
+    let fatal = run.record("FATAL").expect("FATAL");
+    assert_eq!(fatal.get("reason"), Some("config"));
+    let detail = fatal.get("detail").unwrap();
+    assert!(
+        detail.starts_with("initrd:7:5: ") && detail.contains("requester ID"),
+        "{detail}"
+    );
+    assert_eq!(run.records("FATAL").count(), 1);
+    // VT-d never enabled, no bus master, no DMA, no scenario.
+    assert!(run.record("VTD").is_none() && run.record("EDU").is_none());
+    assert!(run
+        .records("CHECK")
+        .all(|r| r.get("step") != Some("vtd-bring-up")));
+    assert!(run.record("RESULT").is_none());
+    assert_eq!(
+        run.record("FAILSAFE")
+            .and_then(|f| f.get("bus_masters_stopped")),
+        Some("0")
+    );
+
+    // A config the DMAR contradicts: a unit where the DMAR has none.
+    let nowhere = "[vtd dmar9]\nbase 0xfed9_1000\n";
+    let run = boot_with_config("nowhere.conf", nowhere, "scenario=deny");
+    assert_eq!(run.exit_code, Some(4), "{}", run.describe());
+    let d = run.record("FATAL").and_then(|f| f.get("detail")).unwrap();
+    assert!(d.contains("not a DRHD of the DMAR"), "{d}");
+
+    // Control: the board's config boots and the scenario runs.
+    let control = boot("scenario=deny");
+    control.assert_pass();
+    assert!(control.record("FATAL").is_none());
+    assert_eq!(
+        check(&control, "vtd-bring-up").get("translating"),
+        Some("1")
+    );
+}
+
+#[test]
+fn a_refused_dmas_record_arrives_through_the_fault_interrupt_and_the_control_polls_it() {
+    let run = boot("scenario=irq-fault");
+    run.assert_pass();
+    let ev = run.record("VTD_FAULT_EVENT").expect("VTD_FAULT_EVENT");
+    assert_eq!(ev.get("masked"), Some("0"), "{}", run.describe());
+    // FEADDR/FEDATA read back: an MSI to the boot CPU's APIC (0xFEE, destination 0), vector
+    // 0x40, fixed and edge (SDM Vol. 3A §11.11).
+    assert_eq!(hex(ev, "feaddr"), 0xfee0_0000);
+    assert_eq!(hex(ev, "fedata"), 0x40);
+    let irq = run.record("IRQ").expect("IRQ");
+    assert!(irq.line.starts_with("IRQ vtd-fault "), "{}", irq.line);
+    assert_eq!(irq.get("count"), Some("1"), "{}", run.describe());
+    assert_eq!(irq.get("path"), Some("irq"));
+    let f = fault_at(&run, "00:02.0", 0x1000_0000, "write");
+    assert_eq!(f.len(), 1, "{}", run.describe());
+    assert_eq!(f[0].get("when"), Some("irq"));
+
+    // Control: FECTL left masked: no interrupt, FECTL.IP set, and the poll finds the record.
+    let control = boot("scenario=irq-fault vtd-irq=off");
+    control.assert_pass();
+    let ev = control.record("VTD_FAULT_EVENT").expect("VTD_FAULT_EVENT");
+    assert_eq!(ev.get("masked"), Some("1"));
+    assert_eq!(hex(ev, "feaddr"), 0);
+    let irq = control.record("IRQ").expect("IRQ");
+    assert_eq!(irq.get("count"), Some("0"), "{}", control.describe());
+    assert_eq!(irq.get("fectl_ip"), Some("1"));
+    assert_eq!(irq.get("path"), Some("poll"));
+    let f = fault_at(&control, "00:02.0", 0x1000_0000, "write");
+    assert_eq!(f.len(), 1, "{}", control.describe());
+    assert_eq!(f[0].get("when"), Some("poll"));
+}

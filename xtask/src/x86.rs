@@ -155,12 +155,28 @@ pub fn build(target_dir: &Path) -> Result<PathBuf> {
 /// # Errors
 /// When the board's `qemu.args` cannot be read.
 pub fn boot_command(elf: &Path, bootargs: &str) -> Result<Command> {
+    boot_command_with_initrd(elf, bootargs, None)
+}
+
+/// [`boot_command`] with `-initrd FILE` when `initrd` is given: QEMU's PVH loader hands FILE
+/// to the image as `hvm_start_info`'s only module, which the image reads as its
+/// `smmuman.conf` instead of the embedded board config.
+///
+/// # Errors
+/// When the board's `qemu.args` cannot be read.
+pub fn boot_command_with_initrd(
+    elf: &Path,
+    bootargs: &str,
+    initrd: Option<&Path>,
+) -> Result<Command> {
     let mut cmd = Command::new(binary());
     cmd.args(qemu::board_args_of(BOARD)?)
         .arg("-kernel")
-        .arg(elf)
-        .arg("-append")
-        .arg(bootargs);
+        .arg(elf);
+    if let Some(file) = initrd {
+        cmd.arg("-initrd").arg(file);
+    }
+    cmd.arg("-append").arg(bootargs);
     Ok(cmd)
 }
 

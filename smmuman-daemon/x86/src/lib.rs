@@ -8,6 +8,8 @@
 //!   ECAM), HPET (its clock) and the DMAR table, copied and checked by `vtd::dmar`.
 //! * [`remapping`]: what a remapping unit looks after: the PCI functions `Dmar::unit_for` puts
 //!   behind it, its RMRRs (identity-mapped for the devices they name, reserved for the manager).
+//! * [`topology`]: the DMAR as board-config's firmware view, combined with `smmuman.conf`.
+//! * [`msi`]: the MSI address/data a VT-d fault event is programmed with (Intel SDM §11.11).
 //! * [`direct`]: the synchronous transport the image's clients reach the manager through.
 //!
 //! Every parser returns typed errors naming the table and byte offset; none panics on input
@@ -26,6 +28,8 @@
 
 pub mod acpi;
 pub mod direct;
+pub mod msi;
 pub mod phys;
 pub mod pvh;
 pub mod remapping;
+pub mod topology;

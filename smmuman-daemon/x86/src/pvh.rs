@@ -16,6 +16,10 @@
 //! | 40 | `memmap_paddr` u64 | version ≥ 1: array of `hvm_memmap_table_entry` |
 //! | 48 | `memmap_entries` u32 | version ≥ 1 |
 //!
+//! A module-list entry (`hvm_modlist_entry`) is 32 bytes: `paddr` u64, `size` u64,
+//! `cmdline_paddr` u64, `reserved` u64. QEMU's PVH option ROM (`pc-bios/optionrom/pvh_main.c`)
+//! passes the `-initrd` file as the one module (`nr_modules` = 1), with no command line.
+//!
 //! A memory-map entry is 24 bytes: `addr` u64, `size` u64, `type` u32 (E820 types: 1 RAM,
 //! 2 reserved, 3 ACPI reclaimable, 4 ACPI NVS, 5 unusable), `reserved` u32.
 
@@ -35,6 +39,26 @@ pub const MEMMAP_ACPI: u32 = 3;
 pub const MAX_MEMMAP: usize = 32;
 /// Longest command line kept (bytes).
 pub const MAX_CMDLINE: usize = 256;
+/// Size of one module-list entry (`hvm_modlist_entry`).
+pub const MODLIST_ENTRY_BYTES: u64 = 32;
+/// Most modules kept.
+pub const MAX_MODULES: usize = 4;
+
+/// One boot module (`hvm_modlist_entry`): with QEMU, the `-initrd` file.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Module {
+    /// Where the boot loader put it.
+    pub paddr: u64,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+impl Module {
+    /// One past the last byte (saturating).
+    pub fn end(&self) -> u64 {
+        self.paddr.saturating_add(self.size)
+    }
+}
 
 /// One memory-map entry.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -67,6 +91,8 @@ pub struct StartInfo {
     pub rsdp: u64,
     /// The memory map (version 1).
     pub memmap: Vec<MemRegion, MAX_MEMMAP>,
+    /// The boot modules (`nr_modules` entries of `modlist_paddr`), in list order.
+    pub modules: Vec<Module, MAX_MODULES>,
 }
 
 impl StartInfo {
@@ -97,6 +123,8 @@ pub enum StartInfoError {
     },
     /// More than [`MAX_MEMMAP`] memory-map entries.
     MemmapTooLong(u32),
+    /// More than [`MAX_MODULES`] modules.
+    TooManyModules(u32),
 }
 
 impl From<Unreachable> for StartInfoError {
@@ -121,6 +149,9 @@ impl fmt::Display for StartInfoError {
             ),
             Self::MemmapTooLong(n) => {
                 write!(f, "memory map has {n} entries, at most {MAX_MEMMAP} kept")
+            }
+            Self::TooManyModules(n) => {
+                write!(f, "{n} boot modules, at most {MAX_MODULES} kept")
             }
         }
     }
@@ -186,12 +217,30 @@ pub fn parse(mem: &impl PhysRead, paddr: u64) -> Result<StartInfo, StartInfoErro
             let _ = memmap.push(region);
         }
     }
+    let nr_modules = mem.u32(at(12))?;
+    if nr_modules as usize > MAX_MODULES {
+        return Err(StartInfoError::TooManyModules(nr_modules));
+    }
+    let mut modules = Vec::new();
+    if nr_modules != 0 {
+        let list = mem.u64(at(16))?;
+        for i in 0..u64::from(nr_modules) {
+            let e = list.saturating_add(i * MODLIST_ENTRY_BYTES);
+            let module = Module {
+                paddr: mem.u64(e)?,
+                size: mem.u64(e.saturating_add(8))?,
+            };
+            // Capacity checked above.
+            let _ = modules.push(module);
+        }
+    }
     Ok(StartInfo {
         paddr,
         version,
         cmdline,
         rsdp,
         memmap,
+        modules,
     })
 }
 
@@ -229,6 +278,34 @@ mod tests {
         assert_eq!(s.rsdp, 0xf5250);
         assert_eq!(s.memmap.len(), 2);
         assert_eq!(s.ram_bytes(), 0x9fc00 + 0x7f0_0000);
+        assert!(s.modules.is_empty());
+    }
+
+    #[test]
+    fn an_initrd_module_is_found_and_too_many_modules_are_refused() {
+        let mut m = sample();
+        m.put(0x100c, &1u32.to_le_bytes());
+        m.put(0x1010, &0x1300u64.to_le_bytes());
+        m.put(0x1300, &0x7fe_0000u64.to_le_bytes());
+        m.put(0x1308, &0x123u64.to_le_bytes());
+        let s = parse(&m, 0x1000).unwrap();
+        assert_eq!(
+            s.modules.as_slice(),
+            &[Module {
+                paddr: 0x7fe_0000,
+                size: 0x123
+            }]
+        );
+        assert_eq!(s.modules[0].end(), 0x7fe_0123);
+        m.put(0x100c, &5u32.to_le_bytes());
+        assert_eq!(parse(&m, 0x1000), Err(StartInfoError::TooManyModules(5)));
+        // The list itself out of reach: an error, not a panic.
+        m.put(0x100c, &1u32.to_le_bytes());
+        m.put(0x1010, &0x10_0000u64.to_le_bytes());
+        assert!(matches!(
+            parse(&m, 0x1000),
+            Err(StartInfoError::Unreachable(_))
+        ));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! Plain data and an [`IommuBackend`]: host-tested with a built DMAR and a model IOMMU.
 
 use crate::acpi::AcpiError;
+use board_config::{Device, LookupError, Topology, UnitId};
 use core::fmt;
 use heapless::Vec;
 use iommu_core::{Access, Bdf, DomainId, IommuBackend, Iova, PhysAddr, StreamId, PAGE_SIZE};
@@ -74,6 +75,8 @@ pub enum PlanError {
         /// Byte offset of the RMRR.
         offset: usize,
     },
+    /// The combined topology cannot say which unit translates a function.
+    Lookup(LookupError),
 }
 
 impl fmt::Display for PlanError {
@@ -90,12 +93,13 @@ impl fmt::Display for PlanError {
                 f,
                 "RMRR at DMAR offset {offset:#x}: base/limit not page aligned or limit below base"
             ),
+            Self::Lookup(e) => write!(f, "{e}"),
         }
     }
 }
 
 /// The bus numbers of the bridge `bdf`, from enumeration (None: not a bridge).
-fn bridge_of(functions: &[PciFunction], bdf: Bdf) -> Option<BridgeBuses> {
+pub fn bridge_of(functions: &[PciFunction], bdf: Bdf) -> Option<BridgeBuses> {
     functions
         .iter()
         .find(|f| f.bdf == bdf)
@@ -186,6 +190,62 @@ pub fn plan(
     })
 }
 
+/// What the unit `driven` of the combined topology `t` (DRHD `unit` at `register_base`) looks
+/// after among the enumerated `functions` of segment 0: the functions `t` binds to it, each
+/// with its StreamID there (its requester ID), and **every** reserved region of `t` (the DMAR's
+/// RMRRs and the config's `reserved` lines), each naming those of its functions that are
+/// behind this unit (possibly none: the memory is still kept from every client).
+///
+/// # Errors
+/// [`PlanError::Lookup`] when `t` cannot tell a function's unit, [`PlanError::TooManyDevices`],
+/// [`PlanError::TooManyRegions`] (offset = the region's index).
+pub fn plan_from_topology(
+    t: &Topology,
+    driven: UnitId,
+    unit: UnitIndex,
+    register_base: PhysAddr,
+    functions: &[PciFunction],
+) -> Result<UnitPlan, PlanError> {
+    let mut devices = Vec::new();
+    for f in functions {
+        match t.sid_for(Device::pci(f.bdf)) {
+            Ok(Some((u, sid))) if u == driven => devices
+                .push((f.bdf, sid))
+                .map_err(|_| PlanError::TooManyDevices)?,
+            Ok(_) => {}
+            Err(e) => return Err(PlanError::Lookup(e)),
+        }
+    }
+    let mut regions: Vec<ReservedRegion, MAX_REGIONS> = Vec::new();
+    for (offset, r) in t.reserved_regions().iter().enumerate() {
+        let named = if r.segment == 0 {
+            r.devices
+                .iter()
+                .copied()
+                .filter(|b| devices.iter().any(|&(d, _)| d == *b))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        regions
+            .push(ReservedRegion {
+                offset,
+                range: PhysRange {
+                    start: r.start,
+                    len: r.len,
+                },
+                devices: named,
+            })
+            .map_err(|_| PlanError::TooManyRegions { offset })?;
+    }
+    Ok(UnitPlan {
+        unit,
+        register_base,
+        devices,
+        regions,
+    })
+}
+
 impl UnitPlan {
     /// Whether a reserved region names `bdf` (the host keeps it: [`identity_map`]).
     pub fn held(&self, bdf: Bdf) -> bool {
@@ -215,7 +275,7 @@ impl UnitPlan {
 /// Identity-maps every reserved region of `plan` (IOVA = host address, read/write: VT-d §8.4)
 /// in one domain the host holds, and attaches the devices the regions name to it: their DMA to
 /// those regions keeps landing and everything else they do faults. Returns the domain (`None`
-/// when no region names a device).
+/// when no region names a device; a region that names none is not mapped).
 ///
 /// Each region is mapped for every held device (one domain): a device named by one region
 /// reaches the others' too, as Linux's identity domain for RMRR devices does.
@@ -226,11 +286,11 @@ pub fn identity_map<B: IommuBackend>(
     backend: &mut B,
     plan: &UnitPlan,
 ) -> Result<Option<DomainId>, B::Error> {
-    if plan.regions.is_empty() {
+    if plan.regions.iter().all(|r| r.devices.is_empty()) {
         return Ok(None);
     }
     let domain = backend.create_domain()?;
-    for r in &plan.regions {
+    for r in plan.regions.iter().filter(|r| !r.devices.is_empty()) {
         backend.map(
             domain,
             Iova(r.range.start.0),

@@ -52,7 +52,7 @@ fn manager(r: &mut Rig<'_>, extra: &[DeviceEntry]) -> Step<RefCell<Mgr>> {
         .backend
         .take()
         .ok_or_else(|| Outcome::fail().with("reason", "no backend"))?;
-    host::start(backend, &r.plan, extra).map(RefCell::new)
+    host::start(backend, &r.plan, &r.limits, extra).map(RefCell::new)
 }
 
 fn assign(m: &RefCell<Mgr>, client: ClientId, name: &str, grants: &[Grant]) -> Step {

@@ -8,7 +8,7 @@
 //! writes back every cache line of the range with `CLFLUSH` and then `MFENCE`s.
 //!
 //! `CLFLUSH` rather than `CLFLUSHOPT`: `CLFLUSH` is in every x86-64 CPU (CPUID.01H:EDX.CLFSH,
-//! part of the SSE2 baseline), `CLFLUSHOPT` needs CPUID.(EAX=07H,ECX=0):EBX[23] (QEMU's default
+//! part of the SSE2 baseline), `CLFLUSHOPT` needs CPUID.(EAX=07H,ECX=0):EBX\[23\] (QEMU's default
 //! `qemu64` model lacks it) and is only faster for long ranges because its flushes are not
 //! ordered with each other; the driver flushes a few lines per table change. Both are ordered
 //! with later stores only by a fence (SDM Vol. 2A "CLFLUSH"/"CLFLUSHOPT"): the `MFENCE` makes
@@ -77,7 +77,7 @@ impl Pool {
     }
 }
 
-/// CPUID.01H:EBX[15:8] × 8: the CLFLUSH line size (SDM Vol. 2A "CPUID").
+/// CPUID.01H:EBX\[15:8\] × 8: the CLFLUSH line size (SDM Vol. 2A "CPUID").
 fn clflush_line() -> u64 {
     // SAFETY: CPUID leaf 1 exists on every x86-64 CPU.
     #[allow(unused_unsafe)]

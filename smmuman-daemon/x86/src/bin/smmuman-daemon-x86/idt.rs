@@ -8,6 +8,14 @@
 //! which exceptions push an error code (8, 10–14, 17, 21, 29, 30); the stubs push a 0 for the
 //! others so that one common path sees the same frame: vector, error code, then the CPU's RIP,
 //! CS, RFLAGS, RSP, SS (§7.14.2: the CPU aligns RSP to 16 bytes before pushing).
+//!
+//! Two interrupt vectors are present besides (the other 222 gates are not present: a stray
+//! interrupt there raises #NP, which ends like any exception): the VT-d fault event
+//! ([`crate::irq::VTD_FAULT_VECTOR`]), whose stub saves every caller-saved register, clears
+//! DF (the SysV ABI's entry state), calls `vtd_fault_interrupt` on a 16-byte aligned stack and
+//! returns with IRETQ; and the local APIC's spurious vector, which returns at once (SDM Vol. 3A
+//! §11.9: no EOI for a spurious interrupt). The image runs with RFLAGS.IF = 0 except in the
+//! interrupt window of its service loop ([`crate::irq::window`]).
 
 use crate::boot::CODE64;
 use core::arch::global_asm;
@@ -135,6 +143,35 @@ exc_stub_31:
     push 0
     push 31
     jmp exc_common
+vtd_fault_stub:
+    push rax
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push r8
+    push r9
+    push r10
+    push r11
+    push rbp
+    mov rbp, rsp
+    and rsp, -16
+    cld
+    call vtd_fault_interrupt
+    mov rsp, rbp
+    pop rbp
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rax
+    iretq
+spurious_stub:
+    iretq
 exc_common:
     mov rdi, [rsp]
     mov rsi, [rsp + 8]
@@ -182,11 +219,19 @@ exc_stubs:
     .quad exc_stub_29
     .quad exc_stub_30
     .quad exc_stub_31
+    .global vtd_fault_stub_addr
+vtd_fault_stub_addr:
+    .quad vtd_fault_stub
+    .global spurious_stub_addr
+spurious_stub_addr:
+    .quad spurious_stub
 "#
 );
 
 extern "C" {
     static exc_stubs: [u64; 32];
+    static vtd_fault_stub_addr: u64;
+    static spurious_stub_addr: u64;
 }
 
 /// One 64-bit interrupt gate.
@@ -194,8 +239,9 @@ extern "C" {
 #[repr(C, align(16))]
 struct Gate([u64; 2]);
 
-/// The IDT: 32 exception gates.
-static mut IDT: [Gate; 32] = [Gate([0; 2]); 32];
+/// The IDT: 256 gates (vectors 0–31 the exceptions, two interrupt vectors, the rest not
+/// present).
+static mut IDT: [Gate; 256] = [Gate([0; 2]); 256];
 
 /// The operand of LIDT: limit u16, base u64.
 #[repr(C, packed)]
@@ -222,8 +268,10 @@ pub fn init() {
         for (g, stub) in idt.iter_mut().zip(exc_stubs.iter()) {
             *g = gate(*stub);
         }
+        idt[usize::from(crate::irq::VTD_FAULT_VECTOR)] = gate(vtd_fault_stub_addr);
+        idt[usize::from(crate::lapic::SPURIOUS_VECTOR)] = gate(spurious_stub_addr);
         let p = Pointer {
-            limit: (core::mem::size_of::<[Gate; 32]>() - 1) as u16,
+            limit: (core::mem::size_of::<[Gate; 256]>() - 1) as u16,
             base: idt.as_ptr() as u64,
         };
         core::arch::asm!("lidt [{}]", in(reg) &p, options(readonly, nostack, preserves_flags));

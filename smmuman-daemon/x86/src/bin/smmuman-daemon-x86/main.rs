@@ -26,6 +26,7 @@
 
 extern crate alloc;
 
+mod board;
 mod boot;
 mod clients;
 mod console;
@@ -35,6 +36,8 @@ mod heap;
 mod host;
 mod hpet;
 mod idt;
+mod irq;
+mod lapic;
 mod port;
 mod ram;
 mod scenarios;

@@ -41,17 +41,30 @@ pub struct HostRam {
 }
 
 impl HostRam {
-    /// The first run of up to [`MAX_BLOCKS`] 2 MiB blocks of RAM above the image, in the
-    /// write-back identity map. `None` when there is none.
-    pub fn find(start: &StartInfo) -> Option<Self> {
+    /// The first run of up to [`MAX_BLOCKS`] 2 MiB blocks of RAM above the image (and above
+    /// `avoid`, the initrd, when that lies in the way), in the write-back identity map. `None`
+    /// when there is none.
+    pub fn find(start: &StartInfo, avoid: Option<PhysRange>) -> Option<Self> {
         let floor = (image().start.0 + image().len).next_multiple_of(BLOCK);
         start
             .memmap
             .iter()
             .filter(|r| r.kind == MEMMAP_RAM)
             .find_map(|r| {
-                let base = r.addr.max(floor).next_multiple_of(BLOCK);
-                let end = r.end().min(WB_END) & !(BLOCK - 1);
+                let mut base = r.addr.max(floor).next_multiple_of(BLOCK);
+                let mut end = r.end().min(WB_END) & !(BLOCK - 1);
+                if let Some(a) =
+                    avoid.filter(|a| a.overlaps(PhysAddr(base), end.saturating_sub(base)))
+                {
+                    // Keep the larger side of the initrd.
+                    let below = a.start.0 & !(BLOCK - 1);
+                    let above = (a.start.0 + a.len).next_multiple_of(BLOCK);
+                    if below.saturating_sub(base) >= end.saturating_sub(above) {
+                        end = below;
+                    } else {
+                        base = above;
+                    }
+                }
                 (end > base).then(|| Self {
                     base,
                     blocks: ((end - base) / BLOCK).min(MAX_BLOCKS),
@@ -104,6 +117,56 @@ impl HostRam {
         }
         (0..len)
             // SAFETY: inside the region (checked); volatile because devices write it by DMA.
+            .filter(|i| unsafe { ptr::read_volatile((pa.0 + i) as *const u8) } == byte)
+            .count() as u64
+    }
+}
+
+/// RAM outside the image, the VMs' [`HostRam`] and the initrd that a scenario fills and
+/// checks itself (scenario `reserved`: a region the topology reserves for a device, or the
+/// same address without it as the control).
+pub struct Scratch {
+    range: PhysRange,
+}
+
+impl Scratch {
+    /// `range`, when it is RAM by the PVH memory map in the write-back identity map and shares
+    /// no byte with the image or any of `avoid`.
+    pub fn new(start: &StartInfo, range: PhysRange, avoid: &[PhysRange]) -> Option<Self> {
+        let end = range.start.0.checked_add(range.len)?;
+        let in_ram = start
+            .memmap
+            .iter()
+            .any(|r| r.kind == MEMMAP_RAM && r.addr <= range.start.0 && end <= r.end());
+        let clear = core::iter::once(image())
+            .chain(avoid.iter().copied())
+            .all(|a| !a.overlaps(range.start, range.len));
+        (range.start.0 != 0 && end <= WB_END && in_ram && clear).then_some(Self { range })
+    }
+
+    fn owns(&self, pa: PhysAddr, len: u64) -> bool {
+        pa.0 >= self.range.start.0
+            && pa.0.saturating_add(len) <= self.range.start.0 + self.range.len
+    }
+
+    /// Fills `[pa, pa + len)` with `byte`; `false` (nothing written) outside the range.
+    pub fn fill(&mut self, pa: PhysAddr, len: u64, byte: u8) -> bool {
+        if !self.owns(pa, len) {
+            return false;
+        }
+        // SAFETY: inside the range (checked), RAM that neither the image nor anything it hands
+        // out uses (checked at `new`), identity mapped; volatile because devices DMA to it.
+        (0..len).for_each(|i| unsafe { ptr::write_volatile((pa.0 + i) as *mut u8, byte) });
+        true
+    }
+
+    /// Counts the bytes of `[pa, pa + len)` equal to `byte` (0 outside the range).
+    pub fn count(&self, pa: PhysAddr, len: u64, byte: u8) -> u64 {
+        if !self.owns(pa, len) {
+            return 0;
+        }
+        (0..len)
+            // SAFETY: inside the range (checked); volatile because devices write it by DMA.
             .filter(|i| unsafe { ptr::read_volatile((pa.0 + i) as *const u8) } == byte)
             .count() as u64
     }

@@ -16,6 +16,13 @@
 //!   the backend always invalidates: a table built here, DID [`HAND_DID`], IOVA = PA in the DMA
 //!   pool) clears the leaf without the invalidation: the stale translation still lands
 //!   (QEMU's IOTLB caches like hardware).
+//! * `reserved`: edu 0 reads and writes at `at=` (default [`RESERVED_AT`]) with IOVA = PA. When
+//!   the combined topology reserves a region there for edu (a DMAR RMRR or a config `reserved`
+//!   line), the region is identity-mapped for it: both DMAs land; a write just past the region
+//!   is refused and recorded. Without such a region (the control: the board's config), the
+//!   same DMAs are refused and recorded.
+//! * `irq-fault`: the refused DMA's record arrives through the fault-event interrupt
+//!   ([`crate::irq`]); control `vtd-irq=off`: FECTL stays masked and the poll finds it.
 //! * `vms`, `vmm-rules`, `vmm-hostile`, `mmio-refused`: the manager over the backend and its
 //!   clients ([`crate::clients`]).
 //!
@@ -43,6 +50,7 @@ use smmuman_daemon::edu::{Edu, EduError};
 use smmuman_daemon::exit_code;
 use smmuman_daemon::mmio::MmioRegion;
 use smmuman_daemon::report::Outcome;
+use smmuman_server::PhysRange;
 use smmuman_x86::remapping::{self, UnitPlan};
 use vtd::backend::VtdBackend;
 use vtd::second_level::{encode_leaf, encode_table};
@@ -64,11 +72,14 @@ const HAND_DID: DomainTag = DomainTag(0x100);
 /// Where the backend scenarios put their window: 1 GiB, not the host address (IOVA ≠ PA shows
 /// the translation), below edu's widened DMA mask.
 pub const WINDOW_IOVA: u64 = 0x4000_0000;
+/// Where scenario `reserved` DMAs by default: 128 MiB, RAM with `-m 256M`, above the image,
+/// the VMs' RAM and below QEMU's initrd (at the top of RAM).
+pub const RESERVED_AT: u64 = 0x0800_0000;
 /// How long an edu transfer may take: 100 ms of virtual time in the model.
 const EDU_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Every scenario this image runs.
-const KNOWN: &str = "boot deny window remap vms vmm-rules vmm-hostile mmio-refused fault-after-bringup panic-after-bringup";
+const KNOWN: &str = "boot deny window remap reserved irq-fault vms vmm-rules vmm-hostile mmio-refused fault-after-bringup panic-after-bringup";
 
 /// One `edu`: its address, the requester id its DMA carries and its driver.
 pub struct EduDev {
@@ -94,7 +105,9 @@ pub struct Rig<'m> {
     pub edus: Vec<EduDev, 2>,
     /// What the unit looks after.
     pub plan: UnitPlan,
-    faults: Vec<FaultRecord, 32>,
+    /// The manager's sizes and the initrd (from the combined topology).
+    pub limits: crate::host::Limits,
+    pub(crate) faults: Vec<FaultRecord, 32>,
 }
 
 /// Runs the scenario `args` name and returns the exit code.
@@ -109,17 +122,36 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
     let dmar = m.acpi.dmar.dmar().unwrap_or_else(|e| fatal("dmar", e));
     let functions = m.pci.functions();
     let (edu_bdf, _) = m.edus[0];
-    // VT-d §8.3: the DRHD whose scope names edu (QEMU's is not INCLUDE_PCI_ALL).
-    let Some(index) = remapping::unit_for(&dmar, functions, edu_bdf) else {
-        fatal("dmar", "no DRHD covers edu: it could DMA untranslated")
+    // The DMAR combined with the config (the initrd's, else the board's): which unit
+    // translates which function, the reserved regions, the fault-log depth, the quotas.
+    let board = crate::board::learn(&m.start, &dmar, functions);
+    // The unit that translates edu (VT-d §8.3 as the topology has it): the one driven.
+    let driven = match board.topology.sid_for(board_config::Device::pci(edu_bdf)) {
+        Ok(Some((u, _))) => u,
+        Ok(None) => fatal(
+            "config",
+            format_args!(
+                "{}: no unit translates edu {edu_bdf}: it could DMA untranslated",
+                board.config
+            ),
+        ),
+        Err(e) => fatal("config", format_args!("{}: {e}", board.config)),
     };
-    let plan = remapping::plan(&dmar, index, functions).unwrap_or_else(|e| fatal("dmar", e));
+    crate::board::print(&board, driven);
+    let base = board.topology.unit(driven).map_or(PhysAddr(0), |u| u.base);
+    // `learn` checked that every unit of the topology is a DRHD of the DMAR.
+    let Some((index, _)) = dmar.units().find(|(_, d)| d.register_base == base) else {
+        fatal("config", "the driven unit is not in the DMAR")
+    };
+    let plan = remapping::plan_from_topology(&board.topology, driven, index, base, functions)
+        .unwrap_or_else(|e| fatal("config", format_args!("{}: {e}", board.config)));
     console::line(format_args!(
-        "UNIT index={} base={} devices={} rmrr={}",
+        "UNIT_PLAN index={} base={} devices={} reserved_regions={} held={}",
         plan.unit,
         plan.register_base,
         plan.devices.len(),
-        plan.regions.len()
+        plan.regions.len(),
+        plan.devices.iter().filter(|d| plan.held(d.0)).count()
     ));
     for (bdf, sid) in &plan.devices {
         console::line(format_args!(
@@ -162,7 +194,8 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
         u8::from(f.coherent), u8::from(f.qi), u8::from(f.superpage_2m), u8::from(f.superpage_1g),
         u8::from(f.psi), f.nfr, f.mamv
     ));
-    let ram = HostRam::find(&m.start).unwrap_or_else(|| fatal("memory", "no RAM above the image"));
+    let ram = HostRam::find(&m.start, board.initrd)
+        .unwrap_or_else(|| fatal("memory", "no RAM above the image"));
     console::line(format_args!(
         "HOST_RAM range={} image={}",
         ram.range(),
@@ -176,6 +209,7 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
         ram,
         edus,
         plan,
+        limits: crate::host::Limits::of(&board.topology, board.initrd),
         faults: Vec::new(),
     };
     if vtd_on {
@@ -202,7 +236,7 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
         // VT-d §8.4: RMRR regions stay reachable, identity-mapped, for the devices they name.
         match remapping::identity_map(&mut backend, &rig.plan) {
             Ok(Some(d)) => {
-                for r in &rig.plan.regions {
+                for r in rig.plan.regions.iter().filter(|r| !r.devices.is_empty()) {
                     console::line(format_args!(
                         "RMRR_MAP domain={} range={} devices={} identity=1",
                         d.0,
@@ -255,6 +289,34 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
         "deny" => deny(&mut rig, vtd_on),
         "window" => window(&mut rig, control == Some("wide")),
         "remap" => remap(&mut rig, control == Some("no-invalidate")),
+        "irq-fault" => match args.get("vtd-irq") {
+            None | Some("on") => crate::irq::fault(&mut rig, true),
+            Some("off") => crate::irq::fault(&mut rig, false),
+            Some(_) => fatal("bootargs", "vtd-irq= is on or off"),
+        },
+        "reserved" => {
+            let at = args
+                .get("at")
+                .map_or(Some(RESERVED_AT), |a| {
+                    u64::from_str_radix(a.trim_start_matches("0x"), 16).ok()
+                })
+                .filter(|a| a % 4096 == 0)
+                .unwrap_or_else(|| fatal("bootargs", "at= is a 4 KiB aligned hexadecimal address"));
+            let range = PhysRange {
+                start: PhysAddr(at),
+                len: 2 * SUPERPAGE,
+            };
+            let avoid = [rig.ram.range()]
+                .into_iter()
+                .chain(rig.limits.initrd)
+                .collect::<Vec<PhysRange, 2>>();
+            match crate::ram::Scratch::new(&m.start, range, &avoid) {
+                Some(scratch) => reserved(&mut rig, scratch, at),
+                None => Err(Outcome::fail()
+                    .with("reason", "at= is not free RAM")
+                    .with("range", range)),
+            }
+        }
         "vms" => crate::clients::vms(&mut rig),
         "vmm-rules" => crate::clients::rules(&mut rig),
         "vmm-hostile" => crate::clients::hostile(&mut rig),
@@ -307,7 +369,7 @@ impl Rig<'_> {
     }
 
     /// Drains the unit's fault records: one `FAULT` record each, kept for checks.
-    fn drain(&mut self, when: &str) -> usize {
+    pub(crate) fn drain(&mut self, when: &str) -> usize {
         let Some(backend) = self.backend.as_mut() else {
             return 0;
         };
@@ -379,7 +441,7 @@ impl Rig<'_> {
             .map_err(|e| Outcome::fail().with("reason", "dma pool").with("detail", e))
     }
 
-    fn backend(&mut self) -> Step<&mut Backend> {
+    pub(crate) fn backend(&mut self) -> Step<&mut Backend> {
         self.backend
             .as_mut()
             .ok_or_else(|| vtd_error("unit", "not up (drop vtd=off)"))
@@ -392,7 +454,7 @@ impl Rig<'_> {
             .map_err(|e| vtd_error("table_written", e))
     }
 
-    fn edu0(&self) -> Step<(Bdf, StreamId)> {
+    pub(crate) fn edu0(&self) -> Step<(Bdf, StreamId)> {
         self.edus
             .first()
             .map(|d| (d.bdf, d.sid))
@@ -479,6 +541,62 @@ fn backend_window(r: &mut Rig<'_>, pa: PhysAddr, len: u64) -> Step<DomainId> {
         domain.0
     ));
     Ok(domain)
+}
+
+/// Scenario `reserved` (see the module comment).
+fn reserved(r: &mut Rig<'_>, mut scratch: crate::ram::Scratch, at: u64) -> Step {
+    use iommu_core::Direction;
+    let (edu, _) = r.edu0()?;
+    // The region the topology reserves at `at` for edu, if any (`plan.regions` name only the
+    // functions behind the driven unit).
+    let region = r
+        .plan
+        .regions
+        .iter()
+        .find(|g| g.devices.contains(&edu) && g.range.overlaps(PhysAddr(at), 1))
+        .map(|g| g.range);
+    let held = region.is_some();
+    let past = region.map_or(at + SUPERPAGE, |g| g.start.0 + g.len);
+    console::line(format_args!(
+        "SAY reserved: edu {edu} reads {at:#018x} and writes {:#018x}, then writes {past:#018x} (IOVA = PA); reserved region for edu: {}",
+        at + 0x1000,
+        region.map_or(0, |_| 1)
+    ));
+    let len = u64::from(DMA_LEN);
+    if !(scratch.fill(PhysAddr(at), len, PATTERN)
+        && scratch.fill(PhysAddr(at + 0x1000), len, 0)
+        && scratch.fill(PhysAddr(past), len, 0))
+    {
+        return Err(Outcome::fail().with("reason", "past the region is outside the scratch RAM"));
+    }
+    r.dev_reads(0, at)?;
+    let (read_fault, _) = r.faulted("reserved-read", at, Direction::Read);
+    r.dev_writes(0, at + 0x1000)?;
+    let landed = scratch.count(PhysAddr(at + 0x1000), len, PATTERN) == len;
+    let (write_fault, _) = r.faulted("reserved-write", at + 0x1000, Direction::Write);
+    check(
+        "reserved-dma",
+        landed == held && read_fault != held && write_fault != held,
+        format_args!(
+            "bdf={edu} at={at:#018x} held={} landed={} read_recorded={} write_recorded={}",
+            u8::from(held),
+            u8::from(landed),
+            u8::from(read_fault),
+            u8::from(write_fault)
+        ),
+    )?;
+    r.dev_writes(0, past)?;
+    let escaped = scratch.count(PhysAddr(past), len, PATTERN) != 0;
+    let (past_fault, _) = r.faulted("reserved-past", past, Direction::Write);
+    check(
+        "reserved-past-refused",
+        !escaped && past_fault,
+        format_args!(
+            "addr={past:#018x} landed={} recorded={}",
+            u8::from(escaped),
+            u8::from(past_fault)
+        ),
+    )
 }
 
 fn window(r: &mut Rig<'_>, wide: bool) -> Step {
