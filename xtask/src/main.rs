@@ -178,12 +178,19 @@ fn run(args: &[String]) -> Result<ExitCode> {
         bootargs,
     } = parse_run_args(args)?;
     if x86::is_x86_board(&board) {
-        if initrd.is_some() || plan.is_some() {
+        if plan.is_some() {
             return Err(Error(format!(
-                "run: board {board} takes no --initrd or --plan (its image has no manager yet)"
+                "run: board {board} takes no --plan (its image runs no VMs yet); --initrd FILE passes a config"
             )));
         }
-        return run_x86(&bootargs, scenario.is_none());
+        let initrd = match initrd {
+            Some(file) => Some(
+                std::path::absolute(&file)
+                    .map_err(|e| Error(format!("--initrd {}: {e}", file.display())))?,
+            ),
+            None => None,
+        };
+        return run_x86(&bootargs, scenario.is_none(), initrd.as_deref());
     }
     let initrd = match (initrd, &scenario) {
         (Some(file), _) => Some(
@@ -234,7 +241,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
 }
 
 /// Boots the x86-64 image on `qemu-q35` with `bootargs` (`scenario=boot` when none named).
-fn run_x86(bootargs: &str, no_scenario: bool) -> Result<ExitCode> {
+fn run_x86(bootargs: &str, no_scenario: bool, initrd: Option<&Path>) -> Result<ExitCode> {
     let bootargs = if no_scenario {
         format!("scenario=boot {bootargs}").trim_end().to_string()
     } else {
@@ -242,7 +249,7 @@ fn run_x86(bootargs: &str, no_scenario: bool) -> Result<ExitCode> {
     };
     let elf = x86::build(&paths::target_dir())?;
     x86::ensure_qemu()?;
-    let mut cmd = x86::boot_command(&elf, &bootargs)?;
+    let mut cmd = x86::boot_command_with_initrd(&elf, &bootargs, initrd)?;
     eprintln!(
         "xtask: booting {} on board {} with \"{bootargs}\" (QEMU: Ctrl-A X quits)",
         elf.display(),
