@@ -94,21 +94,32 @@ fn boot_finds_the_unit_through_pvh_and_acpi_and_denies_everyone() {
 fn deny_refuses_and_records_edu_both_ways_and_the_control_lands() {
     let run = boot("scenario=deny");
     run.assert_pass();
-    let edu = edu_bdf(&run);
-    let read = check(&run, "deny-read-recorded");
-    let src = hex(read, "addr");
-    let read_faults = fault_at(&run, &edu, src, "read");
-    assert_eq!(read_faults.len(), 1, "{}", run.describe());
-    // Context entry not present: nobody attached edu.
-    assert_eq!(read_faults[0].get("reason"), Some("0x02"));
-    assert_eq!(check(&run, "deny-write-blocked").get("landed"), Some("0"));
-    let dst = hex(check(&run, "deny-write-recorded"), "addr");
-    assert_eq!(
-        fault_at(&run, &edu, dst, "write").len(),
-        1,
-        "{}",
-        run.describe()
-    );
+    // Every edu (00:02.0 and 00:03.0), each refused and recorded with its own source-id.
+    let edus: Vec<String> = run
+        .records("EDU")
+        .filter_map(|r| r.get("bdf").map(str::to_string))
+        .collect();
+    assert_eq!(edus.len(), 2, "{}", run.describe());
+    for edu in &edus {
+        let of = |step: &str| {
+            run.records("CHECK")
+                .find(|r| r.get("step") == Some(step) && r.get("bdf") == Some(edu.as_str()))
+                .unwrap_or_else(|| panic!("no CHECK {step} for {edu}; {}", run.describe()))
+        };
+        let src = hex(of("deny-read-recorded"), "addr");
+        let read_faults = fault_at(&run, edu, src, "read");
+        assert_eq!(read_faults.len(), 1, "{edu}; {}", run.describe());
+        // Context entry not present: nobody attached edu.
+        assert_eq!(read_faults[0].get("reason"), Some("0x02"));
+        assert_eq!(of("deny-write-blocked").get("landed"), Some("0"));
+        let dst = hex(of("deny-write-recorded"), "addr");
+        assert_eq!(
+            fault_at(&run, edu, dst, "write").len(),
+            1,
+            "{edu}; {}",
+            run.describe()
+        );
+    }
 
     // Control: the unit never enabled, the same DMAs land, nothing is recorded.
     let control = boot("scenario=deny vtd=off");

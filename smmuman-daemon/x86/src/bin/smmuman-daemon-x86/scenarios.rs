@@ -425,9 +425,20 @@ impl Rig<'_> {
 
     /// Whether exactly one new fault was recorded for edu 0 at the page of `iova` in `dir`.
     fn faulted(&mut self, when: &str, iova: u64, dir: iommu_core::Direction) -> (bool, usize) {
+        self.faulted_by(0, when, iova, dir)
+    }
+
+    /// As [`Rig::faulted`], for edu `i`.
+    fn faulted_by(
+        &mut self,
+        i: usize,
+        when: &str,
+        iova: u64,
+        dir: iommu_core::Direction,
+    ) -> (bool, usize) {
         let before = self.faults.len();
         let n = self.drain(when);
-        let edu = self.edus.first().map(|d| d.bdf);
+        let edu = self.edus.get(i).map(|d| d.bdf);
         let hit = self.faults[before..]
             .iter()
             .any(|f| Some(f.source) == edu && f.addr == Iova(iova & !0xfff) && f.dir == dir);
@@ -480,14 +491,31 @@ pub fn vtd_error(what: &str, e: impl fmt::Display) -> Outcome {
 }
 
 fn deny(r: &mut Rig<'_>, vtd_on: bool) -> Step {
+    let edus = r.edus.len();
+    if edus == 0 {
+        return Err(Outcome::fail().with("reason", "no edu"));
+    }
+    // Every edu, not only the first: default deny is for every requester the unit covers.
+    for i in 0..edus {
+        deny_one(r, i, vtd_on)?;
+    }
+    Ok(())
+}
+
+/// `deny` for edu `i`.
+fn deny_one(r: &mut Rig<'_>, i: usize, vtd_on: bool) -> Step {
     let src = r.alloc(4096, 4096)?;
     let dst = r.alloc(4096, 4096)?;
-    let (edu, _) = r.edu0()?;
+    let edu = r
+        .edus
+        .get(i)
+        .map(|d| d.bdf)
+        .ok_or_else(|| Outcome::fail().with("reason", "no edu"))?;
     let pool = r.pool()?;
     pool.fill(PhysAddr(src), 4096, PATTERN);
     pool.sync_for_device(PhysAddr(src), 4096);
-    r.dev_reads(0, src)?;
-    r.dev_writes(0, dst)?;
+    r.dev_reads(i, src)?;
+    r.dev_writes(i, dst)?;
     let landed = r.landed(dst);
     if !vtd_on {
         return check(
@@ -503,7 +531,7 @@ fn deny(r: &mut Rig<'_>, vtd_on: bool) -> Step {
     // QEMU's model compresses the write's fault into it (measured: qemu-q35-vtd-facts.md,
     // "Faults": a fault of a source with a pending record is not recorded). So the write is
     // checked by memory here, and recorded by a second write once the read's record is drained.
-    let (read_fault, _) = r.faulted("deny-read", src, iommu_core::Direction::Read);
+    let (read_fault, _) = r.faulted_by(i, "deny-read", src, iommu_core::Direction::Read);
     check(
         "deny-read-recorded",
         read_fault,
@@ -512,11 +540,11 @@ fn deny(r: &mut Rig<'_>, vtd_on: bool) -> Step {
     check(
         "deny-write-blocked",
         !landed,
-        format_args!("dst={dst:#018x} landed={}", u8::from(landed)),
+        format_args!("bdf={edu} dst={dst:#018x} landed={}", u8::from(landed)),
     )?;
     // Another write, now that the read's record is drained: recorded with dir=write.
-    r.dev_writes(0, dst)?;
-    let (write_fault, _) = r.faulted("deny-write", dst, iommu_core::Direction::Write);
+    r.dev_writes(i, dst)?;
+    let (write_fault, _) = r.faulted_by(i, "deny-write", dst, iommu_core::Direction::Write);
     let landed = r.landed(dst);
     check(
         "deny-write-recorded",
