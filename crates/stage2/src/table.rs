@@ -1356,7 +1356,7 @@ impl Removed {
 /// Maps `[start, end)` → `pa..` as leaves of `table` itself (at `level`: pages at level 3, else
 /// blocks whose size divides the range and the PA): checks every target entry, then writes them.
 /// Returns how many it wrote.
-#[inline]
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn write_leaves(
     fmt: impl PtFormat,
