@@ -298,4 +298,7 @@ library_benchmark_group!(
         unmap_2m_each_aarch64_paging
 );
 
-main!(library_benchmark_groups = stage2_vs_aarch64_paging, vtd_second_level);
+main!(
+    library_benchmark_groups = stage2_vs_aarch64_paging,
+    vtd_second_level
+);
