@@ -24,9 +24,11 @@ pub mod backend;
 pub mod fake;
 pub mod ids;
 pub mod mem;
+pub mod reserved;
 
 pub use access::Access;
 pub use addr::{Iova, PhysAddr, PAGE_SIZE};
 pub use backend::{Direction, DomainId, Fault, FaultDrain, FaultReason, IommuBackend, MapOp};
 pub use ids::{Bdf, StreamId, Vmid};
 pub use mem::{Cleaned, DmaMemory, OutOfMemory};
+pub use reserved::ReservedRanges;

@@ -436,7 +436,7 @@ pub struct Smmuv3Backend<M: DmaMemory, R: RegisterAccess = Mmio> {
     unclaimed: Stage2Table,
     domains: heapless::Vec<Option<Domain>, MAX_DOMAINS>,
     streams: heapless::Vec<StreamRecord, MAX_STREAMS>,
-    reserved: heapless::Vec<(PhysAddr, u64), MAX_RESERVED>,
+    reserved: iommu_core::ReservedRanges<MAX_RESERVED>,
 }
 
 /// The reserved VMID of the unclaimed domain; domain `n` uses VMID `n + 1`.
@@ -473,7 +473,7 @@ impl<M: DmaMemory, R: RegisterAccess> Smmuv3Backend<M, R> {
             unclaimed,
             domains: heapless::Vec::new(),
             streams: heapless::Vec::new(),
-            reserved: heapless::Vec::new(),
+            reserved: iommu_core::ReservedRanges::default(),
         };
         backend
             .context(UNCLAIMED_VMID, &backend.unclaimed)
@@ -503,16 +503,13 @@ impl<M: DmaMemory, R: RegisterAccess> Smmuv3Backend<M, R> {
     /// [`BackendError::TooManyReserved`].
     pub fn reserve(&mut self, pa: PhysAddr, len: u64) -> Result<(), BackendError> {
         self.reserved
-            .push((pa, len))
+            .reserve(pa, len)
             .map_err(|_| BackendError::TooManyReserved)
     }
 
     /// Whether `[pa, pa + len)` overlaps a reserved range.
     pub fn is_reserved(&self, pa: PhysAddr, len: u64) -> bool {
-        let end = pa.0.saturating_add(len);
-        self.reserved
-            .iter()
-            .any(|&(r, rlen)| pa.0 < r.0.saturating_add(rlen) && r.0 < end)
+        self.reserved.overlaps(pa, len)
     }
 
     /// The domain `sid` is attached to: `Some(None)` when it is known but unclaimed, `None`

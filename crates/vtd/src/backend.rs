@@ -187,7 +187,7 @@ pub struct VtdBackend<M: DmaMemory, R: RegisterAccess = Mmio> {
     aw: AddressWidth,
     domains: heapless::Vec<Option<Domain>, MAX_DOMAINS>,
     streams: heapless::Vec<StreamRecord, MAX_STREAMS>,
-    reserved: heapless::Vec<(PhysAddr, u64), MAX_RESERVED>,
+    reserved: iommu_core::ReservedRanges<MAX_RESERVED>,
 }
 
 /// The requester id a StreamId names on VT-d.
@@ -241,7 +241,7 @@ impl<M: DmaMemory, R: RegisterAccess> VtdBackend<M, R> {
             aw,
             domains: heapless::Vec::new(),
             streams: heapless::Vec::new(),
-            reserved: heapless::Vec::new(),
+            reserved: iommu_core::ReservedRanges::default(),
         })
     }
 
@@ -271,16 +271,13 @@ impl<M: DmaMemory, R: RegisterAccess> VtdBackend<M, R> {
     /// [`VtdBackendError::TooManyReserved`].
     pub fn reserve(&mut self, pa: PhysAddr, len: u64) -> Result<(), VtdBackendError> {
         self.reserved
-            .push((pa, len))
+            .reserve(pa, len)
             .map_err(|_| VtdBackendError::TooManyReserved)
     }
 
     /// Whether `[pa, pa + len)` overlaps a reserved range.
     pub fn is_reserved(&self, pa: PhysAddr, len: u64) -> bool {
-        let end = pa.0.saturating_add(len);
-        self.reserved
-            .iter()
-            .any(|&(r, rlen)| pa.0 < r.0.saturating_add(rlen) && r.0 < end)
+        self.reserved.overlaps(pa, len)
     }
 
     /// The domain `sid` is attached to: `Some(None)` when known but denied, `None` when the
