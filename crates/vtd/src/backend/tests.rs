@@ -480,3 +480,5 @@ fn faults_carry_the_requester_id_as_stream_id() {
         Err(VtdBackendError::NotARequesterId(StreamId(0x1_0000)))
     );
 }
+
+mod unconfirmed;
