@@ -542,6 +542,39 @@ fn detach_whose_cfgi_times_out_keeps_the_old_domain_alive() {
     b.destroy_domain(d).unwrap();
 }
 
+/// The audit of issue 14 for SMMUv3: a detach whose last CMD_CFGI_STE failed leaves the deny
+/// STE in memory already, so the retry changes no word of it; it must still send the owed
+/// CMD_CFGI_STE + CMD_SYNC (`write_ste` always ends with one), and only then does the old
+/// domain become destroyable.
+#[test]
+fn a_retried_detach_sends_the_owed_cfgi_although_memory_already_holds_the_deny_ste() {
+    let (mut b, fake, d) = with_pages();
+    // Domain -> unclaimed changes several words: break-before-make; fail the second CFGI.
+    fake.inject_after(opcode::CFGI_STE, CERROR_ILL, 1, 1);
+    assert!(b.detach(EDU_A).is_err());
+    let (smmu, mem) = b.parts();
+    let in_memory = smmu.read_ste(mem, EDU_A).unwrap();
+    assert_eq!(in_memory.s2vmid(), Vmid(0), "the deny STE is in memory");
+    assert_eq!(
+        b.destroy_domain(d),
+        Err(BackendError::SteUnconfirmed {
+            domain: d,
+            sid: EDU_A
+        })
+    );
+    fake.st.borrow_mut().commands.clear();
+    b.detach(EDU_A).unwrap();
+    let cmds = consumed(&fake);
+    assert!(
+        cmds.iter()
+            .any(|c| c[0] as u8 == opcode::CFGI_STE && c[0] >> 32 == u64::from(EDU_A.0)),
+        "the retry re-sent CMD_CFGI_STE: {cmds:x?}"
+    );
+    assert_eq!(*opcodes(&fake).last().unwrap(), opcode::SYNC);
+    assert_eq!(live_ste(&fake, EDU_A).s2vmid(), Vmid(0));
+    b.destroy_domain(d).unwrap();
+}
+
 /// An unmap past the input address size is refused with its own error before anything else,
 /// even with an invalidation outstanding: no command reaches the SMMU.
 #[test]
