@@ -1334,3 +1334,45 @@ fn an_owed_invalidation_shares_the_next_unmaps_sync() {
     assert!(covered_by(&tlbis, 0x1000, 0x1000));
     assert!(covered_by(&tlbis, 0x4000_0000, 0x1000));
 }
+
+/// An `unmap_batch` that splits two 2 MiB blocks with memory for one split only: refused
+/// before anything changed (the pages every split needs, tables and their side pages, are set
+/// aside first), the blocks still translate. Control: with memory for both it goes through.
+#[test]
+fn an_unmap_batch_without_memory_for_every_split_unmaps_nothing() {
+    let (mut b, fake) = backend();
+    let d = b.create_domain().unwrap();
+    b.attach(EDU_A, d).unwrap();
+    let iova = 0x4000_0000;
+    b.map(d, Iova(iova), PhysAddr(0xc000_0000), 4 * MIB, Access::RW)
+        .unwrap();
+    let holes = [
+        (Iova(iova + 0x5000), 0x1000),
+        (Iova(iova + 2 * MIB + 0x5000), 0x1000),
+    ];
+    // One split's table and the side page of the table that links it; the batch needs two.
+    fake.mem.0.borrow_mut().set_pages_left(2);
+    fake.st.borrow_mut().commands.clear();
+    assert_eq!(
+        b.unmap_batch(d, &holes),
+        Err(BackendError::Map(MapError::OutOfMemory(
+            iommu_core::OutOfMemory { size: 4096 }
+        )))
+    );
+    assert!(consumed(&fake).is_empty(), "nothing to invalidate");
+    for (k, (at, _)) in holes.iter().enumerate() {
+        let pa = 0xc000_5000 + k as u64 * 2 * MIB;
+        assert_eq!(fake.translate(EDU_A.0, at.0), Some(pa));
+        assert_eq!(b.translate(d, *at).unwrap().unwrap().size, 2 * MIB);
+    }
+    // Control: memory for both splits (counted per span: two tables, two side pages).
+    fake.mem.0.borrow_mut().set_pages_left(4);
+    assert_eq!(b.unmap_batch(d, &holes), Ok(0x2000));
+    for (at, _) in holes {
+        assert_eq!(fake.translate(EDU_A.0, at.0), None);
+        assert_eq!(
+            fake.translate(EDU_A.0, at.0 + 0x1000),
+            Some(0xc000_6000 + (at.0 - 0x4000_5000))
+        );
+    }
+}
