@@ -40,9 +40,9 @@ use core::time::Duration;
 use iommu_core::{DomainId, Fault, IommuBackend, Iova, MapOp, StreamId};
 use smmuman_api::interface::*;
 use smmuman_api::{
-    dispatch, ClientId, DmaWindow, DomainError, FaultBatch, FaultPage, FaultRecord, IovaRange,
-    IovaRanges, IovaSpan, MapEntry, MapFlags, MappingPage, ObjectFlags, ObjectId, ProtocolError,
-    Refusal, FAULTS_PER_PAGE, MAPPINGS_PER_PAGE, MAP_BATCH, UNMAP_BATCH,
+    dispatch, is_window_access, ClientId, DmaWindow, DomainError, FaultBatch, FaultPage,
+    FaultRecord, IovaRange, IovaRanges, IovaSpan, MapEntry, MapFlags, MappingPage, ObjectFlags,
+    ObjectId, ProtocolError, Refusal, FAULTS_PER_PAGE, MAPPINGS_PER_PAGE, MAP_BATCH, UNMAP_BATCH,
 };
 
 /// A VM object: one IOMMU domain, its mappings and its fault ledger. The groups attached to it
@@ -590,6 +590,11 @@ impl<B: IommuBackend> Manager<B> {
         entry: &MapEntry,
         accepted: &[(Mapping, bool)],
     ) -> Result<(Mapping, bool), Refusal> {
+        // What the wire would refuse as malformed, a caller in the same program may still
+        // hand over; one check for both (a mapping that allows nothing could not be listed).
+        if !is_window_access(entry.access) {
+            return refuse(DomainError::Unsupported, entry.access.bits());
+        }
         let w = entry.window;
         let (iova, pa, len) = (w.iova(), w.pa(), w.len());
         if !iova.is_aligned(self.granule) {
