@@ -337,8 +337,9 @@ impl<R: RegisterAccess> Unit<R> {
     ///
     /// What this requester was still owed by an earlier failed call (the context-cache and
     /// IOTLB invalidations of every domain-id its entry named since the last completed
-    /// invalidation, see [`crate::owed`]) is sent with the present → not-present step, whatever
-    /// the entry in memory says now; `Ok` means all of it completed.
+    /// invalidation: the unit remembers them per source-id, [`Unit::owes_invalidation`]) is
+    /// sent with the present → not-present step, whatever the entry in memory says now; `Ok`
+    /// means all of it completed.
     ///
     /// # Errors
     /// [`VtdError::NotRunning`], [`VtdError::DomainIdOutOfRange`], out of memory (a bus's
@@ -432,7 +433,7 @@ impl<R: RegisterAccess> Unit<R> {
         result
     }
 
-    /// Submits what `sid` is owed (see [`crate::owed`]) and forgets the debt once the
+    /// Submits what `sid` is owed (see `crate::owed`) and forgets the debt once the
     /// submission completed. Nothing owed: nothing sent.
     fn pay_owed(&mut self, mem: &mut impl DmaMemory, sid: u16) -> Result<(), VtdError> {
         let descs = self.owed.payment(sid);
