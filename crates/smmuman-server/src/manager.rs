@@ -24,7 +24,7 @@
 //!   group left it **and** `destroy_domain` succeeded. A refused `destroy_domain` keeps the
 //!   object with its mappings and memory claims: its client may retry `destroy_object`; an
 //!   object whose client went away is kept as an orphan (counted in
-//!   [`Counters::orphaned_objects`]).
+//!   [`Counters::orphaned_objects`]) until [`Manager::retry_orphans`] succeeds.
 
 use crate::authority::{AssignError, Assignments, Cover, Grant};
 use crate::config::{
@@ -324,6 +324,29 @@ impl<B: IommuBackend> Manager<B> {
             log::info!("{client} went away: {destroyed} object(s) destroyed");
         }
         destroyed
+    }
+
+    /// Tries again to tear down every orphan (an object [`Manager::client_gone`] had to keep
+    /// because the IOMMU would not release it); returns how many are gone now. Once the IOMMU
+    /// confirms, an orphan's devices are free and its host memory may be assigned and mapped
+    /// again; until then it keeps both. Cheap when there is no orphan: call it from time to
+    /// time (e.g. with the slow fault poll).
+    pub fn retry_orphans(&mut self) -> usize {
+        let mut gone = 0;
+        let mut i = 0;
+        while let Some(obj) = self.objects.get(i) {
+            if obj.owner.is_none() {
+                let id = obj.id;
+                if self.teardown(i).is_ok() {
+                    log::info!("orphaned object {id} released: the IOMMU confirmed it");
+                    gone += 1;
+                    // `teardown` moved the last object into slot `i`: look at it next.
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        gone
     }
 
     /// The IOMMU signalled an event (event queue or GERROR interrupt): drains every recorded

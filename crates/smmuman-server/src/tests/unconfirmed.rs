@@ -262,4 +262,9 @@ fn a_client_whose_domain_cannot_be_destroyed_leaves_an_orphan_with_its_memory() 
         refusal(rig.as_(B).map(ob, win(0, RAM, 0x1000), RW, NONE)).error,
         DomainError::Busy
     );
+    // Control for the orphan: once the IOMMU destroys the domain, retrying frees the memory.
+    assert_eq!(rig.m.retry_orphans(), 1);
+    assert_eq!(rig.m.retry_orphans(), 0, "nothing left to retry");
+    rig.as_(B).map(ob, win(0, RAM, 0x1000), RW, NONE).unwrap();
+    assert_eq!(rig.m.object_count(), 1);
 }
