@@ -31,6 +31,7 @@ pub mod guest_ram;
 pub mod mmio;
 pub mod outcome;
 pub mod plan;
+pub mod sysreg;
 pub mod vcpu;
 pub mod vm;
 pub mod vpci;
