@@ -10,7 +10,7 @@ use tests_qemu::{Record, Run};
 
 const PLAN: &str = include_str!("../plans/cpu-state.plan");
 
-fn records<'r>(run: &'r Run, vm: &str, kind: &str) -> Vec<Record> {
+fn records(run: &Run, vm: &str, kind: &str) -> Vec<Record> {
     run.guest(vm)
         .into_iter()
         .filter(|r| r.kind == kind)
