@@ -54,8 +54,8 @@ pub enum Exit {
         /// What the syndrome says: the register, Rt and the direction.
         access: crate::sysreg::SysRegAccess,
     },
-    /// Anything else a guest can cause at EL2 (an EL1 exception the host does not expect, a
-    /// trapped system register, an SError): the VMM stops the guest.
+    /// Anything else a guest can cause at EL2 (an exception class the host does not expect, an
+    /// SError): the VMM stops the guest.
     Other {
         /// ESR_EL2.EC.
         ec: u8,
