@@ -10,7 +10,9 @@
 //! * [`rogue`]: DMAs at the addresses its bootargs name (outside its RAM, another VM's
 //!   host-physical RAM, the SMMU's registers) and says what it tried; the host judges;
 //! * [`unity`]: a unity-mapped guest (GPA == HPA) that checks where it runs and tries one DMA;
-//! * `looper` (binary only): prints one line and spins, for the VMM's time limit.
+//! * `looper` (binary only): prints one line and spins, for the VMM's time limit;
+//! * [`fairness`]: `worker` counts rounds of work, `flooder` floods its host with traps (the
+//!   fairness test).
 //!
 //! Pieces: [`devtree`] (what the device tree says), [`pci`] (ECAM scan, BAR 0), [`edu`] (its
 //! DMA engine), [`layout`] (where DMA buffers go), [`report`] (`CHECK` lines), [`bootargs`],
@@ -30,6 +32,7 @@ pub mod clock;
 pub mod devtree;
 pub mod driver;
 pub mod edu;
+pub mod fairness;
 pub mod layout;
 pub mod pci;
 pub mod phys;

@@ -106,6 +106,11 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         run: crate::host_scenarios::host_audit,
     },
     Scenario {
+        name: "host-plan",
+        about: "the product's host plan (initrd); control=fresh-slice: the old time-slice accounting (the fairness test's control)",
+        run: crate::host_scenarios::host_plan,
+    },
+    Scenario {
         name: "cmdq-error",
         about: "an illegal command is reported and recovered; invalidation still works",
         run: dma_scenarios::cmdq_error,

@@ -67,7 +67,15 @@ pub fn vcpu(p: &mut Platform) -> Outcome {
         view.write_bytes(ram.start(), &code);
         clean_icache(ram);
         let freq = p.clock.hz();
-        let mut cpu = El2Vcpu::new(GPA, 0, table.root().0, cfg, 1, freq / 100);
+        let mut cpu = El2Vcpu::new(
+            GPA,
+            0,
+            table.root().0,
+            cfg,
+            1,
+            freq / 100,
+            crate::vcpu::SliceAccounting::Charged,
+        );
         let hvc = cpu.run();
         let ok_hvc = hvc == Exit::Hvc { imm: 0 } && cpu.reg(0) == 42 && cpu.pc() == GPA + 8;
         console::line(format_args!(
