@@ -96,12 +96,11 @@ fn a_trap_flooding_neighbour_leaves_the_worker_at_least_half_its_cpu() {
         "the worker did {rounds} rounds beside the flooder, {base} beside an idle neighbour; {}",
         run.describe()
     );
-    // The flood reached the per-slice bounds: its slices ended early.
-    let throttled: u64 = vmm2
-        .get("throttled")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    assert!(throttled > 0, "{}", vmm2.line);
+    // Nor is the worker left waiting long: a few slices at most (the old accounting left it
+    // waiting for the whole flood, 1.5 s).
+    assert!(gap <= 250, "the worker waited {gap} ms; {}", run.describe());
+    // (Whether the flood also reached a per-slice bound, `throttled=`, depends on how fast
+    // TCG runs its traps; the bounds themselves are tested in qvm's host tests.)
     run.assert_pass();
 }
 
@@ -131,4 +130,5 @@ fn with_the_old_slice_accounting_the_same_flood_starves_the_worker() {
         "the control should starve the worker: {rounds} rounds against {base}; {}",
         run.describe()
     );
+    assert!(gap > 250, "{}", run.describe());
 }
