@@ -136,6 +136,16 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         run: crate::failsafe_scenarios::fault_after_bringup,
     },
     Scenario {
+        name: "panic-while-reporting",
+        about: "failure path: as panic-after-bringup, and the panic's report panics again; DMA probe after the abort",
+        run: crate::failsafe_scenarios::panic_while_reporting,
+    },
+    Scenario {
+        name: "iommu-event-error",
+        about: "failure path: as panic-after-bringup, then the manager loop's event-queue drain fails (injected SFM_ERR): FATAL, fail-safe, exit",
+        run: crate::failsafe_scenarios::iommu_event_error,
+    },
+    Scenario {
         name: "irq-eventq",
         about: "a refused DMA's fault reaches the manager through the eventq interrupt (smmu-irq=off: polled)",
         run: crate::irq_scenarios::irq_eventq,
