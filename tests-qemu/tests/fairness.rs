@@ -9,9 +9,11 @@
 //! image with the old accounting (`scenario=host-plan control=fresh-slice`: every entry a
 //! full slice, no bounds) and shows the same flood takes the worker's CPU away.
 //!
-//! Timing under TCG is noisy, and the machine may be shared: the boots of this file run one
-//! at a time, and the margin is wide (the fixed host keeps the worker near its baseline, the
-//! old accounting leaves it a few percent).
+//! Timing under TCG is noisy, and the machine may be shared: the boots run with `-icount`
+//! (guest time counted in instructions, so the rounds do not depend on how busy the machine
+//! running QEMU is: repeated runs give the same counts), one at a time, and the margin is
+//! wide (the fixed host keeps the worker at about its baseline, the old accounting leaves it
+//! a few percent).
 
 use std::sync::{Mutex, OnceLock};
 use tests_qemu::host::{run_host, HostBoot};
@@ -19,6 +21,10 @@ use tests_qemu::Run;
 
 const IDLE: &str = include_str!("../plans/fair-idle.plan");
 const FLOOD: &str = include_str!("../plans/fair-flood.plan");
+
+/// Guest time counted in instructions (QEMU `-icount`, 2^4 ns per instruction): the rounds
+/// measure the CPU each VM got, not how busy the machine running QEMU was.
+const ICOUNT: &[&str] = &["-icount", "shift=4"];
 
 /// One QEMU at a time: parallel boots would share the CPU and skew the rounds.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -29,6 +35,7 @@ fn boot(plan: &str, name: &str, scenario: Option<(&str, &[&str])>) -> Run {
         plan,
         name,
         scenario,
+        qemu_args: ICOUNT,
         ..HostBoot::default()
     })
     .unwrap_or_else(|e| panic!("{e}"))
@@ -65,6 +72,7 @@ fn assert_flooded(run: &Run) {
         .into_iter()
         .find(|r| r.kind == "FLOODER")
         .unwrap_or_else(|| panic!("no FLOODER line; {}", run.describe()));
+    eprintln!("{}", f.line);
     for k in [
         "iterations",
         "ecam_reads",
