@@ -3,8 +3,8 @@
 //! `run` loads the guest's EL1 system registers, its stage 2 (VTTBR_EL2, VTCR_EL2) and
 //! HCR_EL2 ([`guest_exit::HCR_GUEST`]), arms the EL2 physical timer for the rest of the VM's
 //! time slice (a deadline, [`SliceAccounting`]: the host's work for the VM's exits counts
-//! against it), and calls `qvm_vcpu_enter`, which saves the host's callee-saved registers in the [`Frame`],
-//! loads every guest register and ERETs to EL1. Any exception from the guest comes through one
+//! against it), and calls `qvm_vcpu_enter`, which saves the host's callee-saved registers in
+//! the [`Frame`], loads every guest register and ERETs to EL1. Any exception from the guest comes through one
 //! of the four lower-EL AArch64 vectors (`exceptions.rs`), which jump to `qvm_guest_exit`: it
 //! saves every guest register and the syndrome registers in the frame (found through
 //! TPIDR_EL2), restores the host's registers and SP_EL0, and ERETs back to EL2t right after
@@ -441,9 +441,10 @@ pub fn invalidate_dcache(pa: u64, len: u64) {
 
 impl qvm::vcpu::Vcpu for El2Vcpu {
     fn run(&mut self) -> qvm::vcpu::Exit {
-        // The slice's end on the physical counter (CNTPCT_EL0, which CNTHP_CVAL_EL2 compares
-        // against: Arm ARM D12.8.2). The time since the last exit, the VMM's handling of it,
-        // is the VM's: a slice already used up ends without entering the guest.
+        // The slice's end on the physical counter: the EL2 physical timer fires once
+        // CNTPCT_EL0 - CNTHP_CVAL_EL2 >= 0 (Arm ARM D12.2, the timer's condition; no offset
+        // applies to it). The time since the last exit, the VMM's handling of it, is the VM's:
+        // a slice already used up ends without entering the guest.
         let now = mrs!("cntpct_el0");
         let deadline = match (self.accounting, self.deadline) {
             (SliceAccounting::Charged, Some(d)) => d,
@@ -459,6 +460,8 @@ impl qvm::vcpu::Vcpu for El2Vcpu {
         msr!("cnthctl_el2", guest_exit::CNTHCTL_GUEST);
         msr!("cntvoff_el2", 0);
         msr!("hcr_el2", guest_exit::HCR_GUEST);
+        // CNTHP_CVAL_EL2: the compare value, absolute (unlike CNTHP_TVAL_EL2, which would
+        // start a fresh interval at every entry).
         msr!("cnthp_cval_el2", deadline);
         msr!("cnthp_ctl_el2", CNTHP_ENABLE);
         // SAFETY: the frame holds a complete guest context (from `new` or the last exit) and
