@@ -235,7 +235,10 @@ pub fn serve_tasks(
             if let Some(task) = slot {
                 if task.resume() {
                     if !task.stack_intact() {
+                        // Memory next to the task's stack may be corrupt: nothing more runs
+                        // but the fail-safe.
                         console::line(format_args!("FATAL reason=stack-overflow client={i}"));
+                        crate::exit(smmuman_daemon::exit_code::EXCEPTION, "stack-overflow");
                     }
                     *slot = None;
                 } else {
