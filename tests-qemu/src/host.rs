@@ -32,6 +32,16 @@ pub fn product_image() -> Result<PathBuf, String> {
         .clone()
 }
 
+/// Boots the product image with `bootargs` and no initrd (what it does with boot arguments
+/// alone, e.g. a `scenario=` it does not have).
+///
+/// # Errors
+/// When QEMU or the image is missing, or QEMU does not exit in time.
+pub fn run_product(bootargs: &str) -> Result<Run, String> {
+    qemu_ready()?;
+    boot_image(&product_image()?, &Boot::default(), bootargs.to_string())
+}
+
 /// What to pack and boot.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HostBoot<'a> {

@@ -153,6 +153,16 @@ fn a_window_lets_dma_in_and_refuses_it_one_byte_past() {
     let f = fault_at(&run, &edu, base + size, "write");
     assert_eq!(f.len(), 1, "{}", run.describe());
     assert_eq!(faults(&run).len(), 1, "only the DMA past the window faults");
+    // A normal exit goes through the fail-safe too: every edu the scenario made a bus master
+    // is stopped before the image exits.
+    let f = run.record("FAILSAFE").expect("FAILSAFE at the exit");
+    assert_eq!(f.get("reason"), Some("exit"), "{}", f.line);
+    assert_eq!(
+        f.get("bus_masters_stopped"),
+        Some(edu_count(&run).as_str()),
+        "{}",
+        f.line
+    );
 
     // Control: a 4 MiB window; the same DMA past the first 2 MiB lands, without a fault.
     let control = boot("scenario=window control=wide");
@@ -199,6 +209,13 @@ fn an_unknown_scenario_is_refused_before_any_dma() {
     assert!(
         run.record("EDU").is_none(),
         "edu was never made a bus master"
+    );
+    // The refusal leaves through the fail-safe, like every exit.
+    assert_eq!(
+        run.record("FAILSAFE").and_then(|f| f.get("reason")),
+        Some("exit"),
+        "{}",
+        run.describe()
     );
 }
 

@@ -17,7 +17,7 @@ use std::process::Command;
 /// The guests' package.
 pub const PACKAGE: &str = "qvm-guests";
 /// Every guest binary.
-pub const GUESTS: [&str; 7] = [
+pub const GUESTS: [&str; 9] = [
     "driver",
     "rogue",
     "unity",
@@ -25,6 +25,8 @@ pub const GUESTS: [&str; 7] = [
     "crasher",
     "cpu-noisy",
     "cpu-check",
+    "worker",
+    "flooder",
 ];
 /// Archive name of the board config.
 pub const CONFIG_ENTRY: &str = "smmuman.conf";

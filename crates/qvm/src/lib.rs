@@ -12,6 +12,8 @@
 //!   answers hypercalls ([`abi`]) and, when the guest stops, reads its device's faults back
 //!   and logs them ([`vm`]); a trapped system register access nobody emulates stops the guest
 //!   with the register named ([`sysreg`]);
+//!   and logs them ([`vm`]), within what one time slice may make the host do
+//!   ([`slice_work`]);
 //! * the **guest** runs at EL1 with its MMU off and programs its pass-through device with
 //!   guest-physical addresses.
 //!
@@ -32,6 +34,7 @@ pub mod guest_ram;
 pub mod mmio;
 pub mod outcome;
 pub mod plan;
+pub mod slice_work;
 pub mod sysreg;
 pub mod vcpu;
 pub mod vm;

@@ -254,6 +254,9 @@ pub struct Report {
     pub dropped: u64,
     /// Whether the guest's DMA was confined by smmuman.
     pub isolated: bool,
+    /// Time slices that ended early because the guest reached a bound of what one slice may
+    /// make the host do ([`crate::slice_work`]).
+    pub throttled: u64,
     /// The manager refused a clean-up step (reading faults, destroying the object).
     pub cleanup_error: Option<CallError>,
 }

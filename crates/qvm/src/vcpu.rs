@@ -81,4 +81,8 @@ pub trait Vcpu {
     /// Forgets every CPU TLB entry of this VM's stage 2 for `[ipa, ipa + len)` (after the VMM
     /// changed its CPU stage 2: `TLBI IPAS2E1IS` and `TLBI VMALLE1IS` for the VM's VMID).
     fn invalidate_ipa(&mut self, ipa: u64, len: u64);
+    /// The VMM gave the CPU away and got it back: the next entry starts a new time slice.
+    /// Until then every entry continues the current one, so the host's work between entries
+    /// (the VMM handling this VM's exits) is charged to this VM's slice.
+    fn next_slice(&mut self) {}
 }

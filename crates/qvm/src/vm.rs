@@ -18,6 +18,7 @@ use crate::guest_ram::GuestRam;
 use crate::mmio::{self, Target};
 pub use crate::outcome::{Action, Device, Report, RuleProblem, StartError, StopReason};
 use crate::plan::{VmPlan, MAX_PASS};
+use crate::slice_work::{SliceWork, Work, WorkLimits};
 use crate::vcpu::{Exit, Vcpu};
 use crate::vpci::{self, HostFunction, Vpci};
 use core::fmt::{self, Write as _};
@@ -90,6 +91,7 @@ pub struct Vm<'p, T: Transport, R, H, M, O> {
     stop: Option<StopReason>,
     isolated: bool,
     faults: FaultLog,
+    work: SliceWork,
 }
 
 impl<T: Transport, R, H, M, O> fmt::Debug for Vm<'_, T, R, H, M, O> {
@@ -225,6 +227,7 @@ where
             stop: None,
             isolated,
             faults: FaultLog::default(),
+            work: SliceWork::new(WorkLimits::DEFAULT),
         };
         if let Err(e) = vm.assemble(plan, image, functions, ram_hpa, stage2_cfg) {
             vm.undo();
@@ -399,27 +402,75 @@ where
         self.started_ns = self.host.now_ns();
     }
 
-    /// Runs the guest until it stops, yielding to the host when the guest waits or its slice
-    /// ends.
+    /// Sets what one time slice of this VM may make the host do ([`WorkLimits::DEFAULT`]
+    /// unless changed).
+    pub fn set_work_limits(&mut self, limits: WorkLimits) {
+        self.work = SliceWork::new(limits);
+    }
+
+    /// The work counted in the current slice, and how many slices ended early.
+    pub fn slice_work(&self) -> &SliceWork {
+        &self.work
+    }
+
+    /// Runs the guest until it stops, yielding to the host when the guest waits, its slice
+    /// ends or it used up what one slice may make the host do; after each yield the vCPU
+    /// starts a new slice ([`Vcpu::next_slice`]).
     pub fn run(&mut self, vcpu: &mut impl Vcpu) -> StopReason {
         loop {
             let exit = vcpu.run();
             match self.handle(exit, vcpu) {
                 Action::Resume => {}
-                Action::Yield => self.host.yield_now(),
+                Action::Yield => {
+                    self.host.yield_now();
+                    vcpu.next_slice();
+                }
                 Action::Stop(r) => return r,
             }
         }
     }
 
-    /// Handles one exit.
+    /// Handles one exit. Past a bound of [`WorkLimits`] a `Resume` becomes a `Yield` (or a
+    /// stop at the time limit): the VM continues in its next slice, with a fresh budget.
     pub fn handle(&mut self, exit: Exit, vcpu: &mut impl Vcpu) -> Action {
         if let Some(r) = self.stop {
             return Action::Stop(r);
         }
-        let action = match exit {
-            Exit::Hvc { imm } => self.hvc(imm, vcpu),
+        self.work.charge(Work::Exits, 1);
+        let action = match self.handle_exit(exit, vcpu) {
+            Action::Resume if self.work.exhausted().is_some() => {
+                self.work.throttle();
+                self.check_time()
+            }
+            Action::Yield => {
+                self.work.reset();
+                Action::Yield
+            }
+            a => a,
+        };
+        if let Action::Stop(r) = action {
+            self.stop = Some(r);
+            let name = self.name;
+            let host = &mut self.host;
+            self.console
+                .flush(|l| host.line(format_args!("GUEST [{name}] {l}")));
+            self.host.line(format_args!(
+                "VMM vm={name} stopped reason={} detail=\"{r}\"",
+                r.tag()
+            ));
+        }
+        action
+    }
+
+    /// What one exit asks for, before the slice's bounds.
+    fn handle_exit(&mut self, exit: Exit, vcpu: &mut impl Vcpu) -> Action {
+        match exit {
+            Exit::Hvc { imm } => {
+                self.work.charge(Work::Hypercalls, 1);
+                self.hvc(imm, vcpu)
+            }
             Exit::Smc { .. } => {
+                self.work.charge(Work::Hypercalls, 1);
                 // No secure firmware for guests: every SMC is NOT_SUPPORTED (SMCCC §5.2).
                 vcpu.set_reg(0, abi::RET_NOT_SUPPORTED);
                 vcpu.set_pc(vcpu.pc().wrapping_add(4));
@@ -441,19 +492,7 @@ where
             }
             Exit::SysReg { access } => Action::Stop(StopReason::SysReg { access }),
             Exit::Other { ec, iss, far } => Action::Stop(StopReason::Exception { ec, iss, far }),
-        };
-        if let Action::Stop(r) = action {
-            self.stop = Some(r);
-            let name = self.name;
-            let host = &mut self.host;
-            self.console
-                .flush(|l| host.line(format_args!("GUEST [{name}] {l}")));
-            self.host.line(format_args!(
-                "VMM vm={name} stopped reason={} detail=\"{r}\"",
-                r.tag()
-            ));
         }
-        action
     }
 
     /// Reads every fault record the manager holds for the VM object (a fault barrier: the
@@ -518,6 +557,10 @@ where
     }
 
     fn console_bytes(&mut self, bytes: &[u8]) {
+        self.work.charge(
+            Work::ConsoleBytes,
+            u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+        );
         let name = self.name;
         let host = &mut self.host;
         for &b in bytes {
@@ -582,6 +625,7 @@ where
             }
             Target::Uart(off) => mmio::uart_read(off),
             Target::Ecam(off) if access.write => {
+                self.work.charge(Work::EcamAccesses, 1);
                 if let Some(ev) = self.vpci.write(off, access.size, value) {
                     if let Err(e) = self.on_bar_event(ev, vcpu) {
                         return Action::Stop(StopReason::Stage2(e));
@@ -589,7 +633,10 @@ where
                 }
                 0
             }
-            Target::Ecam(off) => self.vpci.read(off, access.size),
+            Target::Ecam(off) => {
+                self.work.charge(Work::EcamAccesses, 1);
+                self.vpci.read(off, access.size)
+            }
             Target::Nothing => {
                 return Action::Stop(StopReason::OutsideDevices {
                     gpa,
@@ -612,6 +659,8 @@ where
         ev: vpci::BarEvent,
         vcpu: &mut impl Vcpu,
     ) -> Result<(), MapListError> {
+        // Each event is host work: a stage-2 change with TLB maintenance, or a refusal line.
+        self.work.charge(Work::Remaps, 1);
         if let vpci::BarEvent::Refused { device, bar, value } = ev {
             let name = self.name;
             self.host.line(format_args!(
@@ -675,6 +724,7 @@ where
             faults: 0,
             dropped: 0,
             isolated: self.isolated,
+            throttled: self.work.throttled(),
             cleanup_error: None,
         };
         {
@@ -701,10 +751,11 @@ where
         let status = report.exit_status.map_or(-1i128, i128::from);
         let stop = report.stop.map_or("none", |r| r.tag());
         self.host.line(format_args!(
-            "VMM vm={name} finished stop={stop} status={status} faults={} dropped={} isolated={}",
+            "VMM vm={name} finished stop={stop} status={status} faults={} dropped={} isolated={} throttled={}",
             report.faults,
             report.dropped,
-            u8::from(report.isolated)
+            u8::from(report.isolated),
+            report.throttled
         ));
         report
     }

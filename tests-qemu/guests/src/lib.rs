@@ -14,6 +14,8 @@
 //! * [`cpu_state`]: `cpu-noisy` programs the PMU, debug, virtual-timer and GIC CPU-interface
 //!   registers over and over, `cpu-check` checks it sees only its own values or reset values
 //!   (the host's world switch keeps VMs apart).
+//! * [`fairness`]: `worker` counts rounds of work, `flooder` floods its host with traps (the
+//!   fairness test).
 //!
 //! Pieces: [`devtree`] (what the device tree says), [`pci`] (ECAM scan, BAR 0), [`edu`] (its
 //! DMA engine), [`layout`] (where DMA buffers go), [`report`] (`CHECK` lines), [`bootargs`],
@@ -34,6 +36,7 @@ pub mod cpu_state;
 pub mod devtree;
 pub mod driver;
 pub mod edu;
+pub mod fairness;
 pub mod layout;
 pub mod pci;
 pub mod phys;

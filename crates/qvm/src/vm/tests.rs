@@ -7,6 +7,7 @@ use crate::elf::ElfError;
 use crate::guest_ram::OutsideRam;
 use crate::mmio::DecodeError;
 use crate::plan;
+use crate::slice_work::WorkLimits;
 use crate::vpci::tests::{FakeFunction, BAR0_HPA};
 use core::time::Duration;
 use iommu_core::fake::FakeMemory;
@@ -181,6 +182,8 @@ struct ScriptVcpu {
     pc: u64,
     steps: VecDeque<Step>,
     invalidated: Vec<(u64, u64)>,
+    /// Times the VMM started a new slice ([`Vcpu::next_slice`]).
+    slices: u32,
 }
 
 impl Vcpu for ScriptVcpu {
@@ -207,6 +210,9 @@ impl Vcpu for ScriptVcpu {
     }
     fn invalidate_ipa(&mut self, ipa: u64, len: u64) {
         self.invalidated.push((ipa, len));
+    }
+    fn next_slice(&mut self) {
+        self.slices += 1;
     }
 }
 
@@ -993,4 +999,133 @@ fn random_exits_never_panic_and_end_in_a_typed_stop() {
         assert_eq!(report.stop, stopped);
         assert_eq!(m.borrow().object_count(), 0);
     }
+}
+
+/// Handles `exit` (made fresh by `make` each time) until the VMM stops resuming; returns how
+/// many were handled, the last one included.
+fn flood_until_yield(
+    vm: &mut TestVm<'_>,
+    cpu: &mut ScriptVcpu,
+    max: u32,
+    mut make: impl FnMut(&mut ScriptVcpu, u32) -> Exit,
+) -> (u32, Action) {
+    for n in 1..=max {
+        let exit = make(cpu, n);
+        let a = vm.handle(exit, cpu);
+        if a != Action::Resume {
+            return (n, a);
+        }
+    }
+    (max, Action::Resume)
+}
+
+#[test]
+fn a_guest_that_floods_its_host_with_work_is_descheduled_at_each_bound() {
+    let (m, _) = manager();
+    let text = plan_text("flood", "", "00:01.0");
+    let p = plan::parse(&text).unwrap();
+    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let mut vm = s.vm.unwrap();
+    let mut cpu = ScriptVcpu::default();
+    vm.prepare(&mut cpu);
+    let limits = vm.slice_work().limits();
+    assert_eq!(limits, WorkLimits::DEFAULT);
+    let hvc = |cpu: &mut ScriptVcpu, fid: u32, x1: u64, x2: u64| {
+        cpu.regs[0] = u64::from(fid);
+        cpu.regs[1] = x1;
+        cpu.regs[2] = x2;
+        Exit::Hvc { imm: 0 }
+    };
+    let load = |cpu: &mut ScriptVcpu, gpa: u64| {
+        cpu.regs[10] = 0;
+        Exit::DataAbort {
+            ipa: gpa,
+            iss: iss(4, 10, false),
+            il32: true,
+        }
+    };
+    let store = |cpu: &mut ScriptVcpu, gpa: u64, value: u64| {
+        cpu.regs[9] = value;
+        Exit::DataAbort {
+            ipa: gpa,
+            iss: iss(4, 9, true),
+            il32: true,
+        }
+    };
+    // Hypercalls: the one that reaches the bound gives the CPU away.
+    let (n, a) = flood_until_yield(&mut vm, &mut cpu, 100_000, |c, _| {
+        hvc(c, abi::PSCI_VERSION, 0, 0)
+    });
+    assert_eq!((n, a), (limits.hypercalls, Action::Yield));
+    // Console bytes: four full writes of 256 bytes reach 1024.
+    let (n, a) = flood_until_yield(&mut vm, &mut cpu, 100_000, |c, _| {
+        hvc(c, abi::QVM_CONSOLE_WRITE, abi::RAM_BASE + 0x3000, 256)
+    });
+    assert_eq!(
+        (n, a),
+        (limits.console_bytes / 256, Action::Yield),
+        "{}",
+        s.host.dump()
+    );
+    // The same through the UART, a byte per store.
+    let (n, a) = flood_until_yield(&mut vm, &mut cpu, 100_000, |c, _| {
+        store(c, abi::UART_BASE + abi::UART_DR, u64::from(b'x'))
+    });
+    assert_eq!((n, a), (limits.console_bytes, Action::Yield));
+    // ECAM sweeps: reads of every slot's identity.
+    let (n, a) = flood_until_yield(&mut vm, &mut cpu, 100_000, |c, i| {
+        load(c, ecam(u64::from(i % 32), 0))
+    });
+    assert_eq!((n, a), (limits.ecam_accesses, Action::Yield));
+    // BAR moves: memory decoding on, then BAR 0 back and forth in the window (each a CPU
+    // stage-2 unmap, map and TLB invalidation).
+    let (n, a) = flood_until_yield(&mut vm, &mut cpu, 100_000, |c, i| match i {
+        1 => store(c, ecam(1, 4), 2),
+        _ => store(
+            c,
+            ecam(1, 0x10),
+            abi::PCI_MMIO_BASE + (4 << 20) + u64::from(i % 2) * (1 << 20),
+        ),
+    });
+    // The COMMAND write maps BAR 0 (one event), each BAR write moves it (one more).
+    assert_eq!((n, a), (limits.remaps, Action::Yield), "{}", s.host.dump());
+    assert!(cpu.invalidated.len() >= limits.remaps as usize - 2);
+    // Exits of any kind: stores to the UART's flag register (ignored) count only as exits.
+    let (n, a) = flood_until_yield(&mut vm, &mut cpu, 100_000, |c, _| {
+        store(c, abi::UART_BASE + abi::UART_FR, 0)
+    });
+    assert_eq!((n, a), (limits.exits, Action::Yield));
+    assert_eq!(vm.slice_work().throttled(), 6);
+    // `run` starts a new slice after each such yield: 600 hypercalls take three slices.
+    for _ in 0..600 {
+        cpu.hvc(abi::PSCI_VERSION, 0, 0);
+    }
+    cpu.hvc(abi::QVM_EXIT, 0, 0);
+    let before = cpu.slices;
+    assert_eq!(vm.run(&mut cpu), StopReason::Exited { status: 0 });
+    assert_eq!(cpu.slices - before, 600 / limits.hypercalls);
+    let report = vm.finish();
+    assert_eq!(report.throttled, 6 + u64::from(600 / limits.hypercalls));
+    assert!(s.host.has("throttled=8"), "{}", s.host.dump());
+}
+
+/// The control: without bounds (`WorkLimits::UNBOUNDED`, the test image's old accounting)
+/// the same flood is resumed every time and never starts a new slice.
+#[test]
+fn without_bounds_the_same_flood_keeps_the_cpu() {
+    let (m, _) = manager();
+    let text = plan_text("flood", "", "00:01.0");
+    let p = plan::parse(&text).unwrap();
+    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let mut vm = s.vm.unwrap();
+    vm.set_work_limits(WorkLimits::UNBOUNDED);
+    let mut cpu = ScriptVcpu::default();
+    vm.prepare(&mut cpu);
+    for _ in 0..10_000 {
+        cpu.hvc(abi::QVM_CONSOLE_WRITE, abi::RAM_BASE + 0x3000, 256);
+    }
+    cpu.hvc(abi::QVM_EXIT, 0, 0);
+    assert_eq!(vm.run(&mut cpu), StopReason::Exited { status: 0 });
+    assert_eq!(cpu.slices, 0);
+    assert_eq!(vm.finish().throttled, 0);
 }

@@ -10,7 +10,6 @@
 //! so an exception switches to SP_EL2, the separate exception stack.
 
 use crate::console;
-use crate::semihosting;
 use aarch64_cpu::registers::{Readable, ELR_EL2, ESR_EL2, FAR_EL2, SPSR_EL2};
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -181,8 +180,10 @@ static REPORTING: AtomicBool = AtomicBool::new(false);
 /// exception stack.
 #[unsafe(no_mangle)]
 unsafe extern "C" fn handle_exception(vector: u64, frame: *const TrapFrame) -> ! {
+    // The abort before anything that could fault again (the report).
+    crate::failsafe::abort();
     if REPORTING.swap(true, Ordering::SeqCst) {
-        semihosting::exit(exit_code::EXCEPTION);
+        crate::exit(exit_code::EXCEPTION, "exception");
     }
     // SAFETY: the vector code passes the frame it just filled on the exception stack.
     let frame = unsafe { &*frame };
@@ -207,6 +208,5 @@ unsafe extern "C" fn handle_exception(vector: u64, frame: *const TrapFrame) -> !
         }
         console::emergency(format_args!("REGS{line}"));
     }
-    crate::failsafe::leave_safe("exception");
-    crate::exit(exit_code::EXCEPTION)
+    crate::exit(exit_code::EXCEPTION, "exception")
 }

@@ -1,28 +1,34 @@
-//! The safe state on every failure: once the SMMU's register base is known, a panic or an
-//! unexpected exception leaves every SMMU the device tree lists terminating all DMA before
-//! the daemon exits, as a refused start does (`refusal.rs`).
+//! The safe state on every way out: once the SMMU's register base is known, every exit of
+//! the daemon (a normal shutdown, a `FATAL` record, a refused start, a panic, an unexpected
+//! exception; product and test image alike) leaves every SMMU the device tree lists
+//! terminating all DMA. It is structural: `crate::exit` is the only way to end the run, and
+//! it runs [`leave_safe`] before anything else.
 //!
-//! [`arm`] stores the frames as soon as the device tree is parsed. [`leave_safe`], called by
-//! the panic handler and the exception handler, then sets SMMU_GBPA.ABORT (with the
-//! GBPA.Update handshake, IHI 0070 §6.3.14) and SMMU_CR0 = 0 (SMMUEN and the queues off,
-//! waiting for SMMU_CR0ACK, §6.3.9/§6.3.10) on each, reads both back and prints one
-//! `SMMU_ABORT` record per SMMU. With SMMUEN = 0 the SMMU no longer reads STEs or page tables
-//! at all: GBPA alone decides, so every window the failing daemon had granted is closed too.
+//! [`arm`] stores the frames as soon as the device tree is parsed. [`abort`] then sets
+//! SMMU_GBPA.ABORT (with the GBPA.Update handshake, IHI 0070 §6.3.14) and SMMU_CR0 = 0
+//! (SMMUEN and the queues off, waiting for SMMU_CR0ACK, §6.3.9/§6.3.10) on each, and keeps
+//! what it read back. With SMMUEN = 0 the SMMU no longer reads STEs or page tables at all:
+//! GBPA alone decides, so every window the daemon had granted is closed too. The abort
+//! prints nothing: the panic and exception handlers call it first, before their report, so a
+//! second failure while reporting still leaves the SMMUs aborting; entered again, it goes on
+//! with the SMMUs it has not taken on yet. [`leave_safe`] is the abort, then the report (one
+//! `FAILSAFE` record, `SMMU_BEFORE_ABORT` and `SMMU_ABORT` per SMMU) once, then the probe.
 //!
-//! This path takes no lock: the failing code may hold the console's or anything else's. It
-//! writes only through the console's emergency path and reaches the SMMU through a fresh
-//! register handle (the code that held the first one never runs again).
+//! This path takes no lock failing code could hold: it writes only through the console's
+//! emergency path and reaches the SMMU through a fresh register handle (the code that held
+//! the first one never runs again).
 //!
 //! ## The DMA probe (test scenarios only)
 //!
-//! `panic-after-bringup` and `fault-after-bringup` (`failsafe_scenarios.rs`) register a
-//! [`ProbePlan`] before failing on purpose: the failure path then lets an `edu`, which had a
-//! live identity window and bus mastering, write a patterned buffer inside that window at
-//! IOVA = PA, and checks the buffer is unchanged (`CHECK step=failsafe-dma-blocked`). With
-//! `failsafe-probe=skip-abort-control` the plan asks to skip the abort, and the same DMA lands
-//! through the still-live window (`CHECK step=failsafe-control-dma-lands`): the check can
-//! fail. Without a plan (every product path) nothing but the abort runs, and the abort is
-//! never skipped.
+//! `panic-after-bringup`, `fault-after-bringup`, `panic-while-reporting` and
+//! `iommu-event-error` (`failsafe_scenarios.rs`) register a [`ProbePlan`] before failing on
+//! purpose, as does an unknown `scenario=` with `failsafe-probe=1`: the fail-safe then lets
+//! an `edu`, which had a live identity window (or, for the unknown scenario, the SMMU as
+//! QEMU resets it: bypass) and bus mastering, write a patterned buffer at IOVA = PA, and
+//! checks the buffer is unchanged (`CHECK step=failsafe-dma-blocked`). With
+//! `failsafe-probe=skip-abort-control` the plan asks to skip the abort, and the same DMA
+//! lands (`CHECK step=failsafe-control-dma-lands`): the check can fail. Without a plan
+//! (every product path) nothing but the abort runs, and the abort is never skipped.
 
 use crate::clock::GenericTimer;
 use crate::console;
@@ -32,6 +38,7 @@ use iommu_core::{Bdf, Iova, PhysAddr};
 use smmuman_daemon::edu::Edu;
 use smmuman_daemon::memory::{GuestMemory, PhysRange, RamWindow};
 use smmuman_daemon::mmio::{Mmio, MmioRegion};
+use smmuv3::AbortState;
 
 /// SMMU_CR0ACK (IHI 0070 §6.3.10), read before the abort for the record.
 const SMMU_CR0ACK: usize = 0x24;
@@ -44,8 +51,6 @@ const MAX_FRAMES: usize = crate::refusal::MAX_ABORTED;
 static BASES: [AtomicU64; MAX_FRAMES] = [const { AtomicU64::new(0) }; MAX_FRAMES];
 static SIZES: [AtomicU64; MAX_FRAMES] = [const { AtomicU64::new(0) }; MAX_FRAMES];
 static COUNT: AtomicUsize = AtomicUsize::new(0);
-/// Set once the failure path started: a failure inside it does not start it again.
-static LEAVING: AtomicBool = AtomicBool::new(false);
 /// The DMA probe a test scenario asked for.
 static PLAN: spin::Once<ProbePlan> = spin::Once::new();
 
@@ -83,40 +88,100 @@ pub fn plan_probe(plan: ProbePlan) {
     PLAN.call_once(|| plan);
 }
 
-/// Makes every remembered SMMU terminate all traffic (unless a control probe asks to skip
-/// it), printing `FAILSAFE` and one `SMMU_ABORT` per SMMU, then runs the probe if a scenario
-/// planned one. `trigger` names the failure (`panic`, `exception`).
-pub fn leave_safe(trigger: &str) {
-    if LEAVING.swap(true, Ordering::SeqCst) {
+/// What the abort found and left on one SMMU, for the report.
+#[derive(Clone, Copy)]
+struct Aborted {
+    gbpa_before: u32,
+    cr0ack_before: u32,
+    state: AbortState,
+}
+
+/// Index of the next SMMU [`abort`] takes on: a failure in the middle of the abort (a fault
+/// on one SMMU's registers) continues with the next one when the path is entered again.
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+/// What the abort left on each SMMU (written once per SMMU, before the report reads it).
+static ABORTED: spin::Mutex<[Option<Aborted>; MAX_FRAMES]> = spin::Mutex::new([None; MAX_FRAMES]);
+/// Set once the report started; set once the probe started.
+static REPORTED: AtomicBool = AtomicBool::new(false);
+static PROBED: AtomicBool = AtomicBool::new(false);
+
+/// The abort alone, first thing on every failure and at every exit: every remembered SMMU
+/// terminates all traffic (unless a control probe asks to skip it). Prints nothing, takes no
+/// lock that failing code could hold (the record store is only locked here, one SMMU at a
+/// time, with `try_lock`), and is safe to enter again: each SMMU is taken on at most once.
+pub fn abort() {
+    if PLAN.get().is_some_and(|p| p.skip_abort) {
         return;
     }
-    let plan = PLAN.get().copied();
     let n = COUNT.load(Ordering::SeqCst);
-    if plan.is_some_and(|p| p.skip_abort) {
+    loop {
+        let i = NEXT.fetch_add(1, Ordering::SeqCst);
+        if i >= n {
+            return;
+        }
+        let base = PhysAddr(BASES[i].load(Ordering::SeqCst));
+        // SAFETY: `arm` stored an SMMUv3 register frame from the device tree, mapped as
+        // device memory. The code that held the other handle failed or has finished and never
+        // runs again, so this handle is the only one in use; it only lives for this call.
+        let mut regs = unsafe { MmioRegion::new(base, SIZES[i].load(Ordering::SeqCst)) };
+        let gbpa_before = regs.read32(SMMU_GBPA);
+        let cr0ack_before = regs.read32(SMMU_CR0ACK);
+        let state = iommu::abort_all_traffic(&mut regs);
+        if let Some(mut done) = ABORTED.try_lock() {
+            if let Some(slot) = done.get_mut(i) {
+                *slot = Some(Aborted {
+                    gbpa_before,
+                    cr0ack_before,
+                    state,
+                });
+            }
+        }
+    }
+}
+
+/// The fail-safe, on every way out of the daemon (`crate::exit`) and first on every failure:
+/// [`abort`], then the report (`FAILSAFE`, and `SMMU_BEFORE_ABORT` / `SMMU_ABORT` per SMMU,
+/// once), then the probe a test scenario planned (once). `trigger` names the way out
+/// (`panic`, `exception`, `shutdown`, a `FATAL` reason).
+pub fn leave_safe(trigger: &str) {
+    abort();
+    if !REPORTED.swap(true, Ordering::SeqCst) {
+        report(trigger);
+    }
+    if let Some(plan) = PLAN.get().copied() {
+        if !PROBED.swap(true, Ordering::SeqCst) {
+            probe(&plan);
+        }
+    }
+}
+
+/// Prints what [`abort`] did.
+fn report(trigger: &str) {
+    let n = COUNT.load(Ordering::SeqCst);
+    if PLAN.get().is_some_and(|p| p.skip_abort) {
         console::emergency(format_args!(
             "FAILSAFE trigger={trigger} smmus={n} abort=skipped detail=\"control run (failsafe-probe=skip-abort-control): the SMMU keeps translating\""
         ));
-    } else {
-        console::emergency(format_args!(
-            "FAILSAFE trigger={trigger} smmus={n} abort=all"
-        ));
-        for i in 0..n {
-            let base = PhysAddr(BASES[i].load(Ordering::SeqCst));
-            // SAFETY: `arm` stored an SMMUv3 register frame from the device tree, mapped as
-            // device memory. The code that held the other handle failed and never runs again,
-            // so this handle is the only one in use; it only lives for this call.
-            let mut regs = unsafe { MmioRegion::new(base, SIZES[i].load(Ordering::SeqCst)) };
-            console::emergency(format_args!(
-                "SMMU_BEFORE_ABORT base={base} gbpa={:#010x} cr0ack={:#010x}",
-                regs.read32(SMMU_GBPA),
-                regs.read32(SMMU_CR0ACK)
-            ));
-            let state = iommu::abort_all_traffic(&mut regs);
-            console::emergency(format_args!("{}", AbortRecord(base, &state)));
-        }
+        return;
     }
-    if let Some(plan) = plan {
-        probe(&plan);
+    console::emergency(format_args!(
+        "FAILSAFE trigger={trigger} smmus={n} abort=all"
+    ));
+    let done = ABORTED.try_lock().map(|d| *d);
+    for (i, base) in BASES.iter().enumerate().take(n) {
+        let base = PhysAddr(base.load(Ordering::SeqCst));
+        match done.and_then(|d| d.get(i).copied().flatten()) {
+            Some(a) => {
+                console::emergency(format_args!(
+                    "SMMU_BEFORE_ABORT base={base} gbpa={:#010x} cr0ack={:#010x}",
+                    a.gbpa_before, a.cr0ack_before
+                ));
+                console::emergency(format_args!("{}", AbortRecord(base, &a.state)));
+            }
+            None => console::emergency(format_args!(
+                "SMMU_ABORT base={base} aborting=0 detail=\"the abort of this SMMU did not complete\""
+            )),
+        }
     }
 }
 

@@ -6,6 +6,13 @@
 //! failure path runs after the abort: the same `edu` writes a patterned buffer inside its
 //! window, and the buffer must stay unchanged. `failsafe-probe=skip-abort-control` makes the
 //! failure path skip the abort instead, and the same DMA must land.
+//!
+//! The same probe shows the other ways out: a panic whose report panics again
+//! (`panic-while-reporting`: the abort came first), a drain of the event queue the SMMU
+//! refuses in the manager loop (`iommu-event-error`, injected: `FATAL reason=iommu-event`
+//! ends the run through the fail-safe), and an unknown `scenario=` given with
+//! `failsafe-probe=1` ([`arm_bypass_probe`]: the SMMU as QEMU resets it, which lets DMA
+//! through, until the exit's fail-safe aborts it).
 
 // A failing step returns the `RESULT` record it becomes (a fixed-size buffer, no heap).
 #![allow(clippy::result_large_err)]
@@ -37,13 +44,19 @@ fn with(reason: &str, detail: impl core::fmt::Display) -> Outcome {
         .with("detail", detail)
 }
 
-/// Everything up to the deliberate failure (see the module docs).
-fn arm_probe(p: &mut Platform) -> Result<(), Outcome> {
-    let skip_abort = match p.args.get("failsafe-probe") {
-        None | Some("1") => false,
-        Some("skip-abort-control") => true,
-        Some(_) => return Err(fail("failsafe-probe takes 1 or skip-abort-control")),
-    };
+/// `failsafe-probe=`: whether the control skips the abort.
+fn skip_abort(p: &Platform) -> Result<bool, Outcome> {
+    match p.args.get("failsafe-probe") {
+        None | Some("1") => Ok(false),
+        Some("skip-abort-control") => Ok(true),
+        Some(_) => Err(fail("failsafe-probe takes 1 or skip-abort-control")),
+    }
+}
+
+/// Everything up to the deliberate failure (see the module docs); the manager, still
+/// serving, is returned.
+fn arm_probe(p: &mut Platform) -> Result<manager::Mgr, Outcome> {
+    let skip_abort = skip_abort(p)?;
     let mut m = manager::start(p)?;
     let Some(&(bdf, sid)) = manager::edus(p).first() else {
         return Err(fail("no edu behind the SMMU"));
@@ -124,25 +137,106 @@ fn arm_probe(p: &mut Platform) -> Result<(), Outcome> {
             "abort"
         }
     ));
-    // The manager (and with it the backend) is left as it is: the daemon fails with the SMMU
-    // translating and the window live.
-    core::mem::forget(m);
-    Ok(())
+    Ok(m)
 }
 
-/// Brings everything up, then panics.
+/// Brings everything up, then panics. The manager (and with it the backend) is left as it
+/// is: the daemon fails with the SMMU translating and the window live.
 pub fn panic_after_bringup(p: &mut Platform) -> Outcome {
-    if let Err(o) = arm_probe(p) {
-        return o;
+    match arm_probe(p) {
+        Ok(m) => core::mem::forget(m),
+        Err(o) => return o,
     }
     panic!("panic-after-bringup: failing on purpose with the SMMU up and a window live")
+}
+
+/// A panic message whose formatting panics: the panic handler's report fails.
+struct PanicsWhenShown;
+
+impl core::fmt::Display for PanicsWhenShown {
+    fn fmt(&self, _: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        panic!("panic-while-reporting: the report of the first panic panicked")
+    }
+}
+
+/// Brings everything up, then panics with a message whose formatting panics again: the
+/// second failure comes while the first is being reported, so only an abort made before the
+/// report leaves the SMMU aborting.
+pub fn panic_while_reporting(p: &mut Platform) -> Outcome {
+    match arm_probe(p) {
+        Ok(m) => core::mem::forget(m),
+        Err(o) => return o,
+    }
+    panic!("{}", PanicsWhenShown)
+}
+
+/// Brings everything up, then has the manager loop's next drain of the event queue fail as
+/// the SMMU's would in Service Failure Mode (injected: QEMU never fails it). The loop must
+/// not keep serving: `FATAL reason=iommu-event`, the fail-safe, the exit.
+pub fn iommu_event_error(p: &mut Platform) -> Outcome {
+    let mut m = match arm_probe(p) {
+        Ok(m) => m,
+        Err(o) => return o,
+    };
+    manager::INJECT_EVENT_ERROR.store(true, core::sync::atomic::Ordering::SeqCst);
+    manager::serve_tasks(p, Some(&mut m), &mut [], 4, &mut |_| {});
+    core::mem::forget(m);
+    fail("the manager kept serving after the SMMU refused the drain")
+}
+
+/// For a run that names no known scenario: with `failsafe-probe=1|skip-abort-control`, the
+/// first `edu` gets bus mastering with the SMMU as QEMU resets it (SMMUEN = 0, GBPA.ABORT =
+/// 0: bypass) and a patterned target at IOVA = PA, and the exit's fail-safe runs the probe.
+/// Without the abort (the control) the DMA lands.
+pub fn arm_bypass_probe(p: &mut Platform) {
+    let skip_abort = match (p.args.get("failsafe-probe"), skip_abort(p)) {
+        (None, _) | (_, Err(_)) => return,
+        (Some(_), Ok(skip)) => skip,
+    };
+    let Some(bdf) = p.edus().next().map(|f| f.bdf) else {
+        return;
+    };
+    let Some(bar) = p
+        .pci
+        .function(bdf)
+        .and_then(|f| f.bars[0])
+        .and_then(|b| b.cpu_address.and_then(|a| PhysRange::new(a, b.size)))
+    else {
+        return;
+    };
+    let Ok(target) = p.guest_memory.alloc(0x1000, 0x1000) else {
+        return;
+    };
+    p.guest_memory
+        .fill_pattern(target.start(), target.size(), SEED_TARGET);
+    if p.enable_bus_master(bdf).is_err() {
+        return;
+    }
+    failsafe::plan_probe(ProbePlan {
+        bdf,
+        edu_regs: bar,
+        target,
+        len: LEN,
+        seed: SEED_TARGET,
+        skip_abort,
+    });
+    console::line(format_args!(
+        "FAILSAFE_PROBE bdf={bdf} target={} len={LEN} mode={} smmu=reset",
+        target.start(),
+        if skip_abort {
+            "skip-abort-control"
+        } else {
+            "abort"
+        }
+    ));
 }
 
 /// Brings everything up, then loads from an address the MMU does not map (an unexpected
 /// synchronous exception: a data abort at EL2).
 pub fn fault_after_bringup(p: &mut Platform) -> Outcome {
-    if let Err(o) = arm_probe(p) {
-        return o;
+    match arm_probe(p) {
+        Ok(m) => core::mem::forget(m),
+        Err(o) => return o,
     }
     let Some(target) = crate::mmu::unmapped_address() else {
         return fail("the MMU is off: no unmapped address");

@@ -20,7 +20,7 @@ use crate::console;
 use crate::manager::{self, Mgr, MAILBOXES, MAX_CLIENTS};
 use crate::platform::Platform;
 use crate::tasks::{Task, Yielder};
-use crate::vcpu::{self, El2Vcpu};
+use crate::vcpu::{self, El2Vcpu, SliceAccounting};
 use core::fmt;
 use iommu_core::{Bdf, Iova, PhysAddr, StreamId};
 use qvm::gpa::{Gpa, GpaRange};
@@ -43,7 +43,9 @@ use spin::Mutex;
 /// Memory for one VM's CPU stage-2 tables (root, a few next-level tables, side pages).
 const STAGE2_POOL: u64 = 256 << 10;
 /// One time slice: the EL2 timer ends the guest's turn after this many counter ticks per
-/// second of the counter's frequency (10 ms).
+/// second of the counter's frequency (10 ms). The host's work for the VM's exits counts
+/// against it (`vcpu::SliceAccounting::Charged`), and what one slice may make the host do is
+/// bounded (`qvm::slice_work`).
 const SLICE_PER_SECOND: u64 = 100;
 /// Rounds of the host loop before VMs that have not stopped are abandoned (their time limits
 /// stop them long before).
@@ -59,6 +61,7 @@ struct VmSetup {
     stage2: DaemonMemory,
     vmid: u8,
     manager: bool,
+    accounting: SliceAccounting,
 }
 
 /// Where a VMM task is between the host's stage-2 check and the guest's first instruction.
@@ -94,7 +97,7 @@ static ENDED: Mutex<[Option<Ended>; MAX_CLIENTS]> = Mutex::new([None; MAX_CLIENT
 /// Runs the host plan: prints its `RESULT scenario=host-plan` record, leaves every SMMU
 /// aborting, returns the exit code.
 pub fn run(p: &mut Platform) -> u32 {
-    match run_vms(p) {
+    match run_vms(p, SliceAccounting::Charged) {
         Ok(outcome) => finish(outcome),
         Err(code) => {
             crate::failsafe::leave_safe("host-plan");
@@ -103,12 +106,13 @@ pub fn run(p: &mut Platform) -> u32 {
     }
 }
 
-/// Runs every VM of the host plan until all are gone; the outcome says whether each guest
-/// exited with status 0.
+/// Runs every VM of the host plan until all are gone, their time slices accounted as
+/// `accounting` says (the product: `Charged`); the outcome says whether each guest exited
+/// with status 0.
 ///
 /// # Errors
 /// The exit code, after a `FATAL reason=host-plan` record: nothing started.
-pub fn run_vms(p: &mut Platform) -> Result<Outcome, u32> {
+pub fn run_vms(p: &mut Platform, accounting: SliceAccounting) -> Result<Outcome, u32> {
     let plan = read_plan(p)?;
     if plan.vms.len() > MAX_CLIENTS {
         console::line(format_args!(
@@ -130,7 +134,7 @@ pub fn run_vms(p: &mut Platform) -> Result<Outcome, u32> {
     > = heapless::Vec::new();
     let mut count = 0;
     for (i, vm) in plan.vms.iter().enumerate() {
-        match setup(p, vm, i, plan.manager) {
+        match setup(p, vm, i, plan.manager, accounting) {
             Ok((s, g)) => {
                 if let Some(slot) = SETUPS.lock().get_mut(i) {
                     *slot = Some(s);
@@ -236,6 +240,7 @@ fn setup(
     vm: &VmPlan<'static>,
     index: usize,
     manager: bool,
+    accounting: SliceAccounting,
 ) -> Result<
     (
         VmSetup,
@@ -297,6 +302,7 @@ fn setup(
             stage2,
             vmid: (index + 1) as u8,
             manager,
+            accounting,
         },
         memory.grants,
     ))
@@ -366,6 +372,7 @@ fn vm_main(y: &Yielder, index: usize) {
         stage2,
         vmid,
         manager,
+        accounting,
     } = setup;
     let name = plan.name;
     let client = if manager {
@@ -408,7 +415,11 @@ fn vm_main(y: &Yielder, index: usize) {
     };
     let (entry, dtb) = vm.entry();
     let slice = GenericTimer::new().hz() / SLICE_PER_SECOND;
-    let mut cpu = El2Vcpu::new(entry.0, dtb.0, root, cfg, vmid, slice);
+    let mut cpu = El2Vcpu::new(entry.0, dtb.0, root, cfg, vmid, slice, accounting);
+    if accounting == SliceAccounting::FreshPerEntry {
+        // The control restores the old accounting whole: no bounds either.
+        vm.set_work_limits(qvm::slice_work::WorkLimits::UNBOUNDED);
+    }
     // The host's check of the two translations, when smmuman maps the VM's RAM.
     if let Some(sid) = vm.devices().iter().find_map(|d| d.sid) {
         if vm.object().is_some() {

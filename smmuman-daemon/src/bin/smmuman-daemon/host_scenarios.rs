@@ -1,10 +1,12 @@
 //! Test scenarios around the product's host plan: the host runs the plan's VMs exactly as the
 //! product does ([`crate::host::run_vms`]), then checks host memory for what a rogue guest
 //! tried to write there (`host-audit`); or runs them without the world switch's PMU and debug
-//! traps and per-VM timer and GIC state (`host-unswitched`, a control).
+//! traps and per-VM timer and GIC state (`host-unswitched`, a control), or with the old
+//! time-slice accounting (`host-plan control=fresh-slice`, a control).
 
 use crate::console;
 use crate::platform::Platform;
+use crate::vcpu::SliceAccounting;
 use iommu_core::PhysAddr;
 use smmuman_daemon::memory::{GuestMemory, PhysRange, RamWindow};
 use smmuman_daemon::report::Outcome;
@@ -38,7 +40,7 @@ pub fn host_audit(p: &mut Platform) -> Outcome {
     if !in_a_vm {
         return Outcome::fail().with("reason", "audit range is not in any [vm] RAM of the config");
     }
-    let outcome = match crate::host::run_vms(p) {
+    let outcome = match crate::host::run_vms(p, SliceAccounting::Charged) {
         Ok(o) => o,
         Err(_) => return Outcome::fail().with("reason", "the host plan was refused"),
     };
@@ -68,7 +70,30 @@ pub fn host_unswitched(p: &mut Platform) -> Outcome {
     console::line(format_args!(
         "CPU_SWITCH control=skip detail=\"control run: no PMU/debug traps, virtual timer and ICH_VMCR_EL2 shared\""
     ));
-    match crate::host::run_vms(p) {
+    match crate::host::run_vms(p, SliceAccounting::Charged) {
+        Ok(o) => o,
+        Err(_) => Outcome::fail().with("reason", "the host plan was refused"),
+    }
+}
+
+/// `host-plan`: the host plan's VMs as the product runs them; `control=fresh-slice` restores
+/// the old accounting (every entry a full slice, the host's work for a VM's exits charged to
+/// nobody, no bound on what a slice may make the host do), which the fairness test shows
+/// lets a trap-flooding guest starve its neighbour.
+pub fn host_plan(p: &mut Platform) -> Outcome {
+    let accounting = match p.args.get("control") {
+        None => SliceAccounting::Charged,
+        Some("fresh-slice") => SliceAccounting::FreshPerEntry,
+        Some(_) => return Outcome::fail().with("reason", "control=fresh-slice or nothing"),
+    };
+    console::line(format_args!(
+        "HOST_ACCOUNTING slice={}",
+        match accounting {
+            SliceAccounting::Charged => "charged",
+            SliceAccounting::FreshPerEntry => "fresh-per-entry",
+        }
+    ));
+    match crate::host::run_vms(p, accounting) {
         Ok(o) => o,
         Err(_) => Outcome::fail().with("reason", "the host plan was refused"),
     }

@@ -97,14 +97,21 @@ mod bare {
     /// Size of the device tree header fields read before the blob is trusted.
     const FDT_HEADER_SIZE: usize = 40;
 
-    /// Ends the run with `code`, after checking that no stack overflowed.
-    pub fn exit(code: u32) -> ! {
+    /// The one way out of the daemon: every path ends here, whatever the image (product or
+    /// test) and however it ends (a normal shutdown, a `FATAL` record, a refused start, a
+    /// panic, an unexpected exception). First the fail-safe (`failsafe::leave_safe`: every
+    /// SMMU the device tree lists left aborting all traffic, then its records; a no-op when it
+    /// already ran), then the stack check, then QEMU's exit (semihosting SYS_EXIT, Arm IHI
+    /// 0123; nothing else in the daemon can end the run). `trigger` names the way out in the
+    /// `FAILSAFE` record.
+    pub fn exit(code: u32, trigger: &str) -> ! {
+        crate::failsafe::leave_safe(trigger);
         let mut code = code;
         for stack in boot::smashed_stacks() {
             console::emergency(format_args!("FATAL reason=stack-overflow stack={stack}"));
             code = exit_code::EXCEPTION;
         }
-        semihosting::exit(code)
+        qemu_exit::QEMUExit::exit(&qemu_exit::AArch64::new(), code)
     }
 
     /// Called by the boot code at an exception level other than 2.
@@ -113,13 +120,14 @@ mod bare {
         semihosting::println(format_args!(
             "FATAL reason=wrong-el el={el} detail=\"smmuman-daemon must start at EL2: use -machine virt,virtualization=on\""
         ));
-        semihosting::exit(exit_code::BAD_BOARD)
+        // Nothing is known of the board yet: the fail-safe has no SMMU to abort.
+        exit(exit_code::BAD_BOARD, "wrong-el")
     }
 
     /// Called by the boot code at EL2 with the device tree address from x0.
     #[unsafe(no_mangle)]
     extern "C" fn rust_main(dtb: u64) -> ! {
-        exit(run(dtb))
+        exit(run(dtb), "exit")
     }
 
     /// A fatal error before or after the console exists: one `FATAL` record.
@@ -229,7 +237,7 @@ mod bare {
         // From here a panic or an unexpected exception leaves every SMMU aborting.
         crate::failsafe::arm(&frames);
         if let Err(code) = mmu_on(&board, &frames) {
-            refusal::abort_smmus(&fdt, &board);
+            refusal::abort_smmus();
             return code;
         }
         crate::irq::init(&board);
@@ -237,7 +245,7 @@ mod bare {
             Ok(a) => a,
             Err(e) => {
                 fatal("bootargs", &e);
-                refusal::abort_smmus(&fdt, &board);
+                refusal::abort_smmus();
                 return exit_code::BAD_BOOTARGS;
             }
         };
@@ -251,7 +259,7 @@ mod bare {
         let scenario_name = args.scenario;
         let mut platform = match refusal::discover(&fdt, &board, &args, image, dtb_range) {
             Ok(p) => p,
-            Err(refused) => return refusal::refuse(&fdt, board, args, refused),
+            Err(refused) => return refusal::refuse(board, args, refused),
         };
         platform.print_summary();
 
@@ -267,6 +275,8 @@ mod bare {
         use crate::scenarios;
         use smmuman_daemon::scenario::{self, Names};
         let Some(entry) = scenario::find(scenarios::REGISTRY, name) else {
+            // The exit's fail-safe leaves the SMMU aborting; `failsafe-probe=` shows it by DMA.
+            crate::failsafe_scenarios::arm_bypass_probe(platform);
             let mut text: heapless::String<128> = heapless::String::new();
             let _ = write_value(&mut text, &name);
             console::line(format_args!(

@@ -7,7 +7,8 @@
 //! drain the SMMU's event queue (`Manager::on_iommu_event`, the explicit handler) when the
 //! SMMU's interrupt flagged it, taken in the loop's interrupt window (`irq.rs`), with a slow
 //! poll as the backstop (every pass without interrupts); deliver fired notifications to their
-//! mailboxes.
+//! mailboxes. A drain the SMMU refuses (`FATAL reason=iommu-event`) ends the run through the
+//! fail-safe (`crate::exit`): nothing is served once the SMMU cannot be trusted.
 
 // A failed start returns the `RESULT` record it becomes: a fixed-size text buffer (there is no
 // heap to box it in), returned only on the failure path.
@@ -34,6 +35,12 @@ pub const MAX_CLIENTS: usize = 4;
 pub const MAX_ROUNDS: u32 = 100_000;
 /// Page sizes the stage-2 tables map: 4 KiB pages, 2 MiB and 1 GiB blocks.
 const PAGE_SIZES: u64 = (1 << 12) | (1 << 21) | (1 << 30);
+
+#[cfg(feature = "scenarios")]
+/// Test image only: the next drain of the event queue fails as the SMMU's would in Service
+/// Failure Mode (`failsafe_scenarios::iommu_event_error`).
+pub static INJECT_EVENT_ERROR: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
 
 /// The mailboxes: client `i` (ClientId `i + 1`) talks through `MAILBOXES[i]`.
 pub static MAILBOXES: [Mailbox; MAX_CLIENTS] = [const { Mailbox::new() }; MAX_CLIENTS];
@@ -228,7 +235,10 @@ pub fn serve_tasks(
             if let Some(task) = slot {
                 if task.resume() {
                     if !task.stack_intact() {
+                        // Memory next to the task's stack may be corrupt: nothing more runs
+                        // but the fail-safe.
                         console::line(format_args!("FATAL reason=stack-overflow client={i}"));
+                        crate::exit(smmuman_daemon::exit_code::EXCEPTION, "stack-overflow");
                     }
                     *slot = None;
                 } else {
@@ -282,8 +292,19 @@ fn serve_once(p: &Platform, m: &mut Mgr, n: usize) {
     // them (no GIC, `smmu-irq=off`) every pass polls.
     crate::irq::window();
     let flagged = crate::irq::take_smmu_pending();
-    if flagged || !crate::irq::smmu_irqs_on() || crate::irq::backstop_due() {
-        match m.on_iommu_event(p.clock.now()) {
+    #[cfg(feature = "scenarios")]
+    let injected = INJECT_EVENT_ERROR.swap(false, core::sync::atomic::Ordering::SeqCst);
+    #[cfg(not(feature = "scenarios"))]
+    let injected = false;
+    if injected || flagged || !crate::irq::smmu_irqs_on() || crate::irq::backstop_due() {
+        let drained = if injected {
+            // Test image only: the SMMU's answer when it entered Service Failure Mode
+            // (GERROR.SFM_ERR, IHI 0070 §6.3.17), which QEMU never does.
+            Err(smmuv3::SmmuError::ServiceFailure.into())
+        } else {
+            m.on_iommu_event(p.clock.now())
+        };
+        match drained {
             Ok(report) => {
                 crate::irq::count_drain(flagged, report.records);
                 if flagged {
@@ -294,7 +315,12 @@ fn serve_once(p: &Platform, m: &mut Mgr, n: usize) {
                     ));
                 }
             }
-            Err(e) => console::line(format_args!("FATAL reason=iommu-event detail=\"{e}\"")),
+            // The SMMU can no longer be trusted to record or stop anything: nothing is served
+            // any more, every SMMU is left aborting (the exit's fail-safe) and the run ends.
+            Err(e) => {
+                console::line(format_args!("FATAL reason=iommu-event detail=\"{e}\""));
+                crate::exit(smmuman_daemon::exit_code::FAIL, "iommu-event")
+            }
         }
     }
     while let Some(note) = m.take_notification() {

@@ -1,5 +1,7 @@
-//! The panic handler: one `PANIC` record, every SMMU left aborting ([`crate::failsafe`]),
-//! then exit [`exit_code::PANIC`].
+//! The panic handler: every SMMU left aborting first ([`crate::failsafe::abort`]: nothing
+//! that can fail runs before it), then one `PANIC` record, then the exit
+//! ([`crate::exit`], which reports the abort) with [`exit_code::PANIC`]. A panic while
+//! reporting (formatting the message, say) exits at once, the SMMUs already aborting.
 
 use crate::console;
 use core::panic::PanicInfo;
@@ -11,8 +13,9 @@ static PANICKING: AtomicBool = AtomicBool::new(false);
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
+    crate::failsafe::abort();
     if PANICKING.swap(true, Ordering::SeqCst) {
-        crate::semihosting::exit(exit_code::PANIC);
+        crate::exit(exit_code::PANIC, "panic");
     }
     let mut message: heapless::String<400> = heapless::String::new();
     let _ = write_value(&mut message, &info.message());
@@ -25,6 +28,5 @@ fn panic(info: &PanicInfo<'_>) -> ! {
         )),
         None => console::emergency(format_args!("PANIC message={message}")),
     }
-    crate::failsafe::leave_safe("panic");
-    crate::exit(exit_code::PANIC)
+    crate::exit(exit_code::PANIC, "panic")
 }

@@ -46,7 +46,6 @@ use smmuman_daemon::bootargs::BootArgs;
 use smmuman_daemon::exit_code;
 use smmuman_daemon::initrd::{self, Archive};
 use smmuman_daemon::memory::PhysRange;
-use smmuman_daemon::mmio::MmioRegion;
 use smmuman_daemon::report::write_value;
 
 /// Largest initrd read as a config.
@@ -299,12 +298,7 @@ pub fn discover(
 
 /// The refusal: the `FATAL` record, every SMMU aborting (and the DMA probe, on request).
 /// Returns the exit code (4).
-pub fn refuse(
-    fdt: &Fdt<'static>,
-    board: BoardInfo<'static>,
-    args: BootArgs<'static>,
-    refused: Refused,
-) -> u32 {
+pub fn refuse(board: BoardInfo<'static>, args: BootArgs<'static>, refused: Refused) -> u32 {
     let mut detail: heapless::String<{ DETAIL_LEN + 40 }> = heapless::String::new();
     let _ = write_value(&mut detail, &refused.detail.as_str());
     let mut file: heapless::String<96> = heapless::String::new();
@@ -334,7 +328,7 @@ pub fn refuse(
             probe_dma(p, false);
         }
     }
-    abort_smmus(fdt, &board);
+    abort_smmus();
     if probe == Some("1") {
         if let Some(p) = platform.as_mut() {
             probe_dma(p, true);
@@ -361,17 +355,12 @@ pub fn smmu_frames(
     frames
 }
 
-/// Makes every SMMU the device tree lists terminate all traffic, printing one `SMMU_ABORT`
-/// record each.
-pub fn abort_smmus(fdt: &Fdt<'_>, board: &BoardInfo<'_>) {
-    for (base, size) in smmu_frames(fdt, board) {
-        // SAFETY: the device tree places an SMMUv3 register frame here. On the refusal path
-        // no other handle to it exists (the platform never handed its registers out), and
-        // this one is dropped before the daemon exits.
-        let mut regs = unsafe { MmioRegion::new(base, size) };
-        let state = iommu::abort_all_traffic(&mut regs);
-        iommu::print_abort(base, &state);
-    }
+/// Makes every SMMU the device tree lists terminate all traffic: the fail-safe
+/// (`failsafe::leave_safe`, armed with [`smmu_frames`] as soon as the device tree was
+/// parsed), which prints `FAILSAFE` and one `SMMU_ABORT` record per SMMU. The exit runs it
+/// again, as a no-op.
+pub fn abort_smmus() {
+    crate::failsafe::leave_safe("refused-start");
 }
 
 /// The DMA probe (see the module docs): the first `edu` writes 64 bytes at IOVA = PA of a

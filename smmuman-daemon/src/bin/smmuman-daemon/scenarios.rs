@@ -109,6 +109,9 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         name: "host-unswitched",
         about: "control: the product's host plan (initrd) with the world switch's PMU/debug traps and per-VM virtual timer and ICH_VMCR_EL2 left out",
         run: crate::host_scenarios::host_unswitched,
+        name: "host-plan",
+        about: "the product's host plan (initrd); control=fresh-slice: the old time-slice accounting (the fairness test's control)",
+        run: crate::host_scenarios::host_plan,
     },
     Scenario {
         name: "cmdq-error",
@@ -134,6 +137,16 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         name: "fault-after-bringup",
         about: "failure path: as panic-after-bringup, then a load from an unmapped address",
         run: crate::failsafe_scenarios::fault_after_bringup,
+    },
+    Scenario {
+        name: "panic-while-reporting",
+        about: "failure path: as panic-after-bringup, and the panic's report panics again; DMA probe after the abort",
+        run: crate::failsafe_scenarios::panic_while_reporting,
+    },
+    Scenario {
+        name: "iommu-event-error",
+        about: "failure path: as panic-after-bringup, then the manager loop's event-queue drain fails (injected SFM_ERR): FATAL, fail-safe, exit",
+        run: crate::failsafe_scenarios::iommu_event_error,
     },
     Scenario {
         name: "irq-eventq",

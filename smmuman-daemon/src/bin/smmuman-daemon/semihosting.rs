@@ -1,10 +1,10 @@
-//! Arm semihosting (Arm IHI 0123, `HLT #0xF000` in A64): the exit code, and a console of last
-//! resort for errors found before the UART is known.
+//! Arm semihosting (Arm IHI 0123, `HLT #0xF000` in A64): a console of last resort for errors
+//! found before the UART is known. (The exit, SYS_EXIT, is made only by `crate::exit`, after
+//! the fail-safe.)
 
 use core::arch::asm;
 use core::fmt::{self, Write};
 use heapless::String;
-use qemu_exit::QEMUExit;
 
 /// SYS_WRITE0: writes a NUL-terminated string to the debugger's (QEMU's) console.
 const SYS_WRITE0: u64 = 0x04;
@@ -24,9 +24,4 @@ pub fn println(args: fmt::Arguments<'_>) {
     unsafe {
         asm!("hlt #0xf000", inout("x0") SYS_WRITE0 => _, in("x1") bytes.as_ptr(), options(nostack));
     }
-}
-
-/// Ends the QEMU process with `code` (SYS_EXIT with ADP_Stopped_ApplicationExit).
-pub fn exit(code: u32) -> ! {
-    qemu_exit::AArch64::new().exit(code)
 }

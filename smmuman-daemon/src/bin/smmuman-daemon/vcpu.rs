@@ -3,9 +3,10 @@
 //! `run` loads the guest's EL1 system registers, the state each VM owns besides them (the
 //! virtual timer, the GIC virtual CPU interface's ICH_VMCR_EL2: [`Owned`]), its stage 2
 //! (VTTBR_EL2, VTCR_EL2) and its traps (HCR_EL2, MDCR_EL2, CPTR_EL2: [`Traps`]), arms the EL2
-//! physical timer for one time slice, and calls `qvm_vcpu_enter`, which saves the host's
-//! callee-saved registers in the [`Frame`], loads every guest register and ERETs to EL1. Any
-//! exception from the guest comes through one of the four lower-EL AArch64 vectors
+//! physical timer for the rest of the VM's time slice (a deadline, [`SliceAccounting`]: the
+//! host's work for the VM's exits counts against it), and calls `qvm_vcpu_enter`, which saves
+//! the host's callee-saved registers in the [`Frame`], loads every guest register and ERETs to
+//! EL1. Any exception from the guest comes through one of the four lower-EL AArch64 vectors
 //! (`exceptions.rs`), which jump to `qvm_guest_exit`: it saves every guest register and the
 //! syndrome registers in the frame (found through TPIDR_EL2), restores the host's registers and
 //! SP_EL0, and ERETs back to EL2t right after the call, as if `qvm_vcpu_enter` had returned.
@@ -280,6 +281,19 @@ el1_registers! {
     csselr = "csselr_el1",
 }
 
+/// How a guest's time slice is accounted.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SliceAccounting {
+    /// The slice is a deadline on the physical counter, set at the first entry after the VMM
+    /// got the CPU back from the others (`Vcpu::next_slice`): the host's work for this VM's
+    /// exits runs on the VM's own clock, and re-entry continues the remaining slice.
+    Charged,
+    /// Every entry arms a full slice (test image control only: the host's work between
+    /// entries is charged to nobody, so a trap-flooding guest never reaches its slice's end).
+    #[cfg_attr(not(feature = "scenarios"), allow(dead_code))]
+    FreshPerEntry,
+}
+
 /// CNTHP_CTL_EL2 (Arm ARM D19.11.12): ENABLE (bit 0), IMASK (bit 1), ISTATUS (bit 2).
 const CNTHP_ENABLE: u64 = 1 << 0;
 const CNTHP_ISTATUS: u64 = 1 << 2;
@@ -415,12 +429,17 @@ pub struct El2Vcpu {
     vttbr: u64,
     vtcr: u64,
     slice_ticks: u64,
+    /// Where the current slice ends, on the physical counter (`None`: the next entry starts
+    /// one).
+    deadline: Option<u64>,
+    accounting: SliceAccounting,
 }
 
 impl El2Vcpu {
     /// A vCPU that starts at `entry` (EL1h, DAIF masked, MMU off) with x0 = `x0`, translated by
     /// the stage 2 rooted at `root` (built for `cfg`) under `vmid`, preempted every
-    /// `slice_ticks` counter ticks.
+    /// `slice_ticks` counter ticks of its own time, the host's work for its exits included
+    /// (`accounting`).
     pub fn new(
         entry: u64,
         x0: u64,
@@ -428,6 +447,7 @@ impl El2Vcpu {
         cfg: stage2::Stage2Config,
         vmid: u8,
         slice_ticks: u64,
+        accounting: SliceAccounting,
     ) -> Self {
         let mut frame = Frame {
             x: [0; 31],
@@ -461,6 +481,8 @@ impl El2Vcpu {
             vttbr: guest_exit::vttbr(root, vmid),
             vtcr: guest_exit::vtcr(cfg),
             slice_ticks,
+            deadline: None,
+            accounting,
         };
         // A VMID may have served an earlier VM: forget whatever the TLBs hold for it.
         v.select_stage2();
@@ -629,6 +651,19 @@ fn set_way(op: SetWayOp, operand: u64) {
 
 impl qvm::vcpu::Vcpu for El2Vcpu {
     fn run(&mut self) -> qvm::vcpu::Exit {
+        // The slice's end on the physical counter: the EL2 physical timer fires once
+        // CNTPCT_EL0 - CNTHP_CVAL_EL2 >= 0 (Arm ARM D12.2, the timer's condition; no offset
+        // applies to it). The time since the last exit, the VMM's handling of it, is the VM's:
+        // a slice already used up ends without entering the guest.
+        let now = mrs!("cntpct_el0");
+        let deadline = match (self.accounting, self.deadline) {
+            (SliceAccounting::Charged, Some(d)) => d,
+            _ => now.saturating_add(self.slice_ticks),
+        };
+        self.deadline = Some(deadline);
+        if now >= deadline {
+            return qvm::vcpu::Exit::Timer;
+        }
         let host_hcr = mrs!("hcr_el2");
         let host_mdcr = mrs!("mdcr_el2");
         let host_cptr = mrs!("cptr_el2");
@@ -646,7 +681,9 @@ impl qvm::vcpu::Vcpu for El2Vcpu {
         msr!("cnthctl_el2", guest_exit::CNTHCTL_GUEST);
         msr!("cntvoff_el2", 0);
         msr!("hcr_el2", self.traps.hcr);
-        msr!("cnthp_tval_el2", self.slice_ticks);
+        // CNTHP_CVAL_EL2: the compare value, absolute (unlike CNTHP_TVAL_EL2, which would
+        // start a fresh interval at every entry).
+        msr!("cnthp_cval_el2", deadline);
         msr!("cnthp_ctl_el2", CNTHP_ENABLE);
         self.enter();
         let ctl = mrs!("cnthp_ctl_el2");
@@ -681,6 +718,10 @@ impl qvm::vcpu::Vcpu for El2Vcpu {
 
     fn set_pc(&mut self, pc: u64) {
         self.frame.pc = pc;
+    }
+
+    fn next_slice(&mut self) {
+        self.deadline = None;
     }
 
     fn invalidate_ipa(&mut self, ipa: u64, len: u64) {

@@ -67,7 +67,15 @@ pub fn vcpu(p: &mut Platform) -> Outcome {
         view.write_bytes(ram.start(), &code);
         clean_icache(ram);
         let freq = p.clock.hz();
-        let mut cpu = El2Vcpu::new(GPA, 0, table.root().0, cfg, 1, freq / 100);
+        let mut cpu = El2Vcpu::new(
+            GPA,
+            0,
+            table.root().0,
+            cfg,
+            1,
+            freq / 100,
+            crate::vcpu::SliceAccounting::Charged,
+        );
         let hvc = cpu.run();
         let ok_hvc = hvc == Exit::Hvc { imm: 0 } && cpu.reg(0) == 42 && cpu.pc() == GPA + 8;
         console::line(format_args!(
@@ -94,6 +102,8 @@ pub fn vcpu(p: &mut Platform) -> Outcome {
             cpu.pc()
         ));
         cpu.set_pc(cpu.pc() + 4);
+        // A new slice (as after the VMM gave the CPU away): the guest spins through all of it.
+        cpu.next_slice();
         let start = p.clock.now();
         let timer = cpu.run();
         let waited = p.clock.now().saturating_sub(start).as_micros() as u64;

@@ -287,6 +287,8 @@ const NAMES: [&str; 32] = [
 
 #[no_mangle]
 extern "C" fn exception_entry(vector: u64, error: u64, rip: u64, cr2: u64) -> ! {
+    // The fail-safe before the report: a fault while reporting leaves no master running.
+    crate::failsafe::stop();
     let name = NAMES.get(vector as usize).copied().unwrap_or("?");
     crate::console::emergency(format_args!(
         "EXCEPTION vector={vector} name={name} error={error:#x} rip={rip:#018x} cr2={cr2:#018x}"

@@ -103,7 +103,11 @@ fn stack_intact() -> bool {
 
 /// Exits QEMU with daemon exit code `code`, after checking that the stack did not overflow
 /// (an overflow fails the run whatever it printed before).
+///
+/// Every way out of the image ends here, and the fail-safe comes first
+/// ([`failsafe::leave_safe`]: a no-op when a failure path already ran it).
 pub fn exit(code: u32) -> ! {
+    failsafe::leave_safe("exit");
     let code = if stack_intact() {
         code
     } else {
@@ -141,6 +145,7 @@ impl PhysRead for IdentityMap {
 
 /// A fatal error: one `FATAL` record, the safe state, exit [`exit_code::BAD_BOARD`].
 pub fn fatal(reason: &str, detail: impl fmt::Display) -> ! {
+    failsafe::stop();
     let mut text: heapless::String<300> = heapless::String::new();
     let _ = write_value(&mut text, &detail);
     console::line(format_args!("FATAL reason={reason} detail={text}"));
@@ -320,6 +325,8 @@ static PANICKING: AtomicBool = AtomicBool::new(false);
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
+    // No bus master runs on before anything that can fail again (the report).
+    failsafe::stop();
     if PANICKING.swap(true, Ordering::SeqCst) {
         exit(exit_code::PANIC);
     }
