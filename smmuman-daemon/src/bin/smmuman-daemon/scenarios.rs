@@ -109,6 +109,8 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         name: "host-unswitched",
         about: "control: the product's host plan (initrd) with the world switch's PMU/debug traps and per-VM virtual timer and ICH_VMCR_EL2 left out",
         run: crate::host_scenarios::host_unswitched,
+    },
+    Scenario {
         name: "host-plan",
         about: "the product's host plan (initrd); control=fresh-slice: the old time-slice accounting (the fairness test's control)",
         run: crate::host_scenarios::host_plan,
