@@ -268,30 +268,38 @@ impl<B: IommuBackend> Manager<B> {
         if self.objects.iter().any(|o| o.owner == Some(client)) {
             return Err(AssignError::ClientActive(client));
         }
-        let mut assigned: Bits = 0;
+        let (mut assigned, mut groups): (Bits, Bits) = (0, 0);
         for &sel in devices {
             let picked = self
                 .table
                 .pick(sel)
                 .ok_or(AssignError::UnknownDevice(sel))?;
-            for g in indices(picked.groups) {
-                let Some(group) = self.table.group(g) else {
-                    continue;
-                };
-                if group.members & !picked.devices != 0 {
-                    return Err(AssignError::PartialGroup(sel, group.sid));
-                }
-                // The client holds no object (checked above): any owner is an orphan.
-                if group.owner.is_some() {
-                    let id = self.first_device(group.members);
-                    return Err(AssignError::DeviceAttached(id));
-                }
-            }
-            if let Some((other, held)) = self.assignments.holder_other_than(client, picked.devices)
-            {
-                return Err(AssignError::DeviceTaken(self.first_device(held), other));
-            }
             assigned |= picked.devices;
+            groups |= picked.groups;
+        }
+        // Groups whole (the selectors together may cover one: `pass pci` of each member).
+        for g in indices(groups) {
+            let Some(group) = self.table.group(g) else {
+                continue;
+            };
+            if group.members & !assigned != 0 {
+                let sel = devices.iter().copied().find(|s| {
+                    self.table
+                        .pick(*s)
+                        .is_some_and(|p| p.groups & (1 << g) != 0)
+                });
+                let sel = sel.unwrap_or(DeviceSel::Sid(group.sid));
+                return Err(AssignError::PartialGroup(sel, group.sid));
+            }
+            // The client holds no object (checked above): any owner is an orphan.
+            if group.owner.is_some() {
+                return Err(AssignError::DeviceAttached(
+                    self.first_device(group.members),
+                ));
+            }
+        }
+        if let Some((other, held)) = self.assignments.holder_other_than(client, assigned) {
+            return Err(AssignError::DeviceTaken(self.first_device(held), other));
         }
         self.assignments
             .set(client, grants, assigned, self.granule, &self.reserved)?;
@@ -309,6 +317,14 @@ impl<B: IommuBackend> Manager<B> {
         indices(devices)
             .find_map(|i| self.table.device(i))
             .map_or(DeviceId::Mmio(iommu_core::PhysAddr(0)), |d| d.id)
+    }
+
+    /// Whether `sel` names at least one device the manager controls (what [`Manager::assign`]
+    /// accepts). A device the board keeps (a reserved StreamID, a static window) or that no
+    /// IOMMU controls is not: the host leaves it out of an assignment, and the VMM's client
+    /// rules (`VmmDmaPolicy`) report it.
+    pub fn controls(&self, sel: DeviceSel) -> bool {
+        self.table.pick(sel).is_some()
     }
 
     /// `client`'s assignment (empty when the host gave it none).

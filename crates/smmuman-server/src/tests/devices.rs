@@ -201,12 +201,18 @@ fn a_group_is_attachable_only_whole_and_only_by_the_client_given_all_of_it() {
         )
         .unwrap();
     assert_eq!((r.devices, r.groups), (2, 1));
-    // The host cannot give half of a group: it assigns groups whole.
+    // The host cannot give half of a group: it assigns groups whole ...
+    rig.m.client_gone(V);
     rig.m.client_gone(H);
     assert_eq!(
         rig.m.assign(H, &[], &[sel(pci(1, 0, 0))]),
         Err(AssignError::PartialGroup(sel(pci(1, 0, 0)), BRIDGED))
     );
+    // ... which may take one selector per member (a host plan's `pass pci` lines).
+    rig.m
+        .assign(H, &[], &[sel(pci(1, 0, 0)), sel(pci(1, 1, 0))])
+        .unwrap();
+    assert_eq!(rig.m.assigned_devices(H).count(), 2);
 }
 
 #[test]
@@ -215,6 +221,8 @@ fn the_host_assigns_known_devices_to_one_client_at_a_time_all_or_nothing() {
     let c = ClientId(3);
     // Unknown device, someone else's device: refused, naming them.
     let nowhere = sel(pci(0, 9, 0));
+    assert!(!rig.m.controls(nowhere));
+    assert!(rig.m.controls(DeviceSel::Sid(GPU)));
     assert_eq!(
         rig.m.assign(c, &[ram(0x9000_0000)], &[nowhere]),
         Err(AssignError::UnknownDevice(nowhere))

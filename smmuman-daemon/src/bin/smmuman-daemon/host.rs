@@ -164,8 +164,10 @@ pub fn run_vms(p: &mut Platform) -> Result<Outcome, u32> {
     };
     if let Some(m) = manager.as_mut() {
         for (i, (vm, g)) in plan.vms.iter().zip(grants.iter()).enumerate() {
-            // Its RAM and its pass-through functions: the VMM may attach nothing else.
-            let devices: heapless::Vec<_, { qvm::plan::MAX_PASS }> = vm.devices().collect();
+            // Its RAM and its pass-through functions: the VMM may attach nothing else. A
+            // function the manager does not control is left to the VMM's client rules.
+            let devices: heapless::Vec<_, { qvm::plan::MAX_PASS }> =
+                vm.devices().filter(|d| m.controls(*d)).collect();
             if !manager::assign(m, i, vm.name, g, &devices) {
                 return Ok(Outcome::fail().with("reason", "assignment refused"));
             }
