@@ -350,7 +350,8 @@ impl<B: IommuBackend> Manager<B> {
 
     /// The client went away: destroys all of its objects, as `destroy_object` would (devices
     /// back to default deny, mappings gone, invalidation complete), and cancels a notification
-    /// it armed on the unclaimed ledger. Returns how many objects were destroyed.
+    /// it armed on the unclaimed ledger, and drops its assignment (memory and devices).
+    /// Returns how many objects were destroyed.
     ///
     /// An object whose devices the IOMMU refuses to release is kept as an orphan (no client can
     /// reach it; it keeps its devices and host memory), logged and counted.
@@ -378,7 +379,9 @@ impl<B: IommuBackend> Manager<B> {
             }
             i += 1;
         }
-        // Its assignment goes with it: the next client on the same channel gets its own.
+        // Its assignment (memory and devices) goes with it: the next client on the same
+        // channel gets its own, and its devices, back in deny, are nobody's until the host
+        // assigns them again.
         self.assignments.remove(client);
         if destroyed > 0 {
             log::info!("{client} went away: {destroyed} object(s) destroyed");
