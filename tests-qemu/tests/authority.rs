@@ -4,6 +4,12 @@
 //! is refused and its DMA cannot reach the SMMU; the BAR the victim's config names for it is
 //! granted and reached by DMA. The control run assigns it the SMMU frame: the same map is
 //! granted and the same DMA reads SMMU_IDR0, so the test can fail.
+//!
+//! Device authority: once the victim released its edu, the hostile VMM attaches it to its own
+//! object (which maps its RAM where the victim's guest points the device): refused with
+//! `DeviceNotAssigned`, and the victim's DMA leaves the hostile VM's RAM untouched. The control
+//! run (`control=device-assigned`) gives the hostile VM that edu: the same attach is granted
+//! and the same DMA lands in its RAM.
 
 use tests_qemu::{run, Run};
 
@@ -63,6 +69,39 @@ fn a_hostile_vmm_is_refused_everything_outside_its_assignment_and_its_dma_misses
         .unwrap_or_else(|| panic!("no fault of the hostile device\n{}", run.describe()));
     assert_eq!(fault.get("dir"), Some("read"), "{}", fault.line);
     assert_eq!(fault.get("obj"), Some("1"), "{}", fault.line);
+}
+
+#[test]
+fn a_hostile_vmm_cannot_attach_the_device_another_vm_released_and_its_dma_misses_its_ram() {
+    let run = passed(&[]);
+    check(&run, "victim", "release-own-device");
+    let line = check(&run, "hostile", "victims-device-refused");
+    assert!(line.contains("device=00:01.0"), "{line}");
+    assert!(
+        line.contains("a device the host did not assign to this VM"),
+        "{line}"
+    );
+    check(&run, "victim", "hostile-tried-device");
+    let line = check(&run, "hostile", "victims-device-dma-missed-its-ram");
+    assert!(line.contains("changed=0"), "{line}");
+    // The victim's edu, back in deny, was refused and recorded against nobody's object.
+    let fault = run
+        .records("FAULT")
+        .find(|f| f.get("sid") == Some("0x8") && f.get("obj") == Some("unclaimed"))
+        .unwrap_or_else(|| panic!("no unclaimed fault of the victim's edu\n{}", run.describe()));
+    assert_eq!(fault.get("dir"), Some("write"), "{}", fault.line);
+}
+
+#[test]
+fn control_with_the_victims_edu_assigned_to_it_the_same_attach_is_granted_and_the_dma_lands() {
+    let run = passed(&["control=device-assigned"]);
+    let line = check(&run, "hostile", "victims-device-granted");
+    assert!(line.contains("device=00:01.0"), "{line}");
+    let line = check(&run, "hostile", "victims-device-dma-reached-its-ram");
+    assert!(line.contains("changed=1"), "{line}");
+    // The memory checks are unchanged by it.
+    check(&run, "hostile", "smmu-registers-refused");
+    check(&run, "hostile", "dma-to-smmu-registers-blocked");
 }
 
 #[test]

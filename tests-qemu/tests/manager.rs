@@ -84,8 +84,10 @@ fn two_vms_program_their_windows_and_see_only_their_own_faults() {
             vm2.contains("records=16 first_sid=0x10 first_addr=0x0000000040210000"),
             "{vm2}"
         );
-        // vm2 cannot take vm1's device nor map vm1's RAM.
-        assert!(vm_check(&run, "vm2", "other-vms-device-refused").contains("owned by another"));
+        // vm2 cannot take vm1's device nor map vm1's RAM; the device refusal says it is not
+        // vm2's (not that vm1 holds it).
+        assert!(vm_check(&run, "vm2", "other-vms-device-refused")
+            .contains("a device the host did not assign to this VM"));
         assert!(vm_check(&run, "vm2", "other-vms-ram-refused")
             .contains("outside the RAM and BARs the host assigned to this VM"));
         // vm1 destroyed its object; vm2 just left and the manager cleaned up after it.
@@ -189,7 +191,7 @@ fn devices_sharing_a_streamid_behind_a_bridge_move_as_one_group() {
     vm_check(&run, "vm-other", "another-vm-owns-it");
     assert!(
         vm_check(&run, "vm-other", "take-part-of-anothers-group-refused")
-            .contains("owned by another VM object")
+            .contains("a device the host did not assign to this VM")
     );
 }
 

@@ -343,6 +343,7 @@ fn a_hostile_client_cannot_map_what_the_host_did_not_assign_it() {
         ("hostile-image-memory-refused", "NotOwned"),
         ("hostile-other-vms-ram-refused", "NotAssigned"),
         ("hostile-shared-without-flag-refused", "NeedsShared"),
+        ("hostile-other-edu-refused", "DeviceNotAssigned"),
     ] {
         let c = check(&run, step);
         assert_eq!(c.get("ok"), Some("1"), "{}", c.line);
@@ -363,6 +364,10 @@ fn a_hostile_client_cannot_map_what_the_host_did_not_assign_it() {
     );
     assert_eq!(
         check(&run, "control-shared-with-flag-granted").get("result"),
+        Some("ok")
+    );
+    assert_eq!(
+        check(&run, "control-assigned-edu-attaches").get("result"),
         Some("ok")
     );
 }

@@ -73,6 +73,15 @@ pub struct VmPlan<'a> {
     pub time_limit_ms: u64,
 }
 
+impl VmPlan<'_> {
+    /// The devices the host assigns this VM's client together with its RAM
+    /// (`smmuman_server::Manager::assign`, before the VMM runs): each pass-through function.
+    /// The manager refuses the VMM's attach of any other device.
+    pub fn devices(&self) -> impl Iterator<Item = smmuman_api::DeviceSel> + '_ {
+        self.pass.iter().map(|p| smmuman_api::DeviceSel::pci(p.bdf))
+    }
+}
+
 mod error;
 pub use error::{PlanError, PlanErrorKind};
 

@@ -4,7 +4,9 @@
 //! fields of its request and reply (in wire order). From it the macro generates:
 //!
 //! * [`Op`](crate::Op), the operation numbers, and [`OPS`](crate::OPS), the table itself as data
-//!   ([`OpInfo`]: names, field lists and sizes; `docs/protocol.md` is checked against it);
+//!   ([`OpInfo`]: names, docs with each op's refusals, field lists and sizes; the
+//!   "Operations" section of `docs/protocol.md` is generated from it, [`write_operations`],
+//!   and a test fails when the document is stale);
 //! * one request and one reply struct per op, with their [`Wire`](crate::wire::Wire) encoding
 //!   (fields packed in order, each checked by its type's decoder) and
 //!   [`Request`](crate::message::Request) impl; a compile-time check that each fits in
@@ -38,6 +40,9 @@ pub struct OpInfo {
     pub op: crate::Op,
     /// Its method name (on [`crate::Client`] and [`crate::ManagerOps`]).
     pub name: &'static str,
+    /// Its documentation as declared, one entry per line: what it does, then its refusals in
+    /// the order they are checked and the value each carries.
+    pub doc: &'static [&'static str],
     /// Request fields, in wire order.
     pub request: &'static [FieldInfo],
     /// Reply fields, in wire order.
@@ -49,14 +54,22 @@ pub struct OpInfo {
 }
 
 impl OpInfo {
-    /// Writes the op's section of `docs/protocol.md` as the declaration has it: the heading and
-    /// the request and reply layout tables (`docs/protocol.md` is checked against this; the
-    /// `protocol_layouts` example prints it for every op).
+    /// Writes the op's section of `docs/protocol.md` as the declaration has it: the heading,
+    /// the op's documentation (semantics and refusals) and the request and reply layout
+    /// tables ([`write_operations`] writes every op's).
     ///
     /// # Errors
     /// Whatever `w` returns.
     pub fn write_markdown(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
         writeln!(w, "{}\n", self.heading())?;
+        for line in self.doc {
+            // Each doc line as the macro gets it: `/// text` gives " text".
+            let line = line.strip_prefix(' ').unwrap_or(line);
+            writeln!(w, "{}", line.trim_end())?;
+        }
+        if !self.doc.is_empty() {
+            writeln!(w)?;
+        }
         writeln!(w, "Request:\n")?;
         write_layout(w, self.request)?;
         writeln!(w, "\nReply:\n")?;
@@ -84,6 +97,38 @@ impl core::fmt::Display for OpHeading<'_> {
             i.reply_size
         )
     }
+}
+
+/// The line before the generated part of `docs/protocol.md`.
+pub const GENERATED_BEGIN: &str = "<!-- generated from crates/smmuman-api/src/interface.rs: \
+     cargo run -p smmuman-api --example protocol_layouts -- --write docs/protocol.md -->";
+/// The line after it.
+pub const GENERATED_END: &str = "<!-- end of generated operations -->";
+
+/// Writes every op's section of `docs/protocol.md`, in table order: what goes between
+/// [`GENERATED_BEGIN`] and [`GENERATED_END`].
+///
+/// # Errors
+/// Whatever `w` returns.
+pub fn write_operations(w: &mut impl core::fmt::Write) -> core::fmt::Result {
+    for (i, info) in crate::OPS.iter().enumerate() {
+        if i > 0 {
+            writeln!(w)?;
+        }
+        info.write_markdown(w)?;
+    }
+    Ok(())
+}
+
+/// `doc` with its generated part (between [`GENERATED_BEGIN`] and [`GENERATED_END`]) replaced
+/// by `generated`; `None` when `doc` lacks the markers.
+pub fn replace_generated<'a>(
+    doc: &'a str,
+    generated: &'a str,
+) -> Option<impl Iterator<Item = &'a str>> {
+    let begin = doc.find(GENERATED_BEGIN)? + GENERATED_BEGIN.len();
+    let end = begin + doc.get(begin..)?.find(GENERATED_END)?;
+    Some([doc.get(..begin)?, "\n\n", generated, "\n", doc.get(end..)?].into_iter())
 }
 
 /// A message's fields as a Markdown table: offset, size, name, type.
@@ -160,6 +205,7 @@ macro_rules! interface {
                 pub const INFO: $crate::declare::OpInfo = $crate::declare::OpInfo {
                     op: Op::$Variant,
                     name: stringify!($method),
+                    doc: &[$($doc),*],
                     request: &[$( $crate::declare::FieldInfo {
                         name: stringify!($rf),
                         ty: stringify!($rt),

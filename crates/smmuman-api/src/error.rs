@@ -227,11 +227,16 @@ pub enum DomainError {
     /// The host memory is assigned to the caller as shared with other VMs: it must be mapped
     /// with `MapFlags::SHARED`.
     NeedsShared = 14,
+    /// The device is not in the caller's assignment: the host gives each VMM the devices
+    /// (PCI functions, platform devices, whole groups) its VM passes through, and a group is
+    /// attachable only when every member of it was given to the caller. Checked before `Busy`
+    /// and `GroupSplit`, so a client learns nothing about who holds a device it was not given.
+    DeviceNotAssigned = 15,
 }
 
 impl DomainError {
     /// Every code, in numeric order.
-    pub const ALL: [DomainError; 14] = [
+    pub const ALL: [DomainError; 15] = [
         Self::NotFound,
         Self::Busy,
         Self::GroupSplit,
@@ -246,6 +251,7 @@ impl DomainError {
         Self::Iommu,
         Self::NotAssigned,
         Self::NeedsShared,
+        Self::DeviceNotAssigned,
     ];
 
     /// The wire code.
@@ -281,6 +287,7 @@ impl fmt::Display for DomainError {
                 "host memory outside the RAM and BARs the host assigned to this VM"
             }
             Self::NeedsShared => "host memory assigned as shared must be mapped SHARED",
+            Self::DeviceNotAssigned => "a device the host did not assign to this VM",
         })
     }
 }

@@ -1,8 +1,10 @@
 //! The interface: every operation of the manager, declared once.
 //!
-//! Each entry: doc (what the op does and, per refusal, which value the refusal carries), wire
-//! number, method name, request fields and reply fields in wire order. `docs/protocol.md`
-//! shows the same table with offsets; a test checks the two agree.
+//! Each entry: doc (what the op does, then its refusals in the order the manager checks them,
+//! each with the value it carries), wire number, method name, request fields and reply fields
+//! in wire order. The "Operations" section of `docs/protocol.md` is generated from these
+//! entries (`cargo run -p smmuman-api --example protocol_layouts -- --write docs/protocol.md`);
+//! a test fails when it is stale.
 
 use crate::batch::{MapBatch, MappingPage, UnmapBatch};
 use crate::client::Client;
@@ -16,14 +18,20 @@ use iommu_core::{Access, StreamId};
 
 interface! {
     /// Checks that a manager is running and speaks this protocol version; returns the id the
-    /// manager knows the caller by. Never refused.
+    /// manager knows the caller by.
+    ///
+    /// Never refused.
     op Hello = 1, fn hello(HelloRequest {}) -> HelloReply {
         /// The caller, as the transport identifies it.
         client: ClientId,
     };
 
     /// Creates a VM object: an empty IOMMU domain that owns no device and maps nothing.
-    /// Refused with `QuotaExceeded` (value: the limit that was reached) or `Iommu`.
+    ///
+    /// Refusals, in the order they are checked:
+    /// * `QuotaExceeded`: the caller's or the manager's object limit is reached (value: that
+    ///   limit);
+    /// * `Iommu`: the IOMMU could not create a domain (value: 0).
     op CreateObject = 2, fn create_object(CreateObjectRequest {
         /// `UNITY`: every mapping must have `iova == pa`.
         flags: ObjectFlags,
@@ -34,7 +42,12 @@ interface! {
 
     /// Destroys an object: its devices go back to default deny, its mappings and its host
     /// memory claims are dropped, its unread faults are discarded; every invalidation is
-    /// complete before the reply. Refused with `NotFound` (value: the object) or `Iommu`.
+    /// complete before the reply.
+    ///
+    /// Refusals, in the order they are checked:
+    /// * `NotFound`: no such object of the caller (value: the object);
+    /// * `Iommu`: a device would not go back to default deny (value: its SID); the object
+    ///   stays, with what it still holds.
     op DestroyObject = 3, fn destroy_object(DestroyObjectRequest {
         /// The object.
         object: ObjectId,
@@ -42,10 +55,24 @@ interface! {
 
     /// Attaches devices to an object: from the reply on, their DMA is translated by the
     /// object's mappings and everything else faults. All-or-nothing; devices already attached
-    /// to this object are left as they are. Refused with `NotFound` (value: the object, or 0
-    /// when no device matches), `Unsupported` (raw StreamID not allowed; value: the SID),
-    /// `Busy` (attached to another object; value: its SID), `GroupSplit` (the request covers
-    /// part of a group that is not yet attached; value: the SID), `Iommu`.
+    /// to this object are left as they are. A client attaches only devices the host assigned
+    /// it (its VM's pass-through devices), and a group (devices sharing a StreamID) only when
+    /// every member of it was assigned to it.
+    ///
+    /// Refusals, in the order they are checked:
+    /// * `NotFound`: no such object of the caller (value: the object);
+    /// * `Unsupported`: a raw StreamID the board does not let clients select (value: the
+    ///   SID); `NotFound`: no device matches (value: 0);
+    /// * `Unsupported`: a platform device on an IOMMU that cannot tell platform devices
+    ///   apart (value: its register base);
+    /// * `DeviceNotAssigned`: a matching device's group is not wholly in the caller's
+    ///   assignment (value: that group's SID). Checked before `Busy` and `GroupSplit`, so the
+    ///   answer about a device the caller was not given is the same whether or not someone
+    ///   holds it: a client cannot learn who owns it;
+    /// * `Busy`: a group is attached to another object (value: its SID);
+    /// * `GroupSplit`: the request covers part of a group that is not yet attached (value:
+    ///   its SID);
+    /// * `Iommu`: the IOMMU failed the change (value: the SID it failed on).
     op Attach = 4, fn attach(AttachRequest {
         /// The object.
         object: ObjectId,
@@ -59,9 +86,15 @@ interface! {
     };
 
     /// Puts devices of an object back to default deny (invalidation complete before the reply).
-    /// All-or-nothing. Refused with `NotFound` (value: the object, or the SID of a matching
-    /// device not attached to it, or 0 when no device matches), `Unsupported`, `GroupSplit`
-    /// (value: the SID), `Iommu`.
+    /// All-or-nothing.
+    ///
+    /// Refusals, in the order they are checked:
+    /// * `NotFound`: no such object of the caller (value: the object);
+    /// * `Unsupported`: a raw StreamID the board does not let clients select (value: the
+    ///   SID); `NotFound`: no device matches (value: 0);
+    /// * `NotFound`: a matching device is not attached to the object (value: its SID);
+    /// * `GroupSplit`: the request covers part of an attached group (value: its SID);
+    /// * `Iommu`: the IOMMU failed the change (value: the SID it failed on).
     op Detach = 5, fn detach(DetachRequest {
         /// The object.
         object: ObjectId,
@@ -75,17 +108,28 @@ interface! {
     };
 
     /// Maps `window` into the object for every attached device, with `access`. The host range
-    /// must lie in the caller's assignment (the RAM and BARs the host gave its VM). Refused
-    /// with, in this order, `NotFound` (value: object), `Unsupported` (an access set the wire
-    /// cannot carry, empty or with `DEVICE`, handed over in-process; value: its bits),
-    /// `Misaligned` (value: the unaligned
-    /// address), `NotUnity` (value: iova), `OutOfRange` (value: iova), `NotOwned` (host range
-    /// overlaps the manager's memory; value: pa), `NotAssigned` (value: the first host address
-    /// of the range outside the caller's assignment), `NeedsShared` (the range is assigned as
-    /// shared and `SHARED` is missing; value: pa), `Overlap` (value: iova of the mapping in the
-    /// way), `Busy` (host range mapped by another object and not shared by both; value: the
-    /// first address of the held host memory in the way), `QuotaExceeded` (value: the limit
-    /// reached, per object or in all), `Iommu`.
+    /// must lie in the caller's assignment (the RAM and BARs the host gave its VM).
+    ///
+    /// Refusals, in the order they are checked:
+    /// * `NotFound`: no such object of the caller (value: the object);
+    /// * `Unsupported`: an access set the wire cannot carry (empty or with `DEVICE`) handed
+    ///   over in-process (value: its bits);
+    /// * `Misaligned`: an address or the length is not aligned to the granule (value: the
+    ///   iova, the pa or the length, checked in that order);
+    /// * `NotUnity`: a unity-mapped object and `iova != pa` (value: the iova);
+    /// * `OutOfRange`: the I/O range is outside the usable ranges (value: the iova);
+    /// * `NotOwned`: the host range overlaps the manager's memory (value: the pa);
+    /// * `NotAssigned`: the host range is not wholly in the caller's assignment (value: its
+    ///   first host address outside);
+    /// * `NeedsShared`: the range is assigned as shared and `SHARED` is missing (value: the
+    ///   pa);
+    /// * `Overlap`: the I/O range overlaps a mapping of the object (value: that mapping's
+    ///   iova);
+    /// * `Busy`: the host range is mapped by another object and not shared by both (value:
+    ///   the first address of the held host memory in the way);
+    /// * `QuotaExceeded`: a mapping limit is reached, per object or in all (value: the
+    ///   limit);
+    /// * `Iommu`: the IOMMU failed the map (value: the iova).
     op Map = 6, fn map(MapRequest {
         /// The object.
         object: ObjectId,
@@ -99,9 +143,14 @@ interface! {
 
     /// Removes every mapping inside `span` (whole mappings only) with one invalidation,
     /// complete before the reply; returns the bytes unmapped (0 when nothing was mapped there).
-    /// Refused with `NotFound` (value: object), `Misaligned` (value: iova), `OutOfRange` (the
-    /// span is outside the usable I/O ranges; value: iova), `WouldSplit` (a mapping crosses
-    /// the span's edge; value: that mapping's iova), `Iommu`.
+    ///
+    /// Refusals, in the order they are checked:
+    /// * `NotFound`: no such object of the caller (value: the object);
+    /// * `Misaligned`: the iova or the length is not aligned to the granule (value: it);
+    /// * `OutOfRange`: the span is outside the usable I/O ranges (value: the iova);
+    /// * `WouldSplit`: a mapping crosses the span's edge (value: that mapping's iova);
+    /// * `Iommu`: the IOMMU failed the unmap or its invalidation (value: the iova); the
+    ///   mappings stay, and a retry completes it.
     op Unmap = 7, fn unmap(UnmapRequest {
         /// The object.
         object: ObjectId,
@@ -112,7 +161,9 @@ interface! {
         bytes: u64,
     };
 
-    /// What the manager can do: usable I/O ranges, page sizes, capacities. Never refused.
+    /// What the manager can do: usable I/O ranges, page sizes, capacities.
+    ///
+    /// Never refused.
     op Query = 8, fn query(QueryRequest {}) -> QueryReply {
         /// Bit `n` set: the IOMMU maps pages of `2^n` bytes (the minimum is the granule every
         /// address and length must be aligned to).
@@ -131,9 +182,12 @@ interface! {
         faults_per_page: u8,
     };
 
-    /// Whether the manager knows a device (an IOMMU controls it), and who holds it. Refused
-    /// with `NotFound` (value 0) when no device matches, `Unsupported` for a raw StreamID the
-    /// board does not allow.
+    /// Whether the manager knows a device (an IOMMU controls it), and who holds it.
+    ///
+    /// Refusals, in the order they are checked:
+    /// * `Unsupported`: a raw StreamID the board does not let clients select (value: the
+    ///   SID);
+    /// * `NotFound`: no device matches (value: 0).
     op LookupDevice = 9, fn lookup_device(LookupDeviceRequest {
         /// The devices.
         device: DeviceSel,
@@ -156,7 +210,10 @@ interface! {
     /// so every fault the IOMMU raised before the call is in the reply or counted in
     /// `remaining`/`dropped`; then pops up to `max` records of the caller's object, oldest
     /// first. The unclaimed ledger is the host's: a client asking for
-    /// `ObjectId::UNCLAIMED` gets `NotFound`. Refused with `NotFound` (value: object).
+    /// `ObjectId::UNCLAIMED` gets `NotFound`.
+    ///
+    /// Refusals:
+    /// * `NotFound`: no such object of the caller (value: the object).
     op ReadFaults = 10, fn read_faults(ReadFaultsRequest {
         /// The object.
         object: ObjectId,
@@ -169,8 +226,11 @@ interface! {
 
     /// Arms the object's fault notification: the next record to arrive fires it once (the
     /// transport delivers it). When records are already waiting it is not armed and `pending`
-    /// says how many. Refused with `NotFound` (value: object; `ObjectId::UNCLAIMED` is the
-    /// host's, not a client's).
+    /// says how many.
+    ///
+    /// Refusals:
+    /// * `NotFound`: no such object of the caller (value: the object; `ObjectId::UNCLAIMED`
+    ///   is the host's, not a client's).
     op ArmNotify = 11, fn arm_notify(ArmNotifyRequest {
         /// The object.
         object: ObjectId,
@@ -179,8 +239,11 @@ interface! {
         pending: u32,
     };
 
-    /// An object's state. Refused with `NotFound` (value: object; `ObjectId::UNCLAIMED` is
-    /// the host's, not a client's).
+    /// An object's state.
+    ///
+    /// Refusals:
+    /// * `NotFound`: no such object of the caller (value: the object; `ObjectId::UNCLAIMED`
+    ///   is the host's, not a client's).
     op ObjectStatus = 12, fn object_status(ObjectStatusRequest {
         /// The object.
         object: ObjectId,
@@ -207,7 +270,9 @@ interface! {
         notify: NotifyState,
     };
 
-    /// Manager-wide counters. Never refused.
+    /// Manager-wide counters.
+    ///
+    /// Never refused.
     op Stats = 13, fn stats(StatsRequest {}) -> StatsReply {
         /// Objects alive.
         objects: u16,
@@ -231,12 +296,18 @@ interface! {
 
     /// Maps every window of `windows` into the object, all or nothing, with one IOMMU call (a
     /// map needs no invalidation). Each window is checked as `map` checks it, against the
-    /// object and against the windows before it in the batch. Refused with the first refusal
-    /// in window order, carrying `map`'s values: `NotFound`, `Unsupported`, `Misaligned`,
-    /// `NotUnity`,
-    /// `OutOfRange`, `NotOwned`, `NotAssigned`, `NeedsShared`, `Overlap` (also for two windows
-    /// of the batch that overlap; value: the later one's iova), `Busy`, `QuotaExceeded` (the
-    /// batch would pass a limit; value: the limit), `Iommu`.
+    /// object and against the windows before it in the batch.
+    ///
+    /// Refusals: the first refusal in window order, in `map`'s order and with `map`'s values,
+    /// then the batch's:
+    /// * `NotFound`, `Unsupported`, `Misaligned`, `NotUnity`, `OutOfRange`, `NotOwned`, `NotAssigned`,
+    ///   `NeedsShared`: as `map`;
+    /// * `Overlap`: as `map`, or two windows of the batch overlap (value: the later one's
+    ///   iova);
+    /// * `Busy`: as `map`;
+    /// * `QuotaExceeded`: the batch would pass a mapping limit (value: the limit);
+    /// * `Iommu`: the IOMMU failed the batch (value: the first window's iova); nothing is
+    ///   mapped.
     op MapBatch = 14, fn map_batch(MapBatchRequest {
         /// The object.
         object: ObjectId,
@@ -248,10 +319,16 @@ interface! {
     };
 
     /// Removes every mapping inside each span (whole mappings only), all or nothing, with one
-    /// invalidation for the whole batch (one CMD_SYNC), complete before the reply. Refused with
-    /// `NotFound` (value: object), `Misaligned`, `OutOfRange` (value: the span's iova),
-    /// `Overlap` (two spans overlap; value: the later one's iova), `WouldSplit` (value: the
-    /// mapping's iova), `Iommu`.
+    /// invalidation for the whole batch (one CMD_SYNC), complete before the reply.
+    ///
+    /// Refusals: the first in span order, each span checked in this order:
+    /// * `NotFound`: no such object of the caller (value: the object);
+    /// * `Misaligned`: a span's iova or length is not aligned (value: it);
+    /// * `OutOfRange`: a span is outside the usable I/O ranges (value: its iova);
+    /// * `Overlap`: two spans overlap (value: the later one's iova);
+    /// * `WouldSplit`: a mapping crosses a span's edge (value: that mapping's iova);
+    /// * `Iommu`: the IOMMU failed the unmap or its invalidation (value: the first span's
+    ///   iova); the mappings stay.
     op UnmapBatch = 15, fn unmap_batch(UnmapBatchRequest {
         /// The object.
         object: ObjectId,
@@ -265,8 +342,10 @@ interface! {
     };
 
     /// The object's mappings by I/O address, from I/O address `from` on, a page at a time: a
-    /// VMM that lost track of what it mapped resynchronises with it. Refused with `NotFound`
-    /// (value: object).
+    /// VMM that lost track of what it mapped resynchronises with it.
+    ///
+    /// Refusals:
+    /// * `NotFound`: no such object of the caller (value: the object).
     op ListMappings = 16, fn list_mappings(ListMappingsRequest {
         /// The object.
         object: ObjectId,

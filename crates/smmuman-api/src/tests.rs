@@ -524,40 +524,91 @@ fn the_op_table_is_consistent() {
     assert_eq!(ReadFaultsReply::SIZE, MAX_PAYLOAD);
 }
 
-/// Renders an op's request and reply layout as the Markdown table `docs/protocol.md` shows.
-fn layout_table(fields: &[FieldInfo]) -> String {
+/// The "Operations" section of `docs/protocol.md` as the op table declares it.
+fn generated_operations() -> String {
     let mut s = String::new();
-    crate::declare::write_layout(&mut s, fields).unwrap();
+    crate::declare::write_operations(&mut s).unwrap();
     s
 }
 
 #[test]
-fn protocol_md_shows_every_op_as_declared() {
+fn protocol_md_is_generated_from_the_declaration() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/protocol.md");
     let doc = std::fs::read_to_string(path).expect("docs/protocol.md is readable");
+    let fresh: String = crate::declare::replace_generated(&doc, &generated_operations())
+        .expect("docs/protocol.md has the generated-section markers")
+        .collect();
+    assert!(
+        fresh == doc,
+        "docs/protocol.md is stale: run `cargo run -p smmuman-api --example protocol_layouts \
+         -- --write docs/protocol.md`"
+    );
     for info in OPS {
-        let heading = info.heading().to_string();
-        let at = doc
-            .find(&heading)
-            .unwrap_or_else(|| panic!("docs/protocol.md lacks the heading\n{heading}"));
-        let section = &doc[at..];
-        let req = format!("Request:\n\n{}", layout_table(info.request));
-        let rep = format!("Reply:\n\n{}", layout_table(info.reply));
-        assert!(
-            section.contains(&req),
-            "docs/protocol.md, op {}: request layout should read\n{req}",
-            info.name
-        );
-        assert!(
-            section.contains(&rep),
-            "docs/protocol.md, op {}: reply layout should read\n{rep}",
-            info.name
-        );
+        assert!(doc.contains(&info.heading().to_string()), "{}", info.name);
     }
     for e in DomainError::ALL {
         let row = format!("| `0x02{:02x}` | {e:?} |", e.code());
         assert!(doc.contains(&row), "docs/protocol.md lacks the row {row}");
     }
+}
+
+#[test]
+fn a_stale_protocol_md_is_caught() {
+    // The check above can fail: an op section that lost a refusal line differs.
+    let doc = format!(
+        "head\n{}\n\n{}\n{}\ntail\n",
+        crate::declare::GENERATED_BEGIN,
+        generated_operations().replace("* `DeviceNotAssigned`", "* `Busy`"),
+        crate::declare::GENERATED_END
+    );
+    let fresh: String = crate::declare::replace_generated(&doc, &generated_operations())
+        .unwrap()
+        .collect();
+    assert_ne!(fresh, doc);
+    // And one that is current is left as it is.
+    let fresh_again: String = crate::declare::replace_generated(&fresh, &generated_operations())
+        .unwrap()
+        .collect();
+    assert_eq!(fresh_again, fresh);
+}
+
+#[test]
+fn every_op_documents_its_refusals_by_their_wire_names() {
+    let names: Vec<String> = DomainError::ALL.iter().map(|e| format!("{e:?}")).collect();
+    for info in OPS {
+        let text: String = info.doc.concat();
+        let never = text.contains("Never refused.");
+        let listed = text.contains("Refusals");
+        assert!(
+            never != listed,
+            "{}: says either \"Never refused.\" or lists its refusals",
+            info.name
+        );
+        // Every bullet names domain errors by their wire names.
+        for bullet in info
+            .doc
+            .iter()
+            .filter(|l| l.trim_start().starts_with("* `"))
+        {
+            let name = bullet
+                .trim_start()
+                .trim_start_matches("* `")
+                .split('`')
+                .next()
+                .unwrap();
+            assert!(
+                names.iter().any(|n| n == name),
+                "{}: `{name}` is not a domain error",
+                info.name
+            );
+        }
+    }
+    // The attach order the manager keeps (`smmuman-server`'s tests check the behaviour).
+    let attach: String = Op::Attach.info().doc.concat();
+    let at = |name: &str| attach.find(&format!("* `{name}`")).unwrap();
+    assert!(at("NotFound") < at("DeviceNotAssigned"));
+    assert!(at("DeviceNotAssigned") < at("Busy"));
+    assert!(at("Busy") < at("GroupSplit"));
 }
 
 #[test]

@@ -68,7 +68,12 @@ fn manager<B: IommuBackend>(backend: B) -> (Manager<B>, ObjectId) {
         },
         kind: GrantKind::Ram,
     };
-    m.assign(CLIENT, &[all]).unwrap();
+    m.assign(
+        CLIENT,
+        &[all],
+        &[DeviceSel::pci(Bdf::new(0, 1, 0).unwrap())],
+    )
+    .unwrap();
     let obj = {
         let mut c = Client::connect(Direct(&mut m, CLIENT)).unwrap();
         let obj = c.create_object(ObjectFlags::empty()).unwrap().object;

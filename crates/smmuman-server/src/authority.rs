@@ -10,11 +10,20 @@
 //! assigned) is refused with `NotAssigned`. The references: QNX smmuman's `allow` ranges,
 //! VFIO type1's "only memory the caller has pinned from its own address space", Xen's P2M
 //! (a domain's IOMMU tables are built from its own memory map only).
+//!
+//! The same holds for devices: the host says which devices each client's VM passes through
+//! (PCI functions, platform devices, whole groups), and `attach` of any other device is
+//! refused with `DeviceNotAssigned` before the manager says anything about who holds it. A
+//! device is assigned to one client at a time, and a group only as a whole (its members share
+//! one StreamID: giving half of it to a VM would give it all). Like VFIO, where only the
+//! devices the host bound to vfio-pci and handed to the process can join its container, and
+//! Jailhouse, whose cell configuration lists each cell's PCI devices.
 
-use crate::config::{PhysRange, MAX_RESERVED};
+use crate::config::{DeviceId, PhysRange, MAX_RESERVED};
+use crate::devices::Bits;
 use core::fmt;
-use iommu_core::PhysAddr;
-use smmuman_api::ClientId;
+use iommu_core::{PhysAddr, StreamId};
+use smmuman_api::{ClientId, DeviceSel};
 
 /// Most clients holding an assignment at once.
 pub const MAX_ASSIGNED_CLIENTS: usize = 16;
@@ -74,6 +83,17 @@ pub enum AssignError {
     Overlapping(Grant, Grant),
     /// The client holds VM objects: its assignment cannot change under its mappings.
     ClientActive(ClientId),
+    /// No device of the manager's table matches the selector (not behind the IOMMU, kept by
+    /// the board, or no such device).
+    UnknownDevice(DeviceSel),
+    /// The selector names part of a group (devices sharing this StreamID): a group is
+    /// assigned as a whole.
+    PartialGroup(DeviceSel, StreamId),
+    /// The device is assigned to another client already.
+    DeviceTaken(DeviceId, ClientId),
+    /// The device's group is still attached to an object of no client (an orphan the IOMMU
+    /// would not release).
+    DeviceAttached(DeviceId),
 }
 
 impl fmt::Display for AssignError {
@@ -91,6 +111,18 @@ impl fmt::Display for AssignError {
             Self::ManagerMemory(g) => write!(f, "grant {g} covers the manager's own memory"),
             Self::Overlapping(a, b) => write!(f, "grants {a} and {b} overlap"),
             Self::ClientActive(c) => write!(f, "{c} holds VM objects; assign before it starts"),
+            Self::UnknownDevice(d) => {
+                write!(f, "device {d}: the manager controls no such device")
+            }
+            Self::PartialGroup(d, sid) => write!(
+                f,
+                "device {d} is part of the group of StreamID {sid}; assign the whole group"
+            ),
+            Self::DeviceTaken(d, c) => write!(f, "device {d} is assigned to {c} already"),
+            Self::DeviceAttached(d) => write!(
+                f,
+                "device {d} is still attached to an orphaned object; it cannot be assigned"
+            ),
         }
     }
 }
@@ -109,18 +141,28 @@ pub(crate) enum Cover {
 
 type Grants = heapless::Vec<Grant, GRANTS_PER_CLIENT>;
 
+/// One client's assignment: host memory, and devices (indices into the device table).
+#[derive(Debug)]
+struct Entry {
+    client: ClientId,
+    grants: Grants,
+    devices: Bits,
+}
+
 /// Every client's assignment.
 #[derive(Debug, Default)]
 pub(crate) struct Assignments {
-    list: heapless::Vec<(ClientId, Grants), MAX_ASSIGNED_CLIENTS>,
+    list: heapless::Vec<Entry, MAX_ASSIGNED_CLIENTS>,
 }
 
 impl Assignments {
-    /// Checks `grants` and makes them `client`'s assignment (replacing an earlier one).
+    /// Checks `grants` and makes them and `devices` (already checked against the device
+    /// table by the manager) `client`'s assignment, replacing an earlier one. All or nothing.
     pub fn set(
         &mut self,
         client: ClientId,
         grants: &[Grant],
+        devices: Bits,
         granule: u64,
         reserved: &heapless::Vec<PhysRange, MAX_RESERVED>,
     ) -> Result<(), AssignError> {
@@ -143,27 +185,52 @@ impl Assignments {
                 .push(*g)
                 .map_err(|_| AssignError::TooManyGrants(grants.len()))?;
         }
-        match self.list.iter_mut().find(|(c, _)| *c == client) {
-            Some((_, old)) => *old = checked,
+        match self.list.iter_mut().find(|e| e.client == client) {
+            Some(old) => {
+                old.grants = checked;
+                old.devices = devices;
+            }
             None => self
                 .list
-                .push((client, checked))
+                .push(Entry {
+                    client,
+                    grants: checked,
+                    devices,
+                })
                 .map_err(|_| AssignError::TooManyClients)?,
         }
         Ok(())
     }
 
-    /// Drops `client`'s assignment (it went away).
+    /// Drops `client`'s assignment (it went away): its memory and its devices.
     pub fn remove(&mut self, client: ClientId) {
-        self.list.retain(|(c, _)| *c != client);
+        self.list.retain(|e| e.client != client);
     }
 
     /// `client`'s grants (empty when the host gave it none).
     pub fn of(&self, client: ClientId) -> &[Grant] {
         self.list
             .iter()
-            .find(|(c, _)| *c == client)
-            .map_or(&[], |(_, g)| g.as_slice())
+            .find(|e| e.client == client)
+            .map_or(&[], |e| e.grants.as_slice())
+    }
+
+    /// The devices assigned to `client` (none when the host gave it none).
+    pub fn devices_of(&self, client: ClientId) -> Bits {
+        self.list
+            .iter()
+            .find(|e| e.client == client)
+            .map_or(0, |e| e.devices)
+    }
+
+    /// The first client other than `client` holding any of `devices`, and the devices it
+    /// holds among them.
+    pub fn holder_other_than(&self, client: ClientId, devices: Bits) -> Option<(ClientId, Bits)> {
+        self.list
+            .iter()
+            .filter(|e| e.client != client)
+            .find(|e| e.devices & devices != 0)
+            .map(|e| (e.client, e.devices & devices))
     }
 
     /// Whether `[start, start + len)` lies entirely in `client`'s assignment (`len` ≥ 1, no
@@ -222,7 +289,7 @@ mod tests {
             // Adjacent: together they cover 0x5000_0000..0x5040_0000.
             grant(0x5020_0000, 0x20_0000, GrantKind::SharedRam),
         ];
-        a.set(C1, &g, 0x1000, &manager_memory()).unwrap();
+        a.set(C1, &g, 0, 0x1000, &manager_memory()).unwrap();
         assert_eq!(
             a.cover(C1, 0x5000_0000, 0x1000),
             Cover::Granted { shared: false }
@@ -247,7 +314,7 @@ mod tests {
     fn bad_assignments_are_refused_and_name_the_grant() {
         let mut a = Assignments::default();
         let mm = manager_memory();
-        let e = |a: &mut Assignments, g: &[Grant]| a.set(C1, g, 0x1000, &mm).unwrap_err();
+        let e = |a: &mut Assignments, g: &[Grant]| a.set(C1, g, 0, 0x1000, &mm).unwrap_err();
         let over = grant(0x400f_f000, 0x2000, GrantKind::Ram);
         assert_eq!(e(&mut a, &[over]), AssignError::ManagerMemory(over));
         let odd = grant(0x5000_0800, 0x1000, GrantKind::Ram);
@@ -278,14 +345,14 @@ mod tests {
         let mut a = Assignments::default();
         let g = [grant(0x5000_0000, 0x1000, GrantKind::Ram)];
         for c in 0..MAX_ASSIGNED_CLIENTS as u32 {
-            a.set(ClientId(c + 1), &g, 0x1000, &manager_memory())
+            a.set(ClientId(c + 1), &g, 0, 0x1000, &manager_memory())
                 .unwrap();
         }
         assert_eq!(
-            a.set(ClientId(999), &g, 0x1000, &manager_memory()),
+            a.set(ClientId(999), &g, 0, 0x1000, &manager_memory()),
             Err(AssignError::TooManyClients)
         );
         // Replacing an existing client's assignment still works.
-        assert_eq!(a.set(ClientId(1), &g, 0x1000, &manager_memory()), Ok(()));
+        assert_eq!(a.set(ClientId(1), &g, 0, 0x1000, &manager_memory()), Ok(()));
     }
 }

@@ -141,27 +141,38 @@ impl DeviceTable {
     /// `NotFound` (value 0) when nothing matches; `Unsupported` (value: the SID) for a raw
     /// StreamID that one of its devices does not allow to be selected raw.
     pub fn resolve(&self, sel: DeviceSel) -> Result<Selection, Refusal> {
-        let mut devices: Bits = 0;
-        let mut groups: Bits = 0;
-        for (i, (d, g)) in self.devices.iter().enumerate() {
-            let hit = match (sel, d.id) {
+        if let DeviceSel::Sid(_) = sel {
+            if let Some((d, _)) = self.matching(sel).find(|(d, _)| !d.raw_sid_allowed) {
+                return Err(Refusal::new(DomainError::Unsupported, d.sid.0.into()));
+            }
+        }
+        self.pick(sel).ok_or(Refusal::new(DomainError::NotFound, 0))
+    }
+
+    /// The devices `sel` picks for the host (which may name a group by its StreamID whatever
+    /// the board lets clients do); `None` when nothing matches.
+    pub fn pick(&self, sel: DeviceSel) -> Option<Selection> {
+        let (devices, groups) = self
+            .matching(sel)
+            .fold((0, 0), |(d, g), (_, (i, gi))| (d | 1 << i, g | 1 << gi));
+        (devices != 0).then_some(Selection { devices, groups })
+    }
+
+    /// The entries `sel` matches, with their index and their group's index.
+    fn matching(
+        &self,
+        sel: DeviceSel,
+    ) -> impl Iterator<Item = (&DeviceEntry, (usize, usize))> + '_ {
+        self.devices
+            .iter()
+            .enumerate()
+            .filter(move |(_, (d, _))| match (sel, d.id) {
                 (DeviceSel::Pci(m), DeviceId::Pci(bdf)) => m.matches(bdf),
                 (DeviceSel::Mmio(base), DeviceId::Mmio(b)) => base == b,
                 (DeviceSel::Sid(sid), _) => d.sid == sid,
                 _ => false,
-            };
-            if hit {
-                if matches!(sel, DeviceSel::Sid(_)) && !d.raw_sid_allowed {
-                    return Err(Refusal::new(DomainError::Unsupported, d.sid.0.into()));
-                }
-                devices |= 1 << i;
-                groups |= 1 << g;
-            }
-        }
-        if devices == 0 {
-            return Err(Refusal::new(DomainError::NotFound, 0));
-        }
-        Ok(Selection { devices, groups })
+            })
+            .map(|(i, (d, g))| (d, (i, *g)))
     }
 }
 

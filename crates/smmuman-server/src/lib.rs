@@ -13,8 +13,8 @@
 //!
 //! Rules it keeps (the "why" is in `docs/protocol.md`): a refused request changes nothing; every
 //! change is invalidated in the IOMMU before the reply; a group moves as a whole; the manager's
-//! own memory is never mapped; a client maps only host memory the host assigned it
-//! ([`Manager::assign`], [`authority`]); a host range belongs to one object unless both sides
+//! own memory is never mapped; a client maps only host memory and attaches only devices the
+//! host assigned it ([`Manager::assign`], [`authority`]); a host range belongs to one object unless both sides
 //! share it; faults are charged to whoever owned the device when the IOMMU raised them.
 //!
 //! `no_std`, no heap: every table is a `heapless` collection with the capacities of [`config`].

@@ -28,7 +28,7 @@
 
 use crate::authority::{AssignError, Assignments, Cover, Grant};
 use crate::config::{
-    ConfigError, ManagerConfig, PhysRange, FAULT_LOG_DEPTH, MAX_IOVA_RANGES, MAX_OBJECTS,
+    ConfigError, DeviceId, ManagerConfig, PhysRange, FAULT_LOG_DEPTH, MAX_IOVA_RANGES, MAX_OBJECTS,
     MAX_RESERVED, OBJECTS_PER_CLIENT,
 };
 use crate::devices::{indices, Bits, DeviceTable, Group};
@@ -40,7 +40,7 @@ use core::time::Duration;
 use iommu_core::{DomainId, Fault, IommuBackend, Iova, MapOp, StreamId};
 use smmuman_api::interface::*;
 use smmuman_api::{
-    dispatch, is_window_access, ClientId, DmaWindow, DomainError, FaultBatch, FaultPage,
+    dispatch, is_window_access, ClientId, DeviceSel, DmaWindow, DomainError, FaultBatch, FaultPage,
     FaultRecord, IovaRange, IovaRanges, IovaSpan, MapEntry, MapFlags, MappingPage, ObjectFlags,
     ObjectId, ProtocolError, Refusal, FAULTS_PER_PAGE, MAPPINGS_PER_PAGE, MAP_BATCH, UNMAP_BATCH,
 };
@@ -250,29 +250,116 @@ impl<B: IommuBackend> Manager<B> {
         Ok(())
     }
 
+    /// Refuses an attach touching a group that is not wholly in `client`'s assignment
+    /// ([`DomainError::DeviceNotAssigned`], value: the group's StreamID). It comes before
+    /// `Busy` and `GroupSplit`, so that a client learns nothing about who holds (or whether
+    /// anyone holds) a device the host did not give it: the answer is the same before,
+    /// while and after another client uses it.
+    fn check_device_authority(&self, client: ClientId, groups: Bits) -> Result<(), Refusal> {
+        let assigned = self.assignments.devices_of(client);
+        for g in indices(groups) {
+            let group = self.group(g)?;
+            if group.members & !assigned != 0 {
+                return refuse(DomainError::DeviceNotAssigned, group.sid.0);
+            }
+        }
+        Ok(())
+    }
+
     /// The host hands `client` its assignment: the host-physical ranges its devices may be
-    /// granted (its VM's RAM, RAM shared with other VMs, peer-to-peer BARs), replacing any
-    /// earlier one. Call it before the client's VMM starts: a `map` outside the assignment is
-    /// refused with `NotAssigned`, and a client with no assignment can map nothing.
+    /// granted (its VM's RAM, RAM shared with other VMs, peer-to-peer BARs) and the devices it
+    /// may attach (its VM's pass-through PCI functions and platform devices; a raw StreamID
+    /// names a whole group), replacing any earlier one. Call it before the client's VMM
+    /// starts: a `map` outside the memory is refused with `NotAssigned`, an `attach` of any
+    /// other device with `DeviceNotAssigned`, and a client with no assignment can map and
+    /// attach nothing. The assignment, memory and devices, ends with the client
+    /// ([`Manager::client_gone`]); only then may the host give its devices to another client.
     ///
     /// # Errors
-    /// [`AssignError`] naming the bad grant; nothing changed. A client that holds objects
-    /// cannot be reassigned ([`AssignError::ClientActive`]).
-    pub fn assign(&mut self, client: ClientId, grants: &[Grant]) -> Result<(), AssignError> {
+    /// [`AssignError`] naming the bad grant or device; nothing changed. A client that holds
+    /// objects cannot be reassigned ([`AssignError::ClientActive`]); a selector that matches
+    /// no device ([`AssignError::UnknownDevice`]) or part of a group
+    /// ([`AssignError::PartialGroup`]), a device assigned to another client
+    /// ([`AssignError::DeviceTaken`]) or still held by an orphaned object
+    /// ([`AssignError::DeviceAttached`]) is refused.
+    pub fn assign(
+        &mut self,
+        client: ClientId,
+        grants: &[Grant],
+        devices: &[DeviceSel],
+    ) -> Result<(), AssignError> {
         if self.objects.iter().any(|o| o.owner == Some(client)) {
             return Err(AssignError::ClientActive(client));
         }
+        let (mut assigned, mut groups): (Bits, Bits) = (0, 0);
+        for &sel in devices {
+            let picked = self
+                .table
+                .pick(sel)
+                .ok_or(AssignError::UnknownDevice(sel))?;
+            assigned |= picked.devices;
+            groups |= picked.groups;
+        }
+        // Groups whole (the selectors together may cover one: `pass pci` of each member).
+        for g in indices(groups) {
+            let Some(group) = self.table.group(g) else {
+                continue;
+            };
+            if group.members & !assigned != 0 {
+                let sel = devices.iter().copied().find(|s| {
+                    self.table
+                        .pick(*s)
+                        .is_some_and(|p| p.groups & (1 << g) != 0)
+                });
+                let sel = sel.unwrap_or(DeviceSel::Sid(group.sid));
+                return Err(AssignError::PartialGroup(sel, group.sid));
+            }
+            // The client holds no object (checked above): any owner is an orphan.
+            if group.owner.is_some() {
+                return Err(AssignError::DeviceAttached(
+                    self.first_device(group.members),
+                ));
+            }
+        }
+        if let Some((other, held)) = self.assignments.holder_other_than(client, assigned) {
+            return Err(AssignError::DeviceTaken(self.first_device(held), other));
+        }
         self.assignments
-            .set(client, grants, self.granule, &self.reserved)?;
+            .set(client, grants, assigned, self.granule, &self.reserved)?;
         for g in grants {
             log::info!("{client}: assigned {g}");
         }
+        for d in indices(assigned).filter_map(|i| self.table.device(i)) {
+            log::info!("{client}: assigned device {}", d.id);
+        }
         Ok(())
+    }
+
+    /// The device of the lowest index in `devices` (a non-empty set of table indices).
+    fn first_device(&self, devices: Bits) -> DeviceId {
+        indices(devices)
+            .find_map(|i| self.table.device(i))
+            .map_or(DeviceId::Mmio(iommu_core::PhysAddr(0)), |d| d.id)
+    }
+
+    /// Whether `sel` names at least one device the manager controls (what [`Manager::assign`]
+    /// accepts). A device the board keeps (a reserved StreamID, a static window) or that no
+    /// IOMMU controls is not: the host leaves it out of an assignment, and the VMM's client
+    /// rules (`VmmDmaPolicy`) report it.
+    pub fn controls(&self, sel: DeviceSel) -> bool {
+        self.table.pick(sel).is_some()
     }
 
     /// `client`'s assignment (empty when the host gave it none).
     pub fn assignment(&self, client: ClientId) -> &[Grant] {
         self.assignments.of(client)
+    }
+
+    /// The devices assigned to `client`, in table order.
+    pub fn assigned_devices(&self, client: ClientId) -> impl Iterator<Item = DeviceId> + '_ {
+        indices(self.assignments.devices_of(client))
+            .filter_map(|i| self.table.device(i))
+            .map(|d| d.id)
     }
 
     /// Handles one request from `client` (as the transport identifies it): decodes it, runs it,
@@ -286,7 +373,8 @@ impl<B: IommuBackend> Manager<B> {
 
     /// The client went away: destroys all of its objects, as `destroy_object` would (devices
     /// back to default deny, mappings gone, invalidation complete), and cancels a notification
-    /// it armed on the unclaimed ledger. Returns how many objects were destroyed.
+    /// it armed on the unclaimed ledger, and drops its assignment (memory and devices).
+    /// Returns how many objects were destroyed.
     ///
     /// An object the IOMMU will not let go (a device it would not put back to deny, or a domain
     /// it would not destroy) is kept as an orphan (no client can reach it; it keeps its devices
@@ -318,7 +406,9 @@ impl<B: IommuBackend> Manager<B> {
             }
             i += 1;
         }
-        // Its assignment goes with it: the next client on the same channel gets its own.
+        // Its assignment (memory and devices) goes with it: the next client on the same
+        // channel gets its own, and its devices, back in deny, are nobody's until the host
+        // assigns them again.
         self.assignments.remove(client);
         if destroyed > 0 {
             log::info!("{client} went away: {destroyed} object(s) destroyed");
@@ -1045,9 +1135,10 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
         };
         let sel = self.table.resolve(request.device)?;
         self.check_platform_devices(sel.devices)?;
+        self.check_device_authority(client, sel.groups)?;
         // Refusals in the documented order: NotFound and Unsupported (resolve, then a platform
-        // device on an IOMMU that cannot tell them apart), then Busy for any group, then
-        // GroupSplit for any group.
+        // device on an IOMMU that cannot tell them apart), then DeviceNotAssigned for any
+        // group, then Busy for any group, then GroupSplit for any group.
         for g in indices(sel.groups) {
             let group = self.group(g)?;
             if group.owner.is_some_and(|o| o != id) {

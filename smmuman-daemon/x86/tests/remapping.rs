@@ -165,9 +165,12 @@ fn rmrr_is_identity_mapped_for_its_device_and_refused_to_every_client() {
             &[Grant {
                 range: rmrr,
                 kind: GrantKind::Ram
-            }]
+            }],
+            &[]
         )
         .is_err());
+    // Nor its device.
+    assert!(m.assign(c1, &[], &[DeviceSel::pci(bdf(3))]).is_err());
     let ram = PhysRange {
         start: PhysAddr(RAM),
         len: 2 << 20,
@@ -178,6 +181,7 @@ fn rmrr_is_identity_mapped_for_its_device_and_refused_to_every_client() {
             range: ram,
             kind: GrantKind::Ram,
         }],
+        &[DeviceSel::pci(bdf(2))],
     )
     .unwrap();
     let m = RefCell::new(m);
@@ -227,8 +231,10 @@ fn control_without_rmrr_the_device_is_offered() {
             [0, 2, 3].map(|d| Scope::endpoint(0, d, 0)).to_vec(),
         ))
         .build();
-    let (m, p) = manager_over(FakeIommu::new(), &table);
+    let (mut m, p) = manager_over(FakeIommu::new(), &table);
     assert!(p.regions.is_empty());
+    m.assign(smmuman_api::ClientId(1), &[], &[DeviceSel::pci(bdf(3))])
+        .unwrap();
     let m = RefCell::new(m);
     let mut c = Client::connect(Direct::new(&m, smmuman_api::ClientId(1), now)).unwrap();
     let obj = c.create_object(ObjectFlags::empty()).unwrap().object;

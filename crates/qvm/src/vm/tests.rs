@@ -81,7 +81,8 @@ fn manager() -> (Shared, SharedFake) {
         clock: || Duration::from_micros(1_500_250),
     };
     let mut m = Manager::new(fake.clone(), &config).unwrap();
-    for (c, hpa) in [(1, RAM_HPA), (2, OTHER_RAM_HPA)] {
+    // Client 1 is given 00:01.0 and client 2 00:02.0, each with its RAM.
+    for (c, hpa, dev) in [(1, RAM_HPA, 1), (2, OTHER_RAM_HPA, 2)] {
         m.assign(
             ClientId(c),
             &[Grant {
@@ -91,6 +92,11 @@ fn manager() -> (Shared, SharedFake) {
                 },
                 kind: GrantKind::Ram,
             }],
+            &[DeviceSel::pci(Bdf {
+                bus: 0,
+                dev,
+                func: 0,
+            })],
         )
         .unwrap();
     }

@@ -41,6 +41,7 @@ fn hosted() -> Rig {
                 grant(SHARED, MIB, GrantKind::SharedRam),
                 grant(PEER_BAR, 0x1000, GrantKind::Peer),
             ],
+            devices_of(A),
         )
         .unwrap();
     rig.m
@@ -50,6 +51,7 @@ fn hosted() -> Rig {
                 grant(B_RAM, 4 * MIB, GrantKind::Ram),
                 grant(SHARED, MIB, GrantKind::SharedRam),
             ],
+            devices_of(B),
         )
         .unwrap();
     rig
@@ -153,7 +155,7 @@ fn an_assignment_goes_with_its_client_and_cannot_change_under_its_objects() {
     let mut rig = hosted();
     let o = rig.object(A);
     assert_eq!(
-        rig.m.assign(A, &[grant(A_RAM, MIB, GrantKind::Ram)]),
+        rig.m.assign(A, &[grant(A_RAM, MIB, GrantKind::Ram)], &[]),
         Err(AssignError::ClientActive(A))
     );
     rig.as_(A).map(o, win(0, A_RAM, 0x1000), RW, NONE).unwrap();
@@ -177,12 +179,15 @@ fn the_host_cannot_assign_the_managers_memory_or_malformed_grants() {
         GrantKind::Ram,
     );
     assert_eq!(
-        rig.m.assign(c, &[mine]),
+        rig.m.assign(c, &[mine], &[]),
         Err(AssignError::ManagerMemory(mine))
     );
     let odd = grant(A_RAM + 0x10, 0x1000, GrantKind::Ram);
-    assert_eq!(rig.m.assign(c, &[odd]), Err(AssignError::Misaligned(odd)));
+    assert_eq!(
+        rig.m.assign(c, &[odd], &[]),
+        Err(AssignError::Misaligned(odd))
+    );
     let many = [grant(A_RAM, 0x1000, GrantKind::Ram); GRANTS_PER_CLIENT + 1];
-    assert!(rig.m.assign(c, &many).is_err());
+    assert!(rig.m.assign(c, &many, &[]).is_err());
     assert!(rig.m.assignment(c).is_empty(), "nothing kept");
 }

@@ -12,26 +12,27 @@ fn edu() -> DeviceSel {
 
 #[test]
 fn faults_raised_under_one_owner_are_never_charged_to_the_next() {
+    // Two objects of the client the host gave the edu: `oa` holds it first, then `ob`.
     let mut rig = Rig::new();
     let oa = rig.object(A);
-    let ob = rig.object(B);
+    let ob = rig.object(A);
     rig.as_(A).attach(oa, edu()).unwrap();
-    // A refused DMA under A, not yet drained, then A lets go and B takes the device at once.
+    // A refused DMA under oa, not yet drained, then oa lets go and ob takes the device at once.
     rig.fake_mut().inject_fault(fault(EDU, 0xa000));
     rig.as_(A).detach(oa, edu()).unwrap();
-    rig.as_(B).attach(ob, edu()).unwrap();
+    rig.as_(A).attach(ob, edu()).unwrap();
     rig.m.on_iommu_event(Duration::ZERO).unwrap();
     let a = rig.as_(A).read_faults(oa, FaultBatch::PAGE).unwrap().page;
-    let b = rig.as_(B).read_faults(ob, FaultBatch::PAGE).unwrap().page;
+    let b = rig.as_(A).read_faults(ob, FaultBatch::PAGE).unwrap().page;
     assert_eq!(a.records().map(|r| r.addr.0).collect::<Vec<_>>(), [0xa000]);
-    assert_eq!(b.len(), 0, "B never owned the device when it faulted");
+    assert_eq!(b.len(), 0, "ob never owned the device when it faulted");
 
-    // The same when A's object is destroyed (its ledger goes with it) ...
+    // The same when ob is destroyed (its ledger goes with it) ...
     rig.fake_mut().inject_fault(fault(EDU, 0xb000));
-    rig.as_(B).destroy_object(ob).unwrap();
+    rig.as_(A).destroy_object(ob).unwrap();
     rig.as_(A).attach(oa, edu()).unwrap();
     let a = rig.as_(A).read_faults(oa, FaultBatch::PAGE).unwrap().page;
-    assert_eq!(a.len(), 0, "B's record stayed B's");
+    assert_eq!(a.len(), 0, "ob's record stayed ob's");
     // ... and a record raised while the device was free is the host's, not the next owner's.
     rig.as_(A).detach(oa, edu()).unwrap();
     rig.fake_mut().inject_fault(fault(EDU, 0xc000));
@@ -121,7 +122,7 @@ fn manager_rig_with_depth(depth: usize) -> Rig {
 fn attach_refusals_come_in_the_documented_order_whatever_the_group_order() {
     // Two functions sharing a StreamID first in the table, then edu: a request for "every
     // function 0"
-    // covers part of the bridged group (GroupSplit) and edu, which B owns (Busy).
+    // covers part of the bridged group (GroupSplit) and edu, which another object owns (Busy).
     let devices = [
         DeviceEntry {
             id: DeviceId::Pci(pci(1, 0, 0)),
@@ -143,17 +144,24 @@ fn attach_refusals_come_in_the_documented_order_whatever_the_group_order() {
         m: manager_of(crate::fake::FakeIommu::new(), &devices, 32),
     };
     let oa = rig.object(A);
-    let ob = rig.object(B);
+    let ob = rig.object(A);
     let every_fn0 = DeviceSel::Pci(PciMatch::new(None, None, Some(0)).unwrap());
     // Control: with edu free the same request is a GroupSplit.
     assert_eq!(
         refusal(rig.as_(A).attach(oa, every_fn0)).error,
         DomainError::GroupSplit
     );
-    rig.as_(B).attach(ob, edu()).unwrap();
+    rig.as_(A).attach(ob, edu()).unwrap();
     assert_eq!(
         refusal(rig.as_(A).attach(oa, every_fn0)),
         Refusal::new(DomainError::Busy, EDU.0.into())
+    );
+    // A client the host gave none of them hears DeviceNotAssigned before either: about the
+    // first group the request touches, whoever holds what.
+    let oc = rig.object(B);
+    assert_eq!(
+        refusal(rig.as_(B).attach(oc, every_fn0)),
+        Refusal::new(DomainError::DeviceNotAssigned, BRIDGED.0.into())
     );
 }
 

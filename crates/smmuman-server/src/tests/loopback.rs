@@ -74,8 +74,12 @@ fn manager_over(fake: SharedFake) -> Manager<SharedFake> {
     let mut m = Manager::new(fake, &config).unwrap();
     // The loopback numbers its clients from 1.
     for c in 1..=8 {
-        m.assign(ClientId(c), &super::everything_but_the_manager())
-            .unwrap();
+        m.assign(
+            ClientId(c),
+            &super::everything_but_the_manager(),
+            super::devices_of(ClientId(c)),
+        )
+        .unwrap();
     }
     m
 }
@@ -131,12 +135,12 @@ fn a_vmm_programs_its_window_reads_its_faults_and_is_cleaned_up_when_it_goes() {
     assert_eq!((rec.seq, rec.sid, rec.addr), (1, EDU, Iova(0x1000)));
     assert_eq!(rec.dir, Some(Direction::Write));
 
-    // Another VMM cannot touch it.
+    // Another VMM cannot touch it: the host did not give it the edu.
     let mut other = Client::connect(connector.open()).unwrap();
     let theirs = other.create_object(ObjectFlags::empty()).unwrap().object;
     assert_eq!(
         refusal(other.attach(theirs, DeviceSel::pci(pci(0, 1, 0)))).error,
-        smmuman_api::DomainError::Busy
+        smmuman_api::DomainError::DeviceNotAssigned
     );
     assert!(other.transport_mut().try_notification().is_none());
 
@@ -146,7 +150,11 @@ fn a_vmm_programs_its_window_reads_its_faults_and_is_cleaned_up_when_it_goes() {
     other.stats().unwrap();
     assert_eq!(fake.lock().translate(EDU, Iova(0x4000_1000)), None);
     assert_eq!(fake.lock().domain_of(EDU), None);
-    other.attach(theirs, DeviceSel::pci(pci(0, 1, 0))).unwrap();
+    // Free, but still not `other`'s: the host says who gets it next.
+    assert_eq!(
+        refusal(other.attach(theirs, DeviceSel::pci(pci(0, 1, 0)))).error,
+        smmuman_api::DomainError::DeviceNotAssigned
+    );
 
     assert!(connector.stop());
     server.join().unwrap();

@@ -8,8 +8,10 @@
 //! * `loopback`: clients and a server thread that only exchange bytes.
 //! * `unconfirmed`: failed attaches, detaches and destructions keep devices and memory owned
 //!   until the IOMMU confirms (over the real SMMUv3 backend too).
+//! * `authority`, `devices`: memory and device authority (what the host assigned each client).
 
 mod authority;
+mod devices;
 mod faults;
 mod fuzz;
 mod handover;
@@ -26,8 +28,8 @@ use crate::fake::FakeIommu;
 use crate::Manager;
 use iommu_core::{Access, Bdf, Iova, PhysAddr, StreamId};
 use smmuman_api::{
-    CallError, Client, ClientId, DmaWindow, IovaRange, Refusal, Transport, TransportError,
-    MAX_MESSAGE,
+    CallError, Client, ClientId, DeviceSel, DmaWindow, IovaRange, Refusal, Transport,
+    TransportError, MAX_MESSAGE,
 };
 
 pub(crate) const A: ClientId = ClientId(1);
@@ -135,9 +137,39 @@ pub(crate) fn manager_limited(
     };
     let mut m = Manager::new(fake, &config).unwrap();
     for client in [A, B] {
-        m.assign(client, &everything_but_the_manager()).unwrap();
+        let devices: Vec<DeviceSel> = devices_of(client)
+            .iter()
+            .copied()
+            .filter(|d| devices_selected(d, &config))
+            .collect();
+        m.assign(client, &everything_but_the_manager(), &devices)
+            .unwrap();
     }
     m
+}
+
+/// The devices the tests of other rules give each client: A every device of the test board,
+/// B none (so only the device-authority tests see `DeviceNotAssigned`; a test that has B
+/// attach reassigns first).
+pub(crate) fn devices_of(client: ClientId) -> &'static [DeviceSel] {
+    const ALL: [DeviceSel; 3] = [
+        DeviceSel::Pci(smmuman_api::PciMatch::ANY),
+        DeviceSel::Mmio(GPU_BASE),
+        DeviceSel::Mmio(DSP_BASE),
+    ];
+    match client {
+        A => &ALL,
+        _ => &[],
+    }
+}
+
+/// Whether `sel` picks a device of `config` (tests with their own device table assign only
+/// what it has).
+fn devices_selected(sel: &DeviceSel, config: &ManagerConfig<'_>) -> bool {
+    crate::devices::DeviceTable::new::<()>(config.devices)
+        .ok()
+        .and_then(|t| t.pick(*sel))
+        .is_some()
 }
 
 /// A translation fault of a write by `sid` at `addr`, as an IOMMU records it.

@@ -120,22 +120,27 @@ fn a_device_of_another_object_is_busy_and_stays_where_it_is() {
     let oa = a.create_object(ObjectFlags::empty()).unwrap().object;
     a.attach(oa, sel(pci(0, 1, 0))).unwrap();
     a.map(oa, win(0, 0x8000_0000, 0x1000), RW, NONE).unwrap();
-    let mut b = rig.as_(B);
-    let ob = b.create_object(ObjectFlags::empty()).unwrap().object;
-    let r = refusal(b.attach(ob, sel(pci(0, 1, 0))));
+    // Another object of the same client: Busy.
+    let oa2 = a.create_object(ObjectFlags::empty()).unwrap().object;
+    let r = refusal(a.attach(oa2, sel(pci(0, 1, 0))));
     assert_eq!((r.error, r.value), (DomainError::Busy, EDU.0.into()));
     // A wildcard that covers it is refused whole: 00:02.0 does not move either.
-    let r = refusal(b.attach(ob, bus(0)));
+    let r = refusal(a.attach(oa2, bus(0)));
     assert_eq!(r.error, DomainError::Busy);
     assert_eq!(rig.fake().domain_of(NIC), None);
     assert_eq!(rig.dma(EDU, 0), Some(0x8000_0000));
-    // The same object attaching it again is fine; another object of the same client is not.
-    let mut a = rig.as_(A);
-    let oa2 = a.create_object(ObjectFlags::empty()).unwrap().object;
+    // Another client (the host gave it no device) hears DeviceNotAssigned, not Busy.
+    let mut b = rig.as_(B);
+    let ob = b.create_object(ObjectFlags::empty()).unwrap().object;
+    let r = refusal(b.attach(ob, sel(pci(0, 1, 0))));
     assert_eq!(
-        refusal(a.attach(oa2, sel(pci(0, 1, 0)))).error,
-        DomainError::Busy
+        (r.error, r.value),
+        (DomainError::DeviceNotAssigned, EDU.0.into())
     );
+    assert_eq!(rig.dma(EDU, 0), Some(0x8000_0000));
+    // The same object attaching it again is fine.
+    let r = rig.as_(A).attach(oa, sel(pci(0, 1, 0))).unwrap();
+    assert_eq!((r.devices, r.groups), (0, 0));
 }
 
 #[test]
@@ -523,15 +528,20 @@ fn a_client_going_away_releases_everything_it_held() {
     a.map(o1, win(0, 0x8000_0000, 0x1_0000), RW, NONE).unwrap();
     a.map(o2, win(0x9000_0000, 0x9000_0000, 0x1000), RW, NONE)
         .unwrap();
-    let ob = rig.object(B);
 
     assert_eq!(rig.m.client_gone(A), 2);
     for sid in [EDU, BRIDGED] {
         assert_eq!(rig.fake().domain_of(sid), None);
     }
     assert_eq!(rig.dma(EDU, 0), None);
-    assert_eq!(rig.fake().live_domains(), 1, "only B's domain is left");
-    // Its devices and memory are free for others.
+    assert_eq!(rig.fake().live_domains(), 0, "no domain is left");
+    // Its devices and memory are free for others: its device assignment went with it, so the
+    // host may give the edu to B.
+    assert_eq!(rig.m.assigned_devices(A).count(), 0);
+    rig.m
+        .assign(B, &everything_but_the_manager(), &[sel(pci(0, 1, 0))])
+        .unwrap();
+    let ob = rig.object(B);
     let mut b = rig.as_(B);
     b.attach(ob, sel(pci(0, 1, 0))).unwrap();
     b.map(ob, win(0, 0x8000_0000, 0x1_0000), RW, NONE).unwrap();
@@ -550,11 +560,19 @@ fn a_client_whose_devices_cannot_be_released_leaves_an_orphan_nobody_can_use() {
     rig.fake_mut().fail(FakeOp::Detach, 0);
     assert_eq!(rig.m.client_gone(A), 0);
     assert_eq!(rig.m.counters().orphaned_objects, 1);
-    // Still holds its device and its memory (the IOMMU says so); nobody can reach it.
+    // Still holds its device and its memory (the IOMMU says so); nobody can reach it: the
+    // device went back to nobody's assignment, and the host cannot give it to anyone while
+    // the orphan holds it.
     let ob = rig.object(B);
     assert_eq!(
         refusal(rig.as_(B).attach(ob, sel(pci(0, 1, 0)))).error,
-        DomainError::Busy
+        DomainError::DeviceNotAssigned
+    );
+    assert_eq!(
+        rig.m.assign(ClientId(3), &[], &[sel(pci(0, 1, 0))]),
+        Err(crate::AssignError::DeviceAttached(DeviceId::Pci(pci(
+            0, 1, 0
+        ))))
     );
     assert_eq!(
         refusal(rig.as_(B).map(ob, win(0, 0x8000_0000, 0x1000), RW, NONE)).error,

@@ -236,6 +236,14 @@ fn authority(c: ClientId, pa: u64, len: u64) -> Result<bool, DomainError> {
     Ok(shared)
 }
 
+/// The groups (by StreamID) the host assigned client `c`: `super::devices_of`.
+fn assigned_sids(c: ClientId) -> &'static [StreamId] {
+    match c {
+        super::A => &[EDU, NIC, BRIDGED, GPU, DSP],
+        _ => &[],
+    }
+}
+
 fn overlap(a: u64, alen: u64, b: u64, blen: u64) -> bool {
     a < b + blen && b < a + alen
 }
@@ -302,6 +310,13 @@ impl Model {
     fn attach(&mut self, c: ClientId, id: ObjectId, sel: DeviceSel) -> Expect<()> {
         self.mine(c, id)?;
         let groups = Self::resolve(sel)?;
+        // Device authority first: nothing about who holds a device not given to `c`.
+        if groups
+            .iter()
+            .any(|(sid, _)| !assigned_sids(c).contains(sid))
+        {
+            return Err(DomainError::DeviceNotAssigned);
+        }
         for (sid, whole) in &groups {
             match self.owner.get(sid) {
                 Some(o) if *o == id => {}
@@ -495,7 +510,8 @@ fn run(steps: &[(Step, Option<u8>)]) -> Result<(), TestCaseError> {
     let client = |c: u8| ClientId(u32::from(c) + 1);
     for c in 0..2 {
         m.client_gone(client(c));
-        m.assign(client(c), &assignment(c)).unwrap();
+        m.assign(client(c), &assignment(c), super::devices_of(client(c)))
+            .unwrap();
     }
     // Both clients start with an object, so that most steps have something to work on.
     let prefix = [
@@ -640,7 +656,8 @@ fn run(steps: &[(Step, Option<u8>)]) -> Result<(), TestCaseError> {
                 m.client_gone(client(c));
                 // Its assignment went with it; the host gives the next VMM on this channel
                 // the same one.
-                m.assign(client(c), &assignment(c)).unwrap();
+                m.assign(client(c), &assignment(c), super::devices_of(client(c)))
+                    .unwrap();
                 (Ok(()), Ok(()))
             }
             Step::Fault { sel } => {

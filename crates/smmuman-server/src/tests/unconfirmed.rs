@@ -47,8 +47,10 @@ fn smmu_manager() -> (Manager<Smmu>, FakeSmmu) {
         clock: test_clock,
     };
     let mut m = Manager::new(backend, &config).unwrap();
-    for client in [A, B] {
-        m.assign(client, &everything_but_the_manager()).unwrap();
+    // A may pass the edu through, B the NIC (device authority).
+    for (client, device) in [(A, pci(0, 1, 0)), (B, pci(0, 2, 0))] {
+        m.assign(client, &everything_but_the_manager(), &[sel(device)])
+            .unwrap();
     }
     (m, fake)
 }
@@ -166,12 +168,16 @@ fn an_unconfirmed_rollback_keeps_the_device_and_the_memory_with_the_object() {
     // page, which nobody else could map.
     assert!(matches!(landed, None | Some(RAM)), "{landed:x?}");
     assert_eq!(m.counters().orphaned_objects, 1);
-    let b = ObjectId(2);
-    assert_eq!(
-        attach(&mut m, B, b, pci(0, 1, 0)).map_err(|r| r.error),
-        Err(DomainError::Busy),
+    // The edu is not free: the host cannot give it to anyone while the orphan holds it.
+    let c = ClientId(3);
+    assert!(
+        matches!(
+            m.assign(c, &[], &[sel(pci(0, 1, 0))]),
+            Err(crate::AssignError::DeviceAttached(_))
+        ),
         "the edu is not free"
     );
+    let b = ObjectId(2);
     // B can still map other memory.
     map(&mut m, B, b, 0x20_0000, RAM + 0x10_0000).unwrap();
 }
@@ -193,14 +199,15 @@ fn an_attach_whose_rollback_fails_stays_recorded_as_attached() {
         (0, 1),
         "not free until a detach is confirmed"
     );
-    let ob = rig.object(B);
+    // Not free for A's other object either.
+    let other = rig.object(A);
     assert_eq!(
-        refusal(rig.as_(B).attach(ob, sel(pci(0, 1, 0)))).error,
+        refusal(rig.as_(A).attach(other, sel(pci(0, 1, 0)))).error,
         DomainError::Busy
     );
     // A confirmed detach frees it.
     rig.as_(A).detach(obj, sel(pci(0, 1, 0))).unwrap();
-    rig.as_(B).attach(ob, sel(pci(0, 1, 0))).unwrap();
+    rig.as_(A).attach(other, sel(pci(0, 1, 0))).unwrap();
 }
 
 #[test]

@@ -10,7 +10,7 @@ use iommu_core::{
     Access, Bdf, DomainId, Fault, FaultDrain, IommuBackend, Iova, PhysAddr, StreamId,
 };
 use smmuman_api::IovaRange;
-use smmuman_api::{ClientId, Transport, TransportError, MAX_MESSAGE};
+use smmuman_api::{ClientId, DeviceSel, Transport, TransportError, MAX_MESSAGE};
 use smmuman_server::{DeviceEntry, DeviceId, Grant, GrantKind, Manager, ManagerConfig, PhysRange};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -167,7 +167,7 @@ fn zero() -> Duration {
 }
 
 /// A manager of [`EDU`] over `backend` with these mapping limits (per object, in all), and
-/// clients 1 and 2 assigned every host address below 2^48.
+/// clients 1 and 2 assigned every host address below 2^48, the edu to client 1.
 pub fn manager<B: IommuBackend>(backend: B, per_object: usize, total: usize) -> Manager<B> {
     let config = ManagerConfig {
         devices: &EDU,
@@ -187,8 +187,13 @@ pub fn manager<B: IommuBackend>(backend: B, per_object: usize, total: usize) -> 
         },
         kind: GrantKind::Ram,
     };
-    for c in [ClientId(1), ClientId(2)] {
-        m.assign(c, &[everything]).unwrap();
-    }
+    // The edu is client 1's; client 2 has memory only.
+    let edu = DeviceSel::pci(Bdf {
+        bus: 0,
+        dev: 1,
+        func: 0,
+    });
+    m.assign(ClientId(1), &[everything], &[edu]).unwrap();
+    m.assign(ClientId(2), &[everything], &[]).unwrap();
     m
 }

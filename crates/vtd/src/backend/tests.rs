@@ -93,9 +93,23 @@ fn manager_over<B2: IommuBackend>(backend: B2, devices: &[DeviceEntry]) -> Manag
             kind: GrantKind::Ram,
         },
     ];
-    for c in [A, B] {
-        m.assign(c, &grants).unwrap();
-    }
+    // A is given edu_a, the stray function and the platform device (when the board has one),
+    // B edu_b.
+    let of_a: Vec<DeviceSel> = devices
+        .iter()
+        .filter(|d| d.id != DeviceId::Pci(edu_b()))
+        .map(|d| match d.id {
+            DeviceId::Pci(b) => DeviceSel::pci(b),
+            DeviceId::Mmio(base) => DeviceSel::Mmio(base),
+        })
+        .collect();
+    let of_b: Vec<DeviceSel> = devices
+        .iter()
+        .filter(|d| d.id == DeviceId::Pci(edu_b()))
+        .map(|_| DeviceSel::pci(edu_b()))
+        .collect();
+    m.assign(A, &grants, &of_a).unwrap();
+    m.assign(B, &grants, &of_b).unwrap();
     m
 }
 

@@ -6,7 +6,8 @@
 //! 2. Gives each VM what the board config's `[vm NAME]` section assigns it (its RAM: the
 //!    memory authority), memory for its CPU stage-2 tables, its guest image and its
 //!    pass-through functions' configuration space.
-//! 3. Starts the manager unless the plan says `manager off`, and hands it each VM's grants.
+//! 3. Starts the manager unless the plan says `manager off`, and hands it each VM's grants:
+//!    its RAM and its pass-through functions (the VMM may attach no other device).
 //! 4. Runs one VMM (`qvm::vm::Vm`) per VM in its own task: it connects to the manager through
 //!    its mailbox like any client, starts its VM and runs the guest until it stops. Before a
 //!    guest runs, the host compares, page by page, where the CPU (`AT S12E1R` through the VM's
@@ -167,7 +168,11 @@ pub fn run_vms(p: &mut Platform, accounting: SliceAccounting) -> Result<Outcome,
     };
     if let Some(m) = manager.as_mut() {
         for (i, (vm, g)) in plan.vms.iter().zip(grants.iter()).enumerate() {
-            if !manager::assign(m, i, vm.name, g) {
+            // Its RAM and its pass-through functions: the VMM may attach nothing else. A
+            // function the manager does not control is left to the VMM's client rules.
+            let devices: heapless::Vec<_, { qvm::plan::MAX_PASS }> =
+                vm.devices().filter(|d| m.controls(*d)).collect();
+            if !manager::assign(m, i, vm.name, g, &devices) {
                 return Ok(Outcome::fail().with("reason", "assignment refused"));
             }
         }

@@ -8,12 +8,20 @@
 //! registers anyway and checks what the DMA brought back. In the control run the host
 //! (scenario) has assigned it the SMMU frame: the same map is granted and the same DMA reads
 //! SMMU_IDR0, which shows the check is what stops it.
+//!
+//! Then the device authority: once the victim has released its `edu` (detached it, as a VMM
+//! does before it hands the device back or resets it), the hostile VMM attaches that `edu` to
+//! its own object, whose window maps its own RAM at the same I/O addresses the victim's guest
+//! uses. The manager refuses (`DeviceNotAssigned`: the host never gave it that device), and
+//! the victim's still-programmed DMA leaves the hostile VM's RAM untouched. In the control run
+//! (`control=device-assigned`) the host assigns the victim's `edu` to the hostile VM instead:
+//! the same attach is granted and the same DMA lands in the hostile VM's RAM.
 
 use crate::vmm::{create_with, map_guest_ram, refused_with, window, Ctx, Res, Step, Vmm};
 use crate::vmm::{GUEST_RAM_BASE, NOTIFY_PATIENCE};
 use core::sync::atomic::{AtomicBool, Ordering};
-use iommu_core::{Access, Iova, PhysAddr};
-use smmuman_api::{Client, DomainError, MapFlags, Transport};
+use iommu_core::{Access, Bdf, Iova, PhysAddr};
+use smmuman_api::{Client, DeviceSel, DomainError, MapFlags, Transport};
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
@@ -40,18 +48,51 @@ pub struct HostilePlan {
     pub victim_ram: PhysAddr,
     /// SMMU_IDR0's value, to recognise a DMA that read the SMMU's registers.
     pub smmu_idr0: u32,
+    /// The victim's `edu`, to attach once the victim released it.
+    pub victim_device: Bdf,
+    /// The refusal expected for it; `None`: granted (the host assigned it to the hostile VM,
+    /// the control run).
+    pub victim_device_expect: Option<DomainError>,
 }
+
+/// What the victim does.
+#[derive(Clone, Copy, Debug)]
+pub struct VictimPlan {
+    /// The peer BAR its config names (its device reads that device's identification register
+    /// through it).
+    pub peer: Option<PhysAddr>,
+    /// Whether the host gave it its `edu` (false in the device control run: the host gave it
+    /// to the hostile VM, and the victim only drives its DMA).
+    pub owns_device: bool,
+}
+
+/// Where, in both VMs' windows, the victim's released `edu` writes: the hostile VM's RAM
+/// there is what a device that moved to its object would overwrite.
+const DEVICE_PROBE: u64 = 0x10_0000;
 
 /// The hostile VMM tried the victim's RAM before the victim mapped it.
 static TRIED_BEFORE: AtomicBool = AtomicBool::new(false);
 /// The victim mapped its RAM.
 static VICTIM_MAPPED: AtomicBool = AtomicBool::new(false);
-/// The hostile VMM is done.
+/// The hostile VMM is done with memory.
 static HOSTILE_DONE: AtomicBool = AtomicBool::new(false);
+/// The victim released its `edu`.
+static VICTIM_RELEASED: AtomicBool = AtomicBool::new(false);
+/// The hostile VMM tried to attach the victim's `edu`.
+static DEVICE_TRIED: AtomicBool = AtomicBool::new(false);
+/// The victim's `edu` made its DMA after that.
+static VICTIM_DMA_DONE: AtomicBool = AtomicBool::new(false);
 
 /// Resets the hand-shakes (before the scenario starts its VMMs).
 pub fn reset() {
-    for flag in [&TRIED_BEFORE, &VICTIM_MAPPED, &HOSTILE_DONE] {
+    for flag in [
+        &TRIED_BEFORE,
+        &VICTIM_MAPPED,
+        &HOSTILE_DONE,
+        &VICTIM_RELEASED,
+        &DEVICE_TRIED,
+        &VICTIM_DMA_DONE,
+    ] {
         flag.store(false, Ordering::SeqCst);
     }
 }
@@ -142,6 +183,43 @@ pub fn hostile<T: Transport>(
         ),
     )?;
     HOSTILE_DONE.store(true, Ordering::SeqCst);
+
+    // Device authority: the victim's edu, released by the victim, attached to this object
+    // (whose window maps this VM's RAM where the victim's guest points its device).
+    ctx.check(
+        "victim-released-its-device",
+        wait_for(ctx, &VICTIM_RELEASED),
+        "",
+    )?;
+    let probe = PhysAddr(ram.start().0 + DEVICE_PROBE);
+    mem.fill_pattern(probe, 64, 54);
+    let r = c.attach(obj, DeviceSel::pci(plan.victim_device));
+    let granted = plan.victim_device_expect.is_none();
+    let ok = match plan.victim_device_expect {
+        Some(e) => refused_with(&r, e),
+        None => r.is_ok(),
+    };
+    ctx.check(
+        if granted {
+            "victims-device-granted"
+        } else {
+            "victims-device-refused"
+        },
+        ok,
+        format_args!("device={} {}", plan.victim_device, Res(&r)),
+    )?;
+    DEVICE_TRIED.store(true, Ordering::SeqCst);
+    ctx.check("victim-dma-done", wait_for(ctx, &VICTIM_DMA_DONE), "")?;
+    let changed = mem.check_pattern(probe, 64, 54).is_some();
+    ctx.check(
+        if granted {
+            "victims-device-dma-reached-its-ram"
+        } else {
+            "victims-device-dma-missed-its-ram"
+        },
+        changed == granted,
+        format_args!("pa={probe} changed={}", u8::from(changed)),
+    )?;
     let r = c.destroy_object(obj);
     ctx.check("destroy", r.is_ok(), Res(&r))
 }
@@ -151,21 +229,56 @@ const EDU_ID: u32 = 0x0100_00ed;
 
 /// The victim: maps its RAM only after the hostile VMM tried it, DMAs inside its window
 /// (a control that its grant works), reads the peer BAR its config names by DMA (peer-to-peer
-/// works where the host allows it), and stays until the hostile VMM is done.
+/// works where the host allows it), and once the hostile VMM is done with memory releases its
+/// `edu` and, after the hostile VMM tried to take it, DMAs with it again as a guest that still
+/// programs its device would.
 pub fn victim<T: Transport>(
     ctx: &Ctx<'_>,
     c: &mut Client<T>,
     vmm: &mut Vmm,
-    peer: Option<PhysAddr>,
+    plan: VictimPlan,
 ) -> Step {
     let (Some(dev), Some((ram, mem))) = (vmm.device.as_mut(), vmm.ram.as_mut()) else {
         return Err("no-device-or-ram");
     };
     let ram = *ram;
-    let obj = create_with(ctx, c, dev.bdf)?;
+    let obj = if plan.owns_device {
+        create_with(ctx, c, dev.bdf)?
+    } else {
+        crate::vmm::create(c)?
+    };
     ctx.check("hostile-tried-first", wait_for(ctx, &TRIED_BEFORE), "")?;
     map_guest_ram(ctx, c, obj, ram)?;
     VICTIM_MAPPED.store(true, Ordering::SeqCst);
+    if plan.owns_device {
+        own_dma(ctx, c, obj, dev, ram, mem, plan.peer)?;
+    }
+    ctx.check("hostile-done", wait_for(ctx, &HOSTILE_DONE), "")?;
+    if plan.owns_device {
+        let r = c.detach(obj, DeviceSel::pci(dev.bdf));
+        ctx.check("release-own-device", r.is_ok(), Res(&r))?;
+    }
+    VICTIM_RELEASED.store(true, Ordering::SeqCst);
+    ctx.check("hostile-tried-device", wait_for(ctx, &DEVICE_TRIED), "")?;
+    // Its guest still programs the device with an address of its window.
+    dev.edu
+        .dma_from_device(0, Iova(GUEST_RAM_BASE + DEVICE_PROBE), 64, &ctx.clock)
+        .map_err(|_| "edu-dma")?;
+    VICTIM_DMA_DONE.store(true, Ordering::SeqCst);
+    let r = c.destroy_object(obj);
+    ctx.check("destroy", r.is_ok(), Res(&r))
+}
+
+/// The victim's own DMA: inside its window, and to the peer BAR its config names.
+fn own_dma<T: Transport>(
+    ctx: &Ctx<'_>,
+    c: &mut Client<T>,
+    obj: smmuman_api::ObjectId,
+    dev: &mut crate::dma_scenarios::Device,
+    ram: smmuman_daemon::memory::PhysRange,
+    mem: &mut smmuman_daemon::memory::GuestMemory,
+    peer: Option<PhysAddr>,
+) -> Step {
     let at = |off: u64| PhysAddr(ram.start().0 + off);
     mem.fill_pattern(at(0x1000), 64, 52);
     dev.edu
@@ -208,7 +321,5 @@ pub fn victim<T: Transport>(
             format_args!("read={read:#010x} edu_id={EDU_ID:#010x}"),
         )?;
     }
-    ctx.check("hostile-done", wait_for(ctx, &HOSTILE_DONE), "")?;
-    let r = c.destroy_object(obj);
-    ctx.check("destroy", r.is_ok(), Res(&r))
+    Ok(())
 }

@@ -185,7 +185,7 @@ pub fn run(
     for (i, v) in vmms.into_iter().enumerate() {
         // The host's word on what this VMM may grant its devices, before it can ask anything.
         if let Some(m) = manager.as_deref_mut() {
-            assign(m, i, v.name, &v.assignment);
+            assign(m, i, v.name, &v.assignment, &v.devices);
         }
         vmm::hand_over(i, v);
         let _ = tasks.push(Task::spawn(vmm::main, i));
@@ -194,16 +194,27 @@ pub fn run(
     vmm::verdicts(n)
 }
 
-/// Hands the manager the host's grants for client `index` (the VM `name`) and prints one
-/// `ASSIGN` record, or a `FATAL reason=assignment` one. Returns whether it was accepted.
-pub fn assign(m: &mut Mgr, index: usize, name: &str, grants: &[smmuman_server::Grant]) -> bool {
+/// Hands the manager the host's grants for client `index` (the VM `name`): its memory and its
+/// pass-through devices; prints one `ASSIGN` record and one `ASSIGN_DEVICE` per device, or a
+/// `FATAL reason=assignment` record. Returns whether it was accepted.
+pub fn assign(
+    m: &mut Mgr,
+    index: usize,
+    name: &str,
+    grants: &[smmuman_server::Grant],
+    devices: &[smmuman_api::DeviceSel],
+) -> bool {
     let client = client_id(index);
-    match m.assign(client, grants) {
+    match m.assign(client, grants, devices) {
         Ok(()) => {
             console::line(format_args!(
-                "ASSIGN vm={name} client={client} grants={}",
-                grants.len()
+                "ASSIGN vm={name} client={client} grants={} devices={}",
+                grants.len(),
+                devices.len()
             ));
+            for d in devices {
+                console::line(format_args!("ASSIGN_DEVICE vm={name} device=\"{d}\""));
+            }
             true
         }
         Err(e) => {

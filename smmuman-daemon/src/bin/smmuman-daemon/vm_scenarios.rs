@@ -8,7 +8,7 @@
 
 use crate::console;
 use crate::dma_scenarios::Device;
-use crate::hostile::{HostilePlan, Target};
+use crate::hostile::{HostilePlan, Target, VictimPlan};
 use crate::manager::{self, Mgr, MAX_CLIENTS};
 use crate::platform::Platform;
 use crate::vmm::{Plan, Verdict, Vmm};
@@ -41,13 +41,16 @@ fn device(p: &mut Platform, bdf: Bdf, sid: StreamId) -> Step<Device> {
 }
 
 /// Gives `vm` what the host assigned it in the config's `[vm NAME]` section: the VMM's view of
-/// its RAM, and the grants the manager gets before the VMM starts.
+/// its RAM, and the grants the manager gets before the VMM starts (that memory, and the VM's
+/// pass-through device).
 fn give_memory(p: &Platform, vm: &mut Vmm) -> Step {
     let mem = p
         .vm_memory(vm.name)
         .map_err(|e| fail("vm memory", format_args!("vm {}: {e}", vm.name)))?;
     vm.assignment = mem.grants;
     vm.ram = Some((mem.first, mem.view));
+    vm.devices.clear();
+    let _ = vm.devices.push(DeviceSel::pci(vm.pass_through));
     Ok(())
 }
 
@@ -67,6 +70,7 @@ fn vmm(name: &'static str, unity: bool, pass_through: Bdf, plan: Plan) -> Vmm {
         group_members: heapless::Vec::new(),
         ram: None,
         assignment: heapless::Vec::new(),
+        devices: heapless::Vec::new(),
         plan,
     }
 }
@@ -285,6 +289,8 @@ pub fn vmm_selectors(p: &mut Platform) -> Outcome {
         );
         vm.device = Some(device(p, a, a_sid)?);
         give_memory(p, &mut vm)?;
+        // The platform device is this VM's too (the other edu's raw StreamID is not).
+        let _ = vm.devices.push(DeviceSel::Mmio(mmio));
         manager::open_mailboxes();
         let mut vmms = Vmms::new();
         let _ = vmms.push(vm);
@@ -333,7 +339,11 @@ pub fn vms_group(p: &mut Platform) -> Outcome {
             let _ = vm.group_members.push(d);
         }
         give_memory(p, &mut vm)?;
-        // Another VM wants one member of the group once vm-group holds it.
+        // The host gives the group whole.
+        vm.devices.clear();
+        let _ = vm.devices.push(DeviceSel::Pci(whole));
+        // Another VM, given none of it, wants one member of the group once vm-group holds it:
+        // refused as not its own, not as Busy or GroupSplit (which would say who holds it).
         let other_member = members.get(1).copied().unwrap_or(first);
         let thief = vmm(
             "vm-other",
@@ -341,7 +351,7 @@ pub fn vms_group(p: &mut Platform) -> Outcome {
             other_member,
             Plan::Trespass {
                 device: DeviceSel::pci(other_member),
-                expect: [DomainError::GroupSplit, DomainError::Busy],
+                expect: [DomainError::DeviceNotAssigned; 2],
             },
         );
         manager::open_mailboxes();
@@ -364,9 +374,13 @@ const VIRT_GICD: PhysAddr = PhysAddr(0x0800_0000);
 /// (`crate::hostile`): every map is refused and its DMA cannot reach the SMMU's registers. With
 /// `control=unchecked` the host (this scenario) assigns it the SMMU frame as well: the same map
 /// is granted and the same DMA reads SMMU_IDR0, so the check is what made the difference.
+/// Then it attaches the victim's `edu` once the victim released it: refused, and the victim's
+/// DMA misses its RAM. With `control=device-assigned` the host assigns it that `edu` instead
+/// of the victim: the same attach is granted and the same DMA lands in its RAM.
 pub fn vmm_hostile(p: &mut Platform) -> Outcome {
     finish(|| {
         let control = p.args.get("control") == Some("unchecked");
+        let device_control = p.args.get("control") == Some("device-assigned");
         let mut m = manager::start(p)?;
         let [(a, a_sid), (b, b_sid)] = two_edus(p)?;
         let victim_dev = device(p, a, a_sid)?;
@@ -385,19 +399,33 @@ pub fn vmm_hostile(p: &mut Platform) -> Outcome {
             .vm("victim")
             .and_then(|v| v.peers.first())
             .map(|_| hostile_bar);
-        let mut victim = vmm("victim", false, a, Plan::Victim(peer));
+        let mut victim = vmm(
+            "victim",
+            false,
+            a,
+            Plan::Victim(VictimPlan {
+                peer: peer.filter(|_| !device_control),
+                owns_device: !device_control,
+            }),
+        );
         victim.device = Some(victim_dev);
         give_memory(p, &mut victim)?;
-        let mut hostile = vmm("hostile", false, b, Plan::Victim(None));
+        let mut hostile = vmm("hostile", false, b, Plan::StartOnly);
         hostile.device = Some(hostile_dev);
         give_memory(p, &mut hostile)?;
+        if device_control {
+            // The control: a host that (wrongly) gave the victim's edu to the hostile VM.
+            victim.devices.clear();
+            let _ = hostile.devices.push(DeviceSel::pci(a));
+        }
         let victim_pa = victim.ram.as_ref().map_or(PhysAddr(0), |r| r.0.start());
         let past_own = hostile.ram.as_ref().map_or(PhysAddr(0), |r| r.0.end());
         let smmu = p.board.smmu.base;
         let idr0 = m.backend().smmu().registers().read32(Reg32::Idr0);
         console::line(format_args!(
-            "HOSTILE control={} smmu={smmu} smmu_idr0={idr0:#010x}",
-            u8::from(control)
+            "HOSTILE control={} device_control={} smmu={smmu} smmu_idr0={idr0:#010x}",
+            u8::from(control),
+            u8::from(device_control)
         ));
         let refused = Some(DomainError::NotAssigned);
         let target = |name, pa, expect| Target { name, pa, expect };
@@ -421,6 +449,12 @@ pub fn vmm_hostile(p: &mut Platform) -> Outcome {
             ],
             victim_ram: victim_pa,
             smmu_idr0: idr0,
+            victim_device: a,
+            victim_device_expect: if device_control {
+                None
+            } else {
+                Some(DomainError::DeviceNotAssigned)
+            },
         };
         hostile.plan = Plan::Hostile(plan);
         if control {
@@ -441,7 +475,9 @@ pub fn vmm_hostile(p: &mut Platform) -> Outcome {
         let verdicts = manager::run(p, Some(&mut m), vmms);
         counters(&m);
         judge(&verdicts, &[("hostile", "start"), ("victim", "start")])?;
-        Ok(Outcome::pass().with("control", u8::from(control)))
+        Ok(Outcome::pass()
+            .with("control", u8::from(control))
+            .with("device_control", u8::from(device_control)))
     })
 }
 

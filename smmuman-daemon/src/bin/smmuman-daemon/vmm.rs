@@ -83,9 +83,8 @@ pub enum Plan {
     Hostile(crate::hostile::HostilePlan),
     /// Many windows in batches (`crate::many`).
     Many,
-    /// The hostile VMM's victim, with the peer BAR its config names (its device reads that
-    /// device's identification register through it).
-    Victim(Option<PhysAddr>),
+    /// The hostile VMM's victim (`crate::hostile`).
+    Victim(crate::hostile::VictimPlan),
 }
 
 /// One VMM to run.
@@ -105,11 +104,16 @@ pub struct Vmm {
     /// What the host lets this VMM grant its devices (its VM's RAM, shared RAM, peer BARs):
     /// handed to the manager before the VMM starts.
     pub assignment: heapless::Vec<Grant, MAX_GRANTS>,
+    /// The devices the host assigns it with that memory (its VM's pass-through devices): the
+    /// manager refuses its attach of any other.
+    pub devices: heapless::Vec<DeviceSel, MAX_DEVICES>,
     /// What it does.
     pub plan: Plan,
 }
 
 pub use crate::platform::MAX_GRANTS;
+/// Most devices the host assigns one scripted VMM.
+pub const MAX_DEVICES: usize = 4;
 
 /// How a VMM ended.
 #[derive(Clone, Debug)]
@@ -306,7 +310,7 @@ fn run(ctx: &Ctx<'_>, mut vmm: Vmm) -> Verdict {
         }
         (Plan::Trespass { device, expect }, Some(c)) => trespass(ctx, c, device, expect),
         (Plan::Hostile(plan), Some(c)) => crate::hostile::hostile(ctx, c, &mut vmm, plan),
-        (Plan::Victim(peer), Some(c)) => crate::hostile::victim(ctx, c, &mut vmm, peer),
+        (Plan::Victim(plan), Some(c)) => crate::hostile::victim(ctx, c, &mut vmm, plan),
         (Plan::Many, Some(c)) => crate::many::many(ctx, c, &mut vmm),
         (_, None) => Err("no-manager"),
     };
@@ -420,10 +424,11 @@ fn life<T: Transport>(ctx: &Ctx<'_>, c: &mut Client<T>, vmm: &mut Vmm, plan: Pla
     // Trespasses the manager refuses (tried while the other VM surely holds its window: both
     // VMMs advance one request per round).
     if let Some(other) = foreign_device {
+        // Not Busy: the host did not give it that device, whoever holds it.
         let r = c.attach(obj, DeviceSel::pci(other));
         ctx.check(
             "other-vms-device-refused",
-            refused_with(&r, DomainError::Busy),
+            refused_with(&r, DomainError::DeviceNotAssigned),
             Res(&r),
         )?;
     }

@@ -14,8 +14,9 @@
 //!   control: a known device starts isolated.
 //! * `vmm-hostile`: a client asks to map the VT-d registers, the image's own memory, the other
 //!   client's RAM and RAM assigned shared without `SHARED`: each refused; its edu's DMA at the
-//!   IOVA it wanted is refused and recorded. Control: a client the host assigned the VT-d
-//!   frame (as a peer BAR) gets the same map.
+//!   IOVA it wanted is refused and recorded; attaching the other edu, which the host did not
+//!   give it, is refused (`DeviceNotAssigned`). Control: a client the host assigned the VT-d
+//!   frame (as a peer BAR) and that edu gets the same map and attach.
 //! * `mmio-refused`: a platform (MMIO) device in the manager's table (the I/O APIC the DMAR
 //!   scopes, as a board config could state it) cannot be attached on VT-d (`Unsupported`,
 //!   value = its base): the unit cannot tell platform devices apart. Control: a PCI edu
@@ -55,16 +56,27 @@ fn manager(r: &mut Rig<'_>, extra: &[DeviceEntry]) -> Step<RefCell<Mgr>> {
     host::start(backend, &r.plan, &r.limits, extra).map(RefCell::new)
 }
 
-fn assign(m: &RefCell<Mgr>, client: ClientId, name: &str, grants: &[Grant]) -> Step {
-    let r = m.borrow_mut().assign(client, grants);
+/// The host's assignment for `client`: its memory and its devices (`Manager::assign`).
+fn assign(
+    m: &RefCell<Mgr>,
+    client: ClientId,
+    name: &str,
+    grants: &[Grant],
+    devices: &[DeviceSel],
+) -> Step {
+    let r = m.borrow_mut().assign(client, grants, devices);
     match r {
         Ok(()) => {
             console::line(format_args!(
-                "ASSIGN vm={name} client={client} grants={}",
-                grants.len()
+                "ASSIGN vm={name} client={client} grants={} devices={}",
+                grants.len(),
+                devices.len()
             ));
             for g in grants {
                 console::line(format_args!("ASSIGN_GRANT vm={name} grant=\"{g}\""));
+            }
+            for d in devices {
+                console::line(format_args!("ASSIGN_DEVICE vm={name} device=\"{d}\""));
             }
             Ok(())
         }
@@ -171,6 +183,11 @@ fn start_vm<'m>(
         .take(1)
         .ok_or_else(|| Outcome::fail().with("reason", "no host RAM"))?;
     let client_id = ClientId(index as u32 + 1);
+    let (bdf, sid) = r
+        .edus
+        .get(index)
+        .map(|d| (d.bdf, d.sid))
+        .ok_or_else(|| Outcome::fail().with("reason", "needs two edus (qemu.args)"))?;
     assign(
         m,
         client_id,
@@ -179,12 +196,8 @@ fn start_vm<'m>(
             range: ram,
             kind: GrantKind::Ram,
         }],
+        &[DeviceSel::pci(bdf)],
     )?;
-    let (bdf, sid) = r
-        .edus
-        .get(index)
-        .map(|d| (d.bdf, d.sid))
-        .ok_or_else(|| Outcome::fail().with("reason", "needs two edus (qemu.args)"))?;
     let mut client = connect(m, client_id, name)?;
     let object = call("create-object", client.create_object(ObjectFlags::empty()))?.object;
     let a = client.attach(object, DeviceSel::pci(bdf));
@@ -466,6 +479,11 @@ pub fn hostile(r: &mut Rig<'_>) -> Step {
         .ram
         .take(1)
         .ok_or_else(|| Outcome::fail().with("reason", "no RAM"))?;
+    let (bdf, sid) = r
+        .edus
+        .first()
+        .map(|d| (d.bdf, d.sid))
+        .ok_or_else(|| Outcome::fail().with("reason", "no edu"))?;
     assign(
         &m,
         ClientId(1),
@@ -480,6 +498,7 @@ pub fn hostile(r: &mut Rig<'_>) -> Step {
                 kind: GrantKind::SharedRam,
             },
         ],
+        &[DeviceSel::pci(bdf)],
     )?;
     assign(
         &m,
@@ -489,15 +508,23 @@ pub fn hostile(r: &mut Rig<'_>) -> Step {
             range: victim,
             kind: GrantKind::Ram,
         }],
+        &[],
     )?;
-    let (bdf, sid) = r
+    let other_edu = r
         .edus
-        .first()
-        .map(|d| (d.bdf, d.sid))
-        .ok_or_else(|| Outcome::fail().with("reason", "no edu"))?;
+        .get(1)
+        .map(|d| d.bdf)
+        .ok_or_else(|| Outcome::fail().with("reason", "needs two edus (qemu.args)"))?;
     let mut c = connect(&m, ClientId(1), "hostile")?;
     let obj = call("create-object", c.create_object(ObjectFlags::empty()))?.object;
     call("attach", c.attach(obj, DeviceSel::pci(bdf)))?;
+    // A device the host did not give it (nobody holds it): refused as not its own.
+    let t = c.attach(obj, DeviceSel::pci(other_edu));
+    check(
+        &step("hostile", "other-edu-refused"),
+        refused_with(&t, DomainError::DeviceNotAssigned),
+        format_args!("bdf={other_edu} {}", Res(&t)),
+    )?;
     let mut v = connect(&m, ClientId(2), "victim")?;
     let vobj = call("victim-create", v.create_object(ObjectFlags::empty()))?.object;
     call(
@@ -583,9 +610,16 @@ pub fn hostile(r: &mut Rig<'_>) -> Step {
             },
             kind: GrantKind::Peer,
         }],
+        &[DeviceSel::pci(other_edu)],
     )?;
     let mut k = connect(&m, ClientId(3), "control")?;
     let kobj = call("control-create", k.create_object(ObjectFlags::empty()))?.object;
+    let a = k.attach(kobj, DeviceSel::pci(other_edu));
+    check(
+        "control-assigned-edu-attaches",
+        matches!(a, Ok(x) if x.devices == 1),
+        format_args!("bdf={other_edu} {}", Res(&a)),
+    )?;
     let g = k.map(
         kobj,
         window(WINDOW_IOVA, frame, 0x1000)?,
@@ -635,6 +669,19 @@ pub fn mmio_refused(r: &mut Rig<'_>, dmar: &Dmar<'_>) -> Step {
         raw_sid_allowed: false,
     }];
     let m = manager(r, &extra)?;
+    let (bdf, _) = r
+        .edus
+        .first()
+        .map(|d| (d.bdf, d.sid))
+        .ok_or_else(|| Outcome::fail().with("reason", "no edu"))?;
+    // The host gives the client both: the refusal is the IOMMU's limit, not the authority.
+    assign(
+        &m,
+        ClientId(1),
+        "platform",
+        &[],
+        &[DeviceSel::Mmio(base), DeviceSel::pci(bdf)],
+    )?;
     let mut c = connect(&m, ClientId(1), "platform")?;
     let obj = call("create-object", c.create_object(ObjectFlags::empty()))?.object;
     let known = c.lookup_device(DeviceSel::Mmio(base));
@@ -650,11 +697,6 @@ pub fn mmio_refused(r: &mut Rig<'_>, dmar: &Dmar<'_>) -> Step {
         value_ok,
         format_args!("base={base} {}", Res(&a)),
     )?;
-    let (bdf, _) = r
-        .edus
-        .first()
-        .map(|d| (d.bdf, d.sid))
-        .ok_or_else(|| Outcome::fail().with("reason", "no edu"))?;
     let p = c.attach(obj, DeviceSel::pci(bdf));
     check(
         "control-pci-device-attaches",
