@@ -819,7 +819,11 @@ fn scope_path_empty() {
     let e = expect_err(&table);
     // The error names a byte inside the table: the scope's Length, which left no room for a
     // path entry.
-    assert!(e.offset < table.len(), "offset {:#x} is past the table", e.offset);
+    assert!(
+        e.offset < table.len(),
+        "offset {:#x} is past the table",
+        e.offset
+    );
     assert_eq!(table[e.offset], 6);
     assert_eq!(
         e,

@@ -480,3 +480,32 @@ fn faults_carry_the_requester_id_as_stream_id() {
         Err(VtdBackendError::NotARequesterId(StreamId(0x1_0000)))
     );
 }
+
+/// The IOTLB invalidate descriptors (VT-d §6.5.2.3) the unit processed since `from`, as
+/// (address, IH).
+fn iotlb_pages_since(unit: &SharedUnit, from: usize) -> Vec<(u64, bool)> {
+    unit.get().processed[from..]
+        .iter()
+        .filter(|d| d[0] & 0xf == 2 && d[0] & 0x30 == 0x30)
+        .map(|d| (d[1] & !0xfff, d[1] & (1 << 6) != 0))
+        .collect()
+}
+
+#[test]
+fn a_caching_mode_map_that_links_tables_is_invalidated_without_the_hint() {
+    // QEMU's unit runs in caching mode (CAP.CM = 1): every map is followed by a page-selective
+    // IOTLB invalidation. IH = 1 tells the unit no paging-structure entry changed, so it may
+    // keep a cached not-present non-leaf entry; that is wrong when the map linked a new table.
+    let (mut m, unit) = rig();
+    let object = object_with(&mut m, A, edu_a());
+    let from = unit.get().processed.len();
+    // The domain is empty: this map links every table below the root.
+    map(&mut m, A, object, 0x10_0000, 0x5000_0000, 0x1000);
+    assert_eq!(iotlb_pages_since(&unit, from), [(0x10_0000, false)]);
+    // Control: the next page sits in the same last-level table, only a leaf is written, and
+    // the hint is given.
+    let from = unit.get().processed.len();
+    map(&mut m, A, object, 0x10_1000, 0x5000_1000, 0x1000);
+    assert_eq!(iotlb_pages_since(&unit, from), [(0x10_1000, true)]);
+    assert_eq!(dma(&unit, edu_a(), 0x10_1008, true), landed(0x5000_1008));
+}

@@ -762,7 +762,8 @@ fn remap_by_hand_without_invalidation(r: &mut Rig<'_>) -> Step {
         let (unit, pool) = r.backend()?.parts();
         unit.set_context(pool, edu, Some(ctx))
             .map_err(|e| vtd_error("set_context", e))?;
-        unit.mapped(pool, HAND_DID, Iova(base), SUPERPAGE)
+        // The walk above linked new tables: IH = 0.
+        unit.mapped(pool, HAND_DID, Iova(base), SUPERPAGE, true)
             .map_err(|e| vtd_error("mapped", e))?;
     }
     console::line(format_args!(
