@@ -64,6 +64,7 @@ pub use transport::{NoManager, Transport};
 pub use types::{
     ClientId, DeviceSel, DmaWindow, FaultBatch, FaultPage, FaultRecord, IovaRange, IovaRanges,
     IovaSpan, MapFlags, NotifyState, ObjectFlags, ObjectId, PciMatch, FAULTS_PER_PAGE,
+    FAULT_RUN_GAP,
 };
 pub use wire::{MAX_MESSAGE, VERSION};
 
