@@ -490,6 +490,13 @@ where
                 }
             };
             log.dropped = page.dropped();
+            if page.possibly_lost() > log.possibly_lost {
+                log.possibly_lost = page.possibly_lost();
+                host.line(format_args!(
+                    "DMA_FAULT_LOST vm={name} possibly_lost={} (the IOMMU lost fault records without saying whose; some may be this VM's)",
+                    log.possibly_lost
+                ));
+            }
             for r in page.records() {
                 if let Some(b) = log.push(r) {
                     emit(host, b);
@@ -673,6 +680,7 @@ where
             stop: self.stop,
             faults: 0,
             dropped: 0,
+            possibly_lost: 0,
             isolated: self.isolated,
             cleanup_error: None,
         };
@@ -688,6 +696,7 @@ where
         report.cleanup_error = self.read_faults();
         report.faults = self.faults.records;
         report.dropped = self.faults.dropped;
+        report.possibly_lost = self.faults.possibly_lost;
         if let (Some(c), Some(object)) = (self.client.as_mut(), self.object) {
             if let Err(e) = c.destroy_object(object) {
                 report.cleanup_error.get_or_insert(e);
@@ -700,9 +709,10 @@ where
         let status = report.exit_status.map_or(-1i128, i128::from);
         let stop = report.stop.map_or("none", |r| r.tag());
         self.host.line(format_args!(
-            "VMM vm={name} finished stop={stop} status={status} faults={} dropped={} isolated={}",
+            "VMM vm={name} finished stop={stop} status={status} faults={} dropped={} possibly_lost={} isolated={}",
             report.faults,
             report.dropped,
+            report.possibly_lost,
             u8::from(report.isolated)
         ));
         report
