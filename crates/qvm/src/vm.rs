@@ -66,7 +66,7 @@ pub fn guest_ram_range(plan: &VmPlan<'_>, ram_hpa: PhysAddr) -> Option<GpaRange>
     GpaRange::new(base, plan.ram)
 }
 
-/// Pages of fault records [`Vm::finish`] reads at most (31 records each).
+/// Pages of fault records [`Vm::finish`] reads at most (`FAULTS_PER_PAGE` entries each).
 const MAX_FAULT_PAGES: usize = 1024;
 
 /// A running VM.

@@ -167,12 +167,6 @@ impl Ledger {
         self.recorded
     }
 
-    /// Times the IOMMU lost records that may have been this ledger's
-    /// ([`Ledger::mark_possibly_lost`]).
-    pub fn possibly_lost(&self) -> u64 {
-        self.possibly_lost
-    }
-
     /// The sequence number the next record gets.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
