@@ -523,7 +523,7 @@ fn the_op_table_is_consistent() {
     }
     assert_eq!(Op::from_u16(0), None);
     // A full fault page fits one message.
-    assert!(ReadFaultsReply::SIZE <= MAX_PAYLOAD);
+    const { assert!(ReadFaultsReply::SIZE <= MAX_PAYLOAD) };
 }
 
 /// Renders an op's request and reply layout as the Markdown table `docs/protocol.md` shows.

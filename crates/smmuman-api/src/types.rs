@@ -1093,10 +1093,12 @@ mod tests {
         }));
         let buf = round_trip(page);
         assert_eq!(FaultPage::SIZE, 984);
-        assert!(
-            HEADER_LEN + FaultPage::SIZE <= MAX_MESSAGE,
-            "a page fits a message"
-        );
+        const {
+            assert!(
+                HEADER_LEN + FaultPage::SIZE <= MAX_MESSAGE,
+                "a page fits a message"
+            )
+        };
         assert_eq!(
             &buf[8..24],
             &[9, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]
