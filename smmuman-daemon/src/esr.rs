@@ -104,7 +104,8 @@ pub const fn fault_status_name(fsc: u8) -> &'static str {
 }
 
 impl fmt::Display for Syndrome {
-    /// `esr=0x... ec=0x.. ec_name=...` and, for aborts, `fsc=0x.. fsc_name=... wnr=0|1`.
+    /// `esr=0x... ec=0x.. ec_name=...` and, for aborts, `fsc=0x.. fsc_name=... wnr=0|1`; for a
+    /// trapped system register (EC 0x18), `access="msr CNTP_CTL_EL0, x3 (op0=3 ...)"`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -120,6 +121,14 @@ impl fmt::Display for Syndrome {
                 self.fault_status(),
                 fault_status_name(self.fault_status()),
                 u8::from(self.is_write())
+            )?;
+        }
+        if self.ec() == 0x18 {
+            // The ISS names the register, Rt and the direction (FAR is not set by this class).
+            write!(
+                f,
+                " access=\"{}\"",
+                qvm::sysreg::SysRegAccess::from_iss(self.iss())
             )?;
         }
         Ok(())
@@ -147,6 +156,17 @@ mod tests {
         let esr = Syndrome(0x3c << 26 | 1 << 25 | 0x1234);
         assert_eq!(format!("{esr}"), "esr=0xf2001234 ec=0x3c ec_name=brk");
         assert!(!esr.is_write());
+    }
+
+    #[test]
+    fn a_trapped_system_register_is_named_from_the_iss() {
+        // MRS x5, PMCR_EL0: Op0 3, Op2 0, Op1 3, CRn 9, Rt 5, CRm 12, read.
+        let iss = (3 << 20) | (3 << 14) | (9 << 10) | (5 << 5) | (12 << 1) | 1;
+        let esr = Syndrome((0x18 << 26) | (1 << 25) | iss);
+        assert_eq!(
+            format!("{esr}"),
+            "esr=0x6230e4b9 ec=0x18 ec_name=msr_mrs_trap access=\"mrs x5, PMCR_EL0 (op0=3 op1=3 crn=9 crm=12 op2=0 rt=5 dir=read)\""
+        );
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! * [`gic`]: the GICv3 distributor and redistributor the SMMU's wired interrupts go through.
 //! * [`esr`]: decoding of exception syndromes for the crash report.
 //! * [`guest_exit`]: the EL2 register values for running a guest and the decoding of its exits.
+//! * [`guest_sysreg`]: what the world switch answers for a guest's trapped system register
+//!   accesses (ID registers, PMU, debug, RAS, set/way).
 //! * [`report`], [`scenario`]: machine-readable result lines and the scenario registry.
 //! * [`clock`]: the time source bounded waits use.
 //!
@@ -39,6 +41,7 @@ pub mod esr;
 pub mod exit_code;
 pub mod gic;
 pub mod guest_exit;
+pub mod guest_sysreg;
 pub mod initrd;
 pub mod mailbox;
 pub mod memory;

@@ -20,12 +20,14 @@ const GUEST_LINK_BASE: u64 = 0x4008_0000;
 const UNITY_LINK_BASE: u64 = 0x5180_0000 + 0x8_0000;
 
 /// The guests and their link addresses.
-const GUESTS: [(&str, u64); 5] = [
+const GUESTS: [(&str, u64); 7] = [
     ("driver", GUEST_LINK_BASE),
     ("rogue", GUEST_LINK_BASE),
     ("unity", UNITY_LINK_BASE),
     ("looper", GUEST_LINK_BASE),
     ("crasher", GUEST_LINK_BASE),
+    ("cpu-noisy", GUEST_LINK_BASE),
+    ("cpu-check", GUEST_LINK_BASE),
 ];
 
 fn main() {

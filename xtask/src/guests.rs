@@ -17,7 +17,15 @@ use std::process::Command;
 /// The guests' package.
 pub const PACKAGE: &str = "qvm-guests";
 /// Every guest binary.
-pub const GUESTS: [&str; 5] = ["driver", "rogue", "unity", "looper", "crasher"];
+pub const GUESTS: [&str; 7] = [
+    "driver",
+    "rogue",
+    "unity",
+    "looper",
+    "crasher",
+    "cpu-noisy",
+    "cpu-check",
+];
 /// Archive name of the board config.
 pub const CONFIG_ENTRY: &str = "smmuman.conf";
 /// Archive name of the host plan.

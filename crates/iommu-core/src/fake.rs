@@ -186,6 +186,12 @@ impl FakeMemory {
         core::array::from_fn(|i| self.words.get(&(line + 8 * i as u64)).copied().unwrap_or(0))
     }
 
+    /// From now on, only `pages` more 4 KiB pages can be allocated (tests of what runs out of
+    /// memory half way).
+    pub fn set_pages_left(&mut self, pages: u64) {
+        self.limit = self.next.saturating_add(pages.saturating_mul(PAGE_SIZE));
+    }
+
     /// Number of live allocations.
     pub fn live_allocations(&self) -> usize {
         self.allocations.len()

@@ -10,7 +10,8 @@
 //!   ([`guest_map`]) to the manager through `smmuman-api`, emulates what the guest touches
 //!   outside its RAM (the console, [`mmio`], and the PCI configuration space, [`vpci`]),
 //!   answers hypercalls ([`abi`]) and, when the guest stops, reads its device's faults back
-//!   and logs them ([`vm`]);
+//!   and logs them ([`vm`]); a trapped system register access nobody emulates stops the guest
+//!   with the register named ([`sysreg`]);
 //! * the **guest** runs at EL1 with its MMU off and programs its pass-through device with
 //!   guest-physical addresses.
 //!
@@ -31,6 +32,7 @@ pub mod guest_ram;
 pub mod mmio;
 pub mod outcome;
 pub mod plan;
+pub mod sysreg;
 pub mod vcpu;
 pub mod vm;
 pub mod vpci;

@@ -163,6 +163,11 @@ pub enum StopReason {
         /// The address.
         gpa: Gpa,
     },
+    /// A trapped system register access nobody emulates (ESR_EL2.EC = 0x18).
+    SysReg {
+        /// The register, Rt and direction, from the syndrome.
+        access: crate::sysreg::SysRegAccess,
+    },
     /// Another exception.
     Exception {
         /// ESR_EL2.EC.
@@ -187,6 +192,7 @@ impl StopReason {
             Self::OutsideDevices { .. } => "outside",
             Self::Unemulatable { .. } => "unemulatable",
             Self::InstructionAbort { .. } => "instruction-abort",
+            Self::SysReg { .. } => "sysreg",
             Self::Exception { .. } => "exception",
             Self::Stage2(_) => "stage2",
         }
@@ -211,6 +217,10 @@ impl fmt::Display for StopReason {
                     "guest fetched an instruction at GPA {gpa} outside its RAM"
                 )
             }
+            Self::SysReg { access } => write!(
+                f,
+                "trapped system register access nobody emulates: {access}"
+            ),
             Self::Exception { ec, iss, far } => write!(
                 f,
                 "unexpected guest exception: EC {ec:#04x} ISS {iss:#09x} FAR {far:#018x}"

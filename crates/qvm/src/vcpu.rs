@@ -47,8 +47,15 @@ pub enum Exit {
     /// A host interrupt arrived while the guest ran (e.g. the IOMMU's event queue); the host
     /// takes it as soon as the VMM gives the CPU back.
     HostIrq,
-    /// Anything else a guest can cause at EL2 (an EL1 exception the host does not expect, a
-    /// trapped system register, an SError): the VMM stops the guest.
+    /// A trapped system register access (EC = 0x18) that the world switch does not emulate
+    /// itself (it answers ID, PMU, debug, RAS and set/way accesses: docs/world-switch.md): the
+    /// VMM stops the guest and names the register.
+    SysReg {
+        /// What the syndrome says: the register, Rt and the direction.
+        access: crate::sysreg::SysRegAccess,
+    },
+    /// Anything else a guest can cause at EL2 (an exception class the host does not expect, an
+    /// SError): the VMM stops the guest.
     Other {
         /// ESR_EL2.EC.
         ec: u8,

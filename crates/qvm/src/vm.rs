@@ -439,6 +439,7 @@ where
                 self.read_faults();
                 self.check_time()
             }
+            Exit::SysReg { access } => Action::Stop(StopReason::SysReg { access }),
             Exit::Other { ec, iss, far } => Action::Stop(StopReason::Exception { ec, iss, far }),
         };
         if let Action::Stop(r) = action {

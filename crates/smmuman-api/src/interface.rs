@@ -76,7 +76,9 @@ interface! {
 
     /// Maps `window` into the object for every attached device, with `access`. The host range
     /// must lie in the caller's assignment (the RAM and BARs the host gave its VM). Refused
-    /// with, in this order, `NotFound` (value: object), `Misaligned` (value: the unaligned
+    /// with, in this order, `NotFound` (value: object), `Unsupported` (an access set the wire
+    /// cannot carry, empty or with `DEVICE`, handed over in-process; value: its bits),
+    /// `Misaligned` (value: the unaligned
     /// address), `NotUnity` (value: iova), `OutOfRange` (value: iova), `NotOwned` (host range
     /// overlaps the manager's memory; value: pa), `NotAssigned` (value: the first host address
     /// of the range outside the caller's assignment), `NeedsShared` (the range is assigned as
@@ -231,7 +233,8 @@ interface! {
     /// Maps every window of `windows` into the object, all or nothing, with one IOMMU call (a
     /// map needs no invalidation). Each window is checked as `map` checks it, against the
     /// object and against the windows before it in the batch. Refused with the first refusal
-    /// in window order, carrying `map`'s values: `NotFound`, `Misaligned`, `NotUnity`,
+    /// in window order, carrying `map`'s values: `NotFound`, `Unsupported`, `Misaligned`,
+    /// `NotUnity`,
     /// `OutOfRange`, `NotOwned`, `NotAssigned`, `NeedsShared`, `Overlap` (also for two windows
     /// of the batch that overlap; value: the later one's iova), `Busy`, `QuotaExceeded` (the
     /// batch would pass a limit; value: the limit), `Iommu`.

@@ -62,9 +62,9 @@ pub use policy::{
 };
 pub use transport::{NoManager, Transport};
 pub use types::{
-    ClientId, DeviceSel, DmaWindow, FaultBatch, FaultPage, FaultRecord, IovaRange, IovaRanges,
-    IovaSpan, MapFlags, NotifyState, ObjectFlags, ObjectId, PciMatch, FAULTS_PER_PAGE,
-    FAULT_RUN_GAP,
+    is_window_access, ClientId, DeviceSel, DmaWindow, FaultBatch, FaultPage, FaultRecord,
+    IovaRange, IovaRanges, IovaSpan, MapFlags, NotifyState, ObjectFlags, ObjectId, PciMatch,
+    FAULTS_PER_PAGE, FAULT_RUN_GAP, WINDOW_ACCESS,
 };
 pub use wire::{MAX_MESSAGE, VERSION};
 

@@ -6,7 +6,7 @@
 use crate::wire::{FieldError, Reader, Wire, Writer, PAGE_SIZE};
 use core::fmt;
 use iommu_core::ids::BdfError;
-use iommu_core::{Bdf, Direction, FaultReason, Iova, PhysAddr, StreamId};
+use iommu_core::{Access, Bdf, Direction, FaultReason, Iova, PhysAddr, StreamId};
 
 /// A client of the manager, as the transport identifies it (never taken from the message).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
@@ -90,6 +90,19 @@ bitflags::bitflags! {
     }
 }
 wire_flags!(ObjectFlags, MapFlags);
+
+/// What a client may ask a DMA window to allow: READ, WRITE and EXEC. `DEVICE` is the VMM's
+/// CPU stage-2 attribute, never a window's.
+pub const WINDOW_ACCESS: Access = Access::READ.union(Access::WRITE).union(Access::EXEC);
+
+/// Whether `access` is a window's access: inside [`WINDOW_ACCESS`] and not empty (a window
+/// that allows nothing is a mistake, not a mapping). The one check of both paths: the wire
+/// decoder refuses any other byte, and the manager refuses any other set a caller in the same
+/// program hands it (`Unsupported`, value: the bits), so every mapping it holds can be sent
+/// back in a listing.
+pub const fn is_window_access(access: Access) -> bool {
+    !access.is_empty() && WINDOW_ACCESS.contains(access)
+}
 
 /// A PCI function pattern: each of bus, device, function is either a number or a wildcard.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]

@@ -280,8 +280,9 @@ impl Wire for bool {
     }
 }
 
-/// [`iommu_core::Access`] is one byte of READ (bit 0), WRITE (bit 1), EXEC (bit 2); unknown bits
-/// and the empty set (a window that allows nothing) are refused.
+/// [`iommu_core::Access`] is one byte of READ (bit 0), WRITE (bit 1), EXEC (bit 2); anything
+/// [`crate::types::is_window_access`] refuses (unknown bits, `DEVICE`, the empty set) is
+/// refused.
 impl Wire for iommu_core::Access {
     const SIZE: usize = 1;
     fn put(&self, w: &mut Writer<'_>) {
@@ -290,10 +291,8 @@ impl Wire for iommu_core::Access {
     fn get(r: &mut Reader<'_>) -> Result<Self, FieldError> {
         let at = r.offset();
         let v = r.u8()?;
-        let on_wire =
-            iommu_core::Access::READ | iommu_core::Access::WRITE | iommu_core::Access::EXEC;
         match iommu_core::Access::from_bits(v) {
-            Some(a) if !a.is_empty() && on_wire.contains(a) => Ok(a),
+            Some(a) if crate::types::is_window_access(a) => Ok(a),
             _ => Err(Reader::reject(at, v.into())),
         }
     }

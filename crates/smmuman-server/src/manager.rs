@@ -4,6 +4,27 @@
 //! nothing. Where the IOMMU itself fails half-way (a multi-group attach or detach), the steps
 //! already done are undone before the refusal is sent; only if the undo fails too does the
 //! manager keep the state the IOMMU really has (recorded, logged, counted).
+//!
+//! # A device is free only once the IOMMU confirmed it
+//!
+//! An `attach` or `detach` the backend fails may be half done: the new configuration may be in
+//! memory while the IOMMU still uses the old one, or the reverse (IHI 0070 §3.21.3: until the
+//! CMD_SYNC after CMD_CFGI_STE completes the SMMU may use either STE; VT-d §6.5.2.10: after an
+//! IQE/ICE/ITE the context-cache invalidation did not complete). The manager does not ask the
+//! backend which failures were harmless: only an `Ok` from `attach` / `detach` confirms where
+//! a stream points. So:
+//!
+//! * a group is recorded free (owner `None`) only after a `detach` of it returned `Ok`; a
+//!   group whose attach failed is detached again (the failing one included: its stream may
+//!   already point at the object's domain), and one whose rollback fails too stays recorded
+//!   as attached to the object;
+//! * a group whose detach rollback (re-attach) fails stays recorded as attached: it may use
+//!   either the object's domain or deny;
+//! * an object is removed, and its host memory released for others to map, only after every
+//!   group left it **and** `destroy_domain` succeeded. A refused `destroy_domain` keeps the
+//!   object with its mappings and memory claims: its client may retry `destroy_object`; an
+//!   object whose client went away is kept as an orphan (counted in
+//!   [`Counters::orphaned_objects`]) until [`Manager::retry_orphans`] succeeds.
 
 use crate::authority::{AssignError, Assignments, Cover, Grant};
 use crate::config::{
@@ -19,9 +40,9 @@ use core::time::Duration;
 use iommu_core::{DomainId, Fault, IommuBackend, Iova, MapOp, StreamId};
 use smmuman_api::interface::*;
 use smmuman_api::{
-    dispatch, ClientId, DmaWindow, DomainError, FaultBatch, FaultPage, FaultRecord, IovaRange,
-    IovaRanges, IovaSpan, MapEntry, MapFlags, MappingPage, ObjectFlags, ObjectId, ProtocolError,
-    Refusal, FAULTS_PER_PAGE, MAPPINGS_PER_PAGE, MAP_BATCH, UNMAP_BATCH,
+    dispatch, is_window_access, ClientId, DmaWindow, DomainError, FaultBatch, FaultPage,
+    FaultRecord, IovaRange, IovaRanges, IovaSpan, MapEntry, MapFlags, MappingPage, ObjectFlags,
+    ObjectId, ProtocolError, Refusal, FAULTS_PER_PAGE, MAPPINGS_PER_PAGE, MAP_BATCH, UNMAP_BATCH,
 };
 
 /// A VM object: one IOMMU domain, its mappings and its fault ledger. The groups attached to it
@@ -78,10 +99,12 @@ pub struct Counters {
     pub hw_lost_at_least: u64,
     /// IOMMU operations that failed.
     pub iommu_errors: u64,
-    /// Objects whose client went away but whose devices could not be put back to deny.
+    /// Objects whose client went away but that could not be torn down (a device the IOMMU
+    /// would not put back to deny, or a domain it would not destroy): kept with their memory.
     pub orphaned_objects: u64,
-    /// Domains the IOMMU would not destroy (no device can reach them).
-    pub leaked_domains: u64,
+    /// `destroy_domain` calls the IOMMU refused; each kept its object, with its memory, until a
+    /// retry succeeds.
+    pub refused_destroys: u64,
 }
 
 /// The manager: VM objects over an [`IommuBackend`], serving [`ManagerOps`].
@@ -265,8 +288,9 @@ impl<B: IommuBackend> Manager<B> {
     /// back to default deny, mappings gone, invalidation complete), and cancels a notification
     /// it armed on the unclaimed ledger. Returns how many objects were destroyed.
     ///
-    /// An object whose devices the IOMMU refuses to release is kept as an orphan (no client can
-    /// reach it; it keeps its devices and host memory), logged and counted.
+    /// An object the IOMMU will not let go (a device it would not put back to deny, or a domain
+    /// it would not destroy) is kept as an orphan (no client can reach it; it keeps its devices
+    /// and host memory, so no other client can be given that memory), logged and counted.
     pub fn client_gone(&mut self, client: ClientId) -> usize {
         let mut destroyed = 0;
         let mut i = 0;
@@ -280,7 +304,10 @@ impl<B: IommuBackend> Manager<B> {
                         continue;
                     }
                     Err(_) => {
-                        log::error!("object {id} of {client} is orphaned: its devices would not go back to deny");
+                        log::error!(
+                            "object {id} of {client} is orphaned: the IOMMU would not release \
+                             it; it keeps its devices and memory"
+                        );
                         if let Some(obj) = self.objects.get_mut(i) {
                             obj.owner = None;
                             obj.ledger.notify = crate::ledger::Notify::Idle;
@@ -297,6 +324,29 @@ impl<B: IommuBackend> Manager<B> {
             log::info!("{client} went away: {destroyed} object(s) destroyed");
         }
         destroyed
+    }
+
+    /// Tries again to tear down every orphan (an object [`Manager::client_gone`] had to keep
+    /// because the IOMMU would not release it); returns how many are gone now. Once the IOMMU
+    /// confirms, an orphan's devices are free and its host memory may be assigned and mapped
+    /// again; until then it keeps both. Cheap when there is no orphan: call it from time to
+    /// time (e.g. with the slow fault poll).
+    pub fn retry_orphans(&mut self) -> usize {
+        let mut gone = 0;
+        let mut i = 0;
+        while let Some(obj) = self.objects.get(i) {
+            if obj.owner.is_none() {
+                let id = obj.id;
+                if self.teardown(i).is_ok() {
+                    log::info!("orphaned object {id} released: the IOMMU confirmed it");
+                    gone += 1;
+                    // `teardown` moved the last object into slot `i`: look at it next.
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        gone
     }
 
     /// The IOMMU signalled an event (event queue or GERROR interrupt): drains every recorded
@@ -485,8 +535,10 @@ impl<B: IommuBackend> Manager<B> {
     }
 
     /// Devices of `object` back to deny, its domain destroyed, the object removed (the last
-    /// object moves into slot `i`). On a failed detach the object stays, with the groups that
-    /// would not move.
+    /// object moves into slot `i`) and its host memory released. On a failed detach the object
+    /// stays, with the groups that would not move; on a refused `destroy_domain` it stays with
+    /// no device: either way with all its mappings and memory claims, since a device may still
+    /// translate through its domain (see the module docs).
     fn teardown(&mut self, i: usize) -> Result<(), Refusal> {
         let (id, domain) = {
             let o = self.object(i)?;
@@ -511,9 +563,12 @@ impl<B: IommuBackend> Manager<B> {
             return Err(r);
         }
         if let Err(e) = self.backend.destroy_domain(domain) {
-            // No device is attached to it any more, so nothing can use its mappings.
-            self.counters.leaked_domains += 1;
-            let _ = self.iommu_failed("destroy_domain", domain.0.into(), e);
+            // The IOMMU may still hold a device's configuration (or cached translations) that
+            // reach the domain's tables: its memory must not go to anyone else.
+            self.counters.refused_destroys += 1;
+            let r = self.iommu_failed("destroy_domain", domain.0.into(), e);
+            log::error!("object {id} kept with its memory: {domain} could not be destroyed");
+            return Err(r);
         }
         let gone = self.objects.swap_remove(i);
         let all: alloc::vec::Vec<Mapping> = gone.mappings.iter().copied().collect();
@@ -521,8 +576,9 @@ impl<B: IommuBackend> Manager<B> {
         Ok(())
     }
 
-    /// Puts back to deny the groups an attach had already moved; a group the IOMMU will not
-    /// release stays recorded as attached to `id` (the truth).
+    /// Puts back to deny the groups an attach had already moved or tried to move; a group the
+    /// IOMMU will not confirm in deny stays recorded as attached to `id` (it may still use the
+    /// object's domain).
     fn undo_attach(&mut self, done: Bits, id: ObjectId) {
         for g in indices(done) {
             let Ok(sid) = self.group(g).map(|g| g.sid) else {
@@ -536,8 +592,9 @@ impl<B: IommuBackend> Manager<B> {
         }
     }
 
-    /// Re-attaches the groups a detach had already released; a group the IOMMU will not
-    /// re-attach stays in default deny (narrower than before, never wider).
+    /// Re-attaches the groups a detach had already released. A group the IOMMU will not
+    /// re-attach stays recorded as attached to the object: its stream may use either deny or
+    /// the object's domain, so it is not free until a later detach is confirmed.
     fn undo_detach(&mut self, done: Bits, domain: DomainId) {
         for g in indices(done) {
             let Ok(sid) = self.group(g).map(|g| g.sid) else {
@@ -545,8 +602,7 @@ impl<B: IommuBackend> Manager<B> {
             };
             if let Err(e) = self.backend.attach(sid, domain) {
                 let _ = self.iommu_failed("detach rollback", sid.0.into(), e);
-                log::error!("SID {sid} stays in default deny: rollback failed");
-                self.table.set_owner(1 << g, None);
+                log::error!("SID {sid} stays attached to {domain}'s object: rollback failed");
             }
         }
     }
@@ -560,6 +616,11 @@ impl<B: IommuBackend> Manager<B> {
         entry: &MapEntry,
         accepted: &[(Mapping, bool)],
     ) -> Result<(Mapping, bool), Refusal> {
+        // What the wire would refuse as malformed, a caller in the same program may still
+        // hand over; one check for both (a mapping that allows nothing could not be listed).
+        if !is_window_access(entry.access) {
+            return refuse(DomainError::Unsupported, entry.access.bits());
+        }
         let w = entry.window;
         let (iova, pa, len) = (w.iova(), w.pa(), w.len());
         if !iova.is_aligned(self.granule) {
@@ -1035,7 +1096,8 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
             };
             if let Err(e) = self.backend.attach(sid, domain) {
                 let refusal = self.iommu_failed("attach", sid.0.into(), e);
-                self.undo_attach(done, id);
+                // The failing group too: its stream may already use the domain.
+                self.undo_attach(done | 1 << g, id);
                 return Err(refusal);
             }
             done |= 1 << g;

@@ -45,10 +45,9 @@ use crate::ste::{S2Context, Ste};
 use core::fmt;
 use iommu_core::{
     Access, Direction, DmaMemory, DomainId, Fault, FaultDrain, FaultReason, IommuBackend, Iova,
-    MapOp, OutOfMemory, PhysAddr, StreamId, Vmid,
+    MapOp, PhysAddr, StreamId, Vmid,
 };
-use stage2::geometry::TABLE_BYTES;
-use stage2::{Invalidation, MapError, Stage2Config, Stage2Table};
+use stage2::{Invalidation, MapError, Stage2Config, Stage2Table, TableReserve};
 
 /// Most domains one backend serves at once (besides the unclaimed one).
 pub const MAX_DOMAINS: usize = 64;
@@ -338,85 +337,6 @@ impl Flush {
             }
         }
         out
-    }
-}
-
-/// Table pages allocated before a batch writes anything and handed to the table code as it
-/// asks, so that a batch found valid cannot run out of memory half way; what is left goes back
-/// with [`Reserve::release`]. The pages are chained through their first word.
-struct Reserve<'m, M: DmaMemory + ?Sized> {
-    mem: &'m mut M,
-    head: PhysAddr,
-    len: usize,
-}
-
-impl<'m, M: DmaMemory + ?Sized> Reserve<'m, M> {
-    fn new(mem: &'m mut M, pages: usize) -> Result<Self, OutOfMemory> {
-        let mut r = Self {
-            mem,
-            head: PhysAddr(0),
-            len: 0,
-        };
-        for _ in 0..pages {
-            match r.mem.alloc_zeroed(TABLE_BYTES, TABLE_BYTES) {
-                Ok(page) => {
-                    r.mem.write_u64(page, r.head.get());
-                    r.head = page;
-                    r.len += 1;
-                }
-                Err(e) => {
-                    r.release();
-                    return Err(e);
-                }
-            }
-        }
-        Ok(r)
-    }
-
-    fn pop(&mut self) -> Option<PhysAddr> {
-        if self.len == 0 {
-            return None;
-        }
-        let page = self.head;
-        self.head = PhysAddr(self.mem.read_u64(page));
-        self.mem.write_u64(page, 0);
-        self.len -= 1;
-        Some(page)
-    }
-
-    fn release(&mut self) {
-        while let Some(page) = self.pop() {
-            self.mem.free(page, TABLE_BYTES);
-        }
-    }
-}
-
-impl<M: DmaMemory + ?Sized> DmaMemory for Reserve<'_, M> {
-    fn alloc_zeroed(&mut self, size: usize, align: usize) -> Result<PhysAddr, OutOfMemory> {
-        if size == TABLE_BYTES && align != 0 && TABLE_BYTES.is_multiple_of(align) {
-            if let Some(page) = self.pop() {
-                return Ok(page);
-            }
-        }
-        self.mem.alloc_zeroed(size, align)
-    }
-    fn free(&mut self, pa: PhysAddr, size: usize) {
-        self.mem.free(pa, size);
-    }
-    fn read_u64(&self, pa: PhysAddr) -> u64 {
-        self.mem.read_u64(pa)
-    }
-    fn write_u64(&mut self, pa: PhysAddr, value: u64) {
-        self.mem.write_u64(pa, value);
-    }
-    fn publish(&mut self) {
-        self.mem.publish();
-    }
-    fn sync_for_device(&mut self, pa: PhysAddr, len: u64) {
-        self.mem.sync_for_device(pa, len);
-    }
-    fn sync_for_cpu(&mut self, pa: PhysAddr, len: u64) {
-        self.mem.sync_for_cpu(pa, len);
     }
 }
 
@@ -808,7 +728,7 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for Smmuv3Backend<M, R> {
             .get_mut(usize::from(domain.0))
             .and_then(Option::as_mut)
             .ok_or(BackendError::UnknownDomain(domain))?;
-        let mut reserve = Reserve::new(&mut *mem, tables).map_err(MapError::from)?;
+        let mut reserve = TableReserve::new(&mut *mem, tables).map_err(MapError::from)?;
         let mut written = 0;
         let mut failed = None;
         for op in batch {
@@ -883,16 +803,19 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for Smmuv3Backend<M, R> {
             .ok_or(BackendError::UnknownDomain(domain))?;
         let mut splits = 0usize;
         for &(iova, len) in batch {
-            let tables = d
+            // Tables the splits link and their side pages: set aside below, so the batch
+            // cannot run out of memory half way.
+            let pages = d
                 .table
-                .split_tables(&mut Dma::new(mem, coherent), iova, len)?;
-            // Splitting a live block in place is only safe with IHI 0070 §3.21.1.3 level 2.
-            if bbml < 2 && tables > 0 {
+                .split_pages(&mut Dma::new(mem, coherent), iova, len)?;
+            // Splitting a live block in place is only safe with IHI 0070 §3.21.1.3 level 2
+            // (a split always links a table; side pages come only with one).
+            if bbml < 2 && pages > 0 {
                 return Err(BackendError::SplitNeedsBbml2 { iova, len, bbml });
             }
-            splits = splits.saturating_add(tables);
+            splits = splits.saturating_add(pages);
         }
-        let mut reserve = Reserve::new(&mut *mem, splits).map_err(MapError::from)?;
+        let mut reserve = TableReserve::new(&mut *mem, splits).map_err(MapError::from)?;
         let mut flush = Flush::new();
         flush.add(d.pending);
         let mut bytes = 0u64;

@@ -359,7 +359,7 @@ impl FakeSmmu {
     /// Where the SMMU would send a DMA of `sid` to `iova`: the STE it uses, then a stage-2
     /// walk (VMSAv8-64, 4 KiB granule, start level from STE.S2SL0, IHI 0070 §5.2) over memory
     /// as this SMMU reads it. `None` for a fault (no TLB is modelled).
-    pub(crate) fn translate(&self, sid: u32, iova: u64) -> Option<u64> {
+    pub fn translate(&self, sid: u32, iova: u64) -> Option<u64> {
         let ste = self.config(sid).ok()?;
         let st = self.st.borrow();
         let mem = self.mem.0.borrow();
@@ -418,12 +418,18 @@ impl FakeSmmu {
     }
 
     /// Fails the next `times` commands with `opcode` with CMDQ_CONS.ERR = `error`.
-    pub(crate) fn inject(&self, opcode: u8, error: u8, times: u32) {
+    pub fn inject(&self, opcode: u8, error: u8, times: u32) {
         self.inject_after(opcode, error, 0, times);
     }
 
-    /// Lets `after` commands with `opcode` through, then fails the next `times` of them.
-    pub(crate) fn inject_after(&self, opcode: u8, error: u8, after: u32, times: u32) {
+    /// Cancels every injected command failure still pending.
+    pub fn clear_injections(&self) {
+        self.st.borrow_mut().inject.clear();
+    }
+
+    /// Lets `after` commands with `opcode` through, then fails the next `times` of them
+    /// (`error` as CMDQ_CONS.ERR: 1 CERROR_ILL, 2 CERROR_ABT, 3 CERROR_ATC_INV_SYNC).
+    pub fn inject_after(&self, opcode: u8, error: u8, after: u32, times: u32) {
         self.st.borrow_mut().inject.push(Inject {
             opcode,
             error,
@@ -544,7 +550,19 @@ impl RegisterAccess for FakeSmmu {
 /// # Errors
 /// When bring-up or the backend refuses (a bug in the emulation).
 pub fn qemu_backend() -> Result<crate::Smmuv3Backend<SharedMem, FakeSmmu>, crate::BackendError> {
+    qemu_rig().map(|(backend, _)| backend)
+}
+
+/// [`qemu_backend`] and a handle on its emulated SMMU, through which a test injects command
+/// failures ([`FakeSmmu::inject_after`]) and asks where a DMA lands ([`FakeSmmu::translate`]).
+///
+/// # Errors
+/// As [`qemu_backend`].
+#[allow(clippy::type_complexity)]
+pub fn qemu_rig(
+) -> Result<(crate::Smmuv3Backend<SharedMem, FakeSmmu>, FakeSmmu), crate::BackendError> {
     let fake = FakeSmmu::qemu();
+    let handle = fake.clone();
     let mut mem = fake.mem.clone();
     let mut smmu = crate::Smmu::with_registers(fake);
     let cfg = crate::BringUpConfig {
@@ -554,5 +572,5 @@ pub fn qemu_backend() -> Result<crate::Smmuv3Backend<SharedMem, FakeSmmu>, crate
         ..crate::BringUpConfig::default()
     };
     smmu.bring_up(&mut mem, cfg)?;
-    crate::Smmuv3Backend::new(smmu, mem)
+    Ok((crate::Smmuv3Backend::new(smmu, mem)?, handle))
 }

@@ -89,9 +89,11 @@ pub mod format;
 pub mod geometry;
 pub mod invalidation;
 mod page_chain;
+mod reserve;
 pub mod table;
 
 pub use config::Stage2Config;
 pub use error::MapError;
 pub use invalidation::{Invalidation, Unmapped, LEAF_LIST_CAPACITY};
+pub use reserve::TableReserve;
 pub use table::{BookkeepingError, Stage2Table, Translation};

@@ -521,6 +521,34 @@ impl<F: PtFormat> Stage2Table<F> {
         iova: Iova,
         len: u64,
     ) -> Result<usize, MapError> {
+        Ok(self.split_needed(mem, iova, len)?.tables)
+    }
+
+    /// How many pages [`unmap`](Self::unmap) of `[iova, iova + len)` would allocate: the
+    /// tables its block splits link and the bookkeeping side pages of the tables that link
+    /// their first table (0: it removes whole leaves only). A caller that unmaps several
+    /// ranges as one all-or-nothing batch sets this many pages aside (summed over the ranges,
+    /// an upper bound) before it changes anything. Changes nothing.
+    ///
+    /// # Errors
+    /// As [`split_tables`](Self::split_tables).
+    pub fn split_pages(
+        &mut self,
+        mem: &mut impl DmaMemory,
+        iova: Iova,
+        len: u64,
+    ) -> Result<usize, MapError> {
+        let n = self.split_needed(mem, iova, len)?;
+        Ok(n.tables + n.sides)
+    }
+
+    /// The counting pass of an unmap.
+    fn split_needed(
+        &mut self,
+        mem: &mut impl DmaMemory,
+        iova: Iova,
+        len: u64,
+    ) -> Result<Needed, MapError> {
         let end = self.check_unmap(iova, len)?;
         let mut walk = Walk::new(
             self.fmt,
@@ -531,7 +559,7 @@ impl<F: PtFormat> Stage2Table<F> {
         walk.pass = Pass::Count(Needed::default());
         let mut meta = Meta::decode(self.root_word);
         walk.unmap_walk(self.root, &mut meta, self.start_level, iova.get(), end)?;
-        Ok(walk.pass.needed().tables)
+        Ok(walk.pass.needed())
     }
 
     /// Validates a map's arguments, in `map`'s documented order; returns the range's end.

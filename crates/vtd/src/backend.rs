@@ -47,7 +47,7 @@ use iommu_core::{
     StreamId,
 };
 use stage2::format::VtdSecondLevel;
-use stage2::{Invalidation, MapError, Stage2Config, Stage2Table};
+use stage2::{Invalidation, MapError, Stage2Config, Stage2Table, TableReserve};
 
 /// Most domains one backend serves at once.
 pub const MAX_DOMAINS: usize = 64;
@@ -403,12 +403,19 @@ impl<M: DmaMemory, R: RegisterAccess> VtdBackend<M, R> {
         result.map_err(Into::into)
     }
 
-    /// Unmaps `batch` from `domain`'s table (no invalidation); returns the bytes removed and
-    /// the invalidation owed, merged with what the domain already owed.
+    /// Unmaps `batch` from `domain`'s table (no invalidation) with `splits` pages set aside
+    /// first for the superpages it splits (tables and their side pages) (so the batch cannot run out of memory half
+    /// way); returns the bytes removed and the invalidation owed, merged with what the domain
+    /// already owed.
+    ///
+    /// # Errors
+    /// [`VtdBackendError::UnknownDomain`]; [`MapError::OutOfMemory`] when the `splits` pages
+    /// are not there: nothing was touched.
     fn clear(
         &mut self,
         domain: DomainId,
         batch: &[(Iova, u64)],
+        splits: usize,
     ) -> Result<(u64, Invalidation, Option<MapError>), VtdBackendError> {
         let coherent = self.coherent();
         let Self { mem, domains, .. } = self;
@@ -416,23 +423,29 @@ impl<M: DmaMemory, R: RegisterAccess> VtdBackend<M, R> {
             .get_mut(usize::from(domain.0))
             .and_then(Option::as_mut)
             .ok_or(VtdBackendError::UnknownDomain(domain))?;
+        let mut reserve = TableReserve::new(mem, splits).map_err(MapError::from)?;
         let mut inv = d.pending;
         let mut bytes = 0u64;
         let mut failed = None;
         for &(iova, len) in batch {
-            match d.table.unmap(&mut Flushed::new(mem, coherent), iova, len) {
+            match d
+                .table
+                .unmap(&mut Flushed::new(&mut reserve, coherent), iova, len)
+            {
                 Ok(u) => {
                     bytes = bytes.saturating_add(u.bytes);
                     inv = inv.merge(u.invalidation);
                     // Gone from memory, maybe not from the IOTLB: owed until the wait completes.
                     d.pending = inv;
                 }
+                // Not reached for a batch whose splits were counted (they are set aside).
                 Err(e) => {
                     failed = Some(e);
                     break;
                 }
             }
         }
+        reserve.release();
         Ok((bytes, inv, failed))
     }
 }
@@ -622,13 +635,16 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for VtdBackend<M, R> {
             .map(|op| (op.iova, op.len))
             .take(64)
             .collect();
-        let (_, inv, _) = self.clear(domain, &spans)?;
+        let (_, inv, _) = self.clear(domain, &spans, 0)?;
         self.flush(domain, inv)?;
         Err(e)
     }
 
-    /// Checks every span's range first, clears every span, then invalidates the hull of what
-    /// went with page-selective descriptors and one wait, and only then frees emptied tables.
+    /// Checks every span's range first and counts the pages its superpage splits need
+    /// ([`Stage2Table::split_pages`]; an upper bound: the sum over the spans), sets them aside, clears every span, then
+    /// invalidates the hull of what went with page-selective descriptors and one wait, and
+    /// only then frees emptied tables. So a batch is all or nothing: without memory for every
+    /// split, nothing is unmapped.
     ///
     /// # Errors
     /// Refusals, nothing touched: [`VtdBackendError::UnknownDomain`],
@@ -653,6 +669,7 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for VtdBackend<M, R> {
                 ias_bits,
             });
         }
+        let mut splits = 0usize;
         {
             let coherent = self.coherent();
             let Self { mem, domains, .. } = &mut *self;
@@ -661,11 +678,13 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for VtdBackend<M, R> {
                 .and_then(Option::as_mut)
                 .ok_or(VtdBackendError::UnknownDomain(domain))?;
             for &(iova, len) in batch {
-                d.table
-                    .split_tables(&mut Flushed::new(mem, coherent), iova, len)?;
+                let pages = d
+                    .table
+                    .split_pages(&mut Flushed::new(mem, coherent), iova, len)?;
+                splits = splits.saturating_add(pages);
             }
         }
-        let (bytes, inv, failed) = self.clear(domain, batch)?;
+        let (bytes, inv, failed) = self.clear(domain, batch, splits)?;
         let root = self.domain(domain)?.table.root();
         self.unit.table_written(&mut self.mem, root, 8)?;
         self.flush(domain, inv)?;

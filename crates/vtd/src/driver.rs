@@ -33,6 +33,7 @@ use crate::error::{RegisterName, VtdError};
 use crate::fault::{FaultDrainReport, FaultRecord};
 use crate::features::{field, Features};
 use crate::mmio::{Reg32, Reg64, RegisterAccess};
+use crate::owed::Owed;
 use crate::qi::{InvDescriptor, NOOP};
 use crate::regs::{CCMD, FECTL, FRCD_HI, FSTS, GCMD, GSTS, IOTLB, IQA, IQH, IQT, RTADDR};
 use iommu_core::{Bdf, DmaMemory, PhysAddr, PAGE_SIZE};
@@ -86,6 +87,8 @@ pub struct Unit<R: RegisterAccess> {
     tables: Option<Tables>,
     queue: Option<Queue>,
     stats: Stats,
+    /// Invalidations requesters are still owed after a failed submission.
+    owed: Owed,
 }
 
 const fn bit32(
@@ -112,6 +115,7 @@ impl<R: RegisterAccess> Unit<R> {
             tables: None,
             queue: None,
             stats: Stats::default(),
+            owed: Owed::default(),
         })
     }
 
@@ -331,10 +335,17 @@ impl<R: RegisterAccess> Unit<R> {
     /// A present entry is never rewritten in place: it is made not present first (deny with a
     /// record), so the unit can never read half an old and half a new entry.
     ///
+    /// What this requester was still owed by an earlier failed call (the context-cache and
+    /// IOTLB invalidations of every domain-id its entry named since the last completed
+    /// invalidation: the unit remembers them per source-id, [`Unit::owes_invalidation`]) is
+    /// sent with the present → not-present step, whatever the entry in memory says now; `Ok`
+    /// means all of it completed.
+    ///
     /// # Errors
     /// [`VtdError::NotRunning`], [`VtdError::DomainIdOutOfRange`], out of memory (a bus's
-    /// first context table), or a queue failure: then the entry in memory is the new one but
-    /// the unit may still use the old one until an invalidation completes.
+    /// first context table): nothing changed. A queue failure: the entry in memory is not
+    /// present or the new one, but the unit may still use the old one (or, with CAP.CM, a
+    /// cached not-present one); the invalidations stay owed to the next call for `bdf`.
     pub fn set_context(
         &mut self,
         mem: &mut impl DmaMemory,
@@ -348,10 +359,14 @@ impl<R: RegisterAccess> Unit<R> {
             return Err(VtdError::NotRunning);
         };
         let bus = bdf.bus;
+        let sid = bdf.rid();
         let mut root_changed = false;
         let table = match tables.bus[bus as usize] {
             Some(t) => t,
-            None if entry.is_none() => return Ok(()),
+            None if entry.is_none() => {
+                // No entry of this bus was ever present; pay a global debt all the same.
+                return self.pay_owed(mem, sid);
+            }
             None => {
                 let t = self.alloc_table(mem)?;
                 let tables = self.tables.as_mut().ok_or(VtdError::NotRunning)?;
@@ -363,27 +378,20 @@ impl<R: RegisterAccess> Unit<R> {
                 t
             }
         };
-        let devfn = (bdf.rid() & 0xff) as u8;
+        let devfn = (sid & 0xff) as u8;
         let at = context_entry_addr(table, devfn);
         let old = ContextEntry::decode([mem.read_u64(at), mem.read_u64(PhysAddr(at.0 + 8))]).ok();
         let mut descs: heapless::Vec<InvDescriptor, 4> = heapless::Vec::new();
         if let Some(old) = old {
-            // Present → not present first.
+            // Present → not present first. Owed from here until its invalidation completes:
+            // once the entry is zeroed, memory no longer says which domain may be cached.
+            self.owed.owe(sid, old.did);
             mem.write_u64(at, 0);
             self.flush(mem, at, 16);
             mem.publish();
             self.write_buffer_flush()?;
-            self.submit(
-                mem,
-                &[
-                    InvDescriptor::ContextDevice {
-                        did: old.did,
-                        sid: bdf.rid(),
-                    },
-                    InvDescriptor::IotlbDomain { did: old.did },
-                ],
-            )?;
         }
+        self.pay_owed(mem, sid)?;
         match entry {
             Some(e) => {
                 let [lo, hi] = e.encode();
@@ -416,7 +424,31 @@ impl<R: RegisterAccess> Unit<R> {
         if descs.is_empty() {
             return Ok(());
         }
-        self.submit(mem, &descs)
+        let result = self.submit(mem, &descs);
+        if let (Err(_), Some(e)) = (&result, entry) {
+            // The new entry may be cached without its invalidation having completed: a later
+            // change of this requester invalidates its domain whatever memory says then.
+            self.owed.owe(sid, e.did);
+        }
+        result
+    }
+
+    /// Submits what `sid` is owed (see `crate::owed`) and forgets the debt once the
+    /// submission completed. Nothing owed: nothing sent.
+    fn pay_owed(&mut self, mem: &mut impl DmaMemory, sid: u16) -> Result<(), VtdError> {
+        let descs = self.owed.payment(sid);
+        if descs.is_empty() {
+            return Ok(());
+        }
+        self.submit(mem, &descs)?;
+        self.owed.paid(sid);
+        Ok(())
+    }
+
+    /// Whether `bdf` is still owed a context-cache / IOTLB invalidation by an earlier failed
+    /// [`Unit::set_context`] (the next call for it sends that first).
+    pub fn owes_invalidation(&self, bdf: Bdf) -> bool {
+        self.owed.any_for(bdf.rid())
     }
 
     /// The context entry `bdf` has in memory, if present and ours.

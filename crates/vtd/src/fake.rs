@@ -116,6 +116,8 @@ pub struct FakeUnit {
     context_cache: HashMap<u16, Option<ContextEntry>>,
     iotlb: HashMap<(u16, u64), Cached>,
     inject: Option<Inject>,
+    /// Further times `inject` is raised after the next one.
+    inject_again: u32,
     /// Fault events delivered (FECTL.IM = 0).
     pub interrupts: u32,
     /// Every GCMD value written, in order.
@@ -157,6 +159,7 @@ impl FakeUnit {
             context_cache: HashMap::new(),
             iotlb: HashMap::new(),
             inject: None,
+            inject_again: 0,
             interrupts: 0,
             gcmd_writes: Vec::new(),
             processed: Vec::new(),
@@ -165,7 +168,22 @@ impl FakeUnit {
 
     /// Raises `inject` at the next opportunity.
     pub fn inject(&mut self, inject: Inject) {
-        self.inject = Some(inject);
+        self.inject_times(inject, 1);
+    }
+
+    /// Raises `inject` at each of the next `times` opportunities (0: cancels).
+    pub fn inject_times(&mut self, inject: Inject, times: u32) {
+        self.inject = (times > 0).then_some(inject);
+        self.inject_again = times.saturating_sub(1);
+    }
+
+    /// The injected error was raised once.
+    fn injected(&mut self) {
+        if self.inject_again > 0 {
+            self.inject_again -= 1;
+        } else {
+            self.inject = None;
+        }
     }
 
     /// Entries in the IOTLB.
@@ -421,7 +439,7 @@ impl FakeUnit {
                 (mem.read_u64(at), mem.read_u64(PhysAddr(at.0 + 8)))
             };
             if self.inject == Some(Inject::Iqe) {
-                self.inject = None;
+                self.injected();
                 self.fsts |= 1 << 4;
                 self.event();
                 return;
@@ -481,13 +499,13 @@ impl FakeUnit {
             5 => {
                 match self.inject {
                     Some(Inject::Ite) => {
-                        self.inject = None;
+                        self.injected();
                         self.fsts |= 1 << 6;
                         self.event();
                         return true;
                     }
                     Some(Inject::Ice) => {
-                        self.inject = None;
+                        self.injected();
                         self.fsts |= 1 << 5;
                     }
                     _ => {}

@@ -47,6 +47,8 @@ pub mod fault;
 pub mod features;
 pub mod format;
 pub mod mmio;
+
+mod owed;
 pub mod qi;
 mod regs;
 pub mod second_level;

@@ -10,7 +10,10 @@
 //! * [`rogue`]: DMAs at the addresses its bootargs name (outside its RAM, another VM's
 //!   host-physical RAM, the SMMU's registers) and says what it tried; the host judges;
 //! * [`unity`]: a unity-mapped guest (GPA == HPA) that checks where it runs and tries one DMA;
-//! * `looper` (binary only): prints one line and spins, for the VMM's time limit.
+//! * `looper` (binary only): prints one line and spins, for the VMM's time limit;
+//! * [`cpu_state`]: `cpu-noisy` programs the PMU, debug, virtual-timer and GIC CPU-interface
+//!   registers over and over, `cpu-check` checks it sees only its own values or reset values
+//!   (the host's world switch keeps VMs apart).
 //!
 //! Pieces: [`devtree`] (what the device tree says), [`pci`] (ECAM scan, BAR 0), [`edu`] (its
 //! DMA engine), [`layout`] (where DMA buffers go), [`report`] (`CHECK` lines), [`bootargs`],
@@ -27,6 +30,7 @@
 
 pub mod bootargs;
 pub mod clock;
+pub mod cpu_state;
 pub mod devtree;
 pub mod driver;
 pub mod edu;

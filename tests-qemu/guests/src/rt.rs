@@ -11,8 +11,9 @@
 //! C6.2.128 HVC: UNDEFINED when EL2 is not implemented); QEMU `virt` without
 //! `virtualization=on` still answers PSCI calls itself but nothing else. The synchronous
 //! handler turns such an `HVC` into a return of SMCCC NOT_SUPPORTED, so the same guest runs
-//! with and without a VMM. Any other exception prints `GUEST_EXCEPTION esr=.. elr=.. far=..`
-//! and exits with status 2.
+//! with and without a VMM. An undefined instruction inside a system-register probe
+//! ([`Sysregs`]) is noted and skipped. Any other exception prints
+//! `GUEST_EXCEPTION esr=.. elr=.. far=..` and exits with status 2.
 
 use crate::clock::Clock;
 use crate::layout::Range;
@@ -82,8 +83,17 @@ guest_sync:
     movz    w13, #0x0002
     movk    w13, #0xd400, lsl #16
     cmp     w12, w13
-    b.ne    4f
+    b.ne    5f
     mov     x0, #-1                // SMCCC NOT_SUPPORTED
+    add     x11, x11, #4
+    msr     elr_el1, x11
+    eret
+    // An undefined instruction inside a probe (`probe`): note it and skip the instruction.
+5:  adrp    x12, qvm_guest_probe_armed
+    ldr     x13, [x12, :lo12:qvm_guest_probe_armed]
+    cbz     x13, 4f
+    adrp    x12, qvm_guest_probe_faulted
+    str     x13, [x12, :lo12:qvm_guest_probe_faulted]
     add     x11, x11, #4
     msr     elr_el1, x11
     eret
@@ -290,4 +300,128 @@ impl fmt::Display for Fatal {
             Self::Dt(e) => write!(f, "{e}"),
         }
     }
+}
+
+/// Nonzero while a probe runs: the vectors then skip an undefined instruction.
+#[unsafe(no_mangle)]
+static qvm_guest_probe_armed: AtomicU64 = AtomicU64::new(0);
+/// Set by the vectors when a probed instruction was undefined.
+#[unsafe(no_mangle)]
+static qvm_guest_probe_faulted: AtomicU64 = AtomicU64::new(0);
+
+/// Runs `access` (one instruction in an `asm!` that lists x9..x13 as clobbered, which the
+/// vectors use); `false` when it was UNDEFINED (the vectors skipped it).
+fn probe(access: impl FnOnce()) -> bool {
+    qvm_guest_probe_faulted.store(0, Ordering::SeqCst);
+    qvm_guest_probe_armed.store(1, Ordering::SeqCst);
+    access();
+    qvm_guest_probe_armed.store(0, Ordering::SeqCst);
+    qvm_guest_probe_faulted.load(Ordering::SeqCst) == 0
+}
+
+/// `MRS` of register `$name` under a probe: `Some(value)`, or `None` when UNDEFINED.
+macro_rules! probe_read {
+    ($name:literal) => {{
+        let mut v: u64 = 0;
+        let ok = probe(|| {
+            // SAFETY: a system register read at EL1; if it is UNDEFINED the vectors skip it
+            // (x9..x13 are theirs). No memory is touched.
+            unsafe {
+                asm!(concat!("mrs {v}, ", $name), v = inout(reg) v,
+                     out("x9") _, out("x10") _, out("x11") _, out("x12") _, out("x13") _,
+                     options(nostack))
+            }
+        });
+        ok.then_some(v)
+    }};
+}
+
+/// `MSR` of register `$name` under a probe: `false` when UNDEFINED.
+macro_rules! probe_write {
+    ($name:literal, $v:expr) => {
+        probe_insn!(concat!("msr ", $name, ", {v}"), $v)
+    };
+}
+
+/// One instruction `$insn` taking `{v}` under a probe: `false` when UNDEFINED.
+macro_rules! probe_insn {
+    ($insn:expr, $v:expr) => {{
+        let v: u64 = $v;
+        probe(|| {
+            // SAFETY: a system register write or set/way cache maintenance at EL1 on test
+            // state only (PMU, debug, virtual timer, GIC CPU interface; the guest runs with its
+            // MMU and caches off, so no data of its own is in the caches); breakpoints and
+            // watchpoints stay disabled (their E bit is never written).
+            unsafe {
+                asm!($insn, "isb", v = in(reg) v,
+                     out("x9") _, out("x10") _, out("x11") _, out("x12") _, out("x13") _,
+                     options(nostack))
+            }
+        })
+    }};
+}
+
+/// The test registers of [`crate::cpu_state`], reached directly.
+pub struct Sysregs;
+
+impl crate::cpu_state::CpuRegs for Sysregs {
+    fn read(&self, reg: crate::cpu_state::Reg) -> Option<u64> {
+        use crate::cpu_state::Reg::*;
+        match reg {
+            Pmcr => probe_read!("pmcr_el0"),
+            Pmccfiltr => probe_read!("pmccfiltr_el0"),
+            Pmselr => probe_read!("pmselr_el0"),
+            Pmcntenset => probe_read!("pmcntenset_el0"),
+            Pmuserenr => probe_read!("pmuserenr_el0"),
+            Dbgbvr0 => probe_read!("dbgbvr0_el1"),
+            Dbgbcr0 => probe_read!("dbgbcr0_el1"),
+            Dbgwvr0 => probe_read!("dbgwvr0_el1"),
+            Dbgwcr0 => probe_read!("dbgwcr0_el1"),
+            Mdscr => probe_read!("mdscr_el1"),
+            CntvCtl => probe_read!("cntv_ctl_el0"),
+            CntvCval => probe_read!("cntv_cval_el0"),
+            IccPmr => probe_read!("icc_pmr_el1"),
+            IccBpr1 => probe_read!("icc_bpr1_el1"),
+            IccIgrpen1 => probe_read!("icc_igrpen1_el1"),
+        }
+    }
+
+    fn write(&self, reg: crate::cpu_state::Reg, value: u64) -> bool {
+        use crate::cpu_state::Reg::*;
+        match reg {
+            Pmcr => probe_write!("pmcr_el0", value),
+            Pmccfiltr => probe_write!("pmccfiltr_el0", value),
+            Pmselr => probe_write!("pmselr_el0", value),
+            Pmcntenset => probe_write!("pmcntenset_el0", value),
+            Pmuserenr => probe_write!("pmuserenr_el0", value),
+            Dbgbvr0 => probe_write!("dbgbvr0_el1", value),
+            Dbgbcr0 => probe_write!("dbgbcr0_el1", value),
+            Dbgwvr0 => probe_write!("dbgwvr0_el1", value),
+            Dbgwcr0 => probe_write!("dbgwcr0_el1", value),
+            Mdscr => probe_write!("mdscr_el1", value),
+            CntvCtl => probe_write!("cntv_ctl_el0", value),
+            CntvCval => probe_write!("cntv_cval_el0", value),
+            IccPmr => probe_write!("icc_pmr_el1", value),
+            IccBpr1 => probe_write!("icc_bpr1_el1", value),
+            IccIgrpen1 => probe_write!("icc_igrpen1_el1", value),
+        }
+    }
+
+    fn id_aa64dfr0(&self) -> Option<u64> {
+        probe_read!("id_aa64dfr0_el1")
+    }
+
+    fn set_way(&self) -> bool {
+        // Level 1 (bits 3:1 = 0), set 0, way 0.
+        probe_insn!("dc isw, {v}", 0) && probe_insn!("dc cisw, {v}", 0)
+    }
+}
+
+/// `MSR CNTP_CTL_EL0, x3` with 0: the EL1 physical timer, which the host traps
+/// (CNTHCTL_EL2.EL1PCEN = 0) and does not emulate, so the VMM stops the guest here and names the
+/// register. Returns only where no host traps it.
+pub fn touch_physical_timer() {
+    // SAFETY: writing 0 disables the EL1 physical timer; no memory is touched. x3 is named so
+    // the host's report can be checked (Rt = 3).
+    unsafe { asm!("msr cntp_ctl_el0, x3", in("x3") 0u64, options(nostack, nomem)) };
 }

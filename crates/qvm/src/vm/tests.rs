@@ -930,6 +930,20 @@ fn other_stops_and_refusals() {
     assert!(s
         .host
         .has("reason=exception detail=\"unexpected guest exception: EC 0x18 ISS 0x0001234"));
+    // A trapped system register access nobody emulates: the stop names the register from the
+    // syndrome (MSR CNTP_CTL_EL0, x3: Op0 3, Op1 3, CRn 14, CRm 2, Op2 1), not a stale FAR.
+    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let mut vm = s.vm.unwrap();
+    let iss = (3 << 20) | (1 << 17) | (3 << 14) | (14 << 10) | (3 << 5) | (2 << 1);
+    let access = crate::sysreg::SysRegAccess::from_iss(iss);
+    assert_eq!(
+        vm.handle(Exit::SysReg { access }, &mut cpu),
+        Action::Stop(StopReason::SysReg { access })
+    );
+    vm.finish();
+    assert!(s.host.has(
+        "reason=sysreg detail=\"trapped system register access nobody emulates: msr CNTP_CTL_EL0, x3 (op0=3 op1=3 crn=14 crm=2 op2=1 rt=3 dir=write)\""
+    ));
 }
 
 #[test]

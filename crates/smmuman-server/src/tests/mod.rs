@@ -6,6 +6,8 @@
 //! * `property`: random operation sequences against a simple model.
 //! * `fuzz`: random and mutated messages into `dispatch`.
 //! * `loopback`: clients and a server thread that only exchange bytes.
+//! * `unconfirmed`: failed attaches, detaches and destructions keep devices and memory owned
+//!   until the IOMMU confirms (over the real SMMUv3 backend too).
 
 mod authority;
 mod faults;
@@ -16,6 +18,7 @@ mod loopback;
 mod ops;
 mod property;
 mod scale;
+mod unconfirmed;
 
 use crate::authority::{Grant, GrantKind};
 use crate::config::{DeviceEntry, DeviceId, ManagerConfig, PhysRange};

@@ -840,3 +840,72 @@ fn list_mappings_pages_through_every_mapping_in_order() {
         DomainError::NotFound
     );
 }
+
+/// One access check for both paths: the wire refuses an empty (or `DEVICE`) access set as
+/// malformed, and the manager refuses the same set handed to it in-process, so a listing of
+/// the object never carries a mapping its own reply check would refuse.
+#[test]
+fn an_access_set_the_wire_refuses_is_refused_in_process_too() {
+    use smmuman_api::ManagerOps;
+    use smmuman_api::{CallError, MapBatch, MapBatchRequest, MapEntry, MapRequest};
+    let mut rig = Rig::new();
+    let obj = rig.object(A);
+    rig.as_(A).attach(obj, sel(pci(0, 1, 0))).unwrap();
+    // Over the wire: a protocol error, before any method runs.
+    let r = rig
+        .as_(A)
+        .map(obj, win(0, 0x8000_0000, 0x1000), Access::empty(), NONE);
+    assert!(matches!(r, Err(CallError::Protocol(_))), "{r:?}");
+    // In-process: refused, naming the bits.
+    for bad in [Access::empty(), Access::DEVICE, Access::RW | Access::DEVICE] {
+        let request = MapRequest {
+            object: obj,
+            window: win(0, 0x8000_0000, 0x1000),
+            access: bad,
+            flags: NONE,
+        };
+        let r = rig.m.map(A, request).unwrap_err();
+        assert_eq!(
+            (r.error, r.value),
+            (DomainError::Unsupported, u64::from(bad.bits()))
+        );
+        let entry = MapEntry {
+            window: win(0x1000, 0x8000_1000, 0x1000),
+            access: bad,
+            flags: NONE,
+        };
+        let good = MapEntry {
+            window: win(0, 0x8000_0000, 0x1000),
+            access: RW,
+            flags: NONE,
+        };
+        let windows = MapBatch::new(&[good, entry]).unwrap();
+        let r = rig
+            .m
+            .map_batch(
+                A,
+                MapBatchRequest {
+                    object: obj,
+                    windows,
+                },
+            )
+            .unwrap_err();
+        assert_eq!(r.error, DomainError::Unsupported);
+    }
+    assert_eq!(rig.dma(EDU, 0), None, "nothing was mapped");
+    // The listing passes the protocol's own reply check (before, it failed on such a mapping).
+    let page = rig.as_(A).list_mappings(obj, 0).unwrap();
+    assert_eq!(page.mappings.len(), 0);
+    // Control: a valid set goes through both paths and lists back.
+    rig.as_(A)
+        .map(obj, win(0, 0x8000_0000, 0x1000), RW, NONE)
+        .unwrap();
+    let request = MapRequest {
+        object: obj,
+        window: win(0x1000, 0x8000_1000, 0x1000),
+        access: Access::READ,
+        flags: NONE,
+    };
+    rig.m.map(A, request).unwrap();
+    assert_eq!(rig.as_(A).list_mappings(obj, 0).unwrap().mappings.len(), 2);
+}

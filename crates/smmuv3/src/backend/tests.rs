@@ -542,6 +542,39 @@ fn detach_whose_cfgi_times_out_keeps_the_old_domain_alive() {
     b.destroy_domain(d).unwrap();
 }
 
+/// The audit of issue 14 for SMMUv3: a detach whose last CMD_CFGI_STE failed leaves the deny
+/// STE in memory already, so the retry changes no word of it; it must still send the owed
+/// CMD_CFGI_STE + CMD_SYNC (`write_ste` always ends with one), and only then does the old
+/// domain become destroyable.
+#[test]
+fn a_retried_detach_sends_the_owed_cfgi_although_memory_already_holds_the_deny_ste() {
+    let (mut b, fake, d) = with_pages();
+    // Domain -> unclaimed changes several words: break-before-make; fail the second CFGI.
+    fake.inject_after(opcode::CFGI_STE, CERROR_ILL, 1, 1);
+    assert!(b.detach(EDU_A).is_err());
+    let (smmu, mem) = b.parts();
+    let in_memory = smmu.read_ste(mem, EDU_A).unwrap();
+    assert_eq!(in_memory.s2vmid(), Vmid(0), "the deny STE is in memory");
+    assert_eq!(
+        b.destroy_domain(d),
+        Err(BackendError::SteUnconfirmed {
+            domain: d,
+            sid: EDU_A
+        })
+    );
+    fake.st.borrow_mut().commands.clear();
+    b.detach(EDU_A).unwrap();
+    let cmds = consumed(&fake);
+    assert!(
+        cmds.iter()
+            .any(|c| c[0] as u8 == opcode::CFGI_STE && c[0] >> 32 == u64::from(EDU_A.0)),
+        "the retry re-sent CMD_CFGI_STE: {cmds:x?}"
+    );
+    assert_eq!(*opcodes(&fake).last().unwrap(), opcode::SYNC);
+    assert_eq!(live_ste(&fake, EDU_A).s2vmid(), Vmid(0));
+    b.destroy_domain(d).unwrap();
+}
+
 /// An unmap past the input address size is refused with its own error before anything else,
 /// even with an invalidation outstanding: no command reaches the SMMU.
 #[test]
@@ -1300,4 +1333,46 @@ fn an_owed_invalidation_shares_the_next_unmaps_sync() {
     assert_eq!(tlbis.len(), 2, "the owed span and the new one");
     assert!(covered_by(&tlbis, 0x1000, 0x1000));
     assert!(covered_by(&tlbis, 0x4000_0000, 0x1000));
+}
+
+/// An `unmap_batch` that splits two 2 MiB blocks with memory for one split only: refused
+/// before anything changed (the pages every split needs, tables and their side pages, are set
+/// aside first), the blocks still translate. Control: with memory for both it goes through.
+#[test]
+fn an_unmap_batch_without_memory_for_every_split_unmaps_nothing() {
+    let (mut b, fake) = backend();
+    let d = b.create_domain().unwrap();
+    b.attach(EDU_A, d).unwrap();
+    let iova = 0x4000_0000;
+    b.map(d, Iova(iova), PhysAddr(0xc000_0000), 4 * MIB, Access::RW)
+        .unwrap();
+    let holes = [
+        (Iova(iova + 0x5000), 0x1000),
+        (Iova(iova + 2 * MIB + 0x5000), 0x1000),
+    ];
+    // One split's table and the side page of the table that links it; the batch needs two.
+    fake.mem.0.borrow_mut().set_pages_left(2);
+    fake.st.borrow_mut().commands.clear();
+    assert_eq!(
+        b.unmap_batch(d, &holes),
+        Err(BackendError::Map(MapError::OutOfMemory(
+            iommu_core::OutOfMemory { size: 4096 }
+        )))
+    );
+    assert!(consumed(&fake).is_empty(), "nothing to invalidate");
+    for (k, (at, _)) in holes.iter().enumerate() {
+        let pa = 0xc000_5000 + k as u64 * 2 * MIB;
+        assert_eq!(fake.translate(EDU_A.0, at.0), Some(pa));
+        assert_eq!(b.translate(d, *at).unwrap().unwrap().size, 2 * MIB);
+    }
+    // Control: memory for both splits (counted per span: two tables, two side pages).
+    fake.mem.0.borrow_mut().set_pages_left(4);
+    assert_eq!(b.unmap_batch(d, &holes), Ok(0x2000));
+    for (at, _) in holes {
+        assert_eq!(fake.translate(EDU_A.0, at.0), None);
+        assert_eq!(
+            fake.translate(EDU_A.0, at.0 + 0x1000),
+            Some(0xc000_6000 + (at.0 - 0x4000_5000))
+        );
+    }
 }

@@ -486,6 +486,68 @@ fn faults_carry_the_requester_id_as_stream_id() {
     );
 }
 
+mod unconfirmed;
+
+/// Two 2 MiB superpages, each to lose one page in one `unmap_batch` (two splits).
+fn two_superpages_and_their_holes(
+    m: &mut Manager<Backend>,
+    unit: &SharedUnit,
+) -> (DomainId, [(Iova, u64); 2]) {
+    let o = object_with(m, A, edu_a());
+    let iova = 0x4000_0000;
+    map(m, A, o, iova, 0xc000_0000, 4 * MIB);
+    // Cached by the unit, as a device in use would have them.
+    for k in 0..2 {
+        let at = iova + k * 2 * MIB + 0x5000;
+        assert_eq!(
+            dma(unit, edu_a(), at, true),
+            landed(0xc000_5000 + k * 2 * MIB)
+        );
+    }
+    let holes = [
+        (Iova(iova + 0x5000), 0x1000),
+        (Iova(iova + 2 * MIB + 0x5000), 0x1000),
+    ];
+    (DomainId(0), holes)
+}
+
+#[test]
+fn an_unmap_batch_without_memory_for_every_split_unmaps_nothing() {
+    let (mut m, unit) = rig();
+    let (d, holes) = two_superpages_and_their_holes(&mut m, &unit);
+    // Memory for one split (its table and the side page of the table that links it); the
+    // batch needs two.
+    m.backend_mut().parts().1 .0.borrow_mut().set_pages_left(2);
+    assert_eq!(
+        m.backend_mut().unmap_batch(d, &holes),
+        Err(VtdBackendError::Map(MapError::OutOfMemory(
+            iommu_core::OutOfMemory { size: 4096 }
+        )))
+    );
+    // Nothing was unmapped: both holes still translate, in the tables and for the device.
+    for (k, (iova, _)) in holes.iter().enumerate() {
+        let pa = 0xc000_5000 + k as u64 * 2 * MIB;
+        let t = m.backend().translate(d, *iova).unwrap().unwrap();
+        assert_eq!(
+            (t.pa, t.size),
+            (PhysAddr(pa), 2 * MIB),
+            "still one superpage"
+        );
+        assert_eq!(dma(&unit, edu_a(), iova.0, true), landed(pa));
+    }
+    // Control: with memory for both splits (counted per span: two tables, two side pages)
+    // the same batch removes both pages, nothing else.
+    m.backend_mut().parts().1 .0.borrow_mut().set_pages_left(4);
+    assert_eq!(m.backend_mut().unmap_batch(d, &holes), Ok(0x2000));
+    for (iova, _) in holes {
+        assert!(refused(&mut m, &unit, edu_a(), iova.0, true));
+        assert_eq!(
+            dma(&unit, edu_a(), iova.0 + 0x1000, true),
+            landed(0xc000_6000 + (iova.0 - 0x4000_5000))
+        );
+    }
+}
+
 /// The IOTLB invalidate descriptors (VT-d §6.5.2.3) the unit processed since `from`, as
 /// (address, IH).
 fn iotlb_pages_since(unit: &SharedUnit, from: usize) -> Vec<(u64, bool)> {

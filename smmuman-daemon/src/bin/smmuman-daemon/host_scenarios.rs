@@ -1,6 +1,7 @@
-//! Test scenario around the product's host plan: the host runs the plan's VMs exactly as the
+//! Test scenarios around the product's host plan: the host runs the plan's VMs exactly as the
 //! product does ([`crate::host::run_vms`]), then checks host memory for what a rogue guest
-//! tried to write there.
+//! tried to write there (`host-audit`); or runs them without the world switch's PMU and debug
+//! traps and per-VM timer and GIC state (`host-unswitched`, a control).
 
 use crate::console;
 use crate::platform::Platform;
@@ -56,4 +57,19 @@ pub fn host_audit(p: &mut Platform) -> Outcome {
         hpa
     ));
     outcome.with("rogue_bytes", rogue)
+}
+
+/// `host-unswitched`: the host plan's VMs with the world switch as it was before it trapped the
+/// PMU and debug registers and switched the virtual timer and ICH_VMCR_EL2
+/// ([`crate::vcpu::SKIP_SWITCH_CONTROL`]): the control of `tests-qemu/tests/cpu_state.rs`, which
+/// must then see one VM's values in the other.
+pub fn host_unswitched(p: &mut Platform) -> Outcome {
+    crate::vcpu::SKIP_SWITCH_CONTROL.store(true, core::sync::atomic::Ordering::Relaxed);
+    console::line(format_args!(
+        "CPU_SWITCH control=skip detail=\"control run: no PMU/debug traps, virtual timer and ICH_VMCR_EL2 shared\""
+    ));
+    match crate::host::run_vms(p) {
+        Ok(o) => o,
+        Err(_) => Outcome::fail().with("reason", "the host plan was refused"),
+    }
 }

@@ -106,6 +106,11 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         run: crate::host_scenarios::host_audit,
     },
     Scenario {
+        name: "host-unswitched",
+        about: "control: the product's host plan (initrd) with the world switch's PMU/debug traps and per-VM virtual timer and ICH_VMCR_EL2 left out",
+        run: crate::host_scenarios::host_unswitched,
+    },
+    Scenario {
         name: "cmdq-error",
         about: "an illegal command is reported and recovered; invalidation still works",
         run: dma_scenarios::cmdq_error,

@@ -1,15 +1,20 @@
 //! The EL2 world switch: one [`El2Vcpu`] per guest CPU, implementing `qvm::vcpu::Vcpu`.
 //!
-//! `run` loads the guest's EL1 system registers, its stage 2 (VTTBR_EL2, VTCR_EL2) and
-//! HCR_EL2 ([`guest_exit::HCR_GUEST`]), arms the EL2 physical timer for one time slice, and
-//! calls `qvm_vcpu_enter`, which saves the host's callee-saved registers in the [`Frame`],
-//! loads every guest register and ERETs to EL1. Any exception from the guest comes through one
-//! of the four lower-EL AArch64 vectors (`exceptions.rs`), which jump to `qvm_guest_exit`: it
-//! saves every guest register and the syndrome registers in the frame (found through
-//! TPIDR_EL2), restores the host's registers and SP_EL0, and ERETs back to EL2t right after
-//! the call, as if `qvm_vcpu_enter` had returned. `run` then stops the timer, saves the EL1
-//! registers, restores the host's HCR_EL2 and decodes the exit
-//! ([`smmuman_daemon::guest_exit::decode`]).
+//! `run` loads the guest's EL1 system registers, the state each VM owns besides them (the
+//! virtual timer, the GIC virtual CPU interface's ICH_VMCR_EL2: [`Owned`]), its stage 2
+//! (VTTBR_EL2, VTCR_EL2) and its traps (HCR_EL2, MDCR_EL2, CPTR_EL2: [`Traps`]), arms the EL2
+//! physical timer for one time slice, and calls `qvm_vcpu_enter`, which saves the host's
+//! callee-saved registers in the [`Frame`], loads every guest register and ERETs to EL1. Any
+//! exception from the guest comes through one of the four lower-EL AArch64 vectors
+//! (`exceptions.rs`), which jump to `qvm_guest_exit`: it saves every guest register and the
+//! syndrome registers in the frame (found through TPIDR_EL2), restores the host's registers and
+//! SP_EL0, and ERETs back to EL2t right after the call, as if `qvm_vcpu_enter` had returned.
+//! A trapped system register access the world switch answers itself (ID registers, PMU, debug,
+//! RAS, set/way: [`smmuman_daemon::guest_sysreg`]) is emulated and the guest re-entered within
+//! the same slice. Otherwise `run` stops the timer, saves the EL1 registers and the owned
+//! state, disarms the guest's virtual timer, restores the host's traps and decodes the exit
+//! ([`smmuman_daemon::guest_exit::decode`]). Which register is switched, trapped or reset, and
+//! why: docs/world-switch.md.
 //!
 //! The host runs on SP_EL0 (EL2t); while a guest runs, SP_EL0 is the guest's, so the switch
 //! happens on SP_EL2 (the exception stack, empty at that point).
@@ -17,6 +22,7 @@
 use core::arch::global_asm;
 use core::mem::offset_of;
 use smmuman_daemon::guest_exit::{self, SavedExit};
+use smmuman_daemon::guest_sysreg::{self, Emulation, GuestIds, SetWayOp};
 
 /// Everything of the guest the exit path saves, and the host registers it restores.
 #[repr(C, align(16))]
@@ -218,8 +224,9 @@ macro_rules! mrs {
 macro_rules! msr {
     ($name:literal, $v:expr) => {{
         let v: u64 = $v;
-        // SAFETY: the callers write EL1 registers (which only the guest uses) or the EL2
-        // registers that configure the guest's world, with values from `guest_exit`.
+        // SAFETY: the callers write EL1/EL0 registers only guests use (their EL1 registers,
+        // virtual timer, MDSCR_EL1, ICH_VMCR_EL2), or the EL2 registers that configure the
+        // guest's world with values from `guest_exit`, restoring the host's after the exit.
         unsafe {
             core::arch::asm!(concat!("msr ", $name, ", {v}"), v = in(reg) v, options(nostack))
         };
@@ -277,6 +284,122 @@ el1_registers! {
 const CNTHP_ENABLE: u64 = 1 << 0;
 const CNTHP_ISTATUS: u64 = 1 << 2;
 
+/// State a guest uses directly, outside the EL1 register file, that each VM owns: saved at
+/// every exit, loaded at every entry, architectural reset values for a new VM.
+#[derive(Clone, Copy, Default)]
+struct Owned {
+    /// CNTV_CTL_EL0 (Arm ARM D19.11.17): the EL1 virtual timer's ENABLE and IMASK. Reset:
+    /// disabled.
+    cntv_ctl: u64,
+    /// CNTV_CVAL_EL0 (D19.11.18): its compare value (UNKNOWN at reset; 0 here).
+    cntv_cval: u64,
+    /// ICH_VMCR_EL2 (GICv3 IHI 0069 §12.5.26): what the guest's ICC_PMR_EL1, ICC_BPR0/1_EL1,
+    /// ICC_IGRPEN0/1_EL1 and ICC_CTLR_EL1.{EOImode, CBPR} hold (with HCR_EL2.IMO/FMO set, EL1
+    /// reaches the virtual ICV_* registers). Reset: 0.
+    ich_vmcr: u64,
+}
+
+impl Owned {
+    fn load(&self, gic: bool) {
+        // The compare value first: the timer must not fire on the old one.
+        msr!("cntv_cval_el0", self.cntv_cval);
+        msr!("cntv_ctl_el0", self.cntv_ctl);
+        if gic {
+            msr!("ich_vmcr_el2", self.ich_vmcr);
+        }
+    }
+
+    /// Saves the guest's copy and disarms its virtual timer, so that it can neither fire for
+    /// the host nor show in the next VM.
+    fn save(&mut self, gic: bool) {
+        // ISTATUS (bit 2) is read-only: keep ENABLE and IMASK.
+        self.cntv_ctl = mrs!("cntv_ctl_el0") & 0b11;
+        self.cntv_cval = mrs!("cntv_cval_el0");
+        msr!("cntv_ctl_el0", 0);
+        if gic {
+            self.ich_vmcr = mrs!("ich_vmcr_el2");
+        }
+    }
+}
+
+/// The EL2 traps a guest runs under, and what the CPU has that they depend on.
+#[derive(Clone, Copy)]
+struct Traps {
+    /// HCR_EL2 ([`guest_exit::hcr_guest`]).
+    hcr: u64,
+    /// MDCR_EL2 ([`guest_exit::mdcr_guest`]).
+    mdcr: u64,
+    /// Bits added to the host's CPTR_EL2 ([`guest_exit::cptr_guest_traps`]).
+    cptr: u64,
+    /// The GICv3 system register interface exists (ID_AA64PFR0_EL1.GIC, bits 27:24), and with
+    /// it ICH_VMCR_EL2.
+    gic: bool,
+    /// FEAT_PAN (ID_AA64MMFR1_EL1.PAN, bits 23:20) and FEAT_SSBS (ID_AA64PFR1_EL1.SSBS, bits
+    /// 7:4), for an UNDEFINED exception's PSTATE.
+    pan: bool,
+    ssbs: bool,
+}
+
+/// The hardware's value of ID register (Op0 3, Op1 0, CRn 0, `crm`, `op2`), for those
+/// [`guest_sysreg::PASSED_IDS`] lists.
+fn hw_id(crm: u8, op2: u8) -> u64 {
+    match (crm, op2) {
+        (4, 0) => mrs!("id_aa64pfr0_el1"),
+        (4, 1) => mrs!("id_aa64pfr1_el1"),
+        (5, 0) => mrs!("id_aa64dfr0_el1"),
+        (6, 0) => mrs!("id_aa64isar0_el1"),
+        (6, 1) => mrs!("id_aa64isar1_el1"),
+        // ID_AA64ISAR2_EL1: in the ID space that reads as zero where unallocated (Armv8.0).
+        (6, 2) => mrs!("s3_0_c0_c6_2"),
+        (7, 0) => mrs!("id_aa64mmfr0_el1"),
+        (7, 1) => mrs!("id_aa64mmfr1_el1"),
+        (7, 2) => mrs!("id_aa64mmfr2_el1"),
+        _ => 0,
+    }
+}
+
+impl Traps {
+    /// From the CPU's ID registers.
+    fn for_this_cpu() -> Self {
+        let pfr0 = hw_id(4, 0);
+        let dfr0 = hw_id(5, 0);
+        let pmuver = (dfr0 >> 8) & 0xf;
+        // PMCR_EL0.N (bits 15:11): only read where a PMU exists (else the read is UNDEFINED).
+        let pmcr_n = if pmuver != 0 && pmuver != 0xf {
+            (mrs!("pmcr_el0") >> 11) & 0x1f
+        } else {
+            0
+        };
+        Self {
+            hcr: guest_exit::hcr_guest(pfr0, hw_id(7, 1)),
+            mdcr: guest_exit::mdcr_guest(dfr0, pmcr_n),
+            cptr: guest_exit::cptr_guest_traps(pfr0),
+            gic: (pfr0 >> 24) & 0xf != 0,
+            pan: (hw_id(7, 1) >> 20) & 0xf != 0,
+            ssbs: (hw_id(4, 1) >> 4) & 0xf != 0,
+        }
+    }
+}
+
+/// Test image only: `host-unswitched` (the control of `tests-qemu/tests/cpu_state.rs`) runs
+/// guests without the PMU and debug traps and without switching [`Owned`], as before they
+/// existed, to show that the test sees the difference.
+#[cfg(feature = "scenarios")]
+pub static SKIP_SWITCH_CONTROL: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
+/// Whether this run is the control without the switch (always false in the product image).
+fn switch_skipped() -> bool {
+    #[cfg(feature = "scenarios")]
+    {
+        SKIP_SWITCH_CONTROL.load(core::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(not(feature = "scenarios"))]
+    {
+        false
+    }
+}
+
 /// Stops the EL2 physical timer (also called by the IRQ handler).
 pub fn stop_slice_timer() {
     msr!("cnthp_ctl_el2", 0);
@@ -286,6 +409,9 @@ pub fn stop_slice_timer() {
 pub struct El2Vcpu {
     frame: Frame,
     el1: El1Regs,
+    owned: Owned,
+    traps: Traps,
+    ids: GuestIds,
     vttbr: u64,
     vtcr: u64,
     slice_ticks: u64,
@@ -328,6 +454,10 @@ impl El2Vcpu {
         let v = Self {
             frame,
             el1,
+            // A new VM starts from reset values, never from what an earlier VM left.
+            owned: Owned::default(),
+            traps: Traps::for_this_cpu(),
+            ids: GuestIds::from_hw(hw_id),
             vttbr: guest_exit::vttbr(root, vmid),
             vtcr: guest_exit::vtcr(cfg),
             slice_ticks,
@@ -346,6 +476,70 @@ impl El2Vcpu {
         msr!("vttbr_el2", self.vttbr);
         // SAFETY: a barrier only.
         unsafe { core::arch::asm!("isb") };
+    }
+
+    /// Enters the guest until an exit the VMM must see: accesses the world switch answers
+    /// itself ([`guest_sysreg::emulate`]) are emulated and the guest re-entered, within the
+    /// same time slice.
+    fn enter(&mut self) {
+        loop {
+            // SAFETY: the frame holds a complete guest context (from `new` or the last exit)
+            // and lives on this task's stack for the whole call; the lower-EL vectors bring the
+            // CPU back here with the host's callee-saved registers and stack restored from it.
+            unsafe {
+                core::arch::asm!("isb");
+                qvm_vcpu_enter(&raw mut self.frame);
+            }
+            let saved = self.saved(false);
+            let Some(access) = guest_exit::sysreg_access(&saved) else {
+                return;
+            };
+            let rt = usize::from(access.rt);
+            match guest_sysreg::emulate(access, &self.ids) {
+                Emulation::Read(value) => {
+                    if let Some(r) = self.frame.x.get_mut(rt) {
+                        *r = value;
+                    }
+                }
+                Emulation::Ignore => {}
+                Emulation::SetWay(op) => {
+                    let operand =
+                        self.frame.x.get(rt).copied().unwrap_or(0) & guest_sysreg::SET_WAY_OPERAND;
+                    set_way(op, operand);
+                }
+                Emulation::Undefined => {
+                    // The guest's EL1 registers are still in the CPU.
+                    let e = guest_exit::undef_entry(
+                        self.frame.pc,
+                        self.frame.spsr,
+                        mrs!("vbar_el1"),
+                        mrs!("sctlr_el1"),
+                        self.traps.pan,
+                        self.traps.ssbs,
+                    );
+                    msr!("elr_el1", e.elr_el1);
+                    msr!("spsr_el1", e.spsr_el1);
+                    msr!("esr_el1", e.esr_el1);
+                    self.frame.pc = e.pc;
+                    self.frame.spsr = e.pstate;
+                    continue;
+                }
+                Emulation::Unhandled => return,
+            }
+            // Past the emulated instruction (A64: 4 bytes).
+            self.frame.pc = self.frame.pc.wrapping_add(4);
+        }
+    }
+
+    /// What the exit path saved; `timer_fired` as given.
+    fn saved(&self, timer_fired: bool) -> SavedExit {
+        SavedExit {
+            vector: self.frame.vector,
+            esr: self.frame.esr,
+            far: self.frame.far,
+            hpfar: self.frame.hpfar,
+            timer_fired,
+        }
     }
 
     /// VTTBR_EL2 of this VM.
@@ -417,36 +611,58 @@ pub fn invalidate_dcache(pa: u64, len: u64) {
     unsafe { core::arch::asm!("dsb sy") };
 }
 
+/// Set/way cache maintenance for a guest (Arm ARM C5.3.13, C5.3.14): `operand` holds the
+/// level and set/way only.
+fn set_way(op: SetWayOp, operand: u64) {
+    match op {
+        // SAFETY: clean and invalidate by set/way: dirty lines are written back before they
+        // are dropped, so no data of the host or another VM is lost.
+        SetWayOp::CleanInvalidate => unsafe {
+            core::arch::asm!("dc cisw, {v}", v = in(reg) operand, options(nostack))
+        },
+        // SAFETY: clean by set/way: writes dirty lines back, changes no value.
+        SetWayOp::Clean => unsafe {
+            core::arch::asm!("dc csw, {v}", v = in(reg) operand, options(nostack))
+        },
+    }
+}
+
 impl qvm::vcpu::Vcpu for El2Vcpu {
     fn run(&mut self) -> qvm::vcpu::Exit {
         let host_hcr = mrs!("hcr_el2");
+        let host_mdcr = mrs!("mdcr_el2");
+        let host_cptr = mrs!("cptr_el2");
+        let switch = !switch_skipped();
         self.el1.load();
+        if switch {
+            self.owned.load(self.traps.gic);
+            // Nobody's debug state: the guest's MDSCR_EL1 accesses trap (MDCR_EL2.TDA), so the
+            // CPU's own copy stays 0 (no breakpoint, watchpoint or step enabled at EL1/EL0).
+            msr!("mdscr_el1", 0);
+            msr!("mdcr_el2", self.traps.mdcr);
+        }
+        msr!("cptr_el2", host_cptr | self.traps.cptr);
         self.select_stage2();
         msr!("cnthctl_el2", guest_exit::CNTHCTL_GUEST);
         msr!("cntvoff_el2", 0);
-        msr!("hcr_el2", guest_exit::HCR_GUEST);
+        msr!("hcr_el2", self.traps.hcr);
         msr!("cnthp_tval_el2", self.slice_ticks);
         msr!("cnthp_ctl_el2", CNTHP_ENABLE);
-        // SAFETY: the frame holds a complete guest context (from `new` or the last exit) and
-        // lives on this task's stack for the whole call; the lower-EL vectors bring the CPU
-        // back here with the host's callee-saved registers and stack restored from it.
-        unsafe {
-            core::arch::asm!("isb");
-            qvm_vcpu_enter(&raw mut self.frame);
-        }
+        self.enter();
         let ctl = mrs!("cnthp_ctl_el2");
         stop_slice_timer();
         self.el1.save();
+        if switch {
+            self.owned.save(self.traps.gic);
+        }
         msr!("hcr_el2", host_hcr);
+        msr!("mdcr_el2", host_mdcr);
+        msr!("cptr_el2", host_cptr);
         // SAFETY: a barrier only.
         unsafe { core::arch::asm!("isb") };
-        guest_exit::decode(SavedExit {
-            vector: self.frame.vector,
-            esr: self.frame.esr,
-            far: self.frame.far,
-            hpfar: self.frame.hpfar,
-            timer_fired: ctl & (CNTHP_ENABLE | CNTHP_ISTATUS) == CNTHP_ENABLE | CNTHP_ISTATUS,
-        })
+        guest_exit::decode(
+            self.saved(ctl & (CNTHP_ENABLE | CNTHP_ISTATUS) == CNTHP_ENABLE | CNTHP_ISTATUS),
+        )
     }
 
     fn reg(&self, n: u8) -> u64 {
