@@ -74,7 +74,9 @@ pub enum EduError {
         /// The value read.
         id: u32,
     },
-    /// The transfer would leave the 4 KiB device buffer (QEMU would copy past its buffer).
+    /// The transfer would leave the 4 KiB device buffer. QEMU 10.0.2's `edu` logs such a
+    /// range and copies anyway, past its buffer in QEMU's heap (QEMU can crash, or another
+    /// `edu`'s state be read): a limit of the test device, so the driver never starts one.
     BufferRange {
         /// Offset into the device buffer.
         offset: u32,

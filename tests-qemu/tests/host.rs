@@ -9,6 +9,7 @@ use tests_qemu::{Record, Run};
 
 const BOARD_PLAN: &str = include_str!("../../boards/qemu-virt/host.plan");
 const ROGUE_CONTROL: &str = include_str!("../plans/rogue-control.plan");
+const ROGUE_4K: &str = include_str!("../plans/rogue-4k.plan");
 const LOOPER: &str = include_str!("../plans/looper.plan");
 const CRASHER: &str = include_str!("../plans/crasher.plan");
 const NO_MANAGER: &str = include_str!("../plans/no-manager.plan");
@@ -251,4 +252,41 @@ fn a_wrong_plan_is_refused_with_file_and_line_and_nothing_starts() {
     assert_ne!(run.exit_code, Some(0));
     assert!(run.records("VM").next().is_none(), "{}", run.describe());
     assert!(run.record("SMMU_ABORT").is_some(), "{}", run.describe());
+}
+
+#[test]
+fn a_refused_4_kib_dma_is_logged_with_its_exact_count() {
+    // 1,024 records per access on QEMU's SMMUv3, the ledger keeps 32: the DMA_FAULT lines of
+    // each access still add up to 1,024 (before the ledger folded runs: 32), none dropped.
+    let run = host(ROGUE_4K, "rogue-4k");
+    run.assert_pass();
+    assert_checks_pass(&run, "vm2", &["bootargs", "control"]);
+    for dir in ["write", "read"] {
+        let lines: Vec<_> = run
+            .records("DMA_FAULT")
+            .filter(|r| r.get("vm") == Some("vm2") && r.get("dir") == Some(dir))
+            .collect();
+        let count: u64 = lines
+            .iter()
+            .map(|r| {
+                r.get("count")
+                    .and_then(|c| c.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum();
+        assert_eq!(count, 1024, "{dir}: {}", run.describe());
+        assert!(
+            lines
+                .iter()
+                .any(|r| r.get("addr") == Some("0x0000000048000000"))
+                && lines
+                    .iter()
+                    .any(|r| r.get("addr_last") == Some("0x0000000048000ffc")),
+            "{dir}: {}",
+            run.describe()
+        );
+    }
+    let vm2 = stop(&run, "vm2");
+    assert_eq!(vm2.get("dropped"), Some("0"), "{}", run.describe());
+    assert_eq!(vm2.get("faults"), Some("2048"), "{}", run.describe());
 }

@@ -1,5 +1,6 @@
 //! Guest console bytes assembled into lines: `GUEST [<vm>] <text>`, printable ASCII only
-//! (anything else escaped as `\xNN`), at most [`LINE_MAX`] characters of text per line.
+//! (anything else escaped as `\xNN`, a carriage return too: nothing the guest sends is dropped
+//! unseen), at most [`LINE_MAX`] characters of text per line.
 
 /// Characters of guest text per console line; a longer line is cut and continued.
 pub const LINE_MAX: usize = 160;
@@ -25,7 +26,6 @@ impl LineBuffer {
                 emit(&self.text);
                 self.text.clear();
             }
-            b'\r' => {}
             0x20..=0x7e => {
                 if self.text.push(char::from(byte)).is_err() {
                     emit(&self.text);
@@ -71,8 +71,17 @@ mod tests {
     }
 
     #[test]
+    fn a_carriage_return_is_shown_escaped_not_dropped() {
+        // A guest that overwrites a line with `\r` cannot hide what it wrote first.
+        assert_eq!(lines(b"hello\r\n"), ["hello\\x0d"]);
+        assert_eq!(lines(b"secret\rpublic\n"), ["secret\\x0dpublic"]);
+        // Control: the other control bytes were already escaped the same way.
+        assert_eq!(lines(b"a\x0bb\n"), ["a\\x0bb"]);
+    }
+
+    #[test]
     fn lines_are_split_escaped_and_capped() {
-        assert_eq!(lines(b"hello\r\nworld"), ["hello", "world"]);
+        assert_eq!(lines(b"hello\nworld"), ["hello", "world"]);
         assert_eq!(lines(b"a\x1b[0m\xff\n"), ["a\\x1b[0m\\xff"]);
         let long = [b'x'; LINE_MAX + 5];
         let got = lines(&long);

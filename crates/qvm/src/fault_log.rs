@@ -7,14 +7,18 @@
 //! SMMUv3 records one fault per 4 bytes of a refused DMA: a 64-byte DMA is 16 records). The
 //! line gives the first and last address and sequence number and the exact count, so no
 //! record is hidden: a burst's records have consecutive sequence numbers (`count` =
-//! `seq_last - seq + 1`), and the records the ledger dropped are counted apart (`dropped`).
+//! `seq_last - seq + 1`). A ledger entry may itself stand for a run (a full ledger folds the
+//! records that continue its newest entry into it: `FaultRecord::count`), so a 4 KiB DMA into a
+//! full ledger is still one line of `count=1024`. The records the ledger dropped are counted
+//! apart (`dropped`), and so are the IOMMU's own losses that may have been the VM's
+//! (`possibly_lost`).
 
 use core::fmt::{self, Write as _};
 use iommu_core::{Bdf, Direction, FaultReason, Iova, StreamId};
-use smmuman_api::FaultRecord;
+use smmuman_api::{FaultRecord, FAULT_RUN_GAP};
 
-/// Largest address step between two records of one burst.
-pub const BURST_GAP: u64 = 64;
+/// Largest address step between two records of one burst (the manager's run gap).
+pub const BURST_GAP: u64 = FAULT_RUN_GAP;
 
 /// An open burst.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -46,10 +50,10 @@ impl Burst {
             dir: r.dir,
             reason: r.reason,
             addr: r.addr,
-            addr_last: r.addr,
+            addr_last: r.addr_last,
             seq: r.seq,
-            seq_last: r.seq,
-            count: 1,
+            seq_last: r.seq_last(),
+            count: u64::from(r.count),
             time_ns: r.time_ns,
         }
     }
@@ -75,17 +79,20 @@ pub struct FaultLog {
     pub bursts: u64,
     /// Records the ledger dropped since the object was created (the manager's exact count).
     pub dropped: u64,
+    /// Times the IOMMU lost records that may have been the VM's (the manager's count).
+    pub possibly_lost: u64,
 }
 
 impl FaultLog {
-    /// Adds `r`; returns the burst it closed, if any (to be logged).
+    /// Adds `r` (one record, or a run of `r.count`); returns the burst it closed, if any (to
+    /// be logged).
     pub fn push(&mut self, r: &FaultRecord) -> Option<Burst> {
-        self.records += 1;
+        self.records += u64::from(r.count);
         match &mut self.open {
             Some(b) if b.continues(r) => {
-                b.addr_last = r.addr;
-                b.seq_last = r.seq;
-                b.count += 1;
+                b.addr_last = r.addr_last;
+                b.seq_last = r.seq_last();
+                b.count += u64::from(r.count);
                 None
             }
             open => {
@@ -158,6 +165,8 @@ mod tests {
             seq,
             time_ns: 1_500_250_000,
             addr: Iova(addr),
+            addr_last: Iova(addr),
+            count: 1,
             sid: StreamId(0x10),
             reason: FaultReason::Translation,
             dir: Some(dir),
@@ -208,5 +217,53 @@ mod tests {
         // Control: the next record in sequence and address continues it.
         assert_eq!(log.push(&rec(6, 0x9008, Direction::Write)), None);
         assert_eq!(log.flush().map(|b| b.count), Some(2));
+    }
+}
+
+#[cfg(test)]
+mod run_tests {
+    use super::*;
+
+    fn entry(seq: u64, addr: u64, addr_last: u64, count: u32) -> FaultRecord {
+        FaultRecord {
+            seq,
+            time_ns: 0,
+            addr: Iova(addr),
+            addr_last: Iova(addr_last),
+            count,
+            sid: StreamId(8),
+            reason: FaultReason::Translation,
+            dir: Some(Direction::Write),
+            code: 0x10,
+        }
+    }
+
+    #[test]
+    fn a_run_folded_by_a_full_ledger_counts_every_record_of_the_burst() {
+        // What a full 32-record ledger holds after a 4 KiB DMA recorded per 4 bytes: 31
+        // records, then one entry standing for the other 993.
+        let mut log = FaultLog::default();
+        let mut closed = Vec::new();
+        for i in 0..31u64 {
+            let a = 0x4800_0000 + 4 * i;
+            closed.extend(log.push(&entry(1 + i, a, a, 1)));
+        }
+        closed.extend(log.push(&entry(32, 0x4800_007c, 0x4800_0ffc, 993)));
+        closed.extend(log.flush());
+        assert_eq!(closed.len(), 1);
+        let b = closed[0];
+        assert_eq!(
+            (b.count, b.seq, b.seq_last, b.addr_last),
+            (1024, 1, 1024, Iova(0x4800_0ffc))
+        );
+        assert_eq!(log.records, 1024);
+        // A record after the run continues from its last address and sequence number.
+        let mut log = FaultLog::default();
+        assert_eq!(log.push(&entry(1, 0x1000, 0x1ffc, 1024)), None);
+        assert_eq!(log.push(&entry(1025, 0x2000, 0x2000, 1)), None);
+        assert_eq!(
+            log.flush().map(|b| (b.count, b.seq_last)),
+            Some((1025, 1025))
+        );
     }
 }

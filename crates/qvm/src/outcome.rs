@@ -252,6 +252,9 @@ pub struct Report {
     pub faults: u64,
     /// Fault records the manager dropped because the ledger was full.
     pub dropped: u64,
+    /// Times the IOMMU lost fault records that may have been the VM's (it cannot say whose:
+    /// an SMMUv3 event queue overflow, a VT-d FSTS.PFO). 0: none of the VM's can be missing.
+    pub possibly_lost: u64,
     /// Whether the guest's DMA was confined by smmuman.
     pub isolated: bool,
     /// Time slices that ended early because the guest reached a bound of what one slice may

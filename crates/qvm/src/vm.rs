@@ -67,7 +67,7 @@ pub fn guest_ram_range(plan: &VmPlan<'_>, ram_hpa: PhysAddr) -> Option<GpaRange>
     GpaRange::new(base, plan.ram)
 }
 
-/// Pages of fault records [`Vm::finish`] reads at most (31 records each).
+/// Pages of fault records [`Vm::finish`] reads at most (`FAULTS_PER_PAGE` entries each).
 const MAX_FAULT_PAGES: usize = 1024;
 
 /// A running VM.
@@ -530,6 +530,13 @@ where
                 }
             };
             log.dropped = page.dropped();
+            if page.possibly_lost() > log.possibly_lost {
+                log.possibly_lost = page.possibly_lost();
+                host.line(format_args!(
+                    "DMA_FAULT_LOST vm={name} possibly_lost={} (the IOMMU lost fault records without saying whose; some may be this VM's)",
+                    log.possibly_lost
+                ));
+            }
             for r in page.records() {
                 if let Some(b) = log.push(r) {
                     emit(host, b);
@@ -723,6 +730,7 @@ where
             stop: self.stop,
             faults: 0,
             dropped: 0,
+            possibly_lost: 0,
             isolated: self.isolated,
             throttled: self.work.throttled(),
             cleanup_error: None,
@@ -739,6 +747,7 @@ where
         report.cleanup_error = self.read_faults();
         report.faults = self.faults.records;
         report.dropped = self.faults.dropped;
+        report.possibly_lost = self.faults.possibly_lost;
         if let (Some(c), Some(object)) = (self.client.as_mut(), self.object) {
             if let Err(e) = c.destroy_object(object) {
                 report.cleanup_error.get_or_insert(e);
@@ -751,9 +760,10 @@ where
         let status = report.exit_status.map_or(-1i128, i128::from);
         let stop = report.stop.map_or("none", |r| r.tag());
         self.host.line(format_args!(
-            "VMM vm={name} finished stop={stop} status={status} faults={} dropped={} isolated={} throttled={}",
+            "VMM vm={name} finished stop={stop} status={status} faults={} dropped={} possibly_lost={} isolated={} throttled={}",
             report.faults,
             report.dropped,
+            report.possibly_lost,
             u8::from(report.isolated),
             report.throttled
         ));

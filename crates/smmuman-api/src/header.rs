@@ -213,7 +213,7 @@ mod tests {
         let buf = msg(4);
         assert_eq!(
             &buf[..16],
-            &[0x53, 0x4d, 2, 0, 7, 0, 0, 0, 4, 0, 0, 0, 0xef, 0xbe, 0xad, 0xde]
+            &[0x53, 0x4d, 3, 0, 7, 0, 0, 0, 4, 0, 0, 0, 0xef, 0xbe, 0xad, 0xde]
         );
         let (h, payload) = Header::parse_request(&buf[..20]).unwrap();
         assert_eq!(h.op, 7);
@@ -250,7 +250,7 @@ mod tests {
             Header::parse(&m[..16]),
             Err(ProtocolError::BadVersion {
                 got: 1,
-                supported: 2
+                supported: 3
             })
         );
         let mut m = ok;

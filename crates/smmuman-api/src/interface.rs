@@ -208,9 +208,11 @@ interface! {
 
     /// A fault barrier, then a read: drains the IOMMU's fault records into the ledgers first,
     /// so every fault the IOMMU raised before the call is in the reply or counted in
-    /// `remaining`/`dropped`; then pops up to `max` records of the caller's object, oldest
-    /// first. The unclaimed ledger is the host's: a client asking for
-    /// `ObjectId::UNCLAIMED` gets `NotFound`.
+    /// `remaining`/`dropped`, unless the page's `possibly_lost` says the IOMMU itself lost
+    /// records that may have been the object's; then pops up to `max` records (each one, or a
+    /// run a full ledger folded: `FaultRecord::count`) of the caller's object, oldest first.
+    /// The unclaimed ledger is the host's: a client asking for `ObjectId::UNCLAIMED` gets
+    /// `NotFound`.
     ///
     /// Refusals:
     /// * `NotFound`: no such object of the caller (value: the object).
@@ -220,7 +222,7 @@ interface! {
         /// Records to pop at most (1 to `faults_per_page`).
         max: FaultBatch,
     }) -> ReadFaultsReply {
-        /// The records, how many remain, how many were dropped.
+        /// The records, how many remain, how many were dropped, how often some may be lost.
         page: FaultPage,
     };
 

@@ -64,7 +64,7 @@ pub use transport::{NoManager, Transport};
 pub use types::{
     is_window_access, ClientId, DeviceSel, DmaWindow, FaultBatch, FaultPage, FaultRecord,
     IovaRange, IovaRanges, IovaSpan, MapFlags, NotifyState, ObjectFlags, ObjectId, PciMatch,
-    FAULTS_PER_PAGE, WINDOW_ACCESS,
+    FAULTS_PER_PAGE, FAULT_RUN_GAP, WINDOW_ACCESS,
 };
 pub use wire::{MAX_MESSAGE, VERSION};
 

@@ -640,15 +640,29 @@ impl Wire for NotifyState {
     }
 }
 
-/// One access the IOMMU refused, as the manager's ledger recorded it.
+/// Largest address step between two records of one **run**: records of one stream, direction,
+/// reason and event code at rising addresses no more than this apart (an IOMMU such as QEMU's
+/// SMMUv3 records one fault per 4 bytes of a refused DMA: a 4 KiB DMA is 1,024 records).
+pub const FAULT_RUN_GAP: u64 = 64;
+
+/// One access the IOMMU refused, as the manager's ledger recorded it, or (`count` > 1) a run of
+/// them: when the ledger is full, a record that continues the run of the ledger's newest
+/// record ([`FAULT_RUN_GAP`]) is folded into it instead of being dropped, so the run's size
+/// stays exact.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct FaultRecord {
-    /// Position in its ledger (per object, from 1, no gaps except for dropped records).
+    /// Position in its ledger (per object, from 1, no gaps except for dropped records); a run
+    /// holds the `count` consecutive numbers `seq..seq + count`.
     pub seq: u64,
-    /// When the manager drained it, in nanoseconds of the manager's clock.
+    /// When the manager drained it (the run's first record), in nanoseconds of the manager's
+    /// clock.
     pub time_ns: u64,
-    /// The address the device used (before translation).
+    /// The address the device used (before translation); a run's first.
     pub addr: Iova,
+    /// A run's last address (`addr` for a single record).
+    pub addr_last: Iova,
+    /// Refused accesses this entry stands for: 1, or a run's size.
+    pub count: u32,
     /// The stream that issued it.
     pub sid: StreamId,
     /// Why it was refused.
@@ -682,17 +696,41 @@ const fn reason_from(code: u8) -> Option<FaultReason> {
     })
 }
 
-/// 32 bytes: `seq:u64 time_ns:u64 addr:u64 sid:u32 reason:u8 dir:u8 code:u8 reserved:u8`.
+impl FaultRecord {
+    /// The last sequence number this entry stands for.
+    pub const fn seq_last(&self) -> u64 {
+        self.seq.saturating_add(self.count.saturating_sub(1) as u64)
+    }
+
+    /// Whether `next` continues this entry's run: same stream, direction, reason and event
+    /// code, the next sequence number, an address above the last one by at most
+    /// [`FAULT_RUN_GAP`].
+    pub fn continued_by(&self, next: &FaultRecord) -> bool {
+        next.sid == self.sid
+            && next.dir == self.dir
+            && next.reason == self.reason
+            && next.code == self.code
+            && self.seq_last().checked_add(1) == Some(next.seq)
+            && next.addr.0 > self.addr_last.0
+            && next.addr.0 - self.addr_last.0 <= FAULT_RUN_GAP
+    }
+}
+
+/// 48 bytes: `seq:u64 time_ns:u64 addr:u64 addr_last:u64 sid:u32 count:u32 reason:u8 dir:u8
+/// code:u8 reserved:[u8;5]`.
 ///
 /// `reason` is never 0 (that marks an empty slot): 1 translation, 2 permission, 3 access-flag, 4 address-size, 5 bad-config,
-/// 6 other; `dir` is 0 unknown, 1 read, 2 write.
+/// 6 other; `dir` is 0 unknown, 1 read, 2 write. `count` is at least 1, `addr_last` is `addr`
+/// when `count` is 1 and above it otherwise, and `seq + count - 1` does not wrap.
 impl Wire for FaultRecord {
-    const SIZE: usize = 32;
+    const SIZE: usize = 48;
     fn put(&self, w: &mut Writer<'_>) {
         w.u64(self.seq);
         w.u64(self.time_ns);
         w.u64(self.addr.0);
+        w.u64(self.addr_last.0);
         w.u32(self.sid.0);
+        w.u32(self.count);
         w.u8(reason_code(self.reason));
         w.u8(match self.dir {
             None => 0,
@@ -700,13 +738,25 @@ impl Wire for FaultRecord {
             Some(Direction::Write) => 2,
         });
         w.u8(self.code);
-        w.u8(0);
+        w.zeros(5);
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, FieldError> {
         let seq = r.u64()?;
         let time_ns = r.u64()?;
         let addr = Iova(r.u64()?);
+        let at_last = r.offset();
+        let addr_last = r.u64()?;
         let sid = StreamId(r.u32()?);
+        let at = r.offset();
+        let count = r.u32()?;
+        if count == 0 || seq.checked_add(u64::from(count) - 1).is_none() {
+            return Err(Reader::reject(at, count.into()));
+        }
+        let single = count == 1;
+        if (single && addr_last != addr.0) || (!single && addr_last <= addr.0) {
+            return Err(Reader::reject(at_last, addr_last));
+        }
+        let addr_last = Iova(addr_last);
         let at = r.offset();
         let reason = r.u8()?;
         let reason = reason_from(reason).ok_or(Reader::reject(at, reason.into()))?;
@@ -718,11 +768,13 @@ impl Wire for FaultRecord {
             v => return Err(Reader::reject(at, v.into())),
         };
         let code = r.u8()?;
-        r.zeros(1)?;
+        r.zeros(5)?;
         Ok(Self {
             seq,
             time_ns,
             addr,
+            addr_last,
+            count,
             sid,
             reason,
             dir,
@@ -732,7 +784,7 @@ impl Wire for FaultRecord {
 }
 
 /// How many fault records one `read_faults` reply carries at most.
-pub const FAULTS_PER_PAGE: usize = 31;
+pub const FAULTS_PER_PAGE: usize = 20;
 
 /// How many records one `read_faults` pops at most: 1 to [`FAULTS_PER_PAGE`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -776,6 +828,7 @@ pub struct FaultPage {
     count: u8,
     remaining: u32,
     dropped: u64,
+    possibly_lost: u64,
     records: [Option<FaultRecord>; FAULTS_PER_PAGE],
 }
 
@@ -787,8 +840,24 @@ impl FaultPage {
             count: 0,
             remaining,
             dropped,
+            possibly_lost: 0,
             records: [None; FAULTS_PER_PAGE],
         }
+    }
+
+    /// Sets how many times records may have been lost before they reached the ledger
+    /// ([`FaultPage::possibly_lost`]).
+    pub fn set_possibly_lost(&mut self, events: u64) {
+        self.possibly_lost = events;
+    }
+
+    /// How many times, since the object was created, the IOMMU reported that it lost fault
+    /// records without saying whose (VT-d: FSTS.PFO, its recording registers were full; SMMUv3:
+    /// the event queue overflowed) while one of the object's devices was attached: each time,
+    /// records of this object may be missing (neither in the ledger nor in `dropped`). 0: every
+    /// record the IOMMU raised for the object reached its ledger.
+    pub const fn possibly_lost(&self) -> u64 {
+        self.possibly_lost
     }
 
     /// Appends a record; `false` when the page is full.
@@ -834,16 +903,17 @@ impl FaultPage {
     }
 }
 
-/// 1,008 bytes (the largest payload): `count:u8 reserved:[u8;3] remaining:u32 dropped:u64`,
-/// then [`FAULTS_PER_PAGE`] (31) [`FaultRecord`]s;
+/// 984 bytes: `count:u8 reserved:[u8;3] remaining:u32 dropped:u64 possibly_lost:u64`,
+/// then [`FAULTS_PER_PAGE`] (20) [`FaultRecord`]s;
 /// slots past `count` are all zero.
 impl Wire for FaultPage {
-    const SIZE: usize = 16 + FAULTS_PER_PAGE * FaultRecord::SIZE;
+    const SIZE: usize = 24 + FAULTS_PER_PAGE * FaultRecord::SIZE;
     fn put(&self, w: &mut Writer<'_>) {
         w.u8(self.count);
         w.zeros(3);
         w.u32(self.remaining);
         w.u64(self.dropped);
+        w.u64(self.possibly_lost);
         for slot in &self.records {
             match slot {
                 Some(rec) => rec.put(w),
@@ -861,6 +931,7 @@ impl Wire for FaultPage {
         let remaining = r.u32()?;
         let dropped = r.u64()?;
         let mut page = Self::new(remaining, dropped);
+        page.possibly_lost = r.u64()?;
         for i in 0..FAULTS_PER_PAGE {
             if i < usize::from(count) {
                 let rec = FaultRecord::get(r)?;
@@ -1014,6 +1085,8 @@ mod tests {
             seq,
             time_ns: 5,
             addr: Iova(0x20_0000),
+            addr_last: Iova(0x20_0000),
+            count: 1,
             sid: StreamId(8),
             reason: FaultReason::Translation,
             dir: Some(Direction::Write),
@@ -1024,19 +1097,35 @@ mod tests {
     #[test]
     fn fault_pages_round_trip_and_zero_their_tail() {
         let mut page = FaultPage::new(3, 9);
+        page.set_possibly_lost(2);
         assert!(page.push(record(1)));
-        assert!(page.push(record(2)));
+        assert!(page.push(FaultRecord {
+            addr_last: Iova(0x20_0ffc),
+            count: 1024,
+            ..record(2)
+        }));
         let buf = round_trip(page);
-        assert_eq!(FaultPage::SIZE, 1008);
+        assert_eq!(FaultPage::SIZE, 984);
+        const {
+            assert!(
+                HEADER_LEN + FaultPage::SIZE <= MAX_MESSAGE,
+                "a page fits a message"
+            )
+        };
         assert_eq!(
-            HEADER_LEN + FaultPage::SIZE,
-            MAX_MESSAGE,
-            "a page fills a message"
+            &buf[8..24],
+            &[9, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]
         );
-        // record 0 at 16: seq, time, addr, sid, reason, dir, code
-        assert_eq!(buf[16], 1);
-        assert_eq!(&buf[16 + 28..16 + 32], &[1, 2, 0x10, 0]);
-        assert!(buf[16 + 64..FaultPage::SIZE].iter().all(|&b| b == 0));
+        // record 0 at 24: seq, time, addr, addr_last, sid, count, reason, dir, code
+        assert_eq!(buf[24], 1);
+        assert_eq!(
+            &buf[24 + 36..24 + 48],
+            &[1, 0, 0, 0, 1, 2, 0x10, 0, 0, 0, 0, 0]
+        );
+        // record 1: a run of 1,024 up to 0x20_0ffc
+        assert_eq!(&buf[72 + 24..72 + 32], &0x20_0ffcu64.to_le_bytes());
+        assert_eq!(&buf[72 + 36..72 + 40], &1024u32.to_le_bytes());
+        assert!(buf[24 + 96..FaultPage::SIZE].iter().all(|&b| b == 0));
 
         let mut full = FaultPage::new(0, 0);
         for s in 0..FAULTS_PER_PAGE as u64 {
@@ -1059,14 +1148,67 @@ mod tests {
         tail[100] = 1;
         assert_eq!(decode_exact::<FaultPage>(&tail).unwrap_err().offset, 100);
         let mut reason = buf;
-        reason[16 + 28] = 0;
+        reason[24 + 40] = 0;
         assert_eq!(
             decode_exact::<FaultPage>(&reason).unwrap_err().offset,
-            16 + 28
+            24 + 40
         );
         let mut dir = buf;
-        dir[16 + 29] = 3;
-        assert_eq!(decode_exact::<FaultPage>(&dir).unwrap_err().offset, 16 + 29);
+        dir[24 + 41] = 3;
+        assert_eq!(decode_exact::<FaultPage>(&dir).unwrap_err().offset, 24 + 41);
+        let mut reserved = buf;
+        reserved[24 + 47] = 1;
+        assert_eq!(
+            decode_exact::<FaultPage>(&reserved).unwrap_err().offset,
+            24 + 47
+        );
+        // A run of no record, a single record with a last address of its own, a run whose
+        // last address is not above its first.
+        let mut count = buf;
+        count[24 + 36] = 0;
+        assert_eq!(
+            decode_exact::<FaultPage>(&count).unwrap_err().offset,
+            24 + 36
+        );
+        let mut last = buf;
+        last[24 + 24] = 4;
+        assert_eq!(
+            decode_exact::<FaultPage>(&last).unwrap_err().offset,
+            24 + 24
+        );
+        let mut run = buf;
+        run[24 + 36] = 2;
+        assert_eq!(decode_exact::<FaultPage>(&run).unwrap_err().offset, 24 + 24);
+    }
+
+    #[test]
+    fn a_run_is_continued_only_by_the_next_record_of_its_kind_close_above_it() {
+        let run = FaultRecord {
+            addr_last: Iova(0x20_003c),
+            count: 16,
+            ..record(1)
+        };
+        assert_eq!(run.seq_last(), 16);
+        let next = FaultRecord {
+            addr: Iova(0x20_0040),
+            addr_last: Iova(0x20_0040),
+            ..record(17)
+        };
+        assert!(run.continued_by(&next));
+        assert!(
+            !run.continued_by(&FaultRecord { seq: 18, ..next }),
+            "a gap in seq"
+        );
+        assert!(!run.continued_by(&FaultRecord {
+            addr: Iova(0x20_0080),
+            ..next
+        }));
+        assert!(!run.continued_by(&FaultRecord {
+            addr: Iova(0x20_003c),
+            ..next
+        }));
+        assert!(!run.continued_by(&FaultRecord { dir: None, ..next }));
+        assert!(!run.continued_by(&FaultRecord { code: 0x11, ..next }));
     }
 
     #[test]

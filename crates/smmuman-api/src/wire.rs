@@ -9,7 +9,7 @@ use core::fmt;
 /// First two bytes of every message: `"SM"` on the wire (`0x4d53` read little-endian).
 pub const MAGIC: u16 = 0x4d53;
 /// The protocol version this crate speaks (see `docs/protocol.md`, "Versioning").
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Size of the fixed header in front of every payload.
 pub const HEADER_LEN: usize = 16;
 /// Largest message (header + payload) either side ever sends or accepts.

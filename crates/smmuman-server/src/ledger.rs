@@ -1,4 +1,5 @@
-//! [`Ledger`]: one bounded log of fault records, with sequence numbers, an exact drop count and a
+//! [`Ledger`]: one bounded log of fault records, with sequence numbers, runs folded when full, an
+//! exact drop count, a count of the IOMMU's losses that may have been its records, and a
 //! one-shot notification.
 
 use crate::config::FAULT_LOG_DEPTH;
@@ -28,11 +29,14 @@ impl Notify {
 pub(crate) struct Recorded {
     /// The sequence number it got.
     pub seq: u64,
-    /// Whether it was kept (false: the ledger was full).
+    /// Whether it is in the ledger, as a record of its own or folded into the newest one's run
+    /// (false: the ledger was full and it continued no run: dropped).
     pub kept: bool,
 }
 
-/// A bounded FIFO of fault records: when full, **new** records are dropped and counted.
+/// A bounded FIFO of fault records. When full, a **new** record that continues the run of the
+/// newest one ([`FaultRecord::continued_by`]) is folded into it (its `count` and `addr_last`);
+/// any other new record is dropped and counted.
 #[derive(Debug)]
 pub(crate) struct Ledger {
     records: heapless::Deque<FaultRecord, FAULT_LOG_DEPTH>,
@@ -41,6 +45,7 @@ pub(crate) struct Ledger {
     next_seq: u64,
     dropped: u64,
     recorded: u64,
+    possibly_lost: u64,
     pub notify: Notify,
 }
 
@@ -59,29 +64,62 @@ impl Ledger {
             next_seq: 1,
             dropped: 0,
             recorded: 0,
+            possibly_lost: 0,
             notify: Notify::Idle,
         }
     }
 
-    /// Offers a record (its `seq` is assigned here); fires an armed notification.
+    /// Offers one record (its `seq` is assigned here, its `count` and `addr_last` set to a
+    /// single record's); fires an armed notification.
     pub fn record(&mut self, mut rec: FaultRecord) -> Recorded {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.saturating_add(1);
         self.recorded = self.recorded.saturating_add(1);
         rec.seq = seq;
-        let kept = self.records.len() < self.depth && self.records.push_back(rec).is_ok();
+        rec.addr_last = rec.addr;
+        rec.count = 1;
+        let kept = if self.records.len() < self.depth {
+            self.records.push_back(rec).is_ok()
+        } else {
+            self.fold(&rec)
+        };
         if !kept {
             self.dropped = self.dropped.saturating_add(1);
         }
+        self.fire();
+        Recorded { seq, kept }
+    }
+
+    /// Folds `rec` into the newest record when it continues that record's run (and the run's
+    /// count has room); returns whether it did.
+    fn fold(&mut self, rec: &FaultRecord) -> bool {
+        match self.records.back_mut() {
+            Some(run) if run.count < u32::MAX && run.continued_by(rec) => {
+                run.count += 1;
+                run.addr_last = rec.addr;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The IOMMU lost records without saying whose, and this ledger's devices may have raised
+    /// some of them: counted, and an armed notification fires (the reader should know).
+    pub fn mark_possibly_lost(&mut self) {
+        self.possibly_lost = self.possibly_lost.saturating_add(1);
+        self.fire();
+    }
+
+    fn fire(&mut self) {
         if let Notify::Armed(client) = self.notify {
             self.notify = Notify::Fired(client);
         }
-        Recorded { seq, kept }
     }
 
     /// Pops up to `max` records, oldest first.
     pub fn pop_page(&mut self, max: FaultBatch) -> FaultPage {
         let mut page = FaultPage::new(0, self.dropped);
+        page.set_possibly_lost(self.possibly_lost);
         for _ in 0..max.get() {
             match self.records.pop_front() {
                 Some(rec) => {
@@ -146,6 +184,8 @@ mod tests {
             seq: 0,
             time_ns: 0,
             addr: Iova(addr),
+            addr_last: Iova(0),
+            count: 0,
             sid: StreamId(8),
             reason: FaultReason::Translation,
             dir: None,
@@ -156,8 +196,9 @@ mod tests {
     #[test]
     fn a_full_ledger_drops_new_records_and_counts_them_exactly() {
         let mut l = Ledger::default();
+        // A page apart: no record continues another's run.
         for i in 0..FAULT_LOG_DEPTH as u64 + 5 {
-            let r = l.record(rec(i));
+            let r = l.record(rec(0x1000 * i));
             assert_eq!(r.seq, i + 1);
             assert_eq!(r.kept, i < FAULT_LOG_DEPTH as u64);
         }
@@ -182,6 +223,92 @@ mod tests {
     }
 
     #[test]
+    fn a_run_into_a_full_ledger_is_folded_into_its_newest_record_with_the_exact_count() {
+        // A refused 4 KiB DMA recorded per 4 bytes (QEMU's SMMUv3): 1,024 records into a
+        // ledger of 32.
+        let mut l = Ledger::default();
+        for i in 0..1024u64 {
+            let r = l.record(rec(0x4800_0000 + 4 * i));
+            assert_eq!(
+                r,
+                Recorded {
+                    seq: i + 1,
+                    kept: true
+                }
+            );
+        }
+        assert_eq!((l.dropped(), l.recorded(), l.pending()), (0, 1024, 32));
+        let mut all = Vec::new();
+        while l.pending() > 0 {
+            all.extend(l.pop_page(FaultBatch::PAGE).records().copied());
+        }
+        assert_eq!(all.len(), 32);
+        assert!(all[..31]
+            .iter()
+            .all(|r| r.count == 1 && r.addr_last == r.addr));
+        let run = all[31];
+        assert_eq!(
+            (run.seq, run.seq_last(), run.count, run.addr, run.addr_last),
+            (32, 1024, 993, Iova(0x4800_007c), Iova(0x4800_0ffc))
+        );
+        assert_eq!(all.iter().map(|r| u64::from(r.count)).sum::<u64>(), 1024);
+    }
+
+    #[test]
+    fn a_full_ledger_folds_only_what_continues_its_newest_record() {
+        let mut l = Ledger::with_depth(2);
+        l.record(rec(0x1000));
+        l.record(rec(0x1004));
+        // Full. Far away: dropped; then even the next address of the run is dropped (the
+        // sequence numbers no longer follow on).
+        assert!(!l.record(rec(0x9000)).kept);
+        assert!(!l.record(rec(0x1008)).kept);
+        // Another stream, direction or a step back: dropped.
+        let mut l = Ledger::with_depth(1);
+        l.record(rec(0x1000));
+        assert!(
+            !l.record(FaultRecord {
+                sid: StreamId(9),
+                ..rec(0x1004)
+            })
+            .kept
+        );
+        let mut l = Ledger::with_depth(1);
+        l.record(rec(0x1000));
+        assert!(
+            !l.record(FaultRecord {
+                dir: Some(iommu_core::Direction::Read),
+                ..rec(0x1004)
+            })
+            .kept
+        );
+        let mut l = Ledger::with_depth(1);
+        l.record(rec(0x1000));
+        assert!(!l.record(rec(0x1000)).kept);
+        // Control: the next address, close above, is folded.
+        let mut l = Ledger::with_depth(1);
+        l.record(rec(0x1000));
+        assert!(l.record(rec(0x1040)).kept);
+        let page = l.pop_page(FaultBatch::PAGE);
+        assert_eq!(page.dropped(), 0);
+        let r = page.records().next().unwrap();
+        assert_eq!((r.count, r.addr_last), (2, Iova(0x1040)));
+    }
+
+    #[test]
+    fn a_possible_loss_is_counted_on_every_page_and_fires_the_notification() {
+        let mut l = Ledger::default();
+        assert_eq!(l.pop_page(FaultBatch::PAGE).possibly_lost(), 0);
+        assert_eq!(l.arm(ClientId(1)), 0);
+        l.mark_possibly_lost();
+        assert_eq!(l.take_fired(), Some(ClientId(1)));
+        let page = l.pop_page(FaultBatch::PAGE);
+        assert_eq!((page.len(), page.possibly_lost()), (0, 1));
+        // It stays: it is a count since the object was created, like `dropped`.
+        assert_eq!(l.pop_page(FaultBatch::PAGE).possibly_lost(), 1);
+    }
+
+    #[test]
     fn notification_is_one_shot_and_not_armed_over_waiting_records() {
         let mut l = Ledger::default();
         assert_eq!(l.arm(ClientId(1)), 0);
@@ -200,7 +327,7 @@ mod tests {
     #[test]
     fn a_shallower_ledger_drops_sooner_and_counts_exactly() {
         let mut l = Ledger::with_depth(3);
-        let kept: Vec<bool> = (0..5).map(|i| l.record(rec(i)).kept).collect();
+        let kept: Vec<bool> = (0..5).map(|i| l.record(rec(0x1000 * i)).kept).collect();
         assert_eq!(kept, [true, true, true, false, false]);
         let page = l.pop_page(FaultBatch::PAGE);
         assert_eq!(page.records().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);

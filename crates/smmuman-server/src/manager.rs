@@ -473,6 +473,8 @@ impl<B: IommuBackend> Manager<B> {
                 seq: 0,
                 time_ns,
                 addr: f.addr,
+                addr_last: f.addr,
+                count: 1,
                 sid: f.sid,
                 reason: f.reason,
                 dir: f.dir,
@@ -508,9 +510,10 @@ impl<B: IommuBackend> Manager<B> {
                 report.hw_lost_at_least = drain.lost_at_least;
                 counters.hw_lost_at_least += drain.lost_at_least;
                 if drain.lost_at_least > 0 {
+                    let ledgers = mark_possibly_lost(table, objects, unclaimed);
                     log::warn!(
                         target: "smmuman::fault",
-                        "FAULT-LOST hw_lost_at_least={} (the IOMMU's event queue overflowed)",
+                        "FAULT-LOST hw_lost_at_least={} ledgers={ledgers} (the IOMMU lost records without saying whose; every ledger that may miss some is marked possibly_lost)",
                         drain.lost_at_least
                     );
                 }
@@ -1034,6 +1037,26 @@ impl Burst {
             BurstLine { burst: self, dev: DevName(table, group) }
         );
     }
+}
+
+/// The IOMMU lost fault records and cannot say whose (SMMUv3 event queue overflow, IHI 0070
+/// §7.4; VT-d FSTS.PFO, VT-d §7.2.1): marks the ledger of every object with a device attached,
+/// any of which may have raised them, and the unclaimed ledger (devices nobody claimed fault
+/// too). Returns how many ledgers it marked.
+fn mark_possibly_lost(
+    table: &DeviceTable,
+    objects: &mut [Object],
+    unclaimed: &mut Ledger,
+) -> usize {
+    let mut marked = 1;
+    unclaimed.mark_possibly_lost();
+    for o in objects.iter_mut() {
+        if table.groups().iter().any(|g| g.owner == Some(o.id)) {
+            o.ledger.mark_possibly_lost();
+            marked += 1;
+        }
+    }
+    marked
 }
 
 /// One structured log line per burst of faults.

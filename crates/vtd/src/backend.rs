@@ -15,7 +15,8 @@
 //! * **Map**: the table is written (cache lines cleaned when ECAP.C = 0, then GCMD.WBF when
 //!   CAP.RWBF, [`Unit::table_written`]), then [`Unit::mapped`]: with CAP.CM = 1 the unit may
 //!   have cached the not-present entries just filled (VT-d §6.1), so they are invalidated like
-//!   an unmap (page-selective IOTLB invalidation, VT-d §6.5.2.3); with CM = 0 nothing is sent.
+//!   an unmap (page-selective IOTLB invalidation, VT-d §6.5.2.3; IH set only when the batch
+//!   wrote leaves alone, clear when it linked a new table); with CM = 0 nothing is sent.
 //! * **Unmap**: the entries are cleared, then the returned [`Invalidation`] becomes
 //!   page-selective IOTLB descriptors for its range ([`Unit::invalidate_range`], IH set when
 //!   only leaves went, VT-d §6.5.2.3) followed by a wait descriptor (§6.5.2.8); only once it
@@ -592,7 +593,11 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for VtdBackend<M, R> {
             .ok_or(VtdBackendError::UnknownDomain(domain))?;
         let mut written = 0;
         let mut failed: Option<VtdBackendError> = None;
+        // Whether any window linked a new table (a non-leaf entry changed): its caching-mode
+        // invalidation then goes without the IH hint ([`Unit::mapped`]).
+        let mut tables_linked = false;
         for op in batch {
+            let tables_before = d.table.table_pages();
             match d.table.map(
                 &mut Flushed::new(&mut *mem, coherent),
                 op.iova,
@@ -606,6 +611,7 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for VtdBackend<M, R> {
                     break;
                 }
             }
+            tables_linked |= d.table.table_pages() != tables_before;
         }
         // Visible to the walker (cleaned above when ECAP.C = 0; GCMD.WBF when CAP.RWBF).
         let root = d.table.root();
@@ -614,7 +620,7 @@ impl<M: DmaMemory, R: RegisterAccess> IommuBackend for VtdBackend<M, R> {
         }
         if failed.is_none() {
             for op in batch {
-                if let Err(e) = unit.mapped(mem, d.did, op.iova, op.len) {
+                if let Err(e) = unit.mapped(mem, d.did, op.iova, op.len, tables_linked) {
                     failed = Some(e.into());
                     break;
                 }

@@ -609,6 +609,13 @@ impl<R: RegisterAccess> Unit<R> {
     /// entries they replaced (VT-d §6.1), so they are invalidated like an unmap; with CM = 0
     /// not-present entries are never cached and nothing is sent.
     ///
+    /// `tables_linked`: the mapping filled a not-present **non-leaf** entry with a new table.
+    /// The invalidation hint (IOTLB invalidate descriptor IH, VT-d §6.5.2.3) promises the unit
+    /// that no paging-structure entry changed, so it may keep its paging-structure caches; that
+    /// holds only when leaves alone were written, so IH is set only then (a unit in caching
+    /// mode may have cached the not-present non-leaf entry, as Linux assumes: it sends IH = 0
+    /// for such maps).
+    ///
     /// # Errors
     /// As [`Unit::invalidate_range`].
     pub fn mapped(
@@ -617,11 +624,12 @@ impl<R: RegisterAccess> Unit<R> {
         did: DomainTag,
         iova: iommu_core::Iova,
         len: u64,
+        tables_linked: bool,
     ) -> Result<(), VtdError> {
         if !self.features.caching_mode {
             return Ok(());
         }
-        self.invalidate_range(mem, did, iova, len, true)
+        self.invalidate_range(mem, did, iova, len, !tables_linked)
     }
 
     /// Unmasks (`true`) or masks fault events (FECTL.IM). Unmask after programming

@@ -404,7 +404,7 @@ fn with_caching_mode_a_new_map_faults_until_it_is_invalidated() {
         unit.get().dma(EDU, Iova(0x10_1000), 4, true),
         DmaOutcome::Blocked { .. }
     ));
-    drv.mapped(&mut mem, DomainTag(1), Iova(0x10_1000), 0x1000)
+    drv.mapped(&mut mem, DomainTag(1), Iova(0x10_1000), 0x1000, false)
         .unwrap();
     assert_eq!(
         unit.get().dma(EDU, Iova(0x10_1000), 4, true),

@@ -813,13 +813,24 @@ fn scope_running_past_its_structure() {
 
 #[test]
 fn scope_path_empty() {
-    let e = expect_err(&scope_table(&[1, 6, 0, 0, 0, 0]));
+    // The scope is the table's last bytes: where its path would start is the table's end.
+    let table = scope_table(&[1, 6, 0, 0, 0, 0]);
+    assert_eq!(table.len(), SCOPE_AT + 6);
+    let e = expect_err(&table);
+    // The error names a byte inside the table: the scope's Length, which left no room for a
+    // path entry.
+    assert!(
+        e.offset < table.len(),
+        "offset {:#x} is past the table",
+        e.offset
+    );
+    assert_eq!(table[e.offset], 6);
     assert_eq!(
         e,
         err(
-            SCOPE_AT + 6,
+            SCOPE_AT + 1,
             "DRHD device scope",
-            "Path",
+            "Length",
             DmarErrorKind::ScopePath {
                 problem: PathProblem::Empty
             }
@@ -827,7 +838,7 @@ fn scope_path_empty() {
     );
     assert_eq!(
         e.to_string(),
-        "DMAR byte 0x46: DRHD device scope Path: the path has no (device, function) entry"
+        "DMAR byte 0x41: DRHD device scope Length: the path has no (device, function) entry"
     );
 }
 

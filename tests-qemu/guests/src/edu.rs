@@ -3,10 +3,13 @@
 //! BAR 0 registers: 0x00 identification (0x010000ed: version 1.0), 0x80 DMA source address,
 //! 0x88 DMA destination address, 0x90 DMA byte count, 0x98 DMA command (bit 0 start/busy,
 //! bit 1 direction: 0 = RAM → device, 1 = device → RAM). The device's side of a transfer is its
-//! 4 KiB buffer at 0x40000; `edu` stops QEMU altogether for a range outside it, so that is
-//! checked here first. Addresses are the bus addresses the device puts out: guest-physical ones
-//! under qvm. `edu` cannot tell a DMA the IOMMU refused from one that landed: callers check the
-//! bytes.
+//! 4 KiB buffer at 0x40000. QEMU 10.0.2's `edu` only *logs* a range outside that buffer
+//! (`LOG_GUEST_ERROR`) and then copies anyway: past its own buffer in QEMU's heap, which can
+//! crash QEMU or read and write another `edu`'s state. So every transfer's device side is checked
+//! here first and refused with [`DmaError::OutsideBuffer`]: a limit of the test device, not of
+//! smmuman (the IOMMU sees only the RAM side of a transfer). Addresses are the bus addresses the
+//! device puts out: guest-physical ones under qvm. `edu` cannot tell a DMA the IOMMU refused from
+//! one that landed: callers check the bytes.
 
 use crate::clock::{Clock, Deadline};
 use crate::phys::Phys;
@@ -118,5 +121,32 @@ fn device_side(offset: u64, len: u64) -> Result<u64, DmaError> {
     match offset.checked_add(len) {
         Some(end) if len > 0 && end <= BUFFER_SIZE => Ok(BUFFER + offset),
         _ => Err(DmaError::OutsideBuffer { offset, len }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ranges_inside_the_buffer_reach_the_device() {
+        assert_eq!(device_side(0, BUFFER_SIZE), Ok(BUFFER));
+        assert_eq!(device_side(0xff8, 8), Ok(BUFFER + 0xff8));
+        // One byte past the end, an empty transfer, an offset past it, a wrapping sum: refused
+        // before any register is written.
+        for (offset, len) in [(0xff8, 9), (0, 0), (BUFFER_SIZE, 1), (u64::MAX, 2)] {
+            assert_eq!(
+                device_side(offset, len),
+                Err(DmaError::OutsideBuffer { offset, len })
+            );
+        }
+        assert_eq!(
+            DmaError::OutsideBuffer {
+                offset: 0xff8,
+                len: 9
+            }
+            .to_string(),
+            "edu buffer offset 0xff8 + 0x9 is outside its 4 KiB"
+        );
     }
 }

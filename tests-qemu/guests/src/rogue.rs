@@ -3,7 +3,9 @@
 //!
 //! * `rogue.outside=<gpa>`: a guest-physical address outside its RAM;
 //! * `rogue.host=<addr>`: the host-physical address of another VM's RAM;
-//! * `rogue.smmu=<addr>`: the SMMU's register frame.
+//! * `rogue.smmu=<addr>`: the SMMU's register frame;
+//! * `rogue.len=<bytes>`: bytes per rogue access, 1 to edu's 4 KiB buffer (default [`LEN`]; a
+//!   4 KiB access is 1,024 fault records on QEMU's SMMUv3, more than a ledger keeps).
 //!
 //! First a control: one legal round trip in its own RAM (`CHECK name=control`). Then, per
 //! target, a write (edu → target, [`PATTERN`] bytes) and a read (target → edu, then edu → its
@@ -20,7 +22,7 @@ use crate::Guest;
 
 /// The byte a rogue write puts in every position ('R').
 pub const PATTERN: u8 = 0x52;
-/// Bytes per rogue access.
+/// Bytes per rogue access (and of the control), unless `rogue.len=` says otherwise.
 pub const LEN: u64 = 64;
 /// The targets, by bootargs key and the name printed.
 pub const TARGETS: [(&str, &str); 3] = [
@@ -58,11 +60,33 @@ pub fn run(g: &mut Guest<'_>) -> u32 {
             }
         }
     }
+    let len = match bootargs::hex(g.dt.bootargs, "rogue.len") {
+        Ok(None) => LEN,
+        Ok(Some(n)) if (1..=crate::edu::BUFFER_SIZE).contains(&n) => n,
+        Ok(Some(n)) => {
+            args_ok = false;
+            let _ = writeln!(
+                g.out,
+                "ROGUE bad=rogue.len value={n:#x} reason=\"1 to edu's {:#x}-byte buffer\"",
+                crate::edu::BUFFER_SIZE
+            );
+            LEN
+        }
+        Err(e) => {
+            args_ok = false;
+            let _ = writeln!(
+                g.out,
+                "ROGUE bad={} value={} reason=\"not hexadecimal\"",
+                e.key, e.value
+            );
+            LEN
+        }
+    };
     checks.check(
         g.out,
         "bootargs",
         args_ok,
-        format_args!("targets={}", targets.iter().flatten().count()),
+        format_args!("targets={} len={len:#x}", targets.iter().flatten().count()),
     );
     let (Some(edu), Some(x)) = (open_edu(g, &mut checks), dma_area(g, &mut checks)) else {
         return checks.status();
@@ -79,17 +103,20 @@ pub fn run(g: &mut Guest<'_>) -> u32 {
         Err(e) => checks.check(g.out, "control", false, format_args!("reason=\"{e}\"")),
     }
     // The write pattern, staged in edu's buffer by a legal read of the guest's own RAM.
-    for i in 0..LEN {
+    for i in 0..len {
         g.phys.write8(own + i, PATTERN);
     }
+    // Where a read lands in edu's buffer: its second half when it fits there, so that the
+    // staged pattern stays (every offset stays inside the buffer: `edu`).
+    let read_at = if len <= 0x800 { 0x800 } else { 0 };
     for ((_, name), addr) in TARGETS.iter().zip(targets) {
         let Some(addr) = addr else { continue };
-        let staged = edu.read_from(own, 0, LEN);
+        let staged = edu.read_from(own, 0, len);
         let _ = writeln!(
             g.out,
-            "ROGUE target={name} addr={addr:#x} dir=write len={LEN} pattern={PATTERN:#04x}"
+            "ROGUE target={name} addr={addr:#x} dir=write len={len} pattern={PATTERN:#04x}"
         );
-        let wrote = staged.and_then(|()| edu.write_to(0, addr, LEN));
+        let wrote = staged.and_then(|()| edu.write_to(0, addr, len));
         let _ = writeln!(
             g.out,
             "ROGUE_DONE target={name} dir=write dma={}",
@@ -97,11 +124,11 @@ pub fn run(g: &mut Guest<'_>) -> u32 {
         );
         let _ = writeln!(
             g.out,
-            "ROGUE target={name} addr={addr:#x} dir=read len={LEN}"
+            "ROGUE target={name} addr={addr:#x} dir=read len={len}"
         );
         let read = edu
-            .read_from(addr, 0x800, LEN)
-            .and_then(|()| edu.write_to(0x800, back, LEN));
+            .read_from(addr, read_at, len)
+            .and_then(|()| edu.write_to(read_at, back, len));
         let _ = writeln!(
             g.out,
             "ROGUE_DONE target={name} dir=read dma={}",

@@ -207,3 +207,66 @@ fn an_iommu_failure_while_draining_keeps_what_was_drained() {
     assert_eq!(rig.m.unclaimed_pending(), 1);
     assert_eq!(rig.m.counters().iommu_errors, 1);
 }
+
+#[test]
+fn records_the_iommu_lost_mark_every_ledger_that_may_miss_some() {
+    // An SMMUv3 event queue overflow (or a VT-d FSTS.PFO) says records were lost, not whose:
+    // every object with a device attached may miss some, and so may the host's ledger.
+    let mut rig = Rig::new();
+    // A passes the edu through, B the NIC.
+    for (c, d) in [(A, pci(0, 1, 0)), (B, pci(0, 2, 0))] {
+        rig.m
+            .assign(c, &everything_but_the_manager(), &[DeviceSel::pci(d)])
+            .unwrap();
+    }
+    let oa = rig.object(A);
+    rig.as_(A).attach(oa, DeviceSel::pci(pci(0, 1, 0))).unwrap();
+    let ob = rig.object(B);
+    rig.as_(B).attach(ob, DeviceSel::pci(pci(0, 2, 0))).unwrap();
+    // An object without a device cannot have faulted.
+    let idle = rig.object(A);
+    rig.as_(B).arm_notify(ob).unwrap();
+    // Control: a fault and no loss leaves every ledger unmarked.
+    rig.fake_mut().inject_fault(fault(EDU, 0x1000));
+    rig.m.on_iommu_event(Duration::ZERO).unwrap();
+    let lost = |rig: &mut Rig, c, o| {
+        rig.as_(c)
+            .read_faults(o, FaultBatch::PAGE)
+            .unwrap()
+            .page
+            .possibly_lost()
+    };
+    assert_eq!(
+        (
+            lost(&mut rig, A, oa),
+            lost(&mut rig, B, ob),
+            lost(&mut rig, A, idle)
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(rig.m.read_unclaimed(FaultBatch::PAGE).possibly_lost(), 0);
+    assert_eq!(
+        rig.as_(B).object_status(ob).unwrap().notify,
+        NotifyState::Armed
+    );
+
+    rig.fake_mut().inject_overflow();
+    let report = rig.m.on_iommu_event(Duration::ZERO).unwrap();
+    assert_eq!(report.hw_lost_at_least, 1);
+    // B's ledger holds no record, yet it learns that some of its records may be missing, and
+    // its armed notification fires.
+    assert_eq!(
+        rig.as_(B).object_status(ob).unwrap().notify,
+        NotifyState::Fired
+    );
+    let page = rig.as_(B).read_faults(ob, FaultBatch::PAGE).unwrap().page;
+    assert_eq!((page.len(), page.possibly_lost()), (0, 1));
+    assert_eq!(lost(&mut rig, A, oa), 1);
+    assert_eq!(lost(&mut rig, A, idle), 0, "no device, nothing lost");
+    assert_eq!(rig.m.read_unclaimed(FaultBatch::PAGE).possibly_lost(), 1);
+    // After a detach the device's later losses are no longer the object's.
+    rig.as_(A).detach(oa, DeviceSel::pci(pci(0, 1, 0))).unwrap();
+    rig.fake_mut().inject_overflow();
+    rig.m.on_iommu_event(Duration::ZERO).unwrap();
+    assert_eq!((lost(&mut rig, A, oa), lost(&mut rig, B, ob)), (1, 2));
+}

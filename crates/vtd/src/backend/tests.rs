@@ -2,7 +2,7 @@
 //! (lands where, or is blocked and recorded with which source-id, address and direction).
 
 use super::*;
-use crate::fake::{qemu_rig, DmaOutcome, SharedMem, SharedUnit};
+use crate::fake::{DmaOutcome, SharedMem, SharedUnit};
 use crate::second_level::{decode, SlEntry};
 use smmuman_api::{
     AttachRequest, ClientId, CreateObjectRequest, DeviceSel, DmaWindow, DomainError, FaultBatch,
@@ -115,7 +115,12 @@ fn manager_over<B2: IommuBackend>(backend: B2, devices: &[DeviceEntry]) -> Manag
 
 /// A brought-up QEMU-like unit, its backend under a manager of `devices`, and the unit.
 fn rig_with(devices: &[DeviceEntry]) -> (Manager<Backend>, SharedUnit) {
-    let (mut mem, unit) = qemu_rig();
+    rig_caps(devices, crate::fake::QEMU_CAP)
+}
+
+/// As [`rig_with`], with the unit's CAP register `cap` (QEMU's ECAP).
+fn rig_caps(devices: &[DeviceEntry], cap: u64) -> (Manager<Backend>, SharedUnit) {
+    let (mut mem, unit) = crate::fake::rig(cap, crate::fake::QEMU_ECAP);
     let mut drv = Unit::new(unit.clone()).unwrap();
     drv.bring_up(&mut mem).unwrap();
     let backend = VtdBackend::new(drv, mem, 46).unwrap();
@@ -555,4 +560,89 @@ fn an_unmap_batch_without_memory_for_every_split_unmaps_nothing() {
             landed(0xc000_6000 + (iova.0 - 0x4000_5000))
         );
     }
+}
+
+/// The IOTLB invalidate descriptors (VT-d §6.5.2.3) the unit processed since `from`, as
+/// (address, IH).
+fn iotlb_pages_since(unit: &SharedUnit, from: usize) -> Vec<(u64, bool)> {
+    unit.get().processed[from..]
+        .iter()
+        .filter(|d| d[0] & 0xf == 2 && d[0] & 0x30 == 0x30)
+        .map(|d| (d[1] & !0xfff, d[1] & (1 << 6) != 0))
+        .collect()
+}
+
+#[test]
+fn a_caching_mode_map_that_links_tables_is_invalidated_without_the_hint() {
+    // QEMU's unit runs in caching mode (CAP.CM = 1): every map is followed by a page-selective
+    // IOTLB invalidation. IH = 1 tells the unit no paging-structure entry changed, so it may
+    // keep a cached not-present non-leaf entry; that is wrong when the map linked a new table.
+    let (mut m, unit) = rig();
+    let object = object_with(&mut m, A, edu_a());
+    let from = unit.get().processed.len();
+    // The domain is empty: this map links every table below the root.
+    map(&mut m, A, object, 0x10_0000, 0x5000_0000, 0x1000);
+    assert_eq!(iotlb_pages_since(&unit, from), [(0x10_0000, false)]);
+    // Control: the next page sits in the same last-level table, only a leaf is written, and
+    // the hint is given.
+    let from = unit.get().processed.len();
+    map(&mut m, A, object, 0x10_1000, 0x5000_1000, 0x1000);
+    assert_eq!(iotlb_pages_since(&unit, from), [(0x10_1000, true)]);
+    assert_eq!(dma(&unit, edu_a(), 0x10_1008, true), landed(0x5000_1008));
+}
+
+/// `(records, possibly_lost)` of `object`'s ledger.
+fn ledger_of(m: &mut Manager<Backend>, c: ClientId, object: ObjectId) -> (usize, u64) {
+    let page = m
+        .read_faults(
+            c,
+            ReadFaultsRequest {
+                object,
+                max: FaultBatch::PAGE,
+            },
+        )
+        .unwrap()
+        .page;
+    (page.len(), page.possibly_lost())
+}
+
+/// Two requesters of two clients fault one after the other, before the manager drains the
+/// unit; returns both ledgers as [`ledger_of`] and the unit's FSTS.PFO count.
+fn two_requesters_fault(cap: u64) -> ((usize, u64), (usize, u64), u64) {
+    let (mut m, unit) = rig_caps(&board(false), cap);
+    let oa = object_with(&mut m, A, edu_a());
+    let ob = object_with(&mut m, B, edu_b());
+    // Neither object maps anything: both DMAs are refused and recorded, A's first.
+    assert!(matches!(
+        dma(&unit, edu_a(), 0x10_0000, true),
+        DmaOutcome::Blocked { .. }
+    ));
+    assert!(matches!(
+        dma(&unit, edu_b(), 0x20_0000, true),
+        DmaOutcome::Blocked { .. }
+    ));
+    let report = m.on_iommu_event(clock()).unwrap();
+    let a = ledger_of(&mut m, A, oa);
+    let b = ledger_of(&mut m, B, ob);
+    (a, b, report.hw_lost_at_least)
+}
+
+#[test]
+fn a_requesters_record_lost_to_a_full_recording_register_is_announced_to_its_owner() {
+    // QEMU's unit has one fault-recording register (CAP.NFR = 0): A's record fills it, B's
+    // fault finds it full and is dropped with FSTS.PFO (VT-d §7.2.1), which names nobody. B's
+    // ledger holds nothing, but says records may be missing; so does A's (the unit cannot say
+    // whose were lost).
+    assert_eq!(crate::fake::QEMU_CAP >> 40 & 0xff, 0);
+    let (a, b, lost) = two_requesters_fault(crate::fake::QEMU_CAP);
+    assert_eq!(lost, 1);
+    assert_eq!(a, (1, 1));
+    assert_eq!(
+        b,
+        (0, 1),
+        "B's record was lost: its ledger says possibly lost"
+    );
+    // Control: with room for both (two registers), both records arrive and nothing is marked.
+    let (a, b, lost) = two_requesters_fault(crate::fake::QEMU_CAP | 1 << 40);
+    assert_eq!((a, b, lost), ((1, 0), (1, 0), 0));
 }

@@ -304,11 +304,13 @@ impl<'a> CheckedScopes<'a> {
                 },
             ));
         };
-        // §8.3.1: every scope type names its device (or source-id) by at least one hop.
+        // §8.3.1: every scope type names its device (or source-id) by at least one hop. The
+        // path would start at `path_at`, which is `end`: past the scope and, for the table's
+        // last scope, past the table. The byte at fault is the Length that left no room for it.
         if entries.is_empty() {
             return Err(self.error(
-                path_at,
-                "Path",
+                at + 1,
+                "Length",
                 DmarErrorKind::ScopePath {
                     problem: PathProblem::Empty,
                 },

@@ -48,7 +48,7 @@ fn vtd_frame(r: &Rig<'_>) -> PhysAddr {
 }
 
 /// Hands the backend to a new manager.
-fn manager(r: &mut Rig<'_>, extra: &[DeviceEntry]) -> Step<RefCell<Mgr>> {
+pub(crate) fn manager(r: &mut Rig<'_>, extra: &[DeviceEntry]) -> Step<RefCell<Mgr>> {
     let backend = r
         .backend
         .take()
@@ -160,18 +160,20 @@ fn print_faults(vm: &str, records: &[FaultRecord]) {
 }
 
 /// One VM of `vms`: its client, object, edu and RAM.
-struct Vm<'m> {
-    name: &'static str,
-    client: Conn<'m>,
-    object: ObjectId,
-    edu: usize,
-    bdf: Bdf,
-    sid: StreamId,
-    ram: PhysRange,
-    pattern: u8,
+pub(crate) struct Vm<'m> {
+    pub name: &'static str,
+    pub client: Conn<'m>,
+    pub object: ObjectId,
+    pub edu: usize,
+    pub bdf: Bdf,
+    pub sid: StreamId,
+    pub ram: PhysRange,
+    pub pattern: u8,
 }
 
-fn start_vm<'m>(
+/// A client with a VM object, edu `index` attached and a 2 MiB window at `WINDOW_IOVA` onto
+/// host RAM the host assigned it.
+pub(crate) fn start_vm<'m>(
     r: &mut Rig<'_>,
     m: &'m RefCell<Mgr>,
     index: usize,

@@ -38,6 +38,7 @@ mod hpet;
 mod idt;
 mod irq;
 mod lapic;
+mod lost;
 mod port;
 mod ram;
 mod scenarios;

@@ -79,7 +79,7 @@ pub const RESERVED_AT: u64 = 0x0800_0000;
 const EDU_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Every scenario this image runs.
-const KNOWN: &str = "boot deny window remap reserved irq-fault vms vmm-rules vmm-hostile mmio-refused fault-after-bringup panic-after-bringup";
+const KNOWN: &str = "boot deny window remap reserved irq-fault lost-records vms vmm-rules vmm-hostile mmio-refused fault-after-bringup panic-after-bringup";
 
 /// One `edu`: its address, the requester id its DMA carries and its driver.
 pub struct EduDev {
@@ -289,6 +289,11 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
         "deny" => deny(&mut rig, vtd_on),
         "window" => window(&mut rig, control == Some("wide")),
         "remap" => remap(&mut rig, control == Some("no-invalidate")),
+        "lost-records" => match args.get("vtd-irq") {
+            None | Some("on") => crate::lost::lost_records(&mut rig, true),
+            Some("off") => crate::lost::lost_records(&mut rig, false),
+            Some(_) => fatal("bootargs", "vtd-irq= is on or off"),
+        },
         "irq-fault" => match args.get("vtd-irq") {
             None | Some("on") => crate::irq::fault(&mut rig, true),
             Some("off") => crate::irq::fault(&mut rig, false),
@@ -762,7 +767,8 @@ fn remap_by_hand_without_invalidation(r: &mut Rig<'_>) -> Step {
         let (unit, pool) = r.backend()?.parts();
         unit.set_context(pool, edu, Some(ctx))
             .map_err(|e| vtd_error("set_context", e))?;
-        unit.mapped(pool, HAND_DID, Iova(base), SUPERPAGE)
+        // The walk above linked new tables: IH = 0.
+        unit.mapped(pool, HAND_DID, Iova(base), SUPERPAGE, true)
             .map_err(|e| vtd_error("mapped", e))?;
     }
     console::line(format_args!(
