@@ -1337,13 +1337,20 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
         request: LookupDeviceRequest,
     ) -> Result<LookupDeviceReply, Refusal> {
         let sel = self.table.resolve(request.device)?;
-        let (mut free, mut mine, mut others) = (0u32, 0u32, 0u32);
+        let assigned = self.assignments.devices_of(client);
+        let (mut not_assigned, mut free, mut mine, mut others) = (0u32, 0u32, 0u32, 0u32);
         let mut sid = None;
         for d in indices(sel.devices) {
             let Some(group) = self.table.device_group(d) else {
                 continue;
             };
             sid.get_or_insert(group.sid);
+            // Who holds a device the caller was not given is none of its business (as in
+            // `check_device_authority`): counted here, whatever its owner.
+            if assigned & (1 << d) == 0 {
+                not_assigned += 1;
+                continue;
+            }
             match group.owner {
                 None => free += 1,
                 Some(o)
@@ -1360,6 +1367,7 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
         Ok(LookupDeviceReply {
             devices: u16_count(sel.devices.count_ones()),
             groups: u16_count(sel.groups.count_ones()),
+            not_assigned: u16_count(not_assigned),
             free: u16_count(free),
             mine: u16_count(mine),
             others: u16_count(others),
@@ -1420,6 +1428,7 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
             recorded: ledger.recorded(),
             dropped: ledger.dropped(),
             next_seq: ledger.next_seq(),
+            possibly_lost: ledger.possibly_lost(),
             notify: ledger.notify.state(),
         })
     }

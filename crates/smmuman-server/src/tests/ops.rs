@@ -592,12 +592,30 @@ fn lookup_says_whether_the_manager_knows_a_device_and_who_holds_it() {
     let any = DeviceSel::Pci(PciMatch::ANY);
     let l = rig.as_(A).lookup_device(any).unwrap();
     assert_eq!(
-        (l.devices, l.groups, l.free, l.mine, l.others),
-        (4, 3, 3, 1, 0)
+        (
+            l.devices,
+            l.groups,
+            l.not_assigned,
+            l.free,
+            l.mine,
+            l.others
+        ),
+        (4, 3, 0, 3, 1, 0)
     );
     assert_eq!(l.sid, EDU);
+    // B was given none of them: it hears that they exist, not who holds them.
     let l = rig.as_(B).lookup_device(any).unwrap();
-    assert_eq!((l.mine, l.others), (0, 1));
+    assert_eq!(
+        (
+            l.devices,
+            l.groups,
+            l.not_assigned,
+            l.free,
+            l.mine,
+            l.others
+        ),
+        (4, 3, 4, 0, 0, 0)
+    );
     let r = refusal(rig.as_(B).lookup_device(sel(pci(0, 9, 0))));
     assert_eq!((r.error, r.value), (DomainError::NotFound, 0));
     assert_eq!(rig.fake().counts().attaches, 1, "lookups change nothing");
