@@ -265,3 +265,30 @@ fn an_oversized_request_is_answered_with_a_size_error() {
     connector.stop();
     server.join().unwrap();
 }
+
+#[test]
+fn the_loop_frees_an_orphan_once_the_iommu_confirms_and_not_before() {
+    let (connector, fake, server) = start();
+    let mut vmm = Client::connect(connector.open()).unwrap();
+    let obj = vmm.create_object(ObjectFlags::empty()).unwrap().object;
+    vmm.attach(obj, DeviceSel::pci(pci(0, 1, 0))).unwrap();
+    // The IOMMU will not put the edu back in deny: when its VMM goes, and on the loop's first
+    // retry.
+    fake.lock().fail(crate::fake::FakeOp::Detach, 0);
+    fake.lock().fail(crate::fake::FakeOp::Detach, 0);
+    drop(vmm);
+    // Another client's round trip: the departure was served before it.
+    let mut other = Client::connect(connector.open()).unwrap();
+    other.query().unwrap();
+    assert!(!fake.lock().failure_pending(), "both refusals were met");
+    assert!(
+        fake.lock().domain_of(EDU).is_some(),
+        "kept by the orphan: not free until the IOMMU confirms"
+    );
+    // A period later the loop retries before it serves the next request.
+    thread::sleep(crate::config::ORPHAN_RETRY_PERIOD + Duration::from_millis(10));
+    other.query().unwrap();
+    assert_eq!(fake.lock().domain_of(EDU), None, "released: back in deny");
+    connector.stop();
+    server.join().unwrap();
+}
