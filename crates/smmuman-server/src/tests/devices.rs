@@ -4,11 +4,7 @@
 
 use super::*;
 use crate::authority::AssignError;
-use smmuman_api::{DeviceSel, DomainError, MapFlags, PciMatch};
-
-const RW: Access = Access::RW;
-const NONE: MapFlags = MapFlags::empty();
-const MIB: u64 = 1 << 20;
+use smmuman_api::{DeviceSel, DomainError, PciMatch};
 
 /// The victim's RAM and the hostile client's RAM.
 const V_RAM: u64 = 0x8000_0000;
@@ -29,10 +25,6 @@ fn ram(start: u64) -> Grant {
         },
         kind: GrantKind::Ram,
     }
-}
-
-fn sel(bdf: Bdf) -> DeviceSel {
-    DeviceSel::pci(bdf)
 }
 
 /// The host gave the victim the edu, the bridged group and the GPU, the hostile client the
@@ -184,25 +176,6 @@ fn a_hostile_client_is_refused_every_device_it_was_not_given_before_during_and_a
     assert_eq!(rig.dma(EDU, WINDOW), Some(H_RAM));
 }
 
-/// What `client`'s `lookup_device` says about `device`: (devices, groups, not_assigned, free,
-/// mine, others, sid).
-fn looked(
-    rig: &mut Rig,
-    client: ClientId,
-    device: DeviceSel,
-) -> (u16, u16, u16, u16, u16, u16, u32) {
-    let l = rig.as_(client).lookup_device(device).unwrap();
-    (
-        l.devices,
-        l.groups,
-        l.not_assigned,
-        l.free,
-        l.mine,
-        l.others,
-        l.sid.0,
-    )
-}
-
 #[test]
 fn a_hostile_clients_lookup_says_the_same_whether_the_owner_holds_its_device_or_not() {
     let mut rig = hosted();
@@ -213,8 +186,8 @@ fn a_hostile_clients_lookup_says_the_same_whether_the_owner_holds_its_device_or_
         DeviceSel::Mmio(GPU_BASE),
         DeviceSel::Pci(PciMatch::new(Some(0), None, None).unwrap()),
     ];
-    let hostile = |rig: &mut Rig| asked.map(|d| looked(rig, H, d));
-    let owner = |rig: &mut Rig| asked.map(|d| looked(rig, V, d));
+    let hostile = |rig: &mut Rig| asked.map(|d| rig.looked(H, d));
+    let owner = |rig: &mut Rig| asked.map(|d| rig.looked(V, d));
 
     // 1. Free (assigned to the victim, attached to nothing).
     let first = hostile(&mut rig);

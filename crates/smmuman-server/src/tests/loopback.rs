@@ -58,20 +58,7 @@ fn start() -> (loopback::Connector, SharedFake, JoinHandle<()>) {
 
 fn manager_over(fake: SharedFake) -> Manager<SharedFake> {
     let devices = board();
-    let config = crate::ManagerConfig {
-        devices: &devices,
-        reserved: &[RESERVED],
-        iova_ranges: &[IovaRange {
-            first: Iova(0),
-            last: Iova(IOVA_LAST),
-        }],
-        page_sizes: PAGE_SIZES,
-        fault_log_depth: crate::config::FAULT_LOG_DEPTH,
-        max_mappings_per_object: crate::config::MAPPINGS_PER_OBJECT,
-        max_mappings: crate::config::MAX_MAPPINGS,
-        clock: super::test_clock,
-    };
-    let mut m = Manager::new(fake, &config).unwrap();
+    let mut m = Manager::new(fake, &test_config(&devices)).unwrap();
     // The loopback numbers its clients from 1.
     for c in 1..=8 {
         m.assign(

@@ -8,7 +8,7 @@ use super::*;
 use crate::fake::FakeOp;
 use smmuman_api::{
     AttachRequest, CreateObjectRequest, DestroyObjectRequest, DeviceSel, DomainError, ManagerOps,
-    MapFlags, MapRequest, ObjectFlags, ObjectId, PciMatch,
+    MapFlags, MapRequest, ObjectFlags, ObjectId,
 };
 use smmuv3::cmd::opcode;
 use smmuv3::fake_smmu::{qemu_rig, FakeSmmu, SharedMem};
@@ -17,16 +17,6 @@ use smmuv3::Smmuv3Backend;
 type Smmu = Smmuv3Backend<SharedMem, FakeSmmu>;
 
 const CERROR_ILL: u8 = 1;
-const RW: Access = Access::RW;
-const NONE: MapFlags = MapFlags::empty();
-
-fn sel(b: Bdf) -> DeviceSel {
-    DeviceSel::pci(b)
-}
-
-fn bus(bus: u8) -> DeviceSel {
-    DeviceSel::Pci(PciMatch::new(Some(bus), None, None).unwrap())
-}
 /// Client A's RAM page, which the host later gives client B.
 const RAM: u64 = 0x8000_0000;
 
@@ -34,17 +24,10 @@ fn smmu_manager() -> (Manager<Smmu>, FakeSmmu) {
     let (backend, fake) = qemu_rig().unwrap();
     let devices = board();
     let config = ManagerConfig {
-        devices: &devices,
-        reserved: &[RESERVED],
-        iova_ranges: &[IovaRange {
-            first: Iova(0),
-            last: Iova(IOVA_LAST),
-        }],
-        page_sizes: PAGE_SIZES,
         fault_log_depth: 32,
         max_mappings_per_object: 64,
         max_mappings: 256,
-        clock: test_clock,
+        ..test_config(&devices)
     };
     let mut m = Manager::new(backend, &config).unwrap();
     // A may pass the edu through, B the NIC (device authority).

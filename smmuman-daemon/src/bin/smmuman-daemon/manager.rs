@@ -62,12 +62,31 @@ fn client_id(index: usize) -> ClientId {
 /// The `RESULT` record of the failure.
 pub fn start(p: &mut Platform) -> Result<Mgr, Outcome> {
     crate::heap::ensure(p).map_err(|e| Outcome::fail().with("reason", "heap").with("detail", e))?;
-    let backend = iommu::bring_up(p, IommuOptions::default()).map_err(|e| {
+    let backend = iommu::bring_up(p, iommu_options(p)).map_err(|e| {
         Outcome::fail()
             .with("reason", "iommu bring-up failed")
             .with("detail", e)
     })?;
     over(p, backend)
+}
+
+/// The SMMU's options. The test image takes `evtq-log2=<n>` on the command line: an event
+/// queue of 2^n records, which a refused 4 KiB DMA (1,024 records on QEMU) overflows, so the
+/// records the SMMU lost reach the VMs' `possibly_lost` (`tests-qemu/tests/host.rs`).
+#[cfg(feature = "scenarios")]
+fn iommu_options(p: &Platform) -> IommuOptions {
+    match p.args.get("evtq-log2").and_then(|v| v.parse::<u8>().ok()) {
+        Some(evtq_log2) => {
+            console::line(format_args!("IOMMU_OPTIONS evtq_log2={evtq_log2}"));
+            IommuOptions { evtq_log2 }
+        }
+        None => IommuOptions::default(),
+    }
+}
+
+#[cfg(not(feature = "scenarios"))]
+fn iommu_options(_: &Platform) -> IommuOptions {
+    IommuOptions::default()
 }
 
 /// Starts the manager over an IOMMU that is already up (see [`start`]).
