@@ -187,6 +187,22 @@ fn the_vmm_policy_asks_the_running_manager() {
         VmmDmaPolicy::decide(&known, smmuman_api::Reachability::Running, &[Known::Yes]),
         Decision::Start
     );
+    // A VMM whose VM the host did not give the edu: the manager knows it (an IOMMU confines
+    // it, in default deny), so the rules start the VM; its attach is what gets refused, as
+    // not its own, and its lookup says so and nothing more.
+    let mut stranger = Client::connect(connector.open()).unwrap();
+    assert_eq!(
+        VmmDmaPolicy::assess(&known, Some(&mut stranger)),
+        Decision::Start
+    );
+    let l = stranger.lookup_device(edu.device).unwrap();
+    assert_eq!((l.devices, l.not_assigned, l.free), (1, 1, 0));
+    let obj = stranger.create_object(ObjectFlags::empty()).unwrap().object;
+    assert_eq!(
+        stranger.attach(obj, edu.device).unwrap_err(),
+        CallError::Refused(Refusal::new(DomainError::DeviceNotAssigned, EDU.0.into()))
+    );
+    drop(stranger);
 
     // The manager goes away: a new VMM cannot connect, and the policy refuses its DMA VM.
     assert!(connector.stop());
