@@ -142,18 +142,27 @@ impl DmaMemory for Pool {
 
 impl Pool {
     fn flush(&self, pa: u64, len: u64) {
-        let start = pa & !(self.line - 1);
-        let end = pa.saturating_add(len);
-        let mut at = start;
-        while at < end {
-            // SAFETY: CLFLUSH of an address in the identity map writes back and invalidates its
-            // line; it changes no memory contents.
-            unsafe {
-                core::arch::asm!("clflush [{}]", in(reg) at, options(nostack, preserves_flags))
-            }
-            at += self.line;
-        }
-        // SAFETY: a fence has no memory-safety effect.
-        unsafe { core::arch::asm!("mfence", options(nostack, preserves_flags)) }
+        flush_lines(pa, len, self.line);
     }
+}
+
+/// Writes `[pa, pa + len)` back to memory (`CLFLUSH` each line, then `MFENCE`): what a
+/// non-snooping table walk (ECAP.C = 0) needs before the unit is told to look. For the
+/// fail-safe's empty root table, which no [`Pool`] holds.
+pub fn flush(pa: u64, len: u64) {
+    flush_lines(pa, len, clflush_line());
+}
+
+fn flush_lines(pa: u64, len: u64, line: u64) {
+    let start = pa & !(line - 1);
+    let end = pa.saturating_add(len);
+    let mut at = start;
+    while at < end {
+        // SAFETY: CLFLUSH of an address in the identity map writes back and invalidates its
+        // line; it changes no memory contents.
+        unsafe { core::arch::asm!("clflush [{}]", in(reg) at, options(nostack, preserves_flags)) }
+        at += line;
+    }
+    // SAFETY: a fence has no memory-safety effect.
+    unsafe { core::arch::asm!("mfence", options(nostack, preserves_flags)) }
 }

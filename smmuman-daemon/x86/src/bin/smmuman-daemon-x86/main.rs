@@ -32,6 +32,7 @@ mod clients;
 mod console;
 mod dma;
 mod failsafe;
+mod failsafe_probe;
 mod heap;
 mod host;
 mod hpet;
@@ -262,6 +263,13 @@ fn discover(start: StartInfo) -> Machine {
             ));
         }
     }
+    // From here on every way out leaves every unit blocking all DMA (`failsafe`), a start
+    // refused before bring-up included.
+    failsafe::arm_units(
+        d.units()
+            .map(|(_, u)| (u.register_base, u.register_set_size()))
+            .filter(|(b, s)| b.0 < 1 << 32 && b.0 + s <= 1 << 32),
+    );
     for r in d.reserved_regions() {
         console::line(format_args!(
             "RMRR segment={} base={} limit={} scopes={}",

@@ -79,7 +79,7 @@ pub const RESERVED_AT: u64 = 0x0800_0000;
 const EDU_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Every scenario this image runs.
-const KNOWN: &str = "boot deny window remap reserved irq-fault lost-records vms vmm-rules vmm-hostile mmio-refused fault-after-bringup panic-after-bringup";
+const KNOWN: &str = "boot deny window remap reserved irq-fault lost-records vms vmm-rules vmm-hostile mmio-refused fault-after-bringup panic-after-bringup fatal-after-bringup exit-after-bringup";
 
 /// One `edu`: its address, the requester id its DMA carries and its driver.
 pub struct EduDev {
@@ -114,6 +114,8 @@ pub struct Rig<'m> {
 pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
     let name = args.scenario.unwrap_or("boot");
     if !KNOWN.split(' ').any(|k| k == name) {
+        // A test run may ask the exit's fail-safe to prove itself by DMA (unit as reset).
+        crate::failsafe_probe::arm_reset(&mut m, args);
         console::line(format_args!(
             "FATAL reason=unknown-scenario scenario={name} known=\"{KNOWN}\""
         ));
@@ -271,7 +273,19 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
             u8::from(alive)
         ));
     }
+    if name.ends_with("-after-bringup") {
+        let bar0 = m.edus[0].1;
+        if let Err(o) =
+            crate::failsafe_probe::arm_window(&mut rig, bar0, PhysAddr(m.acpi.hpet), args)
+        {
+            let mut line: heapless::String<400> = heapless::String::new();
+            let _ = o.write_result(name, &mut line);
+            console::line(format_args!("{line}"));
+            return exit_code::FAIL;
+        }
+    }
     match name {
+        "fatal-after-bringup" => fatal("scenario", "deliberate FATAL after bring-up (scenario)"),
         "fault-after-bringup" => {
             console::line(format_args!("SAY executing ud2 with edu a bus master"));
             // SAFETY: UD2 raises #UD (SDM Vol. 2B "UD"), which the IDT turns into an
@@ -331,7 +345,10 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
     .map(|()| Outcome::pass())
     .unwrap_or_else(|o| o);
     for d in &rig.edus {
-        let _ = m.pci.disable_bus_master(d.bdf);
+        // The fail-safe's probe needs it until it ran (then the fail-safe turns it off).
+        if !crate::failsafe_probe::keeps_master(u64::from(d.bdf.rid())) {
+            let _ = m.pci.disable_bus_master(d.bdf);
+        }
     }
     if let Some(b) = rig.backend.as_ref() {
         let s = b.unit().stats();
