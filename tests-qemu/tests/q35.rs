@@ -680,7 +680,8 @@ fn assert_probe_blocked(run: &Run, failure: &str) {
     assert_eq!(probe.get("reason"), Some("0x01"), "{}", probe.line);
     let planned = run.record("FAILSAFE_PROBE").expect("FAILSAFE_PROBE");
     assert_eq!(probe.get("target"), planned.get("target"), "{}", probe.line);
-    assert_eq!(probe.get("bdf"), Some(edu_bdf(run).as_str()));
+    assert_eq!(probe.get("bdf"), planned.get("bdf"), "{}", probe.line);
+    assert_eq!(probe.get("bdf"), Some("00:02.0"), "edu 0: {}", probe.line);
     let order: Vec<&str> = run
         .records
         .iter()

@@ -10,8 +10,9 @@
 //!
 //! Records are those of the aarch64 image: `BOOT`, `CHECK step=... ok=0|1`, `FAULT ...`,
 //! `RESULT scenario=<name> status=pass|fail`, one `FATAL reason=... detail="..."` when the
-//! platform cannot be used (then no device was allowed to DMA: [`failsafe`]), `EXCEPTION` and
-//! `PANIC`.
+//! platform cannot be used, `EXCEPTION` and `PANIC`. Every way out ([`exit`]) leaves every
+//! VT-d unit blocking all DMA and bus mastering off ([`failsafe`]), a start refused before
+//! bring-up included.
 //!
 //! Exit codes are [`smmuman_daemon::exit_code`]'s, written to `isa-debug-exit` (port 0xf4):
 //! QEMU exits with `code << 1 | 1`, and a pass is qemu-exit's success code 33.

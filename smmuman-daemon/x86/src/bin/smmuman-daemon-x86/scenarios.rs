@@ -26,9 +26,14 @@
 //! * `vms`, `vmm-rules`, `vmm-hostile`, `mmio-refused`: the manager over the backend and its
 //!   clients ([`crate::clients`]).
 //!
-//! * `fault-after-bringup`, `panic-after-bringup`: an exception (`ud2`) or a panic with `edu`
-//!   a bus master: the handlers print one `EXCEPTION` / `PANIC` record and leave the safe state
-//!   ([`crate::failsafe`]: edu's bus mastering off) before exiting.
+//! * `exit-after-bringup`, `fatal-after-bringup`, `fault-after-bringup`, `panic-after-bringup`:
+//!   edu gets a live identity window ([`crate::failsafe_probe::arm_window`]), then the run ends
+//!   normally, with a `FATAL`, an exception (`ud2`) or a panic; every way out leaves the safe
+//!   state ([`crate::failsafe`]: every unit blocking all DMA, bus mastering off), and the DMA
+//!   probe shows edu's DMA into its former window does not land (control
+//!   `failsafe-probe=skip-block-control`: it lands). An unknown `scenario=` with
+//!   `failsafe-probe=1` does the same for a start refused before bring-up
+//!   ([`crate::failsafe_probe::arm_reset`]).
 //!
 //! Every step prints `CHECK step=<name> ok=0|1 ...`; the run ends with one
 //! `RESULT scenario=<name> status=pass|fail`.
