@@ -19,8 +19,15 @@
 //! 3. Queued invalidation, if on (GSTS.QIES), is turned off: register-based invalidation is
 //!    not allowed while it is on (§6.5 "Invalidation of Translation Caches"). First a bounded
 //!    wait for the queue to drain (IQH_REG = IQT_REG, §11.4.12.1-2), then GCMD.QIE = 0 and
-//!    wait GSTS.QIES = 0 (§10.4.4 / §11.4.4). A queue that will not turn off (stopped at an
-//!    error, §6.5.2.10) is reported as [`QueueState::Stuck`], and step 4 is skipped.
+//!    wait GSTS.QIES = 0 (§11.4.4). A queue that will not turn off (stopped at an error,
+//!    §6.5.2.10, or with descriptors pending) is used instead when the caller lends the
+//!    fail-safe word access to the queue's memory ([`QueueAccess`]): the descriptor a queue
+//!    error (FSTS.IQE) stopped at is overwritten with a no-op wait and IQE, ITE, ICE are cleared
+//!    so that hardware goes on (§6.5.2.10), then a global context-cache invalidation, a global
+//!    IOTLB invalidation and a wait descriptor with a status write (§6.5.2.1, §6.5.2.3,
+//!    §6.5.2.8) are queued and the status polled: [`QueueState::Recovered`]. Without that
+//!    access, or when it does not complete, [`QueueState::Stuck`]: the invalidations are not
+//!    confirmed and step 4 is skipped.
 //! 4. Register-based global context-cache invalidation (CCMD_REG.ICC, CIRG = global; wait ICC =
 //!    0, §11.4.7), then global IOTLB invalidation with draining (IOTLB_REG.IVT, IIRG = global,
 //!    DR/DW as CAP.DRD/DWD allow; wait IVT = 0, §11.4.8.1): the spec requires both after a new
@@ -35,7 +42,8 @@
 use crate::context::ADDR_MASK;
 use crate::features::field;
 use crate::mmio::{Reg32, Reg64, RegisterAccess};
-use crate::regs::{CAP, CCMD, FECTL, GCMD, GSTS, IOTLB, IQH, IQT, RTADDR};
+use crate::qi::{InvDescriptor, NOOP};
+use crate::regs::{CAP, CCMD, FECTL, FSTS, GCMD, GSTS, IOTLB, IQA, IQH, IQT, RTADDR};
 use iommu_core::PhysAddr;
 
 const fn bit(f: tock_registers::fields::Field<u32, impl tock_registers::RegisterLongName>) -> u32 {
@@ -52,9 +60,44 @@ pub enum QueueState {
     WasOff,
     /// Turned off (GSTS.QIES read 0 within the bound).
     TurnedOff,
+    /// Could not be turned off; its errors were cleared and the invalidations went through it
+    /// (see the module docs).
+    Recovered,
     /// Still on after the bound (a queue stopped at an error, or a unit that did not
-    /// acknowledge): the caches could not be invalidated through registers.
+    /// acknowledge), and the invalidations could not be sent through it either.
     Stuck,
+}
+
+/// Word access to the memory of a unit's invalidation queue, lent to the fail-safe for a queue
+/// that will not turn off. An implementation refuses (returns `false` / `None`) any address
+/// outside the memory it knows may hold the queue and the status word: the queue base is read
+/// from IQA_REG, which the fail-safe does not trust further.
+pub trait QueueAccess {
+    /// Writes one aligned 64-bit word at `pa`, visible to the unit before the next register
+    /// write; `false` when `pa` is not queue memory.
+    fn write_u64(&mut self, pa: PhysAddr, value: u64) -> bool;
+    /// Reads one aligned 64-bit word at `pa` as the unit last wrote it (`None`: not queue
+    /// memory).
+    fn read_u64(&mut self, pa: PhysAddr) -> Option<u64>;
+    /// Where the wait descriptor writes its status (8-byte aligned, writable through
+    /// [`QueueAccess::write_u64`]).
+    fn status_word(&self) -> PhysAddr;
+}
+
+/// No queue access: a queue that will not turn off stays [`QueueState::Stuck`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoQueueAccess;
+
+impl QueueAccess for NoQueueAccess {
+    fn write_u64(&mut self, _: PhysAddr, _: u64) -> bool {
+        false
+    }
+    fn read_u64(&mut self, _: PhysAddr) -> Option<u64> {
+        None
+    }
+    fn status_word(&self) -> PhysAddr {
+        PhysAddr(0)
+    }
 }
 
 impl QueueState {
@@ -62,6 +105,7 @@ impl QueueState {
         match self {
             Self::WasOff => "was-off",
             Self::TurnedOff => "off",
+            Self::Recovered => "recovered",
             Self::Stuck => "stuck",
         }
     }
@@ -167,15 +211,102 @@ fn command(
     poll32(regs, Reg32::Gsts, limit, |g| (g & status != 0) == want)
 }
 
+/// The status data of the fail-safe's wait descriptor.
+const WAIT_DATA: u32 = 0x5afe_b10c;
+
+/// Clears the queue errors that stop hardware (§6.5.2.10): the descriptor IQE stopped at is
+/// overwritten with a no-op wait first. `false` when that descriptor cannot be written.
+fn clear_queue_errors(
+    regs: &mut impl RegisterAccess,
+    queue: &mut impl QueueAccess,
+    base: u64,
+    entries: u64,
+) -> bool {
+    let fsts = regs.read32(Reg32::Fsts);
+    if fsts & bit(FSTS::IQE) != 0 {
+        let at = base + (field(regs.read64(Reg64::Iqh), IQH::QH) % entries) * 16;
+        let [lo, hi] = NOOP.encode();
+        if !(queue.write_u64(PhysAddr(at + 8), hi) && queue.write_u64(PhysAddr(at), lo)) {
+            return false;
+        }
+    }
+    let errors = fsts & (bit(FSTS::IQE) | bit(FSTS::ITE) | bit(FSTS::ICE));
+    if errors != 0 {
+        regs.write32(Reg32::Fsts, errors);
+    }
+    true
+}
+
+/// Step 3's fallback for a queue that will not turn off: global context-cache and IOTLB
+/// invalidations and a wait through the queue (see the module docs); whether the wait's
+/// status arrived within the bound.
+fn invalidate_through_queue(
+    regs: &mut impl RegisterAccess,
+    queue: &mut impl QueueAccess,
+    poll_limit: u32,
+) -> bool {
+    let iqa = regs.read64(Reg64::Iqa);
+    if field(iqa, IQA::DW) != 0 {
+        return false; // 256-bit descriptors (scalable mode): not written by this driver.
+    }
+    let base = iqa & ADDR_MASK;
+    let entries = 256u64 << field(iqa, IQA::QS);
+    let status = queue.status_word();
+    if !clear_queue_errors(regs, queue, base, entries) || !queue.write_u64(status, 0) {
+        return false;
+    }
+    let head = field(regs.read64(Reg64::Iqh), IQH::QH) % entries;
+    let mut tail = field(regs.read64(Reg64::Iqt), IQT::QT) % entries;
+    let wait = InvDescriptor::Wait {
+        status: Some(status),
+        data: WAIT_DATA,
+        interrupt: false,
+    };
+    let descs = [
+        InvDescriptor::ContextGlobal,
+        InvDescriptor::IotlbGlobal,
+        wait,
+    ];
+    let used = (tail + entries - head) % entries;
+    if entries - 1 - used < descs.len() as u64 {
+        return false;
+    }
+    for d in descs {
+        let [lo, hi] = d.encode();
+        let at = base + tail * 16;
+        if !(queue.write_u64(PhysAddr(at), lo) && queue.write_u64(PhysAddr(at + 8), hi)) {
+            return false;
+        }
+        tail = (tail + 1) % entries;
+    }
+    regs.write64(Reg64::Iqt, IQT::QT.val(tail).value);
+    (0..poll_limit.max(1)).any(|_| {
+        if !clear_queue_errors(regs, queue, base, entries) {
+            return false;
+        }
+        let done = queue
+            .read_u64(status)
+            .is_some_and(|w| w & 0xffff_ffff == u64::from(WAIT_DATA));
+        if !done {
+            core::hint::spin_loop();
+        }
+        done
+    })
+}
+
 /// Makes the unit block every DMA it handles (see the module docs) and reports what it
 /// confirmed. Each wait reads its register at most `poll_limit` times; the function always
 /// returns.
 ///
 /// `zero_root` must be a 4 KiB-aligned page of zeroes the unit's table walks see (flushed to
 /// memory when ECAP.C = 0) and that nothing writes while the unit may use it.
+///
+/// `queue` is used only when queued invalidation will not turn off ([`QueueAccess`]; pass
+/// [`NoQueueAccess`] to never write memory).
 pub fn block_all_dma(
     regs: &mut impl RegisterAccess,
     zero_root: PhysAddr,
+    queue: &mut impl QueueAccess,
     poll_limit: u32,
 ) -> BlockReport {
     let gsts_before = regs.read32(Reg32::Gsts);
@@ -196,7 +327,7 @@ pub fn block_all_dma(
         poll_limit,
     );
     // Step 3.
-    let queue = if regs.read32(Reg32::Gsts) & bit(GSTS::QIES) == 0 {
+    let state = if regs.read32(Reg32::Gsts) & bit(GSTS::QIES) == 0 {
         QueueState::WasOff
     } else {
         let qh = |r: &_| field(RegisterAccess::read64(r, Reg64::Iqh), IQH::QH);
@@ -211,13 +342,18 @@ pub fn block_all_dma(
             poll_limit,
         ) {
             QueueState::TurnedOff
+        } else if invalidate_through_queue(regs, queue, poll_limit) {
+            QueueState::Recovered
         } else {
             QueueState::Stuck
         }
     };
     // Step 4.
     let (mut context_invalidated, mut iotlb_invalidated) = (false, false);
-    if queue != QueueState::Stuck {
+    if state == QueueState::Recovered {
+        (context_invalidated, iotlb_invalidated) = (true, true);
+    }
+    if matches!(state, QueueState::WasOff | QueueState::TurnedOff) {
         regs.write64(Reg64::Ccmd, (CCMD::ICC::SET + CCMD::CIRG::Global).value);
         context_invalidated = poll64_clear(regs, Reg64::Ccmd, CCMD::ICC::SET.mask(), poll_limit);
         let mut iotlb = (IOTLB::IVT::SET + IOTLB::IIRG::Global).value;
@@ -248,7 +384,7 @@ pub fn block_all_dma(
         gsts: regs.read32(Reg32::Gsts),
         rtaddr: regs.read64(Reg64::Rtaddr),
         root_latched,
-        queue,
+        queue: state,
         context_invalidated,
         iotlb_invalidated,
         write_buffer_flushed,

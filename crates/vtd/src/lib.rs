@@ -63,7 +63,7 @@ pub mod fake;
 pub use context::{ContextEntry, DomainTag};
 pub use driver::{Stats, Unit, POLL_LIMIT, QUEUE_ENTRIES};
 pub use error::{RegisterName, VtdError};
-pub use failsafe::{block_all_dma, BlockReport, QueueState};
+pub use failsafe::{block_all_dma, BlockReport, NoQueueAccess, QueueAccess, QueueState};
 pub use fault::{FaultDrainReport, FaultReasonCode, FaultRecord};
 pub use features::{AddressWidth, FeatureError, Features};
 pub use mmio::{FrameError, Mmio, Reg32, Reg64, RegisterAccess};

@@ -2,7 +2,7 @@
 //! recorded (reason 0x1: root entry not present), a live window included; each case has a
 //! control in which the same DMA lands.
 
-use super::{block_all_dma, QueueState};
+use super::{block_all_dma, NoQueueAccess, QueueAccess, QueueState};
 use crate::fake::{qemu_rig, DmaOutcome, Inject, SharedMem, SharedUnit};
 use crate::mmio::{Reg32, Reg64, RegisterAccess};
 use crate::tests::{entry, one_page_table, up, BEHIND, EDU, NIC};
@@ -61,7 +61,7 @@ fn with_live_window() -> (SharedMem, SharedUnit, Unit<SharedUnit>) {
 fn after_the_fail_safe_a_live_window_and_every_other_requester_are_blocked() {
     let (mut mem, mut unit, _drv) = with_live_window();
     let zero = zero_page(&mut mem);
-    let report = block_all_dma(&mut unit, zero, LIMIT);
+    let report = block_all_dma(&mut unit, zero, &mut NoQueueAccess, LIMIT);
     assert!(report.blocking(), "{report}");
     assert_eq!(report.queue, QueueState::TurnedOff, "{report}");
     assert_eq!(report.rtaddr & !0xfff, zero.0);
@@ -96,7 +96,7 @@ fn before_bring_up_the_fail_safe_turns_translation_on_over_an_empty_root() {
         DmaOutcome::Landed(PhysAddr(0x1000))
     );
     let zero = zero_page(&mut mem);
-    let report = block_all_dma(&mut unit, zero, LIMIT);
+    let report = block_all_dma(&mut unit, zero, &mut NoQueueAccess, LIMIT);
     assert!(report.blocking(), "{report}");
     assert_eq!(report.queue, QueueState::WasOff);
     assert_eq!(report.gsts_before & (1 << 31), 0);
@@ -113,7 +113,7 @@ fn every_gcmd_write_keeps_the_persistent_bits_and_changes_at_most_one() {
         .write32(Reg32::Gcmd, (gsts & ((1 << 31) | (1 << 26))) | (1 << 25));
     unit.get().gcmd_writes.clear();
     let zero = zero_page(&mut mem);
-    let report = block_all_dma(&mut unit, zero, LIMIT);
+    let report = block_all_dma(&mut unit, zero, &mut NoQueueAccess, LIMIT);
     assert!(report.blocking(), "{report}");
     let writes = unit.get().gcmd_writes.clone();
     // SRTP (TE, QIE, IRE kept), then QIE off (TE, IRE kept); TE was on: no third write.
@@ -128,16 +128,91 @@ fn every_gcmd_write_keeps_the_persistent_bits_and_changes_at_most_one() {
     assert_ne!(report.gsts & (1 << 25), 0, "IRE still on: {report}");
 }
 
-#[test]
-fn a_queue_stopped_at_an_error_ends_the_fail_safe_bounded_and_it_says_unconfirmed() {
-    let (mut mem, mut unit, _drv) = with_live_window();
-    // A descriptor the unit refuses, never cleared: the queue is stopped with one pending.
+/// Word access to the emulated memory within `[lo, hi)` (the queue page and the status word).
+struct FakeQueue {
+    mem: SharedMem,
+    lo: u64,
+    hi: u64,
+    status: PhysAddr,
+}
+
+impl QueueAccess for FakeQueue {
+    fn write_u64(&mut self, pa: PhysAddr, value: u64) -> bool {
+        let ok = (self.lo..self.hi).contains(&pa.0) || pa == self.status;
+        if ok {
+            self.mem.write_u64(pa, value);
+        }
+        ok
+    }
+    fn read_u64(&mut self, pa: PhysAddr) -> Option<u64> {
+        ((self.lo..self.hi).contains(&pa.0) || pa == self.status).then(|| self.mem.read_u64(pa))
+    }
+    fn status_word(&self) -> PhysAddr {
+        self.status
+    }
+}
+
+/// A running unit with a live, cached window whose queue is stopped at a descriptor it
+/// refused (FSTS.IQE never cleared, one descriptor pending): QIE cannot be turned off.
+fn with_stopped_queue() -> (SharedMem, SharedUnit, Unit<SharedUnit>) {
+    let (mem, unit, drv) = with_live_window();
     let tail = unit.get().read64(Reg64::Iqt);
     unit.get().inject(Inject::Iqe);
     unit.get().write64(Reg64::Iqt, tail + (1 << 4));
     assert_ne!(unit.get().read32(Reg32::Fsts) & (1 << 4), 0, "IQE set");
+    (mem, unit, drv)
+}
+
+/// Access to the queue page IQA names and a status word of its own.
+fn queue_access(mem: &mut SharedMem, unit: &SharedUnit) -> FakeQueue {
+    let base = unit.get().read64(Reg64::Iqa) & !0xfff;
+    let status = mem.alloc_zeroed(4096, 4096).unwrap();
+    FakeQueue {
+        mem: mem.clone(),
+        lo: base,
+        hi: base + 4096,
+        status,
+    }
+}
+
+#[test]
+fn a_queue_stopped_at_an_error_is_recovered_and_its_invalidations_block_the_cached_window() {
+    let (mut mem, mut unit, _drv) = with_stopped_queue();
+    let mut queue = queue_access(&mut mem, &unit);
     let zero = zero_page(&mut mem);
-    let report = block_all_dma(&mut unit, zero, LIMIT);
+    let report = block_all_dma(&mut unit, zero, &mut queue, LIMIT);
+    assert_eq!(report.queue, QueueState::Recovered, "{report}");
+    assert!(report.blocking(), "{report}");
+    assert_eq!(unit.get().read32(Reg32::Fsts) & (1 << 4), 0, "IQE cleared");
+    // The window EDU had cached is gone, as every other requester's access.
+    assert_all_blocked(&unit, 0x10_0000);
+}
+
+#[test]
+fn a_queue_that_never_completes_ends_the_fail_safe_bounded_and_it_says_unconfirmed() {
+    let (mut mem, mut unit, _drv) = with_stopped_queue();
+    // Every wait descriptor times out (FSTS.ITE): the status never arrives.
+    unit.get().inject_times(Inject::Ite, u32::MAX);
+    let mut queue = queue_access(&mut mem, &unit);
+    let zero = zero_page(&mut mem);
+    let report = block_all_dma(&mut unit, zero, &mut queue, LIMIT);
+    assert_eq!(report.queue, QueueState::Stuck, "{report}");
+    assert!(!report.blocking(), "{report}");
+    // A queue the accessor does not cover is never written.
+    let (mut mem, mut unit, _drv) = with_stopped_queue();
+    let mut elsewhere = queue_access(&mut mem, &unit);
+    elsewhere.lo = 0;
+    elsewhere.hi = 0;
+    let zero = zero_page(&mut mem);
+    let report = block_all_dma(&mut unit, zero, &mut elsewhere, LIMIT);
+    assert_eq!(report.queue, QueueState::Stuck, "{report}");
+}
+
+#[test]
+fn a_queue_stopped_at_an_error_ends_the_fail_safe_bounded_and_it_says_unconfirmed() {
+    let (mut mem, mut unit, _drv) = with_stopped_queue();
+    let zero = zero_page(&mut mem);
+    let report = block_all_dma(&mut unit, zero, &mut NoQueueAccess, LIMIT);
     assert_eq!(report.queue, QueueState::Stuck, "{report}");
     assert!(!report.context_invalidated && !report.iotlb_invalidated);
     assert!(!report.blocking(), "{report}");
@@ -160,7 +235,7 @@ fn a_translation_enable_that_never_acknowledges_ends_bounded_and_says_so() {
     let (mut mem, mut unit) = qemu_rig();
     unit.get().stick(1 << 31);
     let zero = zero_page(&mut mem);
-    let report = block_all_dma(&mut unit, zero, LIMIT);
+    let report = block_all_dma(&mut unit, zero, &mut NoQueueAccess, LIMIT);
     assert!(!report.translating() && !report.blocking(), "{report}");
     assert!(report.root_latched && report.context_invalidated && report.iotlb_invalidated);
     assert!(
@@ -179,7 +254,7 @@ fn a_root_pointer_that_never_latches_is_reported() {
     let (mut mem, mut unit) = qemu_rig();
     unit.get().stick(1 << 30);
     let zero = zero_page(&mut mem);
-    let report = block_all_dma(&mut unit, zero, LIMIT);
+    let report = block_all_dma(&mut unit, zero, &mut NoQueueAccess, LIMIT);
     assert!(!report.root_latched, "{report}");
     assert!(report.translating());
     assert!(!report.blocking(), "{report}");

@@ -7,7 +7,9 @@
 //! points each unit at an empty root table (a page of zeroes in the image, zeroed and flushed
 //! again right before use) and makes sure translation is on, from its registers alone, with
 //! [`vtd::block_all_dma`]: every request of every requester then fails its root-entry lookup
-//! and is recorded (reason 0x1, VT-d §3.4.2, §9.1). The units are known as soon as the DMAR is
+//! and is recorded (reason 0x1, VT-d §3.4.2, §9.1). A queue that will not turn off is used
+//! for the invalidations instead, through word access to the DMA pool alone
+//! ([`crate::dma::QueueWords`]). The units are known as soon as the DMAR is
 //! parsed ([`arm_units`]), so a start refused later (a bad config, an unknown scenario) leaves
 //! them blocking too. Then bus mastering is turned off on every function the image enabled
 //! (PCI COMMAND.BME = 0, PCI Local Bus Specification 3.0 §6.2.2), written straight to ECAM.
@@ -147,6 +149,7 @@ fn block_units() {
             Ok(mut regs) => Blocked::Ran(vtd::block_all_dma(
                 &mut regs,
                 PhysAddr(root as u64),
+                &mut crate::dma::QueueWords,
                 POLL_LIMIT,
             )),
             Err(e) => Blocked::Frame(e),
