@@ -22,7 +22,7 @@
 //!    wait GSTS.QIES = 0 (§11.4.4). A queue that will not turn off (stopped at an error,
 //!    §6.5.2.10, or with descriptors pending) is used instead when the caller lends the
 //!    fail-safe word access to the queue's memory ([`QueueAccess`]): the descriptor a queue
-//!    error (FSTS.IQE) stopped at is overwritten with a no-op wait and IQE, ITE, ICE are cleared
+//!    error (FSTS.IQE) stopped at is overwritten with a harmless wait and IQE, ITE, ICE are cleared
 //!    so that hardware goes on (§6.5.2.10), then a global context-cache invalidation, a global
 //!    IOTLB invalidation and a wait descriptor with a status write (§6.5.2.1, §6.5.2.3,
 //!    §6.5.2.8) are queued and the status polled: [`QueueState::Recovered`]. Without that
@@ -42,7 +42,7 @@
 use crate::context::ADDR_MASK;
 use crate::features::field;
 use crate::mmio::{Reg32, Reg64, RegisterAccess};
-use crate::qi::{InvDescriptor, NOOP};
+use crate::qi::InvDescriptor;
 use crate::regs::{CAP, CCMD, FECTL, FSTS, GCMD, GSTS, IOTLB, IQA, IQH, IQT, RTADDR};
 use iommu_core::PhysAddr;
 
@@ -215,7 +215,9 @@ fn command(
 const WAIT_DATA: u32 = 0x5afe_b10c;
 
 /// Clears the queue errors that stop hardware (§6.5.2.10): the descriptor IQE stopped at is
-/// overwritten with a no-op wait first. `false` when that descriptor cannot be written.
+/// overwritten first with a wait descriptor that writes 0 to the status word (a wait with
+/// neither SW nor IF is refused by QEMU 10.0's model, so the fail-safe does not use one).
+/// `false` when that descriptor cannot be written.
 fn clear_queue_errors(
     regs: &mut impl RegisterAccess,
     queue: &mut impl QueueAccess,
@@ -225,7 +227,12 @@ fn clear_queue_errors(
     let fsts = regs.read32(Reg32::Fsts);
     if fsts & bit(FSTS::IQE) != 0 {
         let at = base + (field(regs.read64(Reg64::Iqh), IQH::QH) % entries) * 16;
-        let [lo, hi] = NOOP.encode();
+        let [lo, hi] = InvDescriptor::Wait {
+            status: Some(queue.status_word()),
+            data: 0,
+            interrupt: false,
+        }
+        .encode();
         if !(queue.write_u64(PhysAddr(at + 8), hi) && queue.write_u64(PhysAddr(at), lo)) {
             return false;
         }

@@ -512,6 +512,9 @@ impl FakeUnit {
             }
             3 | 4 => true,
             5 => {
+                if lo & (0b11 << 4) == 0 {
+                    return false; // Neither SW nor IF: QEMU 10.0 refuses it ("unknown type").
+                }
                 match self.inject {
                     Some(Inject::Ite) => {
                         self.injected();

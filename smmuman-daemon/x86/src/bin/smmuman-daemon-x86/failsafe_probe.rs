@@ -11,7 +11,7 @@
 //! the block, and the same DMA lands (`CHECK step=failsafe-control-dma-lands ... landed=1`).
 //!
 //! * [`arm_window`] (`exit-after-bringup`, `fatal-after-bringup`, `panic-after-bringup`,
-//!   `fault-after-bringup`): the unit is up and edu has a live 2 MiB identity window through
+//!   `fault-after-bringup`, `queue-error-after-bringup`): the unit is up and edu has a live 2 MiB identity window through
 //!   the backend, its DMA shown to land there first (`CHECK step=failsafe-window-lands`).
 //! * [`arm_reset`] (an unknown `scenario=` with `failsafe-probe=1|skip-block-control`): a start
 //!   refused before bring-up; the unit is as QEMU resets it, translation off, and edu's DMA
@@ -140,6 +140,32 @@ pub fn arm_window(r: &mut Rig<'_>, bar0: PhysAddr, hpet: PhysAddr, args: &BootAr
         skip_block,
     });
     Ok(())
+}
+
+/// Leaves the unit's invalidation queue stopped at a descriptor it refuses (type 0 is no
+/// descriptor, VT-d §6.5.2: FSTS.IQE, hardware halts at it with IQH_REG pointing there) and
+/// IQE not cleared: a queue that cannot be turned off (QEMU refuses GCMD.QIE = 0 while IQH
+/// != IQT), as a failure in the middle of a submission would leave it.
+pub fn stop_queue(r: &mut Rig<'_>) -> Step {
+    use vtd::{Reg32, Reg64, RegisterAccess};
+    let (unit, pool) = r.backend()?.parts();
+    let base = unit.regs().read64(Reg64::Iqa) & !0xfff;
+    let tail = (unit.regs().read64(Reg64::Iqt) >> 4) & 0xff;
+    let at = PhysAddr(base + tail * 16);
+    iommu_core::DmaMemory::write_u64(pool, at, 0);
+    iommu_core::DmaMemory::write_u64(pool, PhysAddr(at.0 + 8), 0);
+    iommu_core::DmaMemory::publish(pool);
+    unit.regs_mut().write64(Reg64::Iqt, ((tail + 1) % 256) << 4);
+    let fsts = unit.regs().read32(Reg32::Fsts);
+    let (iqh, iqt) = (
+        unit.regs().read64(Reg64::Iqh),
+        unit.regs().read64(Reg64::Iqt),
+    );
+    check(
+        "queue-stopped",
+        fsts & (1 << 4) != 0 && iqh != iqt,
+        format_args!("fsts={fsts:#010x} iqh={iqh:#x} iqt={iqt:#x}"),
+    )
 }
 
 /// Two pages in the image: edu's source and the probe's target for a start refused before

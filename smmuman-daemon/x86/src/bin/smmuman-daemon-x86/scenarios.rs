@@ -31,7 +31,10 @@
 //!   normally, with a `FATAL`, an exception (`ud2`) or a panic; every way out leaves the safe
 //!   state ([`crate::failsafe`]: every unit blocking all DMA, bus mastering off), and the DMA
 //!   probe shows edu's DMA into its former window does not land (control
-//!   `failsafe-probe=skip-block-control`: it lands). An unknown `scenario=` with
+//!   `failsafe-probe=skip-block-control`: it lands). `queue-error-after-bringup` panics with
+//!   the invalidation queue stopped at a descriptor the unit refused
+//!   ([`crate::failsafe_probe::stop_queue`]): the fail-safe recovers the queue to invalidate.
+//!   An unknown `scenario=` with
 //!   `failsafe-probe=1` does the same for a start refused before bring-up
 //!   ([`crate::failsafe_probe::arm_reset`]).
 //!
@@ -84,7 +87,7 @@ pub const RESERVED_AT: u64 = 0x0800_0000;
 const EDU_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Every scenario this image runs.
-const KNOWN: &str = "boot deny window remap reserved irq-fault lost-records vms vmm-rules vmm-hostile mmio-refused fault-after-bringup panic-after-bringup fatal-after-bringup exit-after-bringup";
+const KNOWN: &str = "boot deny window remap reserved irq-fault lost-records vms vmm-rules vmm-hostile mmio-refused fault-after-bringup panic-after-bringup fatal-after-bringup exit-after-bringup queue-error-after-bringup";
 
 /// One `edu`: its address, the requester id its DMA carries and its driver.
 pub struct EduDev {
@@ -298,6 +301,15 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
             unsafe { core::arch::asm!("ud2", options(nomem, nostack)) }
         }
         "panic-after-bringup" => panic!("deliberate panic after bring-up (scenario)"),
+        "queue-error-after-bringup" => {
+            if let Err(o) = crate::failsafe_probe::stop_queue(&mut rig) {
+                let mut line: heapless::String<400> = heapless::String::new();
+                let _ = o.write_result(name, &mut line);
+                console::line(format_args!("{line}"));
+                return exit_code::FAIL;
+            }
+            panic!("deliberate panic with the invalidation queue stopped at an error (scenario)")
+        }
         _ => {}
     }
     let control = args.get("control");
