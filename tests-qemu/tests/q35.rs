@@ -643,6 +643,12 @@ fn a_record_the_unit_lost_is_announced_and_the_fault_interrupt_prevents_the_loss
 
 /// The `VTD_BLOCK` record of QEMU's one unit: the fail-safe confirmed every step.
 fn assert_unit_blocking(run: &Run, translating_before: bool) {
+    let qi = if translating_before { "off" } else { "was-off" };
+    assert_unit_blocking_qi(run, translating_before, qi);
+}
+
+/// [`assert_unit_blocking`], with the invalidation queue's fate `qi`.
+fn assert_unit_blocking_qi(run: &Run, translating_before: bool, qi: &str) {
     let all: Vec<&Record> = run.records("VTD_BLOCK").collect();
     assert_eq!(all.len(), 1, "one unit; {}", run.describe());
     let b = all[0];
@@ -659,12 +665,7 @@ fn assert_unit_blocking(run: &Run, translating_before: bool) {
     // GSTS.TES (bit 31) before: on after bring-up, off (QEMU's reset state) before it.
     let before = hex(b, "gsts_before");
     assert_eq!(before & (1 << 31) != 0, translating_before, "{}", b.line);
-    assert_eq!(
-        b.get("qi"),
-        Some(if translating_before { "off" } else { "was-off" }),
-        "{}",
-        b.line
-    );
+    assert_eq!(b.get("qi"), Some(qi), "{}", b.line);
     assert_ne!(hex(b, "gsts") & (1 << 31), 0, "TES at the end: {}", b.line);
 }
 
@@ -719,6 +720,20 @@ fn every_way_out_after_bring_up_leaves_the_unit_blocking_a_live_window_included(
         assert_unit_blocking(&run, true);
         assert_probe_blocked(&run, failure);
     }
+}
+
+/// A failure in the middle of a submission leaves the invalidation queue stopped at a
+/// descriptor the unit refused (FSTS.IQE); QEMU will not turn such a queue off. The fail-safe
+/// clears the error, sends its invalidations through the queue (`qi=recovered`) and blocks.
+#[test]
+fn a_queue_stopped_at_an_error_is_recovered_by_the_fail_safe() {
+    let run = boot("scenario=queue-error-after-bringup");
+    assert_eq!(run.exit_code, Some(101), "{}", run.describe());
+    let stopped = check(&run, "queue-stopped");
+    assert_eq!(stopped.get("ok"), Some("1"), "{}", stopped.line);
+    assert_ne!(hex(stopped, "fsts") & (1 << 4), 0, "IQE: {}", stopped.line);
+    assert_unit_blocking_qi(&run, true, "recovered");
+    assert_probe_blocked(&run, "PANIC");
 }
 
 #[test]
