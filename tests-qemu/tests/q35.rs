@@ -223,6 +223,17 @@ fn an_unknown_scenario_is_refused_before_any_dma() {
 }
 
 #[test]
+fn a_command_line_refused_before_discovery_still_leaves_the_unit_blocking() {
+    let run = boot("scenario=boot scenario=deny");
+    assert_eq!(run.exit_code, Some(2), "{}", run.describe());
+    let fatal = run.record("FATAL").expect("FATAL");
+    assert_eq!(fatal.get("reason"), Some("bootargs"), "{}", fatal.line);
+    assert!(run.record("ACPI").is_none(), "refused before discovery");
+    // The units were found for the fail-safe alone: from translation off to blocking.
+    assert_unit_blocking(&run, false);
+}
+
+#[test]
 fn an_exception_or_a_panic_after_bring_up_is_reported_and_stops_edu() {
     let run = boot("scenario=fault-after-bringup");
     assert_eq!(run.exit_code, Some(3), "{}", run.describe());
