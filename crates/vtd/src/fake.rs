@@ -9,8 +9,9 @@
 //!   makes status bits that never acknowledge;
 //! * register-based invalidation completes at once, and is **ignored** once queued
 //!   invalidation is on (ICC / IVT then stay set);
-//! * the queue is processed inside the IQT write; a bad descriptor sets FSTS.IQE and stops the
-//!   queue at it until IQE is cleared; ITE and ICE can be injected;
+//! * the queue is processed inside the IQT write; a bad descriptor (as QEMU 10.0 judges it:
+//!   also a wait descriptor with neither SW nor IF) sets FSTS.IQE and stops the queue at it
+//!   until IQE is cleared; ITE and ICE can be injected;
 //! * the context cache and the IOTLB cache what walks found, per source-id and per (domain,
 //!   page), and with CAP.CM = 1 **not-present** results too, so a missing invalidation shows;
 //! * table walks read memory as a non-snooping device when ECAP.C = 0
