@@ -145,8 +145,9 @@ impl InvDescriptor {
     }
 }
 
-/// A wait descriptor that does nothing but fence: what the driver writes over a descriptor
-/// hardware refused (IQE) so that the queue can go on.
+/// A wait descriptor that does nothing but fence (SW = IF = 0). QEMU 10.0's model refuses it
+/// (FSTS.IQE, "unknown type"), so the driver never queues it: it overwrites a refused
+/// descriptor with a wait that writes status instead.
 pub const NOOP: InvDescriptor = InvDescriptor::Wait {
     status: None,
     data: 0,
