@@ -8,6 +8,14 @@ pub trait Clock {
     fn now(&self) -> Duration;
 }
 
+/// The time `ticks` of a counter running at `hz` make (the Arm generic timer: CNTPCT_EL0
+/// ticks at CNTFRQ_EL0 Hz, Arm ARM D12.1), exact to the nanosecond below, saturating at
+/// `u64::MAX` nanoseconds; a frequency of 0 (firmware left CNTFRQ_EL0 unset) counts as 1 Hz.
+pub fn ticks_to_duration(ticks: u64, hz: u64) -> Duration {
+    let nanos = u128::from(ticks) * 1_000_000_000 / u128::from(hz.max(1));
+    Duration::from_nanos(nanos.min(u128::from(u64::MAX)) as u64)
+}
+
 /// Polls `done` until it returns true or `timeout` has passed on `clock`.
 ///
 /// Returns the time waited, or `Err` with the time waited when the deadline passed first.
@@ -67,6 +75,30 @@ pub(crate) mod fake {
 mod tests {
     use super::fake::StepClock;
     use super::*;
+
+    #[test]
+    fn counter_ticks_become_time_at_the_counter_frequency() {
+        // QEMU's virt: 62.5 MHz.
+        assert_eq!(
+            ticks_to_duration(62_500_000, 62_500_000),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            ticks_to_duration(625, 62_500_000),
+            Duration::from_micros(10)
+        );
+        // A whole day at 1 GHz does not overflow the intermediate product.
+        assert_eq!(
+            ticks_to_duration(86_400_000_000_000, 1_000_000_000),
+            Duration::from_secs(86_400)
+        );
+        // Saturates instead of wrapping; an unset frequency counts as 1 Hz.
+        assert_eq!(
+            ticks_to_duration(u64::MAX, 1),
+            Duration::from_nanos(u64::MAX)
+        );
+        assert_eq!(ticks_to_duration(3, 0), Duration::from_secs(3));
+    }
 
     #[test]
     fn gives_up_at_the_deadline() {

@@ -16,8 +16,10 @@ use std::process::Command;
 
 /// The target the daemon is built for.
 pub const TARGET: &str = "aarch64-unknown-none";
-/// The daemon's package and binary name.
+/// The daemon's package and the product image's binary name.
 pub const PACKAGE: &str = "smmuman-daemon";
+/// The test image's binary (`smmuman-daemon/scenarios/main.rs`, feature `scenarios`).
+pub const SCENARIOS_BIN: &str = "smmuman-daemon-scenarios";
 /// Offset of the magic `ARM\x64` in an arm64 Image header.
 pub const MAGIC_OFFSET: usize = 0x38;
 /// The magic itself.
@@ -147,10 +149,12 @@ pub fn build(target_dir: &Path) -> Result<PathBuf> {
 /// Which image: the product (runs its host plan) or the test build with the scenarios.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavour {
-    /// `--features bare`: what a user boots; `target/smmuman-daemon.bin`.
+    /// `--features bare`, binary `smmuman-daemon`: what a user boots;
+    /// `target/smmuman-daemon.bin`.
     Product,
-    /// `--features scenarios`: the product plus the test scenarios (`scenario=<name>`);
-    /// `target/smmuman-daemon-scenarios.bin`, what tests-qemu boots.
+    /// `--features scenarios`, binary `smmuman-daemon-scenarios`: the same library plus the
+    /// test scenarios (`scenario=<name>`); `target/smmuman-daemon-scenarios.bin`, what
+    /// tests-qemu boots.
     Scenarios,
 }
 
@@ -162,11 +166,15 @@ impl Flavour {
         }
     }
 
-    fn file_name(self) -> String {
+    fn bin(self) -> &'static str {
         match self {
-            Self::Product => format!("{PACKAGE}.bin"),
-            Self::Scenarios => format!("{PACKAGE}-scenarios.bin"),
+            Self::Product => PACKAGE,
+            Self::Scenarios => SCENARIOS_BIN,
         }
+    }
+
+    fn file_name(self) -> String {
+        format!("{}.bin", self.bin())
     }
 }
 
@@ -183,7 +191,7 @@ pub fn build_with(target_dir: &Path, flavour: Flavour) -> Result<PathBuf> {
             "--package",
             PACKAGE,
             "--bin",
-            PACKAGE,
+            flavour.bin(),
             "--features",
             flavour.features(),
             "--release",
@@ -198,7 +206,7 @@ pub fn build_with(target_dir: &Path, flavour: Flavour) -> Result<PathBuf> {
             "building {PACKAGE} for {TARGET} failed ({status})"
         )));
     }
-    let elf_path = target_dir.join(TARGET).join("release").join(PACKAGE);
+    let elf_path = target_dir.join(TARGET).join("release").join(flavour.bin());
     let elf = fs::read(&elf_path)
         .map_err(|e| Error(format!("cannot read {}: {e}", elf_path.display())))?;
     let image = elf_to_image(&elf).map_err(|e| Error(format!("{}: {e}", elf_path.display())))?;

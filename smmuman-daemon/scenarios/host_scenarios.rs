@@ -1,0 +1,107 @@
+//! Test scenarios around the product's host plan: the host runs the plan's VMs exactly as the
+//! product does ([`smmuman_daemon::host::run_vms`]), then checks host memory for what a rogue guest
+//! tried to write there (`host-audit`); or runs them without the world switch's PMU and debug
+//! traps and per-VM timer and GIC state (`host-unswitched`, a control), or with the old
+//! time-slice accounting (`host-plan control=fresh-slice`, a control).
+
+use iommu_core::PhysAddr;
+use smmuman_daemon::bringup::platform::Platform;
+use smmuman_daemon::hyp::world_switch::SliceAccounting;
+use smmuman_daemon::memory::{GuestMemory, PhysRange, RamWindow};
+use smmuman_daemon::report::Outcome;
+use smmuman_daemon::runtime::console;
+
+/// Bytes the audit reads: one rogue DMA (`tests-qemu/guests/src/rogue.rs`, 64 bytes).
+const AUDIT_LEN: u64 = 64;
+/// The byte the rogue guest writes everywhere ('R').
+const ROGUE_BYTE: u8 = 0x52;
+
+/// `host-audit audit=<hpa>`: the host plan's VMs, then `AUDIT hpa=<hpa> rogue_bytes=<n>`: how
+/// many of the 64 bytes at host-physical `hpa` (RAM some VM was given) hold the rogue's
+/// pattern. The scenario passes when the plan did (the test reads the count: 0 when the SMMU
+/// contained the rogue, 64 in the control, where the rogue aims inside its own RAM).
+pub fn host_audit(p: &mut Platform) -> Outcome {
+    let Some(hpa) = p
+        .args
+        .get("audit")
+        .and_then(|v| board_config::number::parse_number(v).ok())
+    else {
+        return Outcome::fail().with("reason", "audit=<host-physical address> is required");
+    };
+    let Some(range) = PhysRange::new(PhysAddr(hpa), AUDIT_LEN) else {
+        return Outcome::fail().with("reason", "audit range wraps");
+    };
+    let in_a_vm = p
+        .topology
+        .vms()
+        .iter()
+        .flat_map(|vm| vm.ram.iter())
+        .any(|r| PhysRange::new(r.start, r.len).is_some_and(|ram| ram.contains(range)));
+    if !in_a_vm {
+        return Outcome::fail().with("reason", "audit range is not in any [vm] RAM of the config");
+    }
+    let outcome = match smmuman_daemon::host::run_vms(
+        p,
+        crate::options::host_options(p, SliceAccounting::Charged),
+    ) {
+        Ok(o) => o,
+        Err(_) => return Outcome::fail().with("reason", "the host plan was refused"),
+    };
+    // SAFETY: the range lies in RAM the config set aside for a VM; every VM has stopped, so
+    // nothing else reads or writes it now; the read goes through the identity map.
+    let window = unsafe { RamWindow::identity(&[range]) };
+    let Ok(mut view) = GuestMemory::new(window) else {
+        return Outcome::fail().with("reason", "audit view");
+    };
+    view.sync_for_cpu(range.start(), AUDIT_LEN);
+    let mut bytes = [0u8; AUDIT_LEN as usize];
+    view.read_bytes(range.start(), &mut bytes);
+    let rogue = bytes.iter().filter(|b| **b == ROGUE_BYTE).count();
+    console::line(format_args!(
+        "AUDIT hpa={:#x} len={AUDIT_LEN} rogue_bytes={rogue}",
+        hpa
+    ));
+    outcome.with("rogue_bytes", rogue)
+}
+
+/// `host-unswitched`: the host plan's VMs with the world switch as it was before it trapped the
+/// PMU and debug registers and switched the virtual timer and ICH_VMCR_EL2
+/// ([`smmuman_daemon::hyp::world_switch::SKIP_SWITCH_CONTROL`]): the control of `tests-qemu/tests/cpu_state.rs`, which
+/// must then see one VM's values in the other.
+pub fn host_unswitched(p: &mut Platform) -> Outcome {
+    smmuman_daemon::hyp::world_switch::SKIP_SWITCH_CONTROL
+        .store(true, core::sync::atomic::Ordering::Relaxed);
+    console::line(format_args!(
+        "CPU_SWITCH control=skip detail=\"control run: no PMU/debug traps, virtual timer and ICH_VMCR_EL2 shared\""
+    ));
+    match smmuman_daemon::host::run_vms(
+        p,
+        crate::options::host_options(p, SliceAccounting::Charged),
+    ) {
+        Ok(o) => o,
+        Err(_) => Outcome::fail().with("reason", "the host plan was refused"),
+    }
+}
+
+/// `host-plan`: the host plan's VMs as the product runs them; `control=fresh-slice` restores
+/// the old accounting (every entry a full slice, the host's work for a VM's exits charged to
+/// nobody, no bound on what a slice may make the host do), which the fairness test shows
+/// lets a trap-flooding guest starve its neighbour.
+pub fn host_plan(p: &mut Platform) -> Outcome {
+    let accounting = match p.args.get("control") {
+        None => SliceAccounting::Charged,
+        Some("fresh-slice") => SliceAccounting::FreshPerEntry,
+        Some(_) => return Outcome::fail().with("reason", "control=fresh-slice or nothing"),
+    };
+    console::line(format_args!(
+        "HOST_ACCOUNTING slice={}",
+        match accounting {
+            SliceAccounting::Charged => "charged",
+            SliceAccounting::FreshPerEntry => "fresh-per-entry",
+        }
+    ));
+    match smmuman_daemon::host::run_vms(p, crate::options::host_options(p, accounting)) {
+        Ok(o) => o,
+        Err(_) => Outcome::fail().with("reason", "the host plan was refused"),
+    }
+}
