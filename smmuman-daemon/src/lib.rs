@@ -77,7 +77,6 @@ pub mod failsafe;
 pub mod host;
 #[cfg(all(target_arch = "aarch64", target_os = "none", feature = "bare"))]
 pub mod hyp;
-#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "bare"))]
 pub mod manager_task;
 #[cfg(all(target_arch = "aarch64", target_os = "none", feature = "bare"))]
 pub mod runtime;

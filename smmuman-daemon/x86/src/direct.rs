@@ -1,7 +1,8 @@
 //! [`Direct`]: a synchronous [`Transport`] for a host without task switching. A client's call runs
-//! the manager's loop body in place: drain the IOMMU's fault records (what the aarch64 daemon's
-//! loop does between rounds, `Manager::on_iommu_event`), retry orphans at a bounded rate
-//! (`Manager::retry_orphans_paced`), then answer the request (`Manager::handle`). Only bytes
+//! the manager's loop body in place: the service pass the aarch64 daemon's loop makes between
+//! rounds (`smmuman_daemon::manager_task::setup::service_pass`: drain the IOMMU's fault
+//! records, then retry orphans at a bounded rate), then answer the request
+//! (`Manager::handle`). Only bytes
 //! cross, as over a mailbox: the client holds no reference to the manager it could call past the
 //! protocol, and dropping the transport is the client going away (`Manager::client_gone`), like a
 //! VMM whose channel closed.
@@ -14,6 +15,7 @@ use core::cell::RefCell;
 use core::time::Duration;
 use iommu_core::IommuBackend;
 use smmuman_api::{ClientId, Transport, TransportError};
+use smmuman_daemon::manager_task::setup::service_pass;
 use smmuman_server::Manager;
 
 /// [`TransportError::Other`] code: the manager was already borrowed (a re-entrant call).
@@ -48,15 +50,14 @@ impl<B: IommuBackend> Transport for Direct<'_, B> {
             .manager
             .try_borrow_mut()
             .map_err(|_| TransportError::Other { code: BUSY })?;
-        // The loop's poll: records raised since the last call go to their owners' ledgers now,
-        // before this request can change an owner.
-        let now = (self.now)();
-        if let Err(e) = m.on_iommu_event(now) {
+        // The loop's pass: records raised since the last call go to their owners' ledgers now,
+        // before this request can change an owner; then the retry of orphans, at a bounded
+        // rate: what the IOMMU now confirms is free before this request is served (the manager
+        // logs each release). A refused drain skips the retry (the unit cannot be trusted to
+        // confirm a release either) and is logged.
+        if let Err(e) = service_pass(&mut m, (self.now)(), true) {
             log::error!("fault drain failed: {e:?}");
         }
-        // And its retry of orphans, at a bounded rate: what the IOMMU now confirms is free
-        // before this request is served (the manager logs each release).
-        m.retry_orphans_paced(now);
         Ok(m.handle(self.client, request, reply))
     }
 }

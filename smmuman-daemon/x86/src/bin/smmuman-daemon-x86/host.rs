@@ -1,5 +1,6 @@
-//! The manager over the VT-d unit, started exactly as the aarch64 daemon starts it over the
-//! SMMUv3 (`smmuman-daemon`'s `manager.rs`, `over()`): every PCI function behind the unit is a
+//! The manager over the VT-d unit, started by the same code as the aarch64 daemon's over the
+//! SMMUv3 (`smmuman_daemon::manager_task::setup`: sizes, I/O space, construction; the aarch64
+//! side is `manager_task/smmu.rs`, `over()`): every PCI function behind the unit is a
 //! device it controls (except those an RMRR keeps with the host), the image's own memory and
 //! every reserved region of the combined topology (the DMAR's RMRRs, the config's `reserved`
 //! lines) and the initrd are reserved, the I/O space is the unit's address width, the
@@ -11,12 +12,10 @@
 
 use crate::{console, heap, hpet, ram};
 use core::time::Duration;
-use iommu_core::Iova;
-use smmuman_api::IovaRange;
 use smmuman_daemon::clock::Clock;
+use smmuman_daemon::manager_task::setup;
 use smmuman_daemon::report::Outcome;
-use smmuman_server::config::FAULT_LOG_DEPTH;
-use smmuman_server::{DeviceEntry, Manager, ManagerConfig, PhysRange};
+use smmuman_server::{DeviceEntry, Manager, PhysRange};
 use smmuman_x86::remapping::UnitPlan;
 
 /// The VT-d backend the manager programs: tables and queues in the image's DMA pool.
@@ -24,9 +23,6 @@ pub type Backend = vtd::backend::VtdBackend<crate::dma::Pool>;
 /// The manager the image runs.
 pub type Mgr = Manager<Backend>;
 
-/// Page sizes the second-level tables map: 4 KiB pages, 2 MiB and 1 GiB superpages (what
-/// QEMU's CAP.SLLPS offers; the walker maps what the format allows).
-const PAGE_SIZES: u64 = (1 << 12) | (1 << 21) | (1 << 30);
 /// What the combined topology says about the manager's sizes, and memory it must keep from
 /// every client besides the plan's regions.
 pub struct Limits {
@@ -89,39 +85,27 @@ pub fn start(
         })?;
     }
     let ias = backend.stage2_config().ias_bits;
-    let iova_ranges = [IovaRange {
-        first: Iova(0),
-        last: Iova((1u64 << ias) - 1),
-    }];
-    let requested = limits.fault_log;
-    let fault_log_depth = requested.clamp(1, FAULT_LOG_DEPTH);
+    let sizes = setup::Limits::of(setup::Requested {
+        fault_log: limits.fault_log as u64,
+        mappings: limits.mappings as u64,
+        mappings_per_vm: limits.mappings_per_vm as u64,
+        heap_mappings: Some(heap::MAPPINGS as u64),
+    });
+    console::line(format_args!("{}", sizes.fault_log_record()));
     console::line(format_args!(
-        "FAULT_LOG requested={requested} depth={fault_log_depth} capacity={FAULT_LOG_DEPTH} clamped={}",
-        u8::from(fault_log_depth != requested)
-    ));
-    let max_mappings = limits.mappings.min(heap::MAPPINGS);
-    let per_vm = limits.mappings_per_vm.min(max_mappings);
-    console::line(format_args!(
-        "QUOTA mappings={max_mappings} mappings_per_vm={per_vm} requested_mappings={} requested_per_vm={} heap_capacity={}",
+        "QUOTA mappings={} mappings_per_vm={} requested_mappings={} requested_per_vm={} heap_capacity={}",
+        sizes.max_mappings,
+        sizes.max_mappings_per_object,
         limits.mappings,
         limits.mappings_per_vm,
         heap::MAPPINGS
     ));
-    let config = ManagerConfig {
-        devices: &devices,
-        reserved: &reserved,
-        iova_ranges: &iova_ranges,
-        page_sizes: PAGE_SIZES,
-        fault_log_depth,
-        max_mappings_per_object: per_vm,
-        max_mappings,
-        clock: now,
-    };
-    let manager = Manager::new(backend, &config).map_err(|e| {
-        Outcome::fail()
-            .with("reason", "manager configuration refused")
-            .with("detail", format_args!("{e}"))
-    })?;
+    let manager =
+        setup::new_manager(backend, &devices, &reserved, ias, &sizes, now).map_err(|e| {
+            Outcome::fail()
+                .with("reason", "manager configuration refused")
+                .with("detail", format_args!("{e}"))
+        })?;
     console::line(format_args!(
         "MANAGER up backend=vtd devices={} reserved_ranges={} iova_bits={ias} image={} manager_bytes={:#x}",
         devices.len(),
