@@ -75,7 +75,6 @@ pub mod bringup;
 pub mod failsafe;
 #[cfg(all(target_arch = "aarch64", target_os = "none", feature = "bare"))]
 pub mod host;
-#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "bare"))]
 pub mod hyp;
 pub mod manager_task;
 #[cfg(all(target_arch = "aarch64", target_os = "none", feature = "bare"))]

@@ -12,6 +12,7 @@
 //! D19.2 (MAIR_EL2, TCR_EL2, TTBR0_EL2, SCTLR_EL2, ID_AA64MMFR0_EL1). With HCR_EL2.E2H = 0
 //! EL2 has one VA range (TTBR0_EL2) and no ASIDs.
 
+use super::el2_regs::{sctlr_mmu_on, tcr, T0SZ_BITS};
 use crate::address_map::{parange_bits, ps_for_bits, AddressMap, MemKind};
 use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1};
 use aarch64_paging::descriptor::{El23Attributes, PhysicalAddress};
@@ -56,23 +57,8 @@ const DEVICE: El23Attributes = El23Attributes::VALID
     .union(El23Attributes::USER_RES1)
     .union(El23Attributes::XN);
 
-/// TCR_EL2.T0SZ for a 48-bit input range: the walk starts at level 0 (Arm ARM D8.2.7).
-const T0SZ: u64 = 16;
-/// Root level of the tables `aarch64-paging` builds for [`T0SZ`].
+/// Root level of the tables `aarch64-paging` builds for `T0SZ` = 16.
 const ROOT_LEVEL: usize = 0;
-
-/// SCTLR_EL2 (E2H = 0) RES1 bits 29, 28, 23, 22, 18, 16, 11, 5, 4 (Arm ARM D19.2.118).
-const SCTLR_RES1: u64 = (1 << 29)
-    | (1 << 28)
-    | (1 << 23)
-    | (1 << 22)
-    | (1 << 18)
-    | (1 << 16)
-    | (1 << 11)
-    | (1 << 5)
-    | (1 << 4);
-/// SCTLR_EL2.M (bit 0), C (bit 2), I (bit 12): MMU, data and instruction caches on.
-const SCTLR_M_C_I: u64 = (1 << 0) | (1 << 2) | (1 << 12);
 
 /// The pool: page-aligned, zeroed (.bss), handed out once.
 #[repr(C, align(4096))]
@@ -173,12 +159,6 @@ pub struct MmuOn {
     pub ttbr0: u64,
 }
 
-/// TCR_EL2 (E2H = 0, Arm ARM D19.2.140): RES1 bits 31 and 23, PS, TG0 = 4 KiB (0), SH0 =
-/// inner shareable (3), ORGN0 = IRGN0 = write-back read/write-allocate (1), T0SZ.
-fn tcr(ps: u64) -> u64 {
-    (1 << 31) | (1 << 23) | (ps << 16) | (3 << 12) | (1 << 10) | (1 << 8) | T0SZ
-}
-
 /// Builds the identity map of `map` and turns the MMU and caches on. Call once, early, before
 /// any SMMU is touched; everything the daemon accesses afterwards must be in `map`.
 ///
@@ -218,7 +198,7 @@ pub fn enable(map: &AddressMap) -> Result<MmuOn, MmuError> {
     let ttbr0 = idmap.root_address().0 as u64;
     let mair = MAIR.0;
     let tcr = tcr(ps);
-    let sctlr = SCTLR_RES1 | SCTLR_M_C_I;
+    let sctlr = sctlr_mmu_on();
     // SAFETY: the map covers the whole image (code, data, stacks: RAM), the device tree and
     // initrd (RAM), and every register block the daemon touches, each at its own address, so
     // execution continues unchanged once translation is on. The sequence follows Arm ARM
@@ -263,9 +243,6 @@ pub fn enable(map: &AddressMap) -> Result<MmuOn, MmuError> {
         ttbr0,
     })
 }
-
-/// Input address bits of the map (64 - T0SZ).
-const T0SZ_BITS: u32 = 64 - T0SZ as u32;
 
 #[cfg(feature = "scenarios")]
 /// An address the identity map leaves unmapped (a load from it takes a translation fault), or

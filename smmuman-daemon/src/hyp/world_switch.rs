@@ -20,6 +20,7 @@
 //! The host runs on SP_EL0 (EL2t); while a guest runs, SP_EL0 is the guest's, so the switch
 //! happens on SP_EL2 (the exception stack, empty at that point).
 
+use super::cpu_features::{self, CpuFeatures};
 use crate::guest_exit::{self, SavedExit};
 use crate::guest_sysreg::{self, Emulation, GuestIds, SetWayOp};
 use core::arch::global_asm;
@@ -377,10 +378,10 @@ impl Traps {
     fn for_this_cpu() -> Self {
         let pfr0 = hw_id(4, 0);
         let dfr0 = hw_id(5, 0);
-        let pmuver = (dfr0 >> 8) & 0xf;
-        // PMCR_EL0.N (bits 15:11): only read where a PMU exists (else the read is UNDEFINED).
-        let pmcr_n = if pmuver != 0 && pmuver != 0xf {
-            (mrs!("pmcr_el0") >> 11) & 0x1f
+        let cpu = CpuFeatures::decode(pfr0, hw_id(4, 1), hw_id(7, 1), dfr0);
+        // PMCR_EL0.N: only read where a PMU exists (else the read is UNDEFINED).
+        let pmcr_n = if cpu.pmu {
+            cpu_features::pmcr_n(mrs!("pmcr_el0"))
         } else {
             0
         };
@@ -388,9 +389,9 @@ impl Traps {
             hcr: guest_exit::hcr_guest(pfr0, hw_id(7, 1)),
             mdcr: guest_exit::mdcr_guest(dfr0, pmcr_n),
             cptr: guest_exit::cptr_guest_traps(pfr0),
-            gic: (pfr0 >> 24) & 0xf != 0,
-            pan: (hw_id(7, 1) >> 20) & 0xf != 0,
-            ssbs: (hw_id(4, 1) >> 4) & 0xf != 0,
+            gic: cpu.gic,
+            pan: cpu.pan,
+            ssbs: cpu.ssbs,
         }
     }
 }
