@@ -80,9 +80,9 @@ fn the_manager_puts_its_devices_in_deny_and_refuses_a_bad_configuration_by_name(
     // Default deny: attached to no domain.
     assert_eq!(m.backend().domain_of(EDU), None);
     let twice = [edu(), edu()];
-    let err = new_manager(FakeIommu::new(), &twice, &[image()], 48, &limits, zero)
-        .err()
-        .expect("a device listed twice is refused");
+    let Err(err) = new_manager(FakeIommu::new(), &twice, &[image()], 48, &limits, zero) else {
+        panic!("a device listed twice is refused");
+    };
     assert!(err.to_string().contains("00:01.0"), "{err}");
     // An I/O space of 0 bits is no I/O space.
     assert!(new_manager(FakeIommu::new(), &[edu()], &[image()], 0, &limits, zero).is_err());
