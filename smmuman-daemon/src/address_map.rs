@@ -1,7 +1,7 @@
 //! [`AddressMap`]: what the CPU's EL2 identity map covers, and with which memory type.
 //!
 //! The daemon turns its MMU on with an identity map (VA = PA) built from this list (the
-//! binary's `mmu.rs` writes it with `aarch64-paging`): RAM from the device tree's `/memory` as
+//! `hyp/mmu.rs` writes it with `aarch64-paging`): RAM from the device tree's `/memory` as
 //! Normal write-back cacheable memory, and every register block the daemon touches (console,
 //! SMMU frames, PCIe ECAM and BAR window, GIC) as Device-nGnRE, execute-never (Arm ARM D8.2:
 //! memory types; D8.6: attributes). Everything else stays unmapped: a stray access faults

@@ -21,7 +21,7 @@
 //! ## The DMA probe (test scenarios only)
 //!
 //! `panic-after-bringup`, `fault-after-bringup`, `panic-while-reporting` and
-//! `iommu-event-error` (`failsafe_scenarios.rs`) register a [`ProbePlan`] before failing on
+//! `iommu-event-error` (`scenarios/failsafe_scenarios.rs`) register a [`ProbePlan`] before failing on
 //! purpose, as does an unknown `scenario=` with `failsafe-probe=1`: the fail-safe then lets
 //! an `edu`, which had a live identity window (or, for the unknown scenario, the SMMU as
 //! QEMU resets it: bypass) and bus mastering, write a patterned buffer at IOVA = PA, and

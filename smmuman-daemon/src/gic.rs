@@ -1,6 +1,6 @@
 //! A small GICv3 driver: the distributor and this PE's redistributor, over [`Mmio`] so that it
 //! runs against recorded registers in host tests. The CPU interface (ICC_* system registers)
-//! lives in the binary (`irq.rs`); the register encodings it needs are here.
+//! lives in `hyp/irq.rs`; the register encodings it needs are here.
 //!
 //! Only what the daemon uses: affinity routing with Group 1 enabled, and wired SPIs (the
 //! SMMU's `eventq` and `gerror` lines) configured one by one: group 1, a priority, edge or

@@ -1,6 +1,6 @@
 //! The EL2 side of running a guest, as plain data: the register values the host's world switch
-//! (`src/bin/smmuman-daemon/vcpu.rs`) programs, and the decoding of what it saved at a guest
-//! exit into a [`qvm::vcpu::Exit`]. Host-tested; the binary only moves these values in and out
+//! (`src/hyp/world_switch.rs`) programs, and the decoding of what it saved at a guest
+//! exit into a [`qvm::vcpu::Exit`]. Host-tested; the world switch only moves these values in and out
 //! of system registers.
 
 use crate::esr::Syndrome;

@@ -1,5 +1,5 @@
 //! What the world switch answers when a guest's system register access traps to EL2
-//! (ESR_EL2.EC = 0x18), as plain data: the binary (`vcpu.rs`) only moves the values in and out
+//! (ESR_EL2.EC = 0x18), as plain data: the world switch (`hyp/world_switch.rs`) only moves the values in and out
 //! of registers. The policy and its reasons are in docs/world-switch.md:
 //!
 //! * **ID registers** (HCR_EL2.TID3): the hardware's values with every feature the world

@@ -1,7 +1,7 @@
 //! What one VM may make its host do in one time slice.
 //!
 //! The host charges the time it spends on a VM's exits to that VM's slice (the slice is a
-//! deadline, not a fresh interval per entry: `smmuman-daemon`'s `vcpu.rs`). On top of that,
+//! deadline, not a fresh interval per entry: `smmuman-daemon`'s `hyp/world_switch.rs`). On top of that,
 //! the work a trap can cause is bounded per slice, so that a guest cannot make its host do an
 //! unbounded amount of work for it before the next scheduling point: console output (every
 //! byte becomes host console output), CPU stage-2 remaps (a BAR move unmaps, maps and

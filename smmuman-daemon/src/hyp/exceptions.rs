@@ -3,7 +3,7 @@
 //! The two IRQ entries of the current EL (SP_EL0 and SP_ELx) save the caller-saved state and
 //! call `irq::handle_irq`, then return: the manager loop takes the SMMU's interrupts there
 //! (`irq.rs`). The four lower-EL AArch64 entries are a guest's exits: they hand the CPU back to
-//! the guest's VMM (`vcpu.rs`). The daemon expects no other exception: every other vector saves the general
+//! the guest's VMM (`hyp/world_switch.rs`). The daemon expects no other exception: every other vector saves the general
 //! registers, and [`handle_exception`] prints one `EXCEPTION` record (vector, decoded ESR_EL2,
 //! ELR_EL2, FAR_EL2, SPSR_EL2), leaves every SMMU aborting ([`crate::failsafe`]) and exits with
 //! [`exit_code::EXCEPTION`]. The daemon runs on SP_EL0,
@@ -31,7 +31,7 @@ global_asm!(
     b       irq_common
     .endm
 
-    // An exception from the guest (EL1, AArch64): back to its VMM (`vcpu.rs`).
+    // An exception from the guest (EL1, AArch64): back to its VMM (`hyp/world_switch.rs`).
     .macro GUEST_VECTOR index
     .balign 0x80
     stp     x0, x1, [sp, #-16]!

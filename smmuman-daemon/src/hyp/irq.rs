@@ -7,7 +7,7 @@
 //!   masked at EL2), ICC_SRE_EL2.SRE (IHI 0069 §12.7.8), ICC_PMR_EL1 = 0xff (§12.2.19),
 //!   ICC_BPR1_EL1 = 0 (§12.2.2), ICC_IGRPEN1_EL1 = 1 (§12.2.13). PSTATE.I stays set.
 //! * The EL2 physical timer's PPI (INTID 26) is enabled in Group 1: it ends a guest's time
-//!   slice (`vcpu.rs`).
+//!   slice (`hyp/world_switch.rs`).
 //! * [`route_smmu`] (at SMMU bring-up): each line's SPI as the device tree describes it (edge
 //!   or level), Group 1, priority [`PRIORITY`], routed to this PE, enabled.
 //! * The IRQ vector calls [`handle_irq`]: acknowledge (ICC_IAR1_EL1, §12.2.10), count, set
@@ -141,7 +141,7 @@ fn bring_up(dist: PhysRange, redist: PhysRange) -> Result<(u32, usize), GicError
     // SAFETY: the device tree's redistributor region, device memory; only `init` touches it.
     let mut rd_regs = unsafe { MmioRegion::new(redist.start(), redist.size()) };
     let rd = gic::wake_redistributor(&mut rd_regs, redist.size(), mpidr(), POLLS)?;
-    // The EL2 physical timer ends a guest's time slice (`vcpu.rs`): its PPI must reach EL2.
+    // The EL2 physical timer ends a guest's time slice (`hyp/world_switch.rs`): its PPI must reach EL2.
     gic::enable_ppi(&mut rd_regs, rd, gic::INTID_HYP_TIMER, PRIORITY)?;
     // SAFETY: HCR_EL2.IMO (bit 4) routes physical IRQs to EL2 (Arm ARM D19.2.49); nothing
     // runs at EL1. ICC_SRE_EL2 enables the system-register CPU interface at EL2, then the

@@ -1,7 +1,7 @@
 //! [`RamWindow`]: the one place that reads and writes RAM by physical address.
 //!
 //! The daemon's memory is identity mapped (VA = PA, with the MMU and data caches on, or with
-//! the MMU off before `mmu.rs` turns it on), so a physical address is also the address the CPU
+//! the MMU off before `hyp/mmu.rs` turns it on), so a physical address is also the address the CPU
 //! uses.
 //! Every access is checked against the ranges the window was opened over (the allocator's pools)
 //! and is volatile, because a DMA master or the SMMU reads and writes the same memory behind the
