@@ -47,7 +47,7 @@ mod vmm;
 mod bare {
     use crate::scenarios;
     use smmuman_daemon::bringup::platform::Platform;
-    use smmuman_daemon::bringup::{self, Started};
+    use smmuman_daemon::bringup::{self, StartOptions, Started};
     use smmuman_daemon::exit_code;
     use smmuman_daemon::host;
     use smmuman_daemon::hyp::world_switch::SliceAccounting;
@@ -65,7 +65,7 @@ mod bare {
         let Started {
             mut platform,
             scenario,
-        } = match bringup::start(dtb) {
+        } = match bringup::start(dtb, StartOptions::TEST_IMAGE) {
             Ok(s) => s,
             Err(code) => return code,
         };

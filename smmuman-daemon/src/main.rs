@@ -10,8 +10,9 @@
 //! The exit code follows `smmuman_daemon::exit_code`.
 //!
 //! This image sets none of the library's test hooks (they exist only with the `scenarios`
-//! feature, which the test image `scenarios/main.rs` is built with): it runs the host plan
-//! with `HostOptions::PRODUCT`, and refuses `scenario=`.
+//! feature, which the test image `scenarios/main.rs` is built with): it starts with
+//! `StartOptions::PRODUCT` (no `refused-dma-probe=`), runs the host plan with
+//! `HostOptions::PRODUCT`, and refuses `scenario=`.
 
 #![cfg_attr(all(target_arch = "aarch64", target_os = "none"), no_std)]
 #![cfg_attr(all(target_arch = "aarch64", target_os = "none"), no_main)]
@@ -23,7 +24,7 @@
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod bare {
-    use smmuman_daemon::bringup::{self, Started};
+    use smmuman_daemon::bringup::{self, StartOptions, Started};
     use smmuman_daemon::exit_code;
     use smmuman_daemon::host::{self, HostOptions};
     use smmuman_daemon::report::write_value;
@@ -39,7 +40,7 @@ mod bare {
         let Started {
             mut platform,
             scenario,
-        } = match bringup::start(dtb) {
+        } = match bringup::start(dtb, StartOptions::PRODUCT) {
             Ok(s) => s,
             Err(code) => return code,
         };

@@ -42,6 +42,15 @@ pub fn run_product(bootargs: &str) -> Result<Run, String> {
     boot_image(&product_image()?, &Boot::default(), bootargs.to_string())
 }
 
+/// Boots the product image as `boot` says (a board, a config as initrd) with `bootargs`.
+///
+/// # Errors
+/// As [`run_product`], and when the board is unknown or the initrd is not a file.
+pub fn run_product_on(boot: &Boot<'_>, bootargs: &str) -> Result<Run, String> {
+    qemu_ready()?;
+    boot_image(&product_image()?, boot, bootargs.to_string())
+}
+
 /// What to pack and boot.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HostBoot<'a> {

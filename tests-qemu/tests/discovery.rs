@@ -375,6 +375,24 @@ fn the_refused_start_probe_sees_dma_land_when_the_smmu_is_not_yet_aborting() {
     assert_eq!(control.get("landed"), Some("1"), "{}", control.line);
 }
 
+/// The refused start's DMA probe is a test control: the product image ignores
+/// `refused-dma-probe=` (the shim starts with `StartOptions::PRODUCT`), so a product image
+/// whose config is refused lets no device DMA, not even the control's, and still refuses
+/// with the SMMU aborting. Its control is the test above: the test image, same config and
+/// bootarg, runs the probe and the DMA lands.
+#[test]
+fn the_product_image_ignores_the_refused_start_probe() {
+    let config = fixture("bad-number.conf");
+    let boot = Boot {
+        initrd: Some(&config),
+        ..Boot::default()
+    };
+    let run = tests_qemu::host::run_product_on(&boot, "refused-dma-probe=bypass-control")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_refused(&run, "parse");
+    assert_eq!(run.records("CHECK").count(), 0, "{}", run.describe());
+}
+
 /// Well-formed configs that ask for what the board cannot do are refused the same way: a window
 /// over the daemon's own image, a StreamID wider than the SMMU's IDR1.SIDSIZE (known only once
 /// the SMMU is probed), a second SMMU the device tree does not list.

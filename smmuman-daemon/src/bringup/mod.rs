@@ -13,4 +13,4 @@ pub mod platform;
 pub mod refusal;
 mod start;
 
-pub use start::{start, Started};
+pub use start::{start, StartOptions, Started};

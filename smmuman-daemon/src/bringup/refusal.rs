@@ -24,8 +24,9 @@
 //! GBPA alone decides (IHI 0070 §6.3.14), so the probe tests exactly the state the refusal
 //! leaves. `edu` cannot tell a finished DMA from an aborted one, so only memory contents count,
 //! and the target is filled with a pattern the device's (zeroed) buffer cannot reproduce. The
-//! probe touches only an `edu` (QEMU's test device, never found on real hardware) and only on
-//! request. `refused-dma-probe=bypass-control` runs the same probe *before* the abort, with the
+//! probe touches only an `edu` (QEMU's test device, never found on real hardware), only on
+//! request, and only in the test image: the product shim starts with
+//! [`StartOptions::PRODUCT`](super::StartOptions::PRODUCT), under which the bootarg is ignored. `refused-dma-probe=bypass-control` runs the same probe *before* the abort, with the
 //! SMMU in QEMU's reset state (GBPA.ABORT = 0: bypass), and expects the DMA to land
 //! (`CHECK step=refused-start-control-dma-lands`): the check can fail, and does when the
 //! abort is missing.
@@ -34,6 +35,7 @@
 // failure path.
 #![allow(clippy::result_large_err)]
 
+use super::StartOptions;
 use crate::board::BoardInfo;
 use crate::bootargs::BootArgs;
 use crate::bringup::iommu;
@@ -298,7 +300,12 @@ pub fn discover(
 
 /// The refusal: the `FATAL` record, every SMMU aborting (and the DMA probe, on request).
 /// Returns the exit code (4).
-pub fn refuse(board: BoardInfo<'static>, args: BootArgs<'static>, refused: Refused) -> u32 {
+pub fn refuse(
+    board: BoardInfo<'static>,
+    args: BootArgs<'static>,
+    refused: Refused,
+    options: StartOptions,
+) -> u32 {
     let mut detail: heapless::String<{ DETAIL_LEN + 40 }> = heapless::String::new();
     let _ = write_value(&mut detail, &refused.detail.as_str());
     let mut file: heapless::String<96> = heapless::String::new();
@@ -308,7 +315,10 @@ pub fn refuse(board: BoardInfo<'static>, args: BootArgs<'static>, refused: Refus
         refused.reason, refused.stage
     ));
     log::error!("smmuman-daemon refuses to start; every SMMU is left terminating all DMA");
-    let probe = args.get("refused-dma-probe");
+    // A test control: only the test image honours it.
+    let probe = args
+        .get("refused-dma-probe")
+        .filter(|_| options.refused_dma_probe);
     let mut platform = match (probe, refused.boot) {
         (Some(_), Some(boot)) => {
             match Platform::bring_up(board.clone(), args, boot, Topology::new(), None) {

@@ -99,6 +99,28 @@ pub struct Started {
     pub scenario: Option<&'static str>,
 }
 
+/// What the image lets the command line ask of bring-up. The product shim passes
+/// [`StartOptions::PRODUCT`]; only the test image (`scenarios/main.rs`) turns a test control
+/// on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StartOptions {
+    /// Honour `refused-dma-probe=1|bypass-control` on a refused start: DMA by an `edu` that
+    /// shows the SMMU left aborting, or, as the control, landing before the abort
+    /// (`refusal.rs`).
+    pub refused_dma_probe: bool,
+}
+
+impl StartOptions {
+    /// The product image: no test control.
+    pub const PRODUCT: Self = Self {
+        refused_dma_probe: false,
+    };
+    /// The test image: every test control the command line names.
+    pub const TEST_IMAGE: Self = Self {
+        refused_dma_probe: true,
+    };
+}
+
 /// Brings the board up from the device tree at `dtb` (x0 at boot): checks and parses it,
 /// starts the console, arms the fail-safe, turns the EL2 MMU on, brings the GIC up, parses the
 /// boot arguments and runs discovery (`TOPOLOGY`, `BOARD`, `MEMORY`, `PCI` records).
@@ -106,7 +128,7 @@ pub struct Started {
 /// # Errors
 /// The exit code, after the `FATAL` record (and, from the fail-safe's arming on, every SMMU
 /// aborting) of a start that cannot go on.
-pub fn start(dtb: u64) -> Result<Started, u32> {
+pub fn start(dtb: u64, options: StartOptions) -> Result<Started, u32> {
     let blob = match device_tree(dtb) {
         Ok(b) => b,
         Err(why) => return Err(fatal("device-tree", &why)),
@@ -163,7 +185,7 @@ pub fn start(dtb: u64) -> Result<Started, u32> {
     let scenario_name = args.scenario;
     let platform = match refusal::discover(&fdt, &board, &args, image, dtb_range) {
         Ok(p) => p,
-        Err(refused) => return Err(refusal::refuse(board, args, refused)),
+        Err(refused) => return Err(refusal::refuse(board, args, refused, options)),
     };
     platform.print_summary();
 
