@@ -24,15 +24,15 @@
 //! On the board (`aarch64-unknown-none`, feature `bare`) the library also holds the daemon
 //! itself, in folders named for what they hold:
 //!
-//! * [`arch`]: the boot entry (`arch/aarch64/boot.rs`) and semihosting.
+//! * `arch`: the boot entry (`arch/aarch64/boot.rs`) and semihosting.
 //! * [`hyp`]: the EL2 hypervisor: the world switch (`hyp/world_switch.rs`), the EL2 MMU,
 //!   the exception vectors, interrupt routing (GICv3), the client tasks' context switch.
-//! * [`bringup`]: from the device tree to a discovered [`bringup::platform::Platform`]: the
+//! * `bringup`: from the device tree to a discovered `bringup::platform::Platform`: the
 //!   SMMU's bring-up, a refused start.
 //! * [`manager_task`]: the manager's start-up over the SMMU and its service loop.
-//! * [`host`]: the host loop: the host plan's VMs, one VMM task each.
-//! * [`failsafe`]: every way out leaves every SMMU aborting.
-//! * [`runtime`]: console, clock, heap, the panic handler and the one exit.
+//! * `host`: the host loop: the host plan's VMs, one VMM task each.
+//! * `failsafe`: every way out leaves every SMMU aborting.
+//! * `runtime`: console, clock, heap, the panic handler and the one exit.
 //!
 //! The images are thin shims over it: the product (`src/main.rs`: bring-up, then the host
 //! plan) and the test image (`scenarios/main.rs`, feature `scenarios`: the test scenarios).

@@ -4,7 +4,7 @@
 //! call `irq::handle_irq`, then return: the manager loop takes the SMMU's interrupts there
 //! (`irq.rs`). The four lower-EL AArch64 entries are a guest's exits: they hand the CPU back to
 //! the guest's VMM (`hyp/world_switch.rs`). The daemon expects no other exception: every other vector saves the general
-//! registers, and [`handle_exception`] prints one `EXCEPTION` record (vector, decoded ESR_EL2,
+//! registers, and `handle_exception` prints one `EXCEPTION` record (vector, decoded ESR_EL2,
 //! ELR_EL2, FAR_EL2, SPSR_EL2), leaves every SMMU aborting ([`crate::failsafe`]) and exits with
 //! [`exit_code::EXCEPTION`]. The daemon runs on SP_EL0,
 //! so an exception switches to SP_EL2, the separate exception stack.

@@ -10,7 +10,7 @@
 //!   slice (`hyp/world_switch.rs`).
 //! * [`route_smmu`] (at SMMU bring-up): each line's SPI as the device tree describes it (edge
 //!   or level), Group 1, priority [`PRIORITY`], routed to this PE, enabled.
-//! * The IRQ vector calls [`handle_irq`]: acknowledge (ICC_IAR1_EL1, §12.2.10), count, set
+//! * The IRQ vector calls `handle_irq`: acknowledge (ICC_IAR1_EL1, §12.2.10), count, set
 //!   the "SMMU events pending" flag, end (ICC_EOIR1_EL1, §12.2.7; EOImode 0: priority drop and
 //!   deactivation in one write).
 //! * [`window`]: the manager loop's only point where PSTATE.I is clear. IRQs are taken there

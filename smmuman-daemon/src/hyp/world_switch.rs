@@ -1,11 +1,11 @@
 //! The EL2 world switch: one [`El2Vcpu`] per guest CPU, implementing `qvm::vcpu::Vcpu`.
 //!
 //! `run` loads the guest's EL1 system registers, the state each VM owns besides them (the
-//! virtual timer, the GIC virtual CPU interface's ICH_VMCR_EL2: [`Owned`]), its stage 2
-//! (VTTBR_EL2, VTCR_EL2) and its traps (HCR_EL2, MDCR_EL2, CPTR_EL2: [`Traps`]), arms the EL2
+//! virtual timer, the GIC virtual CPU interface's ICH_VMCR_EL2: `Owned`), its stage 2
+//! (VTTBR_EL2, VTCR_EL2) and its traps (HCR_EL2, MDCR_EL2, CPTR_EL2: `Traps`), arms the EL2
 //! physical timer for the rest of the VM's time slice (a deadline, [`SliceAccounting`]: the
 //! host's work for the VM's exits counts against it), and calls `qvm_vcpu_enter`, which saves
-//! the host's callee-saved registers in the [`Frame`], loads every guest register and ERETs to
+//! the host's callee-saved registers in the `Frame`, loads every guest register and ERETs to
 //! EL1. Any exception from the guest comes through one of the four lower-EL AArch64 vectors
 //! (`exceptions.rs`), which jump to `qvm_guest_exit`: it saves every guest register and the
 //! syndrome registers in the frame (found through TPIDR_EL2), restores the host's registers and
@@ -397,7 +397,7 @@ impl Traps {
 }
 
 /// Test image only: `host-unswitched` (the control of `tests-qemu/tests/cpu_state.rs`) runs
-/// guests without the PMU and debug traps and without switching [`Owned`], as before they
+/// guests without the PMU and debug traps and without switching `Owned`, as before they
 /// existed, to show that the test sees the difference.
 #[cfg(feature = "scenarios")]
 pub static SKIP_SWITCH_CONTROL: core::sync::atomic::AtomicBool =
