@@ -1,7 +1,9 @@
 //! `cargo xtask <task>`: build, run and test smmuman.
 //!
 //! * `build`: the daemon for `aarch64-unknown-none` (release, `--features bare`), flattened into
-//!   the raw arm64 Image `target/smmuman-daemon.bin`.
+//!   the raw arm64 Image `target/smmuman-daemon.bin`; `build --scenarios`: the test image
+//!   (binary `smmuman-daemon-scenarios`, `smmuman-daemon/scenarios/`, `--features scenarios`),
+//!   `target/smmuman-daemon-scenarios.bin`.
 //! * `run [--board NAME] [--plan FILE] [key=value ...]`: build the product image and the qvm
 //!   guests, pack `boards/NAME/smmuman.conf`, the host plan (`boards/NAME/host.plan` or FILE)
 //!   and the guests into an initrd archive, and boot under QEMU with `boards/NAME/qemu.args`
@@ -362,6 +364,8 @@ fn test() -> Result<()> {
     }
     // The qvm test guests are bare-metal binaries too (their host build is a stub).
     bare.args(["--package", guests::PACKAGE]);
+    // With `scenarios`, both daemon binaries (the product shim and the test image) and the
+    // library's test hooks; the product build alone follows.
     bare.args([
         "--package",
         image::PACKAGE,
