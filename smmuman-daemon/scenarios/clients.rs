@@ -2,6 +2,7 @@
 //! ([`smmuman_daemon::manager_task::serve_tasks`]), as the host's VMMs are.
 
 use crate::vmm;
+use iommu_core::{Bdf, PhysAddr, StreamId};
 use smmuman_daemon::bringup::platform::Platform;
 use smmuman_daemon::hyp::tasks::Task;
 use smmuman_daemon::manager_task::{assign, serve_tasks, Mgr, MAX_CLIENTS};
@@ -28,4 +29,22 @@ pub fn run(
     }
     serve_tasks(p, manager, &mut tasks, MAX_ROUNDS, &mut |_| {});
     vmm::verdicts(n)
+}
+
+/// Whether `sid` is back in default deny (attached to no domain) in the SMMU.
+pub fn is_denied(m: &Mgr, sid: StreamId) -> bool {
+    m.backend().stream_domain(sid) == Some(None)
+}
+
+/// The first `edu` behind the SMMU, and its StreamID.
+pub fn edus(p: &Platform) -> heapless::Vec<(Bdf, StreamId), 4> {
+    p.edus()
+        .filter_map(|f| f.sid.map(|sid| (f.bdf, sid)))
+        .take(4)
+        .collect()
+}
+
+/// The start of the daemon's image: memory no client may ever map.
+pub fn manager_memory() -> PhysAddr {
+    PhysAddr(smmuman_daemon::arch::aarch64::boot::image_bounds().0)
 }

@@ -58,7 +58,7 @@ fn skip_abort(p: &Platform) -> Result<bool, Outcome> {
 fn arm_probe(p: &mut Platform) -> Result<manager_task::Mgr, Outcome> {
     let skip_abort = skip_abort(p)?;
     let mut m = manager_task::start(p, crate::options::iommu_options(p))?;
-    let Some(&(bdf, sid)) = manager_task::edus(p).first() else {
+    let Some(&(bdf, sid)) = crate::clients::edus(p).first() else {
         return Err(fail("no edu behind the SMMU"));
     };
     let bar = p

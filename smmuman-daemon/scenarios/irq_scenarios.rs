@@ -26,7 +26,7 @@ pub fn irq_eventq(p: &mut Platform) -> Outcome {
         Err(o) => return o,
     };
     let irq_on = irq::smmu_irqs_on();
-    let Some(&(bdf, sid)) = manager_task::edus(p).get(1) else {
+    let Some(&(bdf, sid)) = crate::clients::edus(p).get(1) else {
         return Outcome::fail().with("reason", "needs a second edu behind the SMMU");
     };
     let mut edu = match p.take_edu(bdf) {

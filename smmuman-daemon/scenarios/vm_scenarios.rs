@@ -55,7 +55,7 @@ fn give_memory(p: &Platform, vm: &mut Vmm) -> Step {
 }
 
 fn two_edus(p: &Platform) -> Step<[(Bdf, StreamId); 2]> {
-    match manager_task::edus(p)[..] {
+    match crate::clients::edus(p)[..] {
         [a, b, ..] => Ok([a, b]),
         _ => Err(fail("needs two edu devices behind the SMMU", "")),
     }
@@ -172,8 +172,8 @@ pub fn two_vms(p: &mut Platform, mut m: Mgr, a: Device, b: Device) -> Step<Outco
     counters(&m);
     judge(&verdicts, &[("vm1", "start"), ("vm2", "start")])?;
     let (a_denied, b_denied) = (
-        manager_task::is_denied(&m, a_sid),
-        manager_task::is_denied(&m, b_sid),
+        crate::clients::is_denied(&m, a_sid),
+        crate::clients::is_denied(&m, b_sid),
     );
     let clean = m.object_count() == 0 && a_denied && b_denied;
     console::line(format_args!(
@@ -310,7 +310,7 @@ pub fn vmm_selectors(p: &mut Platform) -> Outcome {
 pub fn vms_group(p: &mut Platform) -> Outcome {
     finish(|| {
         let mut m = manager_task::start(p, crate::options::iommu_options(p))?;
-        let edus = manager_task::edus(p);
+        let edus = crate::clients::edus(p);
         let Some(&(first, sid)) = edus
             .iter()
             .find(|(_, sid)| edus.iter().filter(|(_, s)| s == sid).count() > 1)
@@ -444,7 +444,7 @@ pub fn vmm_hostile(p: &mut Platform) -> Outcome {
                 target("ecam-refused", p.board.pcie.ecam.start(), refused),
                 target(
                     "manager-memory-refused",
-                    manager_task::manager_memory(),
+                    crate::clients::manager_memory(),
                     Some(DomainError::NotOwned),
                 ),
                 target("past-its-own-ram-refused", past_own, refused),

@@ -467,7 +467,7 @@ fn life<T: Transport>(ctx: &Ctx<'_>, c: &mut Client<T>, vmm: &mut Vmm, plan: Pla
             Res(&r),
         )?;
     }
-    let manager_memory = smmuman_daemon::manager_task::manager_memory();
+    let manager_memory = crate::clients::manager_memory();
     let r = c.map(
         obj,
         window(GUEST_RAM_BASE + 16 * MIB, manager_memory, 4 * KIB)?,

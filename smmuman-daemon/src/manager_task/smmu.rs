@@ -23,8 +23,6 @@ use crate::hyp::tasks::Task;
 use crate::mailbox::{Mailbox, Served};
 use crate::report::Outcome;
 use crate::runtime::console;
-#[cfg(feature = "scenarios")]
-use iommu_core::{Bdf, PhysAddr, StreamId};
 use smmuman_api::ClientId;
 use smmuman_server::{DeviceEntry, DeviceId, Manager, PhysRange};
 
@@ -318,25 +316,4 @@ fn serve_once(p: &Platform, m: &mut Mgr, n: usize) {
             mb.notify();
         }
     }
-}
-
-#[cfg(feature = "scenarios")]
-/// Whether `sid` is back in default deny (attached to no domain) in the SMMU.
-pub fn is_denied(m: &Mgr, sid: StreamId) -> bool {
-    m.backend().stream_domain(sid) == Some(None)
-}
-
-#[cfg(feature = "scenarios")]
-/// The first `edu` behind the SMMU, and its StreamID.
-pub fn edus(p: &Platform) -> heapless::Vec<(Bdf, StreamId), 4> {
-    p.edus()
-        .filter_map(|f| f.sid.map(|sid| (f.bdf, sid)))
-        .take(4)
-        .collect()
-}
-
-#[cfg(feature = "scenarios")]
-/// The start of the daemon's image: memory no client may ever map.
-pub fn manager_memory() -> PhysAddr {
-    PhysAddr(crate::arch::aarch64::boot::image_bounds().0)
 }
