@@ -30,7 +30,7 @@
 //! * `bringup`: from the device tree to a discovered `bringup::platform::Platform`: the
 //!   SMMU's bring-up, a refused start.
 //! * [`manager_task`]: the manager's start-up over the SMMU and its service loop.
-//! * `host`: the host loop: the host plan's VMs, one VMM task each.
+//! * [`host`]: the host loop: the host plan's VMs, one VMM task each; its stage-2 check.
 //! * `failsafe`: every way out leaves every SMMU aborting.
 //! * `runtime`: console, clock, heap, the panic handler and the one exit.
 //!
@@ -73,7 +73,6 @@ pub mod arch;
 pub mod bringup;
 #[cfg(all(target_arch = "aarch64", target_os = "none", feature = "bare"))]
 pub mod failsafe;
-#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "bare"))]
 pub mod host;
 pub mod hyp;
 pub mod manager_task;
