@@ -11,17 +11,8 @@ pub const SMMU_TRANSPORT_NO_MANAGER: i32 = 1;
 /// The manager answered before but its channel is gone now.
 pub const SMMU_TRANSPORT_DISCONNECTED: i32 = 2;
 
-/// Sends one request to the manager and waits for its reply (any other return value than the
-/// `SMMU_TRANSPORT_*` codes is a transport-specific failure, reported with its value).
-///
-/// Called with `ctx` as given in [`smmu_transport`], the request (`request_len` bytes, valid
-/// only during the call) and the reply buffer (`reply_cap` bytes). On `SMMU_TRANSPORT_OK` it
-/// has written the reply to the front of `reply` and its length to `*reply_len` (a length above
-/// `reply_cap` is refused as a reply that does not fit). It is called only from inside an
-/// `smmu_*` call on the client connected with it, never from two threads at once for one
-/// client.
-#[allow(non_camel_case_types)]
-pub type smmu_call_fn = unsafe extern "C" fn(
+/// The function of a [`smmu_transport`].
+pub(crate) type CallFn = unsafe extern "C" fn(
     ctx: *mut c_void,
     request: *const u8,
     request_len: usize,
@@ -40,15 +31,33 @@ pub type smmu_call_fn = unsafe extern "C" fn(
 pub struct smmu_transport {
     /// Passed to `call` unchanged (the caller's channel state).
     pub ctx: *mut c_void,
-    /// Carries a request and its reply; must not be NULL.
-    pub call: Option<smmu_call_fn>,
+    /// Sends one request to the manager and waits for its reply (any other return value than the
+    /// `SMMU_TRANSPORT_*` codes is a transport-specific failure, reported with its value).
+    ///
+    /// Called with `ctx` as given here, the request (`request_len` bytes, valid
+    /// only during the call) and the reply buffer (`reply_cap` bytes). On `SMMU_TRANSPORT_OK` it
+    /// has written the reply to the front of `reply` and its length to `*reply_len` (a length above
+    /// `reply_cap` is refused as a reply that does not fit). It is called only from inside an
+    /// `smmu_*` call on the client connected with it, never from two threads at once for one
+    /// client.
+    /// Must not be NULL.
+    pub call: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            request: *const u8,
+            request_len: usize,
+            reply: *mut u8,
+            reply_cap: usize,
+            reply_len: *mut usize,
+        ) -> i32,
+    >,
 }
 
 /// The library's side of a C transport.
 #[derive(Debug)]
 pub(crate) struct CTransport {
     ctx: *mut c_void,
-    call: smmu_call_fn,
+    call: CallFn,
 }
 
 // SAFETY: the transport is only used from inside an `smmu_*` call that holds its client's lock,
@@ -57,7 +66,7 @@ pub(crate) struct CTransport {
 unsafe impl Send for CTransport {}
 
 impl CTransport {
-    pub(crate) const fn new(ctx: *mut c_void, call: smmu_call_fn) -> Self {
+    pub(crate) const fn new(ctx: *mut c_void, call: CallFn) -> Self {
         Self { ctx, call }
     }
 }
