@@ -1,6 +1,6 @@
 //! `libsmmu`: the smmuman client library ([`smmuman_api`]) for VMMs written in C.
 //!
-//! A static library (`libsmmu.a`) with a generated header (`include/smmu.h`, made by `cbindgen`
+//! A static library (`libsmmu.a`, built by `crates/libsmmu`) with a generated header (`include/smmu.h`, made by `cbindgen`
 //! from this crate; `tests/header.rs` fails when the committed one is stale), shaped like QNX's
 //! `libsmmu`: connect, create and destroy a VM object, add PCI or MMIO devices to it, add and
 //! remove mappings with arrays of ranges, read its faults; every call returns a status code
@@ -13,9 +13,10 @@
 //!   that sends a request and waits for the reply), and the library holds its clients in a
 //!   fixed table (`clients`): no heap, `no_std` on bare metal.
 //! * No unwinding across the boundary: the code cannot panic (no indexing, `unwrap`, `expect`,
-//!   arithmetic that can overflow: clippy denies them below), so no panic can reach C. On bare
-//!   metal the standalone archive has a panic handler that stops the CPU (unreachable); a Rust
-//!   image linking this crate as an rlib brings its own (feature `external-panic-handler`).
+//!   arithmetic that can overflow: clippy denies them below), so no panic can reach C. The
+//!   archive itself is `crates/libsmmu` (a staticlib of this crate, with the panic handler a
+//!   bare-metal archive needs); a Rust image that links C VMMs depends on this rlib and keeps
+//!   its own panic handler.
 //! * Test-only: feature `test-manager` adds an in-process manager over the model IOMMU
 //!   (`smmu_test_manager_*`) for the C smoke test; the product archive never has it.
 
@@ -54,16 +55,6 @@ pub use policy::*;
 pub use status::*;
 pub use transport::*;
 pub use types::*;
-
-/// The standalone bare-metal archive's panic handler. Nothing in this crate panics (see the
-/// crate docs), so it is never reached; if it were, stopping is all that is safe.
-#[cfg(all(target_os = "none", not(feature = "external-panic-handler")))]
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    loop {
-        core::hint::spin_loop();
-    }
-}
 
 #[cfg(test)]
 mod tests;

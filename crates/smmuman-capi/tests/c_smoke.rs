@@ -1,4 +1,4 @@
-//! The C smoke test: builds `libsmmu.a` with the test-only in-process manager (feature
+//! The C smoke test: builds `libsmmu.a` (`crates/libsmmu`) with the test-only in-process manager (feature
 //! `test-manager`, in a target directory of its own), compiles `tests/c/smoke.c` with the
 //! system's C compiler (`$CC`, else `cc`) against it and the generated header, runs it and
 //! checks what it printed: a C VMM attaches its device, maps an array of windows, gets a
