@@ -99,3 +99,30 @@ fn a_c_vmm_drives_the_manager_through_libsmmu() {
     );
     assert!(line("DECISION manager=yes ").contains("DMA isolation: ok"));
 }
+
+/// The example of `docs/c-api.md` compiles against the committed header, warnings as errors.
+#[test]
+fn the_documented_example_compiles() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(dir.join("../../docs/c-api.md")).expect("docs/c-api.md");
+    let start = doc.find("```c\n").expect("a C example") + 5;
+    let len = doc[start..].find("```").expect("its end");
+    let mut src = doc[start..start + len].to_owned();
+    // The transport the example leaves to the system.
+    src.push_str(
+        "static int32_t my_call(void *ctx, const uint8_t *req, size_t req_len, uint8_t *reply,\n\
+         size_t reply_cap, size_t *reply_len) {\n\
+         (void)ctx; (void)req; (void)req_len; (void)reply; (void)reply_cap; (void)reply_len;\n\
+         return SMMU_TRANSPORT_NO_MANAGER;\n}\n",
+    );
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let c = tmp.join("c-api-example.c");
+    std::fs::write(&c, src).expect("write the example");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    run(Command::new(cc)
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-c", "-I"])
+        .arg(dir.join("include"))
+        .arg(&c)
+        .arg("-o")
+        .arg(tmp.join("c-api-example.o")));
+}
