@@ -23,6 +23,8 @@
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod boot;
+#[cfg(all(target_arch = "aarch64", target_os = "none", feature = "scenarios"))]
+mod c_vmm;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod clock;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
