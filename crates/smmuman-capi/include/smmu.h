@@ -424,10 +424,11 @@ smmu_status smmu_fault_read(smmu_client_t client,
                             size_t *got,
                             struct smmu_fault_info *info);
 
-// Writes the message of `client`'s last failed call (the argument it refused and why, or the
-// manager's refusal with the value it names) into `buf` (`cap` bytes, always NUL-terminated
-// when `cap` > 0, truncated if need be) and returns its full length, as `snprintf` does.
-// A bad handle gets `smmu_strerror(SMMU_ERR_BAD_CLIENT)`; no failure yet gets `"no error"`.
+// Writes the message of `client`'s last call, when it failed (the argument it refused and
+// why, or the manager's refusal with the value it names; `"no error"` when it succeeded),
+// into `buf` (`cap` bytes, always NUL-terminated when `cap` > 0, truncated if need be) and
+// returns its full length, as `snprintf` does. A bad handle gets
+// `smmu_strerror(SMMU_ERR_BAD_CLIENT)`. Read it before the next call on the same client.
 //
 // # Safety
 // `buf` is NULL (then `cap` is ignored) or valid for writes of `cap` bytes.
