@@ -485,3 +485,38 @@ fn the_vmm_rule_refuses_what_rust_refuses() {
     assert!(last_error(c).contains("vm.name: not a UTF-8 string"));
     assert_eq!(smmu_disconnect(c), SMMU_OK);
 }
+
+#[test]
+fn devices_attach_and_detach_by_pci_address_or_register_base() {
+    let mut w = wire();
+    let (c, o) = connect(&mut w);
+    let mut ch = smmu_devices::default();
+    // SAFETY: a live local.
+    unsafe {
+        // No platform device at that base on this board: the manager says so.
+        assert_eq!(
+            smmu_device_add_mmio(c, o, 0x0a00_0000, &mut ch),
+            SMMU_ERR_NOT_FOUND
+        );
+        assert_eq!(
+            smmu_device_remove_mmio(c, o, 0x0a00_0000, &mut ch),
+            SMMU_ERR_NOT_FOUND
+        );
+        assert_eq!(smmu_device_add_pci(c, o, 0, 1, 0, &mut ch), SMMU_OK);
+        assert_eq!((ch.devices, ch.groups), (1, 1));
+        ch = smmu_devices::default();
+        assert_eq!(smmu_device_remove_pci(c, o, 0, 1, 0, &mut ch), SMMU_OK);
+        assert_eq!((ch.devices, ch.groups), (1, 1));
+        // Detached: a second detach finds nothing attached (value: its StreamID).
+        assert_eq!(
+            smmu_device_remove_pci(c, o, 0, 1, 0, &mut ch),
+            SMMU_ERR_NOT_FOUND
+        );
+    }
+    assert_eq!(
+        last_error(c),
+        "refused: no such object or device (or it is not yours) (0x8)"
+    );
+    assert_eq!(w.malformed, 0);
+    assert_eq!(smmu_disconnect(c), SMMU_OK);
+}
