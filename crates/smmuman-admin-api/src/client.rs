@@ -88,12 +88,9 @@ impl<T: Transport> AdminClient<T> {
         let got = self
             .transport
             .call(self.out.get(..n).unwrap_or(&self.out), &mut self.back)?;
-        let bytes = self
-            .back
-            .get(..got)
-            .ok_or(AdminCallError::Transport(TransportError::ReplyTooLong {
-                len: got,
-            }))?;
+        let bytes = self.back.get(..got).ok_or(AdminCallError::Transport(
+            TransportError::ReplyTooLong { len: got },
+        ))?;
         decode_reply::<R>(bytes, id)
     }
 }

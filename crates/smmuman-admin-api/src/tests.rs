@@ -143,7 +143,11 @@ fn admin_op_numbers_are_not_client_op_numbers() {
 fn every_message_fits_and_declares_its_size() {
     for info in ADMIN_OPS {
         assert!(info.request_size <= smmuman_api::wire::MAX_PAYLOAD);
-        assert!(info.reply_size <= smmuman_api::wire::MAX_PAYLOAD, "{}", info.name);
+        assert!(
+            info.reply_size <= smmuman_api::wire::MAX_PAYLOAD,
+            "{}",
+            info.name
+        );
         let sum: usize = info.reply.iter().map(|f| f.size).sum();
         assert_eq!(sum, info.reply_size, "{}", info.name);
     }
@@ -196,7 +200,10 @@ fn rows_round_trip_and_refuse_unknown_enums() {
     // An absent client must be all zero.
     let mut lie = buf;
     lie[NAME_LEN] = 0;
-    assert_eq!(decode_exact::<VmRow>(&lie).unwrap_err().offset, NAME_LEN + 1);
+    assert_eq!(
+        decode_exact::<VmRow>(&lie).unwrap_err().offset,
+        NAME_LEN + 1
+    );
 }
 
 #[test]
@@ -246,7 +253,10 @@ fn generated() -> String {
 
 #[test]
 fn operator_protocol_md_is_generated_from_the_declaration() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/operator-protocol.md");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/operator-protocol.md"
+    );
     let doc = std::fs::read_to_string(path).expect("docs/operator-protocol.md is readable");
     let want: String = replace_generated(&doc, &generated())
         .expect("docs/operator-protocol.md has the generated-section markers")
