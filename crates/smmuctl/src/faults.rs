@@ -24,6 +24,8 @@ pub struct Followed {
     pub dropped: u64,
     /// The ledger's possibly-lost count, last seen.
     pub possibly_lost: u64,
+    /// The last address of the last record shown (where a run that grew since continues).
+    last_addr: u64,
 }
 
 /// The ledgers of `vm` (every VM's and the unclaimed ledger when `None`), as they stand now;
@@ -56,6 +58,7 @@ pub fn refresh<T: Transport>(
                 missed: 0,
                 dropped: 0,
                 possibly_lost: 0,
+                last_addr: 0,
             });
         }
     }
@@ -75,9 +78,35 @@ fn line(f: &Followed, devices: &[DeviceRow], b: Burst) -> String {
     .to_string()
 }
 
+/// The part of `rec` after the cursor: all of it, or, for a run a full ledger kept extending
+/// after it was shown (`rec.seq` ≤ the cursor), its new records only. Their sequence numbers,
+/// count and last address are exact; the first address is interpolated from the last one shown
+/// (a folded run keeps its first and last address only; QEMU's refused DMAs step evenly, so it
+/// is exact there). `None`: nothing new.
+fn new_part(f: &Followed, rec: &FaultRecord) -> Option<FaultRecord> {
+    if rec.seq > f.cursor {
+        return Some(*rec);
+    }
+    let new = rec.seq_last().checked_sub(f.cursor).filter(|n| *n > 0)?;
+    let count = u32::try_from(new).ok()?;
+    let addr_last = rec.addr_last.0;
+    let step = addr_last.saturating_sub(f.last_addr) / new;
+    let addr = if count == 1 {
+        addr_last
+    } else {
+        f.last_addr.saturating_add(step.max(1)).min(addr_last - 1)
+    };
+    Some(FaultRecord {
+        seq: f.cursor + 1,
+        count,
+        addr: iommu_core::Iova(addr),
+        ..*rec
+    })
+}
+
 /// Reads what is new in each ledger and writes one `DMA_FAULT` line per burst (and a
-/// `DMA_FAULT_MISSED` line for records that left a ledger unseen); returns the bursts written
-/// and the records, as `(object, record)`, for whoever wants them (the picture).
+/// `DMA_FAULT_MISSED` line for records that left a ledger unseen); returns the bursts, with
+/// the object whose ledger holds them, for whoever wants them (the picture).
 ///
 /// # Errors
 /// What the manager or the channel said; a write error as `Other`.
@@ -86,7 +115,7 @@ pub fn poll<T: Transport>(
     ledgers: &mut [Followed],
     devices: &[DeviceRow],
     out: &mut dyn Write,
-) -> Result<Vec<(ObjectId, FaultRecord)>, AdminCallError> {
+) -> Result<Vec<(ObjectId, Burst)>, AdminCallError> {
     let mut seen = Vec::new();
     let werr = |_| AdminCallError::Transport(smmuman_api::TransportError::Other { code: -4 });
     for f in ledgers.iter_mut() {
@@ -103,20 +132,26 @@ pub fn poll<T: Transport>(
             }
             f.dropped = r.page.dropped();
             f.possibly_lost = r.page.possibly_lost();
+            let progressed = r.next > f.cursor;
             for rec in r.page.records() {
-                seen.push((f.object, *rec));
-                if let Some(b) = f.log.push(rec) {
+                let Some(rec) = new_part(f, rec) else {
+                    continue;
+                };
+                f.last_addr = rec.addr_last.0;
+                f.cursor = f.cursor.max(rec.seq_last());
+                if let Some(b) = f.log.push(&rec) {
                     writeln!(out, "{}", line(f, devices, b)).map_err(werr)?;
+                    seen.push((f.object, b));
                 }
             }
-            let progressed = r.next > f.cursor;
-            f.cursor = r.next;
+            f.cursor = f.cursor.max(r.next);
             if r.page.remaining() == 0 || !progressed {
                 break;
             }
         }
         if let Some(b) = f.log.flush() {
             writeln!(out, "{}", line(f, devices, b)).map_err(werr)?;
+            seen.push((f.object, b));
         }
     }
     Ok(seen)

@@ -252,7 +252,7 @@ pub fn execute<T: Transport>(
             std::fs::write(file, svg::render(&snap, &seen))?;
             writeln!(
                 out,
-                "wrote {file}: {} region(s), {} VM(s), {} device(s), {} fault record(s)",
+                "wrote {file}: {} region(s), {} VM(s), {} device(s), {} fault burst(s)",
                 snap.regions.len(),
                 snap.vms.len(),
                 snap.devices.len(),

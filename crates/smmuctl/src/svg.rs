@@ -13,8 +13,9 @@
 
 use crate::snapshot::{device_name, Snapshot};
 use crate::table::access;
+use qvm::fault_log::Burst;
 use smmuman_admin_api::RegionKind;
-use smmuman_api::{FaultRecord, ObjectId};
+use smmuman_api::ObjectId;
 
 const LEFT: f64 = 230.0;
 const TOP: f64 = 50.0;
@@ -60,9 +61,9 @@ fn width_of(len: u64) -> f64 {
     26.0 + 11.0 * pages.log2()
 }
 
-/// The picture of `s`, with `faults` (each with the object whose ledger holds it, or
-/// `ObjectId::UNCLAIMED`).
-pub fn render(s: &Snapshot, faults: &[(ObjectId, FaultRecord)]) -> String {
+/// The picture of `s`, with the fault bursts `faults` (each with the object whose ledger holds
+/// it, or `ObjectId::UNCLAIMED`).
+pub fn render(s: &Snapshot, faults: &[(ObjectId, Burst)]) -> String {
     let mut lanes: Vec<String> = vec!["host memory map".to_string()];
     let mut items: Vec<Item> = Vec::new();
     for r in &s.regions {
@@ -120,7 +121,10 @@ pub fn render(s: &Snapshot, faults: &[(ObjectId, FaultRecord)]) -> String {
         lanes.push(format!("{} sid {:#x}: {holder}", device_name(d), d.sid.0));
         let (light, dark) = colour(d.client.0);
         if let Some(o) = s.objects.iter().find(|o| o.row.object == d.object) {
-            for w in &o.windows {
+            // Larger windows first: a small one over the same host memory stays visible.
+            let mut windows = o.windows.clone();
+            windows.sort_by_key(|w| core::cmp::Reverse(w.window.len()));
+            for w in &windows {
                 let (iova, pa, len) = (w.window.iova().0, w.window.pa().0, w.window.len());
                 items.push(Item {
                     lane,
@@ -141,7 +145,9 @@ pub fn render(s: &Snapshot, faults: &[(ObjectId, FaultRecord)]) -> String {
         let _ = light;
         for (object, f) in faults.iter().filter(|(_, f)| f.sid == d.sid) {
             let start = f.addr.0 & !(PAGE - 1);
-            let end = (f.addr_last.0 | (PAGE - 1)).saturating_add(1).max(start + PAGE);
+            let end = (f.addr_last.0 | (PAGE - 1))
+                .saturating_add(1)
+                .max(start + PAGE);
             let ledger = if *object == ObjectId::UNCLAIMED {
                 "unclaimed".to_string()
             } else {
@@ -155,13 +161,19 @@ pub fn render(s: &Snapshot, faults: &[(ObjectId, FaultRecord)]) -> String {
                 stroke: "#7f0000".into(),
                 label: format!("fault x{}", f.count),
                 title: format!(
-                    "fault: {} {:?} at {:#x}..{:#x}, {} record(s), {ledger}, seq {}",
+                    "fault: {} {} {} at {:#x}..{:#x}, {} record(s), {ledger}, seq {}..{}",
                     device_name(d),
+                    match f.dir {
+                        Some(iommu_core::Direction::Read) => "read",
+                        Some(iommu_core::Direction::Write) => "write",
+                        None => "access",
+                    },
                     f.reason,
                     f.addr.0,
                     f.addr_last.0,
                     f.count,
-                    f.seq
+                    f.seq,
+                    f.seq_last
                 ),
                 fault: true,
             });
@@ -320,9 +332,11 @@ fn rect(o: &mut String, axis: &Axis, it: &Item, fault: bool) {
         } else {
             "black"
         };
+        // Right-aligned: a smaller thing drawn over the start of a larger one leaves the
+        // larger one's label readable.
         o.push_str(&format!(
-            "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{}\">{}</text>",
-            x0 + 3.0,
+            "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{}\" text-anchor=\"end\">{}</text>",
+            x1 - 3.0,
             y + h / 2.0 + 4.0,
             if fault { "white" } else { colour },
             esc(&it.label)
@@ -337,7 +351,11 @@ fn legend(o: &mut String, y: f64) {
         ("#ffd966", "#b45f06", "daemon's own memory (never mappable)"),
         ("#d9d2e9", "#674ea7", "MMIO"),
         (VM_COLOURS[0].0, VM_COLOURS[0].1, "a VM's assignment"),
-        (VM_COLOURS[0].1, VM_COLOURS[0].1, "a device's window (at its HPA)"),
+        (
+            VM_COLOURS[0].1,
+            VM_COLOURS[0].1,
+            "a device's window (at its HPA)",
+        ),
         ("#e53935", "#7f0000", "refused DMA (at the address used)"),
     ];
     let mut x = 10.0;

@@ -197,7 +197,10 @@ pub fn windows(s: &Snapshot, vm: Option<&str>) -> String {
                 ]
             })
             .collect();
-        out.push_str(&table(&["  IOVA", "HPA", "SIZE", "ACCESS", "SHARED"], &rows));
+        out.push_str(&table(
+            &["  IOVA", "HPA", "SIZE", "ACCESS", "SHARED"],
+            &rows,
+        ));
     }
     out
 }

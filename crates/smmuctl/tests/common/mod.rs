@@ -92,7 +92,7 @@ pub fn host_tables() -> (Vec<UnitRow>, Vec<RegionRow>, Vec<HostVm>) {
 }
 
 /// A client's channel straight into `Manager::handle`.
-struct Direct<'a>(&'a mut Manager<FakeIommu>, ClientId);
+pub struct Direct<'a>(pub &'a mut Manager<FakeIommu>, pub ClientId);
 
 impl Transport for Direct<'_> {
     fn call(&mut self, request: &[u8], reply: &mut [u8]) -> Result<usize, TransportError> {
