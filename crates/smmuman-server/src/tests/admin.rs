@@ -254,7 +254,7 @@ fn peeking_at_a_ledger_takes_nothing_and_the_cursor_shows_each_record_once() {
     // Following: nothing new, nothing shown twice.
     let again = op.peek_faults(a, first.next).unwrap();
     assert_eq!((again.page.len(), again.next, again.missed), (0, 2, 0));
-    drop(op);
+    // (The operator's borrow of the manager ends here.)
     // The VMM still reads both: the operator took nothing.
     let page = rig.as_(A).read_faults(a, FaultBatch::PAGE).unwrap().page;
     assert_eq!(page.len(), 2);
