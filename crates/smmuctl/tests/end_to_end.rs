@@ -71,7 +71,7 @@ fn units_devices_groups_and_vms_match_the_fixture() {
     );
     assert_eq!(
         vms[2],
-        ["vm2", "2", "running", "1", "1", "0x400000", "1", "0x400000", "0"]
+        ["vm2", "2", "running", "1", "1", "0x400000", "1", "0x400000", "32"]
     );
     assert_eq!(vms[3][..3], ["vm3", "-", "planned"]);
     assert!(vms[4].join(" ").starts_with("manager: objects 2/16"));

@@ -73,7 +73,8 @@ admin_interface! {
     };
 
     /// The VMs the host knows (its plan's, in plan order), then every other client of the
-    /// manager (state `client`), each with what it holds.
+    /// manager (state `client`), each with what it holds. Drains the IOMMU first (as
+    /// `peek_faults` does), so `pending_faults` counts every record raised before the call.
     ///
     /// Never refused.
     op ListVms = 0x104, fn list_vms(ListVmsRequest {
@@ -89,7 +90,8 @@ admin_interface! {
     };
 
     /// Every VM object (orphans included) by id, from id `from` on: owner, devices, mappings
-    /// against its quota, heap bound, ledger counters.
+    /// against its quota, heap bound, ledger counters (after draining the IOMMU, as
+    /// `peek_faults` does).
     ///
     /// Never refused.
     op ListObjects = 0x105, fn list_objects(ListObjectsRequest {

@@ -9,7 +9,7 @@
 //! Everything here reads: no admin op but `start_vm`/`stop_vm` (which the [`Host`] does, or
 //! refuses as `Unsupported`) changes the manager, and `peek_faults` shows a ledger's records
 //! without taking them from its client. The only effect on the manager is the fault barrier
-//! `peek_faults` makes first ([`Manager::on_iommu_event`], which the daemon's loop also calls
+//! `peek_faults`, `list_vms` and `list_objects` make first ([`Manager::on_iommu_event`], which the daemon's loop also calls
 //! on every IOMMU interrupt): records move from the IOMMU into the ledgers they belong to.
 
 use crate::config::{DeviceId, MAPPING_BYTES, MAX_OBJECTS};
@@ -221,6 +221,13 @@ impl<B: IommuBackend, H: Host + ?Sized> Admin<'_, B, H> {
         rows
     }
 
+    /// The fault barrier: what the IOMMU recorded before this call is in the ledgers, so the
+    /// counts and records shown include it (a failure is logged and counted by the manager;
+    /// what was drained is kept).
+    fn barrier(&mut self) {
+        let _ = self.manager.on_iommu_event(self.now);
+    }
+
     fn vm_named(&self, name: Name) -> Result<HostVm, Refusal> {
         (0..)
             .map_while(|i| self.host.vm(i))
@@ -280,11 +287,13 @@ impl<B: IommuBackend, H: Host + ?Sized> AdminOps for Admin<'_, B, H> {
     }
 
     fn list_vms(&mut self, r: ListVmsRequest) -> Result<ListVmsReply, Refusal> {
+        self.barrier();
         let (vms, next, more) = page(self.vm_rows().into_iter(), r.from);
         Ok(ListVmsReply { vms, next, more })
     }
 
     fn list_objects(&mut self, r: ListObjectsRequest) -> Result<ListObjectsReply, Refusal> {
+        self.barrier();
         let quota = self.manager.limits().max_mappings_per_object;
         let mut objects = ObjectPage::default();
         let mut rest = self.manager.object_views().filter(|o| o.id.0 >= r.from.0);
@@ -342,9 +351,7 @@ impl<B: IommuBackend, H: Host + ?Sized> AdminOps for Admin<'_, B, H> {
         if r.object != ObjectId::UNCLAIMED && self.manager.object_view(r.object).is_none() {
             return Err(not_found);
         }
-        // The fault barrier: what the IOMMU recorded before this call is in the ledgers
-        // (a failure is logged and counted by the manager; what was drained is kept).
-        let _ = self.manager.on_iommu_event(self.now);
+        self.barrier();
         let (ledger, records) = self.manager.ledger_records(r.object).ok_or(not_found)?;
         let after = r.after;
         let mut shown = records.filter(|rec| rec.seq_last() > after).peekable();
