@@ -9,6 +9,14 @@ use std::net::TcpStream;
 #[cfg(unix)]
 use std::os::unix::net::UnixStream;
 
+/// `TransportError::Other` code: the reply's header is not an smmuman header (the peer is
+/// something else, or the stream is out of step).
+pub const NOT_SMMUMAN: i32 = -2;
+/// `TransportError::Other` code: a listing never ended (the server kept saying `more`).
+pub const ENDLESS: i32 = -3;
+/// `TransportError::Other` code: writing the output failed.
+pub const OUTPUT: i32 = -4;
+
 /// Where the manager's operator channel is.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Endpoint {
@@ -106,7 +114,7 @@ pub fn exchange<S: Read + Write + ?Sized>(
     s.flush().map_err(|e| io_error(&e))?;
     let mut head = [0u8; HEADER_LEN];
     s.read_exact(&mut head).map_err(|e| io_error(&e))?;
-    let n = frame_len(&head).map_err(|_| TransportError::Other { code: -2 })?;
+    let n = frame_len(&head).map_err(|_| TransportError::Other { code: NOT_SMMUMAN })?;
     let dst = reply
         .get_mut(..n)
         .ok_or(TransportError::ReplyTooLong { len: n })?;

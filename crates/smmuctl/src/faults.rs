@@ -117,7 +117,11 @@ pub fn poll<T: Transport>(
     out: &mut dyn Write,
 ) -> Result<Vec<(ObjectId, Burst)>, AdminCallError> {
     let mut seen = Vec::new();
-    let werr = |_| AdminCallError::Transport(smmuman_api::TransportError::Other { code: -4 });
+    let werr = |_| {
+        AdminCallError::Transport(smmuman_api::TransportError::Other {
+            code: crate::conn::OUTPUT,
+        })
+    };
     for f in ledgers.iter_mut() {
         loop {
             let r = c.peek_faults(f.object, f.cursor)?;

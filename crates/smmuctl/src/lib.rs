@@ -285,6 +285,17 @@ pub fn explain(command: &Command, f: &Failure) -> String {
                 _ => format!("{what}: refused: {r}"),
             }
         }
+        Failure::Call(AdminCallError::Transport(smmuman_api::TransportError::Other { code })) => {
+            match *code {
+                conn::NOT_SMMUMAN => "the peer on the channel does not speak the smmuman \
+                                      protocol (its reply header is not one): is this the \
+                                      manager's operator channel?"
+                    .to_string(),
+                conn::ENDLESS => "the manager's listing never ended".to_string(),
+                conn::OUTPUT => "writing the output failed".to_string(),
+                c => format!("channel error (OS error {c})"),
+            }
+        }
         Failure::Call(e) => e.to_string(),
     }
 }

@@ -11,7 +11,9 @@ const MAX_PAGES: usize = 4096;
 
 /// The server kept saying there was more.
 fn endless() -> AdminCallError {
-    AdminCallError::Transport(smmuman_api::TransportError::Other { code: -3 })
+    AdminCallError::Transport(smmuman_api::TransportError::Other {
+        code: crate::conn::ENDLESS,
+    })
 }
 
 /// Reads every page of a listing indexed by position.

@@ -296,3 +296,30 @@ fn the_well_formedness_check_can_fail() {
     );
     assert!(xml::parse(&svg.replacen("fill=\"white\"", "fill=white", 1)).is_err());
 }
+
+#[test]
+fn a_peer_that_is_not_the_manager_is_reported_not_trusted() {
+    // Something else listens on the socket and answers with text.
+    let dir = std::env::temp_dir().join(format!("smmuctl-{}-stranger", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("admin.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let mut b = [0u8; 16];
+            let _ = s.read_exact(&mut b);
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        }
+    });
+    let out = smmuctl(&sock, &["vms"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("smmuctl: the peer on the channel does not speak the smmuman protocol"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

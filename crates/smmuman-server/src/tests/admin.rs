@@ -308,3 +308,61 @@ fn start_and_stop_name_a_vm_of_the_plan_and_this_host_cannot_do_either() {
         Err(refused(Unsupported))
     );
 }
+
+#[test]
+fn any_bytes_on_the_operators_channel_get_a_well_formed_reply() {
+    use smmuman_admin_api::client::encode_request;
+    use smmuman_admin_api::{ListWindowsRequest, PeekFaultsRequest, StartVmRequest};
+    let (mut rig, a, _) = two_vms();
+    let vms = vms();
+    let mut host = StaticHost {
+        vms: &vms,
+        ..StaticHost::default()
+    };
+    let mut seeds = Vec::new();
+    let mut buf = [0u8; MAX_MESSAGE];
+    let n = encode_request(
+        &PeekFaultsRequest {
+            object: a,
+            after: 0,
+        },
+        1,
+        &mut buf,
+    );
+    seeds.push(buf[..n].to_vec());
+    let n = encode_request(&ListWindowsRequest { object: a, from: 0 }, 2, &mut buf);
+    seeds.push(buf[..n].to_vec());
+    let n = encode_request(
+        &StartVmRequest {
+            name: Name::new("vm3").unwrap(),
+        },
+        3,
+        &mut buf,
+    );
+    seeds.push(buf[..n].to_vec());
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..20_000 {
+        let mut msg = seeds[i % seeds.len()].clone();
+        for _ in 0..(next() % 4 + 1) {
+            let at = (next() as usize) % msg.len();
+            msg[at] = next() as u8;
+        }
+        if next() % 8 == 0 {
+            msg.truncate((next() as usize) % msg.len());
+        }
+        let mut reply = [0u8; MAX_MESSAGE];
+        let n = admin::handle(&mut rig.m, &mut host, Duration::ZERO, &msg, &mut reply);
+        assert!(
+            smmuman_api::message::parse_reply(&reply[..n]).is_ok(),
+            "no well-formed reply to {msg:02x?}"
+        );
+    }
+    // Nothing changed: the windows are as they were.
+    assert_eq!(rig.m.object_view(a).unwrap().mappings, 2);
+}
