@@ -323,3 +323,15 @@ fn a_peer_that_is_not_the_manager_is_reported_not_trusted() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_channel_may_be_tcp() {
+    let at = serve_tcp(std::sync::Arc::new(std::sync::Mutex::new(manager())));
+    let out = Command::new(env!("CARGO_BIN_EXE_smmuctl"))
+        .args(["--connect", &format!("tcp:{at}"), "devices"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let devices = cells(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(devices[1], ["00:01.0", "0x8", "1", "1", "vm1", "vm1"]);
+}

@@ -127,10 +127,13 @@ admin_interface! {
 
     /// Reads an object's fault ledger without taking anything from it (its client still reads
     /// every record): drains the IOMMU first (the same barrier as a client's `read_faults`),
-    /// then returns the records with a sequence number above `after`, oldest first. Pass the
-    /// reply's `next` as `after` to follow the ledger: each record is shown once. Records that
-    /// left the ledger before the operator saw them (read by the client, or dropped when it
-    /// was full) are counted in `missed`. `ObjectId::UNCLAIMED` reads the unclaimed ledger
+    /// then returns the records that hold sequence numbers above `after`, oldest first. Pass
+    /// the reply's `next` as `after` to follow the ledger. A record stands for a run
+    /// (`seq..=seq + count - 1`); a full ledger extends its newest run with records that
+    /// continue it, so the first record returned may be a run that was shown before and grew
+    /// since: its numbers up to `after` are the ones already shown. Records that left the
+    /// ledger before the operator saw them (read by the client, or dropped when it was full)
+    /// are counted in `missed`. `ObjectId::UNCLAIMED` reads the unclaimed ledger
     /// (faults of devices no object holds).
     ///
     /// Refusals:

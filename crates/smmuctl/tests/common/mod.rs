@@ -174,40 +174,56 @@ pub fn manager() -> Manager<FakeIommu> {
 /// The fixture's manager, shared with the server thread (tests inject more faults into it).
 pub type Shared = Arc<Mutex<Manager<FakeIommu>>>;
 
+/// Serves one connection until it closes or sends a header that is not ours.
+pub fn serve_stream<S: Read + Write>(mut s: S, manager: &Shared) {
+    let (units, regions, vms) = host_tables();
+    loop {
+        let mut head = [0u8; HEADER_LEN];
+        if s.read_exact(&mut head).is_err() {
+            return;
+        }
+        let Ok(n) = frame_len(&head) else { return };
+        let mut msg = [0u8; MAX_MESSAGE];
+        msg[..HEADER_LEN].copy_from_slice(&head);
+        if s.read_exact(&mut msg[HEADER_LEN..n]).is_err() {
+            return;
+        }
+        let mut reply = [0u8; MAX_MESSAGE];
+        let mut host = StaticHost {
+            units: &units,
+            regions: &regions,
+            vms: &vms,
+            heap: Some((0x2_3000, 0x400_0000)),
+        };
+        let len = {
+            let mut m = manager.lock().unwrap();
+            admin::handle(&mut m, &mut host, clock(), &msg[..n], &mut reply)
+        };
+        if s.write_all(&reply[..len]).is_err() {
+            return;
+        }
+    }
+}
+
 /// Serves the admin protocol on a Unix socket at `path` (one connection at a time, as the
 /// daemon's single operator console does), forever.
 pub fn serve(path: &Path, manager: Shared) {
     let listener = UnixListener::bind(path).unwrap();
-    let (units, regions, vms) = host_tables();
-    for conn in listener.incoming() {
-        let Ok(mut s) = conn else { continue };
-        loop {
-            let mut head = [0u8; HEADER_LEN];
-            if s.read_exact(&mut head).is_err() {
-                break;
-            }
-            let Ok(n) = frame_len(&head) else { break };
-            let mut msg = [0u8; MAX_MESSAGE];
-            msg[..HEADER_LEN].copy_from_slice(&head);
-            if s.read_exact(&mut msg[HEADER_LEN..n]).is_err() {
-                break;
-            }
-            let mut reply = [0u8; MAX_MESSAGE];
-            let mut host = StaticHost {
-                units: &units,
-                regions: &regions,
-                vms: &vms,
-                heap: Some((0x2_3000, 0x400_0000)),
-            };
-            let len = {
-                let mut m = manager.lock().unwrap();
-                admin::handle(&mut m, &mut host, clock(), &msg[..n], &mut reply)
-            };
-            if s.write_all(&reply[..len]).is_err() {
-                break;
-            }
-        }
+    for conn in listener.incoming().flatten() {
+        serve_stream(conn, &manager);
     }
+}
+
+/// The same on a TCP port of the loopback interface; returns `host:port`.
+pub fn serve_tcp(manager: Shared) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            serve_stream(conn, &manager);
+        }
+    });
+    at
 }
 
 /// Starts the fixture server on a fresh socket; returns its path and the shared manager.
