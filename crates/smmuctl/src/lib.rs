@@ -330,3 +330,48 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn commands_parse_and_bad_arguments_are_named() {
+        let a = parse(&args("--connect tcp:127.0.0.1:7000 windows vm1"), None).unwrap();
+        assert_eq!(a.connect, Endpoint::Tcp("127.0.0.1:7000".into()));
+        assert_eq!(a.command, Command::Windows(Some("vm1".into())));
+        let a = parse(&args("faults vm2 --follow --interval 20"), Some("/run/s")).unwrap();
+        assert_eq!(a.connect, Endpoint::Unix("/run/s".into()));
+        assert_eq!(
+            a.command,
+            Command::Faults {
+                vm: Some("vm2".into()),
+                follow: true,
+                interval: Duration::from_millis(20),
+                polls: None
+            }
+        );
+        assert_eq!(
+            parse(&args("vms extra"), None).unwrap_err(),
+            "vms: unexpected argument \"extra\""
+        );
+        assert_eq!(
+            parse(&args("faults --interval soon"), None).unwrap_err(),
+            "faults: --interval \"soon\" is not a number"
+        );
+        assert_eq!(
+            parse(&args("map out.svg"), None).unwrap_err(),
+            "map: usage: map --svg FILE"
+        );
+        assert_eq!(parse(&args("stop"), None).unwrap_err(), "stop: which VM?");
+        assert_eq!(
+            parse(&args("start vm\u{7f}"), None).unwrap_err(),
+            "start: \"vm\\u{7f}\": name byte 2 is not printable ASCII without spaces (0x21..=0x7e)"
+        );
+        assert_eq!(parse(&[], None).unwrap_err(), "no command given");
+    }
+}
