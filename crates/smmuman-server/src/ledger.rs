@@ -178,12 +178,6 @@ impl Ledger {
         self.next_seq
     }
 
-    /// Times the IOMMU lost records that may have been this ledger's (read-only, for the
-    /// operator's view).
-    pub fn possibly_lost(&self) -> u64 {
-        self.possibly_lost
-    }
-
     /// The records waiting, oldest first, without taking them (the operator's view).
     pub fn iter(&self) -> impl Iterator<Item = &FaultRecord> {
         self.records.iter()
