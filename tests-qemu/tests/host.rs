@@ -289,4 +289,37 @@ fn a_refused_4_kib_dma_is_logged_with_its_exact_count() {
     let vm2 = stop(&run, "vm2");
     assert_eq!(vm2.get("dropped"), Some("0"), "{}", run.describe());
     assert_eq!(vm2.get("faults"), Some("2048"), "{}", run.describe());
+    // The default event queue holds them all: nothing lost (the control of the next test).
+    assert_eq!(vm2.get("possibly_lost"), Some("0"), "{}", run.describe());
+}
+
+#[test]
+fn records_the_smmu_lost_show_in_the_hosts_stop_record_as_in_the_vmms() {
+    // The same 4 KiB rogue DMA into an event queue of 128 records (test image, `evtq-log2=7`):
+    // QEMU's SMMU overflows it, and the records it lost may have been vm2's.
+    let run = run_host(&HostBoot {
+        plan: ROGUE_4K,
+        name: "rogue-4k-small-evtq",
+        scenario: Some(("host-plan", &["evtq-log2=7"])),
+        ..HostBoot::default()
+    })
+    .unwrap();
+    run.assert_pass();
+    let vm2 = stop(&run, "vm2");
+    let lost = vm2
+        .get("possibly_lost")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no possibly_lost in {}; {}", vm2.line, run.describe()));
+    assert!(lost > 0, "{}; {}", vm2.line, run.describe());
+    // The host's per-VM summary says what the VMM's own finished line says.
+    let finished = run
+        .records("VMM")
+        .find(|r| r.get("vm") == Some("vm2") && r.line.contains(" finished "))
+        .unwrap_or_else(|| panic!("no VMM finished line for vm2; {}", run.describe()));
+    assert_eq!(
+        finished.get("possibly_lost"),
+        vm2.get("possibly_lost"),
+        "{}",
+        run.describe()
+    );
 }

@@ -189,6 +189,12 @@ fn devices_sharing_a_streamid_behind_a_bridge_move_as_one_group() {
         .collect::<Vec<_>>();
     assert_eq!(landed, ["01:01.0", "01:02.0"], "{}", run.describe());
     vm_check(&run, "vm-other", "another-vm-owns-it");
+    // Its lookups say only that the device exists and is not its own, the same while vm-group
+    // holds it as before.
+    assert!(
+        vm_check(&run, "vm-other", "lookup-tells-nothing-about-the-holder")
+            .contains("devices=1 not_assigned=1 free=0 mine=0 others=0")
+    );
     assert!(
         vm_check(&run, "vm-other", "take-part-of-anothers-group-refused")
             .contains("a device the host did not assign to this VM")

@@ -153,8 +153,8 @@ fn a_window_lets_dma_in_and_refuses_it_one_byte_past() {
     let f = fault_at(&run, &edu, base + size, "write");
     assert_eq!(f.len(), 1, "{}", run.describe());
     assert_eq!(faults(&run).len(), 1, "only the DMA past the window faults");
-    // A normal exit goes through the fail-safe too: every edu the scenario made a bus master
-    // is stopped before the image exits.
+    // A normal exit goes through the fail-safe too: the unit blocks everything, and every edu
+    // the scenario made a bus master is stopped before the image exits.
     let f = run.record("FAILSAFE").expect("FAILSAFE at the exit");
     assert_eq!(f.get("reason"), Some("exit"), "{}", f.line);
     assert_eq!(
@@ -163,6 +163,7 @@ fn a_window_lets_dma_in_and_refuses_it_one_byte_past() {
         "{}",
         f.line
     );
+    assert_unit_blocking(&run, true);
 
     // Control: a 4 MiB window; the same DMA past the first 2 MiB lands, without a fault.
     let control = boot("scenario=window control=wide");
@@ -210,13 +211,26 @@ fn an_unknown_scenario_is_refused_before_any_dma() {
         run.record("EDU").is_none(),
         "edu was never made a bus master"
     );
-    // The refusal leaves through the fail-safe, like every exit.
+    // The refusal leaves through the fail-safe, like every exit: the unit, never brought up
+    // (translation off: DMA would pass untranslated), is left blocking.
     assert_eq!(
         run.record("FAILSAFE").and_then(|f| f.get("reason")),
         Some("exit"),
         "{}",
         run.describe()
     );
+    assert_unit_blocking(&run, false);
+}
+
+#[test]
+fn a_command_line_refused_before_discovery_still_leaves_the_unit_blocking() {
+    let run = boot("scenario=boot scenario=deny");
+    assert_eq!(run.exit_code, Some(2), "{}", run.describe());
+    let fatal = run.record("FATAL").expect("FATAL");
+    assert_eq!(fatal.get("reason"), Some("bootargs"), "{}", fatal.line);
+    assert!(run.record("ACPI").is_none(), "refused before discovery");
+    // The units were found for the fail-safe alone: from translation off to blocking.
+    assert_unit_blocking(&run, false);
 }
 
 #[test]
@@ -227,21 +241,31 @@ fn an_exception_or_a_panic_after_bring_up_is_reported_and_stops_edu() {
     assert_eq!((e.get("vector"), e.get("name")), (Some("6"), Some("#UD")));
     let f = run.record("FAILSAFE").expect("FAILSAFE");
     assert_eq!(f.get("reason"), Some("exception"));
-    assert_eq!(
-        f.get("bus_masters_stopped"),
-        Some(edu_count(&run).as_str()),
-        "every edu was a bus master"
-    );
+    assert_masters_stopped(&run, f);
 
     let run = boot("scenario=panic-after-bringup");
     assert_eq!(run.exit_code, Some(101), "{}", run.describe());
     assert!(run.record("PANIC").is_some(), "{}", run.describe());
-    assert_eq!(
-        run.record("FAILSAFE")
-            .and_then(|f| f.get("bus_masters_stopped")),
-        Some(edu_count(&run).as_str())
-    );
+    assert_masters_stopped(&run, run.record("FAILSAFE").expect("FAILSAFE"));
     assert!(run.record("RESULT").is_none());
+}
+
+/// Every edu was a bus master: the fail-safe stopped all of them but the one its DMA probe
+/// needs (stopped after the probe).
+fn assert_masters_stopped(run: &Run, f: &Record) {
+    let stopped: usize = f.get("bus_masters_stopped").unwrap().parse().unwrap();
+    let kept: usize = f
+        .get("bus_masters_kept_for_probe")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(kept, 1, "{}", f.line);
+    assert_eq!(
+        (stopped + kept).to_string(),
+        edu_count(run),
+        "every edu was a bus master: {}",
+        f.line
+    );
 }
 
 fn ok(run: &Run, step: &str) -> bool {
@@ -511,8 +535,10 @@ fn a_wrong_config_is_refused_with_its_line_and_column_before_vtd_is_touched() {
         "{detail}"
     );
     assert_eq!(run.records("FATAL").count(), 1);
-    // VT-d never enabled, no bus master, no DMA, no scenario.
+    // VT-d never brought up, no bus master, no DMA, no scenario; the exit's fail-safe took
+    // the unit from translation off (DMA untranslated) to blocking.
     assert!(run.record("VTD").is_none() && run.record("EDU").is_none());
+    assert_unit_blocking(&run, false);
     assert!(run
         .records("CHECK")
         .all(|r| r.get("step") != Some("vtd-bring-up")));
@@ -624,4 +650,133 @@ fn a_record_the_unit_lost_is_announced_and_the_fault_interrupt_prevents_the_loss
         "{}",
         drained.describe()
     );
+}
+
+/// The `VTD_BLOCK` record of QEMU's one unit: the fail-safe confirmed every step.
+fn assert_unit_blocking(run: &Run, translating_before: bool) {
+    let qi = if translating_before { "off" } else { "was-off" };
+    assert_unit_blocking_qi(run, translating_before, qi);
+}
+
+/// [`assert_unit_blocking`], with the invalidation queue's fate `qi`.
+fn assert_unit_blocking_qi(run: &Run, translating_before: bool, qi: &str) {
+    let all: Vec<&Record> = run.records("VTD_BLOCK").collect();
+    assert_eq!(all.len(), 1, "one unit; {}", run.describe());
+    let b = all[0];
+    assert_eq!(hex(b, "base"), 0xfed9_0000, "{}", b.line);
+    for key in [
+        "blocking",
+        "translating",
+        "root_latched",
+        "context_invalidated",
+        "iotlb_invalidated",
+    ] {
+        assert_eq!(b.get(key), Some("1"), "{key}: {}", b.line);
+    }
+    // GSTS.TES (bit 31) before: on after bring-up, off (QEMU's reset state) before it.
+    let before = hex(b, "gsts_before");
+    assert_eq!(before & (1 << 31) != 0, translating_before, "{}", b.line);
+    assert_eq!(b.get("qi"), Some(qi), "{}", b.line);
+    assert_ne!(hex(b, "gsts") & (1 << 31), 0, "TES at the end: {}", b.line);
+}
+
+/// After the fail-safe the edu, still a bus master, wrote its buffer over the patterned
+/// target: unchanged, and the unit recorded the write (root entry not present). The records'
+/// order shows the block and its report came before the DMA.
+fn assert_probe_blocked(run: &Run, failure: &str) {
+    let probe = check(run, "failsafe-dma-blocked");
+    assert_eq!(probe.get("ok"), Some("1"), "{}", probe.line);
+    assert_eq!(probe.get("landed"), Some("0"), "{}", probe.line);
+    assert_eq!(probe.get("dma"), Some("done"), "{}", probe.line);
+    assert_eq!(probe.get("recorded"), Some("1"), "{}", probe.line);
+    assert_eq!(probe.get("reason"), Some("0x01"), "{}", probe.line);
+    let planned = run.record("FAILSAFE_PROBE").expect("FAILSAFE_PROBE");
+    assert_eq!(probe.get("target"), planned.get("target"), "{}", probe.line);
+    assert_eq!(probe.get("bdf"), planned.get("bdf"), "{}", probe.line);
+    assert_eq!(probe.get("bdf"), Some("00:02.0"), "edu 0: {}", probe.line);
+    let order: Vec<&str> = run
+        .records
+        .iter()
+        .filter_map(|r| match r.kind.as_str() {
+            "CHECK" if r.get("step") == Some("failsafe-dma-blocked") => Some("PROBE"),
+            k if [failure, "FAILSAFE", "VTD_BLOCK"].contains(&k) => Some(k),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [failure, "FAILSAFE", "VTD_BLOCK", "PROBE"],
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn every_way_out_after_bring_up_leaves_the_unit_blocking_a_live_window_included() {
+    // (scenario, exit code, the failure's own record, FAILSAFE reason=)
+    for (scenario, code, failure, reason) in [
+        ("exit-after-bringup", 0, "RESULT", "exit"),
+        ("fatal-after-bringup", 4, "FATAL", "scenario"),
+        ("panic-after-bringup", 101, "PANIC", "panic"),
+        ("fault-after-bringup", 3, "EXCEPTION", "exception"),
+    ] {
+        let run = boot(&format!("scenario={scenario}"));
+        assert_eq!(run.exit_code, Some(code), "{scenario}: {}", run.describe());
+        // The window was live: the edu's DMA landed in it before the way out.
+        assert_eq!(check(&run, "failsafe-window-lands").get("ok"), Some("1"));
+        let f = run.record("FAILSAFE").expect("FAILSAFE");
+        assert_eq!(f.get("reason"), Some(reason), "{scenario}: {}", f.line);
+        assert_eq!(f.get("block"), Some("all"), "{}", f.line);
+        assert_eq!(f.get("vtd_units"), Some("1"), "{}", f.line);
+        assert_unit_blocking(&run, true);
+        assert_probe_blocked(&run, failure);
+    }
+}
+
+/// A failure in the middle of a submission leaves the invalidation queue stopped at a
+/// descriptor the unit refused (FSTS.IQE); QEMU will not turn such a queue off. The fail-safe
+/// clears the error, sends its invalidations through the queue (`qi=recovered`) and blocks.
+#[test]
+fn a_queue_stopped_at_an_error_is_recovered_by_the_fail_safe() {
+    let run = boot("scenario=queue-error-after-bringup");
+    assert_eq!(run.exit_code, Some(101), "{}", run.describe());
+    let stopped = check(&run, "queue-stopped");
+    assert_eq!(stopped.get("ok"), Some("1"), "{}", stopped.line);
+    assert_ne!(hex(stopped, "fsts") & (1 << 4), 0, "IQE: {}", stopped.line);
+    assert_unit_blocking_qi(&run, true, "recovered");
+    assert_probe_blocked(&run, "PANIC");
+}
+
+#[test]
+fn a_refused_start_takes_the_unit_from_translation_off_to_blocking() {
+    let run = boot("scenario=nosuch failsafe-probe=1");
+    assert_eq!(run.exit_code, Some(2), "{}", run.describe());
+    assert!(
+        run.record("VTD").is_none(),
+        "never brought up: {}",
+        run.describe()
+    );
+    assert_unit_blocking(&run, false);
+    assert_probe_blocked(&run, "FATAL");
+}
+
+/// The controls: the same runs with the block skipped. The unit keeps translating through the
+/// live window (or, for the refused start, stays off), and the same DMA lands, without a
+/// record: without the block the probe fails.
+#[test]
+fn without_the_block_the_same_dma_lands() {
+    for bootargs in [
+        "scenario=exit-after-bringup failsafe-probe=skip-block-control",
+        "scenario=panic-after-bringup failsafe-probe=skip-block-control",
+        "scenario=nosuch failsafe-probe=skip-block-control",
+    ] {
+        let run = boot(bootargs);
+        let f = run.record("FAILSAFE").expect("FAILSAFE");
+        assert_eq!(f.get("block"), Some("skipped"), "{bootargs}: {}", f.line);
+        assert_eq!(run.records("VTD_BLOCK").count(), 0, "{}", run.describe());
+        let c = check(&run, "failsafe-control-dma-lands");
+        assert_eq!(c.get("ok"), Some("1"), "{bootargs}: {}", c.line);
+        assert_eq!(c.get("landed"), Some("1"), "{}", c.line);
+        assert_eq!(c.get("recorded"), Some("0"), "{}", c.line);
+    }
 }

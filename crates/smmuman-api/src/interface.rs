@@ -182,7 +182,11 @@ interface! {
         faults_per_page: u8,
     };
 
-    /// Whether the manager knows a device (an IOMMU controls it), and who holds it.
+    /// Whether the manager knows a device (an IOMMU controls it), whether the host assigned
+    /// it to the caller, and, only for the caller's own devices, who holds it. A device the
+    /// caller was not given is counted in `not_assigned` and nowhere else, so the reply about
+    /// it is the same whether it is free, held by another VM or just released (as `attach`'s
+    /// `DeviceNotAssigned`). `devices` = `not_assigned` + `free` + `mine` + `others`.
     ///
     /// Refusals, in the order they are checked:
     /// * `Unsupported`: a raw StreamID the board does not let clients select (value: the
@@ -192,15 +196,20 @@ interface! {
         /// The devices.
         device: DeviceSel,
     }) -> LookupDeviceReply {
-        /// Devices that match.
+        /// Devices that match (the manager knows them: an IOMMU controls them).
         devices: u16,
         /// Groups (StreamIDs) they form.
         groups: u16,
-        /// Matching devices attached to no object.
+        /// Matching devices the host did not assign to the caller, whoever holds them: the
+        /// caller cannot attach them (`DeviceNotAssigned`).
+        not_assigned: u16,
+        /// Matching devices assigned to the caller and attached to no object.
         free: u16,
         /// Matching devices attached to the caller's objects.
         mine: u16,
-        /// Matching devices attached to other clients' objects.
+        /// Matching devices assigned to the caller but held by an object that is not the
+        /// caller's (an orphaned object whose release the IOMMU has not confirmed; the host
+        /// does not assign such a device, so normally 0).
         others: u16,
         /// The StreamID of the first matching device.
         sid: StreamId,
@@ -268,6 +277,9 @@ interface! {
         dropped: u64,
         /// Sequence number the next record will get.
         next_seq: u64,
+        /// Times since the object was created that the IOMMU lost records that may have been
+        /// its own (as `FaultPage::possibly_lost`; 0: none can be missing).
+        possibly_lost: u64,
         /// Its notification.
         notify: NotifyState,
     };

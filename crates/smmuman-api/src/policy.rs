@@ -9,6 +9,12 @@
 //! 3. Exception: a **unity-mapped** VM (guest-physical == host-physical) reports the same
 //!    problems but starts, with a loud warning that it is not isolated.
 //!
+//! A device the manager knows but the host did not assign to this VM
+//! (`LookupDeviceReply::not_assigned`) is "known" for these rules: an IOMMU controls it, so it
+//! is confined (default deny) whatever the VMM does; the VMM's `attach` of it is refused with
+//! `DeviceNotAssigned`, which names the mistake (the host's assignment, not the isolation).
+//! The lookup says no more about such a device (not whether anyone holds it).
+//!
 //! A VM without pass-through DMA devices starts whatever the manager's state. [`VmmDmaPolicy::decide`]
 //! is the pure rule over answers the VMM already has; [`VmmDmaPolicy::assess`] asks the manager
 //! itself and then decides.

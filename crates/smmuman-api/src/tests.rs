@@ -115,6 +115,7 @@ impl ManagerOps for Recorder {
         let reply = LookupDeviceReply {
             devices: 2,
             groups: 1,
+            not_assigned: 0,
             free: 2,
             mine: 0,
             others: 0,
@@ -151,6 +152,7 @@ impl ManagerOps for Recorder {
             recorded: 5,
             dropped: 0,
             next_seq: 6,
+            possibly_lost: 1,
             notify: NotifyState::Armed,
         };
         self.note(c, Op::ObjectStatus, reply)

@@ -24,6 +24,10 @@ pub const MAPPING_BYTES: usize = 512;
 pub const FAULT_LOG_DEPTH: usize = 32;
 /// Most reserved (never mappable) host ranges.
 pub const MAX_RESERVED: usize = 16;
+/// [`crate::Manager::retry_orphans_paced`] retries at most once per this much of the daemon's
+/// clock: a retry of an orphan the IOMMU still refuses costs commands and a wait for their
+/// completion, which a loop must not pay on every pass.
+pub const ORPHAN_RETRY_PERIOD: core::time::Duration = core::time::Duration::from_millis(100);
 /// Most usable I/O ranges.
 pub const MAX_IOVA_RANGES: usize = smmuman_api::types::MAX_IOVA_RANGES;
 

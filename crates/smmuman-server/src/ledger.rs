@@ -110,6 +110,12 @@ impl Ledger {
         self.fire();
     }
 
+    /// Times the IOMMU lost records that may have been this ledger's
+    /// ([`Ledger::mark_possibly_lost`]).
+    pub fn possibly_lost(&self) -> u64 {
+        self.possibly_lost
+    }
+
     fn fire(&mut self) {
         if let Notify::Armed(client) = self.notify {
             self.notify = Notify::Fired(client);
@@ -170,6 +176,11 @@ impl Ledger {
     /// The sequence number the next record gets.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
+    }
+
+    /// The records waiting, oldest first, without taking them (the operator's view).
+    pub fn iter(&self) -> impl Iterator<Item = &FaultRecord> {
+        self.records.iter()
     }
 }
 

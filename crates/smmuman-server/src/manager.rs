@@ -26,10 +26,12 @@
 //!   object whose client went away is kept as an orphan (counted in
 //!   [`Counters::orphaned_objects`]) until [`Manager::retry_orphans`] succeeds.
 
+pub(crate) mod view;
+
 use crate::authority::{AssignError, Assignments, Cover, Grant};
 use crate::config::{
     ConfigError, DeviceId, ManagerConfig, PhysRange, FAULT_LOG_DEPTH, MAX_IOVA_RANGES, MAX_OBJECTS,
-    MAX_RESERVED, OBJECTS_PER_CLIENT,
+    MAX_RESERVED, OBJECTS_PER_CLIENT, ORPHAN_RETRY_PERIOD,
 };
 use crate::devices::{indices, Bits, DeviceTable, Group};
 use crate::ledger::Ledger;
@@ -133,6 +135,8 @@ pub struct Manager<B: IommuBackend> {
     max_mappings_per_object: usize,
     clock: fn() -> Duration,
     counters: Counters,
+    /// When [`Manager::retry_orphans_paced`] may retry next (the daemon's clock).
+    next_orphan_retry: Duration,
 }
 
 impl<B: IommuBackend> fmt::Debug for Manager<B> {
@@ -223,6 +227,7 @@ impl<B: IommuBackend> Manager<B> {
             max_mappings_per_object: config.max_mappings_per_object,
             clock: config.clock,
             counters: Counters::default(),
+            next_orphan_retry: Duration::ZERO,
         })
     }
 
@@ -419,16 +424,25 @@ impl<B: IommuBackend> Manager<B> {
     /// Tries again to tear down every orphan (an object [`Manager::client_gone`] had to keep
     /// because the IOMMU would not release it); returns how many are gone now. Once the IOMMU
     /// confirms, an orphan's devices are free and its host memory may be assigned and mapped
-    /// again; until then it keeps both. Cheap when there is no orphan: call it from time to
-    /// time (e.g. with the slow fault poll).
+    /// again; until then it keeps both. Each release is logged with what it freed. A daemon's
+    /// loop calls [`Manager::retry_orphans_paced`] instead, which bounds how often this runs.
     pub fn retry_orphans(&mut self) -> usize {
         let mut gone = 0;
         let mut i = 0;
         while let Some(obj) = self.objects.get(i) {
             if obj.owner.is_none() {
                 let id = obj.id;
+                let (mappings, bytes) = (obj.mappings.len(), Self::mapped_bytes(obj));
+                let devices: u32 = indices(self.table.owned_by(id))
+                    .filter_map(|g| self.table.group(g))
+                    .map(|g| g.members.count_ones())
+                    .sum();
                 if self.teardown(i).is_ok() {
-                    log::info!("orphaned object {id} released: the IOMMU confirmed it");
+                    log::info!(
+                        "orphaned object {id} released: the IOMMU confirmed it; {devices} \
+                         device(s) back in default deny, {mappings} mapping(s) of {bytes:#x} \
+                         bytes of host memory free again"
+                    );
                     gone += 1;
                     // `teardown` moved the last object into slot `i`: look at it next.
                     continue;
@@ -437,6 +451,24 @@ impl<B: IommuBackend> Manager<B> {
             i += 1;
         }
         gone
+    }
+
+    /// [`Manager::retry_orphans`] from a daemon's loop, at most once per
+    /// [`ORPHAN_RETRY_PERIOD`] of `now` (the daemon's monotonic clock), and only while there
+    /// is an orphan: call it on every pass; a pass with nothing due costs a scan of the
+    /// objects. Returns how many orphans are gone now.
+    pub fn retry_orphans_paced(&mut self, now: Duration) -> usize {
+        if now < self.next_orphan_retry || !self.objects.iter().any(|o| o.owner.is_none()) {
+            return 0;
+        }
+        self.next_orphan_retry = now.saturating_add(ORPHAN_RETRY_PERIOD);
+        self.retry_orphans()
+    }
+
+    /// Orphaned objects (kept because the IOMMU would not release them), waiting for
+    /// [`Manager::retry_orphans`].
+    pub fn orphan_count(&self) -> usize {
+        self.objects.iter().filter(|o| o.owner.is_none()).count()
     }
 
     /// The IOMMU signalled an event (event queue or GERROR interrupt): drains every recorded
@@ -1337,13 +1369,20 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
         request: LookupDeviceRequest,
     ) -> Result<LookupDeviceReply, Refusal> {
         let sel = self.table.resolve(request.device)?;
-        let (mut free, mut mine, mut others) = (0u32, 0u32, 0u32);
+        let assigned = self.assignments.devices_of(client);
+        let (mut not_assigned, mut free, mut mine, mut others) = (0u32, 0u32, 0u32, 0u32);
         let mut sid = None;
         for d in indices(sel.devices) {
             let Some(group) = self.table.device_group(d) else {
                 continue;
             };
             sid.get_or_insert(group.sid);
+            // Who holds a device the caller was not given is none of its business (as in
+            // `check_device_authority`): counted here, whatever its owner.
+            if assigned & (1 << d) == 0 {
+                not_assigned += 1;
+                continue;
+            }
             match group.owner {
                 None => free += 1,
                 Some(o)
@@ -1360,6 +1399,7 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
         Ok(LookupDeviceReply {
             devices: u16_count(sel.devices.count_ones()),
             groups: u16_count(sel.groups.count_ones()),
+            not_assigned: u16_count(not_assigned),
             free: u16_count(free),
             mine: u16_count(mine),
             others: u16_count(others),
@@ -1420,6 +1460,7 @@ impl<B: IommuBackend> ManagerOps for Manager<B> {
             recorded: ledger.recorded(),
             dropped: ledger.dropped(),
             next_seq: ledger.next_seq(),
+            possibly_lost: ledger.possibly_lost(),
             notify: ledger.notify.state(),
         })
     }

@@ -58,7 +58,8 @@ pub enum Step<E> {
 }
 
 /// Receives one thing from `endpoint` and handles it: a request is dispatched and answered, a
-/// departed client's objects are destroyed, an IOMMU event drains the faults. Fired
+/// departed client's objects are destroyed, an IOMMU event drains the faults. Before that,
+/// orphans are retried at a bounded rate ([`Manager::retry_orphans_paced`]). Fired
 /// notifications are delivered before returning.
 pub fn step<B: IommuBackend, E: Endpoint, C: Clock>(
     manager: &mut Manager<B>,
@@ -66,7 +67,10 @@ pub fn step<B: IommuBackend, E: Endpoint, C: Clock>(
     clock: &C,
     buf: &mut [u8; MAX_MESSAGE],
 ) -> Step<B::Error> {
-    let step = match endpoint.receive(buf) {
+    let received = endpoint.receive(buf);
+    // Memory and devices an orphan gives back are free before the request is served.
+    manager.retry_orphans_paced(clock.now());
+    let step = match received {
         Received::Request { client, len } => {
             let mut reply = [0u8; MAX_MESSAGE];
             let n = match buf.get(..len) {

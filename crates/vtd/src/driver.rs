@@ -34,7 +34,7 @@ use crate::fault::{FaultDrainReport, FaultRecord};
 use crate::features::{field, Features};
 use crate::mmio::{Reg32, Reg64, RegisterAccess};
 use crate::owed::Owed;
-use crate::qi::{InvDescriptor, NOOP};
+use crate::qi::InvDescriptor;
 use crate::regs::{CCMD, FECTL, FRCD_HI, FSTS, GCMD, GSTS, IOTLB, IQA, IQH, IQT, RTADDR};
 use iommu_core::{Bdf, DmaMemory, PhysAddr, PAGE_SIZE};
 
@@ -478,7 +478,8 @@ impl<R: RegisterAccess> Unit<R> {
     /// status, i.e. once every descriptor completed (§6.5.2.8).
     ///
     /// Queue errors (§6.5.2.10) are recovered from before returning the error: an invalid
-    /// descriptor (IQE) is overwritten by a no-op wait descriptor and IQE cleared, so the unit
+    /// descriptor (IQE) is overwritten by a wait descriptor that writes the previous sequence
+    /// number to the status word and IQE cleared, so the unit
     /// skips it and goes on; ITE and ICE are cleared. The requests of a failed submission must
     /// be treated as not done.
     ///
@@ -527,7 +528,14 @@ impl<R: RegisterAccess> Unit<R> {
                 let index = field(self.regs.read64(Reg64::Iqh), IQH::QH) as u16 % QUEUE_ENTRIES;
                 let at = PhysAddr(q.base.0 + u64::from(index) * 16);
                 let words = [mem.read_u64(at), mem.read_u64(PhysAddr(at.0 + 8))];
-                let [lo, hi] = NOOP.encode();
+                // A wait that writes the previous sequence number: valid everywhere (QEMU
+                // 10.0 refuses a wait with neither SW nor IF) and never taken for ours.
+                let [lo, hi] = InvDescriptor::Wait {
+                    status: Some(q.status),
+                    data: q.seq.wrapping_sub(1),
+                    interrupt: false,
+                }
+                .encode();
                 mem.write_u64(at, lo);
                 mem.write_u64(PhysAddr(at.0 + 8), hi);
                 mem.publish();

@@ -37,8 +37,8 @@ pub enum VtdError {
     /// The driver is not brought up.
     NotRunning,
     /// Hardware refused a queued descriptor (FSTS.IQE, §6.5.2.10). The driver replaced it by a
-    /// no-op wait descriptor and cleared IQE, so the queue runs again; the request it held did
-    /// **not** take effect.
+    /// wait descriptor (a status write of the previous sequence number) and cleared IQE, so the
+    /// queue runs again; the request it held did **not** take effect.
     InvalidDescriptor {
         /// Its index in the queue (IQH_REG.QH).
         index: u16,

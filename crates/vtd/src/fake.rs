@@ -3,11 +3,15 @@
 //!
 //! * CAP/ECAP as QEMU presents them (`aw-bits=48,caching-mode=on` by default);
 //! * GCMD acts on GSTS ^ written value for TE, QIE and IRE (so a write of SRTP alone turns
-//!   translation off), SRTP latches RTADDR and sets RTPS; GCMD reads as 0;
+//!   translation off), SRTP latches RTADDR and sets RTPS (and, as the spec allows and unlike
+//!   QEMU, keeps every cached entry: software must invalidate); GCMD reads as 0; QIE = 0 is
+//!   refused while descriptors are pending (IQH != IQT), as QEMU does; [`FakeUnit::stick`]
+//!   makes status bits that never acknowledge;
 //! * register-based invalidation completes at once, and is **ignored** once queued
 //!   invalidation is on (ICC / IVT then stay set);
-//! * the queue is processed inside the IQT write; a bad descriptor sets FSTS.IQE and stops the
-//!   queue at it until IQE is cleared; ITE and ICE can be injected;
+//! * the queue is processed inside the IQT write; a bad descriptor (as QEMU 10.0 judges it:
+//!   also a wait descriptor with neither SW nor IF) sets FSTS.IQE and stops the queue at it
+//!   until IQE is cleared; ITE and ICE can be injected;
 //! * the context cache and the IOTLB cache what walks found, per source-id and per (domain,
 //!   page), and with CAP.CM = 1 **not-present** results too, so a missing invalidation shows;
 //! * table walks read memory as a non-snooping device when ECAP.C = 0
@@ -118,6 +122,8 @@ pub struct FakeUnit {
     inject: Option<Inject>,
     /// Further times `inject` is raised after the next one.
     inject_again: u32,
+    /// GSTS bits that never change (a unit that does not acknowledge those commands).
+    stuck: u32,
     /// Fault events delivered (FECTL.IM = 0).
     pub interrupts: u32,
     /// Every GCMD value written, in order.
@@ -160,10 +166,17 @@ impl FakeUnit {
             iotlb: HashMap::new(),
             inject: None,
             inject_again: 0,
+            stuck: 0,
             interrupts: 0,
             gcmd_writes: Vec::new(),
             processed: Vec::new(),
         }
+    }
+
+    /// Makes the GSTS bits in `mask` never change again: the commands they report on (TE, SRTP,
+    /// QIE, ... at the same bit in GCMD) are ignored.
+    pub fn stick(&mut self, mask: u32) {
+        self.stuck = mask;
     }
 
     /// Raises `inject` at the next opportunity.
@@ -403,11 +416,12 @@ impl FakeUnit {
 
     fn gcmd(&mut self, value: u32) {
         self.gcmd_writes.push(value);
-        let changed = self.gsts ^ value;
+        // A command whose status bit is stuck is not carried out at all.
+        let changed = (self.gsts ^ value) & !self.stuck;
         if changed & (1 << 31) != 0 {
             self.gsts ^= 1 << 31;
         }
-        if value & (1 << 30) != 0 {
+        if value & (1 << 30) != 0 && self.stuck & (1 << 30) == 0 {
             self.root = Some(self.rtaddr & ADDR_MASK);
             self.gsts |= 1 << 30;
         }
@@ -415,10 +429,12 @@ impl FakeUnit {
             if value & (1 << 26) != 0 {
                 self.gsts |= 1 << 26;
                 self.process_queue();
-            } else {
+            } else if self.iqh == self.iqt {
                 self.gsts &= !(1 << 26);
                 self.iqh = 0;
             }
+            // Else (QEMU: `vtd_queued_inv_disable_check`): a queue with descriptors still
+            // pending, e.g. stopped at an error, stays on.
         }
         if changed & (1 << 25) != 0 {
             self.gsts ^= 1 << 25;
@@ -497,6 +513,9 @@ impl FakeUnit {
             }
             3 | 4 => true,
             5 => {
+                if lo & (0b11 << 4) == 0 {
+                    return false; // Neither SW nor IF: QEMU 10.0 refuses it ("unknown type").
+                }
                 match self.inject {
                     Some(Inject::Ite) => {
                         self.injected();

@@ -29,6 +29,8 @@
 //! * [`context`], [`second_level`], [`qi`], [`fault`]: pure encoders/decoders of root and
 //!   context entries, second-level entries, invalidation descriptors and fault records;
 //! * [`Unit`] ties them together over [`iommu_core::DmaMemory`];
+//! * [`failsafe`]: [`block_all_dma`], the unit made to block every DMA from its registers
+//!   alone (a panic handler's fail-safe);
 //! * [`format`]: the descriptor-format seam of the shared page-table walker;
 //! * `fake` (feature `fake`): an emulated unit that behaves as QEMU 10's `intel-iommu`.
 
@@ -43,6 +45,7 @@ pub mod context;
 pub mod dmar;
 mod driver;
 mod error;
+pub mod failsafe;
 pub mod fault;
 pub mod features;
 pub mod format;
@@ -60,6 +63,7 @@ pub mod fake;
 pub use context::{ContextEntry, DomainTag};
 pub use driver::{Stats, Unit, POLL_LIMIT, QUEUE_ENTRIES};
 pub use error::{RegisterName, VtdError};
+pub use failsafe::{block_all_dma, BlockReport, NoQueueAccess, QueueAccess, QueueState};
 pub use fault::{FaultDrainReport, FaultReasonCode, FaultRecord};
 pub use features::{AddressWidth, FeatureError, Features};
 pub use mmio::{FrameError, Mmio, Reg32, Reg64, RegisterAccess};

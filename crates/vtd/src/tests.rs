@@ -9,23 +9,23 @@ use crate::{
 };
 use iommu_core::{Access, Bdf, Direction, DmaMemory, Iova, PhysAddr};
 
-const EDU: Bdf = Bdf {
+pub(crate) const EDU: Bdf = Bdf {
     bus: 0,
     dev: 1,
     func: 0,
 };
-const NIC: Bdf = Bdf {
+pub(crate) const NIC: Bdf = Bdf {
     bus: 0,
     dev: 2,
     func: 0,
 };
-const BEHIND: Bdf = Bdf {
+pub(crate) const BEHIND: Bdf = Bdf {
     bus: 3,
     dev: 0,
     func: 0,
 };
 
-fn up() -> (SharedMem, SharedUnit, Unit<SharedUnit>) {
+pub(crate) fn up() -> (SharedMem, SharedUnit, Unit<SharedUnit>) {
     let (mut mem, unit) = qemu_rig();
     let mut drv = Unit::new(unit.clone()).unwrap();
     drv.bring_up(&mut mem).unwrap();
@@ -33,7 +33,7 @@ fn up() -> (SharedMem, SharedUnit, Unit<SharedUnit>) {
 }
 
 /// A 4-level table mapping one page `iova` → `pa`, written and flushed as the driver must.
-fn one_page_table(mem: &mut SharedMem, iova: u64, pa: u64, access: Access) -> PhysAddr {
+pub(crate) fn one_page_table(mem: &mut SharedMem, iova: u64, pa: u64, access: Access) -> PhysAddr {
     let mut tables = [PhysAddr(0); 4];
     for t in &mut tables {
         *t = mem.alloc_zeroed(4096, 4096).unwrap();
@@ -51,7 +51,7 @@ fn one_page_table(mem: &mut SharedMem, iova: u64, pa: u64, access: Access) -> Ph
     tables[0]
 }
 
-fn entry(did: u16, root: PhysAddr) -> ContextEntry {
+pub(crate) fn entry(did: u16, root: PhysAddr) -> ContextEntry {
     ContextEntry {
         did: DomainTag(did),
         aw: AddressWidth::Bits48,

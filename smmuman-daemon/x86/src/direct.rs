@@ -1,9 +1,10 @@
-//! [`Direct`]: a synchronous [`Transport`] for a host without task switching. A client's call
-//! runs the manager's loop body in place: drain the IOMMU's fault records (what the aarch64
-//! daemon's loop does between rounds, `Manager::on_iommu_event`), then answer the request
-//! (`Manager::handle`). Only bytes cross, as over a mailbox: the client holds no reference to
-//! the manager it could call past the protocol, and dropping the transport is the client going
-//! away (`Manager::client_gone`), like a VMM whose channel closed.
+//! [`Direct`]: a synchronous [`Transport`] for a host without task switching. A client's call runs
+//! the manager's loop body in place: drain the IOMMU's fault records (what the aarch64 daemon's
+//! loop does between rounds, `Manager::on_iommu_event`), retry orphans at a bounded rate
+//! (`Manager::retry_orphans_paced`), then answer the request (`Manager::handle`). Only bytes
+//! cross, as over a mailbox: the client holds no reference to the manager it could call past the
+//! protocol, and dropping the transport is the client going away (`Manager::client_gone`), like a
+//! VMM whose channel closed.
 //!
 //! The manager sits in a [`RefCell`] that the host and every [`Direct`] share; a call never
 //! re-enters (the manager calls no client), so a borrow fails only on a host bug, and then the
@@ -49,9 +50,13 @@ impl<B: IommuBackend> Transport for Direct<'_, B> {
             .map_err(|_| TransportError::Other { code: BUSY })?;
         // The loop's poll: records raised since the last call go to their owners' ledgers now,
         // before this request can change an owner.
-        if let Err(e) = m.on_iommu_event((self.now)()) {
+        let now = (self.now)();
+        if let Err(e) = m.on_iommu_event(now) {
             log::error!("fault drain failed: {e:?}");
         }
+        // And its retry of orphans, at a bounded rate: what the IOMMU now confirms is free
+        // before this request is served (the manager logs each release).
+        m.retry_orphans_paced(now);
         Ok(m.handle(self.client, request, reply))
     }
 }

@@ -314,6 +314,17 @@ fn plan_text(name: &str, extra: &str, bdf: &str) -> String {
 
 type TestVm<'p> = Vm<'p, Direct, VecRam, FakeFunction, FakeMemory, TestHost>;
 
+/// VM `name` (its plan: [`plan_text`] with `extra`) passing `bdf` through, started with
+/// client 1 of a new manager at [`RAM_HPA`]: the manager, its IOMMU and the started VM. The
+/// plan is leaked (a test's few bytes) so the VM may borrow it.
+fn started(name: &str, extra: &str, bdf: &str) -> (Shared, SharedFake, Started<'static>) {
+    let (m, fake) = manager();
+    let text: &'static str = Box::leak(plan_text(name, extra, bdf).into_boxed_str());
+    let p: &'static plan::HostPlan<'static> = Box::leak(Box::new(plan::parse(text).unwrap()));
+    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    (m, fake, s)
+}
+
 struct Started<'p> {
     vm: Result<TestVm<'p>, StartError>,
     host: TestHost,
@@ -351,10 +362,7 @@ fn translate_cpu(vm: &TestVm<'_>, gpa: u64) -> Option<(u64, Access)> {
 
 #[test]
 fn a_driver_like_guest_lives_its_whole_life() {
-    let (m, fake) = manager();
-    let text = plan_text("vm1", "", "00:01.0");
-    let p = plan::parse(&text).unwrap();
-    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let (m, fake, s) = started("vm1", "", "00:01.0");
     let mut vm = s.vm.unwrap_or_else(|e| panic!("{e}\n{}", s.host.dump()));
     assert!(
         s.host
@@ -556,10 +564,7 @@ fn a_rogue_guests_faults_are_read_back_and_logged_per_vm() {
 
 #[test]
 fn a_full_ledger_is_reported_with_its_dropped_count() {
-    let (m, fake) = manager();
-    let text = plan_text("vm1", "", "00:01.0");
-    let p = plan::parse(&text).unwrap();
-    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let (_m, fake, s) = started("vm1", "", "00:01.0");
     let vm = s.vm.unwrap();
     for i in 0..40 {
         fake.lock()
@@ -574,10 +579,7 @@ fn a_full_ledger_is_reported_with_its_dropped_count() {
 fn a_4_kib_dma_into_a_full_ledger_is_one_line_with_the_exact_count() {
     // A refused 4 KiB DMA recorded per 4 bytes (QEMU's SMMUv3): 1,024 records reach the
     // manager at once, 32 times what the ledger keeps.
-    let (m, fake) = manager();
-    let text = plan_text("vm1", "", "00:01.0");
-    let p = plan::parse(&text).unwrap();
-    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let (_m, fake, s) = started("vm1", "", "00:01.0");
     let vm = s.vm.unwrap();
     for i in 0..1024 {
         fake.lock()
@@ -605,10 +607,7 @@ fn a_4_kib_dma_into_a_full_ledger_is_one_line_with_the_exact_count() {
 
 #[test]
 fn records_the_iommu_lost_are_announced_to_the_vm_that_may_miss_them() {
-    let (m, fake) = manager();
-    let text = plan_text("vm1", "", "00:01.0");
-    let p = plan::parse(&text).unwrap();
-    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let (_m, fake, s) = started("vm1", "", "00:01.0");
     let vm = s.vm.unwrap();
     // The IOMMU overflowed: whose records it lost, it does not say; vm1 has a device.
     fake.lock().inject_overflow();
@@ -624,10 +623,7 @@ fn records_the_iommu_lost_are_announced_to_the_vm_that_may_miss_them() {
 
 #[test]
 fn faults_are_read_back_while_the_guest_runs_so_the_ledger_does_not_fill() {
-    let (m, fake) = manager();
-    let text = plan_text("vm1", "", "00:01.0");
-    let p = plan::parse(&text).unwrap();
-    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let (_m, fake, s) = started("vm1", "", "00:01.0");
     let mut vm = s.vm.unwrap();
     let mut cpu = ScriptVcpu::default();
     vm.prepare(&mut cpu);
@@ -719,10 +715,7 @@ fn without_a_manager_a_unity_vm_starts_with_a_loud_warning() {
 
 #[test]
 fn with_a_manager_a_unity_vm_is_isolated_with_iova_equal_to_pa() {
-    let (m, fake) = manager();
-    let text = plan_text("u", "unity\n", "00:01.0");
-    let p = plan::parse(&text).unwrap();
-    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let (_m, fake, s) = started("u", "unity\n", "00:01.0");
     let vm = s.vm.unwrap();
     assert!(!s.host.has("WARNING"));
     assert_eq!(
@@ -741,10 +734,7 @@ fn with_a_manager_a_unity_vm_is_isolated_with_iova_equal_to_pa() {
 
 #[test]
 fn a_device_the_manager_does_not_know_is_refused() {
-    let (m, _) = manager();
-    let text = plan_text("vm1", "", "00:05.0");
-    let p = plan::parse(&text).unwrap();
-    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let (m, _, s) = started("vm1", "", "00:05.0");
     assert!(matches!(
         s.vm,
         Err(StartError::Refused {
@@ -800,10 +790,7 @@ fn a_unity_vm_may_not_overlap_the_device_windows() {
 
 #[test]
 fn the_time_limit_stops_a_looping_guest() {
-    let (m, _) = manager();
-    let text = plan_text("loop", "", "00:01.0");
-    let p = plan::parse(&text).unwrap();
-    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let (_m, _, s) = started("loop", "", "00:01.0");
     let mut vm = s.vm.unwrap();
     let mut cpu = ScriptVcpu::default();
     vm.prepare(&mut cpu);
@@ -821,10 +808,7 @@ fn the_time_limit_stops_a_looping_guest() {
 
 #[test]
 fn an_access_outside_ram_and_devices_stops_the_guest_naming_its_gpa() {
-    let (m, _) = manager();
-    let text = plan_text("vm1", "", "00:01.0");
-    let p = plan::parse(&text).unwrap();
-    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let (_m, _, s) = started("vm1", "", "00:01.0");
     let mut vm = s.vm.unwrap();
     let mut cpu = ScriptVcpu::default();
     vm.prepare(&mut cpu);
@@ -1079,10 +1063,7 @@ fn flood_until_yield(
 
 #[test]
 fn a_guest_that_floods_its_host_with_work_is_descheduled_at_each_bound() {
-    let (m, _) = manager();
-    let text = plan_text("flood", "", "00:01.0");
-    let p = plan::parse(&text).unwrap();
-    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let (_m, _, s) = started("flood", "", "00:01.0");
     let mut vm = s.vm.unwrap();
     let mut cpu = ScriptVcpu::default();
     vm.prepare(&mut cpu);
@@ -1171,10 +1152,7 @@ fn a_guest_that_floods_its_host_with_work_is_descheduled_at_each_bound() {
 /// the same flood is resumed every time and never starts a new slice.
 #[test]
 fn without_bounds_the_same_flood_keeps_the_cpu() {
-    let (m, _) = manager();
-    let text = plan_text("flood", "", "00:01.0");
-    let p = plan::parse(&text).unwrap();
-    let s = start(&p.vms[0], RAM_HPA, Some(client(&m, 1)));
+    let (_m, _, s) = started("flood", "", "00:01.0");
     let mut vm = s.vm.unwrap();
     vm.set_work_limits(WorkLimits::UNBOUNDED);
     let mut cpu = ScriptVcpu::default();

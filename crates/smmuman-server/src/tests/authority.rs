@@ -5,10 +5,6 @@ use super::*;
 use crate::authority::{AssignError, GRANTS_PER_CLIENT};
 use smmuman_api::{DeviceSel, DomainError, MapFlags, ObjectFlags};
 
-const RW: Access = Access::RW;
-const NONE: MapFlags = MapFlags::empty();
-const MIB: u64 = 1 << 20;
-
 /// vm-a's RAM, vm-b's RAM, the RAM they share, a BAR vm-a may reach peer to peer.
 const A_RAM: u64 = 0x8000_0000;
 const B_RAM: u64 = 0x8040_0000;

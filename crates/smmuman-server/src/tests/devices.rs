@@ -4,11 +4,7 @@
 
 use super::*;
 use crate::authority::AssignError;
-use smmuman_api::{DeviceSel, DomainError, MapFlags, PciMatch};
-
-const RW: Access = Access::RW;
-const NONE: MapFlags = MapFlags::empty();
-const MIB: u64 = 1 << 20;
+use smmuman_api::{DeviceSel, DomainError, PciMatch};
 
 /// The victim's RAM and the hostile client's RAM.
 const V_RAM: u64 = 0x8000_0000;
@@ -29,10 +25,6 @@ fn ram(start: u64) -> Grant {
         },
         kind: GrantKind::Ram,
     }
-}
-
-fn sel(bdf: Bdf) -> DeviceSel {
-    DeviceSel::pci(bdf)
 }
 
 /// The host gave the victim the edu, the bridged group and the GPU, the hostile client the
@@ -182,6 +174,62 @@ fn a_hostile_client_is_refused_every_device_it_was_not_given_before_during_and_a
         .unwrap();
     rig.as_(H).attach(h, sel(pci(0, 1, 0))).unwrap();
     assert_eq!(rig.dma(EDU, WINDOW), Some(H_RAM));
+}
+
+#[test]
+fn a_hostile_clients_lookup_says_the_same_whether_the_owner_holds_its_device_or_not() {
+    let mut rig = hosted();
+    // The victim's devices, one by one and together with the hostile client's own NIC.
+    let asked = [
+        sel(pci(0, 1, 0)),
+        DeviceSel::Pci(PciMatch::new(Some(1), None, None).unwrap()),
+        DeviceSel::Mmio(GPU_BASE),
+        DeviceSel::Pci(PciMatch::new(Some(0), None, None).unwrap()),
+    ];
+    let hostile = |rig: &mut Rig| asked.map(|d| rig.looked(H, d));
+    let owner = |rig: &mut Rig| asked.map(|d| rig.looked(V, d));
+
+    // 1. Free (assigned to the victim, attached to nothing).
+    let first = hostile(&mut rig);
+    assert_eq!(
+        first[0],
+        (1, 1, 1, 0, 0, 0, EDU.0),
+        "the edu: known, not its own"
+    );
+    assert_eq!(first[1], (2, 1, 2, 0, 0, 0, BRIDGED.0));
+    // Bus 0 holds the edu (not its own) and its own NIC (free): only its own is described.
+    assert_eq!(first[3], (2, 2, 1, 1, 0, 0, EDU.0));
+    let owner_free = owner(&mut rig);
+    assert_eq!(owner_free[0], (1, 1, 0, 1, 0, 0, EDU.0));
+
+    // 2. Attached by its owner.
+    let v = rig.object(V);
+    for d in &asked[..3] {
+        rig.as_(V).attach(v, *d).unwrap();
+    }
+    assert_eq!(
+        hostile(&mut rig),
+        first,
+        "nothing says the owner now holds them"
+    );
+    // Control: the owner's own lookup does change (the hostile one could have).
+    let owner_held = owner(&mut rig);
+    assert_ne!(owner_held, owner_free);
+    assert_eq!(owner_held[0], (1, 1, 0, 0, 1, 0, EDU.0));
+
+    // 3. Released by its owner (detached, then its object destroyed).
+    for d in &asked[..3] {
+        rig.as_(V).detach(v, *d).unwrap();
+    }
+    assert_eq!(hostile(&mut rig), first, "nor that it let them go");
+    assert_eq!(owner(&mut rig), owner_free);
+    rig.as_(V).destroy_object(v).unwrap();
+    assert_eq!(hostile(&mut rig), first);
+
+    // 4. The owner gone (its assignment with it): the devices are nobody's, still not the
+    //    hostile client's.
+    rig.m.client_gone(V);
+    assert_eq!(hostile(&mut rig), first);
 }
 
 #[test]

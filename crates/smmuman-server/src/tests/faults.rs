@@ -270,3 +270,32 @@ fn records_the_iommu_lost_mark_every_ledger_that_may_miss_some() {
     rig.m.on_iommu_event(Duration::ZERO).unwrap();
     assert_eq!((lost(&mut rig, A, oa), lost(&mut rig, B, ob)), (1, 2));
 }
+
+#[test]
+fn object_status_says_how_often_records_may_have_been_lost() {
+    let mut rig = Rig::new();
+    let obj = rig.object(A);
+    rig.as_(A)
+        .attach(obj, DeviceSel::pci(pci(0, 1, 0)))
+        .unwrap();
+    let idle = rig.object(A);
+    let status = |rig: &mut Rig, o| rig.as_(A).object_status(o).unwrap().possibly_lost;
+    // Control: a fault the IOMMU kept marks nothing.
+    rig.fake_mut().inject_fault(fault(EDU, 0x1000));
+    rig.m.on_iommu_event(Duration::ZERO).unwrap();
+    assert_eq!((status(&mut rig, obj), status(&mut rig, idle)), (0, 0));
+    for _ in 0..2 {
+        rig.fake_mut().inject_overflow();
+        rig.m.on_iommu_event(Duration::ZERO).unwrap();
+    }
+    // Without reading its faults the VMM sees that some may be missing, as read_faults says.
+    assert_eq!(status(&mut rig, obj), 2);
+    assert_eq!(status(&mut rig, idle), 0, "no device, nothing lost");
+    let page = rig.as_(A).read_faults(obj, FaultBatch::PAGE).unwrap().page;
+    assert_eq!(page.possibly_lost(), 2);
+    assert_eq!(
+        status(&mut rig, obj),
+        2,
+        "a count since creation: reading keeps it"
+    );
+}

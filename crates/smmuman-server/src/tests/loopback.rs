@@ -58,20 +58,7 @@ fn start() -> (loopback::Connector, SharedFake, JoinHandle<()>) {
 
 fn manager_over(fake: SharedFake) -> Manager<SharedFake> {
     let devices = board();
-    let config = crate::ManagerConfig {
-        devices: &devices,
-        reserved: &[RESERVED],
-        iova_ranges: &[IovaRange {
-            first: Iova(0),
-            last: Iova(IOVA_LAST),
-        }],
-        page_sizes: PAGE_SIZES,
-        fault_log_depth: crate::config::FAULT_LOG_DEPTH,
-        max_mappings_per_object: crate::config::MAPPINGS_PER_OBJECT,
-        max_mappings: crate::config::MAX_MAPPINGS,
-        clock: super::test_clock,
-    };
-    let mut m = Manager::new(fake, &config).unwrap();
+    let mut m = Manager::new(fake, &test_config(&devices)).unwrap();
     // The loopback numbers its clients from 1.
     for c in 1..=8 {
         m.assign(
@@ -200,6 +187,22 @@ fn the_vmm_policy_asks_the_running_manager() {
         VmmDmaPolicy::decide(&known, smmuman_api::Reachability::Running, &[Known::Yes]),
         Decision::Start
     );
+    // A VMM whose VM the host did not give the edu: the manager knows it (an IOMMU confines
+    // it, in default deny), so the rules start the VM; its attach is what gets refused, as
+    // not its own, and its lookup says so and nothing more.
+    let mut stranger = Client::connect(connector.open()).unwrap();
+    assert_eq!(
+        VmmDmaPolicy::assess(&known, Some(&mut stranger)),
+        Decision::Start
+    );
+    let l = stranger.lookup_device(edu.device).unwrap();
+    assert_eq!((l.devices, l.not_assigned, l.free), (1, 1, 0));
+    let obj = stranger.create_object(ObjectFlags::empty()).unwrap().object;
+    assert_eq!(
+        stranger.attach(obj, edu.device).unwrap_err(),
+        CallError::Refused(Refusal::new(DomainError::DeviceNotAssigned, EDU.0.into()))
+    );
+    drop(stranger);
 
     // The manager goes away: a new VMM cannot connect, and the policy refuses its DMA VM.
     assert!(connector.stop());
@@ -262,6 +265,33 @@ fn an_oversized_request_is_answered_with_a_size_error() {
             expected: MAX_MESSAGE as u64
         })
     );
+    connector.stop();
+    server.join().unwrap();
+}
+
+#[test]
+fn the_loop_frees_an_orphan_once_the_iommu_confirms_and_not_before() {
+    let (connector, fake, server) = start();
+    let mut vmm = Client::connect(connector.open()).unwrap();
+    let obj = vmm.create_object(ObjectFlags::empty()).unwrap().object;
+    vmm.attach(obj, DeviceSel::pci(pci(0, 1, 0))).unwrap();
+    // The IOMMU will not put the edu back in deny: when its VMM goes, and on the loop's first
+    // retry.
+    fake.lock().fail(crate::fake::FakeOp::Detach, 0);
+    fake.lock().fail(crate::fake::FakeOp::Detach, 0);
+    drop(vmm);
+    // Another client's round trip: the departure was served before it.
+    let mut other = Client::connect(connector.open()).unwrap();
+    other.query().unwrap();
+    assert!(!fake.lock().failure_pending(), "both refusals were met");
+    assert!(
+        fake.lock().domain_of(EDU).is_some(),
+        "kept by the orphan: not free until the IOMMU confirms"
+    );
+    // A period later the loop retries before it serves the next request.
+    thread::sleep(crate::config::ORPHAN_RETRY_PERIOD + Duration::from_millis(10));
+    other.query().unwrap();
+    assert_eq!(fake.lock().domain_of(EDU), None, "released: back in deny");
     connector.stop();
     server.join().unwrap();
 }

@@ -8,8 +8,10 @@
 //! * `loopback`: clients and a server thread that only exchange bytes.
 //! * `unconfirmed`: failed attaches, detaches and destructions keep devices and memory owned
 //!   until the IOMMU confirms (over the real SMMUv3 backend too).
+//! * `admin`: the operator's view (admin ops) and their refusal on a client's channel.
 //! * `authority`, `devices`: memory and device authority (what the host assigned each client).
 
+mod admin;
 mod authority;
 mod devices;
 mod faults;
@@ -28,7 +30,7 @@ use crate::fake::FakeIommu;
 use crate::Manager;
 use iommu_core::{Access, Bdf, Iova, PhysAddr, StreamId};
 use smmuman_api::{
-    CallError, Client, ClientId, DeviceSel, DmaWindow, IovaRange, Refusal, Transport,
+    CallError, Client, ClientId, DeviceSel, DmaWindow, IovaRange, MapFlags, Refusal, Transport,
     TransportError, MAX_MESSAGE,
 };
 
@@ -53,6 +55,43 @@ pub(crate) const RESERVED: PhysRange = PhysRange {
 /// Top of the usable I/O space (40 bits).
 pub(crate) const IOVA_LAST: u64 = (1 << 40) - 1;
 pub(crate) const PAGE_SIZES: u64 = 1 << 12 | 1 << 21 | 1 << 30;
+
+pub(crate) const RW: Access = Access::RW;
+pub(crate) const NONE: MapFlags = MapFlags::empty();
+pub(crate) const MIB: u64 = 1 << 20;
+
+/// The PCI function `b`.
+pub(crate) fn sel(b: Bdf) -> DeviceSel {
+    DeviceSel::pci(b)
+}
+
+/// Every function on `bus`.
+pub(crate) fn bus(bus: u8) -> DeviceSel {
+    DeviceSel::Pci(smmuman_api::PciMatch::new(Some(bus), None, None).unwrap())
+}
+
+/// The test board's configuration over `devices`: its reserved memory, one I/O range up to
+/// [`IOVA_LAST`], [`PAGE_SIZES`], the default ledger depth and mapping limits (tests change
+/// what they need with `..test_config(&devices)`).
+pub(crate) fn test_config(devices: &[DeviceEntry]) -> ManagerConfig<'_> {
+    ManagerConfig {
+        devices,
+        reserved: &[RESERVED],
+        iova_ranges: &[IovaRange {
+            first: Iova(0),
+            last: Iova(IOVA_LAST),
+        }],
+        page_sizes: PAGE_SIZES,
+        fault_log_depth: crate::config::FAULT_LOG_DEPTH,
+        max_mappings_per_object: crate::config::MAPPINGS_PER_OBJECT,
+        max_mappings: crate::config::MAX_MAPPINGS,
+        clock: test_clock,
+    }
+}
+
+/// What `client`'s `lookup_device` says about `device`: (devices, groups, not_assigned, free,
+/// mine, others, sid).
+pub(crate) type Looked = (u16, u16, u16, u16, u16, u16, u32);
 
 pub(crate) fn pci(bus: u8, dev: u8, func: u8) -> Bdf {
     Bdf::new(bus, dev, func).unwrap()
@@ -123,17 +162,10 @@ pub(crate) fn manager_limited(
     (per_object, total): (usize, usize),
 ) -> Manager<FakeIommu> {
     let config = ManagerConfig {
-        devices,
-        reserved: &[RESERVED],
-        iova_ranges: &[IovaRange {
-            first: Iova(0),
-            last: Iova(IOVA_LAST),
-        }],
-        page_sizes: PAGE_SIZES,
         fault_log_depth,
         max_mappings_per_object: per_object,
         max_mappings: total,
-        clock: test_clock,
+        ..test_config(devices)
     };
     let mut m = Manager::new(fake, &config).unwrap();
     for client in [A, B] {
@@ -236,6 +268,20 @@ impl Rig {
         Self {
             m: manager(FakeIommu::new()),
         }
+    }
+
+    /// `client`'s `lookup_device` of `device`, as [`Looked`].
+    pub fn looked(&mut self, client: ClientId, device: DeviceSel) -> Looked {
+        let l = self.as_(client).lookup_device(device).unwrap();
+        (
+            l.devices,
+            l.groups,
+            l.not_assigned,
+            l.free,
+            l.mine,
+            l.others,
+            l.sid.0,
+        )
     }
 
     /// A client library connection for `client`.

@@ -8,17 +8,6 @@ use smmuman_api::{
     DeviceSel, DomainError, FaultBatch, IovaSpan, MapFlags, ObjectFlags, ObjectId, PciMatch,
 };
 
-const RW: Access = Access::RW;
-const NONE: MapFlags = MapFlags::empty();
-
-fn sel(b: Bdf) -> DeviceSel {
-    DeviceSel::pci(b)
-}
-
-fn bus(bus: u8) -> DeviceSel {
-    DeviceSel::Pci(PciMatch::new(Some(bus), None, None).unwrap())
-}
-
 fn span(iova: u64, len: u64) -> IovaSpan {
     IovaSpan::new(Iova(iova), len).unwrap()
 }
@@ -590,14 +579,9 @@ fn lookup_says_whether_the_manager_knows_a_device_and_who_holds_it() {
     let oa = rig.object(A);
     rig.as_(A).attach(oa, sel(pci(0, 1, 0))).unwrap();
     let any = DeviceSel::Pci(PciMatch::ANY);
-    let l = rig.as_(A).lookup_device(any).unwrap();
-    assert_eq!(
-        (l.devices, l.groups, l.free, l.mine, l.others),
-        (4, 3, 3, 1, 0)
-    );
-    assert_eq!(l.sid, EDU);
-    let l = rig.as_(B).lookup_device(any).unwrap();
-    assert_eq!((l.mine, l.others), (0, 1));
+    assert_eq!(rig.looked(A, any), (4, 3, 0, 3, 1, 0, EDU.0));
+    // B was given none of them: it hears that they exist, not who holds them.
+    assert_eq!(rig.looked(B, any), (4, 3, 4, 0, 0, 0, EDU.0));
     let r = refusal(rig.as_(B).lookup_device(sel(pci(0, 9, 0))));
     assert_eq!((r.error, r.value), (DomainError::NotFound, 0));
     assert_eq!(rig.fake().counts().attaches, 1, "lookups change nothing");
@@ -637,20 +621,7 @@ fn statistics_count_requests_errors_and_refusals() {
 #[test]
 fn the_configuration_is_checked() {
     let devices = board();
-    let range = IovaRange {
-        first: Iova(0),
-        last: Iova(IOVA_LAST),
-    };
-    let ok = ManagerConfig {
-        devices: &devices,
-        reserved: &[RESERVED],
-        iova_ranges: &[range],
-        page_sizes: PAGE_SIZES,
-        fault_log_depth: crate::config::FAULT_LOG_DEPTH,
-        max_mappings_per_object: crate::config::MAPPINGS_PER_OBJECT,
-        max_mappings: crate::config::MAX_MAPPINGS,
-        clock: super::test_clock,
-    };
+    let ok = test_config(&devices);
     let err = |c: ManagerConfig<'_>| Manager::new(FakeIommu::new(), &c).unwrap_err();
     assert_eq!(
         err(ManagerConfig {

@@ -8,7 +8,7 @@ use super::*;
 use crate::fake::FakeOp;
 use smmuman_api::{
     AttachRequest, CreateObjectRequest, DestroyObjectRequest, DeviceSel, DomainError, ManagerOps,
-    MapFlags, MapRequest, ObjectFlags, ObjectId, PciMatch,
+    MapFlags, MapRequest, ObjectFlags, ObjectId,
 };
 use smmuv3::cmd::opcode;
 use smmuv3::fake_smmu::{qemu_rig, FakeSmmu, SharedMem};
@@ -17,16 +17,6 @@ use smmuv3::Smmuv3Backend;
 type Smmu = Smmuv3Backend<SharedMem, FakeSmmu>;
 
 const CERROR_ILL: u8 = 1;
-const RW: Access = Access::RW;
-const NONE: MapFlags = MapFlags::empty();
-
-fn sel(b: Bdf) -> DeviceSel {
-    DeviceSel::pci(b)
-}
-
-fn bus(bus: u8) -> DeviceSel {
-    DeviceSel::Pci(PciMatch::new(Some(bus), None, None).unwrap())
-}
 /// Client A's RAM page, which the host later gives client B.
 const RAM: u64 = 0x8000_0000;
 
@@ -34,17 +24,10 @@ fn smmu_manager() -> (Manager<Smmu>, FakeSmmu) {
     let (backend, fake) = qemu_rig().unwrap();
     let devices = board();
     let config = ManagerConfig {
-        devices: &devices,
-        reserved: &[RESERVED],
-        iova_ranges: &[IovaRange {
-            first: Iova(0),
-            last: Iova(IOVA_LAST),
-        }],
-        page_sizes: PAGE_SIZES,
         fault_log_depth: 32,
         max_mappings_per_object: 64,
         max_mappings: 256,
-        clock: test_clock,
+        ..test_config(&devices)
     };
     let mut m = Manager::new(backend, &config).unwrap();
     // A may pass the edu through, B the NIC (device authority).
@@ -274,4 +257,61 @@ fn a_client_whose_domain_cannot_be_destroyed_leaves_an_orphan_with_its_memory() 
     assert_eq!(rig.m.retry_orphans(), 0, "nothing left to retry");
     rig.as_(B).map(ob, win(0, RAM, 0x1000), RW, NONE).unwrap();
     assert_eq!(rig.m.object_count(), 1);
+}
+
+#[test]
+fn a_loop_retries_orphans_at_a_bounded_rate_and_logs_what_each_release_freed() {
+    use crate::config::ORPHAN_RETRY_PERIOD;
+    use core::time::Duration;
+    let mut rig = Rig::new();
+    let obj = rig.object(A);
+    rig.as_(A).attach(obj, sel(pci(0, 1, 0))).unwrap();
+    rig.as_(A).map(obj, win(0, RAM, 0x2000), RW, NONE).unwrap();
+    // The client goes; the IOMMU will not put its device back in deny, twice (the first
+    // retry too).
+    rig.fake_mut().fail(FakeOp::Detach, 0);
+    rig.fake_mut().fail(FakeOp::Detach, 0);
+    assert_eq!(rig.m.client_gone(A), 0);
+    assert_eq!(rig.m.orphan_count(), 1);
+    let at = |ms: u64| Duration::from_millis(1_000 + ms);
+    let failed = |rig: &Rig| rig.fake().counts().injected;
+    assert_eq!(failed(&rig), 1, "client_gone's detach");
+    // The first pass retries, and the IOMMU refuses again.
+    assert_eq!(rig.m.retry_orphans_paced(at(0)), 0);
+    assert_eq!(failed(&rig), 2);
+    assert!(!rig.fake().failure_pending());
+    // The IOMMU would now confirm, but passes within the period do not ask it.
+    let period = ORPHAN_RETRY_PERIOD.as_millis() as u64;
+    for ms in [1, period / 2, period - 1] {
+        assert_eq!(rig.m.retry_orphans_paced(at(ms)), 0);
+    }
+    assert_eq!(
+        rig.m.orphan_count(),
+        1,
+        "at most one retry per period: still kept"
+    );
+    let ob = rig.object(B);
+    assert_eq!(
+        refusal(rig.as_(B).map(ob, win(0, RAM, 0x1000), RW, NONE)).error,
+        DomainError::Busy,
+        "with its memory"
+    );
+    assert_eq!(rig.dma(EDU, 0), Some(RAM), "and its device");
+    // One period later it is released, and the log says what that freed.
+    logs::start();
+    assert_eq!(rig.m.retry_orphans_paced(at(period)), 1);
+    let lines = logs::take();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("orphaned object {obj} released"))
+                && l.contains("1 device(s) back in default deny")
+                && l.contains("1 mapping(s) of 0x2000 bytes")),
+        "{lines:?}"
+    );
+    assert_eq!(rig.dma(EDU, 0), None, "its device is in deny");
+    // Nothing left to retry; the memory is B's to map.
+    assert_eq!(rig.m.orphan_count(), 0);
+    assert_eq!(rig.m.retry_orphans_paced(at(10 * period)), 0);
+    rig.as_(B).map(ob, win(0, RAM, 0x1000), RW, NONE).unwrap();
 }

@@ -466,13 +466,14 @@ fn vm_main(y: &Yielder, index: usize) {
         StopReason::Exited { status: 0 } | StopReason::SystemOff
     );
     console::line(format_args!(
-        "VM vm={name} stop reason={} status={} faults={} dropped={} isolated={} detail=\"{stop}\"",
+        "VM vm={name} stop reason={} status={} faults={} dropped={} possibly_lost={} isolated={} detail=\"{stop}\"",
         stop.tag(),
         report
             .exit_status
             .map_or(-1i64, |s| i64::try_from(s).unwrap_or(i64::MAX)),
         report.faults,
         report.dropped,
+        report.possibly_lost,
         u8::from(report.isolated)
     ));
     if let Some(slot) = ENDED.lock().get_mut(index) {

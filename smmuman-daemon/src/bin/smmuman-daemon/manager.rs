@@ -2,13 +2,14 @@
 //! VMMs that run in their own execution contexts ([`crate::tasks`]) and reach it only through
 //! their mailboxes ([`smmuman_daemon::mailbox`]).
 //!
-//! The loop, on the boot stack: resume each client until it waits; answer every mailbox that
-//! holds a request (`Manager::handle`) or whose client went away (`Manager::client_gone`);
-//! drain the SMMU's event queue (`Manager::on_iommu_event`, the explicit handler) when the
-//! SMMU's interrupt flagged it, taken in the loop's interrupt window (`irq.rs`), with a slow
-//! poll as the backstop (every pass without interrupts); deliver fired notifications to their
-//! mailboxes. A drain the SMMU refuses (`FATAL reason=iommu-event`) ends the run through the
-//! fail-safe (`crate::exit`): nothing is served once the SMMU cannot be trusted.
+//! The loop, on the boot stack: resume each client until it waits; answer every mailbox that holds
+//! a request (`Manager::handle`) or whose client went away (`Manager::client_gone`); drain the
+//! SMMU's event queue (`Manager::on_iommu_event`, the explicit handler) when the SMMU's interrupt
+//! flagged it, taken in the loop's interrupt window (`irq.rs`), with a slow poll as the backstop
+//! (every pass without interrupts); retry orphaned objects at a bounded rate
+//! (`Manager::retry_orphans_paced`); deliver fired notifications to their mailboxes. A drain the
+//! SMMU refuses (`FATAL reason=iommu-event`) ends the run through the fail-safe (`crate::exit`):
+//! nothing is served once the SMMU cannot be trusted.
 
 // A failed start returns the `RESULT` record it becomes: a fixed-size text buffer (there is no
 // heap to box it in), returned only on the failure path.
@@ -61,12 +62,31 @@ fn client_id(index: usize) -> ClientId {
 /// The `RESULT` record of the failure.
 pub fn start(p: &mut Platform) -> Result<Mgr, Outcome> {
     crate::heap::ensure(p).map_err(|e| Outcome::fail().with("reason", "heap").with("detail", e))?;
-    let backend = iommu::bring_up(p, IommuOptions::default()).map_err(|e| {
+    let backend = iommu::bring_up(p, iommu_options(p)).map_err(|e| {
         Outcome::fail()
             .with("reason", "iommu bring-up failed")
             .with("detail", e)
     })?;
     over(p, backend)
+}
+
+/// The SMMU's options. The test image takes `evtq-log2=<n>` on the command line: an event
+/// queue of 2^n records, which a refused 4 KiB DMA (1,024 records on QEMU) overflows, so the
+/// records the SMMU lost reach the VMs' `possibly_lost` (`tests-qemu/tests/host.rs`).
+#[cfg(feature = "scenarios")]
+fn iommu_options(p: &Platform) -> IommuOptions {
+    match p.args.get("evtq-log2").and_then(|v| v.parse::<u8>().ok()) {
+        Some(evtq_log2) => {
+            console::line(format_args!("IOMMU_OPTIONS evtq_log2={evtq_log2}"));
+            IommuOptions { evtq_log2 }
+        }
+        None => IommuOptions::default(),
+    }
+}
+
+#[cfg(not(feature = "scenarios"))]
+fn iommu_options(_: &Platform) -> IommuOptions {
+    IommuOptions::default()
 }
 
 /// Starts the manager over an IOMMU that is already up (see [`start`]).
@@ -333,6 +353,16 @@ fn serve_once(p: &Platform, m: &mut Mgr, n: usize) {
                 crate::exit(smmuman_daemon::exit_code::FAIL, "iommu-event")
             }
         }
+    }
+    // Orphans (objects of departed clients the SMMU would not release) give their devices and
+    // memory back once it confirms; retried at most every ORPHAN_RETRY_PERIOD, so a pass costs
+    // a scan of the objects, not SMMU commands.
+    let released = m.retry_orphans_paced(p.clock.now());
+    if released > 0 {
+        console::line(format_args!(
+            "ORPHANS_RELEASED objects={released} left={}",
+            m.orphan_count()
+        ));
     }
     while let Some(note) = m.take_notification() {
         if let Some(mb) = note

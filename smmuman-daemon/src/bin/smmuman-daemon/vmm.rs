@@ -13,11 +13,12 @@ use crate::dma_scenarios::Device;
 use crate::manager::MAILBOXES;
 use crate::tasks::Yielder;
 use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
 use iommu_core::{Access, Bdf, Direction, FaultReason, Iova, PhysAddr, StreamId};
 use smmuman_api::{
     CallError, Client, Decision, DeviceSel, DmaWindow, DomainError, FaultBatch, FaultRecord,
-    IovaSpan, MapFlags, ObjectFlags, ObjectId, PassThrough, PciMatch, Transport, VmDescription,
-    VmmDmaPolicy,
+    IovaSpan, LookupDeviceReply, MapFlags, ObjectFlags, ObjectId, PassThrough, PciMatch, Transport,
+    VmDescription, VmmDmaPolicy,
 };
 use smmuman_daemon::mailbox::{Mailbox, MailboxTransport};
 use smmuman_daemon::memory::{GuestMemory, PhysRange};
@@ -34,6 +35,11 @@ pub const WINDOW: u64 = 2 * MIB;
 const DMA_LEN: u32 = 64;
 /// Scheduling rounds a VMM waits for a notification before giving up.
 pub(crate) const NOTIFY_PATIENCE: u32 = 1000;
+
+/// Whether a scripted VMM's object holds its group (set by [`group`] from its attach to its
+/// destroy): how a trespasser knows it tries while the owner holds the device, now that the
+/// manager does not tell a client who holds a device it was not given.
+static GROUP_HELD: AtomicBool = AtomicBool::new(false);
 
 /// What the VMM does once it may start.
 // The hostile plan (seven targets) is larger than the others; a plan is built once per VMM
@@ -210,6 +216,22 @@ impl<T> fmt::Display for Res<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             Ok(_) => f.write_str("result=ok"),
+            Err(e) => write!(f, "result=\"{e}\""),
+        }
+    }
+}
+
+/// `Display` for a `lookup_device` answer (its counts, or the error).
+struct Looked<'a>(&'a Result<LookupDeviceReply, CallError>);
+
+impl fmt::Display for Looked<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Ok(l) => write!(
+                f,
+                "devices={} not_assigned={} free={} mine={} others={}",
+                l.devices, l.not_assigned, l.free, l.mine, l.others
+            ),
             Err(e) => write!(f, "result=\"{e}\""),
         }
     }
@@ -622,18 +644,36 @@ fn trespass<T: Transport>(
     expect: [DomainError; 2],
 ) -> Step {
     let obj = create(c)?;
-    // Ask the manager (each call is one round) until another VM object owns the device.
+    let held_before = GROUP_HELD.load(Ordering::Relaxed);
+    let before = c.lookup_device(device);
+    // Wait (yielding) until the other VM's object holds the device.
     let mut owned = false;
     for _ in 0..NOTIFY_PATIENCE {
-        if matches!(c.lookup_device(device), Ok(r) if r.others > 0) {
+        if GROUP_HELD.load(Ordering::Relaxed) {
             owned = true;
             break;
         }
+        ctx.y.yield_now();
     }
     ctx.check(
         "another-vm-owns-it",
         owned,
         format_args!("device=\"{device}\""),
+    )?;
+    // The manager says the device exists and is not this VM's, and nothing else: the same
+    // answer while the other VM holds it as before.
+    let during = c.lookup_device(device);
+    let tells_nothing = matches!((before, during), (Ok(b), Ok(d))
+        if b == d && d.devices > 0 && d.not_assigned == d.devices
+            && d.free == 0 && d.mine == 0 && d.others == 0);
+    ctx.check(
+        "lookup-tells-nothing-about-the-holder",
+        tells_nothing,
+        format_args!(
+            "device=\"{device}\" held_before={} {}",
+            u8::from(held_before),
+            Looked(&during)
+        ),
     )?;
     let r = c.attach(obj, device);
     ctx.check(
@@ -669,6 +709,7 @@ fn group<T: Transport>(
         matches!(all, Ok(r) if usize::from(r.devices) == others + 1 && r.groups == 1),
         Res(&all),
     )?;
+    GROUP_HELD.store(true, Ordering::Relaxed);
     map_guest_ram(ctx, c, obj, ram)?;
     let at = |off: u64| PhysAddr(ram.start().0 + off);
     mem.fill_pattern(at(0x1000), u64::from(DMA_LEN), 31);
@@ -695,6 +736,7 @@ fn group<T: Transport>(
     for _ in 0..16 {
         ctx.y.yield_now();
     }
+    GROUP_HELD.store(false, Ordering::Relaxed);
     let destroyed = c.destroy_object(obj);
     ctx.check("destroy", destroyed.is_ok(), Res(&destroyed))
 }

@@ -142,18 +142,76 @@ impl DmaMemory for Pool {
 
 impl Pool {
     fn flush(&self, pa: u64, len: u64) {
-        let start = pa & !(self.line - 1);
-        let end = pa.saturating_add(len);
-        let mut at = start;
-        while at < end {
-            // SAFETY: CLFLUSH of an address in the identity map writes back and invalidates its
-            // line; it changes no memory contents.
-            unsafe {
-                core::arch::asm!("clflush [{}]", in(reg) at, options(nostack, preserves_flags))
-            }
-            at += self.line;
+        flush_lines(pa, len, self.line);
+    }
+}
+
+/// Writes `[pa, pa + len)` back to memory (`CLFLUSH` each line, then `MFENCE`): what a
+/// non-snooping table walk (ECAP.C = 0) needs before the unit is told to look. For the
+/// fail-safe's empty root table, which no [`Pool`] holds.
+pub fn flush(pa: u64, len: u64) {
+    flush_lines(pa, len, clflush_line());
+}
+
+fn flush_lines(pa: u64, len: u64, line: u64) {
+    let start = pa & !(line - 1);
+    let end = pa.saturating_add(len);
+    let mut at = start;
+    while at < end {
+        // SAFETY: CLFLUSH of an address in the identity map writes back and invalidates its
+        // line; it changes no memory contents.
+        unsafe { core::arch::asm!("clflush [{}]", in(reg) at, options(nostack, preserves_flags)) }
+        at += line;
+    }
+    // SAFETY: a fence has no memory-safety effect.
+    unsafe { core::arch::asm!("mfence", options(nostack, preserves_flags)) }
+}
+
+/// The word the fail-safe's queued wait descriptor writes its status to.
+#[repr(C, align(64))]
+struct StatusWord(UnsafeCell<u64>);
+
+// SAFETY: only the fail-safe (`QueueWords`, one unit at a time) writes and reads it.
+unsafe impl Sync for StatusWord {}
+
+static STATUS: StatusWord = StatusWord(UnsafeCell::new(0));
+
+/// Word access to the DMA pool (where the driver put every invalidation queue) and a status
+/// word of its own, lent to [`vtd::block_all_dma`] for a queue that will not turn off. Any
+/// other address is refused, whatever IQA_REG says.
+pub struct QueueWords;
+
+impl QueueWords {
+    fn allowed(pa: PhysAddr) -> bool {
+        let base = REGION.0.get() as u64;
+        pa.0.is_multiple_of(8)
+            && ((pa.0 >= base && pa.0 + 8 <= base + POOL_BYTES as u64)
+                || pa.0 == STATUS.0.get() as u64)
+    }
+}
+
+impl vtd::QueueAccess for QueueWords {
+    fn write_u64(&mut self, pa: PhysAddr, value: u64) -> bool {
+        if !Self::allowed(pa) {
+            return false;
         }
-        // SAFETY: a fence has no memory-safety effect.
-        unsafe { core::arch::asm!("mfence", options(nostack, preserves_flags)) }
+        // SAFETY: an aligned word of the pool or the status word (checked). The fail-safe
+        // runs only once the code that owned the pool failed or finished and never runs again.
+        unsafe { core::ptr::write_volatile(pa.0 as *mut u64, value) }
+        flush(pa.0, 8);
+        true
+    }
+
+    fn read_u64(&mut self, pa: PhysAddr) -> Option<u64> {
+        if !Self::allowed(pa) {
+            return None;
+        }
+        flush(pa.0, 8);
+        // SAFETY: as in `write_u64`; volatile because the unit writes it.
+        Some(unsafe { core::ptr::read_volatile(pa.0 as *const u64) })
+    }
+
+    fn status_word(&self) -> PhysAddr {
+        PhysAddr(STATUS.0.get() as u64)
     }
 }

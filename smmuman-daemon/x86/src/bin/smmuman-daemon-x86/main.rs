@@ -10,8 +10,9 @@
 //!
 //! Records are those of the aarch64 image: `BOOT`, `CHECK step=... ok=0|1`, `FAULT ...`,
 //! `RESULT scenario=<name> status=pass|fail`, one `FATAL reason=... detail="..."` when the
-//! platform cannot be used (then no device was allowed to DMA: [`failsafe`]), `EXCEPTION` and
-//! `PANIC`.
+//! platform cannot be used, `EXCEPTION` and `PANIC`. Every way out ([`exit`]) leaves every
+//! VT-d unit blocking all DMA and bus mastering off ([`failsafe`]), a start refused before
+//! bring-up included.
 //!
 //! Exit codes are [`smmuman_daemon::exit_code`]'s, written to `isa-debug-exit` (port 0xf4):
 //! QEMU exits with `code << 1 | 1`, and a pass is qemu-exit's success code 33.
@@ -32,6 +33,7 @@ mod clients;
 mod console;
 mod dma;
 mod failsafe;
+mod failsafe_probe;
 mod heap;
 mod host;
 mod hpet;
@@ -185,7 +187,16 @@ extern "C" fn rust_entry(start_info: u32) -> ! {
         Ok(a) => a,
         Err(e) => {
             console::init(log::LevelFilter::Info);
+            // SeaBIOS's last line has no newline (see below).
+            console::line(format_args!(""));
             console::line(format_args!("FATAL reason=bootargs detail=\"{e}\""));
+            // Refused before discovery: find the units all the same, so that the exit's
+            // fail-safe leaves them blocking rather than as firmware left them.
+            if let Ok(p) = acpi::discover(&IdentityMap, start.rsdp) {
+                if let Ok(d) = p.dmar.dmar() {
+                    arm_units(&d);
+                }
+            }
             exit(exit_code::BAD_BOOTARGS)
         }
     };
@@ -262,6 +273,9 @@ fn discover(start: StartInfo) -> Machine {
             ));
         }
     }
+    // From here on every way out leaves every unit blocking all DMA (`failsafe`), a start
+    // refused before bring-up included.
+    arm_units(&d);
     for r in d.reserved_regions() {
         console::line(format_args!(
             "RMRR segment={} base={} limit={} scopes={}",
@@ -320,6 +334,16 @@ fn discover(start: StartInfo) -> Machine {
         edus,
         clock,
     }
+}
+
+/// Hands every DRHD of the DMAR whose register frame the identity map covers (below 4 GiB)
+/// to the fail-safe.
+fn arm_units(d: &vtd::dmar::Dmar<'_>) {
+    failsafe::arm_units(
+        d.units()
+            .map(|(_, u)| (u.register_base, u.register_set_size()))
+            .filter(|(b, s)| b.0 < 1 << 32 && b.0 + s <= 1 << 32),
+    );
 }
 
 static PANICKING: AtomicBool = AtomicBool::new(false);

@@ -26,9 +26,17 @@
 //! * `vms`, `vmm-rules`, `vmm-hostile`, `mmio-refused`: the manager over the backend and its
 //!   clients ([`crate::clients`]).
 //!
-//! * `fault-after-bringup`, `panic-after-bringup`: an exception (`ud2`) or a panic with `edu`
-//!   a bus master: the handlers print one `EXCEPTION` / `PANIC` record and leave the safe state
-//!   ([`crate::failsafe`]: edu's bus mastering off) before exiting.
+//! * `exit-after-bringup`, `fatal-after-bringup`, `fault-after-bringup`, `panic-after-bringup`:
+//!   edu gets a live identity window ([`crate::failsafe_probe::arm_window`]), then the run ends
+//!   normally, with a `FATAL`, an exception (`ud2`) or a panic; every way out leaves the safe
+//!   state ([`crate::failsafe`]: every unit blocking all DMA, bus mastering off), and the DMA
+//!   probe shows edu's DMA into its former window does not land (control
+//!   `failsafe-probe=skip-block-control`: it lands). `queue-error-after-bringup` panics with
+//!   the invalidation queue stopped at a descriptor the unit refused
+//!   ([`crate::failsafe_probe::stop_queue`]): the fail-safe recovers the queue to invalidate.
+//!   An unknown `scenario=` with
+//!   `failsafe-probe=1` does the same for a start refused before bring-up
+//!   ([`crate::failsafe_probe::arm_reset`]).
 //!
 //! Every step prints `CHECK step=<name> ok=0|1 ...`; the run ends with one
 //! `RESULT scenario=<name> status=pass|fail`.
@@ -79,7 +87,7 @@ pub const RESERVED_AT: u64 = 0x0800_0000;
 const EDU_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Every scenario this image runs.
-const KNOWN: &str = "boot deny window remap reserved irq-fault lost-records vms vmm-rules vmm-hostile mmio-refused fault-after-bringup panic-after-bringup";
+const KNOWN: &str = "boot deny window remap reserved irq-fault lost-records vms vmm-rules vmm-hostile mmio-refused fault-after-bringup panic-after-bringup fatal-after-bringup exit-after-bringup queue-error-after-bringup";
 
 /// One `edu`: its address, the requester id its DMA carries and its driver.
 pub struct EduDev {
@@ -114,6 +122,8 @@ pub struct Rig<'m> {
 pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
     let name = args.scenario.unwrap_or("boot");
     if !KNOWN.split(' ').any(|k| k == name) {
+        // A test run may ask the exit's fail-safe to prove itself by DMA (unit as reset).
+        crate::failsafe_probe::arm_reset(&mut m, args);
         console::line(format_args!(
             "FATAL reason=unknown-scenario scenario={name} known=\"{KNOWN}\""
         ));
@@ -271,7 +281,19 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
             u8::from(alive)
         ));
     }
+    if name.ends_with("-after-bringup") {
+        let bar0 = m.edus[0].1;
+        if let Err(o) =
+            crate::failsafe_probe::arm_window(&mut rig, bar0, PhysAddr(m.acpi.hpet), args)
+        {
+            let mut line: heapless::String<400> = heapless::String::new();
+            let _ = o.write_result(name, &mut line);
+            console::line(format_args!("{line}"));
+            return exit_code::FAIL;
+        }
+    }
     match name {
+        "fatal-after-bringup" => fatal("scenario", "deliberate FATAL after bring-up (scenario)"),
         "fault-after-bringup" => {
             console::line(format_args!("SAY executing ud2 with edu a bus master"));
             // SAFETY: UD2 raises #UD (SDM Vol. 2B "UD"), which the IDT turns into an
@@ -279,6 +301,15 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
             unsafe { core::arch::asm!("ud2", options(nomem, nostack)) }
         }
         "panic-after-bringup" => panic!("deliberate panic after bring-up (scenario)"),
+        "queue-error-after-bringup" => {
+            if let Err(o) = crate::failsafe_probe::stop_queue(&mut rig) {
+                let mut line: heapless::String<400> = heapless::String::new();
+                let _ = o.write_result(name, &mut line);
+                console::line(format_args!("{line}"));
+                return exit_code::FAIL;
+            }
+            panic!("deliberate panic with the invalidation queue stopped at an error (scenario)")
+        }
         _ => {}
     }
     let control = args.get("control");
@@ -331,7 +362,10 @@ pub fn run(mut m: Machine, args: &BootArgs<'_>) -> u32 {
     .map(|()| Outcome::pass())
     .unwrap_or_else(|o| o);
     for d in &rig.edus {
-        let _ = m.pci.disable_bus_master(d.bdf);
+        // The fail-safe's probe needs it until it ran (then the fail-safe turns it off).
+        if !crate::failsafe_probe::keeps_master(u64::from(d.bdf.rid())) {
+            let _ = m.pci.disable_bus_master(d.bdf);
+        }
     }
     if let Some(b) = rig.backend.as_ref() {
         let s = b.unit().stats();
