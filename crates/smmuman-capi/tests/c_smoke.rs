@@ -33,7 +33,7 @@ fn a_c_vmm_drives_the_manager_through_libsmmu() {
             "test-manager",
             "--manifest-path",
         ])
-        .arg(dir.join("Cargo.toml"))
+        .arg(dir.join("../libsmmu/Cargo.toml"))
         .arg("--target-dir")
         .arg(&target));
     let lib = target.join("debug/libsmmu.a");
