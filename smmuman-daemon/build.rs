@@ -44,6 +44,73 @@ fn main() -> ExitCode {
     println!("cargo:rustc-env=SMMUMAN_BOARD_CONFIG={}", config.display());
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
         println!("cargo:rustc-link-arg-bins=-T{}", script.display());
+        if env::var_os("CARGO_FEATURE_SCENARIOS").is_some() {
+            if let Err(e) = c_vmm(&manifest_dir) {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     ExitCode::SUCCESS
+}
+
+/// The C compiler for the test image's C VMM: `SMMUMAN_CROSS_CC`, else Debian's cross gcc
+/// (`cargo xtask build --scenarios` installs it when missing).
+const CROSS_CC: &str = "aarch64-linux-gnu-gcc";
+
+/// Compiles the test image's C VMM (`c/c_vmm.c`, scenario `vmm-c`) freestanding for the
+/// bare-metal target and links it into the binary; it calls libsmmu (`smmuman-capi`).
+fn c_vmm(manifest_dir: &std::path::Path) -> Result<(), String> {
+    println!("cargo:rerun-if-env-changed=SMMUMAN_CROSS_CC");
+    let src = manifest_dir.join("c");
+    let header = manifest_dir.join("../crates/smmuman-capi/include");
+    for f in [
+        src.join("c_vmm.c"),
+        src.join("c_vmm.h"),
+        header.join("smmu.h"),
+    ] {
+        println!("cargo:rerun-if-changed={}", f.display());
+    }
+    let out = PathBuf::from(env::var_os("OUT_DIR").unwrap_or_default()).join("c_vmm.o");
+    let cc = env::var("SMMUMAN_CROSS_CC").unwrap_or_else(|_| CROSS_CC.to_string());
+    let status = std::process::Command::new(&cc)
+        .args([
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-O2",
+            "-ffreestanding",
+        ])
+        .args([
+            "-fno-builtin",
+            "-nostdlib",
+            "-fno-pic",
+            "-fno-pie",
+            "-fno-stack-protector",
+        ])
+        // No FP/SIMD registers: the C VMM runs in a host task like the Rust ones.
+        .arg("-mgeneral-regs-only")
+        .arg("-I")
+        .arg(&header)
+        .arg("-c")
+        .arg(src.join("c_vmm.c"))
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .map_err(|e| {
+            format!(
+                "the test image's C VMM needs a C compiler for aarch64: {cc}: {e}\n\
+                 (Debian: apt-get install gcc-aarch64-linux-gnu, or set SMMUMAN_CROSS_CC)"
+            )
+        })?;
+    if !status.success() {
+        return Err(format!("{cc} failed to compile c/c_vmm.c ({status})"));
+    }
+    // Into the test image only: the product binary holds no scenario.
+    println!(
+        "cargo:rustc-link-arg-bin=smmuman-daemon-scenarios={}",
+        out.display()
+    );
+    Ok(())
 }

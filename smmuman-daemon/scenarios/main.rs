@@ -17,6 +17,8 @@
 )]
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod c_vmm;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod clients;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod discovery_scenarios;

@@ -61,6 +61,11 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         run: vm_scenarios::vms,
     },
     Scenario {
+        name: "vmm-c",
+        about: "a VMM written in C drives its VM's DMA through libsmmu (the C API)",
+        run: vm_scenarios::vmm_c,
+    },
+    Scenario {
         name: "vmm-no-manager",
         about: "client rule: no manager -> a DMA VM refuses to start, a unity VM starts warned",
         run: vm_scenarios::vmm_no_manager,

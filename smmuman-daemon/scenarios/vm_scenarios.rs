@@ -495,6 +495,26 @@ fn print_iommu(m: &mut Mgr, when: &str) {
     ));
 }
 
+/// A VMM written in C (`c/c_vmm.c`) through libsmmu: the client rules, its edu attached, the
+/// window mapped as an array, the manager's memory refused (code and message), DMA inside lands
+/// and outside is blocked and read back as its faults, unmap blocks it, destroy.
+pub fn vmm_c(p: &mut Platform) -> Outcome {
+    finish(|| {
+        let mut m = manager_task::start(p, crate::options::iommu_options(p))?;
+        let [(a, a_sid), _] = two_edus(p)?;
+        let mut vm = vmm("vm1", false, a, Plan::C);
+        vm.device = Some(device(p, a, a_sid)?);
+        give_memory(p, &mut vm)?;
+        manager_task::open_mailboxes();
+        let mut vmms = Vmms::new();
+        let _ = vmms.push(vm);
+        let verdicts = crate::clients::run(p, Some(&mut m), vmms);
+        counters(&m);
+        judge(&verdicts, &[("vm1", "start")])?;
+        Ok(Outcome::pass())
+    })
+}
+
 /// A VMM maps [`crate::many::WINDOWS`] windows through the manager in batches, DMAs through a
 /// sample, unmaps them all in batches: the host's counts around it show one CMD_SYNC per unmap
 /// batch (maps need none) and every page-table page back in the pool.

@@ -91,6 +91,9 @@ pub enum Plan {
     Many,
     /// The hostile VMM's victim (`crate::hostile`).
     Victim(crate::hostile::VictimPlan),
+    /// The VMM written in C (`crate::c_vmm`): its own client rules, window, DMA, faults, unmap,
+    /// through libsmmu.
+    C,
 }
 
 /// One VMM to run.
@@ -250,7 +253,11 @@ pub fn main(y: &Yielder, index: usize) {
         mailbox,
         clock: GenericTimer::new(),
     };
-    let verdict = run(&ctx, vmm);
+    let verdict = if matches!(vmm.plan, Plan::C) {
+        crate::c_vmm::run(&ctx, mailbox, vmm)
+    } else {
+        run(&ctx, vmm)
+    };
     console::line(format_args!(
         "VMM vm={} exit decision={} ok={} failed_step={}",
         verdict.name,
@@ -334,6 +341,7 @@ fn run(ctx: &Ctx<'_>, mut vmm: Vmm) -> Verdict {
         (Plan::Hostile(plan), Some(c)) => crate::hostile::hostile(ctx, c, &mut vmm, plan),
         (Plan::Victim(plan), Some(c)) => crate::hostile::victim(ctx, c, &mut vmm, plan),
         (Plan::Many, Some(c)) => crate::many::many(ctx, c, &mut vmm),
+        (Plan::C, _) => Err("c-vmm-in-rust"),
         (_, None) => Err("no-manager"),
     };
     if let Err(step) = result {

@@ -57,9 +57,11 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("build") => {
             let built = if args.get(1).map(String::as_str) == Some("--scenarios") {
-                toolchain::ensure().and_then(|()| {
-                    image::build_with(&paths::target_dir(), image::Flavour::Scenarios)
-                })
+                toolchain::ensure()
+                    .and_then(|()| qemu::ensure_cross_cc())
+                    .and_then(|()| {
+                        image::build_with(&paths::target_dir(), image::Flavour::Scenarios)
+                    })
             } else {
                 build()
             };
@@ -214,6 +216,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
     };
     let image = if scenario.is_some() {
         toolchain::ensure()?;
+        qemu::ensure_cross_cc()?;
         image::build_with(&paths::target_dir(), image::Flavour::Scenarios)?
     } else {
         build()?
@@ -340,6 +343,8 @@ fn test() -> Result<()> {
     qemu::ensure()?;
     x86::ensure_qemu()?;
     qemu::ensure_dtc()?;
+    // The test image links a C VMM (scenario vmm-c); clippy of the scenarios builds it too.
+    qemu::ensure_cross_cc()?;
     let cargo = paths::cargo();
     let root = paths::workspace_root();
     step(

@@ -204,6 +204,52 @@ pub fn ensure_dtc() -> Result<()> {
     }
 }
 
+/// How to install the cross C compiler by hand.
+pub const CROSS_CC_INSTALL: &str =
+    "apt-get install -y --no-install-recommends gcc-aarch64-linux-gnu";
+
+/// Makes sure the test image's C VMM (`smmuman-daemon/c/c_vmm.c`, scenario `vmm-c`) can be
+/// compiled for the bare-metal target: `SMMUMAN_CROSS_CC` when set, else Debian's
+/// `aarch64-linux-gnu-gcc`, installed (as root on Debian) when missing.
+///
+/// # Errors
+/// When it is missing and cannot be installed here (the message says how).
+pub fn ensure_cross_cc() -> Result<()> {
+    if std::env::var_os("SMMUMAN_CROSS_CC").is_some_and(|v| !v.is_empty()) {
+        return Ok(());
+    }
+    let runs = || {
+        Command::new("aarch64-linux-gnu-gcc")
+            .arg("--version")
+            .output()
+            .is_ok()
+    };
+    if runs() {
+        return Ok(());
+    }
+    if !is_root() || fs::metadata("/etc/debian_version").is_err() {
+        return Err(Error(format!(
+            "aarch64-linux-gnu-gcc is missing; the test image's C VMM needs it (or set \
+             SMMUMAN_CROSS_CC to another aarch64 C compiler). As root:\n\n    {CROSS_CC_INSTALL}"
+        )));
+    }
+    eprintln!("xtask: installing gcc-aarch64-linux-gnu (the test image's C VMM)");
+    apt_get(&["update"])?;
+    apt_get(&[
+        "install",
+        "-y",
+        "--no-install-recommends",
+        "gcc-aarch64-linux-gnu",
+    ])?;
+    if runs() {
+        Ok(())
+    } else {
+        Err(Error(format!(
+            "aarch64-linux-gnu-gcc is still missing after installing it; try: {CROSS_CC_INSTALL}"
+        )))
+    }
+}
+
 /// The arguments in a `qemu.args` file: one per line, `#` comments and blank lines skipped.
 pub fn parse_args(text: &str) -> Vec<String> {
     text.lines()

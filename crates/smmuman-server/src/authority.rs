@@ -202,6 +202,12 @@ impl Assignments {
         Ok(())
     }
 
+    /// The clients holding an assignment, in the order they got it (read-only, for the
+    /// operator's view).
+    pub fn clients(&self) -> impl Iterator<Item = ClientId> + '_ {
+        self.list.iter().map(|e| e.client)
+    }
+
     /// Drops `client`'s assignment (it went away): its memory and its devices.
     pub fn remove(&mut self, client: ClientId) {
         self.list.retain(|e| e.client != client);

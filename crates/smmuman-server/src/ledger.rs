@@ -177,6 +177,11 @@ impl Ledger {
     pub fn next_seq(&self) -> u64 {
         self.next_seq
     }
+
+    /// The records waiting, oldest first, without taking them (the operator's view).
+    pub fn iter(&self) -> impl Iterator<Item = &FaultRecord> {
+        self.records.iter()
+    }
 }
 
 #[cfg(test)]

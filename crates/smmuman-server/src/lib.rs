@@ -7,6 +7,9 @@
 //!   daemon's transport), with the explicit handlers for a client going away
 //!   ([`Manager::client_gone`]) and for the IOMMU's event/GERROR interrupt
 //!   ([`Manager::on_iommu_event`]).
+//! * [`admin`] is the operator's side: the admin ops (`smmuman-admin-api`) over the manager's
+//!   read-only views and a [`admin::Host`], behind their own entry point [`admin::handle`]
+//!   (only the operator's channel calls it; client messages go to [`Manager::handle`]).
 //! * [`config`] is what the manager is told at start (the device table, its own memory, the
 //!   I/O space) and its capacities; groups are derived from shared StreamIDs.
 //! * `fake` (feature `fake`) is a model IOMMU for host tests (`FakeIommu`, `SharedFake`).
@@ -29,6 +32,7 @@
 
 extern crate alloc;
 
+pub mod admin;
 pub mod authority;
 pub mod config;
 mod devices;
@@ -42,6 +46,7 @@ pub mod serve;
 
 pub use authority::{AssignError, Grant, GrantKind};
 pub use config::{ConfigError, DeviceEntry, DeviceId, ManagerConfig, PhysRange};
+pub use manager::view::{DeviceView, GroupView, LedgerView, LimitsView, ObjectView};
 pub use manager::{Counters, DrainReport, Manager, Notification};
 pub use serve::{serve, step, Clock, Endpoint, Received, Step};
 

@@ -26,6 +26,8 @@
 //!   object whose client went away is kept as an orphan (counted in
 //!   [`Counters::orphaned_objects`]) until [`Manager::retry_orphans`] succeeds.
 
+pub(crate) mod view;
+
 use crate::authority::{AssignError, Assignments, Cover, Grant};
 use crate::config::{
     ConfigError, DeviceId, ManagerConfig, PhysRange, FAULT_LOG_DEPTH, MAX_IOVA_RANGES, MAX_OBJECTS,

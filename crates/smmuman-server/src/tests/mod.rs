@@ -8,8 +8,10 @@
 //! * `loopback`: clients and a server thread that only exchange bytes.
 //! * `unconfirmed`: failed attaches, detaches and destructions keep devices and memory owned
 //!   until the IOMMU confirms (over the real SMMUv3 backend too).
+//! * `admin`: the operator's view (admin ops) and their refusal on a client's channel.
 //! * `authority`, `devices`: memory and device authority (what the host assigned each client).
 
+mod admin;
 mod authority;
 mod devices;
 mod faults;
