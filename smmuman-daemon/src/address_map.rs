@@ -132,6 +132,9 @@ impl AddressMap {
         }
         let dev = MemKind::Device;
         map.add("uart", board.uart.base, board.uart.size, dev)?;
+        if let Some(op) = board.operator_uart {
+            map.add("operator-uart", op.base, op.size, dev)?;
+        }
         map.add("smmu", board.smmu.base, board.smmu.size, dev)?;
         for &(base, size) in more_smmus {
             if base != board.smmu.base {

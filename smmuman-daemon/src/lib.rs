@@ -60,6 +60,7 @@ pub mod initrd;
 pub mod mailbox;
 pub mod memory;
 pub mod mmio;
+pub mod operator;
 pub mod pci;
 pub mod pl011;
 pub mod report;

@@ -95,6 +95,36 @@ pub fn console<'a>(fdt: &Fdt<'a>) -> Result<UartNode, BoardError<'a>> {
     })
 }
 
+/// The operator's UART: the PL011 `/aliases/serial1` names, when it is not the console
+/// (QEMU 10's `virt` has a second non-secure PL011 at 0x0904_0000 for its second `-serial`).
+/// `None` when the board has none: the daemon then opens no operator channel.
+///
+/// # Errors
+/// A `reg` error of the node the alias names.
+pub fn operator_uart<'a>(
+    fdt: &Fdt<'a>,
+    console: UartNode,
+) -> Result<Option<UartNode>, BoardError<'a>> {
+    let Some(aliases) = find_path(fdt, "/aliases") else {
+        return Ok(None);
+    };
+    let Some(path) = str_prop(aliases.node, "serial1")? else {
+        return Ok(None);
+    };
+    let Some(uart) = find_path(fdt, path) else {
+        return Ok(None);
+    };
+    if !is_compatible(uart.node, PL011_COMPATIBLE) {
+        return Ok(None);
+    }
+    let (base, size) = first_reg(uart)?;
+    let node = UartNode {
+        base: PhysAddr(base),
+        size,
+    };
+    Ok((node.base != console.base).then_some(node))
+}
+
 /// Everything the daemon needs to know about the board.
 #[derive(Clone, Debug)]
 pub struct BoardInfo<'a> {
@@ -106,6 +136,8 @@ pub struct BoardInfo<'a> {
     pub dtb_size: u64,
     /// The console.
     pub uart: UartNode,
+    /// The operator's channel, a second PL011 ([`operator_uart`]), if the board has one.
+    pub operator_uart: Option<UartNode>,
     /// The SMMUv3.
     pub smmu: SmmuNode,
     /// The PCIe host bridge.
@@ -125,6 +157,7 @@ impl<'a> BoardInfo<'a> {
         let ram = ram_regions(fdt)?;
         let reserved = firmware_reserved(fdt)?;
         let uart = console(fdt)?;
+        let operator_uart = operator_uart(fdt, uart)?;
         let smmu_node = find_unique(fdt, SMMU_V3_COMPATIBLE)?;
         let smmu = SmmuNode::parse(fdt, smmu_node)?;
         let pcie_node = find_unique(fdt, PCIE_ECAM_COMPATIBLE)?;
@@ -138,6 +171,7 @@ impl<'a> BoardInfo<'a> {
             reserved,
             dtb_size: fdt.total_size() as u64,
             uart,
+            operator_uart,
             smmu,
             pcie,
             gic,

@@ -519,3 +519,43 @@ fn a_board_without_a_gic_v3_has_none_and_a_gic_without_redistributors_is_an_erro
         }
     );
 }
+
+/// The operator's channel: QEMU 10's `virt` with a second `-serial` names its second PL011
+/// `serial1`.
+fn with_second_uart(alias: &str) -> Node {
+    let alias = alias.to_string();
+    edit(move |t| {
+        t.children.push(
+            Node::new("pl011@9040000")
+                .prop("compatible", strs(&["arm,pl011", "arm,primecell"]))
+                .prop("reg", cells(&[0, 0x904_0000, 0, 0x1000])),
+        );
+        t.children.push(
+            Node::new("aliases")
+                .prop("serial0", strs(&["/pl011@9000000"]))
+                .prop("serial1", strs(&[alias.as_str()])),
+        );
+    })
+}
+
+#[test]
+fn the_operator_uart_is_the_pl011_serial1_names() {
+    let board = parse(&with_second_uart("/pl011@9040000")).unwrap();
+    assert_eq!(
+        board.operator_uart,
+        Some(UartNode {
+            base: PhysAddr(0x904_0000),
+            size: 0x1000
+        })
+    );
+    // Control: QEMU's tree with one `-serial` has no second UART, so no channel.
+    assert_eq!(BoardInfo::from_blob(QEMU_VIRT).unwrap().operator_uart, None);
+}
+
+#[test]
+fn the_console_is_never_the_operator_uart() {
+    let board = parse(&with_second_uart("/pl011@9000000")).unwrap();
+    assert_eq!(board.operator_uart, None);
+    let board = parse(&with_second_uart("/nowhere")).unwrap();
+    assert_eq!(board.operator_uart, None);
+}

@@ -204,8 +204,12 @@ pub fn run_vms(p: &mut Platform, options: HostOptions) -> Result<Outcome, u32> {
         let _ = tasks.push(Task::spawn(vm_main, i));
     }
     manager_task::serve_tasks(p, manager.as_mut(), &mut tasks, MAX_ROUNDS, &mut |m| {
-        answer_checks(m)
+        answer_checks(m);
+        crate::operator::serve(p, m, &host_vms(&plan));
     });
+    if crate::operator::stays(p) {
+        crate::operator::stay(p, manager.as_mut(), &host_vms(&plan));
+    }
     let ended = ENDED.lock();
     let ok = ended
         .iter()
@@ -218,6 +222,26 @@ pub fn run_vms(p: &mut Platform, options: HostOptions) -> Result<Outcome, u32> {
         Outcome::fail()
     };
     Ok(outcome.with("vms", count).with("exited_ok", ok))
+}
+
+/// The plan's VMs as the operator sees them: running until their `VM ... stop` record.
+fn host_vms(plan: &HostPlan<'_>) -> heapless::Vec<smmuman_server::admin::HostVm, MAX_CLIENTS> {
+    use smmuman_admin_api::{Name, VmState};
+    let ended = ENDED.lock();
+    plan.vms
+        .iter()
+        .enumerate()
+        .take(MAX_CLIENTS)
+        .map(|(i, vm)| smmuman_server::admin::HostVm {
+            name: Name::new(vm.name).unwrap_or_default(),
+            client: plan.manager.then(|| manager_task::client_id(i)),
+            state: match ended.get(i).copied().flatten() {
+                None => VmState::Running,
+                Some(Ended { ok: true }) => VmState::Stopped,
+                Some(Ended { ok: false }) => VmState::Failed,
+            },
+        })
+        .collect()
 }
 
 /// Prints the host's `RESULT` record and leaves every SMMU aborting.

@@ -41,7 +41,8 @@ pub static MAILBOXES: [Mailbox; MAX_CLIENTS] = [const { Mailbox::new() }; MAX_CL
 /// The manager the daemon runs.
 pub type Mgr = Manager<Backend>;
 
-fn client_id(index: usize) -> ClientId {
+/// The client id of mailbox (and host-plan VM) `index`.
+pub fn client_id(index: usize) -> ClientId {
     ClientId(index as u32 + 1)
 }
 

@@ -16,7 +16,7 @@
 use crate::bringup::platform::Platform;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use talc::{ErrOnOom, Span, Talc};
 
 /// Heap for what is not per mapping (B-tree roots, the odd vector).
@@ -39,19 +39,39 @@ static HEAP: Heap = Heap(spin::Mutex::new(Talc::new(ErrOnOom)));
 unsafe impl GlobalAlloc for Heap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: `GlobalAlloc` callers never ask for zero bytes, `malloc`'s one requirement.
-        unsafe { self.0.lock().malloc(layout) }.map_or(core::ptr::null_mut(), NonNull::as_ptr)
+        let p =
+            unsafe { self.0.lock().malloc(layout) }.map_or(core::ptr::null_mut(), NonNull::as_ptr);
+        if !p.is_null() {
+            IN_USE.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if let Some(p) = NonNull::new(ptr) {
             // SAFETY: the caller passes a block this allocator gave out with `layout`.
             unsafe { self.0.lock().free(p, layout) }
+            IN_USE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
         }
     }
 }
 
 /// Whether the heap has its memory.
 static GIVEN: AtomicBool = AtomicBool::new(false);
+/// Bytes handed out and not freed (what callers asked for, without the allocator's overhead).
+static IN_USE: AtomicU64 = AtomicU64::new(0);
+/// Bytes the heap was given.
+static TOTAL: AtomicU64 = AtomicU64::new(0);
+
+/// Heap bytes in use and in all, once the heap has its memory (the operator's `smmuctl vms`).
+pub fn usage() -> Option<(u64, u64)> {
+    GIVEN.load(Ordering::SeqCst).then(|| {
+        (
+            IN_USE.load(Ordering::Relaxed),
+            TOTAL.load(Ordering::Relaxed),
+        )
+    })
+}
 
 /// Gives the heap what the config's `mappings` need ([`bytes_for`]) from the daemon pool, once
 /// (later calls do nothing), and prints it as one `HEAP` record.
@@ -77,6 +97,7 @@ pub fn ensure(p: &mut Platform) -> Result<(), &'static str> {
     // it is identity-mapped RAM (Normal memory), used from now on only through the allocator.
     unsafe { HEAP.0.lock().claim(Span::from_base_size(base, size)) }
         .map_err(|_| "the allocator refused the heap block")?;
+    TOTAL.store(block.size(), Ordering::Relaxed);
     GIVEN.store(true, Ordering::SeqCst);
     crate::runtime::console::line(format_args!(
         "HEAP mappings={mappings} per_vm={} bytes={bytes:#x} at={} given=1",
