@@ -34,11 +34,15 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   build [--scenarios]            build target/smmuman-daemon.bin (the product image), or
                                  target/smmuman-daemon-scenarios.bin (with the test scenarios)
-  run [--board NAME] [--plan FILE] [key=value...]
+  run [--board NAME] [--plan FILE] [--stay] [--operator unix:PATH|tcp:HOST:PORT] [key=value...]
                                  build the product image and the guests, and boot the host
                                  under QEMU (default board: qemu-virt) with an initrd holding
                                  the board's smmuman.conf, its host.plan (or FILE) and the
-                                 guests: the VMs the plan names start and run
+                                 guests: the VMs the plan names start and run. --operator
+                                 connects the operator's channel (smmuctl) to that socket;
+                                 --stay keeps the host resident once its VMs stopped (and
+                                 opens the channel at unix:smmuman-admin.sock unless
+                                 --operator names another)
   run [--board NAME] [--initrd FILE] scenario [key=value...]
                                  build the test image and boot one test scenario; --initrd
                                  FILE passes FILE as the daemon's smmuman.conf (default: the
@@ -118,6 +122,8 @@ struct RunArgs {
     /// A test scenario (then the scenario image boots instead of the product).
     scenario: Option<String>,
     bootargs: String,
+    /// `--operator unix:PATH|tcp:HOST:PORT`: the operator's channel for `smmuctl`.
+    operator: Option<String>,
 }
 
 /// Parses `[--board NAME] [--initrd FILE] [--plan FILE] [scenario] [key=value...]` (options
@@ -126,6 +132,8 @@ fn parse_run_args(args: &[String]) -> Result<RunArgs> {
     let mut board = paths::DEFAULT_BOARD.to_string();
     let mut initrd = None;
     let mut plan = None;
+    let mut operator = None;
+    let mut stay = false;
     let mut rest = args;
     loop {
         match rest {
@@ -139,6 +147,14 @@ fn parse_run_args(args: &[String]) -> Result<RunArgs> {
             }
             [flag, value, tail @ ..] if flag == "--plan" => {
                 plan = Some(PathBuf::from(value));
+                rest = tail;
+            }
+            [flag, value, tail @ ..] if flag == "--operator" => {
+                operator = Some(value.clone());
+                rest = tail;
+            }
+            [flag, tail @ ..] if flag == "--stay" => {
+                stay = true;
                 rest = tail;
             }
             [flag, ..] if flag.starts_with("--") => {
@@ -158,9 +174,19 @@ fn parse_run_args(args: &[String]) -> Result<RunArgs> {
             "run: --plan runs the product image's host plan; a scenario runs the test image: give one\n{USAGE}"
         )));
     }
+    if stay && scenario.is_some() {
+        return Err(Error(format!(
+            "run: --stay keeps the product image's host resident; a scenario runs the test image\n{USAGE}"
+        )));
+    }
+    // --stay without --operator: the default socket, so that smmuctl can reach the host.
+    if stay && operator.is_none() {
+        operator = Some(qemu::DEFAULT_OPERATOR.to_string());
+    }
     let bootargs = scenario
         .iter()
         .map(|s| format!("scenario={s}"))
+        .chain(stay.then(|| "stay=1".to_string()))
         .chain(extra.iter().cloned())
         .collect::<Vec<_>>()
         .join(" ");
@@ -170,6 +196,7 @@ fn parse_run_args(args: &[String]) -> Result<RunArgs> {
         plan,
         scenario,
         bootargs,
+        operator,
     })
 }
 
@@ -180,6 +207,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
         plan,
         scenario,
         bootargs,
+        operator,
     } = parse_run_args(args)?;
     if x86::is_x86_board(&board) {
         if plan.is_some() {
@@ -228,6 +256,12 @@ fn run(args: &[String]) -> Result<ExitCode> {
         bootargs: &bootargs,
         initrd: initrd.as_deref(),
     })?;
+    if let Some(channel) = &operator {
+        cmd.args(qemu::operator_args(channel)?);
+        eprintln!(
+            "xtask: the operator's channel is {channel}: in another terminal, smmuctl --connect {channel} vms (cargo run -q -p smmuctl -- ...)"
+        );
+    }
     eprintln!(
         "xtask: booting {} on board {board} with \"{bootargs}\"{} (QEMU: Ctrl-A X quits)",
         image.display(),
@@ -483,6 +517,19 @@ mod tests {
         assert!(parse_run_args(&strings(&["--plan", "x.plan", "window"])).is_err());
         assert!(parse_run_args(&strings(&["--board"])).is_err());
         assert!(parse_run_args(&strings(&["--bord", "x"])).is_err());
+    }
+
+    #[test]
+    fn stay_keeps_the_host_and_opens_the_operator_channel() {
+        let r = parse_run_args(&strings(&["--stay"])).unwrap();
+        assert_eq!(r.bootargs, "stay=1");
+        assert_eq!(r.operator.as_deref(), Some(qemu::DEFAULT_OPERATOR));
+        let r = parse_run_args(&strings(&["--operator", "tcp:127.0.0.1:4000", "--stay"])).unwrap();
+        assert_eq!(r.operator.as_deref(), Some("tcp:127.0.0.1:4000"));
+        // Control: without either, the run is what it was.
+        let r = parse_run_args(&strings(&[])).unwrap();
+        assert_eq!((r.bootargs.as_str(), r.operator), ("", None));
+        assert!(parse_run_args(&strings(&["--stay", "window"])).is_err());
     }
 
     #[test]

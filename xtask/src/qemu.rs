@@ -351,6 +351,51 @@ pub fn command(image: &Path, bootargs: &str) -> Result<Command> {
     })
 }
 
+/// Where `cargo xtask run --stay` opens the operator's channel without `--operator`: the
+/// socket `smmuctl` connects to by default.
+pub const DEFAULT_OPERATOR: &str = "unix:smmuman-admin.sock";
+
+/// QEMU arguments that connect the board's second UART (the daemon's operator channel) to
+/// `channel`, `unix:PATH` or `tcp:HOST:PORT`, as a listening socket QEMU does not wait on;
+/// the first UART stays the console on stdio.
+///
+/// # Errors
+/// When `channel` is neither form.
+pub fn operator_args(channel: &str) -> Result<Vec<String>> {
+    let socket = if let Some(path) = channel.strip_prefix("unix:") {
+        if path.is_empty() || path.contains(',') {
+            return Err(Error(format!(
+                "--operator {channel}: unix:PATH needs a path without ','"
+            )));
+        }
+        format!("path={path}")
+    } else if let Some((host, port)) = channel
+        .strip_prefix("tcp:")
+        .and_then(|hp| hp.rsplit_once(':'))
+    {
+        if host.is_empty() || host.contains(',') || port.parse::<u16>().is_err() {
+            return Err(Error(format!(
+                "--operator {channel}: tcp:HOST:PORT needs a host and a port"
+            )));
+        }
+        format!("host={host},port={port}")
+    } else {
+        return Err(Error(format!(
+            "--operator {channel}: expected unix:PATH or tcp:HOST:PORT"
+        )));
+    };
+    Ok([
+        "-chardev".to_string(),
+        format!("socket,id=operator,{socket},server=on,wait=off"),
+        // Naming the serial ports replaces -nographic's default one: the console first.
+        "-serial".to_string(),
+        "mon:stdio".to_string(),
+        "-serial".to_string(),
+        "chardev:operator".to_string(),
+    ]
+    .into())
+}
+
 /// The command for `boot`: the board's `qemu.args`, then `-kernel`, `-append` and, with a
 /// config file, `-initrd` (QEMU accepts `-initrd` only with `-kernel`).
 ///
@@ -375,6 +420,34 @@ pub fn boot_command(boot: &Boot<'_>) -> Result<Command> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_operator_channel_is_the_second_serial_on_a_socket() {
+        let a = operator_args("unix:/tmp/s.sock").unwrap();
+        assert_eq!(
+            a[1],
+            "socket,id=operator,path=/tmp/s.sock,server=on,wait=off"
+        );
+        assert_eq!(
+            a[2..],
+            ["-serial", "mon:stdio", "-serial", "chardev:operator"]
+        );
+        let a = operator_args("tcp:127.0.0.1:4000").unwrap();
+        assert_eq!(
+            a[1],
+            "socket,id=operator,host=127.0.0.1,port=4000,server=on,wait=off"
+        );
+        for bad in [
+            "unix:",
+            "tcp:host",
+            "tcp::1",
+            "tcp:h:notaport",
+            "file:/x",
+            "unix:a,b",
+        ] {
+            assert!(operator_args(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn reads_qemu_versions() {
