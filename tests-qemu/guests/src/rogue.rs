@@ -5,7 +5,10 @@
 //! * `rogue.host=<addr>`: the host-physical address of another VM's RAM;
 //! * `rogue.smmu=<addr>`: the SMMU's register frame;
 //! * `rogue.len=<bytes>`: bytes per rogue access, 1 to edu's 4 KiB buffer (default [`LEN`]; a
-//!   4 KiB access is 1,024 fault records on QEMU's SMMUv3, more than a ledger keeps).
+//!   4 KiB access is 1,024 fault records on QEMU's SMMUv3, more than a ledger keeps);
+//! * `rogue.linger=1`: after its DMAs, print `ROGUE_LINGER` and spin until the plan's time
+//!   limit stops it, so that its VM (objects, windows, ledger) stays for the operator's
+//!   `smmuctl` to look at (`tests-qemu/tests/operator.rs`).
 //!
 //! First a control: one legal round trip in its own RAM (`CHECK name=control`). Then, per
 //! target, a write (edu → target, [`PATTERN`] bytes) and a read (target → edu, then edu → its
@@ -139,6 +142,12 @@ pub fn run(g: &mut Guest<'_>) -> u32 {
             let _ = write!(g.out, "{:02x}", g.phys.read8(back + i));
         }
         let _ = writeln!(g.out);
+    }
+    if matches!(bootargs::hex(g.dt.bootargs, "rogue.linger"), Ok(Some(n)) if n != 0) {
+        let _ = writeln!(g.out, "ROGUE_LINGER status={}", checks.status());
+        loop {
+            core::hint::spin_loop();
+        }
     }
     checks.status()
 }
