@@ -72,6 +72,30 @@ pub struct HostBoot<'a> {
 /// When QEMU, an image or a guest is missing, or QEMU does not exit in time.
 pub fn run_host(boot: &HostBoot<'_>) -> Result<Run, String> {
     qemu_ready()?;
+    let initrd = pack(boot)?;
+    let b = Boot {
+        board: None,
+        initrd: Some(&initrd),
+        qemu_args: boot.qemu_args,
+    };
+    match boot.scenario {
+        None => boot_image(&product_image()?, &b, String::new()),
+        Some((scenario, extra)) => {
+            let bootargs = std::iter::once(format!("scenario={scenario}"))
+                .chain(extra.iter().map(|s| s.to_string()))
+                .collect::<Vec<_>>()
+                .join(" ");
+            boot_image(&image()?, &b, bootargs)
+        }
+    }
+}
+
+/// Packs the archive `boot` describes (the board's config with `config_extra`, `plan`, every
+/// guest) into `<target>/qemu-initrd/<name>.cpio`; returns its path.
+///
+/// # Errors
+/// When a guest cannot be built or a file cannot be read or written.
+pub fn pack(boot: &HostBoot<'_>) -> Result<PathBuf, String> {
     let config_path = paths::workspace_root().join("boards/qemu-virt/smmuman.conf");
     let mut config = fs::read(&config_path)
         .map_err(|e| format!("cannot read {}: {e}", config_path.display()))?;
@@ -89,21 +113,7 @@ pub fn run_host(boot: &HostBoot<'_>) -> Result<Run, String> {
     fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let initrd = dir.join(format!("{}.cpio", boot.name));
     fs::write(&initrd, archive).map_err(|e| format!("cannot write {}: {e}", initrd.display()))?;
-    let b = Boot {
-        board: None,
-        initrd: Some(&initrd),
-        qemu_args: boot.qemu_args,
-    };
-    match boot.scenario {
-        None => boot_image(&product_image()?, &b, String::new()),
-        Some((scenario, extra)) => {
-            let bootargs = std::iter::once(format!("scenario={scenario}"))
-                .chain(extra.iter().map(|s| s.to_string()))
-                .collect::<Vec<_>>()
-                .join(" ");
-            boot_image(&image()?, &b, bootargs)
-        }
-    }
+    Ok(initrd)
 }
 
 impl Run {

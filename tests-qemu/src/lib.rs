@@ -11,6 +11,7 @@
 #![deny(unsafe_code, missing_docs)]
 
 pub mod host;
+pub mod operator;
 pub mod plain;
 pub mod q35;
 pub mod records;

@@ -1,0 +1,198 @@
+//! The operator's channel under QEMU: the product image runs two VMs (`plans/operator.plan`:
+//! vm1 spins with its edu and RAM mapped, vm2 is the rogue, lingering after its DMAs), QEMU
+//! connects the board's second UART to a Unix socket, and `smmuctl` (the built binary) reads
+//! the live host through it. What it prints is checked against the host's own records: each
+//! VM's RAM (`VM vm=... ram=HPA+SIZE gpa=[...)`) as its windows, vm2's fault ledger against
+//! the `DMA_FAULT` lines its VMM logged, and the memory map's picture (well-formed, naming
+//! every VM).
+
+// The picture's well-formedness check is smmuctl's own test module (no XML crate in the
+// workspace).
+#[path = "../../crates/smmuctl/tests/xml/mod.rs"]
+mod xml;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tests_qemu::host::HostBoot;
+use tests_qemu::operator::Resident;
+use tests_qemu::records::parse_line;
+
+const PLAN: &str = include_str!("../plans/operator.plan");
+
+/// `(first address, last address, direction, count)` of every `DMA_FAULT` line of `vm` in
+/// `text` (the host's console or smmuctl's output).
+fn faults(text: &str, vm: &str) -> Vec<(String, String, String, u64)> {
+    text.lines()
+        .filter(|l| l.starts_with("DMA_FAULT "))
+        .filter_map(parse_line)
+        .filter(|r| r.get("vm") == Some(vm))
+        .map(|r| {
+            let hex = |k| {
+                u64::from_str_radix(r.get(k).unwrap_or("").trim_start_matches("0x"), 16)
+                    .map_or(String::new(), |v| format!("{v:#x}"))
+            };
+            (
+                hex("addr"),
+                hex("addr_last"),
+                r.get("dir").unwrap_or("").to_string(),
+                r.get("count").and_then(|c| c.parse().ok()).unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// The value of `key=` in a line.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn hex(s: &str) -> u64 {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or_else(|_| panic!("{s}"))
+}
+
+/// `(RAM's host-physical start, size, guest-physical start)` of `vm` from the host's
+/// `VM vm=<vm> guest=...` record.
+fn ram_of(console: &str, vm: &str) -> (u64, u64, u64) {
+    let line = console
+        .lines()
+        .find(|l| l.starts_with(&format!("VM vm={vm} guest=")))
+        .unwrap_or_else(|| panic!("no VM record for {vm}:\n{console}"));
+    let (hpa, size) = field(line, "ram").and_then(|r| r.split_once('+')).unwrap();
+    let gpa = field(line, "gpa")
+        .unwrap()
+        .trim_start_matches('[')
+        .trim_end_matches(',');
+    (hex(hpa), hex(size), hex(gpa))
+}
+
+fn text(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "smmuctl failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn smmuctl_reads_the_live_host_vms_windows_faults_and_map() {
+    let mut host = Resident::boot(
+        &HostBoot {
+            plan: PLAN,
+            name: "operator",
+            ..HostBoot::default()
+        },
+        "",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Both guests run; vm2's VMM logged a DMA_FAULT line for each of the rogue's six accesses.
+    let console = host
+        .wait_for(
+            "both guests running and vm2's six faults logged",
+            Duration::from_secs(300),
+            |c| {
+                c.contains("GUEST [vm1] LOOPER spinning")
+                    && c.contains("GUEST [vm2] ROGUE_LINGER status=0")
+                    && faults(c, "vm2").len() >= 6
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(console.contains("OPERATOR channel=pl011"), "{console}");
+
+    // vms: both running, each with one object, its device, its RAM assigned and mapped.
+    let vms = text(&host.smmuctl(&["vms"]).unwrap());
+    for vm in ["vm1", "vm2"] {
+        let (_, size, _) = ram_of(&console, vm);
+        let row: Vec<&str> = vms
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(vm))
+            .unwrap_or_else(|| panic!("no {vm} in\n{vms}"))
+            .split_whitespace()
+            .collect();
+        // VM CLIENT STATE OBJECTS DEVICES ASSIGNED MAPPINGS MAPPED FAULTS
+        assert_eq!(row[2], "running", "{vms}");
+        assert_eq!((row[3], row[4]), ("1", "1"), "{vms}");
+        assert_eq!(hex(row[5]), size, "assigned = the VM's RAM\n{vms}");
+        assert_eq!(hex(row[7]), size, "mapped = the VM's RAM\n{vms}");
+    }
+    assert!(vms.contains("heap 0x"), "{vms}");
+
+    // windows: each VM's windows send its guest-physical RAM to the host-physical RAM the host
+    // gave it, and nothing else.
+    for vm in ["vm1", "vm2"] {
+        let (hpa, size, gpa) = ram_of(&console, vm);
+        let out = text(&host.smmuctl(&["windows", vm]).unwrap());
+        let rows: Vec<(u64, u64, u64)> = out
+            .lines()
+            .map(str::split_whitespace)
+            .filter_map(|mut w| {
+                let (i, h, s) = (w.next()?, w.next()?, w.next()?);
+                i.starts_with("0x").then(|| (hex(i), hex(h), hex(s)))
+            })
+            .collect();
+        assert!(!rows.is_empty(), "{out}");
+        let mut covered = 0;
+        for &(iova, pa, len) in &rows {
+            assert!(
+                iova >= gpa && iova + len <= gpa + size && pa - hpa == iova - gpa,
+                "{vm}: window {iova:#x} -> {pa:#x} +{len:#x} is not its RAM ({gpa:#x} -> {hpa:#x} +{size:#x})\n{out}"
+            );
+            covered += len;
+        }
+        assert_eq!(covered, size, "{vm}'s windows cover its RAM\n{out}");
+    }
+
+    // faults: what smmuctl shows of vm2's ledger is what its VMM logged; the records the VMM
+    // already took are counted, not lost: shown + missed = every record of the host's lines.
+    let host_faults = faults(&console, "vm2");
+    let total: u64 = host_faults.iter().map(|f| f.3).sum();
+    let addrs: BTreeSet<String> = host_faults.iter().map(|f| f.0.clone()).collect();
+    for want in ["0x48000000", "0x50300000", "0x9050000"] {
+        assert!(
+            addrs.contains(want),
+            "the rogue's {want} in {host_faults:?}"
+        );
+    }
+    let out = text(&host.smmuctl(&["faults", "vm2"]).unwrap());
+    for f in faults(&out, "vm2") {
+        assert!(
+            host_faults
+                .iter()
+                .any(|h| (&h.0, &h.1, &h.2) == (&f.0, &f.1, &f.2)),
+            "smmuctl shows a fault the VMM did not log: {f:?}\n{out}"
+        );
+    }
+    let ledger = out
+        .lines()
+        .find(|l| l.starts_with("LEDGER vm=vm2"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let shown: u64 = field(ledger, "records").unwrap().parse().unwrap();
+    let missed: u64 = field(ledger, "missed").unwrap().parse().unwrap();
+    assert_eq!(shown + missed, total, "{ledger}\nhost: {host_faults:?}");
+    let none = text(&host.smmuctl(&["faults", "vm1"]).unwrap());
+    assert!(
+        none.contains("LEDGER vm=vm1") && none.contains("records=0 "),
+        "{none}"
+    );
+
+    // The picture: well-formed, names every VM and both devices' lanes.
+    let svg_path = host.socket().with_extension("svg");
+    let _ = text(
+        &host
+            .smmuctl(&["map", "--svg", svg_path.to_str().unwrap()])
+            .unwrap(),
+    );
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    let parsed = xml::parse(&svg).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(parsed.elements[0], "svg");
+    let texts = parsed.texts.join("\n");
+    for name in ["vm1", "vm2", "00:01.0", "00:02.0", "smmu", "ram"] {
+        assert!(texts.contains(name), "the picture does not name {name}");
+    }
+    if std::env::var_os("SMMUMAN_WRITE_DOCS").is_some() {
+        let doc = tests_qemu::repo_file("docs/operator-map-qemu.svg");
+        std::fs::write(&doc, &svg).unwrap();
+    }
+}
