@@ -16,6 +16,12 @@ pub const NOT_SMMUMAN: i32 = -2;
 pub const ENDLESS: i32 = -3;
 /// `TransportError::Other` code: writing the output failed.
 pub const OUTPUT: i32 = -4;
+/// `TransportError::Other` code: no reply within [`REPLY_TIMEOUT`] (on the board the channel
+/// is a UART: a daemon that does not poll it, or a QEMU whose UART is not this socket, says
+/// nothing at all).
+pub const NO_REPLY: i32 = -5;
+/// How long a reply may take.
+pub const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where the manager's operator channel is.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -65,10 +71,14 @@ impl Stream {
     pub fn connect(at: &Endpoint) -> Result<Stream, TransportError> {
         let r = match at {
             #[cfg(unix)]
-            Endpoint::Unix(p) => UnixStream::connect(p).map(Stream::Unix),
+            Endpoint::Unix(p) => UnixStream::connect(p)
+                .and_then(|s| s.set_read_timeout(Some(REPLY_TIMEOUT)).map(|()| s))
+                .map(Stream::Unix),
             #[cfg(not(unix))]
             Endpoint::Unix(_) => Err(std::io::Error::from(ErrorKind::Unsupported)),
-            Endpoint::Tcp(a) => TcpStream::connect(a).map(Stream::Tcp),
+            Endpoint::Tcp(a) => TcpStream::connect(a)
+                .and_then(|s| s.set_read_timeout(Some(REPLY_TIMEOUT)).map(|()| s))
+                .map(Stream::Tcp),
         };
         r.map_err(|e| match e.kind() {
             ErrorKind::NotFound | ErrorKind::ConnectionRefused => TransportError::NoManager,
@@ -94,6 +104,7 @@ fn io_error(e: &std::io::Error) -> TransportError {
         | ErrorKind::BrokenPipe
         | ErrorKind::ConnectionReset
         | ErrorKind::ConnectionAborted => TransportError::Disconnected,
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => TransportError::Other { code: NO_REPLY },
         _ => TransportError::Other {
             code: e.raw_os_error().unwrap_or(-1),
         },

@@ -293,6 +293,11 @@ pub fn explain(command: &Command, f: &Failure) -> String {
                     .to_string(),
                 conn::ENDLESS => "the manager's listing never ended".to_string(),
                 conn::OUTPUT => "writing the output failed".to_string(),
+                conn::NO_REPLY => format!(
+                    "no reply within {} s: is the manager polling its operator channel (a host \
+                     booted with a second UART on this socket)?",
+                    conn::REPLY_TIMEOUT.as_secs()
+                ),
                 c => format!("channel error (OS error {c})"),
             }
         }

@@ -335,3 +335,32 @@ fn the_channel_may_be_tcp() {
     let devices = cells(&String::from_utf8(out.stdout).unwrap());
     assert_eq!(devices[1], ["00:01.0", "0x8", "1", "1", "vm1", "vm1"]);
 }
+
+#[test]
+fn a_silent_peer_is_reported_after_the_reply_timeout_not_waited_on_for_ever() {
+    // A UART nobody polls: the socket accepts and reads, and never answers.
+    let dir = std::env::temp_dir().join(format!("smmuctl-{}-silent", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("admin.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let mut b = [0u8; 16];
+            let _ = s.read_exact(&mut b);
+            held.push(s);
+        }
+    });
+    let started = std::time::Instant::now();
+    let out = smmuctl(&sock, &["vms"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("smmuctl: no reply within 10 s"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
