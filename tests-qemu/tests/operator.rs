@@ -101,6 +101,21 @@ fn smmuctl_reads_the_live_host_vms_windows_faults_and_map() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(console.contains("OPERATOR channel=pl011"), "{console}");
 
+    // Bytes that are not the admin protocol (a stranger on the socket) are refused and
+    // counted; the channel serves the next request (below) on a message boundary.
+    {
+        use std::io::Write;
+        let mut s = std::os::unix::net::UnixStream::connect(host.socket()).unwrap();
+        // One header's worth (16 bytes): nothing of it is left to misalign what follows.
+        s.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    }
+    host.wait_for(
+        "the stranger's header refused",
+        Duration::from_secs(30),
+        |c| c.contains("OPERATOR refused=1"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
     // vms: both running, each with one object, its device, its RAM assigned and mapped.
     let vms = text(&host.smmuctl(&["vms"]).unwrap());
     for vm in ["vm1", "vm2"] {
