@@ -108,6 +108,34 @@ fn wait_for(ctx: &Ctx<'_>, flag: &AtomicBool) -> bool {
     false
 }
 
+/// An operator's op (`list_vms`) sent on the VMM's own channel: the manager's client entry
+/// point does not know it (`UnknownOp`), so no VMM reads what the operator sees. The control
+/// is the operator's channel, which serves the same op (`tests-qemu/tests/operator.rs`).
+fn admin_op_refused<T: Transport>(ctx: &Ctx<'_>, c: &mut Client<T>) -> Step {
+    use smmuman_admin_api::client::{decode_reply, encode_request};
+    use smmuman_admin_api::{AdminCallError, ListVmsRequest};
+    use smmuman_api::wire::MAX_MESSAGE;
+    const ID: u32 = 0xad;
+    let mut request = [0u8; MAX_MESSAGE];
+    let n = encode_request(&ListVmsRequest { from: 0 }, ID, &mut request);
+    let mut reply = [0u8; MAX_MESSAGE];
+    let r = c
+        .transport_mut()
+        .call(request.get(..n).unwrap_or(&[]), &mut reply)
+        .map_err(AdminCallError::Transport)
+        .and_then(|len| decode_reply::<ListVmsRequest>(reply.get(..len).unwrap_or(&[]), ID));
+    let refused = matches!(
+        r,
+        Err(AdminCallError::Protocol(
+            smmuman_api::ProtocolError::UnknownOp { .. }
+        ))
+    );
+    match r {
+        Ok(_) => ctx.check("admin-op-refused", refused, "served=1"),
+        Err(e) => ctx.check("admin-op-refused", refused, format_args!("detail=\"{e}\"")),
+    }
+}
+
 /// The hostile VMM's life.
 pub fn hostile<T: Transport>(
     ctx: &Ctx<'_>,
@@ -153,6 +181,7 @@ pub fn hostile<T: Transport>(
         };
         ctx.check(t.name, ok, format_args!("pa={} {}", t.pa, Res(&r)))?;
     }
+    admin_op_refused(ctx, c)?;
 
     // Its device reads SMMU_IDR0 through the SMMU frame's slot (4 bytes: QEMU's SMMU answers a
     // 64-bit read of a 32-bit register with 0) and writes it into its own RAM.

@@ -50,6 +50,10 @@ fn a_hostile_vmm_is_refused_everything_outside_its_assignment_and_its_dma_misses
     assert!(line.contains("pa=0x0000000009050000"), "{line}");
     let line = check(&run, "hostile", "manager-memory-refused");
     assert!(line.contains("the manager's own"), "{line}");
+    // The operator's ops are not a VMM's: its list_vms is an unknown op on its channel (the
+    // operator's channel serves it: tests/operator.rs).
+    let line = check(&run, "hostile", "admin-op-refused");
+    assert!(line.contains("unknown operation 260"), "{line}");
     // The victim mapped its RAM only after the first attempt, and its own DMA works.
     check(&run, "victim", "hostile-tried-first");
     check(&run, "victim", "dma-inside-lands");
