@@ -6,6 +6,8 @@
 //!   with the `scenarios` feature);
 //! * `st=linear|2level`: stream table format (default linear; IHI 0070 §3.3);
 //! * `log=error|warn|info|debug|trace`: console log level (default info);
+//! * `stay=1`: the host stays resident once every VM of its plan stopped, serving the
+//!   manager and the operator's channel (`operator::stays`; `cargo xtask run --stay`);
 //! * any other `key=value`: kept for scenarios, read with [`BootArgs::get`].
 //!
 //! A word without `=`, an empty key or a repeated key is an error: the daemon refuses to guess

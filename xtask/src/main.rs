@@ -8,6 +8,10 @@
 //!   guests, pack `boards/NAME/smmuman.conf`, the host plan (`boards/NAME/host.plan` or FILE)
 //!   and the guests into an initrd archive, and boot under QEMU with `boards/NAME/qemu.args`
 //!   (default `qemu-virt`), console on the terminal; exits with QEMU's exit code.
+//!   `--operator unix:PATH|tcp:HOST:PORT` connects the board's second UART (the daemon's
+//!   operator channel, `smmuctl`) to that socket; `--stay` boots with `stay=1` (the host stays
+//!   resident once its VMs stopped) and, without `--operator`, opens the channel at
+//!   `unix:smmuman-admin.sock`.
 //! * `run [--board NAME] [--initrd FILE] scenario [key=value ...]`: the test image with
 //!   `-append "scenario=<scenario> key=value ..."`. `--initrd FILE` hands the daemon FILE as
 //!   its `smmuman.conf`; without it, a board other than `qemu-virt` gets its own
