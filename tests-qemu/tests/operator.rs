@@ -132,7 +132,34 @@ fn smmuctl_reads_the_live_host_vms_windows_faults_and_map() {
         assert_eq!(hex(row[5]), size, "assigned = the VM's RAM\n{vms}");
         assert_eq!(hex(row[7]), size, "mapped = the VM's RAM\n{vms}");
     }
-    assert!(vms.contains("heap 0x"), "{vms}");
+    // The heap: the VMs' mappings are in it, out of what the host gave it (`HEAP ... bytes=`).
+    let heap = vms
+        .split("heap ")
+        .nth(1)
+        .and_then(|h| h.split_whitespace().next())
+        .and_then(|h| h.split_once('/'))
+        .unwrap_or_else(|| {
+            panic!(
+                "no heap in
+{vms}"
+            )
+        });
+    let given = console
+        .lines()
+        .find(|l| l.starts_with("HEAP "))
+        .and_then(|l| field(l, "bytes"))
+        .map(hex)
+        .unwrap_or_else(|| {
+            panic!(
+                "no HEAP record
+{console}"
+            )
+        });
+    let (used, all) = (hex(heap.0), hex(heap.1));
+    assert!(
+        used > 0 && used < all && all == given,
+        "heap {used:#x}/{all:#x}, given {given:#x}"
+    );
 
     // windows: each VM's windows send its guest-physical RAM to the host-physical RAM the host
     // gave it, and nothing else.
