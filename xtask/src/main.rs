@@ -214,6 +214,11 @@ fn run(args: &[String]) -> Result<ExitCode> {
         operator,
     } = parse_run_args(args)?;
     if x86::is_x86_board(&board) {
+        if operator.is_some() {
+            return Err(Error(format!(
+                "run: board {board} has no operator channel yet (--stay, --operator: qemu-virt boards)"
+            )));
+        }
         if plan.is_some() {
             return Err(Error(format!(
                 "run: board {board} takes no --plan (its image runs no VMs yet); --initrd FILE passes a config"
