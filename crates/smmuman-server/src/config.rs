@@ -22,6 +22,10 @@ pub const MAPPING_BYTES: usize = 512;
 /// Records one fault ledger can keep (its storage); [`ManagerConfig::fault_log_depth`] chooses
 /// how many of them it does keep before it drops new ones.
 pub const FAULT_LOG_DEPTH: usize = 32;
+/// Runs of fault records each ledger remembers for the operator (`peek_faults`) whether or not
+/// its client read them: the newest ones, folded as runs. 8 × 48 bytes per ledger, 6.4 KiB for
+/// the [`MAX_OBJECTS`] ledgers and the unclaimed one, inline in the manager.
+pub const FAULT_HISTORY_DEPTH: usize = 8;
 /// Most reserved (never mappable) host ranges.
 pub const MAX_RESERVED: usize = 16;
 /// [`crate::Manager::retry_orphans_paced`] retries at most once per this much of the daemon's

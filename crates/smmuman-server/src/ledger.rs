@@ -1,8 +1,9 @@
 //! [`Ledger`]: one bounded log of fault records, with sequence numbers, runs folded when full, an
 //! exact drop count, a count of the IOMMU's losses that may have been its records, and a
-//! one-shot notification.
+//! one-shot notification; and the operator's history of it, which the client's reads do not
+//! take.
 
-use crate::config::FAULT_LOG_DEPTH;
+use crate::config::{FAULT_HISTORY_DEPTH, FAULT_LOG_DEPTH};
 use smmuman_api::{ClientId, FaultBatch, FaultPage, FaultRecord, NotifyState};
 
 /// A ledger's notification: who armed it, and whether it fired.
@@ -37,9 +38,17 @@ pub(crate) struct Recorded {
 /// A bounded FIFO of fault records. When full, a **new** record that continues the run of the
 /// newest one ([`FaultRecord::continued_by`]) is folded into it (its `count` and `addr_last`);
 /// any other new record is dropped and counted.
+///
+/// Apart from that FIFO, which its client empties, the ledger remembers the newest
+/// [`FAULT_HISTORY_DEPTH`] runs of the records it kept, for the operator: every kept record
+/// that continues the newest run ([`FaultRecord::continued_by`]: the next sequence number too)
+/// is folded into it, any other one starts a run and pushes the oldest out. A record the
+/// ledger dropped is not remembered either (its number is a gap, which no run spans).
 #[derive(Debug)]
 pub(crate) struct Ledger {
     records: heapless::Deque<FaultRecord, FAULT_LOG_DEPTH>,
+    /// The operator's view: the newest runs kept, whether or not the client read them.
+    history: heapless::Deque<FaultRecord, FAULT_HISTORY_DEPTH>,
     /// Records kept before new ones are dropped (at most [`FAULT_LOG_DEPTH`]).
     depth: usize,
     next_seq: u64,
@@ -60,6 +69,7 @@ impl Ledger {
     pub fn with_depth(depth: usize) -> Self {
         Self {
             records: heapless::Deque::new(),
+            history: heapless::Deque::new(),
             depth: depth.clamp(1, FAULT_LOG_DEPTH),
             next_seq: 1,
             dropped: 0,
@@ -83,7 +93,9 @@ impl Ledger {
         } else {
             self.fold(&rec)
         };
-        if !kept {
+        if kept {
+            self.remember(&rec);
+        } else {
             self.dropped = self.dropped.saturating_add(1);
         }
         self.fire();
@@ -101,6 +113,23 @@ impl Ledger {
             }
             _ => false,
         }
+    }
+
+    /// Adds a kept record to the history: folded into the newest run when it continues it,
+    /// otherwise a new run (the oldest one forgotten when the history is full).
+    fn remember(&mut self, rec: &FaultRecord) {
+        if let Some(run) = self.history.back_mut() {
+            if run.count < u32::MAX && run.continued_by(rec) {
+                run.count += 1;
+                run.addr_last = rec.addr;
+                return;
+            }
+        }
+        if self.history.is_full() {
+            self.history.pop_front();
+        }
+        // Cannot fail: there is room now.
+        let _ = self.history.push_back(*rec);
     }
 
     /// The IOMMU lost records without saying whose, and this ledger's devices may have raised
@@ -178,9 +207,11 @@ impl Ledger {
         self.next_seq
     }
 
-    /// The records waiting, oldest first, without taking them (the operator's view).
-    pub fn iter(&self) -> impl Iterator<Item = &FaultRecord> {
-        self.records.iter()
+    /// The newest runs of records the ledger kept, oldest first, whether or not its client read
+    /// them (the operator's view; sequence numbers missing before or between them are the
+    /// records it forgot, read or dropped).
+    pub fn history(&self) -> impl Iterator<Item = &FaultRecord> {
+        self.history.iter()
     }
 }
 

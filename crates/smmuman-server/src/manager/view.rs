@@ -176,8 +176,9 @@ impl<B: IommuBackend> Manager<B> {
         }))
     }
 
-    /// The records waiting in an object's ledger (or the unclaimed one,
-    /// [`ObjectId::UNCLAIMED`]), oldest first, without taking them, and the ledger's
+    /// The newest runs of records an object's ledger (or the unclaimed one,
+    /// [`ObjectId::UNCLAIMED`]) kept, oldest first, whether or not its reader took them (the
+    /// ledger's history, [`crate::config::FAULT_HISTORY_DEPTH`] runs), and the ledger's
     /// counters; `None`: no such object.
     pub fn ledger_records(
         &self,
@@ -194,7 +195,7 @@ impl<B: IommuBackend> Manager<B> {
             possibly_lost: ledger.possibly_lost(),
             next_seq: ledger.next_seq(),
         };
-        Some((view, ledger.iter()))
+        Some((view, ledger.history()))
     }
 
     /// The clients the manager knows: those the host assigned something, then owners of

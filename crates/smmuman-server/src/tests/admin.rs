@@ -258,8 +258,8 @@ fn peeking_at_a_ledger_takes_nothing_and_the_cursor_shows_each_record_once() {
     // The VMM still reads both: the operator took nothing.
     let page = rig.as_(A).read_faults(a, FaultBatch::PAGE).unwrap().page;
     assert_eq!(page.len(), 2);
-    // A new fault, read by its VMM before the operator looks: counted as missed, then a
-    // later one is shown.
+    // A new fault, read by its VMM before the operator looks, then a later one: the
+    // operator sees both (the ledger's history), nothing missed.
     rig.fake_mut().inject_fault(fault(EDU, 0x9000_1000));
     rig.as_(A).read_faults(a, FaultBatch::PAGE).unwrap();
     rig.fake_mut().inject_fault(fault(EDU, 0x9000_2000));
@@ -275,11 +275,111 @@ fn peeking_at_a_ledger_takes_nothing_and_the_cursor_shows_each_record_once() {
             .records()
             .map(|r| (r.seq, r.addr.0))
             .collect::<Vec<_>>(),
-        [(4, 0x9000_2000)]
+        [(3, 0x9000_1000), (4, 0x9000_2000)]
     );
-    assert_eq!((later.next, later.missed), (4, 1));
+    assert_eq!((later.next, later.missed), (4, 0));
     // The unclaimed ledger is the operator's to read too.
     assert!(op.peek_faults(ObjectId::UNCLAIMED, 0).is_ok());
+}
+
+/// `(seq, count, addr, addr_last)` of each record of a peek.
+fn runs(r: &smmuman_admin_api::PeekFaultsReply) -> Vec<(u64, u32, u64, u64)> {
+    r.page
+        .records()
+        .map(|r| (r.seq, r.count, r.addr.0, r.addr_last.0))
+        .collect()
+}
+
+/// Reads every record of `obj` as its VMM does; returns how many records.
+fn read_all(rig: &mut Rig, client: ClientId, obj: ObjectId) -> u64 {
+    let mut n = 0;
+    loop {
+        let page = rig
+            .as_(client)
+            .read_faults(obj, FaultBatch::PAGE)
+            .unwrap()
+            .page;
+        n += page.records().map(|r| u64::from(r.count)).sum::<u64>();
+        if page.remaining() == 0 {
+            return n;
+        }
+    }
+}
+
+#[test]
+fn the_operator_sees_the_newest_runs_its_vmm_already_read_and_counts_older_ones_as_missed() {
+    use crate::config::FAULT_HISTORY_DEPTH as H;
+    let (mut rig, a, _) = two_vms();
+    let vms = vms();
+    let op = |m: &mut Manager<FakeIommu>, obj: ObjectId, after: u64| {
+        let host = StaticHost {
+            vms: &vms,
+            ..StaticHost::default()
+        };
+        AdminClient::new(Operator(m, host))
+            .peek_faults(obj, after)
+            .unwrap()
+    };
+    // The edu's two records (seq 1, 2), H + 2 single faults a page apart (seq 3..=H + 4),
+    // then a run of 5 records 4 bytes apart (seq H + 5..=H + 9): H + 5 runs in all.
+    for i in 0..H as u64 + 2 {
+        rig.fake_mut()
+            .inject_fault(fault(EDU, 0x9000_0000 + 0x1000 * (i + 1)));
+    }
+    for i in 0..5 {
+        rig.fake_mut().inject_fault(fault(EDU, 0x9100_0000 + 4 * i));
+    }
+    // Its VMM reads every record before the operator looks.
+    assert_eq!(read_all(&mut rig, A, a), H as u64 + 9);
+    // Control: what the ledger holds for its reader (all the old peek showed) is empty.
+    assert_eq!(rig.m.ledger_records(a).unwrap().0.pending, 0);
+    let newest = H as u64 + 9;
+    let seen = op(&mut rig.m, a, 0);
+    let mut want: Vec<_> = (6..=H as u64 + 4)
+        .map(|seq| {
+            let addr = 0x9000_0000 + 0x1000 * (seq - 2);
+            (seq, 1, addr, addr)
+        })
+        .collect();
+    want.push((H as u64 + 5, 5, 0x9100_0000, 0x9100_0010));
+    assert_eq!(runs(&seen), want);
+    assert_eq!(want.len(), H, "the history's depth, every run exact");
+    // Older than the history: the 5 records of seq 1..=5, counted exactly.
+    assert_eq!(
+        (seen.missed, seen.next, seen.page.remaining()),
+        (5, newest, 0)
+    );
+    // Following: nothing again, nothing missed.
+    let again = op(&mut rig.m, a, seen.next);
+    assert_eq!((again.page.len(), again.missed, again.next), (0, 0, newest));
+    // 2 × H new runs read by the VMM while the operator does not look: the newest H shown,
+    // the H before them missed, exactly.
+    for i in 0..2 * H as u64 {
+        rig.fake_mut()
+            .inject_fault(fault(EDU, 0x9200_0000 + 0x1000 * i));
+    }
+    assert_eq!(read_all(&mut rig, A, a), 2 * H as u64);
+    let later = op(&mut rig.m, a, seen.next);
+    assert_eq!(later.missed, H as u64);
+    assert_eq!(
+        later.page.records().map(|r| r.seq).collect::<Vec<_>>(),
+        (newest + H as u64 + 1..=newest + 2 * H as u64).collect::<Vec<_>>()
+    );
+    // The unclaimed ledger, which the host reads, likewise: a device nobody holds faults.
+    rig.fake_mut().inject_fault(fault(GPU, 0x1234_0000));
+    assert_eq!(rig.m.read_unclaimed(FaultBatch::PAGE).len(), 1);
+    assert_eq!(rig.m.unclaimed_pending(), 0);
+    let unclaimed = op(&mut rig.m, ObjectId::UNCLAIMED, 0);
+    let shown: Vec<_> = unclaimed
+        .page
+        .records()
+        .map(|r| (r.sid, r.addr.0, r.count))
+        .collect();
+    assert_eq!(shown, [(GPU, 0x1234_0000, 1)]);
+    assert_eq!(
+        unclaimed.missed,
+        unclaimed.page.records().next().unwrap().seq - 1
+    );
 }
 
 #[test]
