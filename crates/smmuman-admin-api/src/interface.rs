@@ -125,15 +125,16 @@ admin_interface! {
         more: bool,
     };
 
-    /// Reads an object's fault ledger without taking anything from it (its client still reads
-    /// every record): drains the IOMMU first (the same barrier as a client's `read_faults`),
-    /// then returns the records that hold sequence numbers above `after`, oldest first. Pass
-    /// the reply's `next` as `after` to follow the ledger. A record stands for a run
-    /// (`seq..=seq + count - 1`); a full ledger extends its newest run with records that
-    /// continue it, so the first record returned may be a run that was shown before and grew
-    /// since: its numbers up to `after` are the ones already shown. Records that left the
-    /// ledger before the operator saw them (read by the client, or dropped when it was full)
-    /// are counted in `missed`. `ObjectId::UNCLAIMED` reads the unclaimed ledger
+    /// Reads an object's fault history without taking anything from its ledger (its client
+    /// still reads every record): drains the IOMMU first (the same barrier as a client's
+    /// `read_faults`), then returns the records that hold sequence numbers above `after`,
+    /// oldest first. The history is the newest 8 runs the ledger kept, whether or not its
+    /// client already read them. Pass the reply's `next` as `after` to follow the ledger. A
+    /// record stands for a run (`seq..=seq + count - 1`): the history folds every record that
+    /// continues its newest run into it, so the first record returned may be a run that was
+    /// shown before and grew since: its numbers up to `after` are the ones already shown.
+    /// Records the history no longer holds (older than its 8 runs, or dropped when the ledger
+    /// was full) are counted in `missed`. `ObjectId::UNCLAIMED` reads the unclaimed ledger
     /// (faults of devices no object holds).
     ///
     /// Refusals:
@@ -150,8 +151,8 @@ admin_interface! {
         /// The cursor for the next call: the last sequence number shown (or `after`, or the
         /// one before the ledger's next, whichever is higher).
         next: u64,
-        /// Sequence numbers between `after` and the first record shown that are no longer in
-        /// the ledger.
+        /// Sequence numbers between `after` and the first record shown that the history no
+        /// longer holds (or, with nothing shown, between `after` and the ledger's newest).
         missed: u64,
     };
 

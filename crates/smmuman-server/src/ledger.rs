@@ -376,4 +376,42 @@ mod tests {
         assert_eq!(page.dropped(), 2);
         assert!(l.record(rec(9)).kept, "room again once read");
     }
+
+    #[test]
+    fn the_history_keeps_the_newest_runs_after_the_client_read_them_and_skips_dropped_records() {
+        let mut l = Ledger::with_depth(2);
+        // A run of 3 (kept one by one in the ledger, one run in the history), then a record
+        // the full ledger drops, then one after it.
+        for i in 0..3 {
+            assert!(l.record(rec(0x1000 + 4 * i)).kept);
+        }
+        assert_eq!(
+            l.pending(),
+            2,
+            "the third record was folded into the second"
+        );
+        assert!(!l.record(rec(0x9000)).kept);
+        while l.pending() > 0 {
+            l.pop_page(FaultBatch::PAGE);
+        }
+        assert!(l.record(rec(0x9004)).kept);
+        l.pop_page(FaultBatch::PAGE);
+        let seen: Vec<_> = l
+            .history()
+            .map(|r| (r.seq, r.count, r.addr_last.0))
+            .collect();
+        // The dropped seq 4 is a gap: seq 5 starts its own run although its address follows.
+        assert_eq!(seen, [(1, 3, 0x1008), (5, 1, 0x9004)]);
+        // Past its depth, the oldest runs are forgotten.
+        for i in 0..FAULT_HISTORY_DEPTH as u64 {
+            l.record(rec(0x10_0000 + 0x1000 * i));
+            l.pop_page(FaultBatch::PAGE);
+        }
+        let seqs: Vec<_> = l.history().map(|r| r.seq).collect();
+        assert_eq!(
+            seqs,
+            (6..6 + FAULT_HISTORY_DEPTH as u64).collect::<Vec<_>>()
+        );
+        assert_eq!(l.pending(), 0);
+    }
 }
