@@ -1,4 +1,4 @@
-//! `faults [VM] [--follow]`: the fault ledgers read without taking anything (`peek_faults`),
+//! `faults [VM] [--follow]`: the fault ledgers' histories read without taking anything (`peek_faults`),
 //! printed as the VMMs log them: one `DMA_FAULT` line per burst (`qvm::fault_log`).
 
 use crate::snapshot::{self, vm_name};
