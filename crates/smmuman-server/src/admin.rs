@@ -7,8 +7,9 @@
 //! with `UnknownOp`, and a client op that reaches [`handle`] likewise.
 //!
 //! Everything here reads: no admin op but `start_vm`/`stop_vm` (which the [`Host`] does, or
-//! refuses as `Unsupported`) changes the manager, and `peek_faults` shows a ledger's records
-//! without taking them from its client. The only effect on the manager is the fault barrier
+//! refuses as `Unsupported`) changes the manager, and `peek_faults` shows a ledger's history (its
+//! newest runs, read by its client or not) without taking anything from its client. The only
+//! effect on the manager is the fault barrier
 //! `peek_faults`, `list_vms` and `list_objects` make first ([`Manager::on_iommu_event`], which the daemon's loop also calls
 //! on every IOMMU interrupt): records move from the IOMMU into the ledgers they belong to.
 
@@ -368,7 +369,7 @@ impl<B: IommuBackend, H: Host + ?Sized> AdminOps for Admin<'_, B, H> {
         }
         page.set_remaining(u32_of(shown.count()));
         // Everything up to the ledger's newest number has been accounted for once nothing
-        // after the cursor is left in the ledger.
+        // after the cursor is left in the history.
         let newest = ledger.next_seq.saturating_sub(1);
         let missed = match first {
             Some(seq) => seq.saturating_sub(after.saturating_add(1)),
