@@ -128,7 +128,7 @@ pub fn poll<T: Transport>(
             if r.missed > 0 {
                 writeln!(
                     out,
-                    "DMA_FAULT_MISSED vm={} object={} count={} (left the ledger before smmuctl saw them: read by the VMM or dropped)",
+                    "DMA_FAULT_MISSED vm={} object={} count={} (gone before smmuctl saw them: older than the ledger's history of its newest runs, or dropped from a full ledger)",
                     f.vm, f.object.0, r.missed
                 )
                 .map_err(werr)?;
