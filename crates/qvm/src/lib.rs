@@ -34,6 +34,7 @@ pub mod guest_ram;
 pub mod mmio;
 pub mod outcome;
 pub mod plan;
+pub mod quiesce;
 pub mod slice_work;
 pub mod sysreg;
 pub mod vcpu;
