@@ -6,6 +6,7 @@
 
 use iommu_core::PhysAddr;
 use smmuman_daemon::bringup::platform::Platform;
+use smmuman_daemon::host::LifeControls;
 use smmuman_daemon::hyp::world_switch::SliceAccounting;
 use smmuman_daemon::memory::{GuestMemory, PhysRange, RamWindow};
 use smmuman_daemon::report::Outcome;
@@ -42,7 +43,7 @@ pub fn host_audit(p: &mut Platform) -> Outcome {
     }
     let outcome = match smmuman_daemon::host::run_vms(
         p,
-        crate::options::host_options(p, SliceAccounting::Charged),
+        crate::options::host_options(p, SliceAccounting::Charged, LifeControls::PRODUCT),
     ) {
         Ok(o) => o,
         Err(_) => return Outcome::fail().with("reason", "the host plan was refused"),
@@ -76,7 +77,7 @@ pub fn host_unswitched(p: &mut Platform) -> Outcome {
     ));
     match smmuman_daemon::host::run_vms(
         p,
-        crate::options::host_options(p, SliceAccounting::Charged),
+        crate::options::host_options(p, SliceAccounting::Charged, LifeControls::PRODUCT),
     ) {
         Ok(o) => o,
         Err(_) => Outcome::fail().with("reason", "the host plan was refused"),
@@ -87,12 +88,38 @@ pub fn host_unswitched(p: &mut Platform) -> Outcome {
 /// the old accounting (every entry a full slice, the host's work for a VM's exits charged to
 /// nobody, no bound on what a slice may make the host do), which the fairness test shows
 /// lets a trap-flooding guest starve its neighbour.
+///
+/// The life cycle's controls: `control=skip-scrub` leaves a stopped VM's RAM as its guest left
+/// it (the next guest in it reads the old bytes), `control=skip-quiesce` leaves its devices
+/// as they were (a DMA the guest queued lands in the next guest's RAM)
+/// (`tests-qemu/tests/lifecycle.rs`).
 pub fn host_plan(p: &mut Platform) -> Outcome {
+    let mut life = LifeControls::PRODUCT;
     let accounting = match p.args.get("control") {
         None => SliceAccounting::Charged,
         Some("fresh-slice") => SliceAccounting::FreshPerEntry,
-        Some(_) => return Outcome::fail().with("reason", "control=fresh-slice or nothing"),
+        Some("skip-scrub") => {
+            life.skip_scrub = true;
+            SliceAccounting::Charged
+        }
+        Some("skip-quiesce") => {
+            life.skip_quiesce = true;
+            SliceAccounting::Charged
+        }
+        Some(_) => {
+            return Outcome::fail().with(
+                "reason",
+                "control=fresh-slice, skip-scrub, skip-quiesce or nothing",
+            )
+        }
     };
+    if life != LifeControls::PRODUCT {
+        console::line(format_args!(
+            "HOST_LIFE_CONTROL skip_scrub={} skip_quiesce={}",
+            u8::from(life.skip_scrub),
+            u8::from(life.skip_quiesce)
+        ));
+    }
     console::line(format_args!(
         "HOST_ACCOUNTING slice={}",
         match accounting {
@@ -100,7 +127,7 @@ pub fn host_plan(p: &mut Platform) -> Outcome {
             SliceAccounting::FreshPerEntry => "fresh-per-entry",
         }
     ));
-    match smmuman_daemon::host::run_vms(p, crate::options::host_options(p, accounting)) {
+    match smmuman_daemon::host::run_vms(p, crate::options::host_options(p, accounting, life)) {
         Ok(o) => o,
         Err(_) => Outcome::fail().with("reason", "the host plan was refused"),
     }
