@@ -46,6 +46,7 @@ fn steps(run: &Run) -> Vec<&'static str> {
             "VMM" if r.line.contains(" started") => Some("start"),
             "QUIESCE" => Some("quiesce"),
             "VMM" if r.line.contains(" finished ") => Some("destroyed"),
+            "SCRUB" if r.get("when") == Some("before-first-start") => Some("first-scrub"),
             "SCRUB" => Some("scrub"),
             "VM" if r.line.contains(" state=stopped") => Some("stopped"),
             _ => None,
@@ -68,6 +69,7 @@ fn assert_two_runs_in_order(run: &Run) {
     assert_eq!(
         steps(run),
         [
+            "first-scrub",
             "start",
             "quiesce",
             "destroyed",

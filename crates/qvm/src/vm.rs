@@ -61,7 +61,10 @@ pub trait VmmHost {
 pub struct Resources<T: Transport, R, H, M> {
     /// Host-physical base of the VM's RAM (its length is the plan's `ram`).
     pub ram_hpa: PhysAddr,
-    /// The VM's RAM; its [`GuestRam::range`] must be [`guest_ram_range`] of the plan.
+    /// The VM's RAM; its [`GuestRam::range`] must be [`guest_ram_range`] of the plan. The
+    /// host hands it over scrubbed (zeroed, and cleaned to the point of coherency): nothing a
+    /// previous guest or the host left there may reach this guest. The VMM writes only the
+    /// guest image and the device tree into it.
     pub ram: R,
     /// The pass-through functions, in the plan's order.
     pub functions: heapless::Vec<H, MAX_PASS>,
@@ -345,10 +348,8 @@ where
                 .map_err(StartError::Map)?,
         );
 
-        // RAM starts zeroed: the guest sees nothing the host left there.
-        self.ram
-            .zero(ram_range.start(), ram_range.len())
-            .map_err(StartError::Write)?;
+        // The RAM comes scrubbed from the host (`Resources::ram`): only the image and the
+        // device tree are written into it.
         let loaded = elf::load(image, &mut self.ram).map_err(StartError::Elf)?;
         let dt = GuestDt {
             ram: ram_range,

@@ -406,15 +406,18 @@ fn setup(
         u8::from(vm.unity),
         index + 1
     ));
+    let mut ram = VmRam {
+        view: memory.view,
+        gpa,
+        hpa: ram_hpa,
+    };
+    // Whatever the RAM held before (firmware, a previous boot) is not the guest's to read.
+    scrub(vm.name, &mut ram, life.skip_scrub, "before-first-start");
     Ok((
         VmSetup {
             plan: vm.clone(),
             image,
-            ram: VmRam {
-                view: memory.view,
-                gpa,
-                hpa: ram_hpa,
-            },
+            ram,
             ram_hpa,
             functions,
             stage2,
@@ -550,7 +553,7 @@ fn vm_main(y: &Yielder, index: usize) {
             stage2_mem: m,
         } = back;
         // Quiesced and destroyed (`Vm::finish_returning`): now the RAM, before it is anyone's.
-        scrub(plan.name, &mut r, life.skip_scrub);
+        scrub(plan.name, &mut r, life.skip_scrub, "stop");
         (ram, functions, client, stage2) = (r, f, c, m);
         let asked_to_stop = LIFECYCLE.lock().stop_requested(index);
         if restarts == 0 || asked_to_stop {
@@ -583,22 +586,26 @@ fn vm_main(y: &Yielder, index: usize) {
     console::line(format_args!("VM vm={name} state=stopped"));
 }
 
-/// Zeroes a stopped VM's RAM and cleans it to the point of coherency (`GuestRam::zero`), so
-/// the next guest in it reads zeros whatever the last one left, in the caches or in memory.
-/// `SCRUB vm=... bytes=...` (`skipped=control` for the test image's control).
-fn scrub(name: &str, ram: &mut VmRam, skip: bool) {
+/// Zeroes a VM's RAM and cleans it to the point of coherency (`GuestRam::zero`), so the next
+/// guest in it reads zeros whatever was left there, in the caches or in memory: before its
+/// first start (`when=before-first-start`) and after each stop (`when=stop`, once its devices
+/// are quiesced and its object destroyed). `skipped=control` for the test image's control.
+fn scrub(name: &str, ram: &mut VmRam, skip: bool, when: &str) {
     let range = ram.range();
     if skip {
         console::line(format_args!(
-            "SCRUB vm={name} ram={}+{:#x} bytes=0 skipped=control",
+            "SCRUB vm={name} when={when} ram={}+{:#x} bytes=0 skipped=control",
             ram.hpa,
             range.len()
         ));
         return;
     }
+    let clock = GenericTimer::new();
+    let began = clock.now();
     let _ = ram.zero(range.start(), range.len());
+    let us = clock.now().saturating_sub(began).as_micros();
     console::line(format_args!(
-        "SCRUB vm={name} ram={}+{:#x} bytes={}",
+        "SCRUB vm={name} when={when} ram={}+{:#x} bytes={} us={us}",
         ram.hpa,
         range.len(),
         range.len()
@@ -608,6 +615,7 @@ fn scrub(name: &str, ram: &mut VmRam, skip: bool) {
 /// One run of the VM: start it, have the host check its two stage 2s, run the guest, quiesce
 /// and report. `None` when the VM never started (what it was given is gone).
 #[allow(clippy::too_many_arguments)]
+#[inline(never)]
 fn run_once<W: FnMut()>(
     y: &Yielder,
     index: usize,
@@ -823,7 +831,7 @@ impl GuestRam for VmRam {
     fn zero(&mut self, gpa: Gpa, len: u64) -> Result<(), OutsideRam> {
         let pa = self.hpa_of(gpa, len)?;
         if len > 0 {
-            self.view.fill_with(pa, len, |_| 0);
+            self.view.zero(pa, len);
             self.view.sync_for_device(pa, len);
         }
         Ok(())
