@@ -166,3 +166,34 @@ fn control_without_the_quiesce_the_stale_dma_lands_in_the_next_guests_ram() {
     let [_, second] = <[Record; 2]>::try_from(seen(&run, "STALE")).unwrap();
     assert_eq!(second.get("pattern"), Some("1"), "{}", run.describe());
 }
+
+#[test]
+fn with_stay_the_host_stays_resident_after_its_vms_stopped() {
+    let run = run_host(&HostBoot {
+        plan: SCRUB,
+        name: "life-stay",
+        bootargs: "stay=1",
+        until: Some("HOST state=resident"),
+        ..HostBoot::default()
+    })
+    .unwrap();
+    // Killed while it served: it neither ended the plan nor left through the fail-safe.
+    assert_eq!(run.exit_code, None, "{}", run.describe());
+    assert!(run.record("RESULT").is_none(), "{}", run.describe());
+    assert!(run.record("SMMU_ABORT").is_none(), "{}", run.describe());
+    let steps = steps(&run);
+    assert_eq!(steps.last(), Some(&"stopped"), "{}", run.describe());
+    let resident = run
+        .records
+        .iter()
+        .position(|r| r.kind == "HOST" && r.get("state") == Some("resident"));
+    let stopped = run
+        .records
+        .iter()
+        .position(|r| r.kind == "VM" && r.line.contains(" state=stopped"));
+    assert!(
+        resident.is_some() && stopped < resident,
+        "resident after the last VM stopped; {}",
+        run.describe()
+    );
+}

@@ -16,7 +16,6 @@
 use crate::driver::{dma_area, fill_pattern, mismatches, open_edu};
 use crate::report::Checks;
 use crate::Guest;
-use core::fmt::Write as _;
 
 /// The page both guests look at: one page above the 2 MiB boundary of the DMA area.
 const PAGE: u64 = 0x1000;
