@@ -4,10 +4,12 @@
 //!   the raw arm64 Image `target/smmuman-daemon.bin`; `build --scenarios`: the test image
 //!   (binary `smmuman-daemon-scenarios`, `smmuman-daemon/scenarios/`, `--features scenarios`),
 //!   `target/smmuman-daemon-scenarios.bin`.
-//! * `run [--board NAME] [--plan FILE] [key=value ...]`: build the product image and the qvm
-//!   guests, pack `boards/NAME/smmuman.conf`, the host plan (`boards/NAME/host.plan` or FILE)
-//!   and the guests into an initrd archive, and boot under QEMU with `boards/NAME/qemu.args`
-//!   (default `qemu-virt`), console on the terminal; exits with QEMU's exit code.
+//! * `run [--board NAME] [--plan FILE] [--stay] [key=value ...]`: build the product image and
+//!   the qvm guests, pack `boards/NAME/smmuman.conf`, the host plan (`boards/NAME/host.plan` or
+//!   FILE) and the guests into an initrd archive, and boot under QEMU with
+//!   `boards/NAME/qemu.args` (default `qemu-virt`), console on the terminal; exits with QEMU's
+//!   exit code. `--stay` passes `stay=1`: the host stays resident after the plan's VMs stop
+//!   (until QEMU is ended, Ctrl-A X).
 //! * `run [--board NAME] [--initrd FILE] scenario [key=value ...]`: the test image with
 //!   `-append "scenario=<scenario> key=value ..."`. `--initrd FILE` hands the daemon FILE as
 //!   its `smmuman.conf`; without it, a board other than `qemu-virt` gets its own
@@ -34,11 +36,12 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   build [--scenarios]            build target/smmuman-daemon.bin (the product image), or
                                  target/smmuman-daemon-scenarios.bin (with the test scenarios)
-  run [--board NAME] [--plan FILE] [key=value...]
+  run [--board NAME] [--plan FILE] [--stay] [key=value...]
                                  build the product image and the guests, and boot the host
                                  under QEMU (default board: qemu-virt) with an initrd holding
                                  the board's smmuman.conf, its host.plan (or FILE) and the
-                                 guests: the VMs the plan names start and run
+                                 guests: the VMs the plan names start and run; --stay keeps
+                                 the host resident after they stop (Ctrl-A X ends QEMU)
   run [--board NAME] [--initrd FILE] scenario [key=value...]
                                  build the test image and boot one test scenario; --initrd
                                  FILE passes FILE as the daemon's smmuman.conf (default: the
@@ -126,9 +129,14 @@ fn parse_run_args(args: &[String]) -> Result<RunArgs> {
     let mut board = paths::DEFAULT_BOARD.to_string();
     let mut initrd = None;
     let mut plan = None;
+    let mut stay = false;
     let mut rest = args;
     loop {
         match rest {
+            [flag, tail @ ..] if flag == "--stay" => {
+                stay = true;
+                rest = tail;
+            }
             [flag, value, tail @ ..] if flag == "--board" => {
                 board = value.clone();
                 rest = tail;
@@ -158,9 +166,15 @@ fn parse_run_args(args: &[String]) -> Result<RunArgs> {
             "run: --plan runs the product image's host plan; a scenario runs the test image: give one\n{USAGE}"
         )));
     }
+    if scenario.is_some() && stay {
+        return Err(Error(format!(
+            "run: --stay keeps the product image's host resident; a scenario runs the test image: give one\n{USAGE}"
+        )));
+    }
     let bootargs = scenario
         .iter()
         .map(|s| format!("scenario={s}"))
+        .chain(stay.then(|| "stay=1".to_string()))
         .chain(extra.iter().cloned())
         .collect::<Vec<_>>()
         .join(" ");
@@ -481,6 +495,9 @@ mod tests {
         let p = parse_run_args(&strings(&["--plan", "x.plan"])).unwrap();
         assert_eq!(p.plan, Some(PathBuf::from("x.plan")));
         assert!(parse_run_args(&strings(&["--plan", "x.plan", "window"])).is_err());
+        let p = parse_run_args(&strings(&["--plan", "x.plan", "--stay", "k=v"])).unwrap();
+        assert_eq!(p.bootargs, "stay=1 k=v");
+        assert!(parse_run_args(&strings(&["--stay", "window"])).is_err());
         assert!(parse_run_args(&strings(&["--board"])).is_err());
         assert!(parse_run_args(&strings(&["--bord", "x"])).is_err());
     }
