@@ -14,7 +14,7 @@
 //! offered, `qvm::quiesce`), its VM object destroyed (its devices back to deny), its RAM
 //! scrubbed (zeroed and cleaned to the point of coherency). Only then is the VM `Stopped`,
 //! and only a `Stopped` VM's RAM is handed out again (by [`start_vm`]). The host loop
-//! ([`super::run`]) acts on the requests once per pass (`run::service_pass`).
+//! (`host/run.rs`, on the board) acts on the requests once per pass (`service_pass`).
 //!
 //! The table is plain data, host-tested; the daemon keeps one ([`LIFECYCLE`]).
 
