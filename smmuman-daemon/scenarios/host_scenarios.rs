@@ -20,7 +20,9 @@ const ROGUE_BYTE: u8 = 0x52;
 /// `host-audit audit=<hpa>`: the host plan's VMs, then `AUDIT hpa=<hpa> rogue_bytes=<n>`: how
 /// many of the 64 bytes at host-physical `hpa` (RAM some VM was given) hold the rogue's
 /// pattern. The scenario passes when the plan did (the test reads the count: 0 when the SMMU
-/// contained the rogue, 64 in the control, where the rogue aims inside its own RAM).
+/// contained the rogue, 64 in the control, where the rogue aims inside its own RAM). The VMs'
+/// RAM is not scrubbed when they stop (`LifeControls::skip_scrub`): the scrub would erase what
+/// the audit looks for, a landed write included.
 pub fn host_audit(p: &mut Platform) -> Outcome {
     let Some(hpa) = p
         .args
@@ -41,9 +43,13 @@ pub fn host_audit(p: &mut Platform) -> Outcome {
     if !in_a_vm {
         return Outcome::fail().with("reason", "audit range is not in any [vm] RAM of the config");
     }
+    let keep_ram = LifeControls {
+        skip_scrub: true,
+        ..LifeControls::PRODUCT
+    };
     let outcome = match smmuman_daemon::host::run_vms(
         p,
-        crate::options::host_options(p, SliceAccounting::Charged, LifeControls::PRODUCT),
+        crate::options::host_options(p, SliceAccounting::Charged, keep_ram),
     ) {
         Ok(o) => o,
         Err(_) => return Outcome::fail().with("reason", "the host plan was refused"),
