@@ -231,8 +231,12 @@ pub fn serve_tasks(
             crate::hyp::irq::window();
         }
         let more = each_round(manager.as_deref_mut(), tasks);
+        // The bound counts rounds since the last moment no task ran (a resident host serves
+        // for as long as it is left running).
         if running > 0 {
             rounds += 1;
+        } else {
+            rounds = 0;
         }
         if (running == 0 && !more) || rounds >= max_rounds {
             if running != 0 {
