@@ -75,6 +75,7 @@ struct Slot {
     name: &'static str,
     state: VmState,
     stop_requested: bool,
+    last_ok: Option<bool>,
 }
 
 /// The life-cycle table: one slot per VM of the plan, in plan order (slot `i` is VM client `i`).
@@ -107,6 +108,7 @@ impl Lifecycle {
             name,
             state: VmState::Starting,
             stop_requested: false,
+            last_ok: None,
         });
         true
     }
@@ -186,6 +188,19 @@ impl Lifecycle {
         Some(i)
     }
 
+    /// Records how slot `index`'s last run ended: `ok` when its guest exited with status 0
+    /// (or powered off); not when its VMM refused it, it crashed or ran out of time.
+    pub fn set_last_ok(&mut self, index: usize, ok: bool) {
+        if let Some(s) = self.slots.get_mut(index).and_then(Option::as_mut) {
+            s.last_ok = Some(ok);
+        }
+    }
+
+    /// Slot `index`: its name, state, and how its last run ended (`None`: no run ended yet).
+    pub fn vm_at(&self, index: usize) -> Option<(&'static str, VmState, Option<bool>)> {
+        self.slot(index).map(|s| (s.name, s.state, s.last_ok))
+    }
+
     /// Whether any VM is not `Stopped`.
     pub fn any_active(&self) -> bool {
         self.slots
@@ -221,6 +236,13 @@ pub fn start_vm(name: &str) -> Result<usize, LifeError> {
 /// [`LifeError`]: an unknown name, or a VM that is not starting or running.
 pub fn stop_vm(name: &str) -> Result<usize, LifeError> {
     LIFECYCLE.lock().request_stop(name)
+}
+
+/// The plan's VM at `index` (plan order; its manager client is `ClientId(index + 1)` while
+/// its VMM runs): its name, its state and how its last run ended (`Some(false)`: refused,
+/// crashed, out of time or a non-zero exit). `None` past the last.
+pub fn vm_at(index: usize) -> Option<(&'static str, VmState, Option<bool>)> {
+    LIFECYCLE.lock().vm_at(index)
 }
 
 /// Calls `each(name, state)` for every VM of the plan, in plan order.
@@ -317,5 +339,9 @@ mod tests {
         t.set(0, VmState::Stopped);
         t.set(1, VmState::Stopped);
         assert!(!t.any_active());
+        assert_eq!(t.vm_at(1), Some(("vm2", VmState::Stopped, None)));
+        t.set_last_ok(1, false);
+        assert_eq!(t.vm_at(1), Some(("vm2", VmState::Stopped, Some(false))));
+        assert_eq!(t.vm_at(2), None);
     }
 }

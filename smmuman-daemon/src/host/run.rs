@@ -717,8 +717,9 @@ fn run_once<W: FnMut()>(
     Some(back)
 }
 
-/// Counts one run of VM `index` in the host's summary.
+/// Counts one run of VM `index` in the host's summary and its life cycle.
 fn ended(index: usize, ok: bool) {
+    LIFECYCLE.lock().set_last_ok(index, ok);
     if let Some(slot) = ENDED.lock().get_mut(index) {
         let before = slot.unwrap_or(Ended { ok: true, runs: 0 });
         *slot = Some(Ended {
