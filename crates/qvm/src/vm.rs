@@ -5,7 +5,9 @@
 //!   object, attaches the functions, maps the RAM windows, builds the CPU stage 2 from the same
 //!   list ([`GuestMap`]), loads the guest ELF and writes its device tree.
 //! * [`Vm::handle`] answers one [`Exit`]; [`Vm::run`] loops until the guest stops.
-//! * [`Vm::finish`] reads every fault record back, logs it, destroys the object and reports.
+//! * [`Vm::finish`] quiesces the pass-through functions ([`crate::quiesce`]), reads every fault
+//!   record back, logs it, destroys the object and reports; [`Vm::finish_returning`] also hands
+//!   the resources back so the host can scrub the RAM and start the VM again.
 
 use crate::abi;
 use crate::console::LineBuffer;
