@@ -138,3 +138,56 @@ pub fn host_plan(p: &mut Platform) -> Outcome {
         Err(_) => Outcome::fail().with("reason", "the host plan was refused"),
     }
 }
+
+/// Passes of the host loop a VM runs before [`api_cycle_pass`] asks it to stop.
+const API_CYCLE_RUN_PASSES: u32 = 100;
+
+/// Where the `host-lifecycle-api` script stands: passes seen with vm1 running, starts asked.
+static API_CYCLE: spin::Mutex<(u32, u32)> = spin::Mutex::new((0, 0));
+
+/// The script `host-lifecycle-api` runs each pass, standing in for the operator: once vm1 has
+/// run for a while it is stopped (`stop_vm`); once stopped (quiesced, destroyed, scrubbed) it
+/// is started again (`start_vm`) once, then stopped again.
+fn api_cycle_pass() {
+    use smmuman_daemon::host::lifecycle::{self, VmState};
+    let Some((name, state, _)) = lifecycle::vm_at(0) else {
+        return;
+    };
+    let mut cycle = API_CYCLE.lock();
+    match state {
+        VmState::Running => {
+            cycle.0 += 1;
+            if cycle.0 == API_CYCLE_RUN_PASSES {
+                let r = lifecycle::stop_vm(name);
+                console::line(format_args!(
+                    "API stop_vm vm={name} ok={}",
+                    u8::from(r.is_ok())
+                ));
+            }
+        }
+        VmState::Stopped if cycle.1 == 0 => {
+            cycle.1 += 1;
+            cycle.0 = 0;
+            // Refused while running: asked again once stopped, it starts.
+            let r = lifecycle::start_vm(name);
+            console::line(format_args!(
+                "API start_vm vm={name} ok={}",
+                u8::from(r.is_ok())
+            ));
+        }
+        _ => {}
+    }
+}
+
+/// `host-lifecycle-api`: the host plan, with a script in the host loop that calls the life
+/// cycle's API as the operator's channel will: `stop_vm` on the first VM while it runs, then
+/// `start_vm` once it is stopped, then `stop_vm` again (`tests-qemu/tests/lifecycle.rs`).
+pub fn host_lifecycle_api(p: &mut Platform) -> Outcome {
+    let mut options =
+        crate::options::host_options(p, SliceAccounting::Charged, LifeControls::PRODUCT);
+    options.each_pass = Some(api_cycle_pass);
+    match smmuman_daemon::host::run_vms(p, options) {
+        Ok(o) => o,
+        Err(_) => Outcome::fail().with("reason", "the host plan was refused"),
+    }
+}

@@ -27,5 +27,6 @@ pub fn host_options(p: &Platform, accounting: SliceAccounting, life: LifeControl
         accounting,
         iommu: iommu_options(p),
         life,
+        each_pass: None,
     }
 }

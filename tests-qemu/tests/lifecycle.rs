@@ -197,3 +197,65 @@ fn with_stay_the_host_stays_resident_after_its_vms_stopped() {
         run.describe()
     );
 }
+
+#[test]
+fn stop_vm_and_start_vm_take_a_vm_round_its_cycle_twice() {
+    const PLAN: &str = include_str!("../plans/lifecycle-api.plan");
+    let run = run_host(&HostBoot {
+        plan: PLAN,
+        name: "life-api",
+        scenario: Some(("host-lifecycle-api", &[])),
+        ..HostBoot::default()
+    })
+    .unwrap();
+    let api: Vec<String> = run
+        .records("API")
+        .map(|r| r.line.trim().to_string())
+        .collect();
+    assert_eq!(
+        api,
+        [
+            "API stop_vm vm=vm1 ok=1",
+            "API start_vm vm=vm1 ok=1",
+            "API stop_vm vm=vm1 ok=1"
+        ],
+        "{}",
+        run.describe()
+    );
+    // Both runs stopped on request, each quiesced, destroyed and scrubbed before the next.
+    let stops: Vec<_> = run
+        .records("VM")
+        .filter(|r| r.get("vm") == Some("vm1") && r.get("reason").is_some())
+        .collect();
+    assert_eq!(stops.len(), 2, "{}", run.describe());
+    for s in &stops {
+        assert_eq!(s.get("reason"), Some("requested"), "{}", run.describe());
+    }
+    assert_eq!(
+        steps(&run),
+        [
+            "first-scrub",
+            "start",
+            "quiesce",
+            "destroyed",
+            "scrub",
+            "stopped",
+            "start",
+            "quiesce",
+            "destroyed",
+            "scrub",
+            "stopped"
+        ],
+        "{}",
+        run.describe()
+    );
+    // The host ended on its own once nothing was left to run, the SMMU aborting.
+    assert_eq!(
+        run.result().and_then(|r| r.get("runs")),
+        Some("2"),
+        "{}",
+        run.describe()
+    );
+    assert!(run.record("SMMU_ABORT").is_some(), "{}", run.describe());
+    assert!(run.record("FATAL").is_none(), "{}", run.describe());
+}

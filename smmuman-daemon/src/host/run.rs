@@ -123,6 +123,10 @@ pub struct HostOptions {
     pub iommu: IommuOptions,
     /// The life cycle's test controls (the product: none).
     pub life: LifeControls,
+    /// Test image only: called once per pass of the host loop, before the life cycle's
+    /// requests are acted on (a script of `lifecycle::start_vm`/`stop_vm` calls standing in
+    /// for the operator). The product: `None`.
+    pub each_pass: Option<fn()>,
 }
 
 impl HostOptions {
@@ -132,6 +136,7 @@ impl HostOptions {
         accounting: SliceAccounting::Charged,
         iommu: IommuOptions::DEFAULT,
         life: LifeControls::PRODUCT,
+        each_pass: None,
     };
 }
 
@@ -255,6 +260,9 @@ pub fn run_vms(p: &mut Platform, options: HostOptions) -> Result<Outcome, u32> {
         &mut tasks,
         MAX_ROUNDS,
         &mut |m, tasks| {
+            if let Some(hook) = options.each_pass {
+                hook();
+            }
             let more = service_pass(m, tasks);
             if resident && !more && !announced {
                 announced = true;
