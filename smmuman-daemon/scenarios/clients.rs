@@ -27,7 +27,7 @@ pub fn run(
         vmm::hand_over(i, v);
         let _ = tasks.push(Task::spawn(vmm::main, i));
     }
-    serve_tasks(p, manager, &mut tasks, MAX_ROUNDS, &mut |_| {});
+    serve_tasks(p, manager, &mut tasks, MAX_ROUNDS, &mut |_, _| false);
     vmm::verdicts(n)
 }
 

@@ -179,7 +179,7 @@ pub fn iommu_event_error(p: &mut Platform) -> Outcome {
         Err(o) => return o,
     };
     manager_task::INJECT_EVENT_ERROR.store(true, core::sync::atomic::Ordering::SeqCst);
-    manager_task::serve_tasks(p, Some(&mut m), &mut [], 4, &mut |_| {});
+    manager_task::serve_tasks(p, Some(&mut m), &mut [], 4, &mut |_, _| false);
     core::mem::forget(m);
     fail("the manager kept serving after the SMMU refused the drain")
 }

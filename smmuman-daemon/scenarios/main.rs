@@ -76,7 +76,11 @@ mod bare {
             // Without `scenario=`, the host plan as the product runs it (with the SMMU's options
             // from the command line, `evtq-log2=`).
             None => {
-                let options = crate::options::host_options(&platform, SliceAccounting::Charged);
+                let options = crate::options::host_options(
+                    &platform,
+                    SliceAccounting::Charged,
+                    host::LifeControls::PRODUCT,
+                );
                 host::run(&mut platform, options)
             }
         }

@@ -2,7 +2,7 @@
 
 use smmuman_daemon::bringup::iommu::IommuOptions;
 use smmuman_daemon::bringup::platform::Platform;
-use smmuman_daemon::host::HostOptions;
+use smmuman_daemon::host::{HostOptions, LifeControls};
 use smmuman_daemon::hyp::world_switch::SliceAccounting;
 use smmuman_daemon::runtime::console;
 
@@ -19,11 +19,14 @@ pub fn iommu_options(p: &Platform) -> IommuOptions {
     }
 }
 
-/// The host's options in the test image: `accounting` (a control may ask for the old one) and
-/// the SMMU's options from the command line ([`iommu_options`]).
-pub fn host_options(p: &Platform, accounting: SliceAccounting) -> HostOptions {
+/// The host's options in the test image: `accounting` (a control may ask for the old one),
+/// the life cycle's controls (`life`), and the SMMU's options from the command line
+/// ([`iommu_options`]).
+pub fn host_options(p: &Platform, accounting: SliceAccounting, life: LifeControls) -> HostOptions {
     HostOptions {
         accounting,
         iommu: iommu_options(p),
+        life,
+        each_pass: None,
     }
 }

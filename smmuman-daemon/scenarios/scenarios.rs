@@ -116,8 +116,13 @@ pub const REGISTRY: &[Scenario<Platform>] = &[
         run: crate::host_scenarios::host_unswitched,
     },
     Scenario {
+        name: "host-lifecycle-api",
+        about: "the host plan with a script calling the life cycle's API: stop_vm, start_vm, stop_vm on the first VM",
+        run: crate::host_scenarios::host_lifecycle_api,
+    },
+    Scenario {
         name: "host-plan",
-        about: "the product's host plan (initrd); control=fresh-slice: the old time-slice accounting (the fairness test's control)",
+        about: "the product's host plan (initrd); control=fresh-slice: the old time-slice accounting (the fairness test's control); control=skip-scrub|skip-quiesce: the life-cycle tests' controls",
         run: crate::host_scenarios::host_plan,
     },
     Scenario {

@@ -20,7 +20,7 @@ const GUEST_LINK_BASE: u64 = 0x4008_0000;
 const UNITY_LINK_BASE: u64 = 0x5180_0000 + 0x8_0000;
 
 /// The guests and their link addresses.
-const GUESTS: [(&str, u64); 9] = [
+const GUESTS: [(&str, u64); 11] = [
     ("driver", GUEST_LINK_BASE),
     ("rogue", GUEST_LINK_BASE),
     ("unity", UNITY_LINK_BASE),
@@ -30,6 +30,8 @@ const GUESTS: [(&str, u64); 9] = [
     ("cpu-check", GUEST_LINK_BASE),
     ("worker", GUEST_LINK_BASE),
     ("flooder", GUEST_LINK_BASE),
+    ("leftover", GUEST_LINK_BASE),
+    ("stale-dma", GUEST_LINK_BASE),
 ];
 
 fn main() {

@@ -7,7 +7,7 @@
 
 use crate::plain;
 use crate::records::parse_line;
-use crate::{boot_image, env_or_build, image, qemu_ready, Boot, Record, Run};
+use crate::{boot_image, boot_image_until, env_or_build, image, qemu_ready, Boot, Record, Run};
 use std::fs;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -64,6 +64,10 @@ pub struct HostBoot<'a> {
     pub scenario: Option<(&'a str, &'a [&'a str])>,
     /// A name for the archive file (unique per test).
     pub name: &'a str,
+    /// More boot arguments for the product image (e.g. `stay=1`).
+    pub bootargs: &'a str,
+    /// Kill QEMU once its console shows this text (a resident host never exits by itself).
+    pub until: Option<&'a str>,
 }
 
 /// Packs the archive `boot` describes (every guest included) and boots it.
@@ -79,7 +83,7 @@ pub fn run_host(boot: &HostBoot<'_>) -> Result<Run, String> {
         qemu_args: boot.qemu_args,
     };
     match boot.scenario {
-        None => boot_image(&product_image()?, &b, String::new()),
+        None => boot_image_until(&product_image()?, &b, boot.bootargs.to_string(), boot.until),
         Some((scenario, extra)) => {
             let bootargs = std::iter::once(format!("scenario={scenario}"))
                 .chain(extra.iter().map(|s| s.to_string()))

@@ -224,6 +224,17 @@ pub fn run_on(boot: &Boot<'_>, scenario: &str, extra: &[&str]) -> Result<Run, St
 
 /// Boots `image` as `boot` says with `bootargs` and waits for it to exit.
 pub(crate) fn boot_image(image: &Path, boot: &Boot<'_>, bootargs: String) -> Result<Run, String> {
+    boot_image_until(image, boot, bootargs, None)
+}
+
+/// [`boot_image`], but when `until` is given, QEMU is killed as soon as its console shows that
+/// text (a resident host that would serve forever); the run then has no exit code.
+pub(crate) fn boot_image_until(
+    image: &Path,
+    boot: &Boot<'_>,
+    bootargs: String,
+    until: Option<&str>,
+) -> Result<Run, String> {
     let mut cmd = qemu::boot_command(&qemu::Boot {
         board: boot.board.unwrap_or(paths::DEFAULT_BOARD),
         image,
@@ -241,7 +252,10 @@ pub(crate) fn boot_image(image: &Path, boot: &Boot<'_>, bootargs: String) -> Res
     let stdout = capture(child.stdout.take());
     let stderr = capture(child.stderr.take());
     let limit = timeout();
-    let exit = wait(&mut child, limit);
+    let exit = match (until, &stdout) {
+        (Some(text), Some((buf, _))) => wait_for_text(&mut child, limit, buf, text),
+        _ => wait(&mut child, limit),
+    };
     let console = collect(stdout, stderr);
     let exit_code = match exit {
         Ok(code) => code,
@@ -289,6 +303,37 @@ pub(crate) fn collect(stdout: Option<Captured>, stderr: Option<Captured>) -> Str
         }
     }
     text
+}
+
+/// Waits until the captured console shows `text` (then kills the child: `Ok(None)`), the child
+/// exits (its code), or the deadline passes (`Err` after killing it).
+fn wait_for_text(
+    child: &mut Child,
+    limit: Duration,
+    console: &Arc<Mutex<Vec<u8>>>,
+    text: &str,
+) -> Result<Option<i32>, ()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let seen = console
+            .lock()
+            .map(|b| String::from_utf8_lossy(&b).contains(text))
+            .unwrap_or(false);
+        if seen {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status.code()),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(());
+            }
+        }
+    }
 }
 
 /// The exit code, or `Err` after killing the child at the deadline.

@@ -17,7 +17,7 @@ use std::process::Command;
 /// The guests' package.
 pub const PACKAGE: &str = "qvm-guests";
 /// Every guest binary.
-pub const GUESTS: [&str; 9] = [
+pub const GUESTS: [&str; 11] = [
     "driver",
     "rogue",
     "unity",
@@ -27,6 +27,8 @@ pub const GUESTS: [&str; 9] = [
     "cpu-check",
     "worker",
     "flooder",
+    "leftover",
+    "stale-dma",
 ];
 /// Archive name of the board config.
 pub const CONFIG_ENTRY: &str = "smmuman.conf";

@@ -141,6 +141,10 @@ fn parse_run_args(args: &[String]) -> Result<RunArgs> {
     let mut rest = args;
     loop {
         match rest {
+            [flag, tail @ ..] if flag == "--stay" => {
+                stay = true;
+                rest = tail;
+            }
             [flag, value, tail @ ..] if flag == "--board" => {
                 board = value.clone();
                 rest = tail;
@@ -524,6 +528,9 @@ mod tests {
         let p = parse_run_args(&strings(&["--plan", "x.plan"])).unwrap();
         assert_eq!(p.plan, Some(PathBuf::from("x.plan")));
         assert!(parse_run_args(&strings(&["--plan", "x.plan", "window"])).is_err());
+        let p = parse_run_args(&strings(&["--plan", "x.plan", "--stay", "k=v"])).unwrap();
+        assert_eq!(p.bootargs, "stay=1 k=v");
+        assert!(parse_run_args(&strings(&["--stay", "window"])).is_err());
         assert!(parse_run_args(&strings(&["--board"])).is_err());
         assert!(parse_run_args(&strings(&["--bord", "x"])).is_err());
     }

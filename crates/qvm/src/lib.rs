@@ -9,7 +9,8 @@
 //!   ([`guest_dt`]), builds the CPU's stage 2 and sends the *same* GPA→HPA list
 //!   ([`guest_map`]) to the manager through `smmuman-api`, emulates what the guest touches
 //!   outside its RAM (the console, [`mmio`], and the PCI configuration space, [`vpci`]),
-//!   answers hypercalls ([`abi`]) and, when the guest stops, reads its device's faults back
+//!   answers hypercalls ([`abi`]) and, when the guest stops, quiesces its devices
+//!   ([`quiesce`]: bus mastering off, FLR where offered), reads its device's faults back
 //!   and logs them ([`vm`]); a trapped system register access nobody emulates stops the guest
 //!   with the register named ([`sysreg`]);
 //!   and logs them ([`vm`]), within what one time slice may make the host do
@@ -34,6 +35,7 @@ pub mod guest_ram;
 pub mod mmio;
 pub mod outcome;
 pub mod plan;
+pub mod quiesce;
 pub mod slice_work;
 pub mod sysreg;
 pub mod vcpu;

@@ -179,11 +179,13 @@ pub enum StopReason {
     },
     /// Changing the CPU stage 2 for a BAR failed.
     Stage2(MapListError),
+    /// The host asked the VM to stop ([`crate::vm::VmmHost::stop_requested`]: the operator).
+    Requested,
 }
 
 impl StopReason {
     /// A short name for records: `exit`, `system-off`, `time-limit`, `outside`, `unemulatable`,
-    /// `instruction-abort`, `exception`, `stage2`.
+    /// `instruction-abort`, `exception`, `stage2`, `requested`.
     pub const fn tag(&self) -> &'static str {
         match self {
             Self::Exited { .. } => "exit",
@@ -195,6 +197,7 @@ impl StopReason {
             Self::SysReg { .. } => "sysreg",
             Self::Exception { .. } => "exception",
             Self::Stage2(_) => "stage2",
+            Self::Requested => "requested",
         }
     }
 }
@@ -226,6 +229,7 @@ impl fmt::Display for StopReason {
                 "unexpected guest exception: EC {ec:#04x} ISS {iss:#09x} FAR {far:#018x}"
             ),
             Self::Stage2(e) => write!(f, "remapping a BAR: {e}"),
+            Self::Requested => f.write_str("the host asked the VM to stop"),
         }
     }
 }

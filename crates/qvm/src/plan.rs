@@ -19,6 +19,8 @@ use iommu_core::Bdf;
 pub const MAX_VMS: usize = 4;
 /// Pass-through functions one VM may have.
 pub const MAX_PASS: usize = 2;
+/// The most restarts one VM's `restart` key may ask.
+pub const MAX_RESTARTS: u8 = 16;
 /// Longest VM name.
 pub const MAX_NAME: usize = 16;
 /// Longest guest image name.
@@ -71,6 +73,10 @@ pub struct VmPlan<'a> {
     pub bootargs: &'a str,
     /// Run time after which the VMM stops the guest, in milliseconds.
     pub time_limit_ms: u64,
+    /// How many times the host starts the VM again, in the same RAM with the same devices,
+    /// after its guest stops (`restart N`, 0..=[`MAX_RESTARTS`]; default 0). Each start
+    /// follows the previous run's quiesce, object teardown and RAM scrub.
+    pub restarts: u8,
 }
 
 impl VmPlan<'_> {
@@ -171,6 +177,7 @@ struct Section<'a> {
     guest_line: Option<u32>,
     bootargs_line: Option<u32>,
     limit_line: Option<u32>,
+    restart_line: Option<u32>,
     unity_line: Option<u32>,
 }
 
@@ -268,7 +275,9 @@ pub fn parse(text: &str) -> Result<HostPlan<'_>, PlanError<'_>> {
                     guest: "",
                     bootargs: "",
                     time_limit_ms: DEFAULT_TIME_LIMIT_MS,
+                    restarts: 0,
                 },
+                restart_line: None,
                 ram_line: None,
                 guest_line: None,
                 bootargs_line: None,
@@ -444,12 +453,39 @@ pub fn parse(text: &str) -> Result<HostPlan<'_>, PlanError<'_>> {
                 s.vm.time_limit_ms = ms;
                 s.limit_line = Some(n);
             }
+            "restart" if !first.quoted => {
+                once(s.restart_line)?;
+                let v = want(1, "a count (0 to 16)")?;
+                let count =
+                    (!v.quoted && v.text.len() <= 2 && v.text.bytes().all(|b| b.is_ascii_digit()))
+                        .then(|| v.text.parse::<u8>().ok())
+                        .flatten()
+                        .ok_or(err(
+                            v.col,
+                            PlanErrorKind::Expected {
+                                what: "a count (0 to 16)",
+                                found: Some(v.text),
+                            },
+                        ))?;
+                if count > MAX_RESTARTS {
+                    return Err(err(
+                        v.col,
+                        PlanErrorKind::OutOfRange {
+                            key: "restart",
+                            range: "from 0 to 16",
+                        },
+                    ));
+                }
+                expect_end(2)?;
+                s.vm.restarts = count;
+                s.restart_line = Some(n);
+            }
             _ => {
                 return Err(err(
                     first.col,
                     PlanErrorKind::UnknownKey {
                         key,
-                        allowed: "ram, unity, pass, guest, bootargs, time-limit",
+                        allowed: "ram, unity, pass, guest, bootargs, time-limit, restart",
                     },
                 ))
             }

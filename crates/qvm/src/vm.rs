@@ -5,7 +5,9 @@
 //!   object, attaches the functions, maps the RAM windows, builds the CPU stage 2 from the same
 //!   list ([`GuestMap`]), loads the guest ELF and writes its device tree.
 //! * [`Vm::handle`] answers one [`Exit`]; [`Vm::run`] loops until the guest stops.
-//! * [`Vm::finish`] reads every fault record back, logs it, destroys the object and reports.
+//! * [`Vm::finish`] quiesces the pass-through functions ([`crate::quiesce`]), reads every fault
+//!   record back, logs it, destroys the object and reports; [`Vm::finish_returning`] also hands
+//!   the resources back so the host can scrub the RAM and start the VM again.
 
 use crate::abi;
 use crate::console::LineBuffer;
@@ -18,6 +20,7 @@ use crate::guest_ram::GuestRam;
 use crate::mmio::{self, Target};
 pub use crate::outcome::{Action, Device, Report, RuleProblem, StartError, StopReason};
 use crate::plan::{VmPlan, MAX_PASS};
+use crate::quiesce::Quiesced;
 use crate::slice_work::{SliceWork, Work, WorkLimits};
 use crate::vcpu::{Exit, Vcpu};
 use crate::vpci::{self, HostFunction, Vpci};
@@ -37,6 +40,22 @@ pub trait VmmHost {
     fn now_ns(&self) -> u64;
     /// Gives the CPU to others for a while (another VM, the manager).
     fn yield_now(&mut self);
+    /// Whether the host asks the VM to stop (checked whenever the VM would yield; the guest
+    /// then stops with [`StopReason::Requested`]). Default: never.
+    fn stop_requested(&self) -> bool {
+        false
+    }
+    /// Quiesces a pass-through function's DMA as its VM stops, before the VM object is
+    /// destroyed ([`crate::quiesce`]: bus mastering off, FLR where offered, 100 ms). The
+    /// default waits by yielding until [`VmmHost::now_ns`] has moved on.
+    fn quiesce(&mut self, f: &mut dyn HostFunction) -> Quiesced {
+        crate::quiesce::quiesce(f, &mut |ms| {
+            let until = self.now_ns().saturating_add(ms.saturating_mul(1_000_000));
+            while self.now_ns() < until {
+                self.yield_now();
+            }
+        })
+    }
 }
 
 /// What the host gives a VM.
@@ -44,7 +63,10 @@ pub trait VmmHost {
 pub struct Resources<T: Transport, R, H, M> {
     /// Host-physical base of the VM's RAM (its length is the plan's `ram`).
     pub ram_hpa: PhysAddr,
-    /// The VM's RAM; its [`GuestRam::range`] must be [`guest_ram_range`] of the plan.
+    /// The VM's RAM; its [`GuestRam::range`] must be [`guest_ram_range`] of the plan. The
+    /// host hands it over scrubbed (zeroed, and cleaned to the point of coherency): nothing a
+    /// previous guest or the host left there may reach this guest. The VMM writes only the
+    /// guest image and the device tree into it.
     pub ram: R,
     /// The pass-through functions, in the plan's order.
     pub functions: heapless::Vec<H, MAX_PASS>,
@@ -54,6 +76,20 @@ pub struct Resources<T: Transport, R, H, M> {
     pub stage2_mem: M,
     /// The CPU stage 2's address sizes (the host's VTCR_EL2).
     pub stage2_cfg: Stage2Config,
+}
+
+/// What [`Vm::finish_returning`] hands back: [`Resources`] as the VM leaves them (devices
+/// quiesced, object destroyed, CPU tables freed; the RAM holds what the guest left).
+#[derive(Debug)]
+pub struct Returned<T: Transport, R, H, M> {
+    /// The VM's RAM, not yet scrubbed.
+    pub ram: R,
+    /// The pass-through functions, quiesced.
+    pub functions: heapless::Vec<H, MAX_PASS>,
+    /// The manager connection.
+    pub client: Option<Client<T>>,
+    /// The CPU stage 2's memory (its tables given back).
+    pub stage2_mem: M,
 }
 
 /// Where a plan's RAM sits in guest-physical space: at [`abi::RAM_BASE`], or at its
@@ -314,10 +350,8 @@ where
                 .map_err(StartError::Map)?,
         );
 
-        // RAM starts zeroed: the guest sees nothing the host left there.
-        self.ram
-            .zero(ram_range.start(), ram_range.len())
-            .map_err(StartError::Write)?;
+        // The RAM comes scrubbed from the host (`Resources::ram`): only the image and the
+        // device tree are written into it.
         let loaded = elf::load(image, &mut self.ram).map_err(StartError::Elf)?;
         let dt = GuestDt {
             ram: ram_range,
@@ -553,6 +587,9 @@ where
     }
 
     fn check_time(&mut self) -> Action {
+        if self.host.stop_requested() {
+            return Action::Stop(StopReason::Requested);
+        }
         let elapsed = self.host.now_ns().saturating_sub(self.started_ns);
         if elapsed >= self.time_limit_ms.saturating_mul(1_000_000) {
             Action::Stop(StopReason::TimeLimit {
@@ -724,6 +761,25 @@ where
     /// Reads every fault record of the VM's object back and logs it, destroys the object (its
     /// devices go back to deny), frees the CPU tables and reports.
     pub fn finish(mut self) -> Report {
+        self.wind_down()
+    }
+
+    /// [`Vm::finish`], then hands back what the host gave the VM (its RAM, its pass-through
+    /// functions, its manager connection, its CPU stage-2 memory), so the host can scrub the
+    /// RAM and start the VM again in it.
+    pub fn finish_returning(mut self) -> (Report, Returned<T, R, H, M>) {
+        let report = self.wind_down();
+        let returned = Returned {
+            ram: self.ram,
+            functions: self.vpci.into_hosts(),
+            client: self.client,
+            stage2_mem: self.mem,
+        };
+        (report, returned)
+    }
+
+    /// Quiesces the devices, reads the last faults, destroys the object and the CPU tables.
+    fn wind_down(&mut self) -> Report {
         let name = self.name;
         let mut report = Report {
             exit_status: self.exit_status,
@@ -740,9 +796,21 @@ where
             self.console
                 .flush(|l| host.line(format_args!("GUEST [{name}] {l}")));
         }
-        // Bus mastering off before the object goes.
-        for h in self.vpci.hosts_mut() {
-            h.config_write16(vpci::reg::COMMAND, 0);
+        // The devices' DMA quiesced before the object goes (and with it the devices'
+        // translations): bus mastering off, FLR where offered, the settle time.
+        for (i, h) in self.vpci.hosts_mut().enumerate() {
+            let q = self.host.quiesce(h);
+            let device = self.devices.get(i).map(|d| d.host);
+            self.host.line(format_args!(
+                "QUIESCE vm={name} device={} bus_master={} flr={}",
+                OrUnknown(device),
+                if q == Quiesced::SkippedControl {
+                    "on"
+                } else {
+                    "off"
+                },
+                q.tag()
+            ));
         }
         report.cleanup_error = self.read_faults();
         report.faults = self.faults.records;
@@ -768,6 +836,18 @@ where
             report.throttled
         ));
         report
+    }
+}
+
+/// A value or `unknown`, for records.
+struct OrUnknown<T>(Option<T>);
+
+impl<T: fmt::Display> fmt::Display for OrUnknown<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("unknown"),
+        }
     }
 }
 

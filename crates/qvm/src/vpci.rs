@@ -347,6 +347,11 @@ impl<H: HostFunction> Vpci<H> {
         self.functions.iter_mut().map(|f| &mut f.host)
     }
 
+    /// The host functions, in the order they were added.
+    pub fn into_hosts(self) -> heapless::Vec<H, MAX_FUNCTIONS> {
+        self.functions.into_iter().map(|f| f.host).collect()
+    }
+
     fn function(&self, device: u8) -> Option<&Function<H>> {
         self.functions.get(usize::from(device).checked_sub(1)?)
     }

@@ -13,9 +13,17 @@
 //!    guest runs, the host compares, page by page, where the CPU (`AT S12E1R` through the VM's
 //!    stage 2) and the SMMU (the manager's tables for the VM's device) send each
 //!    guest-physical address of its RAM; a guest whose two translations disagree never runs.
-//! 5. Serves the VMMs until every VM is gone, prints one `VM ... stop` record per VM and a
-//!    `RESULT scenario=host-plan` record, and leaves every SMMU aborting before it exits.
+//! 5. When a guest stops: its VMM quiesces its devices (`QUIESCE`: bus mastering off, FLR
+//!    where offered, 100 ms) and destroys its VM object; then the host scrubs its RAM
+//!    (`SCRUB`: zeroed, cleaned to the point of coherency), and only then is the VM
+//!    `stopped` ([`super::lifecycle`]) and its RAM may be started again: by the plan's
+//!    `restart N`, or by the operator ([`super::lifecycle::start_vm`]).
+//! 6. Serves the VMMs until every VM is stopped, prints one `VM ... stop` record per run and a
+//!    `RESULT scenario=host-plan` record, and leaves every SMMU aborting before it exits. With
+//!    the boot argument `stay=1` it stays resident instead (`HOST state=resident`): it keeps
+//!    serving the manager, the SMMU's interrupts and life-cycle requests until QEMU is ended.
 
+use super::lifecycle::{VmState, LIFECYCLE};
 use super::stage2_check::{self, FirstMismatch};
 use crate::bringup::iommu::IommuOptions;
 use crate::bringup::platform::Platform;
@@ -37,7 +45,8 @@ use iommu_core::{Bdf, Iova, PhysAddr, StreamId};
 use qvm::gpa::{Gpa, GpaRange};
 use qvm::guest_ram::{GuestRam, OutsideRam};
 use qvm::plan::{HostPlan, VmPlan};
-use qvm::vm::{Resources, StopReason, Vm, VmmHost};
+use qvm::quiesce::Quiesced;
+use qvm::vm::{Resources, Returned, StopReason, Vm, VmmHost};
 use qvm::vpci::{BarKind, HostBar, HostFunction};
 use smmuman_api::Client;
 use smmuman_server::Grant;
@@ -54,7 +63,8 @@ const SLICE_PER_SECOND: u64 = 100;
 /// stop them long before).
 const MAX_ROUNDS: u32 = 10_000_000;
 
-/// What the host hands one VMM task.
+/// What the host hands one VMM task. A VM that stopped gets it back (RAM scrubbed), so it can
+/// start again in the same RAM with the same devices.
 struct VmSetup {
     plan: VmPlan<'static>,
     image: &'static [u8],
@@ -65,6 +75,9 @@ struct VmSetup {
     vmid: u8,
     manager: bool,
     accounting: SliceAccounting,
+    life: LifeControls,
+    /// Restarts left from the plan's `restart N`.
+    restarts: u8,
 }
 
 /// Where a VMM task is between the host's stage-2 check and the guest's first instruction.
@@ -87,10 +100,13 @@ struct CheckRequest {
     ram: GpaRange,
 }
 
-/// How one VM ended, for the host's summary.
+/// How a VM's runs ended, for the host's summary.
 #[derive(Clone, Copy)]
 struct Ended {
+    /// Every run exited with status 0.
     ok: bool,
+    /// Runs that ended.
+    runs: u32,
 }
 
 static SETUPS: Mutex<[Option<VmSetup>; MAX_CLIENTS]> = Mutex::new([const { None }; MAX_CLIENTS]);
@@ -105,13 +121,40 @@ pub struct HostOptions {
     pub accounting: SliceAccounting,
     /// How the SMMU is set up when the plan starts the manager.
     pub iommu: IommuOptions,
+    /// The life cycle's test controls (the product: none).
+    pub life: LifeControls,
+    /// Test image only: called once per pass of the host loop, before the life cycle's
+    /// requests are acted on (a script of `lifecycle::start_vm`/`stop_vm` calls standing in
+    /// for the operator). The product: `None`.
+    pub each_pass: Option<fn()>,
 }
 
 impl HostOptions {
-    /// What the product image runs: slices charged, the SMMU's default queues.
+    /// What the product image runs: slices charged, the SMMU's default queues, every
+    /// stopping VM quiesced and scrubbed.
     pub const PRODUCT: Self = Self {
         accounting: SliceAccounting::Charged,
         iommu: IommuOptions::DEFAULT,
+        life: LifeControls::PRODUCT,
+        each_pass: None,
+    };
+}
+
+/// Steps of a VM's stop that only the test image may leave out, to show they matter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LifeControls {
+    /// Leave the devices as the guest left them (no bus-master-off, no FLR, no settle time):
+    /// the stale-DMA test's control.
+    pub skip_quiesce: bool,
+    /// Leave the RAM as the guest left it: the scrub test's control.
+    pub skip_scrub: bool,
+}
+
+impl LifeControls {
+    /// Every step taken.
+    pub const PRODUCT: Self = Self {
+        skip_quiesce: false,
+        skip_scrub: false,
     };
 }
 
@@ -156,7 +199,7 @@ pub fn run_vms(p: &mut Platform, options: HostOptions) -> Result<Outcome, u32> {
     > = heapless::Vec::new();
     let mut count = 0;
     for (i, vm) in plan.vms.iter().enumerate() {
-        match setup(p, vm, i, plan.manager, accounting) {
+        match setup(p, vm, i, plan.manager, accounting, options.life) {
             Ok((s, g)) => {
                 if let Some(slot) = SETUPS.lock().get_mut(i) {
                     *slot = Some(s);
@@ -199,47 +242,105 @@ pub fn run_vms(p: &mut Platform, options: HostOptions) -> Result<Outcome, u32> {
         }
         manager_task::open_mailboxes();
     }
+    {
+        let mut life = LIFECYCLE.lock();
+        for (i, vm) in plan.vms.iter().enumerate() {
+            life.add(i, vm.name);
+        }
+    }
+    let resident = p.args.get("stay") == Some("1");
     let mut tasks: heapless::Vec<Option<Task>, MAX_CLIENTS> = heapless::Vec::new();
-    for i in 0..count {
-        let _ = tasks.push(Task::spawn(vm_main, i));
+    for _ in 0..count {
+        let _ = tasks.push(None);
     }
-    manager_task::serve_tasks(p, manager.as_mut(), &mut tasks, MAX_ROUNDS, &mut |m| {
-        answer_checks(m);
-        crate::operator::serve(p, m, &host_vms(&plan));
-    });
-    if crate::operator::stays(p) {
-        crate::operator::stay(p, manager.as_mut(), &host_vms(&plan));
-    }
+    let mut announced = false;
+    manager_task::serve_tasks(
+        p,
+        manager.as_mut(),
+        &mut tasks,
+        MAX_ROUNDS,
+        &mut |m: Option<&mut Mgr>, tasks: &mut [Option<Task>]| {
+            if let Some(hook) = options.each_pass {
+                hook();
+            }
+            let mut m = m;
+            if let Some(m) = m.as_deref_mut() {
+                crate::operator::serve(p, m, &host_vms(&plan));
+            }
+            let more = service_pass(m, tasks);
+            if resident && !more && !announced {
+                announced = true;
+                console::line(format_args!(
+                    "HOST state=resident detail=\"the plan's VMs stopped; serving the manager and life-cycle requests until QEMU ends\""
+                ));
+            }
+            more || resident
+        },
+    );
     let ended = ENDED.lock();
     let ok = ended
         .iter()
         .take(count)
         .filter(|e| e.is_some_and(|e| e.ok))
         .count();
+    let runs: u32 = ended.iter().take(count).flatten().map(|e| e.runs).sum();
     let outcome = if ok == count {
         Outcome::pass()
     } else {
         Outcome::fail()
     };
-    Ok(outcome.with("vms", count).with("exited_ok", ok))
+    Ok(outcome
+        .with("vms", count)
+        .with("exited_ok", ok)
+        .with("runs", runs))
 }
 
-/// The plan's VMs as the operator sees them: running until their `VM ... stop` record.
+/// The host loop's own work, once per pass (after the manager served the mailboxes and the
+/// SMMU's events): answer the VMMs' stage-2 checks, and give each VM that is `Starting` (the
+/// plan's VMs at first, then those [`super::lifecycle::start_vm`] asked for) a VMM task.
+/// Returns whether any VM is not stopped (the host then keeps serving). The operator's
+/// channel polls from here too.
+fn service_pass(m: Option<&mut Mgr>, tasks: &mut [Option<Task>]) -> bool {
+    if let Some(m) = m {
+        answer_checks(m);
+    }
+    let mut life = LIFECYCLE.lock();
+    while let Some(i) = life.take_start(|i| tasks.get(i).is_some_and(Option::is_none)) {
+        match Task::spawn(vm_main, i) {
+            Some(t) => {
+                if let Some(slot) = tasks.get_mut(i) {
+                    *slot = Some(t);
+                }
+            }
+            None => {
+                console::line(format_args!(
+                    "VM index={i} stop reason=no-task status=-1 detail=\"no free task stack\""
+                ));
+                life.set(i, VmState::Stopped);
+            }
+        }
+    }
+    life.any_active()
+}
+
+/// The plan's VMs as the operator sees them, from the life-cycle table
+/// ([`super::lifecycle::vm_at`]): a VM whose last run failed (refused, crashed, out of time,
+/// a non-zero exit) is `Failed` once stopped.
 fn host_vms(plan: &HostPlan<'_>) -> heapless::Vec<smmuman_server::admin::HostVm, MAX_CLIENTS> {
-    use smmuman_admin_api::{Name, VmState};
-    let ended = ENDED.lock();
-    plan.vms
-        .iter()
-        .enumerate()
-        .take(MAX_CLIENTS)
-        .map(|(i, vm)| smmuman_server::admin::HostVm {
-            name: Name::new(vm.name).unwrap_or_default(),
-            client: plan.manager.then(|| manager_task::client_id(i)),
-            state: match ended.get(i).copied().flatten() {
-                None => VmState::Running,
-                Some(Ended { ok: true }) => VmState::Stopped,
-                Some(Ended { ok: false }) => VmState::Failed,
-            },
+    use smmuman_admin_api::{Name, VmState as Seen};
+    (0..plan.vms.len().min(MAX_CLIENTS))
+        .filter_map(|i| {
+            let (name, state, last_ok) = super::lifecycle::vm_at(i)?;
+            Some(smmuman_server::admin::HostVm {
+                name: Name::new(name).unwrap_or_default(),
+                client: plan.manager.then(|| manager_task::client_id(i)),
+                state: match (state, last_ok) {
+                    (VmState::Starting, None) => Seen::Planned,
+                    (VmState::Starting | VmState::Running | VmState::Stopping, _) => Seen::Running,
+                    (VmState::Stopped, Some(false)) => Seen::Failed,
+                    (VmState::Stopped, _) => Seen::Stopped,
+                },
+            })
         })
         .collect()
 }
@@ -291,6 +392,7 @@ fn setup(
     index: usize,
     manager: bool,
     accounting: SliceAccounting,
+    life: LifeControls,
 ) -> Result<
     (
         VmSetup,
@@ -338,21 +440,26 @@ fn setup(
         u8::from(vm.unity),
         index + 1
     ));
+    let mut ram = VmRam {
+        view: memory.view,
+        gpa,
+        hpa: ram_hpa,
+    };
+    // Whatever the RAM held before (firmware, a previous boot) is not the guest's to read.
+    scrub(vm.name, &mut ram, life.skip_scrub, "before-first-start");
     Ok((
         VmSetup {
             plan: vm.clone(),
             image,
-            ram: VmRam {
-                view: memory.view,
-                gpa,
-                hpa: ram_hpa,
-            },
+            ram,
             ram_hpa,
             functions,
             stage2,
             vmid: (index + 1) as u8,
             manager,
             accounting,
+            life,
+            restarts: vm.restarts,
         },
         memory.grants,
     ))
@@ -387,10 +494,13 @@ impl fmt::Display for SetupError {
     }
 }
 
-/// The host's side of a VMM: the console, the clock, and giving the CPU away.
+/// The host's side of a VMM: the console, the clock, giving the CPU away, the operator's
+/// stop request, and quiescing its devices.
 struct TaskHost<'y> {
     y: &'y Yielder,
     clock: GenericTimer,
+    index: usize,
+    skip_quiesce: bool,
 }
 
 impl VmmHost for TaskHost<'_> {
@@ -405,47 +515,160 @@ impl VmmHost for TaskHost<'_> {
     fn yield_now(&mut self) {
         self.y.yield_now();
     }
+
+    fn stop_requested(&self) -> bool {
+        LIFECYCLE.lock().stop_requested(self.index)
+    }
+
+    fn quiesce(&mut self, f: &mut dyn HostFunction) -> Quiesced {
+        if self.skip_quiesce {
+            return Quiesced::SkippedControl;
+        }
+        // Wait by giving the CPU to the other VMs and the manager.
+        qvm::quiesce::quiesce(f, &mut |ms| {
+            let until = self.now_ns().saturating_add(ms.saturating_mul(1_000_000));
+            while self.now_ns() < until {
+                self.yield_now();
+            }
+        })
+    }
 }
 
-/// One VMM task: connect, start the VM, have the host check its two stage 2s, run the guest,
-/// report.
+/// One VMM task: connect, then run the VM (and its plan's restarts); after each run the host
+/// scrubs its RAM before the VM counts as stopped. The setup goes back to [`SETUPS`] so the
+/// operator can start the VM again.
 fn vm_main(y: &Yielder, index: usize) {
     let Some(setup) = SETUPS.lock().get_mut(index).and_then(Option::take) else {
+        // A VM whose VMM refused it earlier kept nothing to start again with.
+        console::line(format_args!(
+            "VM index={index} stop reason=refused status=-1 detail=\"nothing to start again with: its VMM refused it before\""
+        ));
+        LIFECYCLE.lock().set(index, VmState::Stopped);
         return;
     };
     let VmSetup {
         plan,
         image,
-        ram,
+        mut ram,
         ram_hpa,
-        functions,
-        stage2,
+        mut functions,
+        mut stage2,
         vmid,
         manager,
         accounting,
+        life,
+        mut restarts,
     } = setup;
-    let name = plan.name;
-    let client = if manager {
+    let mut client = if manager {
         MAILBOXES
             .get(index)
             .and_then(|mb| Client::connect(MailboxTransport::new(mb, || y.yield_now())).ok())
     } else {
         None
     };
-    let cfg = guest_exit::cpu_stage2_config(world_switch::pa_range());
+    loop {
+        let resources = Resources {
+            ram_hpa,
+            ram,
+            functions,
+            client,
+            stage2_mem: stage2,
+            stage2_cfg: guest_exit::cpu_stage2_config(world_switch::pa_range()),
+        };
+        let Some(back) = run_once(y, index, &plan, image, resources, vmid, accounting, life) else {
+            // Refused before it ran: what it was given is gone with the VMM's start.
+            LIFECYCLE.lock().set(index, VmState::Stopped);
+            return;
+        };
+        let Returned {
+            ram: mut r,
+            functions: f,
+            client: c,
+            stage2_mem: m,
+        } = back;
+        // Quiesced and destroyed (`Vm::finish_returning`): now the RAM, before it is anyone's.
+        scrub(plan.name, &mut r, life.skip_scrub, "stop");
+        (ram, functions, client, stage2) = (r, f, c, m);
+        let asked_to_stop = LIFECYCLE.lock().stop_requested(index);
+        if restarts == 0 || asked_to_stop {
+            break;
+        }
+        restarts -= 1;
+        console::line(format_args!("VM vm={} restart left={restarts}", plan.name));
+        LIFECYCLE.lock().set(index, VmState::Running);
+    }
+    // The connection (`client`) waits on this task's stack and ends with it: a later start
+    // connects again.
+    let _ = client;
+    let name = plan.name;
+    if let Some(slot) = SETUPS.lock().get_mut(index) {
+        *slot = Some(VmSetup {
+            plan,
+            image,
+            ram,
+            ram_hpa,
+            functions,
+            stage2,
+            vmid,
+            manager,
+            accounting,
+            life,
+            restarts: 0,
+        });
+    }
+    LIFECYCLE.lock().set(index, VmState::Stopped);
+    console::line(format_args!("VM vm={name} state=stopped"));
+}
+
+/// Zeroes a VM's RAM and cleans it to the point of coherency (`GuestRam::zero`), so the next
+/// guest in it reads zeros whatever was left there, in the caches or in memory: before its
+/// first start (`when=before-first-start`) and after each stop (`when=stop`, once its devices
+/// are quiesced and its object destroyed). `skipped=control` for the test image's control.
+fn scrub(name: &str, ram: &mut VmRam, skip: bool, when: &str) {
+    let range = ram.range();
+    if skip {
+        console::line(format_args!(
+            "SCRUB vm={name} when={when} ram={}+{:#x} bytes=0 skipped=control",
+            ram.hpa,
+            range.len()
+        ));
+        return;
+    }
+    let clock = GenericTimer::new();
+    let began = clock.now();
+    let _ = ram.zero(range.start(), range.len());
+    let us = clock.now().saturating_sub(began).as_micros();
+    console::line(format_args!(
+        "SCRUB vm={name} when={when} ram={}+{:#x} bytes={} us={us}",
+        ram.hpa,
+        range.len(),
+        range.len()
+    ));
+}
+
+/// One run of the VM: start it, have the host check its two stage 2s, run the guest, quiesce
+/// and report. `None` when the VM never started (what it was given is gone).
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn run_once<W: FnMut()>(
+    y: &Yielder,
+    index: usize,
+    plan: &VmPlan<'static>,
+    image: &'static [u8],
+    resources: Resources<MailboxTransport<'static, W>, VmRam, EcamFunction, DaemonMemory>,
+    vmid: u8,
+    accounting: SliceAccounting,
+    life: LifeControls,
+) -> Option<Returned<MailboxTransport<'static, W>, VmRam, EcamFunction, DaemonMemory>> {
+    let name = plan.name;
+    let cfg = resources.stage2_cfg;
     let host = TaskHost {
         y,
         clock: GenericTimer::new(),
+        index,
+        skip_quiesce: life.skip_quiesce,
     };
-    let resources = Resources {
-        ram_hpa,
-        ram,
-        functions,
-        client,
-        stage2_mem: stage2,
-        stage2_cfg: cfg,
-    };
-    let mut vm = match Vm::start(&plan, image, resources, host) {
+    let mut vm = match Vm::start(plan, image, resources, host) {
         Ok(vm) => vm,
         Err(_) => {
             // `Vm::start` printed why.
@@ -456,12 +679,12 @@ fn vm_main(y: &Yielder, index: usize) {
                 "refused",
                 &"the VMM did not start the VM",
             );
-            return;
+            return None;
         }
     };
     let Some(root) = vm.cpu_stage2().map(|(t, _)| t.root().0) else {
         end(index, name, false, "refused", &"no CPU stage 2");
-        return;
+        return Some(vm.finish_returning().1);
     };
     let (entry, dtb) = vm.entry();
     let slice = GenericTimer::new().hz() / SLICE_PER_SECOND;
@@ -488,8 +711,10 @@ fn vm_main(y: &Yielder, index: usize) {
                 }
                 y.yield_now();
             };
+            set_check(index, Check::Idle);
             if !agreed {
-                let report = vm.finish();
+                LIFECYCLE.lock().set(index, VmState::Stopping);
+                let (report, back) = vm.finish_returning();
                 end(
                     index,
                     name,
@@ -500,12 +725,13 @@ fn vm_main(y: &Yielder, index: usize) {
                         report.faults
                     ),
                 );
-                return;
+                return Some(back);
             }
         }
     }
     let stop = vm.run(&mut cpu);
-    let report = vm.finish();
+    LIFECYCLE.lock().set(index, VmState::Stopping);
+    let (report, back) = vm.finish_returning();
     let ok = matches!(
         stop,
         StopReason::Exited { status: 0 } | StopReason::SystemOff
@@ -521,8 +747,19 @@ fn vm_main(y: &Yielder, index: usize) {
         report.possibly_lost,
         u8::from(report.isolated)
     ));
+    ended(index, ok);
+    Some(back)
+}
+
+/// Counts one run of VM `index` in the host's summary and its life cycle.
+fn ended(index: usize, ok: bool) {
+    LIFECYCLE.lock().set_last_ok(index, ok);
     if let Some(slot) = ENDED.lock().get_mut(index) {
-        *slot = Some(Ended { ok });
+        let before = slot.unwrap_or(Ended { ok: true, runs: 0 });
+        *slot = Some(Ended {
+            ok: before.ok && ok,
+            runs: before.runs + 1,
+        });
     }
 }
 
@@ -540,9 +777,7 @@ fn end(index: usize, name: &str, ok: bool, reason: &str, detail: &dyn fmt::Displ
     console::line(format_args!(
         "VM vm={name} stop reason={reason} status=-1 detail={text}"
     ));
-    if let Some(slot) = ENDED.lock().get_mut(index) {
-        *slot = Some(Ended { ok });
-    }
+    ended(index, ok);
 }
 
 /// The host's side of the stage-2 check: for each VMM that asked, compare the CPU's
@@ -631,7 +866,7 @@ impl GuestRam for VmRam {
     fn zero(&mut self, gpa: Gpa, len: u64) -> Result<(), OutsideRam> {
         let pa = self.hpa_of(gpa, len)?;
         if len > 0 {
-            self.view.fill_with(pa, len, |_| 0);
+            self.view.zero(pa, len);
             self.view.sync_for_device(pa, len);
         }
         Ok(())

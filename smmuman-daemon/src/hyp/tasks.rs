@@ -9,8 +9,9 @@
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 
-/// Bytes of stack per task.
-pub const STACK_SIZE: usize = 64 * 1024;
+/// Bytes of stack per task. A VMM task that restarts its VM holds the VM's resources (its
+/// manager connection's 2 message buffers among them) while the VM runs: 128 KiB.
+pub const STACK_SIZE: usize = 128 * 1024;
 /// Tasks that can exist at once.
 pub const MAX_TASKS: usize = 4;
 /// Written at the lowest word of each task stack; a task that overwrote it overflowed.

@@ -187,17 +187,24 @@ pub fn assign(
     }
 }
 
+/// What [`serve_tasks`] runs after every round: the manager (if any) and the task slots in;
+/// whether to go on with no task running out.
+pub type EachRound<'a> = dyn FnMut(Option<&mut Mgr>, &mut [Option<Task>]) -> bool + 'a;
+
 /// Resumes the client `tasks` in turn (task `i` talks through mailbox `i`) and serves their
 /// mailboxes and the SMMU's events with `manager` between rounds, until every task has
-/// finished or `max_rounds` rounds have passed (the rest are then abandoned, and the manager
-/// cleans up after them as after a VMM that died). `each_round` runs after every round with
-/// the manager (the host's own checks).
+/// finished and `each_round` has no more to come, or `max_rounds` rounds with a task running
+/// have passed (the rest are then abandoned, and the manager cleans up after them as after a
+/// VMM that died). `each_round` runs after every round with the manager (if any) and the task
+/// slots (the host's own checks, its life cycle: it may put new tasks in empty slots); it
+/// returns whether the loop should go on even with no task running (a VM about to start, a
+/// resident host).
 pub fn serve_tasks(
     p: &Platform,
     mut manager: Option<&mut Mgr>,
     tasks: &mut [Option<Task>],
     max_rounds: u32,
-    each_round: &mut dyn FnMut(&mut Mgr),
+    each_round: &mut EachRound<'_>,
 ) {
     let n = tasks.len();
     let mut rounds = 0;
@@ -220,13 +227,19 @@ pub fn serve_tasks(
         }
         if let Some(m) = manager.as_deref_mut() {
             serve_once(p, m, n);
-            each_round(m);
         } else {
             // No manager: still let the host's interrupts (a guest's time slice) be taken.
             crate::hyp::irq::window();
         }
-        rounds += 1;
-        if running == 0 || rounds >= max_rounds {
+        let more = each_round(manager.as_deref_mut(), tasks);
+        // The bound counts rounds since the last moment no task ran (a resident host serves
+        // for as long as it is left running).
+        if running > 0 {
+            rounds += 1;
+        } else {
+            rounds = 0;
+        }
+        if (running == 0 && !more) || rounds >= max_rounds {
             if running != 0 {
                 console::line(format_args!(
                     "FATAL reason=clients-stuck running={running} rounds={rounds}"

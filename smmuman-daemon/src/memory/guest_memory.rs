@@ -71,6 +71,21 @@ impl GuestMemory {
         self.window.covers(pa, len)
     }
 
+    /// Zeroes `[pa, pa + len)` with 8-byte stores when `pa` and `len` are multiples of 8, byte
+    /// by byte otherwise.
+    ///
+    /// # Panics
+    /// When the range is not inside the pool (a bug in the caller).
+    pub fn zero(&mut self, pa: PhysAddr, len: u64) {
+        match PhysRange::new(pa, len) {
+            Some(r) if pa.0.is_multiple_of(8) && len.is_multiple_of(8) => {
+                self.assert_covers(pa, len);
+                self.window.zero(r);
+            }
+            _ => self.fill_with(pa, len, |_| 0),
+        }
+    }
+
     /// Writes `byte_at(i)` to `pa + i` for `i` in `0..len`.
     ///
     /// # Panics

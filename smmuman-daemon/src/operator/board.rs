@@ -1,12 +1,12 @@
 //! The operator's channel on the board: the second PL011, polled once per service pass of
-//! the host loop; and `stay=1`, the host resident once its VMs stopped.
+//! the host loop (which, with `stay=1`, keeps serving once its VMs stopped).
 
 use super::channel::Channel;
 use super::host_view::HostView;
 use crate::address_map::AddressMap;
 use crate::bringup::platform::Platform;
 use crate::clock::Clock;
-use crate::manager_task::{self, Mgr};
+use crate::manager_task::Mgr;
 use crate::mmio::MmioRegion;
 use crate::pl011::Pl011;
 use crate::runtime::console;
@@ -74,21 +74,5 @@ pub fn serve(p: &Platform, m: &mut Mgr, vms: &[HostVm]) {
             "OPERATOR refused={} detail=\"a message header was not the admin protocol's; the bytes after it were discarded\"",
             polled.refused
         ));
-    }
-}
-
-/// Whether the command line asks the host to stay resident (`stay=1`) once its VMs stopped.
-pub fn stays(p: &Platform) -> bool {
-    p.args.get("stay") == Some("1")
-}
-
-/// Stays resident: the manager's service pass and the operator's channel, for ever (QEMU is
-/// ended from outside). `vms` are the host's VMs, all stopped.
-pub fn stay(p: &Platform, mut m: Option<&mut Mgr>, vms: &[HostVm]) -> ! {
-    console::line(format_args!(
-        "HOST stay=1 detail=\"every VM stopped; the host stays resident for the operator (smmuctl)\""
-    ));
-    loop {
-        manager_task::serve_tasks(p, m.as_deref_mut(), &mut [], 1, &mut |m| serve(p, m, vms));
     }
 }

@@ -98,15 +98,32 @@ impl Host for HostView {
     fn heap(&self) -> Option<(u64, u64)> {
         self.heap
     }
-    // start_vm / stop_vm: the default `Unsupported` until the host has a run-time life
-    // cycle (issue 15's VM life cycle adds it in `host/`). SEAM: forward them to it here.
+    /// The host's life cycle ([`crate::host::lifecycle::start_vm`]): a stopped VM of the plan
+    /// starts again at the host loop's next pass.
     fn start_vm(&mut self, name: Name) -> Result<(), Refusal> {
-        let _ = name;
-        Err(Refusal::new(smmuman_api::DomainError::Unsupported, 0))
+        crate::host::lifecycle::start_vm(name.as_str())
+            .map(|_| ())
+            .map_err(life_refusal)
     }
+    /// The host's life cycle ([`crate::host::lifecycle::stop_vm`]): the guest stops at its
+    /// VMM's next yield, then its devices are quiesced, its object destroyed, its RAM scrubbed.
     fn stop_vm(&mut self, name: Name) -> Result<(), Refusal> {
-        let _ = name;
-        Err(Refusal::new(smmuman_api::DomainError::Unsupported, 0))
+        crate::host::lifecycle::stop_vm(name.as_str())
+            .map(|_| ())
+            .map_err(life_refusal)
+    }
+}
+
+/// A life-cycle refusal on the operator's wire: `NotFound` for a name the plan does not have,
+/// `Busy` (value: the VM's state, [`crate::host::lifecycle::VmState`] as a number) for a VM in
+/// the wrong state.
+fn life_refusal(e: crate::host::lifecycle::LifeError) -> Refusal {
+    use crate::host::lifecycle::LifeError;
+    match e {
+        LifeError::UnknownVm => Refusal::new(smmuman_api::DomainError::NotFound, 0),
+        LifeError::NotStopped(s) | LifeError::NotRunning(s) => {
+            Refusal::new(smmuman_api::DomainError::Busy, s as u64)
+        }
     }
 }
 

@@ -100,11 +100,27 @@ impl<'a> Edu<'a> {
         self.run(dev, ram, len, CMD_TO_RAM)
     }
 
-    fn run(&self, src: u64, dst: u64, len: u64, direction: u64) -> Result<(), DmaError> {
+    /// Asks the device to copy `len` bytes of its buffer at `offset` to bus address `ram` and
+    /// returns at once: QEMU's `edu` starts the transfer 100 ms later (a DMA still queued when
+    /// its owner stops: the life-cycle test).
+    ///
+    /// # Errors
+    /// [`DmaError::OutsideBuffer`].
+    pub fn queue_write_to(&self, offset: u64, ram: u64, len: u64) -> Result<(), DmaError> {
+        let dev = device_side(offset, len)?;
+        self.start(dev, ram, len, CMD_TO_RAM);
+        Ok(())
+    }
+
+    fn start(&self, src: u64, dst: u64, len: u64, direction: u64) {
         self.phys.write64(self.bar + DMA_SRC, src);
         self.phys.write64(self.bar + DMA_DST, dst);
         self.phys.write64(self.bar + DMA_COUNT, len);
         self.phys.write64(self.bar + DMA_CMD, CMD_START | direction);
+    }
+
+    fn run(&self, src: u64, dst: u64, len: u64, direction: u64) -> Result<(), DmaError> {
+        self.start(src, dst, len, direction);
         let deadline = Deadline::after_ms(self.clock, TIMEOUT_MS);
         while self.phys.read64(self.bar + DMA_CMD) & CMD_START != 0 {
             if deadline.passed(self.clock) {

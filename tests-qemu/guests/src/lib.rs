@@ -38,6 +38,7 @@ pub mod driver;
 pub mod edu;
 pub mod fairness;
 pub mod layout;
+pub mod lifecycle;
 pub mod pci;
 pub mod phys;
 pub mod report;

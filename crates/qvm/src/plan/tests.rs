@@ -57,6 +57,26 @@ fn manager_off_and_defaults() {
 }
 
 #[test]
+fn restart_counts_from_0_to_16() {
+    let plan = parse("[vm u]\nram 1M\npass pci 00:01.0\nguest g\n").unwrap();
+    assert_eq!(plan.vms[0].restarts, 0, "no restart by default");
+    let plan = parse("[vm u]\nram 1M\npass pci 00:01.0\nguest g\nrestart 16\n").unwrap();
+    assert_eq!(plan.vms[0].restarts, 16);
+    assert_eq!(
+        err("[vm a]\nrestart 17\n"),
+        "line 2:9: restart must be from 0 to 16"
+    );
+    assert_eq!(
+        err("[vm a]\nrestart -1\n"),
+        "line 2:9: expected a count (0 to 16), found \"-1\""
+    );
+    assert_eq!(
+        err("[vm a]\nrestart 1\nrestart 2\n"),
+        "line 3:1: \"restart\" given twice (first on line 2)"
+    );
+}
+
+#[test]
 fn mistakes_name_line_column_and_what() {
     let vm = "[vm a]\nram 2M\npass pci 00:01.0\nguest g\n";
     assert_eq!(
@@ -69,7 +89,7 @@ fn mistakes_name_line_column_and_what() {
     );
     assert_eq!(
         err("[vm a]\nram 2M\n  colour blue\n"),
-        "line 3:3: unknown key \"colour\" (allowed here: ram, unity, pass, guest, bootargs, time-limit)"
+        "line 3:3: unknown key \"colour\" (allowed here: ram, unity, pass, guest, bootargs, time-limit, restart)"
     );
     assert_eq!(
         err("ram 2M\n"),

@@ -113,6 +113,7 @@ fn client(m: &Shared, id: u32) -> Client<Direct> {
 struct TestHost {
     lines: Rc<RefCell<Vec<String>>>,
     now: Rc<Cell<u64>>,
+    stop: Rc<Cell<bool>>,
 }
 
 impl VmmHost for TestHost {
@@ -125,6 +126,9 @@ impl VmmHost for TestHost {
     fn yield_now(&mut self) {
         // Others run for a millisecond.
         self.now.set(self.now.get() + 1_000_000);
+    }
+    fn stop_requested(&self) -> bool {
+        self.stop.get()
     }
 }
 
@@ -804,6 +808,35 @@ fn the_time_limit_stops_a_looping_guest() {
     let report = vm.finish();
     assert_eq!(report.exit_status, None);
     assert_eq!(report.stop, Some(StopReason::TimeLimit { ms: 50 }));
+}
+
+#[test]
+fn the_hosts_stop_request_stops_the_guest_then_its_device_is_quiesced_before_the_object_goes() {
+    let (_m, _, s) = started("loop", "", "00:01.0");
+    let mut vm = s.vm.unwrap();
+    let mut cpu = ScriptVcpu::default();
+    vm.prepare(&mut cpu);
+    // The control: not asked, a timer exit only yields.
+    assert_eq!(vm.handle(Exit::Timer, &mut cpu), Action::Yield);
+    s.host.stop.set(true);
+    assert_eq!(vm.run(&mut cpu), StopReason::Requested);
+    assert!(s.host.has("VMM vm=loop stopped reason=requested"));
+    let before = s.host.now.get();
+    let (report, back) = vm.finish_returning();
+    assert_eq!(report.stop, Some(StopReason::Requested));
+    // Bus mastering off and, the function offering no FLR, 100 ms waited, before the object
+    // was destroyed (`finished`).
+    let lines = s.host.lines.borrow();
+    let quiesce = lines
+        .iter()
+        .position(|l| l == "QUIESCE vm=loop device=00:01.0 bus_master=off flr=not-offered");
+    let finished = lines
+        .iter()
+        .position(|l| l.starts_with("VMM vm=loop finished"));
+    assert!(quiesce.is_some() && quiesce < finished, "{lines:?}");
+    assert!(s.host.now.get() - before >= 100_000_000);
+    assert_eq!(back.functions.len(), 1, "the function is handed back");
+    assert!(back.client.is_some(), "so is the connection");
 }
 
 #[test]
