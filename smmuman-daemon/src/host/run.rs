@@ -732,9 +732,10 @@ fn run_once<W: FnMut()>(
     let stop = vm.run(&mut cpu);
     LIFECYCLE.lock().set(index, VmState::Stopping);
     let (report, back) = vm.finish_returning();
+    // A stop the host asked for (the operator's `stop`) is not a failure of the VM.
     let ok = matches!(
         stop,
-        StopReason::Exited { status: 0 } | StopReason::SystemOff
+        StopReason::Exited { status: 0 } | StopReason::SystemOff | StopReason::Requested
     );
     console::line(format_args!(
         "VM vm={name} stop reason={} status={} faults={} dropped={} possibly_lost={} isolated={} detail=\"{stop}\"",
