@@ -123,9 +123,7 @@ pub fn replace_generated<'a>(
     doc: &'a str,
     generated: &'a str,
 ) -> Option<impl Iterator<Item = &'a str>> {
-    let begin = doc.find(GENERATED_BEGIN)? + GENERATED_BEGIN.len();
-    let end = begin + doc.get(begin..)?.find(GENERATED_END)?;
-    Some([doc.get(..begin)?, "\n\n", generated, "\n", doc.get(end..)?].into_iter())
+    smmuman_api::declare::replace_between(doc, GENERATED_BEGIN, GENERATED_END, generated)
 }
 
 /// A row type: the struct, its [`Wire`](smmuman_api::wire::Wire) encoding (fields packed in

@@ -126,9 +126,21 @@ pub fn replace_generated<'a>(
     doc: &'a str,
     generated: &'a str,
 ) -> Option<impl Iterator<Item = &'a str>> {
-    let begin = doc.find(GENERATED_BEGIN)? + GENERATED_BEGIN.len();
-    let end = begin + doc.get(begin..)?.find(GENERATED_END)?;
-    Some([doc.get(..begin)?, "\n\n", generated, "\n", doc.get(end..)?].into_iter())
+    replace_between(doc, GENERATED_BEGIN, GENERATED_END, generated)
+}
+
+/// `doc` with what lies between the markers `begin` and `end` replaced by `generated` (the
+/// one rule every generated document section follows: the client protocol's and the
+/// operator protocol's); `None` when `doc` lacks a marker.
+pub fn replace_between<'a>(
+    doc: &'a str,
+    begin: &str,
+    end: &str,
+    generated: &'a str,
+) -> Option<impl Iterator<Item = &'a str>> {
+    let from = doc.find(begin)? + begin.len();
+    let to = from + doc.get(from..)?.find(end)?;
+    Some([doc.get(..from)?, "\n\n", generated, "\n", doc.get(to..)?].into_iter())
 }
 
 /// A message's fields as a Markdown table: offset, size, name, type.
